@@ -1,0 +1,241 @@
+"""Directory use cases: establishments, services, practitioners and DICOM nodes."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from uuid import UUID
+
+from application.base import SYSTEM_ACTOR, RelaisBase, parse_uuid
+from application.errors import AlreadyExistsError, ForbiddenError, NotFoundError
+from domain import directory as ids
+from domain.directory import DicomNode, Establishment, Practitioner
+from domain.errors import InvalidFieldError
+from domain.identifiers import check_department, check_finess, check_region, check_rpps, region_of
+from domain.values import Actor, NodeKind, Role, code, text
+
+PROFESSIONS = ("physician", "radiologist", "nurse", "manipulator", "pharmacist", "midwife", "other")
+
+
+@dataclass(frozen=True)
+class EstablishmentInfo:
+    id: str
+    finess: str
+    name: str
+    department: str
+    region: str
+    services: tuple[dict, ...]
+
+
+@dataclass(frozen=True)
+class PractitionerInfo:
+    id: str
+    rpps: str
+    family_name: str
+    given_name: str
+    profession: str
+    specialty: str
+    email: str
+    active: bool
+    memberships: dict
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    id: str
+    aet: str
+    host: str
+    port: int
+    establishment_id: str
+    kind: str
+
+
+class DirectoryUseCases(RelaisBase):
+    """Use cases of the directory; `admin_id=None` means the platform itself (CLI, seed)."""
+
+    def _admin(self, admin_id: str | None) -> dict:
+        if admin_id is None:
+            return dict(SYSTEM_ACTOR)
+        actor = self.actor_for(practitioner_id=admin_id, role=Role.ADMIN)
+        return actor.as_dict()
+
+    def add_establishment(
+        self, *, finess: str, name: str, department: str, region: str | None = None, admin_id: str | None = None
+    ) -> str:
+        finess = check_finess(finess)
+        department = check_department(department)
+        region = check_region(region) if region else region_of(department)
+        name = text(name, "name", max_len=200)
+        est = Establishment(
+            finess=finess, name=name, department=department, region=region,
+            occurred_at=self.clock(), actor=self._admin(admin_id),
+        )
+        try:
+            self.commit(est)
+        except Exception as e:  # the deterministic id makes a second FINESS a version clash
+            if self.exists(est.id):
+                raise AlreadyExistsError(f"l'établissement FINESS {finess} existe déjà") from None
+            raise e
+        return str(est.id)
+
+    def add_service(
+        self, *, establishment_id: str, code: str, name: str, specialty: str = "", kind: str = "service",
+        admin_id: str | None = None,
+    ) -> str:
+        est = self.load(Establishment, establishment_id, "établissement")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", code or ""):
+            raise InvalidFieldError("code", "code de service : minuscules, chiffres, - et _ (40 max.)")
+        sid = est.add_service(
+            code=code, name=text(name, "name", max_len=200), specialty=text(specialty, "specialty", max_len=100, required=False),
+            kind=kind, actor=self._admin(admin_id), occurred_at=self.clock(),
+        )
+        self.commit(est)
+        return sid
+
+    def add_practitioner(
+        self, *, rpps: str, family_name: str, given_name: str, establishment_id: str, roles: list[str],
+        profession: str = "physician", specialty: str = "", email: str = "", service_ids: list[str] | None = None,
+        admin_id: str | None = None,
+    ) -> str:
+        rpps = check_rpps(rpps)
+        roles = sorted({code(Role, r, "role") for r in roles})
+        if not roles:
+            raise InvalidFieldError("role", "au moins un rôle")
+        if profession not in PROFESSIONS:
+            raise InvalidFieldError("profession", f"profession inconnue (attendu : {', '.join(PROFESSIONS)})")
+        email = text(email, "email", max_len=200, required=False)
+        if email and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
+            raise InvalidFieldError("email", "adresse électronique invalide")
+        est = self.load(Establishment, establishment_id, "établissement")
+        service_ids = list(service_ids or [])
+        for sid in service_ids:
+            if sid not in est.services:
+                raise InvalidFieldError("service_id", f"service inconnu dans {est.name}")
+        actor = self._admin(admin_id)
+        if self.exists(ids.practitioner_id(rpps)):
+            raise AlreadyExistsError(f"le professionnel RPPS {rpps} existe déjà")
+        p = Practitioner(
+            rpps=rpps, family_name=text(family_name, "family_name", max_len=100).upper(),
+            given_name=text(given_name, "given_name", max_len=100, required=False),
+            profession=profession, specialty=text(specialty, "specialty", max_len=100, required=False),
+            email=email, occurred_at=self.clock(), actor=actor,
+        )
+        p.join(establishment_id=str(est.id), roles=roles, service_ids=service_ids, actor=actor, occurred_at=self.clock())
+        try:
+            self.commit(p)
+        except Exception:
+            if self.exists(p.id):
+                raise AlreadyExistsError(f"le professionnel RPPS {rpps} existe déjà") from None
+            raise
+        return str(p.id)
+
+    def set_membership(
+        self, *, practitioner_id: str, establishment_id: str, roles: list[str], service_ids: list[str] | None = None,
+        admin_id: str | None = None,
+    ) -> None:
+        p = self.load(Practitioner, practitioner_id, "professionnel")
+        est = self.load(Establishment, establishment_id, "établissement")
+        for sid in service_ids or []:
+            if sid not in est.services:
+                raise InvalidFieldError("service_id", f"service inconnu dans {est.name}")
+        p.join(
+            establishment_id=str(est.id), roles=sorted({code(Role, r, "role") for r in roles}),
+            service_ids=list(service_ids or []), actor=self._admin(admin_id), occurred_at=self.clock(),
+        )
+        self.commit(p)
+
+    def add_node(
+        self, *, aet: str, host: str, port: int, establishment_id: str, kind: str, admin_id: str | None = None
+    ) -> str:
+        aet = (aet or "").strip()
+        if not re.fullmatch(r"[A-Za-z0-9_\-. ]{1,16}", aet) or aet != aet.strip():
+            raise InvalidFieldError("aet", "titre AE DICOM : 1 à 16 caractères ASCII, sans « \\ »")
+        host = (host or "").strip()
+        if not re.fullmatch(r"[A-Za-z0-9.\-:]{1,253}", host):
+            raise InvalidFieldError("host", "nom d'hôte ou adresse IP invalide")
+        try:
+            port = int(port)
+        except (TypeError, ValueError):
+            raise InvalidFieldError("port", "port numérique attendu") from None
+        if not 1 <= port <= 65535:
+            raise InvalidFieldError("port", "port entre 1 et 65535")
+        kind = code(NodeKind, kind, "kind")
+        est = self.load(Establishment, establishment_id, "établissement")
+        if self.exists(ids.node_id(aet)):
+            raise AlreadyExistsError(f"le nœud DICOM {aet} existe déjà")
+        node = DicomNode(
+            aet=aet, host=host, port=port, establishment_id=str(est.id), kind=kind,
+            occurred_at=self.clock(), actor=self._admin(admin_id),
+        )
+        try:
+            self.commit(node)
+        except Exception:
+            if self.exists(node.id):
+                raise AlreadyExistsError(f"le nœud DICOM {aet} existe déjà") from None
+            raise
+        return str(node.id)
+
+    # ------------------------------------------------------------------ lookups
+
+    def establishment(self, *, establishment_id: str | None = None, finess: str | None = None) -> EstablishmentInfo:
+        if finess is not None:
+            establishment_id = str(ids.establishment_id(check_finess(finess)))
+        e = self.load(Establishment, establishment_id, "établissement")
+        return EstablishmentInfo(
+            id=str(e.id), finess=e.finess, name=e.name, department=e.department, region=e.region,
+            services=tuple(e.services.values()),
+        )
+
+    def practitioner(self, *, practitioner_id: str | None = None, rpps: str | None = None) -> PractitionerInfo:
+        if rpps is not None:
+            practitioner_id = str(ids.practitioner_id(check_rpps(rpps)))
+        p = self.load(Practitioner, practitioner_id, "professionnel")
+        return PractitionerInfo(
+            id=str(p.id), rpps=p.rpps, family_name=p.family_name, given_name=p.given_name,
+            profession=p.profession, specialty=p.specialty, email=p.email, active=p.active,
+            memberships={k: dict(v) for k, v in p.memberships.items()},
+        )
+
+    def node(self, *, aet: str) -> NodeInfo:
+        n = self.load(DicomNode, ids.node_id(aet), "nœud DICOM")
+        return NodeInfo(id=str(n.id), aet=n.aet, host=n.host, port=n.port, establishment_id=n.establishment_id, kind=n.kind)
+
+    def actor_for(self, *, practitioner_id: str, establishment_id: str | None = None, role: str = Role.CLINICIAN) -> Actor:
+        """Who acts: checks the practitioner is active and holds `role` in the establishment."""
+        try:
+            p = self.load(Practitioner, practitioner_id, "professionnel")
+        except NotFoundError:
+            raise ForbiddenError("utilisateur inconnu") from None
+        if not p.active:
+            raise ForbiddenError("compte désactivé")
+        candidates = [
+            (eid, m) for eid, m in p.memberships.items()
+            if role in m["roles"] and (establishment_id is None or eid == str(parse_uuid(establishment_id, "établissement")))
+        ]
+        if not candidates:
+            raise ForbiddenError(f"rôle « {role} » non attribué à cet utilisateur pour cet établissement")
+        if len(candidates) > 1 and establishment_id is None:
+            raise ForbiddenError("précisez pour quel établissement vous agissez")
+        eid, m = candidates[0]
+        return Actor(
+            practitioner_id=str(p.id), role=role, establishment_id=eid,
+            service_ids=tuple(m["service_ids"]), name=p.display_name,
+        )
+
+    def directory_ids(self) -> dict[str, list[UUID]]:
+        """Ids of every establishment, practitioner and node, from the log's created events."""
+        topics = {
+            "establishments": "relais:Establishment.Created",
+            "practitioners": "relais:Practitioner.Created",
+            "nodes": "relais:DicomNode.Created",
+        }
+        out: dict[str, list[UUID]] = {k: [] for k in topics}
+        reverse = {v: k for k, v in topics.items()}
+        start = 1
+        while True:
+            batch = self.recorder.select_notifications(start=start, limit=1000, topics=list(topics.values()))
+            if not batch:
+                return out
+            for n in batch:
+                out[reverse[n.topic]].append(n.originator_id)
+            start = batch[-1].id + 1

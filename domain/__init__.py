@@ -1,0 +1,1 @@
+"""Relais domain layer."""

@@ -1,0 +1,178 @@
+"""Directory aggregates: establishments (with services/teams), practitioners, DICOM nodes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import DirectoryError, InvalidFieldError
+
+_NS = uuid5(NAMESPACE_URL, "https://relais.invalid/directory")
+
+
+def establishment_id(finess: str) -> UUID:
+    """Deterministic id: one establishment per FINESS, enforced by the event store."""
+    return uuid5(_NS, f"finess:{finess}")
+
+
+def practitioner_id(rpps: str) -> UUID:
+    return uuid5(_NS, f"rpps:{rpps}")
+
+
+def node_id(aet: str) -> UUID:
+    return uuid5(_NS, f"aet:{aet}")
+
+
+def service_id(establishment: UUID, code: str) -> UUID:
+    return uuid5(establishment, f"service:{code}")
+
+
+class Establishment(Aggregate):
+    """A healthcare establishment identified by its FINESS, with its services and teams."""
+
+    TOPIC = "relais:Establishment"
+
+    @staticmethod
+    def create_id(finess: str, **_: object) -> UUID:
+        return establishment_id(finess)
+
+    @event("Created", topic="relais:Establishment.Created")
+    def __init__(self, *, finess: str, name: str, department: str, region: str, occurred_at: datetime, actor: dict):
+        self.finess = finess
+        self.name = name
+        self.department = department
+        self.region = region
+        self.services: dict[str, dict] = {}
+
+    def rename(self, *, name: str, actor: dict, occurred_at: datetime) -> None:
+        if name != self.name:
+            self._renamed(name=name, actor=actor, occurred_at=occurred_at)
+
+    @event("Renamed", topic="relais:Establishment.Renamed")
+    def _renamed(self, name: str, actor: dict, occurred_at: datetime) -> None:
+        self.name = name
+
+    def add_service(self, *, code: str, name: str, specialty: str, kind: str, actor: dict, occurred_at: datetime) -> str:
+        sid = str(service_id(self.id, code))
+        if sid in self.services:
+            raise InvalidFieldError("code", f"service « {code} » déjà présent dans l'établissement")
+        if kind not in ("service", "team", "on_call_pool"):
+            raise InvalidFieldError("kind", "type attendu : service, team ou on_call_pool")
+        self._service_added(
+            service_id=sid, code=code, name=name, specialty=specialty, kind=kind, actor=actor, occurred_at=occurred_at
+        )
+        return sid
+
+    @event("ServiceAdded", topic="relais:Establishment.ServiceAdded")
+    def _service_added(
+        self, service_id: str, code: str, name: str, specialty: str, kind: str, actor: dict, occurred_at: datetime
+    ) -> None:
+        self.services[service_id] = {
+            "service_id": service_id, "code": code, "name": name, "specialty": specialty, "kind": kind
+        }
+
+
+class Practitioner(Aggregate):
+    """A professional identified by RPPS, with memberships (establishment → services) and roles."""
+
+    TOPIC = "relais:Practitioner"
+
+    @staticmethod
+    def create_id(rpps: str, **_: object) -> UUID:
+        return practitioner_id(rpps)
+
+    @event("Created", topic="relais:Practitioner.Created")
+    def __init__(
+        self,
+        *,
+        rpps: str,
+        family_name: str,
+        given_name: str,
+        profession: str,
+        specialty: str,
+        email: str,
+        occurred_at: datetime,
+        actor: dict,
+    ):
+        self.rpps = rpps
+        self.family_name = family_name
+        self.given_name = given_name
+        self.profession = profession
+        self.specialty = specialty
+        self.email = email
+        self.memberships: dict[str, dict] = {}
+        self.active = True
+
+    @property
+    def display_name(self) -> str:
+        return f"{self.given_name} {self.family_name}".strip()
+
+    def join(
+        self, *, establishment_id: str, roles: list[str], service_ids: list[str], actor: dict, occurred_at: datetime
+    ) -> None:
+        if not roles:
+            raise InvalidFieldError("role", "au moins un rôle")
+        current = self.memberships.get(establishment_id)
+        if current and sorted(current["roles"]) == sorted(roles) and sorted(current["service_ids"]) == sorted(
+            service_ids
+        ):
+            return
+        self._joined(
+            establishment_id=establishment_id, roles=sorted(roles), service_ids=sorted(service_ids),
+            actor=actor, occurred_at=occurred_at,
+        )
+
+    @event("MembershipSet", topic="relais:Practitioner.MembershipSet")
+    def _joined(
+        self, establishment_id: str, roles: list, service_ids: list, actor: dict, occurred_at: datetime
+    ) -> None:
+        self.memberships[establishment_id] = {"roles": roles, "service_ids": service_ids}
+
+    def leave(self, *, establishment_id: str, actor: dict, occurred_at: datetime) -> None:
+        if establishment_id not in self.memberships:
+            raise DirectoryError("ce professionnel n'est pas membre de cet établissement")
+        self._left(establishment_id=establishment_id, actor=actor, occurred_at=occurred_at)
+
+    @event("MembershipEnded", topic="relais:Practitioner.MembershipEnded")
+    def _left(self, establishment_id: str, actor: dict, occurred_at: datetime) -> None:
+        del self.memberships[establishment_id]
+
+    def deactivate(self, *, actor: dict, occurred_at: datetime) -> None:
+        if self.active:
+            self._deactivated(actor=actor, occurred_at=occurred_at)
+
+    @event("Deactivated", topic="relais:Practitioner.Deactivated")
+    def _deactivated(self, actor: dict, occurred_at: datetime) -> None:
+        self.active = False
+
+
+class DicomNode(Aggregate):
+    """A DICOM application entity (a hospital gateway or PACS) allowed to talk to the platform."""
+
+    TOPIC = "relais:DicomNode"
+
+    @staticmethod
+    def create_id(aet: str, **_: object) -> UUID:
+        return node_id(aet)
+
+    @event("Created", topic="relais:DicomNode.Created")
+    def __init__(
+        self, *, aet: str, host: str, port: int, establishment_id: str, kind: str, occurred_at: datetime, actor: dict
+    ):
+        self.aet = aet
+        self.host = host
+        self.port = port
+        self.establishment_id = establishment_id
+        self.kind = kind
+        self.active = True
+
+    def move(self, *, host: str, port: int, actor: dict, occurred_at: datetime) -> None:
+        if (host, port) != (self.host, self.port):
+            self._moved(host=host, port=port, actor=actor, occurred_at=occurred_at)
+
+    @event("Moved", topic="relais:DicomNode.Moved")
+    def _moved(self, host: str, port: int, actor: dict, occurred_at: datetime) -> None:
+        self.host = host
+        self.port = port

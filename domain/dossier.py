@@ -1,0 +1,464 @@
+"""The Dossier aggregate (télédossier): its whole lifecycle as events, per-recipient sends."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import (
+    ConsentMissingError,
+    DossierClosedError,
+    DossierNotDraftError,
+    DossierStateError,
+    InvalidFieldError,
+    NotAllowedError,
+    SendStateError,
+    UnknownDocumentError,
+    UnknownSendError,
+)
+from domain.identifiers import OCCITANIE
+from domain.values import (
+    ACTIVE_SEND_STATES,
+    Actor,
+    Channel,
+    Consent,
+    DossierState,
+    ImagingSource,
+    Role,
+    SendState,
+)
+
+DECLINE_REASONS = {
+    "not_competent": "Hors du champ de compétence",
+    "insufficient_information": "Informations insuffisantes",
+    "unavailable": "Indisponible",
+    "redirected": "Orienter vers un autre établissement",
+    "other": "Autre motif",
+}
+
+
+def dossier_number(dossier_id: UUID) -> str:
+    """A short, stable, human-readable number derived from the dossier id (e.g. TD-7F3AQ2KD9M)."""
+    return "TD-" + base64.b32encode(dossier_id.bytes).decode()[:10]
+
+
+class Dossier(Aggregate):
+    """One tele-expertise case: patient, question, documents, imaging, recipients and answers."""
+
+    TOPIC = "relais:Dossier"
+
+    class Declined(Aggregate.Event):
+        """A recipient declined. v2 added `reason_code` (v1 had free text only)."""
+
+        TOPIC = "relais:Dossier.Declined"
+        class_version = 2
+
+        send_id: str
+        reason_code: str
+        reason: str
+        actor: dict
+        occurred_at: datetime
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["reason_code"] = "other"
+
+    @event("Created", topic="relais:Dossier.Created")
+    def __init__(
+        self,
+        *,
+        workflow: str,
+        requester: dict,
+        patient: dict,
+        question: str,
+        urgency: str,
+        consent: dict | None,
+        imaging_source: str,
+        actor: dict,
+        occurred_at: datetime,
+        imported_from: dict | None,
+    ) -> None:
+        self.workflow = workflow
+        self.requester = requester
+        self.patient = patient
+        self.question = question
+        self.urgency = urgency
+        self.consent = consent
+        self.imaging_source = imaging_source
+        self.imported_from = imported_from
+        self.created_by = actor
+        self.opened_on = occurred_at
+        self.documents: dict[str, dict] = {}
+        self.imaging: dict[str, dict] = {}
+        self.sends: dict[str, dict] = {}
+        self.first_sent_on: datetime | None = None
+        self.closed_on: datetime | None = None
+        self.cancelled_on: datetime | None = None
+        self.last_occurred_at = occurred_at
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def number(self) -> str:
+        return dossier_number(self.id)
+
+    @property
+    def is_draft(self) -> bool:
+        return self.first_sent_on is None and not self.is_over
+
+    @property
+    def is_over(self) -> bool:
+        return self.closed_on is not None or self.cancelled_on is not None
+
+    @property
+    def state(self) -> str:
+        if self.cancelled_on is not None:
+            return DossierState.CANCELLED
+        if self.closed_on is not None:
+            return DossierState.CLOSED
+        if self.first_sent_on is None:
+            return DossierState.DRAFT
+        states = {s["state"] for s in self.sends.values() if s["state"] != SendState.PENDING}
+        if states & {SendState.IN_PROGRESS, SendState.ON_HOLD}:
+            return DossierState.IN_PROGRESS
+        if SendState.REQUESTED in states:
+            return DossierState.IN_PROGRESS if SendState.ANSWERED in states else DossierState.REQUESTED
+        if SendState.ANSWERED in states:
+            return DossierState.ANSWERED
+        return DossierState.DECLINED
+
+    def send_of(self, send_id: str) -> dict:
+        try:
+            return self.sends[send_id]
+        except KeyError:
+            raise UnknownSendError(f"envoi inconnu : {send_id}") from None
+
+    def is_requester(self, actor: Actor) -> bool:
+        return actor.role == Role.CLINICIAN and actor.establishment_id == self.requester["establishment_id"]
+
+    def is_recipient(self, actor: Actor, send_id: str) -> bool:
+        send = self.send_of(send_id)
+        if actor.role != Role.CLINICIAN or actor.establishment_id != send["establishment_id"]:
+            return False
+        if send["practitioner_id"]:
+            return send["practitioner_id"] == actor.practitioner_id
+        if send["service_id"]:
+            return send["service_id"] in actor.service_ids
+        return True
+
+    def may_read(self, actor: Actor) -> bool:
+        """Clinicians of the requester side, or of any send's recipient; auditors always."""
+        if actor.role == Role.AUDITOR:
+            return True
+        if self.is_requester(actor):
+            return True
+        return any(
+            s["state"] != SendState.PENDING and self.is_recipient(actor, sid) for sid, s in self.sends.items()
+        )
+
+    # ------------------------------------------------------------------ guards
+
+    def _open(self) -> None:
+        if self.is_over:
+            raise DossierClosedError("le télédossier est clôturé ou annulé")
+
+    def _draft(self) -> None:
+        self._open()
+        if not self.is_draft:
+            raise DossierNotDraftError("le télédossier a été envoyé : il ne peut plus être modifié")
+
+    def _as_requester(self, actor: Actor) -> None:
+        if not self.is_requester(actor):
+            raise NotAllowedError("seul l'établissement requérant peut faire cela")
+
+    def _as_recipient(self, actor: Actor, send_id: str) -> dict:
+        send = self.send_of(send_id)
+        if send["state"] == SendState.PENDING or not self.is_recipient(actor, send_id):
+            raise NotAllowedError("ce télédossier ne vous est pas adressé")
+        return send
+
+    def _send_in(self, send: dict, *states: str) -> None:
+        if send["state"] not in states:
+            raise SendStateError(
+                f"action impossible : l'envoi est à l'état « {send['state']} »"
+            )
+
+    def _complement_pending(self) -> bool:
+        return any(s["state"] == SendState.ON_HOLD for s in self.sends.values())
+
+    # ------------------------------------------------------------------ requester commands
+
+    def edit(self, *, changes: dict, actor: Actor, occurred_at: datetime) -> None:
+        self._draft()
+        self._as_requester(actor)
+        allowed = {"question", "urgency", "patient", "workflow", "imaging_source"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise InvalidFieldError(sorted(unknown)[0], "champ non modifiable")
+        if changes:
+            self._edited(changes=changes, actor=actor.as_dict(), occurred_at=occurred_at)
+
+    @event("DraftEdited", topic="relais:Dossier.DraftEdited")
+    def _edited(self, changes: dict, actor: dict, occurred_at: datetime) -> None:
+        for key, value in changes.items():
+            setattr(self, key, value)
+        self.last_occurred_at = occurred_at
+
+    def record_consent(self, *, status: str, note: str, actor: Actor, occurred_at: datetime) -> None:
+        self._draft()
+        self._as_requester(actor)
+        self._consent_recorded(status=status, note=note, actor=actor.as_dict(), occurred_at=occurred_at)
+
+    @event("ConsentRecorded", topic="relais:Dossier.ConsentRecorded")
+    def _consent_recorded(self, status: str, note: str, actor: dict, occurred_at: datetime) -> None:
+        self.consent = {"status": status, "note": note, "occurred_at": occurred_at.isoformat()}
+        self.last_occurred_at = occurred_at
+
+    def attach_document(self, *, document: dict, actor: Actor, occurred_at: datetime) -> None:
+        self._open()
+        self._as_requester(actor)
+        if not (self.is_draft or self._complement_pending()):
+            raise DossierNotDraftError("documents : ajout possible en brouillon ou en réponse à une demande de complément")
+        if document["document_id"] in self.documents:
+            raise InvalidFieldError("document_id", "document déjà joint")
+        self._document_attached(document=document, actor=actor.as_dict(), occurred_at=occurred_at)
+
+    @event("DocumentAttached", topic="relais:Dossier.DocumentAttached")
+    def _document_attached(self, document: dict, actor: dict, occurred_at: datetime) -> None:
+        self.documents[document["document_id"]] = dict(document, attached_on=occurred_at.isoformat())
+        self.last_occurred_at = occurred_at
+
+    def remove_document(self, *, document_id: str, actor: Actor, occurred_at: datetime) -> None:
+        self._draft()
+        self._as_requester(actor)
+        if document_id not in self.documents:
+            raise UnknownDocumentError(f"document inconnu : {document_id}")
+        self._document_removed(document_id=document_id, actor=actor.as_dict(), occurred_at=occurred_at)
+
+    @event("DocumentRemoved", topic="relais:Dossier.DocumentRemoved")
+    def _document_removed(self, document_id: str, actor: dict, occurred_at: datetime) -> None:
+        del self.documents[document_id]
+        self.last_occurred_at = occurred_at
+
+    def attach_imaging(self, *, study: dict, actor: Actor, occurred_at: datetime) -> None:
+        self._open()
+        if actor.role != "system":
+            self._as_requester(actor)
+        if not (self.is_draft or self._complement_pending()):
+            raise DossierNotDraftError("imagerie : ajout possible en brouillon ou en réponse à une demande de complément")
+        if study["source"] == ImagingSource.NONE:
+            raise InvalidFieldError("source", "une étude jointe a une source d'imagerie")
+        self._imaging_attached(study=study, actor=actor.as_dict(), occurred_at=occurred_at)
+
+    @event("ImagingAttached", topic="relais:Dossier.ImagingAttached")
+    def _imaging_attached(self, study: dict, actor: dict, occurred_at: datetime) -> None:
+        uid = study["study_instance_uid"]
+        previous = self.imaging.get(uid, {})
+        self.imaging[uid] = dict(previous, **study, attached_on=occurred_at.isoformat())
+        self.last_occurred_at = occurred_at
+
+    def detach_imaging(self, *, study_instance_uid: str, actor: Actor, occurred_at: datetime) -> None:
+        self._draft()
+        self._as_requester(actor)
+        if study_instance_uid not in self.imaging:
+            raise InvalidFieldError("study_instance_uid", "étude non jointe à ce télédossier")
+        self._imaging_detached(
+            study_instance_uid=study_instance_uid, actor=actor.as_dict(), occurred_at=occurred_at
+        )
+
+    @event("ImagingDetached", topic="relais:Dossier.ImagingDetached")
+    def _imaging_detached(self, study_instance_uid: str, actor: dict, occurred_at: datetime) -> None:
+        del self.imaging[study_instance_uid]
+        self.last_occurred_at = occurred_at
+
+    def address(self, *, recipient: dict, actor: Actor, occurred_at: datetime) -> None:
+        """Adds a recipient (a future send). Allowed while the dossier is open, also after sending."""
+        self._open()
+        self._as_requester(actor)
+        if recipient["send_id"] in self.sends:
+            raise InvalidFieldError("send_id", "envoi déjà existant")
+        if recipient["region"] != OCCITANIE and not recipient.get("channel"):
+            raise InvalidFieldError("channel", "canal inter-régional obligatoire pour un destinataire hors région")
+        if recipient["region"] == OCCITANIE and recipient.get("channel"):
+            raise InvalidFieldError("channel", "pas de canal inter-régional pour un destinataire de la région")
+        if recipient.get("channel"):
+            Channel(recipient["channel"])
+        key = (recipient["establishment_id"], recipient.get("service_id"), recipient.get("practitioner_id"))
+        for s in self.sends.values():
+            if s["state"] in ACTIVE_SEND_STATES | {SendState.PENDING} and (
+                s["establishment_id"], s["service_id"], s["practitioner_id"]
+            ) == key:
+                raise InvalidFieldError("recipient", "ce destinataire est déjà adressé")
+        self._recipient_addressed(recipient=recipient, actor=actor.as_dict(), occurred_at=occurred_at)
+
+    @event("RecipientAddressed", topic="relais:Dossier.RecipientAddressed")
+    def _recipient_addressed(self, recipient: dict, actor: dict, occurred_at: datetime) -> None:
+        self.sends[recipient["send_id"]] = {
+            "send_id": recipient["send_id"],
+            "establishment_id": recipient["establishment_id"],
+            "service_id": recipient.get("service_id"),
+            "practitioner_id": recipient.get("practitioner_id"),
+            "region": recipient["region"],
+            "department": recipient.get("department"),
+            "channel": recipient.get("channel"),
+            "state": SendState.PENDING.value,
+            "sent_on": None,
+            "answered_on": None,
+            "opinion": None,
+        }
+        self.last_occurred_at = occurred_at
+
+    def remove_recipient(self, *, send_id: str, actor: Actor, occurred_at: datetime) -> None:
+        self._open()
+        self._as_requester(actor)
+        self._send_in(self.send_of(send_id), SendState.PENDING)
+        self._recipient_removed(send_id=send_id, actor=actor.as_dict(), occurred_at=occurred_at)
+
+    @event("RecipientRemoved", topic="relais:Dossier.RecipientRemoved")
+    def _recipient_removed(self, send_id: str, actor: dict, occurred_at: datetime) -> None:
+        del self.sends[send_id]
+        self.last_occurred_at = occurred_at
+
+    def send(self, *, actor: Actor, occurred_at: datetime) -> list[str]:
+        """Sends the dossier to every recipient addressed and not yet sent to."""
+        self._open()
+        self._as_requester(actor)
+        if not self.consent or self.consent.get("status") != Consent.GIVEN:
+            raise ConsentMissingError("consentement du patient non recueilli : envoi impossible")
+        pending = [sid for sid, s in self.sends.items() if s["state"] == SendState.PENDING]
+        if not pending:
+            raise DossierStateError("aucun destinataire à qui envoyer")
+        self._sent(send_ids=pending, actor=actor.as_dict(), occurred_at=occurred_at)
+        return pending
+
+    @event("Sent", topic="relais:Dossier.Sent")
+    def _sent(self, send_ids: list, actor: dict, occurred_at: datetime) -> None:
+        for sid in send_ids:
+            self.sends[sid]["state"] = SendState.REQUESTED.value
+            self.sends[sid]["sent_on"] = occurred_at.isoformat()
+        if self.first_sent_on is None:
+            self.first_sent_on = occurred_at
+        self.last_occurred_at = occurred_at
+
+    def provide_complement(self, *, send_id: str, message: str, actor: Actor, occurred_at: datetime) -> None:
+        self._open()
+        self._as_requester(actor)
+        self._send_in(self.send_of(send_id), SendState.ON_HOLD)
+        self._complement_provided(send_id=send_id, message=message, actor=actor.as_dict(), occurred_at=occurred_at)
+
+    @event("ComplementProvided", topic="relais:Dossier.ComplementProvided")
+    def _complement_provided(self, send_id: str, message: str, actor: dict, occurred_at: datetime) -> None:
+        self.sends[send_id]["state"] = SendState.IN_PROGRESS.value
+        self.last_occurred_at = occurred_at
+
+    def close(self, *, note: str, actor: Actor, occurred_at: datetime) -> None:
+        self._open()
+        self._as_requester(actor)
+        if self.first_sent_on is None:
+            raise DossierStateError("un brouillon s'annule, il ne se clôture pas")
+        states = {s["state"] for s in self.sends.values()}
+        if SendState.ANSWERED not in states and states & ACTIVE_SEND_STATES:
+            raise DossierStateError("clôture impossible : aucun avis rendu et des demandes sont en cours (annuler ?)")
+        self._closed(note=note, actor=actor.as_dict(), occurred_at=occurred_at)
+
+    @event("Closed", topic="relais:Dossier.Closed")
+    def _closed(self, note: str, actor: dict, occurred_at: datetime) -> None:
+        for s in self.sends.values():
+            if s["state"] in ACTIVE_SEND_STATES or s["state"] == SendState.PENDING:
+                s["state"] = SendState.CLOSED.value
+        self.closed_on = occurred_at
+        self.last_occurred_at = occurred_at
+
+    def cancel(self, *, reason: str, actor: Actor, occurred_at: datetime) -> None:
+        self._open()
+        self._as_requester(actor)
+        if any(s["state"] == SendState.ANSWERED for s in self.sends.values()):
+            raise DossierStateError("annulation impossible : un avis a déjà été rendu (clôturer ?)")
+        self._cancelled(reason=reason, actor=actor.as_dict(), occurred_at=occurred_at)
+
+    @event("Cancelled", topic="relais:Dossier.Cancelled")
+    def _cancelled(self, reason: str, actor: dict, occurred_at: datetime) -> None:
+        for s in self.sends.values():
+            if s["state"] in ACTIVE_SEND_STATES or s["state"] == SendState.PENDING:
+                s["state"] = SendState.CANCELLED.value
+        self.cancelled_on = occurred_at
+        self.last_occurred_at = occurred_at
+
+    # ------------------------------------------------------------------ recipient commands
+
+    def accept(self, *, send_id: str, actor: Actor, occurred_at: datetime) -> None:
+        self._open()
+        self._send_in(self._as_recipient(actor, send_id), SendState.REQUESTED)
+        self._accepted(send_id=send_id, actor=actor.as_dict(), occurred_at=occurred_at)
+
+    @event("Accepted", topic="relais:Dossier.Accepted")
+    def _accepted(self, send_id: str, actor: dict, occurred_at: datetime) -> None:
+        self.sends[send_id]["state"] = SendState.IN_PROGRESS.value
+        self.sends[send_id]["accepted_by"] = actor["practitioner_id"]
+        self.last_occurred_at = occurred_at
+
+    def decline(self, *, send_id: str, reason_code: str, reason: str, actor: Actor, occurred_at: datetime) -> None:
+        self._open()
+        self._send_in(self._as_recipient(actor, send_id), SendState.REQUESTED, SendState.IN_PROGRESS)
+        if reason_code not in DECLINE_REASONS:
+            raise InvalidFieldError("reason_code", f"motif inconnu (attendu : {', '.join(DECLINE_REASONS)})")
+        if reason_code == "other" and not reason:
+            raise InvalidFieldError("reason", "précisez le motif du refus")
+        self._declined(send_id=send_id, reason_code=reason_code, reason=reason, actor=actor.as_dict(), occurred_at=occurred_at)
+
+    @event(Declined)
+    def _declined(self, send_id: str, reason_code: str, reason: str, actor: dict, occurred_at: datetime) -> None:
+        self.sends[send_id]["state"] = SendState.DECLINED.value
+        self.sends[send_id]["decline"] = {"reason_code": reason_code, "reason": reason}
+        self.last_occurred_at = occurred_at
+
+    def request_complement(self, *, send_id: str, message: str, actor: Actor, occurred_at: datetime) -> None:
+        self._open()
+        self._send_in(self._as_recipient(actor, send_id), SendState.REQUESTED, SendState.IN_PROGRESS)
+        self._complement_requested(send_id=send_id, message=message, actor=actor.as_dict(), occurred_at=occurred_at)
+
+    @event("ComplementRequested", topic="relais:Dossier.ComplementRequested")
+    def _complement_requested(self, send_id: str, message: str, actor: dict, occurred_at: datetime) -> None:
+        self.sends[send_id]["state"] = SendState.ON_HOLD.value
+        self.last_occurred_at = occurred_at
+
+    def forward(self, *, send_id: str, to: dict, note: str, actor: Actor, occurred_at: datetime) -> None:
+        """Hands a send to a colleague or another team; the new assignee must accept it."""
+        self._open()
+        send = self._as_recipient(actor, send_id)
+        self._send_in(send, SendState.REQUESTED, SendState.IN_PROGRESS)
+        if not (to.get("practitioner_id") or to.get("service_id")):
+            raise InvalidFieldError("to", "indiquez un confrère ou une équipe")
+        if (to.get("service_id"), to.get("practitioner_id")) == (send["service_id"], send["practitioner_id"]) and (
+            to["establishment_id"] == send["establishment_id"]
+        ):
+            raise InvalidFieldError("to", "le télédossier est déjà adressé à ce destinataire")
+        self._forwarded(send_id=send_id, to=to, note=note, actor=actor.as_dict(), occurred_at=occurred_at)
+
+    @event("Forwarded", topic="relais:Dossier.Forwarded")
+    def _forwarded(self, send_id: str, to: dict, note: str, actor: dict, occurred_at: datetime) -> None:
+        send = self.sends[send_id]
+        send["establishment_id"] = to["establishment_id"]
+        send["service_id"] = to.get("service_id")
+        send["practitioner_id"] = to.get("practitioner_id")
+        send["state"] = SendState.REQUESTED.value
+        self.last_occurred_at = occurred_at
+
+    def give_opinion(self, *, send_id: str, report: str, conclusion: str, actor: Actor, occurred_at: datetime) -> None:
+        self._open()
+        self._send_in(self._as_recipient(actor, send_id), SendState.REQUESTED, SendState.IN_PROGRESS)
+        self._opinion_given(
+            send_id=send_id, report=report, conclusion=conclusion, actor=actor.as_dict(), occurred_at=occurred_at
+        )
+
+    @event("OpinionGiven", topic="relais:Dossier.OpinionGiven")
+    def _opinion_given(self, send_id: str, report: str, conclusion: str, actor: dict, occurred_at: datetime) -> None:
+        send = self.sends[send_id]
+        send["state"] = SendState.ANSWERED.value
+        send["answered_on"] = occurred_at.isoformat()
+        send["opinion"] = {"report": report, "conclusion": conclusion, "by": actor["practitioner_id"]}
+        self.last_occurred_at = occurred_at
