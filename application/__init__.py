@@ -6,5 +6,9 @@ from application.dossiers import DossierUseCases
 class Relais(DossierUseCases):
     """The whole platform's use cases (directory and dossiers) on the `relais` event store."""
 
+    # Pinned: eventsourcing names tables and tracking rows after it, and would otherwise
+    # take the class name; a rename must never start an empty store.
+    name = "relais"
+
 
 __all__ = ["Relais"]

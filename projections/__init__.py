@@ -1,1 +1,1 @@
-"""Relais projections layer."""
+"""Relais read models, each following the event log (exactly once, rebuildable)."""

@@ -1,0 +1,46 @@
+"""Composition helpers: build the application, pools and stores from resolved Settings."""
+
+from __future__ import annotations
+
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from adapters.credentials import Credentials
+from adapters.settings import Settings, conninfo
+from application import Relais
+from projections.runner import PROJECTIONS, open_view
+
+
+def build_app(settings: Settings) -> Relais:
+    """The Relais application on the configured store (tables created if missing)."""
+    return Relais(env=settings.eventsourcing_env())
+
+
+def build_pool(settings: Settings, max_size: int = 10) -> ConnectionPool:
+    """A psycopg pool for read models and credentials (rows as dicts)."""
+    assert settings.database_url
+    pool = ConnectionPool(
+        conninfo(settings.database_url), min_size=1, max_size=max_size, open=True,
+        kwargs={"autocommit": True, "row_factory": dict_row}, name="relais",
+    )
+    return pool
+
+
+def upgrade(settings: Settings) -> list[str]:
+    """Creates every table (events, snapshots, read models, tracking, credentials). Idempotent."""
+    app = build_app(settings)
+    done = ["relais_events", "relais_snapshots"]
+    env = settings.eventsourcing_env()
+    for name in PROJECTIONS:
+        view = open_view(name, env)
+        view.create_table()
+        view.datastore.close()
+        done.append(f"{name} (+ {name}_tracking)")
+    pool = build_pool(settings, max_size=1)
+    try:
+        Credentials(pool).create_table()
+    finally:
+        pool.close()
+    done.append("relais_credentials")
+    app.close()
+    return done

@@ -1,0 +1,182 @@
+"""Directory read model: establishments, services, practitioners, memberships, DICOM nodes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from eventsourcing.dispatch import singledispatchmethod
+from eventsourcing.persistence import Tracking
+from eventsourcing.projection import Projection
+
+from domain.directory import DicomNode, Establishment, Practitioner
+from projections.base import PostgresView
+
+
+@dataclass(frozen=True)
+class EstablishmentRow:
+    id: str
+    finess: str
+    name: str
+    department: str
+    region: str
+
+
+@dataclass(frozen=True)
+class PractitionerRow:
+    id: str
+    rpps: str
+    family_name: str
+    given_name: str
+    profession: str
+    specialty: str
+    active: bool
+    establishment_finess: str
+    roles: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NodeRow:
+    id: str
+    aet: str
+    host: str
+    port: int
+    kind: str
+    establishment_finess: str
+
+
+class DirectoryView(Protocol):
+    def establishments(self) -> list[EstablishmentRow]: ...
+    def practitioners(self) -> list[PractitionerRow]: ...
+    def nodes(self) -> list[NodeRow]: ...
+    def node_aets(self) -> set[str]: ...
+
+
+class PostgresDirectoryView(PostgresView):
+    ddl = (
+        """CREATE TABLE IF NOT EXISTS dir_establishments (
+            id uuid PRIMARY KEY, finess text UNIQUE NOT NULL, name text NOT NULL,
+            department text NOT NULL, region text NOT NULL)""",
+        """CREATE TABLE IF NOT EXISTS dir_services (
+            id uuid PRIMARY KEY, establishment_id uuid NOT NULL, code text NOT NULL, name text NOT NULL,
+            specialty text NOT NULL, kind text NOT NULL)""",
+        """CREATE TABLE IF NOT EXISTS dir_practitioners (
+            id uuid PRIMARY KEY, rpps text UNIQUE NOT NULL, family_name text NOT NULL, given_name text NOT NULL,
+            profession text NOT NULL, specialty text NOT NULL, email text NOT NULL, active boolean NOT NULL)""",
+        """CREATE TABLE IF NOT EXISTS dir_memberships (
+            practitioner_id uuid NOT NULL, establishment_id uuid NOT NULL, roles text[] NOT NULL,
+            service_ids text[] NOT NULL, PRIMARY KEY (practitioner_id, establishment_id))""",
+        """CREATE TABLE IF NOT EXISTS dir_nodes (
+            id uuid PRIMARY KEY, aet text UNIQUE NOT NULL, host text NOT NULL, port integer NOT NULL,
+            establishment_id uuid NOT NULL, kind text NOT NULL, active boolean NOT NULL)""",
+    )
+    tables = ("dir_establishments", "dir_services", "dir_practitioners", "dir_memberships", "dir_nodes")
+
+    def establishments(self) -> list[EstablishmentRow]:
+        rows = self.query("SELECT id::text, finess, name, department, region FROM dir_establishments ORDER BY finess")
+        return [EstablishmentRow(**r) for r in rows]
+
+    def practitioners(self) -> list[PractitionerRow]:
+        rows = self.query(
+            """SELECT p.id::text, p.rpps, p.family_name, p.given_name, p.profession, p.specialty, p.active,
+                      coalesce(e.finess, '') AS establishment_finess, coalesce(m.roles, '{}') AS roles
+               FROM dir_practitioners p
+               LEFT JOIN dir_memberships m ON m.practitioner_id = p.id
+               LEFT JOIN dir_establishments e ON e.id = m.establishment_id
+               ORDER BY p.family_name, p.given_name, e.finess"""
+        )
+        return [PractitionerRow(**dict(r, roles=tuple(r["roles"]))) for r in rows]
+
+    def nodes(self) -> list[NodeRow]:
+        rows = self.query(
+            """SELECT n.id::text, n.aet, n.host, n.port, n.kind, coalesce(e.finess, '') AS establishment_finess
+               FROM dir_nodes n LEFT JOIN dir_establishments e ON e.id = n.establishment_id
+               WHERE n.active ORDER BY n.aet"""
+        )
+        return [NodeRow(**r) for r in rows]
+
+    def node_aets(self) -> set[str]:
+        return {r["aet"] for r in self.query("SELECT aet FROM dir_nodes WHERE active")}
+
+
+class DirectoryProjection(Projection[PostgresDirectoryView]):
+    """Keeps the directory tables in step with the directory's events."""
+
+    name = "directory"
+    topics = (
+        "relais:Establishment.Created",
+        "relais:Establishment.Renamed",
+        "relais:Establishment.ServiceAdded",
+        "relais:Practitioner.Created",
+        "relais:Practitioner.MembershipSet",
+        "relais:Practitioner.MembershipEnded",
+        "relais:Practitioner.Deactivated",
+        "relais:DicomNode.Created",
+        "relais:DicomNode.Moved",
+    )
+
+    @singledispatchmethod
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        self.view.apply(tracking)
+
+    @process_event.register
+    def _(self, e: Establishment.Created, tracking: Tracking) -> None:
+        self.view.apply(tracking, lambda c: c.execute(
+            "INSERT INTO dir_establishments VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+            (e.originator_id, e.finess, e.name, e.department, e.region),
+        ))
+
+    @process_event.register
+    def _(self, e: Establishment.Renamed, tracking: Tracking) -> None:
+        self.view.apply(tracking, lambda c: c.execute(
+            "UPDATE dir_establishments SET name = %s WHERE id = %s", (e.name, e.originator_id)
+        ))
+
+    @process_event.register
+    def _(self, e: Establishment.ServiceAdded, tracking: Tracking) -> None:
+        self.view.apply(tracking, lambda c: c.execute(
+            "INSERT INTO dir_services VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+            (e.service_id, e.originator_id, e.code, e.name, e.specialty, e.kind),
+        ))
+
+    @process_event.register
+    def _(self, e: Practitioner.Created, tracking: Tracking) -> None:
+        self.view.apply(tracking, lambda c: c.execute(
+            "INSERT INTO dir_practitioners VALUES (%s, %s, %s, %s, %s, %s, %s, true) ON CONFLICT (id) DO NOTHING",
+            (e.originator_id, e.rpps, e.family_name, e.given_name, e.profession, e.specialty, e.email),
+        ))
+
+    @process_event.register
+    def _(self, e: Practitioner.MembershipSet, tracking: Tracking) -> None:
+        self.view.apply(tracking, lambda c: c.execute(
+            """INSERT INTO dir_memberships VALUES (%s, %s, %s, %s)
+               ON CONFLICT (practitioner_id, establishment_id)
+               DO UPDATE SET roles = EXCLUDED.roles, service_ids = EXCLUDED.service_ids""",
+            (e.originator_id, e.establishment_id, list(e.roles), list(e.service_ids)),
+        ))
+
+    @process_event.register
+    def _(self, e: Practitioner.MembershipEnded, tracking: Tracking) -> None:
+        self.view.apply(tracking, lambda c: c.execute(
+            "DELETE FROM dir_memberships WHERE practitioner_id = %s AND establishment_id = %s",
+            (e.originator_id, e.establishment_id),
+        ))
+
+    @process_event.register
+    def _(self, e: Practitioner.Deactivated, tracking: Tracking) -> None:
+        self.view.apply(tracking, lambda c: c.execute(
+            "UPDATE dir_practitioners SET active = false WHERE id = %s", (e.originator_id,)
+        ))
+
+    @process_event.register
+    def _(self, e: DicomNode.Created, tracking: Tracking) -> None:
+        self.view.apply(tracking, lambda c: c.execute(
+            "INSERT INTO dir_nodes VALUES (%s, %s, %s, %s, %s, %s, true) ON CONFLICT (id) DO NOTHING",
+            (e.originator_id, e.aet, e.host, e.port, e.establishment_id, e.kind),
+        ))
+
+    @process_event.register
+    def _(self, e: DicomNode.Moved, tracking: Tracking) -> None:
+        self.view.apply(tracking, lambda c: c.execute(
+            "UPDATE dir_nodes SET host = %s, port = %s WHERE id = %s", (e.host, e.port, e.originator_id)
+        ))

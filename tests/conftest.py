@@ -1,0 +1,116 @@
+"""Test fixtures: a real PostgreSQL database per test session, emptied between tests."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timezone
+
+import psycopg
+import pytest
+
+from adapters.bootstrap import build_app, upgrade
+from adapters.settings import Settings
+from application import Relais
+from domain.identifiers import luhn_key
+
+SERVER_URL = os.environ.get("RELAIS_TEST_SERVER_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _admin() -> psycopg.Connection:
+    return psycopg.connect(SERVER_URL, autocommit=True)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A fresh database for this test session, dropped at the end."""
+    name = f"relais_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with _admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = SERVER_URL.rsplit("/", 1)[0]
+    url = f"{base}/{name}"
+    upgrade(Settings(database_url=url))
+    yield url
+    with _admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def truncate_all(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            ).fetchall()
+        ]
+        if tables:
+            conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY")
+
+
+@pytest.fixture()
+def settings(database_url: str, tmp_path) -> Settings:
+    """Settings on the session database, emptied before each test."""
+    truncate_all(database_url)
+    return Settings(database_url=database_url, data_dir=tmp_path / "var")
+
+
+@pytest.fixture()
+def relais(settings: Settings) -> Iterator[Relais]:
+    app = build_app(settings)
+    yield app
+    app.close()
+
+
+def rpps(n: int) -> str:
+    """A valid RPPS number (Luhn key) built from an integer."""
+    body = f"1{n:09d}"
+    return body + luhn_key(body)
+
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture()
+def world(relais: Relais) -> dict:
+    """Two establishments, a service, requester and recipient clinicians, an auditor."""
+    toulouse = relais.add_establishment(finess="310781406", name="CHU de Toulouse", department="31")
+    montpellier = relais.add_establishment(finess="340780477", name="CHU de Montpellier", department="34")
+    neuro = relais.add_service(establishment_id=montpellier, code="neuroradio", name="Neuroradiologie")
+    requester = relais.add_practitioner(
+        rpps=rpps(1), family_name="Martin", given_name="Claire", establishment_id=toulouse, roles=["clinician"]
+    )
+    recipient = relais.add_practitioner(
+        rpps=rpps(2), family_name="Durand", given_name="Paul", establishment_id=montpellier,
+        roles=["clinician"], service_ids=[neuro],
+    )
+    outsider = relais.add_practitioner(
+        rpps=rpps(3), family_name="Petit", given_name="Luc", establishment_id=montpellier, roles=["clinician"]
+    )
+    auditor = relais.add_practitioner(
+        rpps=rpps(4), family_name="Leroy", given_name="Anne", establishment_id=toulouse, roles=["auditor"]
+    )
+    return {
+        "toulouse": toulouse, "montpellier": montpellier, "neuro": neuro, "requester": requester,
+        "recipient": recipient, "outsider": outsider, "auditor": auditor,
+    }
+
+
+PATIENT = dict(
+    patient_birth_name="Dupont", patient_first_names="Jeanne Marie", patient_birth_date="1950-03-02",
+    patient_sex="F", patient_birth_place_code="31555",
+)
+
+
+@pytest.fixture()
+def sent_dossier(relais: Relais, world: dict) -> dict:
+    """A stroke dossier from Toulouse sent to Montpellier's neuroradiology."""
+    did = relais.create_dossier(
+        actor_id=world["requester"], workflow="stroke_opinion", question="Thrombectomie ?", urgency="stat",
+        consent="given", **PATIENT,
+    )
+    sid = relais.address_recipient(
+        dossier_id=did, actor_id=world["requester"], establishment_id=world["montpellier"], service_id=world["neuro"]
+    )
+    relais.send_dossier(dossier_id=did, actor_id=world["requester"])
+    return {"dossier_id": did, "send_id": sid}
