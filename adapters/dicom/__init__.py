@@ -1,0 +1,1 @@
+"""DICOM network node and file handling."""

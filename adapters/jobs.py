@@ -1,0 +1,109 @@
+"""Background jobs: on arq/Redis when configured, else in-process with the same functions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from datetime import datetime, timezone
+from typing import Any
+
+log = logging.getLogger("relais.jobs")
+
+JobFunction = Callable[..., Awaitable[Any]]
+FUNCTIONS: dict[str, JobFunction] = {}
+
+
+def job(fn: JobFunction) -> JobFunction:
+    """Registers an async job function (its body must be idempotent: it may run twice)."""
+    FUNCTIONS[fn.__name__] = fn
+    return fn
+
+
+@job
+async def ping(ctx: dict, token: str) -> dict:
+    """Answers with the token and the worker's clock: proves a worker takes jobs."""
+    return {"token": token, "at": datetime.now(timezone.utc).isoformat(), "worker": ctx.get("worker_name", "inline")}
+
+
+class InlineJobs:
+    """Runs jobs in this process on a private event loop thread (no Redis configured)."""
+
+    def __init__(self, ctx: dict | None = None):
+        self.ctx = dict(ctx or {}, worker_name="inline")
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="relais-jobs", daemon=True)
+        self._thread.start()
+        self._running: dict[str, Future] = {}
+
+    def enqueue(self, name: str, *, job_id: str, **kwargs: Any) -> Future:
+        """Schedules a job; a job id already running is not started twice."""
+        current = self._running.get(job_id)
+        if current is not None and not current.done():
+            return current
+        fut = asyncio.run_coroutine_threadsafe(FUNCTIONS[name](self.ctx, **kwargs), self._loop)
+        self._running[job_id] = fut
+        fut.add_done_callback(lambda f: f.exception() and log.error("job %s en échec : %s", job_id, f.exception()))
+        return fut
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+
+class ArqJobs:
+    """Enqueues jobs on Redis for `relais worker` processes (job ids deduplicate)."""
+
+    def __init__(self, redis_url: str):
+        from arq.connections import RedisSettings
+
+        self.redis_settings = RedisSettings.from_dsn(redis_url)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="relais-arq", daemon=True)
+        self._thread.start()
+        self._pool = self._call(self._connect())
+
+    async def _connect(self) -> Any:
+        from arq import create_pool
+
+        return await create_pool(self.redis_settings)
+
+    def _call(self, coro: Awaitable[Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)  # type: ignore[arg-type]
+
+    def enqueue(self, name: str, *, job_id: str, **kwargs: Any) -> Any:
+        return self._call(self._pool.enqueue_job(name, _job_id=job_id, **kwargs))
+
+    def result(self, job: Any, timeout: float) -> Any:
+        return self._call(job.result(timeout=timeout))
+
+    def close(self) -> None:
+        self._call(self._pool.aclose())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+
+def worker_settings(redis_url: str, ctx: dict | None = None) -> type:
+    """arq WorkerSettings for `relais worker`."""
+    from arq.connections import RedisSettings
+    from arq.worker import func
+
+    extra = dict(ctx or {})
+
+    async def on_startup(c: dict) -> None:
+        c.update(extra)
+        c["worker_name"] = "arq"
+        log.info("worker prêt (%d fonctions)", len(FUNCTIONS))
+
+    class WorkerSettings:
+        functions = [func(f, name=n) for n, f in FUNCTIONS.items()]
+        redis_settings = RedisSettings.from_dsn(redis_url)
+        keep_result = 3600
+        max_tries = 5
+        job_timeout = 3600
+        handle_signals = True
+
+    WorkerSettings.on_startup = staticmethod(on_startup)  # type: ignore[attr-defined]
+    return WorkerSettings

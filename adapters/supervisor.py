@@ -1,0 +1,131 @@
+"""`relais up`: the whole platform as one process tree, stopped cleanly on Ctrl-C / SIGTERM."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+
+log = logging.getLogger("relais.up")
+
+PR_SET_PDEATHSIG = 1
+STOP_GRACE_SECONDS = 10.0
+FAST_FAILURE_SECONDS = 10.0
+MAX_FAST_FAILURES = 3
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Children get SIGTERM if the supervisor dies, so that no orphan is left behind."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+@dataclass
+class Child:
+    name: str
+    args: list[str]
+    process: subprocess.Popen | None = None
+    started: float = 0.0
+    fast_failures: int = 0
+    restarts: int = 0
+    history: list[int] = field(default_factory=list)
+
+
+class Supervisor:
+    """Starts each part as a `relais` subprocess, restarts one that dies, stops all together."""
+
+    def __init__(self, children: list[Child], env: dict[str, str]):
+        self.children = children
+        self.env = env
+        self.stop = threading.Event()
+        self.failed: str | None = None
+
+    def _spawn(self, child: Child) -> None:
+        child.process = subprocess.Popen(
+            [sys.executable, "-m", "adapters.cli.main", *child.args],
+            env=self.env, preexec_fn=_die_with_parent, start_new_session=True,
+        )
+        child.started = time.monotonic()
+        log.info("%s démarré (pid %s)", child.name, child.process.pid)
+
+    def start(self) -> None:
+        for child in self.children:
+            self._spawn(child)
+
+    def watch(self) -> None:
+        """Until stopped: restarts children that exit; gives up on one that keeps failing at start."""
+        while not self.stop.wait(0.5):
+            for child in self.children:
+                code = child.process.poll() if child.process else None
+                if code is None:
+                    continue
+                lived = time.monotonic() - child.started
+                child.fast_failures = child.fast_failures + 1 if lived < FAST_FAILURE_SECONDS else 0
+                log.error("%s s'est arrêté (code %s) après %.1f s", child.name, code, lived)
+                if child.fast_failures >= MAX_FAST_FAILURES:
+                    self.failed = f"{child.name} échoue au démarrage ({child.fast_failures} fois) : arrêt de la plateforme"
+                    log.error(self.failed)
+                    self.stop.set()
+                    return
+                child.restarts += 1
+                time.sleep(min(30.0, 2.0 ** child.fast_failures))
+                self._spawn(child)
+
+    def shutdown(self) -> None:
+        """SIGTERM to every child, SIGKILL to those still alive after the grace period."""
+        alive = [c for c in self.children if c.process and c.process.poll() is None]
+        for c in alive:
+            try:
+                c.process.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for c in alive:
+            try:
+                c.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                log.info("%s arrêté", c.name)
+            except subprocess.TimeoutExpired:
+                log.warning("%s ne répond pas : arrêt forcé", c.name)
+                c.process.kill()
+                c.process.wait()
+
+
+def wait_healthy(url: str, timeout: float, stop: threading.Event) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not stop.is_set():
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 - loopback health URL
+                if r.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def install_signal_handlers(stop: threading.Event) -> None:
+    def handler(signum: int, _frame: object) -> None:
+        log.info("signal %s reçu : arrêt en cours", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, handler)
+
+
+def child_env(database_url: str, secret_key: str, base: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    env["RELAIS_DATABASE_URL"] = database_url
+    env["RELAIS_SECRET_KEY"] = secret_key
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env

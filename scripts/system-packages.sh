@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Debian packages the tests talk to (DICOM peers nobody here wrote). Installed once, if missing.
+set -euo pipefail
+need=()
+command -v echoscu >/dev/null 2>&1 || need+=(dcmtk)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "system-packages: installation de ${need[*]}"
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: install, make sure services answer, run pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install.sh
+scripts/system-packages.sh
+scripts/services.sh
+export RELAIS_TEST_SERVER_URL=${RELAIS_TEST_SERVER_URL:-postgresql://postgres@127.0.0.1:5432/postgres}
+export RELAIS_TEST_REDIS_URL=${RELAIS_TEST_REDIS_URL:-redis://127.0.0.1:6379/15}
+set +e
+.venv/bin/python -m pytest "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then
+  echo "test: aucun test exécuté" >&2
+  exit 1
+fi
+exit "$rc"
