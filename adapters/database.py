@@ -15,6 +15,7 @@ from adapters.settings import Settings, SettingsError, conninfo
 log = logging.getLogger("relais.database")
 
 DATABASE_NAME = "relais"
+CONNECT_TIMEOUT = 5.0  # seconds a command waits for a configured server before giving up
 
 
 class DatabaseUnavailableError(RuntimeError):
@@ -66,7 +67,7 @@ class EmbeddedDatabase:
 def database(settings: Settings):
     """Yields settings with a reachable `database_url` (starting the embedded server if needed)."""
     if settings.database_url:
-        wait_for(settings.database_url, timeout=15)
+        wait_for(settings.database_url, timeout=CONNECT_TIMEOUT)
         yield settings
         return
     try:
