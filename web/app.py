@@ -1,0 +1,94 @@
+"""The web composition root: create_app(settings) builds the Litestar application."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+
+from litestar import Litestar, Request
+from litestar.config.csrf import CSRFConfig
+from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.di import Provide
+from litestar.plugins.htmx import HTMXPlugin, HTMXRequest
+from litestar.static_files import create_static_files_router
+from litestar.stores.base import Store
+from litestar.stores.memory import MemoryStore
+from litestar.stores.redis import RedisStore
+from litestar.template.config import TemplateConfig
+
+from adapters.settings import Settings
+from web.errors import EXCEPTION_HANDLERS
+from web.guards import PUBLIC, LoginRequired, current_user, requires_login
+from web.labels import role_label
+from web.pages import auth, health, home
+from web.security import security_headers
+from web.services import Services, build_services
+from web.session import SessionUser, session_config
+
+log = logging.getLogger("relais.web")
+
+HERE = Path(__file__).parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
+
+
+def _session_store(settings: Settings) -> Store:
+    if settings.redis_url:
+        return RedisStore.with_client(url=settings.redis_url, namespace="relais_sessions")
+    return MemoryStore()
+
+
+def _templates() -> TemplateConfig:
+    def configure(engine: JinjaTemplateEngine) -> None:
+        engine.register_template_callable("current_user", lambda ctx: current_user(ctx["request"]))
+        engine.engine.filters["role_label"] = role_label
+        engine.engine.globals["version"] = health.VERSION
+
+    return TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine, engine_callback=configure)
+
+
+def provide_user(request: Request) -> SessionUser:
+    user = current_user(request)
+    if user is None:
+        raise LoginRequired()
+    return user
+
+
+def create_app(settings: Settings) -> Litestar:
+    """The Relais web application on these settings (login required everywhere but public handlers)."""
+    services = build_services(settings)
+    store = _session_store(settings)
+
+    async def close() -> None:
+        services.close()
+        if isinstance(store, RedisStore):
+            await store.__aexit__(None, None, None)
+
+    csrf = CSRFConfig(
+        secret=settings.secret_key or secrets.token_urlsafe(32), cookie_name="csrftoken", header_name="x-csrftoken",
+        cookie_secure=settings.secure_cookies, cookie_httponly=True, cookie_samesite="lax",
+    )
+    app = Litestar(
+        route_handlers=[
+            *auth.HANDLERS, *home.HANDLERS, *health.HANDLERS,
+            create_static_files_router(path="/static", directories=[STATIC], opt={PUBLIC: True}),
+        ],
+        dependencies={
+            "services": Provide(lambda: services, sync_to_thread=False),
+            "user": Provide(provide_user, sync_to_thread=False),
+        },
+        guards=[requires_login],
+        middleware=[session_config(secure=settings.secure_cookies).middleware],
+        stores={"sessions": store},
+        csrf_config=csrf,
+        template_config=_templates(),
+        plugins=[HTMXPlugin()],
+        request_class=HTMXRequest,
+        exception_handlers=EXCEPTION_HANDLERS,
+        before_send=[security_headers(https=settings.secure_cookies)],
+        on_shutdown=[close],
+        openapi_config=None,
+    )
+    app.state.services = services
+    return app

@@ -1,0 +1,141 @@
+"""The one place where exceptions become responses: French HTML pages, htmx fragments or JSON."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlencode, urlsplit
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+from litestar.response import Redirect, Template
+from litestar.status_codes import HTTP_401_UNAUTHORIZED, HTTP_500_INTERNAL_SERVER_ERROR
+
+from application.errors import ConflictError, ForbiddenError, NotFoundError
+from domain.errors import DossierStateError, InvalidFieldError, NotAllowedError, RelaisError
+from web.guards import LoginRequired
+
+log = logging.getLogger("relais.web.errors")
+
+STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
+    (NotAllowedError, 403),
+    (ForbiddenError, 403),
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (DossierStateError, 409),
+    (InvalidFieldError, 422),
+)
+
+TITLES = {
+    400: "Requête invalide",
+    401: "Connexion requise",
+    403: "Accès refusé",
+    404: "Page ou élément introuvable",
+    405: "Action non permise",
+    409: "Conflit",
+    413: "Envoi trop volumineux",
+    422: "Donnée invalide",
+    429: "Trop de requêtes",
+    500: "Erreur interne",
+    503: "Service indisponible",
+}
+
+GENERIC = {
+    400: "La requête n'a pas pu être comprise. Vérifiez les données saisies.",
+    401: "Veuillez vous connecter.",
+    403: "Vous n'avez pas accès à cette page ou à cette action.",
+    404: "La page ou l'élément demandé n'existe pas.",
+    405: "Cette action n'est pas permise à cette adresse.",
+    413: "L'envoi dépasse la taille autorisée.",
+    429: "Trop de requêtes : patientez un instant puis réessayez.",
+    500: "Une erreur inattendue s'est produite. Elle a été enregistrée ; réessayez plus tard ou contactez le support.",
+    503: "Le service est momentanément indisponible. Réessayez dans quelques instants.",
+}
+
+CSRF_MESSAGE = (
+    "Le jeton de sécurité du formulaire est absent ou périmé. Rechargez la page puis recommencez."
+)
+
+API_PREFIXES = ("/health", "/api/")
+
+
+def status_for(exc: Exception) -> int:
+    for cls, status in STATUS_OF:
+        if isinstance(exc, cls):
+            return status
+    return 400
+
+
+def wants_json(request: Request) -> bool:
+    if request.url.path.startswith(API_PREFIXES):
+        return True
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def is_htmx(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true" and request.headers.get("hx-boosted") != "true"
+
+
+def error_response(request: Request, status: int, message: str) -> Response:
+    """The error as JSON, as an htmx fragment shown in #messages, or as a full French page."""
+    title = TITLES.get(status, "Erreur")
+    if wants_json(request):
+        return Response({"error": title, "message": message, "status": status}, status_code=status)
+    context = {"status": status, "title": title, "message": message}
+    if is_htmx(request):
+        return Template(
+            template_name="errors/_error.html", context=context, status_code=status,
+            headers={"HX-Retarget": "#messages", "HX-Reswap": "innerHTML"},
+        )
+    return Template(template_name="errors/error.html", context=context, status_code=status)
+
+
+def relais_error_handler(request: Request, exc: RelaisError) -> Response:
+    status = status_for(exc)
+    message = exc.message if isinstance(exc, InvalidFieldError) else str(exc)
+    log.info("%s %s → %s %s", request.method, request.url.path, status, type(exc).__name__)
+    return error_response(request, status, message or GENERIC.get(status, ""))
+
+
+def http_error_handler(request: Request, exc: HTTPException) -> Response:
+    status = exc.status_code
+    if status >= 500:
+        log.error("%s %s → %s", request.method, request.url.path, status, exc_info=exc)
+        return error_response(request, status, GENERIC.get(status, GENERIC[500]))
+    message = CSRF_MESSAGE if status == 403 and "CSRF" in str(exc.detail) else GENERIC.get(status, TITLES.get(status, "Erreur"))
+    response = error_response(request, status, message)
+    if exc.headers:  # e.g. Allow on 405
+        response.headers.update({k: v for k, v in exc.headers.items() if k.lower() != "content-type"})
+    return response
+
+
+def internal_error_handler(request: Request, exc: Exception) -> Response:
+    log.error("erreur non gérée : %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(request, HTTP_500_INTERNAL_SERVER_ERROR, GENERIC[500])
+
+
+def login_required_handler(request: Request, exc: LoginRequired) -> Response:
+    """To the login page, back to where the user was going; htmx gets a full-page redirect."""
+    if wants_json(request):
+        return Response({"error": "Connexion requise", "status": 401}, status_code=HTTP_401_UNAUTHORIZED)
+    htmx = request.headers.get("hx-request") == "true"
+    if htmx:  # come back to the page the fragment was asked from
+        current = urlsplit(request.headers.get("hx-current-url", ""))
+        back = current.path + (f"?{current.query}" if current.query else "")
+    else:
+        back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    query = {"expiree": "1"} if exc.expired else {}
+    if (htmx or request.method == "GET") and back.startswith("/") and back != "/":
+        query["next"] = back
+    url = "/login" + (f"?{urlencode(query)}" if query else "")
+    if htmx:
+        return Response(content="", status_code=HTTP_401_UNAUTHORIZED, headers={"HX-Redirect": url})
+    return Redirect(url, status_code=303)
+
+
+EXCEPTION_HANDLERS = {
+    LoginRequired: login_required_handler,
+    RelaisError: relais_error_handler,
+    HTTPException: http_error_handler,
+    Exception: internal_error_handler,
+}

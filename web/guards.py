@@ -1,0 +1,57 @@
+"""Route guards: a login is required unless a handler is marked public; roles checked server-side."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from application.errors import ForbiddenError
+from web.labels import role_label
+from web.session import SessionUser, end_session
+
+PUBLIC = "public"  # handler opt key: reachable without login
+
+
+class LoginRequired(Exception):
+    """No valid session: the user is sent to the login page."""
+
+    def __init__(self, expired: bool = False):
+        super().__init__("connexion requise")
+        self.expired = expired
+
+
+def current_user(connection: ASGIConnection) -> SessionUser | None:
+    """The signed-in user of this request, or None (an expired session counts as none)."""
+    user = SessionUser.from_session(connection.scope.get("session") or None)
+    if user is None or user.expired():
+        return None
+    return user
+
+
+def requires_login(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    """Raises LoginRequired unless there is a valid session or the handler is public."""
+    if handler.opt.get(PUBLIC):
+        return
+    session = connection.scope.get("session") or None
+    user = SessionUser.from_session(session)
+    if user is None:
+        raise LoginRequired()
+    if user.expired():
+        end_session(connection)
+        raise LoginRequired(expired=True)
+
+
+def requires_role(*roles: str) -> Callable[[ASGIConnection, BaseRouteHandler], None]:
+    """A guard letting through only users currently acting with one of these roles."""
+
+    def guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+        requires_login(connection, handler)
+        user = current_user(connection)
+        if user is None or user.role not in roles:
+            wanted = ", ".join(role_label(r) for r in roles)
+            raise ForbiddenError(f"Cette page est réservée au rôle : {wanted}.")
+
+    guard.__name__ = f"requires_role({', '.join(roles)})"
+    return guard

@@ -1,0 +1,70 @@
+"""Login and logout pages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from litestar import Request, get, post
+from litestar.di import NamedDependency
+from litestar.enums import RequestEncodingType
+from litestar.params import Body
+from litestar.response import Redirect, Template
+
+from web.guards import PUBLIC, current_user
+from web.services import Services
+from web.session import default_context, end_session, start_session
+
+
+@dataclass
+class LoginForm:
+    login: str = ""
+    password: str = ""
+    next: str = ""
+
+
+def safe_next(value: str | None) -> str:
+    """A local path to go back to after login, or "" (never another site)."""
+    value = (value or "").strip()
+    if not value.startswith("/") or value.startswith("//") or "\\" in value or any(c < " " for c in value):
+        return ""
+    return value
+
+
+@get("/login", opt={PUBLIC: True}, name="login")
+async def login_page(request: Request, next: str | None = None, expiree: str | None = None, sortie: str | None = None) -> Template | Redirect:
+    if current_user(request):
+        return Redirect(safe_next(next) or "/", status_code=303)
+    notice = ""
+    if expiree:
+        notice = "Votre session a expiré : reconnectez-vous."
+    elif sortie:
+        notice = "Vous êtes déconnecté."
+    return Template("login/login.html", context={"next": safe_next(next), "notice": notice, "login": ""})
+
+
+@post("/login", opt={PUBLIC: True}, sync_to_thread=True)
+def login(
+    request: Request,
+    services: NamedDependency[Services],
+    data: Annotated[LoginForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
+) -> Template | Redirect:
+    result = services.authenticator.authenticate(data.login, data.password)
+    if not result.ok or result.identity is None:
+        return Template(
+            "login/login.html", status_code=401,
+            context={"error": result.message, "login": data.login.strip()[:11], "next": safe_next(data.next)},
+        )
+    establishment_id, role = default_context(result.identity.memberships)
+    establishment = services.relais.establishment(establishment_id=establishment_id)
+    start_session(request, result.identity, establishment_id, establishment.name, role)
+    return Redirect(safe_next(data.next) or "/", status_code=303)
+
+
+@post("/logout", opt={PUBLIC: True}, status_code=303)
+async def logout(request: Request) -> Redirect:
+    end_session(request)
+    return Redirect("/login?sortie=1", status_code=303)
+
+
+HANDLERS = [login_page, login, logout]
