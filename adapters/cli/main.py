@@ -73,6 +73,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         supervisor = sup.Supervisor(children, env)
         supervisor.stop = stop
         supervisor.start()
+        watcher = threading.Thread(target=supervisor.watch, daemon=True)
+        watcher.start()
         url = f"http://{resolved.http_host}:{resolved.http_port}"
         if sup.wait_healthy(url + "/health", timeout=120, stop=stop):
             print(f"\nRelais est prêt : {url}/  (base : {redact(resolved.database_url or '')})", flush=True)
@@ -85,8 +87,6 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             print("\nCtrl-C pour tout arrêter.", flush=True)
         elif not stop.is_set():
             log.error("le service web ne répond pas sur %s/health", url)
-        watcher = threading.Thread(target=supervisor.watch, daemon=True)
-        watcher.start()
         stop.wait()
         supervisor.shutdown()
     print("Relais arrêté.", flush=True)
