@@ -8,7 +8,7 @@ from pathlib import Path
 
 from litestar import Litestar, Request
 from litestar.config.csrf import CSRFConfig
-from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.di import Provide
 from litestar.plugins.htmx import HTMXPlugin, HTMXRequest
 from litestar.static_files import create_static_files_router

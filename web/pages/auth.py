@@ -8,7 +8,7 @@ from typing import Annotated
 from litestar import Request, get, post
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import Body, FromQuery
 from litestar.response import Redirect, Template
 
 from web.guards import PUBLIC, current_user
@@ -32,7 +32,12 @@ def safe_next(value: str | None) -> str:
 
 
 @get("/login", opt={PUBLIC: True}, name="login")
-async def login_page(request: Request, next: str | None = None, expiree: str | None = None, sortie: str | None = None) -> Template | Redirect:
+async def login_page(
+    request: Request,
+    next: FromQuery[str | None] = None,
+    expiree: FromQuery[str | None] = None,
+    sortie: FromQuery[str | None] = None,
+) -> Template | Redirect:
     if current_user(request):
         return Redirect(safe_next(next) or "/", status_code=303)
     notice = ""
