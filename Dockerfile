@@ -52,9 +52,9 @@ COPY --from=build /opt/relais /opt/relais
 
 USER relais
 WORKDIR /var/lib/relais
-# A new named volume mounted here starts with this folder's owner (relais), so the
-# non-root processes can write received DICOM files, documents and the embedded database.
-VOLUME ["/var/lib/relais"]
+# Mount a named volume here (`-v relais-data:/var/lib/relais`): a new one starts with this
+# folder's owner (relais), so the non-root processes can write files and the embedded database.
+# No VOLUME instruction: it would leave an anonymous volume behind every one-off container.
 
 # 8000: web (put a TLS reverse proxy in front); 11112: DICOM node (C-ECHO, C-STORE).
 EXPOSE 8000 11112
