@@ -101,6 +101,11 @@ def build(count: int, offset: int, desc: str) -> list[Dossier]:
     return [new_dossier(offset + i) for i in tqdm(range(count), desc=desc, unit="dossier", leave=False)]
 
 
+def load() -> str:
+    """1-minute load average: other work on the machine skews the figures."""
+    return f"{os.getloadavg()[0]:.2f}"
+
+
 def count_events(url: str) -> int:
     with psycopg.connect(url) as conn:
         return conn.execute("SELECT count(*) FROM relais_events").fetchone()[0]
@@ -152,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             f"Relais save benchmark — {args.dossiers:,} dossiers × {EVENTS_PER_DOSSIER} events per phase, "
             f"cipher {'AES-GCM on' if args.cipher else 'off'}\n"
             f"PostgreSQL {server_version.split()[0]} at {base.split('@')[-1]} ({durability}), database {name}; "
-            f"Python {platform.python_version()}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M')}",
+            f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load {load()}, {time.strftime('%Y-%m-%d %H:%M')}",
             flush=True,
         )
 
@@ -186,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{'building aggregates':<22} {args.dossiers:>9,} dossiers in {built:7.2f} s  →  "
             f"{rate(args.dossiers, built)} dossiers/s (domain only, not included above)"
         )
+        print(f"{'load average (1 min)':<22} {load():>9} at the end")
         expected = 2 * args.dossiers * EVENTS_PER_DOSSIER
         print(f"events stored          {stored:>9,} (after (a): {stored_a:,}; expected {expected:,})")
         if args.cipher:
