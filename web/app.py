@@ -23,7 +23,7 @@ from web.guards import PUBLIC, LoginRequired, current_user, requires_login
 from web.labels import role_label
 from web.pages import auth, health, home
 from web.security import security_headers
-from web.services import Services, build_services
+from web.services import build_services
 from web.session import SessionUser, session_config
 
 log = logging.getLogger("relais.web")
@@ -68,6 +68,7 @@ def create_app(settings: Settings) -> Litestar:
     csrf = CSRFConfig(
         secret=settings.secret_key or secrets.token_urlsafe(32), cookie_name="csrftoken", header_name="x-csrftoken",
         cookie_secure=settings.secure_cookies, cookie_httponly=True, cookie_samesite="lax",
+        exclude=["^/static/", "^/health"],
     )
     app = Litestar(
         route_handlers=[

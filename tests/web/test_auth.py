@@ -163,3 +163,28 @@ def test_secure_cookies_over_https(settings, passwords: dict):
         assert all("Secure" in c for c in cookies if c.startswith(("relais_session=", "csrftoken=")))
         assert "Strict-Transport-Security" in client.get("/").headers
         assert client.get("/").status_code == 200
+
+
+def test_sessions_live_in_redis_when_configured(settings, passwords: dict):
+    import socket
+    from dataclasses import replace
+
+    import pytest
+    import redis
+
+    from web.app import create_app
+
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
+    except OSError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    app = create_app(replace(settings, redis_url="redis://127.0.0.1:6379/15"))
+    with TestClient(app=app) as client:
+        login(client, rpps(1))
+        session_id = client.cookies.get("relais_session")
+        assert client.get("/").status_code == 200
+        keys = redis.Redis.from_url("redis://127.0.0.1:6379/15").keys("relais_sessions*")
+        assert any(session_id in k.decode() for k in keys)
+        client.post("/logout", data={"_csrf_token": csrf_from(client.get("/").text)})
+        keys = redis.Redis.from_url("redis://127.0.0.1:6379/15").keys("relais_sessions*")
+        assert not any(session_id in k.decode() for k in keys)

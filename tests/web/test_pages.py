@@ -116,3 +116,8 @@ def test_switching_needs_a_login(client: TestClient, passwords: dict):
     token = csrf_from(client.get("/login").text)
     response = client.post("/context", data={"context": "x|y", "_csrf_token": token}, follow_redirects=False)
     assert response.status_code == 303 and response.headers["location"] == "/login"
+
+
+def test_health_and_static_set_no_cookies(client: TestClient):
+    for path in ("/health", "/static/relais.css"):
+        assert "set-cookie" not in client.get(path).headers, path
