@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from litestar.testing import TestClient
@@ -66,8 +65,6 @@ def test_lockout_after_five_failures_names_the_unlock_time_in_paris(client: Test
     locked = login(client, rpps(1), PASSWORD)
     assert locked.status_code == 401 and "Compte verrouillé" in locked.text
     assert "heure de Paris" in locked.text
-    now_paris = datetime.now(ZoneInfo("Europe/Paris"))
-    assert f"{now_paris:%d/%m/%Y}" in locked.text or "h" in locked.text
     assert client.get("/", follow_redirects=False).status_code == 303
 
 
