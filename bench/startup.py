@@ -50,17 +50,21 @@ class Run:
     ready: float | None = None  # seconds from launch to the first 200 of /health
     stop: float | None = None  # seconds from SIGTERM to the exit of `relais up`
     exit_code: int | None = None
-    processes: int = 0  # processes seen at ready: relais up, its children, the PostgreSQL server's
-    rss_mb: float = 0.0
+    spawned: float | None = None  # seconds from launch to the children's start (database and tables ready)
+    processes: int = 0  # processes seen at ready: relais up and its children…
+    postgres: int = 0  # …and the embedded PostgreSQL server with its workers and backends
+    pss_mb: float = 0.0  # proportional set size of them all (shared memory counted once)
     leftovers: list[str] = field(default_factory=list)
     error: str = ""
 
 
 def postmaster_pid(data_dir: Path) -> int | None:
+    """The server's pid (negative while initdb runs a single-user backend: not a server yet)."""
     try:
-        return int((data_dir / "postgres" / "postmaster.pid").read_text().splitlines()[0])
+        pid = int((data_dir / "postgres" / "postmaster.pid").read_text().splitlines()[0])
     except (OSError, ValueError, IndexError):
         return None
+    return pid if pid > 0 else None
 
 
 def tree(pid: int, data_dir: Path) -> list[psutil.Process]:
@@ -78,7 +82,7 @@ def tree(pid: int, data_dir: Path) -> list[psutil.Process]:
             pm = psutil.Process(server)
             procs[server] = pm
             procs.update((p.pid, p) for p in pm.children(recursive=True))
-        except psutil.NoSuchProcess:
+        except psutil.Error:
             pass
     return list(procs.values())
 
@@ -99,6 +103,20 @@ def describe(p: psutil.Process) -> str:
         return f"{p.pid} {' '.join(p.cmdline())[:100]}"
     except psutil.Error:
         return str(p.pid)
+
+
+def children_started(log_path: Path, label: str, launched: float) -> float | None:
+    """When `relais up` started its first child, from its log line (database and tables were ready)."""
+    text = log_path.read_text(encoding="utf-8", errors="replace")
+    section = text.rsplit(f"===== {label}:", 1)[-1]
+    for line in section.splitlines():
+        if "relais.up" in line and "démarré" in line:
+            try:
+                stamp = time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")) + int(line[20:23]) / 1000
+            except ValueError:
+                return None
+            return stamp - launched
+    return None
 
 
 def health(url: str) -> int | None:
@@ -126,6 +144,7 @@ def start_and_stop(label: str, data_dir: Path, timeout: float, log_path: Path) -
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"\n===== {label}: relais up on {data_dir} (web {http_port}, dicom {dicom_port})\n")
         log.flush()
+        launched = time.time()
         t0 = time.perf_counter()
         proc = subprocess.Popen(
             [*relais_command(), "up"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -145,12 +164,16 @@ def start_and_stop(label: str, data_dir: Path, timeout: float, log_path: Path) -
                 time.sleep(0.05)
             else:
                 run.error = f"no 200 from {url} within {timeout:.0f} s (last answer: {last or 'none'})"
-            procs = tree(proc.pid, data_dir)
+            procs = alive(tree(proc.pid, data_dir))
             seen.update((p.pid, p) for p in procs)
-            run.processes = len(alive(procs))
-            for p in alive(procs):
+            for p in procs:
                 try:
-                    run.rss_mb += p.memory_info().rss / 2**20
+                    if p.name().startswith("postgres"):
+                        run.postgres += 1
+                    else:
+                        run.processes += 1
+                    info = p.memory_full_info()
+                    run.pss_mb += getattr(info, "pss", info.rss) / 2**20
                 except psutil.Error:
                     pass
         finally:
@@ -166,6 +189,7 @@ def start_and_stop(label: str, data_dir: Path, timeout: float, log_path: Path) -
                     run.exit_code = proc.wait()
             else:
                 run.exit_code = proc.returncode
+    run.spawned = children_started(log_path, label, launched)
     # The children and the embedded server may take a moment after the supervisor's exit.
     deadline = time.monotonic() + 15
     while alive(list(seen.values())) and time.monotonic() < deadline:
@@ -181,9 +205,9 @@ def start_and_stop(label: str, data_dir: Path, timeout: float, log_path: Path) -
 
 def summary(label: str, values: list[float]) -> str:
     if not values:
-        return f"{label:<34} —"
+        return f"{label:<40} —"
     return (
-        f"{label:<34} min {min(values):6.2f} s   median {statistics.median(values):6.2f} s"
+        f"{label:<40} min {min(values):6.2f} s   median {statistics.median(values):6.2f} s"
         f"   max {max(values):6.2f} s   (n={len(values)})"
     )
 
@@ -215,9 +239,10 @@ def main(argv: list[str] | None = None) -> int:
                 ready = f"{run.ready:6.2f} s to /health 200" if run.ready is not None else "   no /health 200   "
                 stop = f"stop {run.stop:5.2f} s" if run.stop is not None else "stop    —  "
                 gone = "tree gone" if not run.leftovers else f"LEFT BEHIND: {run.leftovers}"
+                spawned = f"{run.spawned:5.2f}" if run.spawned is not None else "  —  "
                 print(
-                    f"{run.label:<16} {ready}   {stop} (exit {run.exit_code})   "
-                    f"{run.processes} processes, {run.rss_mb:5.0f} MB RSS at ready   {gone}",
+                    f"{run.label:<16} {ready} (parts started at {spawned} s)   {stop} (exit {run.exit_code})   "
+                    f"{run.processes} relais + {run.postgres} postgres processes, {run.pss_mb:4.0f} MB PSS   {gone}",
                     flush=True,
                 )
                 if run.error:
@@ -233,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(summary("start, fresh data folder", [r.ready for r in runs if "fresh" in r.label and r.ready]))
         print(summary("start, existing data folder", [r.ready for r in runs if "existing" in r.label and r.ready]))
+        print(summary("  parts started (fresh: db + tables)", [r.spawned for r in runs if "fresh" in r.label and r.ready and r.spawned]))
+        print(summary("  parts started (existing)", [r.spawned for r in runs if "existing" in r.label and r.ready and r.spawned]))
         print(summary("stop (SIGTERM → exit)", [r.stop for r in runs if r.stop is not None]))
         print(f"load average (1 min) at the end: {os.getloadavg()[0]:.2f}")
     finally:
