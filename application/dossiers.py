@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import uuid4
+from zoneinfo import ZoneInfo
 
 from application.base import SYSTEM_ACTOR, RelaisBase, event_summary, parse_uuid
 from application.directory import DirectoryUseCases
@@ -31,6 +32,7 @@ from domain.values import (
 QUESTION_MAX = 10_000
 REPORT_MAX = 50_000
 NOTE_MAX = 5_000
+PARIS = ZoneInfo("Europe/Paris")  # the platform's local date (birth dates, statistics)
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,7 @@ class DossierUseCases(DirectoryUseCases, RelaisBase):
             patient=patient_identity(
                 birth_name=patient_birth_name, first_names=patient_first_names, birth_date=patient_birth_date,
                 sex=patient_sex, birth_place_code=patient_birth_place_code, ins=patient_ins,
-                used_name=patient_used_name, today=when.date(),
+                used_name=patient_used_name, today=when.astimezone(PARIS).date(),
             ),
             question=text(question, "question", max_len=QUESTION_MAX),
             urgency=code(Urgency, urgency, "urgency"),
@@ -173,7 +175,7 @@ class DossierUseCases(DirectoryUseCases, RelaisBase):
         if imaging_source is not None:
             changes["imaging_source"] = code(ImagingSource, imaging_source, "imaging_source")
         if patient is not None:
-            changes["patient"] = patient_identity(**patient, today=self.clock().date())
+            changes["patient"] = patient_identity(**patient, today=self.clock().astimezone(PARIS).date())
         return self._act(
             dossier_id, actor_id, expected_version,
             lambda d, a, t: d.edit(changes=changes, actor=a, occurred_at=t), occurred_at,
