@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from uuid import UUID, uuid4
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -156,7 +157,7 @@ def test_question_of_exactly_10000_characters_accepted(relais, world):
 
 
 def test_birth_date_tomorrow_refused_today_accepted(relais, world):
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(ZoneInfo("Europe/Paris")).date()
     refused_field(relais, "birth_date", lambda: create(
         relais, world, patient_birth_date=(today + timedelta(days=1)).isoformat()))
     did = create(relais, world, patient_birth_date=today.isoformat())
@@ -370,3 +371,34 @@ def test_validation_happens_before_anything_is_loaded_or_written(relais, world):
             create(relais, world, **bad)
     did = create(relais, world)
     assert relais.repository.get(UUID(did)).version == 1
+
+
+def test_newborn_at_half_past_midnight_in_paris(settings):
+    """Birth dates are compared with the local (Europe/Paris) date, not the UTC one.
+
+    At 00:30 in Paris on 2 June it is still 1 June in UTC: a baby born on 2 June is not "born in the future".
+    """
+    clock = lambda: datetime(2025, 6, 1, 22, 30, tzinfo=timezone.utc)  # noqa: E731 - 2 June, 00:30 in Paris
+    app = Relais(env=settings.eventsourcing_env(), clock=clock)
+    try:
+        est = app.add_establishment(finess="310781406", name="CHU de Toulouse", department="31")
+        doc = app.add_practitioner(rpps=rpps(1), family_name="Martin", given_name="Claire", establishment_id=est,
+                                   roles=["clinician"])
+        newborn = dict(PATIENT, patient_birth_date="2025-06-02")
+        did = app.create_dossier(actor_id=doc, workflow="generic_opinion", question="Souffle cardiaque ?",
+                                 consent="given", **newborn)
+        assert app.get_dossier(dossier_id=did, actor_id=doc).patient["birth_date"] == "2025-06-02"
+        patient = {k.removeprefix("patient_"): v for k, v in newborn.items()}
+        app.edit_draft(dossier_id=did, actor_id=doc, patient=dict(patient, first_names="Léa"))
+        # still refused the day after, in Paris
+        before = app.max_position()
+        with pytest.raises(InvalidFieldError) as e:
+            app.create_dossier(actor_id=doc, workflow="generic_opinion", question="?", consent="given",
+                               **dict(PATIENT, patient_birth_date="2025-06-03"))
+        assert e.value.field == "birth_date"
+        with pytest.raises(InvalidFieldError) as e:
+            app.edit_draft(dossier_id=did, actor_id=doc, patient=dict(patient, birth_date="2025-06-03"))
+        assert e.value.field == "birth_date"
+        assert app.max_position() == before
+    finally:
+        app.close()
