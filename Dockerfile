@@ -17,7 +17,7 @@ ENV PATH=/opt/relais/bin:$PATH
 WORKDIR /src
 # Dependencies first, on their own layer: they change far less often than the code.
 # The lock pins every transitive version; pip installs only what pyproject.toml asks for.
-COPY pyproject.toml requirements.lock ./
+COPY pyproject.toml requirements.lock README.md ./
 RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
         > /tmp/direct.txt \
  && pip install -c requirements.lock -r /tmp/direct.txt
