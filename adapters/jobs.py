@@ -101,6 +101,7 @@ def worker_settings(redis_url: str, ctx: dict | None = None) -> type:
         functions = [func(f, name=n) for n, f in FUNCTIONS.items()]
         redis_settings = RedisSettings.from_dsn(redis_url)
         keep_result = 3600
+        health_check_interval = 60  # the compose health check reads this key
         max_tries = 5
         job_timeout = 3600
         handle_signals = True

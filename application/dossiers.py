@@ -84,13 +84,34 @@ class DossierUseCases(DirectoryUseCases, RelaisBase):
         establishment_id: str | None = None,
     ) -> int | None:
         when = self._when(occurred_at)
-        actor = self.actor_for(practitioner_id=actor_id, establishment_id=establishment_id)
         dossier = self.load(Dossier, dossier_id, "télédossier")
+        actor = self._actor_on(dossier, actor_id, establishment_id)
         if not dossier.may_read(actor):
             raise ForbiddenError("ce télédossier ne vous concerne pas")
         self.check_version(dossier, expected_version)
         action(dossier, actor, when)
         return self.commit(dossier)
+
+    def _actor_on(
+        self, dossier: Dossier, actor_id: str, establishment_id: str | None, role: str = Role.CLINICIAN
+    ) -> Actor:
+        """The actor, for the establishment through which they take part in this dossier.
+
+        A practitioner working in several establishments acts for the one named, else for the
+        one that is the dossier's requester or one of its recipients.
+        """
+        if establishment_id is not None:
+            return self.actor_for(practitioner_id=actor_id, establishment_id=establishment_id, role=role)
+        try:
+            return self.actor_for(practitioner_id=actor_id, role=role)
+        except ForbiddenError:
+            involved = [dossier.requester["establishment_id"], *(s["establishment_id"] for s in dossier.sends.values())]
+            for eid in involved:
+                try:
+                    return self.actor_for(practitioner_id=actor_id, establishment_id=eid, role=role)
+                except ForbiddenError:
+                    continue
+            raise
 
     # ------------------------------------------------------------------ requester
 
@@ -367,7 +388,7 @@ class DossierUseCases(DirectoryUseCases, RelaisBase):
     def forward(
         self, *, dossier_id: str, actor_id: str, send_id: str, to_establishment_id: str | None = None,
         to_service_id: str | None = None, to_practitioner_id: str | None = None, note: str = "",
-        expected_version: int | None = None, occurred_at: datetime | None = None,
+        to_channel: str | None = None, expected_version: int | None = None, occurred_at: datetime | None = None,
     ) -> int | None:
         note = text(note, "note", max_len=NOTE_MAX, required=False)
 
@@ -383,6 +404,8 @@ class DossierUseCases(DirectoryUseCases, RelaisBase):
             to = {
                 "establishment_id": str(est.id), "service_id": to_service_id or None,
                 "practitioner_id": str(parse_uuid(to_practitioner_id, "professionnel")) if to_practitioner_id else None,
+                "region": est.region, "department": est.department,
+                "channel": code(Channel, to_channel, "channel") if to_channel else None,
             }
             d.forward(send_id=send_id, to=to, note=note, actor=a, occurred_at=t)
 
@@ -403,8 +426,8 @@ class DossierUseCases(DirectoryUseCases, RelaisBase):
     # ------------------------------------------------------------------ reading
 
     def get_dossier(self, *, dossier_id: str, actor_id: str, role: str = Role.CLINICIAN) -> DossierDetails:
-        actor = self.actor_for(practitioner_id=actor_id, role=role)
         d = self.load(Dossier, dossier_id, "télédossier")
+        actor = self._actor_on(d, actor_id, None, role)
         if not d.may_read(actor):
             raise ForbiddenError("ce télédossier ne vous concerne pas")
         return DossierDetails(
@@ -417,7 +440,7 @@ class DossierUseCases(DirectoryUseCases, RelaisBase):
         )
 
     def dossier_history(self, *, dossier_id: str, actor_id: str) -> list[HistoryEntry]:
-        """Every event of a dossier, in order (auditors; requester and recipients see their own)."""
+        """Every event of a dossier, in order, with actor and both times (auditors only)."""
         actor = self.actor_for(practitioner_id=actor_id, role=Role.AUDITOR)
         d = self.load(Dossier, dossier_id, "télédossier")
         if not d.may_read(actor):  # pragma: no cover - auditors read everything

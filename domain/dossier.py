@@ -162,12 +162,14 @@ class Dossier(Aggregate):
 
     # ------------------------------------------------------------------ guards
 
-    def _open(self) -> None:
+    def _open(self, occurred_at: datetime | None = None) -> None:
         if self.is_over:
             raise DossierClosedError("le télédossier est clôturé ou annulé")
+        if occurred_at is not None and occurred_at < self.opened_on:
+            raise InvalidFieldError("occurred_at", "date antérieure à la création du télédossier")
 
-    def _draft(self) -> None:
-        self._open()
+    def _draft(self, occurred_at: datetime | None = None) -> None:
+        self._open(occurred_at)
         if not self.is_draft:
             raise DossierNotDraftError("le télédossier a été envoyé : il ne peut plus être modifié")
 
@@ -187,13 +189,19 @@ class Dossier(Aggregate):
                 f"action impossible : l'envoi est à l'état « {send['state']} »"
             )
 
+    @staticmethod
+    def _after_sending(send: dict, occurred_at: datetime) -> None:
+        """A recipient's action cannot predate the sending (answer delays are never negative)."""
+        if send["sent_on"] and occurred_at < datetime.fromisoformat(send["sent_on"]):
+            raise InvalidFieldError("occurred_at", "date antérieure à l'envoi du télédossier")
+
     def _complement_pending(self) -> bool:
         return any(s["state"] == SendState.ON_HOLD for s in self.sends.values())
 
     # ------------------------------------------------------------------ requester commands
 
     def edit(self, *, changes: dict, actor: Actor, occurred_at: datetime) -> None:
-        self._draft()
+        self._draft(occurred_at)
         self._as_requester(actor)
         allowed = {"question", "urgency", "patient", "workflow", "imaging_source"}
         unknown = set(changes) - allowed
@@ -209,7 +217,7 @@ class Dossier(Aggregate):
         self.last_occurred_at = occurred_at
 
     def record_consent(self, *, status: str, note: str, actor: Actor, occurred_at: datetime) -> None:
-        self._draft()
+        self._draft(occurred_at)
         self._as_requester(actor)
         self._consent_recorded(status=status, note=note, actor=actor.as_dict(), occurred_at=occurred_at)
 
@@ -219,7 +227,7 @@ class Dossier(Aggregate):
         self.last_occurred_at = occurred_at
 
     def attach_document(self, *, document: dict, actor: Actor, occurred_at: datetime) -> None:
-        self._open()
+        self._open(occurred_at)
         self._as_requester(actor)
         if not (self.is_draft or self._complement_pending()):
             raise DossierNotDraftError("documents : ajout possible en brouillon ou en réponse à une demande de complément")
@@ -233,7 +241,7 @@ class Dossier(Aggregate):
         self.last_occurred_at = occurred_at
 
     def remove_document(self, *, document_id: str, actor: Actor, occurred_at: datetime) -> None:
-        self._draft()
+        self._draft(occurred_at)
         self._as_requester(actor)
         if document_id not in self.documents:
             raise UnknownDocumentError(f"document inconnu : {document_id}")
@@ -245,11 +253,10 @@ class Dossier(Aggregate):
         self.last_occurred_at = occurred_at
 
     def attach_imaging(self, *, study: dict, actor: Actor, occurred_at: datetime) -> None:
-        self._open()
+        """Imaging may arrive after sending too (a gateway push often follows a stroke dossier)."""
+        self._open(occurred_at)
         if actor.role != "system":
             self._as_requester(actor)
-        if not (self.is_draft or self._complement_pending()):
-            raise DossierNotDraftError("imagerie : ajout possible en brouillon ou en réponse à une demande de complément")
         if study["source"] == ImagingSource.NONE:
             raise InvalidFieldError("source", "une étude jointe a une source d'imagerie")
         self._imaging_attached(study=study, actor=actor.as_dict(), occurred_at=occurred_at)
@@ -262,7 +269,7 @@ class Dossier(Aggregate):
         self.last_occurred_at = occurred_at
 
     def detach_imaging(self, *, study_instance_uid: str, actor: Actor, occurred_at: datetime) -> None:
-        self._draft()
+        self._draft(occurred_at)
         self._as_requester(actor)
         if study_instance_uid not in self.imaging:
             raise InvalidFieldError("study_instance_uid", "étude non jointe à ce télédossier")
@@ -277,7 +284,7 @@ class Dossier(Aggregate):
 
     def address(self, *, recipient: dict, actor: Actor, occurred_at: datetime) -> None:
         """Adds a recipient (a future send). Allowed while the dossier is open, also after sending."""
-        self._open()
+        self._open(occurred_at)
         self._as_requester(actor)
         if recipient["send_id"] in self.sends:
             raise InvalidFieldError("send_id", "envoi déjà existant")
@@ -313,7 +320,7 @@ class Dossier(Aggregate):
         self.last_occurred_at = occurred_at
 
     def remove_recipient(self, *, send_id: str, actor: Actor, occurred_at: datetime) -> None:
-        self._open()
+        self._open(occurred_at)
         self._as_requester(actor)
         self._send_in(self.send_of(send_id), SendState.PENDING)
         self._recipient_removed(send_id=send_id, actor=actor.as_dict(), occurred_at=occurred_at)
@@ -325,7 +332,7 @@ class Dossier(Aggregate):
 
     def send(self, *, actor: Actor, occurred_at: datetime) -> list[str]:
         """Sends the dossier to every recipient addressed and not yet sent to."""
-        self._open()
+        self._open(occurred_at)
         self._as_requester(actor)
         if not self.consent or self.consent.get("status") != Consent.GIVEN:
             raise ConsentMissingError("consentement du patient non recueilli : envoi impossible")
@@ -345,9 +352,11 @@ class Dossier(Aggregate):
         self.last_occurred_at = occurred_at
 
     def provide_complement(self, *, send_id: str, message: str, actor: Actor, occurred_at: datetime) -> None:
-        self._open()
+        self._open(occurred_at)
         self._as_requester(actor)
-        self._send_in(self.send_of(send_id), SendState.ON_HOLD)
+        send = self.send_of(send_id)
+        self._send_in(send, SendState.ON_HOLD)
+        self._after_sending(send, occurred_at)
         self._complement_provided(send_id=send_id, message=message, actor=actor.as_dict(), occurred_at=occurred_at)
 
     @event("ComplementProvided", topic="relais:Dossier.ComplementProvided")
@@ -356,10 +365,12 @@ class Dossier(Aggregate):
         self.last_occurred_at = occurred_at
 
     def close(self, *, note: str, actor: Actor, occurred_at: datetime) -> None:
-        self._open()
+        self._open(occurred_at)
         self._as_requester(actor)
         if self.first_sent_on is None:
             raise DossierStateError("un brouillon s'annule, il ne se clôture pas")
+        if occurred_at < self.first_sent_on:
+            raise InvalidFieldError("occurred_at", "date antérieure à l'envoi du télédossier")
         states = {s["state"] for s in self.sends.values()}
         if SendState.ANSWERED not in states and states & ACTIVE_SEND_STATES:
             raise DossierStateError("clôture impossible : aucun avis rendu et des demandes sont en cours (annuler ?)")
@@ -374,7 +385,7 @@ class Dossier(Aggregate):
         self.last_occurred_at = occurred_at
 
     def cancel(self, *, reason: str, actor: Actor, occurred_at: datetime) -> None:
-        self._open()
+        self._open(occurred_at)
         self._as_requester(actor)
         if any(s["state"] == SendState.ANSWERED for s in self.sends.values()):
             raise DossierStateError("annulation impossible : un avis a déjà été rendu (clôturer ?)")
@@ -391,8 +402,10 @@ class Dossier(Aggregate):
     # ------------------------------------------------------------------ recipient commands
 
     def accept(self, *, send_id: str, actor: Actor, occurred_at: datetime) -> None:
-        self._open()
-        self._send_in(self._as_recipient(actor, send_id), SendState.REQUESTED)
+        self._open(occurred_at)
+        send = self._as_recipient(actor, send_id)
+        self._send_in(send, SendState.REQUESTED)
+        self._after_sending(send, occurred_at)
         self._accepted(send_id=send_id, actor=actor.as_dict(), occurred_at=occurred_at)
 
     @event("Accepted", topic="relais:Dossier.Accepted")
@@ -402,8 +415,10 @@ class Dossier(Aggregate):
         self.last_occurred_at = occurred_at
 
     def decline(self, *, send_id: str, reason_code: str, reason: str, actor: Actor, occurred_at: datetime) -> None:
-        self._open()
-        self._send_in(self._as_recipient(actor, send_id), SendState.REQUESTED, SendState.IN_PROGRESS)
+        self._open(occurred_at)
+        send = self._as_recipient(actor, send_id)
+        self._send_in(send, SendState.REQUESTED, SendState.IN_PROGRESS)
+        self._after_sending(send, occurred_at)
         if reason_code not in DECLINE_REASONS:
             raise InvalidFieldError("reason_code", f"motif inconnu (attendu : {', '.join(DECLINE_REASONS)})")
         if reason_code == "other" and not reason:
@@ -417,8 +432,10 @@ class Dossier(Aggregate):
         self.last_occurred_at = occurred_at
 
     def request_complement(self, *, send_id: str, message: str, actor: Actor, occurred_at: datetime) -> None:
-        self._open()
-        self._send_in(self._as_recipient(actor, send_id), SendState.REQUESTED, SendState.IN_PROGRESS)
+        self._open(occurred_at)
+        send = self._as_recipient(actor, send_id)
+        self._send_in(send, SendState.REQUESTED, SendState.IN_PROGRESS)
+        self._after_sending(send, occurred_at)
         self._complement_requested(send_id=send_id, message=message, actor=actor.as_dict(), occurred_at=occurred_at)
 
     @event("ComplementRequested", topic="relais:Dossier.ComplementRequested")
@@ -428,9 +445,12 @@ class Dossier(Aggregate):
 
     def forward(self, *, send_id: str, to: dict, note: str, actor: Actor, occurred_at: datetime) -> None:
         """Hands a send to a colleague or another team; the new assignee must accept it."""
-        self._open()
+        self._open(occurred_at)
         send = self._as_recipient(actor, send_id)
         self._send_in(send, SendState.REQUESTED, SendState.IN_PROGRESS)
+        self._after_sending(send, occurred_at)
+        if to.get("region", send["region"]) != OCCITANIE and not to.get("channel"):
+            raise InvalidFieldError("channel", "canal inter-régional obligatoire pour un destinataire hors région")
         if not (to.get("practitioner_id") or to.get("service_id")):
             raise InvalidFieldError("to", "indiquez un confrère ou une équipe")
         if (to.get("service_id"), to.get("practitioner_id")) == (send["service_id"], send["practitioner_id"]) and (
@@ -445,12 +465,19 @@ class Dossier(Aggregate):
         send["establishment_id"] = to["establishment_id"]
         send["service_id"] = to.get("service_id")
         send["practitioner_id"] = to.get("practitioner_id")
+        if "region" in to:
+            send["region"] = to["region"]
+            send["department"] = to.get("department")
+            send["channel"] = to.get("channel")
+        send.pop("accepted_by", None)
         send["state"] = SendState.REQUESTED.value
         self.last_occurred_at = occurred_at
 
     def give_opinion(self, *, send_id: str, report: str, conclusion: str, actor: Actor, occurred_at: datetime) -> None:
-        self._open()
-        self._send_in(self._as_recipient(actor, send_id), SendState.REQUESTED, SendState.IN_PROGRESS)
+        self._open(occurred_at)
+        send = self._as_recipient(actor, send_id)
+        self._send_in(send, SendState.REQUESTED, SendState.IN_PROGRESS)
+        self._after_sending(send, occurred_at)
         self._opinion_given(
             send_id=send_id, report=report, conclusion=conclusion, actor=actor.as_dict(), occurred_at=occurred_at
         )

@@ -183,7 +183,7 @@ def patient_identity(
     """The patient's INS strict identity traits, checked, as a plain dict stored in events."""
     from domain.identifiers import check_nir
 
-    name_re = r"[A-Za-zÀ-ÖØ-öø-ÿ' \-]+"
+    name_re = r"[A-Za-zÀ-ÖØ-öø-ÿŒœ' \-]+"
     birth_name = text(birth_name, "birth_name", max_len=100).upper()
     if not re.fullmatch(name_re, birth_name):
         raise InvalidFieldError("birth_name", "caractères non autorisés")

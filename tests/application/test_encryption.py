@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator
 from uuid import UUID
 
@@ -68,7 +69,8 @@ def test_patient_name_and_question_are_not_stored_in_clear(relais, world):
     for topic, state in events:
         for secret in SECRETS:
             assert secret not in state, f"{secret!r} in clear in a {topic} event"
-        assert b"{" not in state[:1] and b'"timestamp"' not in state  # not JSON at all
+        with pytest.raises(ValueError):  # not JSON at all (random bytes: a first "{" is possible)
+            json.loads(state)
     # topics stay in clear: the log can be followed and audited without the key
     topics = [t for t, _ in events]
     assert topics[-3:] == ["relais:Dossier.Created", "relais:Dossier.RecipientAddressed", "relais:Dossier.Sent"]

@@ -88,7 +88,8 @@ def test_history_of_forward_records_both_practitioners(relais, world):
     assert (forwarded.event, forwarded.actor["practitioner_id"]) == ("Forwarded", rec)
     assert forwarded.data == {
         "send_id": sid, "note": "Pour toi",
-        "to": {"establishment_id": world["montpellier"], "service_id": None, "practitioner_id": out},
+        "to": {"establishment_id": world["montpellier"], "service_id": None, "practitioner_id": out,
+               "region": "OCC", "department": "34", "channel": None},
     }
     assert (accepted.event, accepted.actor["practitioner_id"], accepted.actor["service_ids"]) == ("Accepted", out, [])
 

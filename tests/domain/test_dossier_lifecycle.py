@@ -199,8 +199,17 @@ def test_documents_refused_after_sending_without_complement_request(relais, worl
     refused(relais, did, DossierNotDraftError, lambda: relais.attach_document(
         dossier_id=did, actor_id=world["requester"], filename="a.pdf", media_type="application/pdf",
         size=1, sha256=SHA))
-    refused(relais, did, DossierNotDraftError, lambda: relais.attach_imaging(
-        dossier_id=did, actor_id=world["requester"], study_instance_uid="1.2.3", source="file_import"))
+
+
+def test_imaging_may_arrive_after_sending(relais, world, sent_dossier):
+    did = sent_dossier["dossier_id"]
+    relais.attach_imaging(dossier_id=did, actor_id=world["requester"], study_instance_uid="1.2.3", source="file_import")
+    relais.attach_imaging(dossier_id=did, actor_id=None, study_instance_uid="1.2.4", source="dicom_store")
+    assert {s["study_instance_uid"] for s in relais.get_dossier(dossier_id=did, actor_id=world["requester"]).imaging} == {
+        "1.2.3", "1.2.4"}
+    relais.cancel_dossier(dossier_id=did, actor_id=world["requester"], reason="Doublon")
+    refused(relais, did, DossierClosedError, lambda: relais.attach_imaging(
+        dossier_id=did, actor_id=None, study_instance_uid="1.2.5", source="dicom_store"))
 
 
 def test_close_refused_while_requests_pending_and_no_answer(relais, world, sent_dossier):
@@ -348,14 +357,14 @@ def test_previous_assignee_not_allowed_at_domain_level():
     """On the aggregate itself, the previous assignee gets NotAllowedError."""
     d, actors, sid = sent_aggregate()
     d.forward(send_id=sid, to={"establishment_id": "mtp", "service_id": None, "practitioner_id": "colleague"},
-              note="", actor=actors["recipient"], occurred_at=T0)
+              note="", actor=actors["recipient"], occurred_at=T0 + timedelta(minutes=10))
     d.collect_events()
     version = d.version
     with pytest.raises(NotAllowedError):
-        d.accept(send_id=sid, actor=actors["recipient"], occurred_at=T0)
+        d.accept(send_id=sid, actor=actors["recipient"], occurred_at=T0 + timedelta(minutes=10))
     assert d.version == version and d.collect_events() == []
     colleague = Actor(practitioner_id="colleague", role="clinician", establishment_id="mtp", service_ids=("neuro",))
-    d.accept(send_id=sid, actor=colleague, occurred_at=T0)
+    d.accept(send_id=sid, actor=colleague, occurred_at=T0 + timedelta(minutes=10))
     assert d.sends[sid]["state"] == "in_progress"
 
 
@@ -660,9 +669,9 @@ def test_outsider_not_allowed_at_domain_level():
     d, actors, sid = sent_aggregate()
     version = d.version
     for command in (
-        lambda a: d.accept(send_id=sid, actor=a, occurred_at=T0),
-        lambda a: d.decline(send_id=sid, reason_code="unavailable", reason="", actor=a, occurred_at=T0),
-        lambda a: d.give_opinion(send_id=sid, report="x", conclusion="", actor=a, occurred_at=T0),
+        lambda a: d.accept(send_id=sid, actor=a, occurred_at=T0 + timedelta(minutes=10)),
+        lambda a: d.decline(send_id=sid, reason_code="unavailable", reason="", actor=a, occurred_at=T0 + timedelta(minutes=10)),
+        lambda a: d.give_opinion(send_id=sid, report="x", conclusion="", actor=a, occurred_at=T0 + timedelta(minutes=10)),
     ):
         for who in ("outsider", "requester"):
             with pytest.raises(NotAllowedError):
