@@ -113,6 +113,29 @@ class DossierUseCases(DirectoryUseCases, RelaisBase):
                     continue
             raise
 
+    def _recipient(
+        self, establishment_id: str, service_id: str | None, practitioner_id: str | None, channel: str | None,
+        *, field_prefix: str,
+    ) -> dict:
+        """Who a send goes to, checked against the directory (service of that establishment,
+        practitioner practising there as a clinician), with the establishment's region/department."""
+        est = self.load(Establishment, establishment_id, "établissement destinataire")
+        if service_id and service_id not in est.services:
+            raise InvalidFieldError(f"{field_prefix}service_id", f"service inconnu dans {est.name}")
+        if practitioner_id:
+            p = self.load(Practitioner, practitioner_id, "professionnel destinataire")
+            membership = p.memberships.get(str(est.id))
+            if not p.active or not membership or Role.CLINICIAN not in membership["roles"]:
+                raise InvalidFieldError(f"{field_prefix}practitioner_id", f"ce professionnel n'exerce pas à {est.name}")
+        return {
+            "establishment_id": str(est.id),
+            "service_id": service_id or None,
+            "practitioner_id": str(parse_uuid(practitioner_id, "professionnel")) if practitioner_id else None,
+            "region": est.region,
+            "department": est.department,
+            "channel": code(Channel, channel, "channel") if channel else None,
+        }
+
     # ------------------------------------------------------------------ requester
 
     def create_dossier(
@@ -279,22 +302,9 @@ class DossierUseCases(DirectoryUseCases, RelaisBase):
         practitioner_id: str | None = None, channel: str | None = None, expected_version: int | None = None,
         occurred_at: datetime | None = None,
     ) -> str:
-        est = self.load(Establishment, establishment_id, "établissement destinataire")
-        if service_id and service_id not in est.services:
-            raise InvalidFieldError("service_id", f"service inconnu dans {est.name}")
-        if practitioner_id:
-            p = self.load(Practitioner, practitioner_id, "professionnel destinataire")
-            membership = p.memberships.get(str(est.id))
-            if not p.active or not membership or Role.CLINICIAN not in membership["roles"]:
-                raise InvalidFieldError("practitioner_id", f"ce professionnel n'exerce pas à {est.name}")
         recipient = {
             "send_id": str(uuid4()),
-            "establishment_id": str(est.id),
-            "service_id": service_id or None,
-            "practitioner_id": str(parse_uuid(practitioner_id, "professionnel")) if practitioner_id else None,
-            "region": est.region,
-            "department": est.department,
-            "channel": code(Channel, channel, "channel") if channel else None,
+            **self._recipient(establishment_id, service_id, practitioner_id, channel, field_prefix=""),
         }
         self._act(
             dossier_id, actor_id, expected_version,
@@ -393,20 +403,10 @@ class DossierUseCases(DirectoryUseCases, RelaisBase):
         note = text(note, "note", max_len=NOTE_MAX, required=False)
 
         def action(d: Dossier, a: Actor, t: datetime) -> None:
-            est = self.load(Establishment, to_establishment_id or d.send_of(send_id)["establishment_id"], "établissement")
-            if to_service_id and to_service_id not in est.services:
-                raise InvalidFieldError("to_service_id", f"service inconnu dans {est.name}")
-            if to_practitioner_id:
-                p = self.load(Practitioner, to_practitioner_id, "professionnel")
-                m = p.memberships.get(str(est.id))
-                if not p.active or not m or Role.CLINICIAN not in m["roles"]:
-                    raise InvalidFieldError("to_practitioner_id", f"ce professionnel n'exerce pas à {est.name}")
-            to = {
-                "establishment_id": str(est.id), "service_id": to_service_id or None,
-                "practitioner_id": str(parse_uuid(to_practitioner_id, "professionnel")) if to_practitioner_id else None,
-                "region": est.region, "department": est.department,
-                "channel": code(Channel, to_channel, "channel") if to_channel else None,
-            }
+            to = self._recipient(
+                to_establishment_id or d.send_of(send_id)["establishment_id"], to_service_id, to_practitioner_id,
+                to_channel, field_prefix="to_",
+            )
             d.forward(send_id=send_id, to=to, note=note, actor=a, occurred_at=t)
 
         return self._act(dossier_id, actor_id, expected_version, action, occurred_at)
