@@ -1,10 +1,11 @@
 """Relais application layer: the use cases, on one event store."""
 
+from application.access import AccessUseCases
 from application.dossiers import DossierUseCases
 
 
-class Relais(DossierUseCases):
-    """The whole platform's use cases (directory and dossiers) on the `relais` event store."""
+class Relais(AccessUseCases, DossierUseCases):
+    """The whole platform's use cases (directory, dossiers, traced reads) on the `relais` event store."""
 
     # Pinned: eventsourcing names tables and tracking rows after it, and would otherwise
     # take the class name; a rename must never start an empty store.

@@ -13,12 +13,16 @@ from eventsourcing.utils import Environment
 
 from application import Relais
 from projections.base import PostgresView
+from projections.access import AccessProjection, PostgresAccessView
 from projections.directory import DirectoryProjection, PostgresDirectoryView
+from projections.inbox import InboxProjection, PostgresInboxView
 
 log = logging.getLogger("relais.projections")
 
 PROJECTIONS: dict[str, tuple[type[Projection], type[PostgresView]]] = {
     "directory": (DirectoryProjection, PostgresDirectoryView),
+    "inbox": (InboxProjection, PostgresInboxView),
+    "access": (AccessProjection, PostgresAccessView),
 }
 
 

@@ -9,6 +9,7 @@ import pytest
 from eventsourcing.domain import Aggregate
 from eventsourcing.utils import get_topic, resolve_topic
 
+from domain.access import Access
 from domain.directory import DicomNode, Establishment, Practitioner
 from domain.dossier import Dossier
 
@@ -17,6 +18,7 @@ AGGREGATES = {
     "relais:Establishment": Establishment,
     "relais:Practitioner": Practitioner,
     "relais:DicomNode": DicomNode,
+    "relais:Access": Access,
 }
 
 EXPECTED_EVENT_TOPICS = {
@@ -51,6 +53,8 @@ EXPECTED_EVENT_TOPICS = {
     # DicomNode
     "relais:DicomNode.Created",
     "relais:DicomNode.Moved",
+    # Access (one stream per view of patient data)
+    "relais:Access.Created",
 }
 
 

@@ -1,0 +1,262 @@
+"""Queries on the inbox read model: tabs with filters and keyset pages, counters, auditor search."""
+
+from __future__ import annotations
+
+import base64
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+TABS = ("received", "sent", "drafts", "closed")
+PAGE_SIZE = 25
+COUNT_CAP = 10_000  # counters above this show "10 000+": counting a decade of history is not news
+OPEN = "d.state NOT IN ('closed', 'cancelled')"
+RECEIVED_STATES = ("requested", "in_progress", "on_hold", "answered")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose inbox: a clinician acting for one establishment, with their services there."""
+
+    practitioner_id: str
+    establishment_id: str
+    service_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Filters:
+    workflow: str = ""
+    state: str = ""
+    urgency: str = ""
+    service: str = ""
+    since: date | None = None
+    until: date | None = None
+    q: str = ""
+
+    def active(self) -> bool:
+        return any((self.workflow, self.state, self.urgency, self.service, self.since, self.until, self.q.strip()))
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    dossier_id: str
+    number: str
+    send_id: str | None
+    workflow: str
+    urgency: str
+    state: str
+    birth_name: str
+    first_names: str
+    used_name: str | None
+    birth_date: date
+    sex: str
+    counterpart: str
+    counterpart_detail: str
+    since: datetime
+    unread: bool
+    imaging: bool
+    documents: int
+    key: str = field(default="")
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[InboxRow]
+    next_cursor: str | None
+
+
+def _fold(text: str) -> str:
+    text = unicodedata.normalize("NFKD", text or "")
+    return "".join(c for c in text if not unicodedata.combining(c)).lower().strip()
+
+
+def encode_cursor(ts: datetime, key: str) -> str:
+    return base64.urlsafe_b64encode(f"{ts.isoformat()}|{key}".encode()).decode()
+
+
+def decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    if not cursor:
+        return None
+    try:
+        ts, key = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        return datetime.fromisoformat(ts), str(key)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+NUMBER = re.compile(r"^(TD-?)?[A-Z2-7]{10}$")
+
+SELECT = """
+SELECT d.id::text AS dossier_id, d.number, d.workflow, d.urgency, d.birth_name, d.first_names, d.used_name,
+       d.birth_date, d.sex, d.documents, (d.imaging > 0 OR d.imaging_source <> 'none') AS imaging,
+       {since} AS since, {key}::text AS key, {cols}
+FROM {source}
+WHERE {where}
+ORDER BY {since} DESC, {key} DESC
+LIMIT %(limit)s
+"""
+
+UNREAD = """(d.last_actor_id <> %(me)s AND NOT EXISTS (SELECT 1 FROM inbox_views v
+             WHERE v.practitioner_id = %(me)s AND v.dossier_id = d.id AND v.version >= d.version))"""
+
+MINE = """s.establishment_id = %(est)s AND s.state <> 'pending'
+          AND (s.practitioner_id = %(me_uuid)s OR (s.practitioner_id IS NULL
+               AND (s.service_id IS NULL OR s.service_id = ANY(%(services)s::uuid[]))))"""
+
+
+def _tab_sql(tab: str) -> tuple[str, str, list[str], str, str]:
+    """(FROM, columns, WHERE parts, order expression, tie-break key) of a tab."""
+    if tab == "received":
+        source = "inbox_sends s JOIN inbox_dossiers d ON d.id = s.dossier_id"
+        cols = f"""s.send_id::text AS send_id, s.state AS state, {UNREAD} AS unread,
+            (SELECT name FROM dir_establishments WHERE id = d.requester_establishment_id) AS counterpart,
+            coalesce((SELECT given_name || ' ' || family_name FROM dir_practitioners
+                      WHERE id = d.requester_practitioner_id), '') AS counterpart_detail"""
+        where = [MINE, OPEN, "s.state = ANY(%(received_states)s)"]
+        return source, cols, where, "d.last_activity_at", "s.send_id"
+    source = "inbox_dossiers d"
+    cols = f"""NULL AS send_id, d.state AS state, {UNREAD} AS unread,
+        coalesce((SELECT string_agg(coalesce(e.name, '?'), ', ' ORDER BY e.name) FROM inbox_sends s
+                  LEFT JOIN dir_establishments e ON e.id = s.establishment_id WHERE s.dossier_id = d.id), '') AS counterpart,
+        coalesce((SELECT string_agg(coalesce(sv.name, p.given_name || ' ' || p.family_name, 'tout l''établissement'), ', ')
+                  FROM inbox_sends s LEFT JOIN dir_services sv ON sv.id = s.service_id
+                  LEFT JOIN dir_practitioners p ON p.id = s.practitioner_id WHERE s.dossier_id = d.id), '') AS counterpart_detail"""
+    where = ["d.requester_establishment_id = %(est)s"]
+    if tab == "sent":
+        where.append("d.state NOT IN ('draft', 'closed', 'cancelled')")
+    elif tab == "drafts":
+        where += ["d.state = 'draft'", "d.requester_practitioner_id = %(me_uuid)s"]
+    return source, cols, where, "d.last_activity_at", "d.id"
+
+
+def _closed_sql() -> tuple[str, str, list[str], str, str]:
+    """Closed tab: dossiers over on either side, and sends of mine declined."""
+    source = "inbox_dossiers d"
+    cols = f"""NULL AS send_id, d.state AS state, {UNREAD} AS unread,
+        CASE WHEN d.requester_establishment_id = %(est)s THEN
+          coalesce((SELECT string_agg(coalesce(e.name, '?'), ', ') FROM inbox_sends s
+                    LEFT JOIN dir_establishments e ON e.id = s.establishment_id WHERE s.dossier_id = d.id), '')
+        ELSE (SELECT name FROM dir_establishments WHERE id = d.requester_establishment_id) END AS counterpart,
+        '' AS counterpart_detail"""
+    mine = MINE.replace("s.state <> 'pending'", "s.state <> 'pending' AND s.dossier_id = d.id")
+    where = [f"""((d.requester_establishment_id = %(est)s AND d.state IN ('closed', 'cancelled'))
+               OR EXISTS (SELECT 1 FROM inbox_sends s WHERE {mine}
+                          AND (d.state IN ('closed', 'cancelled') OR s.state = 'declined')))"""]
+    return source, cols, where, "d.last_activity_at", "d.id"
+
+
+class InboxQueries:
+    """Mixed into the PostgreSQL inbox view: every query is scoped to one clinician (server-side)."""
+
+    query: Any  # PostgresView.query(sql, params) -> list[dict]
+
+    @staticmethod
+    def _params(scope: Scope) -> dict[str, Any]:
+        return {
+            "est": scope.establishment_id, "me": scope.practitioner_id, "me_uuid": scope.practitioner_id,
+            "services": list(scope.service_ids), "received_states": list(RECEIVED_STATES),
+        }
+
+    def page(self, scope: Scope, tab: str, filters: Filters, cursor: str | None = None, limit: int = PAGE_SIZE) -> Page:
+        if tab not in TABS:
+            raise ValueError(tab)
+        source, cols, where, since, key = _closed_sql() if tab == "closed" else _tab_sql(tab)
+        params = self._params(scope) | {"limit": limit + 1}
+        where = list(where)
+        self._filters(tab, filters, where, params)
+        after = decode_cursor(cursor)
+        if after:
+            params["c_ts"], params["c_key"] = after
+            where.append(f"({since}, {key}) < (%(c_ts)s, %(c_key)s::uuid)")
+        sql = SELECT.format(cols=cols, source=source, since=since, key=key, where=" AND ".join(f"({w})" for w in where))
+        rows = [InboxRow(**r) for r in self.query(sql, params)]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return Page(rows=rows, next_cursor=encode_cursor(rows[-1].since, rows[-1].key) if more else None)
+
+    @staticmethod
+    def _filters(tab: str, f: Filters, where: list[str], params: dict) -> None:
+        state_col = "s.state" if tab == "received" else "d.state"
+        if f.workflow:
+            where.append("d.workflow = %(workflow)s")
+            params["workflow"] = f.workflow
+        if f.state:
+            where.append(f"{state_col} = %(state)s")
+            params["state"] = f.state
+        if f.urgency:
+            where.append("d.urgency = %(urgency)s")
+            params["urgency"] = f.urgency
+        if f.service:
+            col = "s.service_id" if tab == "received" else "d.requester_service_id"
+            where.append(f"{col}::text = %(service)s")
+            params["service"] = f.service
+        date_col = "coalesce(d.first_sent_on, d.created_on)"
+        if f.since:
+            where.append(f"{date_col} >= %(since)s")
+            params["since"] = datetime.combine(f.since, datetime.min.time())
+        if f.until:
+            where.append(f"{date_col} < %(until)s")
+            params["until"] = datetime.combine(f.until + timedelta(days=1), datetime.min.time())
+        q = f.q.strip()
+        if q:
+            number = q.upper().replace(" ", "")
+            if NUMBER.match(number):
+                params["number"] = number if number.startswith("TD-") else "TD-" + number.removeprefix("TD")
+                where.append("d.number = %(number)s")
+            else:
+                params["q"] = "%" + _fold(q).replace("%", "").replace("_", "") + "%"
+                where.append("d.search LIKE %(q)s")
+
+    def counts(self, scope: Scope) -> dict[str, int]:
+        """Rows per tab, and unread rows among the received (capped at COUNT_CAP)."""
+        out: dict[str, int] = {}
+        params = self._params(scope) | {"cap": COUNT_CAP}
+        for tab in TABS:
+            source, _, where, _, _ = _closed_sql() if tab == "closed" else _tab_sql(tab)
+            sql = f"SELECT count(*) AS n FROM (SELECT 1 FROM {source} WHERE {' AND '.join(where)} LIMIT %(cap)s) t"
+            out[tab] = self.query(sql, params)[0]["n"]
+        source, _, where, _, _ = _tab_sql("received")
+        sql = f"SELECT count(*) AS n FROM {source} WHERE {' AND '.join(where)} AND {UNREAD}"
+        out["unread"] = self.query(sql, params)[0]["n"]
+        return out
+
+    def row_of(self, scope: Scope, dossier_id: str) -> list[InboxRow]:
+        """The rows of one dossier in any tab of this inbox (used by tests and the live bench)."""
+        found = []
+        for tab in TABS:
+            page = self.page(scope, tab, Filters(), limit=200)
+            found += [r for r in page.rows if r.dossier_id == dossier_id]
+        return found
+
+    def find(self, *, q: str = "", establishment_id: str = "", since: date | None = None, until: date | None = None,
+             limit: int = 50) -> list[dict]:
+        """Auditor search over every dossier: number, patient name, establishment (either side), period."""
+        where, params = ["true"], {"limit": limit}
+        q = q.strip()
+        if q:
+            number = q.upper().replace(" ", "")
+            if NUMBER.match(number):
+                params["number"] = number if number.startswith("TD-") else "TD-" + number.removeprefix("TD")
+                where.append("d.number = %(number)s")
+            else:
+                params["q"] = "%" + _fold(q) + "%"
+                where.append("d.search LIKE %(q)s")
+        if establishment_id:
+            params["est"] = establishment_id
+            where.append("(d.requester_establishment_id::text = %(est)s OR EXISTS (SELECT 1 FROM inbox_sends s "
+                         "WHERE s.dossier_id = d.id AND s.establishment_id::text = %(est)s))")
+        if since:
+            params["since"] = datetime.combine(since, datetime.min.time())
+            where.append("d.created_on >= %(since)s")
+        if until:
+            params["until"] = datetime.combine(until + timedelta(days=1), datetime.min.time())
+            where.append("d.created_on < %(until)s")
+        return self.query(
+            f"""SELECT d.id::text AS dossier_id, d.number, d.workflow, d.urgency, d.state, d.birth_name, d.first_names,
+                       d.birth_date, d.sex, d.created_on, d.version,
+                       (SELECT name FROM dir_establishments WHERE id = d.requester_establishment_id) AS requester
+                FROM inbox_dossiers d WHERE {' AND '.join(where)}
+                ORDER BY d.created_on DESC LIMIT %(limit)s""", params,
+        )
