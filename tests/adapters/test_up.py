@@ -134,11 +134,19 @@ def test_up_demo_runs_every_part_and_stops_cleanly(env):
     assert not psutil.pid_exists(server) or psutil.Process(server).status() == psutil.STATUS_ZOMBIE
     assert "Relais arrêté." in platform.output
 
-    # Second start on the existing data folder: no demo reload needed, SIGTERM stops it too.
-    again = Platform(env)
+    # Second start on the existing data folder, with Redis: the arq worker joins the tree;
+    # no demo reload needed; SIGTERM stops it too.
+    redis_env = dict(env, RELAIS_REDIS_URL=os.environ.get("RELAIS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
+    again = Platform(redis_env)
     try:
         again.wait_for("Relais est prêt", timeout=120)
         assert DEMO_PASSWORD not in again.output
+        assert "arq sur Redis" in again.output
+        children = again.tree()
+        deadline = time.monotonic() + 30
+        while not any("adapters.cli.main worker" in " ".join(c.cmdline()) for c in again.tree() if c.is_running()):
+            assert time.monotonic() < deadline, "no worker process"
+            time.sleep(0.2)
         children = again.tree()
         again.process.send_signal(signal.SIGTERM)
         assert again.process.wait(timeout=60) == 0
