@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -12,10 +13,11 @@ from eventsourcing.projection import Projection, ProjectionRunner
 from eventsourcing.utils import Environment
 
 from application import Relais
-from projections.base import PostgresView
+from projections.base import BufferedProjection, PostgresView, StalePositionError
 from projections.access import AccessProjection, PostgresAccessView
 from projections.directory import DirectoryProjection, PostgresDirectoryView
 from projections.inbox import InboxProjection, PostgresInboxView
+from projections.statistics import PostgresStatisticsView, StatisticsProjection
 
 log = logging.getLogger("relais.projections")
 
@@ -23,6 +25,7 @@ PROJECTIONS: dict[str, tuple[type[Projection], type[PostgresView]]] = {
     "directory": (DirectoryProjection, PostgresDirectoryView),
     "inbox": (InboxProjection, PostgresInboxView),
     "access": (AccessProjection, PostgresAccessView),
+    "statistics": (StatisticsProjection, PostgresStatisticsView),
 }
 
 
@@ -79,67 +82,178 @@ def status(app: Relais, env: dict[str, str], names: list[str] | None = None) -> 
     return out
 
 
+class Follower:
+    """One projection following the log: the library's runner, plus, for a buffered
+    projection, a flusher thread that writes the last events when the log goes quiet."""
+
+    tick = 0.02  # seconds between two looks of the flusher thread
+
+    def __init__(self, name: str, env: dict[str, str]):
+        projection_class, view_class = _entry(name)
+        self.name = name
+        self.error: BaseException | None = None
+        self.failed = False  # an error was raised: what is buffered must not be written
+        self.runner = ProjectionRunner(
+            application_class=Relais, projection_class=projection_class, view_class=view_class, env=env
+        )
+        self.runner.__enter__()
+        self.projection = self.runner.projection
+        self.buffered = isinstance(self.projection, BufferedProjection)
+        self._stopping = threading.Event()
+        self._flusher: threading.Thread | None = None
+        if self.buffered:
+            self._flusher = threading.Thread(target=self._flush_loop, name=f"flush-{name}", daemon=True)
+            self._flusher.start()
+
+    def _flush_loop(self) -> None:
+        while not self._stopping.wait(self.tick) and not self.runner.is_interrupted.is_set():
+            try:
+                self.projection.flush_if_due()
+            except BaseException as e:  # the runner stops; run_forever/wait re-raise it
+                self.error = e
+                self.runner.stop()
+                return
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            self.failed = True
+            error, self.error = self.error, None
+            raise error
+
+    def run_forever(self, timeout: float | None = None) -> None:
+        """Blocks up to `timeout`; raises what stopped the runner (processing or flushing)."""
+        try:
+            self.runner.run_forever(timeout=timeout)
+        except BaseException:
+            self.failed = True
+            raise
+        self._raise()
+
+    def position(self) -> int:
+        if self.buffered:
+            return self.projection.committed
+        return self.runner.view.position()
+
+    def wait(self, position: int, timeout: float) -> None:
+        """Blocks until everything up to `position` is written (a buffered projection flushes
+        as soon as it has processed that far)."""
+        deadline = time.monotonic() + timeout
+        while self.position() < position:
+            if self.buffered:
+                with self.projection.lock:
+                    last = self.projection._tracking  # noqa: SLF001 - same package
+                    if last is not None and last.notification_id >= position:
+                        self.projection.flush()
+                        continue
+            if self.runner.is_interrupted.is_set():
+                self.run_forever(0)
+                self._raise()
+                raise RuntimeError(f"projection {self.name} arrêtée avant la position {position}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"projection {self.name} : position {position} non atteinte en {timeout:.0f} s")
+            self.run_forever(timeout=0.01 if self.buffered else 0.05)
+
+    def close(self) -> None:
+        """Stops following; a buffered projection writes what it holds (clean stop)."""
+        self._stopping.set()
+        if self._flusher is not None:
+            self._flusher.join()
+        try:
+            try:
+                self.runner.__exit__(None, None, None)
+            except BaseException:
+                self.failed = True
+                raise
+            self._raise()
+            if self.buffered and not self.failed:
+                self.projection.flush()
+        finally:
+            self.runner.view.datastore.close()
+
+
 def catch_up(name: str, env: dict[str, str], app: Relais, timeout: float = 60.0) -> None:
-    """Processes every event recorded so far, in this process, then returns."""
-    projection_class, view_class = _entry(name)
+    """Processes every event recorded so far, in this process, then returns.
+
+    If another process follows the same projection meanwhile (a runner), the batches of the
+    one that is late are refused (StalePositionError): this one starts again from where the
+    other got, until the head of the log is written by either.
+    """
+    projection_class, _ = _entry(name)
     head, _ = log_head(app, tuple(projection_class.topics))
-    with ProjectionRunner(
-        application_class=Relais, projection_class=projection_class, view_class=view_class, env=env
-    ) as runner:
-        if head:
-            runner.wait(head, timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        view = open_view(name, env)
+        try:
+            if view.position() >= head:
+                return
+        finally:
+            view.datastore.close()
+        follower = Follower(name, env)
+        try:
+            follower.wait(head, timeout=max(0.0, deadline - time.monotonic()))
+            return
+        except StalePositionError:
+            log.info("projection %s : suivie aussi par un autre processus, reprise à sa position", name)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"projection {name} : position {head} non atteinte en {timeout:.0f} s") from None
+        finally:
+            try:
+                follower.close()
+            except StalePositionError:
+                pass
 
 
 def rebuild(name: str, env: dict[str, str], app: Relais, timeout: float = 3600.0) -> None:
+    """Drops the read model and processes the whole log again (Python's GC frozen meanwhile)."""
     view = open_view(name, env)
     view.reset()
     view.datastore.close()
-    catch_up(name, env, app, timeout=timeout)
+    gc.collect()
+    gc.freeze()
+    try:
+        catch_up(name, env, app, timeout=timeout)
+    finally:
+        gc.unfreeze()
 
 
 def run(names: list[str], env: dict[str, str], stop: threading.Event) -> None:
     """Follows the log for each projection until `stop` is set; a failed runner restarts."""
     for name in names:
         _entry(name)
-    runners: dict[str, ProjectionRunner] = {}
+    followers: dict[str, Follower] = {}
     backoff: dict[str, float] = {name: 0.0 for name in names}
     retry_at: dict[str, float] = {name: 0.0 for name in names}
     try:
         while not stop.is_set():
             for name in names:
-                runner = runners.get(name)
-                if runner is None and time.monotonic() >= retry_at[name]:
-                    projection_class, view_class = _entry(name)
+                follower = followers.get(name)
+                if follower is None and time.monotonic() >= retry_at[name]:
                     try:
-                        runner = ProjectionRunner(
-                            application_class=Relais, projection_class=projection_class,
-                            view_class=view_class, env=env,
-                        )
-                        runner.__enter__()
-                        runners[name] = runner
+                        follower = Follower(name, env)
+                        followers[name] = follower
                         log.info("projection %s suit le journal", name)
                     except Exception:
                         log.exception("projection %s : démarrage impossible", name)
                         backoff[name] = min(30.0, backoff[name] * 2 or 1.0)
                         retry_at[name] = time.monotonic() + backoff[name]
                         continue
-                if runner is not None:
+                if follower is not None:
                     try:
-                        runner.run_forever(timeout=0.01)
+                        follower.run_forever(timeout=0.01)
                     except Exception:
                         log.exception("projection %s en erreur, redémarrage", name)
-                        _close(runner)
-                        runners.pop(name, None)
+                        _close(follower)
+                        followers.pop(name, None)
                         backoff[name] = min(30.0, backoff[name] * 2 or 1.0)
                         retry_at[name] = time.monotonic() + backoff[name]
             stop.wait(0.5)
     finally:
-        for runner in runners.values():
-            _close(runner)
+        for follower in followers.values():
+            _close(follower)
 
 
-def _close(runner: ProjectionRunner) -> None:
+def _close(follower: Follower) -> None:
     try:
-        runner.__exit__(None, None, None)
+        follower.close()
     except Exception:  # pragma: no cover
         log.exception("arrêt de projection")

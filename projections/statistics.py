@@ -1,0 +1,299 @@
+"""Statistics read model: one row per sent dossier and per send, with business and recorded times.
+
+Facts, not counters: the tables keep what each dossier and send is (workflow, requester,
+recipient, imaging source, channel) and when things happened — business time (`*_at`, the
+events' `occurred_at`) and recorded time (`*_recorded_at`, the event store's timestamp of the
+event that established the fact). The figures of `projections/statistics_report.py` are
+aggregated from them at query time, so any period, filter or "as the platform stood at the end
+of day D" (`recorded_at` ≤ D) comes from the same rows. No patient data is ever copied here.
+
+Buffered (see projections/base.py): events are folded in memory, then each batch is written
+with COPY and set-based UPDATEs, in one transaction with its tracking position.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from psycopg import Cursor
+
+from domain.directory import Establishment
+from domain.dossier import Dossier
+from projections.base import BufferedProjection, PostgresView
+
+PARIS = ZoneInfo("Europe/Paris")
+
+DOSSIER_COLUMNS = (
+    "id", "requester_id", "workflow", "imaging_source", "imported", "created_recorded_at",
+    "sent_at", "sent_date", "sent_recorded_at",
+)
+SEND_COLUMNS = (
+    "dossier_id", "send_id", "recipient_id", "department", "region", "channel",
+    "sent_at", "sent_date", "sent_recorded_at",
+    "accepted_at", "accepted_recorded_at", "declined_at", "declined_recorded_at",
+    "answered_at", "answered_recorded_at",
+)
+# Facts of a send set by one event each; the first event wins (a re-acceptance after a
+# forward does not move the acceptance time). Index of (business, recorded) in SEND_COLUMNS.
+SEND_FACTS = {"sent": 6, "accepted": 9, "declined": 11, "answered": 13}
+
+
+class PostgresStatisticsView(PostgresView):
+    ddl = (
+        """CREATE TABLE IF NOT EXISTS stats_establishments (
+            id uuid PRIMARY KEY, finess text NOT NULL, name text NOT NULL,
+            department text NOT NULL, region text NOT NULL)""",
+        """CREATE TABLE IF NOT EXISTS stats_dossiers (
+            id uuid PRIMARY KEY, requester_id uuid, workflow text NOT NULL, imaging_source text NOT NULL,
+            imported boolean NOT NULL, created_recorded_at timestamptz NOT NULL,
+            sent_at timestamptz, sent_date date, sent_recorded_at timestamptz)""",
+        "CREATE INDEX IF NOT EXISTS stats_dossiers_sent_date ON stats_dossiers (sent_date)",
+        """CREATE TABLE IF NOT EXISTS stats_sends (
+            dossier_id uuid NOT NULL, send_id text NOT NULL, recipient_id uuid,
+            department text, region text, channel text,
+            sent_at timestamptz, sent_date date, sent_recorded_at timestamptz,
+            accepted_at timestamptz, accepted_recorded_at timestamptz,
+            declined_at timestamptz, declined_recorded_at timestamptz,
+            answered_at timestamptz, answered_recorded_at timestamptz,
+            PRIMARY KEY (dossier_id, send_id))""",
+        "CREATE INDEX IF NOT EXISTS stats_sends_sent_date ON stats_sends (sent_date)",
+    )
+    tables = ("stats_establishments", "stats_dossiers", "stats_sends")
+
+    def snapshot(self):
+        """A connection in one read-only REPEATABLE READ transaction: every query of a report
+        sees the same state of the tables, even while a batch commits."""
+        return _Snapshot(self)
+
+
+class _Snapshot:
+    def __init__(self, view: PostgresView):
+        self.view = view
+
+    def __enter__(self) -> "_Snapshot":
+        self._cm = self.view.datastore.get_connection()
+        self.conn = self._cm.__enter__()
+        self._tx = self.conn.transaction()
+        self._tx.__enter__()
+        self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        return self
+
+    def fetch(self, sql: str, params: dict | tuple = ()) -> list[dict]:
+        with self.conn.cursor() as curs:
+            curs.execute(sql, params)  # type: ignore[arg-type]
+            return list(curs.fetchall())
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self._tx.__exit__(*exc)
+        finally:
+            self._cm.__exit__(*exc)
+
+
+def _paris_date(moment: datetime):
+    return moment.astimezone(PARIS).date()
+
+
+class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
+    """Keeps the statistics facts in step with dossier and establishment events."""
+
+    name = "statistics"
+    topics = (
+        "relais:Establishment.Created",
+        "relais:Establishment.Renamed",
+        "relais:Dossier.Created",
+        "relais:Dossier.DraftEdited",
+        "relais:Dossier.RecipientAddressed",
+        "relais:Dossier.RecipientRemoved",
+        "relais:Dossier.Sent",
+        "relais:Dossier.Accepted",
+        "relais:Dossier.Declined",
+        "relais:Dossier.OpinionGiven",
+    )
+
+    def clear(self) -> None:
+        self.new_establishments: dict[UUID, list] = {}
+        self.renamed: dict[UUID, str] = {}
+        self.new_dossiers: dict[UUID, list] = {}
+        self.dossier_patches: dict[UUID, dict] = {}
+        self.new_sends: dict[tuple[UUID, str], list] = {}
+        self.send_patches: dict[tuple[UUID, str], dict] = {}
+        self.removed_sends: set[tuple[UUID, str]] = set()
+
+    # -------------------------------------------------------------- folding events
+
+    def _establishment_created(self, e: Any) -> None:
+        self.new_establishments[e.originator_id] = [e.originator_id, e.finess, e.name, e.department, e.region]
+
+    def _establishment_renamed(self, e: Any) -> None:
+        row = self.new_establishments.get(e.originator_id)
+        if row is not None:
+            row[2] = e.name
+        else:
+            self.renamed[e.originator_id] = e.name
+
+    def _created(self, e: Any) -> None:
+        requester = (e.requester or {}).get("establishment_id")
+        self.new_dossiers[e.originator_id] = [
+            e.originator_id, UUID(requester) if requester else None, e.workflow, e.imaging_source,
+            e.imported_from is not None, e.timestamp, None, None, None,
+        ]
+
+    def _edited(self, e: Any) -> None:
+        changes = {k: e.changes[k] for k in ("workflow", "imaging_source") if k in e.changes}
+        if not changes:
+            return
+        row = self.new_dossiers.get(e.originator_id)
+        if row is not None:
+            if "workflow" in changes:
+                row[2] = changes["workflow"]
+            if "imaging_source" in changes:
+                row[3] = changes["imaging_source"]
+        else:
+            self.dossier_patches.setdefault(e.originator_id, {}).update(changes)
+
+    def _addressed(self, e: Any) -> None:
+        r = e.recipient
+        establishment = r.get("establishment_id")
+        key = (e.originator_id, r["send_id"])
+        self.removed_sends.discard(key)
+        self.new_sends[key] = [
+            e.originator_id, r["send_id"], UUID(establishment) if establishment else None,
+            r.get("department"), r.get("region"), r.get("channel"),
+            None, None, None, None, None, None, None, None, None,
+        ]
+
+    def _removed(self, e: Any) -> None:
+        key = (e.originator_id, e.send_id)
+        if self.new_sends.pop(key, None) is None:
+            self.removed_sends.add(key)
+        self.send_patches.pop(key, None)
+
+    def _send_fact(self, dossier_id: UUID, send_id: str, fact: str, at: datetime, recorded: datetime) -> None:
+        key = (dossier_id, send_id)
+        row = self.new_sends.get(key)
+        if row is not None:
+            i = SEND_FACTS[fact]
+            if row[i] is None:
+                row[i] = at
+                row[i + 1] = recorded
+                if fact == "sent":  # sent_at, sent_date, sent_recorded_at
+                    row[7], row[8] = _paris_date(at), recorded
+        else:
+            self.send_patches.setdefault(key, {}).setdefault(fact, (at, recorded))
+
+    def _sent(self, e: Any) -> None:
+        at, recorded = e.occurred_at, e.timestamp
+        for send_id in e.send_ids:
+            self._send_fact(e.originator_id, send_id, "sent", at, recorded)
+        row = self.new_dossiers.get(e.originator_id)
+        if row is not None:
+            if row[6] is None:
+                row[6], row[7], row[8] = at, _paris_date(at), recorded
+        else:
+            self.dossier_patches.setdefault(e.originator_id, {}).setdefault("sent", (at, recorded))
+
+    def _accepted(self, e: Any) -> None:
+        self._send_fact(e.originator_id, e.send_id, "accepted", e.occurred_at, e.timestamp)
+
+    def _declined(self, e: Any) -> None:
+        self._send_fact(e.originator_id, e.send_id, "declined", e.occurred_at, e.timestamp)
+
+    def _answered(self, e: Any) -> None:
+        self._send_fact(e.originator_id, e.send_id, "answered", e.occurred_at, e.timestamp)
+
+    handlers = {
+        Establishment.Created: _establishment_created,
+        Establishment.Renamed: _establishment_renamed,
+        Dossier.Created: _created,
+        Dossier.DraftEdited: _edited,
+        Dossier.RecipientAddressed: _addressed,
+        Dossier.RecipientRemoved: _removed,
+        Dossier.Sent: _sent,
+        Dossier.Accepted: _accepted,
+        Dossier.Declined: _declined,
+        Dossier.OpinionGiven: _answered,
+    }
+
+    # -------------------------------------------------------------- writing a batch
+
+    def write(self, curs: Cursor) -> None:
+        if self.new_establishments:
+            _copy(curs, "stats_establishments", ("id", "finess", "name", "department", "region"),
+                  self.new_establishments.values())
+        if self.renamed:
+            ids, names = zip(*self.renamed.items())
+            curs.execute(
+                "UPDATE stats_establishments e SET name = u.name FROM unnest(%s::uuid[], %s::text[]) AS u(id, name) "
+                "WHERE e.id = u.id", (list(ids), list(names)),
+            )
+        if self.new_dossiers:
+            _copy(curs, "stats_dossiers", DOSSIER_COLUMNS, self.new_dossiers.values())
+        if self.dossier_patches:
+            self._patch_dossiers(curs)
+        if self.removed_sends:
+            ds, ss = zip(*self.removed_sends)
+            curs.execute(
+                "DELETE FROM stats_sends s USING unnest(%s::uuid[], %s::text[]) AS u(dossier_id, send_id) "
+                "WHERE s.dossier_id = u.dossier_id AND s.send_id = u.send_id", (list(ds), list(ss)),
+            )
+        if self.new_sends:
+            _copy(curs, "stats_sends", SEND_COLUMNS, self.new_sends.values())
+        if self.send_patches:
+            self._patch_sends(curs)
+
+    def _patch_dossiers(self, curs: Cursor) -> None:
+        cols: dict[str, list] = {k: [] for k in ("id", "workflow", "imaging_source", "sent_at", "sent_date", "sent_rec")}
+        for did, patch in self.dossier_patches.items():
+            sent = patch.get("sent")
+            cols["id"].append(did)
+            cols["workflow"].append(patch.get("workflow"))
+            cols["imaging_source"].append(patch.get("imaging_source"))
+            cols["sent_at"].append(sent[0] if sent else None)
+            cols["sent_date"].append(_paris_date(sent[0]) if sent else None)
+            cols["sent_rec"].append(sent[1] if sent else None)
+        curs.execute(
+            """UPDATE stats_dossiers d SET
+                 workflow = coalesce(u.workflow, d.workflow),
+                 imaging_source = coalesce(u.imaging_source, d.imaging_source),
+                 sent_at = coalesce(d.sent_at, u.sent_at),
+                 sent_date = CASE WHEN d.sent_at IS NULL THEN u.sent_date ELSE d.sent_date END,
+                 sent_recorded_at = CASE WHEN d.sent_at IS NULL THEN u.sent_rec ELSE d.sent_recorded_at END
+               FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::timestamptz[], %s::date[], %s::timestamptz[])
+                    AS u(id, workflow, imaging_source, sent_at, sent_date, sent_rec)
+               WHERE d.id = u.id""",
+            tuple(cols.values()),
+        )
+
+    def _patch_sends(self, curs: Cursor) -> None:
+        keys = list(self.send_patches)
+        params: list[list] = [[k[0] for k in keys], [k[1] for k in keys]]
+        for fact in SEND_FACTS:
+            facts = [self.send_patches[k].get(fact) for k in keys]
+            params.append([f[0] if f else None for f in facts])
+            params.append([f[1] if f else None for f in facts])
+        params.append([_paris_date(f[0]) if f else None for f in (self.send_patches[k].get("sent") for k in keys)])
+        sets = ",\n".join(
+            f"{fact}_at = coalesce(s.{fact}_at, u.{fact}_at), "
+            f"{fact}_recorded_at = CASE WHEN s.{fact}_at IS NULL THEN u.{fact}_rec ELSE s.{fact}_recorded_at END"
+            for fact in SEND_FACTS
+        )
+        names = ", ".join(f"{fact}_at, {fact}_rec" for fact in SEND_FACTS)
+        types = ", ".join("%s::timestamptz[], %s::timestamptz[]" for _ in SEND_FACTS)
+        curs.execute(
+            f"""UPDATE stats_sends s SET {sets},
+                  sent_date = CASE WHEN s.sent_at IS NULL THEN u.sent_date ELSE s.sent_date END
+                FROM unnest(%s::uuid[], %s::text[], {types}, %s::date[])
+                     AS u(dossier_id, send_id, {names}, sent_date)
+                WHERE s.dossier_id = u.dossier_id AND s.send_id = u.send_id""",
+            params,
+        )
+
+
+def _copy(curs: Cursor, table: str, columns: tuple[str, ...], rows: Any) -> None:
+    with curs.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)

@@ -1,0 +1,349 @@
+"""The regulatory statistics (tender annex tables) computed from the statistics read model.
+
+Definitions (also in README.md):
+
+- a dossier counts once, on the Europe/Paris date of its first sending; a send (dossier ×
+  recipient) counts on the Paris date of its own sending;
+- each calendar year's part of the period is compared with the same span one year earlier
+  (29 February → 28 February), variation in % with two decimals, null when the earlier span
+  has no dossier;
+- answer delay of a dossier: its first opinion minus its first sending, over the sends in scope,
+  in minutes; median and 90th percentile interpolated (PostgreSQL `percentile_cont`, Excel
+  PERCENTILE.INC), answered dossiers only, in the year of the dossier's sending;
+- a send is accepted when its recipient accepted it or answered it, declined when declined;
+- `as_of`: only facts whose event was recorded before the end of that day in Paris.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from datetime import date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from domain.values import Workflow
+
+PARIS = ZoneInfo("Europe/Paris")
+TIMEZONE = "Europe/Paris"
+SIDES = ("any", "requester", "recipient")
+WORKFLOW_ORDER = {w.value: i for i, w in enumerate(Workflow)}
+SOURCE_ORDER = {s: i for i, s in enumerate(("dicom_store", "pacs_retrieve", "file_import", "none"))}
+INFINITY = datetime.max.replace(tzinfo=PARIS)
+
+
+@dataclass(frozen=True)
+class StatsQuery:
+    """What to compute: a period of Paris dates and optional filters."""
+
+    date_from: date
+    date_to: date
+    as_of: date | None = None
+    establishment_id: UUID | None = None
+    establishment_finess: str | None = None
+    department: str | None = None
+    side: str = "any"  # which side the establishment/department filters look at
+    workflow: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.date_from > self.date_to:
+            raise ValueError("période vide : la date de début est après la date de fin")
+        if self.side not in SIDES:
+            raise ValueError(f"côté inconnu « {self.side} » (attendu : {', '.join(SIDES)})")
+
+    @property
+    def as_of_limit(self) -> datetime:
+        """Facts recorded strictly before this moment count (end of the as-of day in Paris)."""
+        if self.as_of is None:
+            return INFINITY
+        return datetime.combine(self.as_of + timedelta(days=1), time(0), tzinfo=PARIS)
+
+
+def year_earlier(day: date, *, end: bool) -> date:
+    """The same day one year earlier; 29 February becomes 28 February (end) or 1 March (start)."""
+    try:
+        return day.replace(year=day.year - 1)
+    except ValueError:
+        return date(day.year - 1, 2, 28) if end else date(day.year - 1, 3, 1)
+
+
+def year_spans(lo: date, hi: date) -> list[tuple[int, date, date]]:
+    return [(y, max(lo, date(y, 1, 1)), min(hi, date(y, 12, 31))) for y in range(lo.year, hi.year + 1)]
+
+
+def pct(part: int | float, whole: int | float) -> float | None:
+    """part/whole in %, two decimals, half up; None when whole is 0."""
+    if not whole:
+        return None
+    value = Decimal(part) * 100 / Decimal(whole)
+    return float(value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+def variation(current: int, earlier: int) -> float | None:
+    return pct(current - earlier, earlier)
+
+
+def _minutes(value: float | None) -> float | None:
+    if value is None:
+        return None
+    return float(Decimal(str(value)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
+
+
+# ------------------------------------------------------------------------- SQL
+
+
+def _scope(q: StatsQuery, *, sends: bool) -> str:
+    """WHERE conditions of the filters; `sends`: a send row `s` is in scope (else a dossier `d`)."""
+    conds = []
+    if q.workflow:
+        conds.append("d.workflow = %(workflow)s")
+    for value, requester, recipient in (
+        (q.establishment_id, "d.requester_id = %(est)s", "s.recipient_id = %(est)s"),
+        (q.department, "re.department = %(dep)s", "coalesce(s.department, rc.department) = %(dep)s"),
+    ):
+        if value is None:
+            continue
+        if not sends:  # a dossier is in scope through any of its sends recorded by then
+            recipient = (
+                "EXISTS (SELECT 1 FROM stats_sends s LEFT JOIN stats_establishments rc ON rc.id = s.recipient_id "
+                f"WHERE s.dossier_id = d.id AND s.sent_recorded_at < %(as_of)s AND {recipient})"
+            )
+        conds.append({"requester": requester, "recipient": recipient}.get(q.side, f"({requester} OR {recipient})"))
+    return "".join(f" AND {c}" for c in conds)
+
+
+def _params(q: StatsQuery) -> dict[str, Any]:
+    return {
+        "as_of": q.as_of_limit, "from": q.date_from, "to": q.date_to,
+        "lo": year_earlier(q.date_from, end=False), "workflow": q.workflow,
+        "est": q.establishment_id, "dep": q.department,
+    }
+
+
+def _daily(db: Any, q: StatsQuery) -> list[dict]:
+    return db.fetch(
+        f"""SELECT d.sent_date AS day, d.workflow, count(*) AS n
+            FROM stats_dossiers d LEFT JOIN stats_establishments re ON re.id = d.requester_id
+            WHERE d.sent_recorded_at < %(as_of)s AND d.sent_date BETWEEN %(lo)s AND %(to)s {_scope(q, sends=False)}
+            GROUP BY 1, 2""",
+        _params(q),
+    )
+
+
+def _sends(db: Any, q: StatsQuery) -> list[dict]:
+    return db.fetch(
+        f"""SELECT extract(year FROM s.sent_date)::int AS year, d.workflow,
+                   coalesce(re.department, '') AS requester_department,
+                   coalesce(s.department, rc.department, '') AS recipient_department,
+                   coalesce(s.region, rc.region, '') AS region, coalesce(s.channel, '') AS channel,
+                   count(*) AS sends,
+                   count(*) FILTER (WHERE s.accepted_recorded_at < %(as_of)s OR s.answered_recorded_at < %(as_of)s) AS accepted,
+                   count(*) FILTER (WHERE s.declined_recorded_at < %(as_of)s) AS declined,
+                   count(*) FILTER (WHERE s.answered_recorded_at < %(as_of)s) AS answered
+            FROM stats_sends s JOIN stats_dossiers d ON d.id = s.dossier_id
+            LEFT JOIN stats_establishments re ON re.id = d.requester_id
+            LEFT JOIN stats_establishments rc ON rc.id = s.recipient_id
+            WHERE s.sent_recorded_at < %(as_of)s AND s.sent_date BETWEEN %(from)s AND %(to)s {_scope(q, sends=True)}
+            GROUP BY 1, 2, 3, 4, 5, 6""",
+        _params(q),
+    )
+
+
+def _imaging(db: Any, q: StatsQuery) -> list[dict]:
+    return db.fetch(
+        f"""SELECT coalesce(re.finess, '') AS finess, d.imaging_source, count(*) AS dossiers
+            FROM stats_dossiers d LEFT JOIN stats_establishments re ON re.id = d.requester_id
+            WHERE d.sent_recorded_at < %(as_of)s AND d.sent_date BETWEEN %(from)s AND %(to)s {_scope(q, sends=False)}
+            GROUP BY 1, 2""",
+        _params(q),
+    )
+
+
+def _delays(db: Any, q: StatsQuery) -> list[dict]:
+    return db.fetch(
+        f"""WITH per_dossier AS (
+              SELECT d.workflow, extract(year FROM d.sent_date)::int AS year,
+                     min(s.answered_at) FILTER (WHERE s.answered_recorded_at < %(as_of)s)
+                       - min(s.sent_at) FILTER (WHERE s.sent_recorded_at < %(as_of)s) AS delay
+              FROM stats_dossiers d JOIN stats_sends s ON s.dossier_id = d.id
+              LEFT JOIN stats_establishments re ON re.id = d.requester_id
+              LEFT JOIN stats_establishments rc ON rc.id = s.recipient_id
+              WHERE d.sent_recorded_at < %(as_of)s AND d.sent_date BETWEEN %(from)s AND %(to)s
+                    AND s.sent_recorded_at < %(as_of)s {_scope(q, sends=True)}
+              GROUP BY d.id, d.workflow, d.sent_date)
+            SELECT workflow, year, count(*) AS answered,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM delay) / 60) AS median,
+                   percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM delay) / 60) AS p90
+            FROM per_dossier WHERE delay IS NOT NULL GROUP BY 1, 2""",
+        _params(q),
+    )
+
+
+# ------------------------------------------------------------------------- report
+
+
+def build_report(view: Any, q: StatsQuery) -> dict:
+    """Every table of the annex for this query, as plain JSON-ready data (no patient data)."""
+    with view.snapshot() as db:
+        daily, sends, imaging, delays = _daily(db, q), _sends(db, q), _imaging(db, q), _delays(db, q)
+
+    by_day: dict[date, dict[str, int]] = defaultdict(dict)
+    for r in daily:
+        by_day[r["day"]][r["workflow"]] = r["n"]
+
+    def count(lo: date, hi: date, workflow: str | None = None) -> int:
+        return sum(
+            (sum(w.values()) if workflow is None else w.get(workflow, 0))
+            for day, w in by_day.items() if lo <= day <= hi
+        )
+
+    dossiers_by_year, by_workflow = [], []
+    for year, lo, hi in year_spans(q.date_from, q.date_to):
+        elo, ehi = year_earlier(lo, end=False), year_earlier(hi, end=True)
+        total, earlier = count(lo, hi), count(elo, ehi)
+        dossiers_by_year.append({
+            "year": year, "dossiers": total,
+            "compared_to": {"from": elo.isoformat(), "to": ehi.isoformat(), "dossiers": earlier},
+            "variation_pct": variation(total, earlier),
+        })
+        workflows = {w for day, ws in by_day.items() if elo <= day <= hi for w in ws}
+        for workflow in sorted(workflows, key=lambda w: WORKFLOW_ORDER.get(w, 99)):
+            n, before = count(lo, hi, workflow), count(elo, ehi, workflow)
+            if n or before:
+                by_workflow.append({
+                    "workflow": workflow, "year": year, "dossiers": n,
+                    "variation_pct": variation(n, before), "share_pct": pct(n, total),
+                })
+
+    requester: dict[str, int] = defaultdict(int)
+    recipient: dict[str, int] = defaultdict(int)
+    inter: dict[tuple[str, str], int] = defaultdict(int)
+    outcomes: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for r in sends:
+        requester[r["requester_department"]] += r["sends"]
+        recipient[r["recipient_department"]] += r["sends"]
+        if r["region"] and r["region"] != "OCC":
+            inter[(r["channel"], r["region"])] += r["sends"]
+        o = outcomes[(r["workflow"], r["year"])]
+        for i, k in enumerate(("sends", "accepted", "declined", "answered")):
+            o[i] += r[k]
+
+    per_est: dict[str, int] = defaultdict(int)
+    for r in imaging:
+        per_est[r["finess"]] += r["dossiers"]
+
+    return {
+        "period": {"from": q.date_from.isoformat(), "to": q.date_to.isoformat(), "timezone": TIMEZONE},
+        "filters": {
+            "as_of": q.as_of.isoformat() if q.as_of else None,
+            "establishment": q.establishment_finess, "department": q.department,
+            "side": q.side, "workflow": q.workflow,
+        },
+        "totals": {"dossiers": count(q.date_from, q.date_to), "sends": sum(requester.values())},
+        "dossiers_by_year": dossiers_by_year,
+        "dossiers_by_workflow_year": by_workflow,
+        "sends_by_department": {
+            "requester": _ranked(requester, "department", "sends"),
+            "recipient": _ranked(recipient, "department", "sends"),
+        },
+        "imaging_source_by_establishment": [
+            {"finess": r["finess"], "imaging_source": r["imaging_source"], "dossiers": r["dossiers"],
+             "share_pct": pct(r["dossiers"], per_est[r["finess"]])}
+            for r in sorted(imaging, key=lambda r: (r["finess"], SOURCE_ORDER.get(r["imaging_source"], 9)))
+        ],
+        "inter_regional": [
+            {"channel": c, "region": g, "sends": n}
+            for (c, g), n in sorted(inter.items(), key=lambda kv: (-kv[1], kv[0]))
+        ],
+        "answer_delay": [
+            {"workflow": r["workflow"], "year": r["year"], "answered": r["answered"],
+             "median_minutes": _minutes(r["median"]), "p90_minutes": _minutes(r["p90"])}
+            for r in sorted(delays, key=lambda r: (r["year"], WORKFLOW_ORDER.get(r["workflow"], 99)))
+        ],
+        "acceptance": [
+            {"workflow": w, "year": y, "sends": o[0], "accepted": o[1], "declined": o[2], "answered": o[3],
+             "declined_pct": pct(o[2], o[0])}
+            for (w, y), o in sorted(outcomes.items(), key=lambda kv: (kv[0][1], WORKFLOW_ORDER.get(kv[0][0], 99)))
+        ],
+    }
+
+
+def _ranked(counts: dict[str, int], key: str, measure: str) -> list[dict]:
+    return [{key: k, measure: n} for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+# ------------------------------------------------------------------------- CSV
+
+TABLES: dict[str, tuple[str, ...]] = {
+    "dossiers_by_year": ("year", "dossiers", "compared_from", "compared_to", "compared_dossiers", "variation_pct"),
+    "dossiers_by_workflow_year": ("workflow", "year", "dossiers", "variation_pct", "share_pct"),
+    "sends_by_requester_department": ("department", "sends"),
+    "sends_by_recipient_department": ("department", "sends"),
+    "imaging_source_by_establishment": ("finess", "imaging_source", "dossiers", "share_pct"),
+    "inter_regional": ("channel", "region", "sends"),
+    "answer_delay": ("workflow", "year", "answered", "median_minutes", "p90_minutes"),
+    "acceptance": ("workflow", "year", "sends", "accepted", "declined", "answered", "declined_pct"),
+}
+KEYS = ("year", "workflow", "department", "finess", "imaging_source", "channel", "region")
+LONG_COLUMNS = ("table", *KEYS, "measure", "value")
+
+
+def table_rows(report: dict, table: str) -> list[dict]:
+    """The rows of one table, flat (compared_to.from → compared_from …)."""
+    if table == "dossiers_by_year":
+        return [
+            {"year": r["year"], "dossiers": r["dossiers"], "compared_from": r["compared_to"]["from"],
+             "compared_to": r["compared_to"]["to"], "compared_dossiers": r["compared_to"]["dossiers"],
+             "variation_pct": r["variation_pct"]}
+            for r in report["dossiers_by_year"]
+        ]
+    if table == "sends_by_requester_department":
+        return report["sends_by_department"]["requester"]
+    if table == "sends_by_recipient_department":
+        return report["sends_by_department"]["recipient"]
+    if table not in TABLES:
+        raise ValueError(f"tableau inconnu « {table} » (connus : {', '.join(TABLES)})")
+    return report[table]
+
+
+def _cell(value: Any, decimal_comma: bool) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        text = f"{value:.2f}".rstrip("0").rstrip(".") if value != int(value) else str(int(value))
+        return text.replace(".", ",") if decimal_comma else text
+    return str(value)
+
+
+def to_csv(report: dict, table: str | None = None, *, excel: bool = False) -> str:
+    """All tables in one long CSV (`table`, keys…, `measure`, `value`), or one table in wide form.
+
+    `excel`: for French Excel — BOM, semicolons, decimal commas.
+    """
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";" if excel else ",", lineterminator="\r\n")
+    if table is not None:
+        rows = table_rows(report, table)
+        columns = TABLES[table]
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_cell(row.get(c), excel) for c in columns])
+    else:
+        writer.writerow(LONG_COLUMNS)
+        for measure, value in (*report["period"].items(), *report["filters"].items()):
+            writer.writerow(["period", *([""] * len(KEYS)), measure, _cell(value, excel)])
+        for name, columns in TABLES.items():
+            for row in table_rows(report, name):
+                keys = [_cell(row.get(k), excel) if k in row and k in columns else "" for k in KEYS]
+                for measure in columns:
+                    if measure not in KEYS:
+                        writer.writerow([name, *keys, measure, _cell(row.get(measure), excel)])
+    return ("\ufeff" if excel else "") + out.getvalue()
+
+
+def with_filters(q: StatsQuery, **changes: Any) -> StatsQuery:
+    return replace(q, **changes)
