@@ -13,7 +13,7 @@ from application.base import SYSTEM_ACTOR, RelaisBase, event_summary, parse_uuid
 from application.directory import DirectoryUseCases
 from application.errors import ForbiddenError
 from domain.directory import Establishment, Practitioner
-from domain.dossier import DECLINE_REASONS, Dossier
+from domain.dossier import DECLINE_REASONS, FOLLOW_UPS, Dossier
 from domain.errors import InvalidFieldError
 from domain.values import (
     Actor,
@@ -413,13 +413,21 @@ class DossierUseCases(DirectoryUseCases, RelaisBase):
 
     def give_opinion(
         self, *, dossier_id: str, actor_id: str, send_id: str, report: str, conclusion: str = "",
-        expected_version: int | None = None, occurred_at: datetime | None = None,
+        recommendations: str = "", follow_up: str = "", expected_version: int | None = None,
+        occurred_at: datetime | None = None,
     ) -> int | None:
+        """The structured opinion: report, conclusion, recommendations, urgency of the follow-up."""
         report = text(report, "report", max_len=REPORT_MAX)
         conclusion = text(conclusion, "conclusion", max_len=NOTE_MAX, required=False)
+        recommendations = text(recommendations, "recommendations", max_len=NOTE_MAX, required=False)
+        if follow_up and follow_up not in FOLLOW_UPS:
+            raise InvalidFieldError("follow_up", f"urgence du suivi inconnue (attendu : {', '.join(FOLLOW_UPS)})")
         return self._act(
             dossier_id, actor_id, expected_version,
-            lambda d, a, t: d.give_opinion(send_id=send_id, report=report, conclusion=conclusion, actor=a, occurred_at=t),
+            lambda d, a, t: d.give_opinion(
+                send_id=send_id, report=report, conclusion=conclusion, recommendations=recommendations,
+                follow_up=follow_up, actor=a, occurred_at=t,
+            ),
             occurred_at,
         )
 

@@ -41,6 +41,14 @@ DECLINE_REASONS = {
 }
 
 
+FOLLOW_UPS = {
+    "none": "Pas de suivi particulier",
+    "scheduled": "Consultation programmée",
+    "prompt": "Sous 48 heures",
+    "immediate": "Immédiate (appel ou transfert)",
+}
+
+
 def dossier_number(dossier_id: UUID) -> str:
     """A short, stable, human-readable number derived from the dossier id (e.g. TD-7F3AQ2KD9M)."""
     return "TD-" + base64.b32encode(dossier_id.bytes).decode()[:10]
@@ -66,6 +74,27 @@ class Dossier(Aggregate):
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["reason_code"] = "other"
+
+    class OpinionGiven(Aggregate.Event):
+        """A recipient answered. v2 made the report structured: `recommendations` and `follow_up`
+        (urgency of the follow-up, a FOLLOW_UPS code) beside the report and its conclusion;
+        v1 events read as no recommendation and follow-up not stated ("")."""
+
+        TOPIC = "relais:Dossier.OpinionGiven"
+        class_version = 2
+
+        send_id: str
+        report: str
+        conclusion: str
+        recommendations: str
+        follow_up: str
+        actor: dict
+        occurred_at: datetime
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["recommendations"] = ""
+            state["follow_up"] = ""
 
     @event("Created", topic="relais:Dossier.Created")
     def __init__(
@@ -473,19 +502,31 @@ class Dossier(Aggregate):
         send["state"] = SendState.REQUESTED.value
         self.last_occurred_at = occurred_at
 
-    def give_opinion(self, *, send_id: str, report: str, conclusion: str, actor: Actor, occurred_at: datetime) -> None:
+    def give_opinion(
+        self, *, send_id: str, report: str, conclusion: str, actor: Actor, occurred_at: datetime,
+        recommendations: str = "", follow_up: str = "",
+    ) -> None:
         self._open(occurred_at)
         send = self._as_recipient(actor, send_id)
         self._send_in(send, SendState.REQUESTED, SendState.IN_PROGRESS)
         self._after_sending(send, occurred_at)
+        if follow_up and follow_up not in FOLLOW_UPS:
+            raise InvalidFieldError("follow_up", f"urgence du suivi inconnue (attendu : {', '.join(FOLLOW_UPS)})")
         self._opinion_given(
-            send_id=send_id, report=report, conclusion=conclusion, actor=actor.as_dict(), occurred_at=occurred_at
+            send_id=send_id, report=report, conclusion=conclusion, recommendations=recommendations,
+            follow_up=follow_up, actor=actor.as_dict(), occurred_at=occurred_at,
         )
 
-    @event("OpinionGiven", topic="relais:Dossier.OpinionGiven")
-    def _opinion_given(self, send_id: str, report: str, conclusion: str, actor: dict, occurred_at: datetime) -> None:
+    @event(OpinionGiven)
+    def _opinion_given(
+        self, send_id: str, report: str, conclusion: str, recommendations: str, follow_up: str, actor: dict,
+        occurred_at: datetime,
+    ) -> None:
         send = self.sends[send_id]
         send["state"] = SendState.ANSWERED.value
         send["answered_on"] = occurred_at.isoformat()
-        send["opinion"] = {"report": report, "conclusion": conclusion, "by": actor["practitioner_id"]}
+        send["opinion"] = {
+            "report": report, "conclusion": conclusion, "recommendations": recommendations, "follow_up": follow_up,
+            "by": actor["practitioner_id"],
+        }
         self.last_occurred_at = occurred_at

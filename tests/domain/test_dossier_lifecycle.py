@@ -157,7 +157,9 @@ def test_whole_lifecycle(relais, world):
     d = relais.get_dossier(dossier_id=did, actor_id=req)
     assert d.state == "answered"
     assert d.sends[0]["state"] == "answered"
-    assert d.sends[0]["opinion"] == {"report": "Occlusion M1 gauche.", "conclusion": "Thrombectomie", "by": rec}
+    assert d.sends[0]["opinion"] == {
+        "report": "Occlusion M1 gauche.", "conclusion": "Thrombectomie", "recommendations": "", "follow_up": "", "by": rec
+    }
     assert d.sends[0]["answered_on"] is not None
     assert [x["document_id"] for x in d.documents] == [doc]
 

@@ -101,3 +101,39 @@ def test_stored_v1_declined_event_is_upcast_on_load(relais, sent_dossier, world,
         assert details.version == version
     finally:
         fresh.close()
+
+
+def test_opinion_given_v1_is_upcast_to_the_structured_v2():
+    """OpinionGiven v1 (report + conclusion) reads as v2 with no recommendation and follow-up not stated."""
+    assert Dossier.OpinionGiven.class_version == 2
+    app = Relais(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    v1_state = {
+        "timestamp": {"_type_": "datetime_iso", "_data_": "2023-05-01T10:00:00+00:00"},
+        "send_id": "abc", "report": "Hématome stable.", "conclusion": "Surveillance",
+        "actor": {"practitioner_id": "p", "role": "clinician", "establishment_id": "e", "service_ids": [], "name": ""},
+        "occurred_at": {"_type_": "datetime_iso", "_data_": "2023-05-01T09:58:00+00:00"},
+    }
+    stored = StoredEvent(
+        originator_id=uuid4(), originator_version=5, topic="relais:Dossier.OpinionGiven", state=json.dumps(v1_state).encode()
+    )
+    ev = app.mapper.to_domain_event(stored)
+    assert type(ev) is Dossier.OpinionGiven
+    assert (ev.report, ev.conclusion, ev.recommendations, ev.follow_up) == ("Hématome stable.", "Surveillance", "", "")
+    app.close()
+
+
+def test_structured_opinion_is_recorded_and_checked(relais, sent_dossier, world):
+    import pytest
+
+    from domain.errors import InvalidFieldError
+
+    did, sid = sent_dossier["dossier_id"], sent_dossier["send_id"]
+    with pytest.raises(InvalidFieldError):
+        relais.give_opinion(dossier_id=did, actor_id=world["recipient"], send_id=sid, report="r", follow_up="someday")
+    relais.give_opinion(
+        dossier_id=did, actor_id=world["recipient"], send_id=sid, report="Occlusion M1.", conclusion="Thrombectomie",
+        recommendations="Transfert immédiat", follow_up="immediate",
+    )
+    d = relais.get_dossier(dossier_id=did, actor_id=world["requester"])
+    opinion = d.sends[0]["opinion"]
+    assert opinion["recommendations"] == "Transfert immédiat" and opinion["follow_up"] == "immediate"
