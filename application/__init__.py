@@ -2,9 +2,10 @@
 
 from application.access import AccessUseCases
 from application.dossiers import DossierUseCases
+from application.imaging import ImagingUseCases
 
 
-class Relais(AccessUseCases, DossierUseCases):
+class Relais(ImagingUseCases, AccessUseCases, DossierUseCases):
     """The whole platform's use cases (directory, dossiers, traced reads) on the `relais` event store."""
 
     # Pinned: eventsourcing names tables and tracking rows after it, and would otherwise

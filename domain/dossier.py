@@ -297,6 +297,25 @@ class Dossier(Aggregate):
         self.imaging[uid] = dict(previous, **study, attached_on=occurred_at.isoformat())
         self.last_occurred_at = occurred_at
 
+    def await_imaging(self, *, accession_number: str, actor: Actor, occurred_at: datetime) -> None:
+        """Names the exam awaited (Accession Number): a study received with it attaches itself."""
+        self._open(occurred_at)
+        self._as_requester(actor)
+        if not accession_number or len(accession_number) > 16:
+            raise InvalidFieldError("accession_number", "numéro d'examen (accession number) de 1 à 16 caractères")
+        if accession_number in self.awaited_accessions:
+            return
+        self._imaging_awaited(accession_number=accession_number, actor=actor.as_dict(), occurred_at=occurred_at)
+
+    @property
+    def awaited_accessions(self) -> list[str]:
+        return list(self.__dict__.get("_awaited_accessions", []))  # absent from older snapshots
+
+    @event("ImagingAwaited", topic="relais:Dossier.ImagingAwaited")
+    def _imaging_awaited(self, accession_number: str, actor: dict, occurred_at: datetime) -> None:
+        self._awaited_accessions = [*self.awaited_accessions, accession_number]
+        self.last_occurred_at = occurred_at
+
     def detach_imaging(self, *, study_instance_uid: str, actor: Actor, occurred_at: datetime) -> None:
         self._draft(occurred_at)
         self._as_requester(actor)

@@ -98,6 +98,10 @@ class PostgresDirectoryView(PostgresView):
     def node_aets(self) -> set[str]:
         return {r["aet"] for r in self.query("SELECT aet FROM dir_nodes WHERE active")}
 
+    def node_establishments(self) -> dict[str, str]:
+        """AE title -> establishment id of every active node (the SCP's calling-AE check)."""
+        return {r["aet"]: r["eid"] for r in self.query("SELECT aet, establishment_id::text AS eid FROM dir_nodes WHERE active")}
+
 
 class DirectoryProjection(Projection[PostgresDirectoryView]):
     """Keeps the directory tables in step with the directory's events."""

@@ -16,6 +16,7 @@ from application import Relais
 from projections.base import BufferedProjection, PostgresView, StalePositionError
 from projections.access import AccessProjection, PostgresAccessView
 from projections.directory import DirectoryProjection, PostgresDirectoryView
+from projections.imaging import ImagingProjection, PostgresImagingView
 from projections.inbox import InboxProjection, PostgresInboxView
 from projections.statistics import PostgresStatisticsView, StatisticsProjection
 
@@ -26,6 +27,7 @@ PROJECTIONS: dict[str, tuple[type[Projection], type[PostgresView]]] = {
     "inbox": (InboxProjection, PostgresInboxView),
     "access": (AccessProjection, PostgresAccessView),
     "statistics": (StatisticsProjection, PostgresStatisticsView),
+    "imaging": (ImagingProjection, PostgresImagingView),
 }
 
 

@@ -3,6 +3,7 @@
 set -euo pipefail
 need=()
 command -v echoscu >/dev/null 2>&1 || need+=(dcmtk)
+command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ] || need+=(orthanc)
 if [ ${#need[@]} -gt 0 ]; then
   echo "system-packages: installation de ${need[*]}"
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi

@@ -133,15 +133,19 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 @_with_db
 def cmd_scp(args: argparse.Namespace, settings: Settings) -> int:
-    from adapters.dicom.scp import DicomNode
+    from adapters.bootstrap import build_app
+    from adapters.dicom.node import dicom_node
     from projections.runner import open_view
 
-    view = open_view("directory", settings.eventsourcing_env())
-    node = DicomNode(aet=settings.dicom_aet, host=settings.dicom_host, port=settings.dicom_port, known_aets=view.node_aets)
+    env = settings.eventsourcing_env()
+    app = build_app(settings)
     try:
-        node.serve(_stop_on_signals())
+        with dicom_node(settings, app, open_view("directory", env), open_view("imaging", env)) as node:
+            node.serve(_stop_on_signals())
     except OSError as e:
         raise CommandError(f"nœud DICOM : écoute impossible sur {settings.dicom_host}:{settings.dicom_port} ({e.strerror})") from None
+    finally:
+        app.close()
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The platform's DICOM node (SCP): accepts only the AE titles of the directory's nodes."""
+"""The platform's DICOM node (SCP): C-ECHO and C-STORE, only for the AE titles of the directory's nodes."""
 
 from __future__ import annotations
 
@@ -6,14 +6,38 @@ import logging
 import secrets
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from pynetdicom import AE, evt
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLosslessSV1,
+    JPEGLossless,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
+)
+from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
+
+from adapters.dicom.receive import REFUSED_NOT_AUTHORIZED, Receiver
 
 log = logging.getLogger("relais.dicom")
 
 REFRESH_SECONDS = 5.0
+
+# Accepted as sent, never transcoded: the bytes are stored as received.
+TRANSFER_SYNTAXES = [
+    ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian,
+    JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLossless, JPEGLosslessSV1, JPEGLSLossless, JPEGLSNearLossless,
+    JPEG2000Lossless, JPEG2000, RLELossless,
+]
 
 
 def _nodelay(event: evt.Event) -> None:
@@ -40,26 +64,53 @@ def _on_rejected(event: evt.Event) -> None:
 
 
 class DicomNode:
-    """The SCP: C-ECHO for now; calling AE titles are checked against the directory."""
+    """The SCP: C-ECHO, and C-STORE when given a receiver; calling AE titles are checked against
+    the directory, which also says for which establishment a node's instances are received.
 
-    def __init__(self, *, aet: str, host: str, port: int, known_aets: Callable[[], set[str]]):
+    `known_aets` returns the AE titles (a set) or AE title -> establishment id (a mapping).
+    """
+
+    def __init__(
+        self, *, aet: str, host: str, port: int,
+        known_aets: Callable[[], set[str] | Mapping[str, str]], receiver: Receiver | None = None,
+    ):
         self.aet, self.host, self.port = aet, host, port
         self.known_aets = known_aets
+        self.receiver = receiver
+        self.nodes: dict[str, str] = {}
         # An empty list would let every caller in: an unguessable placeholder refuses them all.
         self._nobody = "NOPEER" + secrets.token_hex(5).upper()
         self.ae = AE(ae_title=aet)
         self.ae.maximum_pdu_size = 0
         self.ae.add_supported_context(Verification)
+        if receiver is not None:
+            for cx in AllStoragePresentationContexts:
+                self.ae.add_supported_context(cx.abstract_syntax, TRANSFER_SYNTAXES)
         self.server = None
         self._refresh()
 
     def _refresh(self) -> None:
         try:
-            aets = sorted(self.known_aets())
+            known = self.known_aets()
         except Exception:  # keep the previous list if the directory cannot be read
             log.exception("annuaire DICOM illisible, liste des nœuds inchangée")
             return
-        self.ae.require_calling_aet = aets or [self._nobody]
+        self.nodes = dict(known) if isinstance(known, Mapping) else {a: "" for a in known}
+        self.ae.require_calling_aet = sorted(self.nodes) or [self._nobody]
+
+    def _on_store(self, event: evt.Event) -> int:
+        aet = event.assoc.requestor.ae_title
+        establishment_id = self.nodes.get(aet)
+        if not establishment_id or self.receiver is None:
+            log.warning("C-STORE refusé : %s n'est rattaché à aucun établissement", aet)
+            return REFUSED_NOT_AUTHORIZED
+        return self.receiver.store_event(
+            event, establishment_id=establishment_id, source={"kind": "dicom_store", "calling_aet": aet},
+        )
+
+    def _on_end(self, event: evt.Event) -> None:
+        if self.receiver is not None:
+            self.receiver.flush(event.assoc)
 
     def serve(self, stop: threading.Event) -> None:
         handlers = [
@@ -67,6 +118,10 @@ class DicomNode:
             (evt.EVT_ACCEPTED, _on_accepted),
             (evt.EVT_REJECTED, _on_rejected),
             (evt.EVT_ESTABLISHED, _nodelay),
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_RELEASED, self._on_end),
+            (evt.EVT_ABORTED, self._on_end),
+            (evt.EVT_CONN_CLOSE, self._on_end),
         ]
         self.server = self.ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
         log.info("nœud DICOM %s à l'écoute sur %s:%s", self.aet, self.host, self.port)
@@ -75,4 +130,6 @@ class DicomNode:
                 self._refresh()
         finally:
             self.server.shutdown()
+            if self.receiver is not None:
+                self.receiver.close()
             log.info("nœud DICOM arrêté")

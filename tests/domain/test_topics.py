@@ -12,6 +12,7 @@ from eventsourcing.utils import get_topic, resolve_topic
 from domain.access import Access
 from domain.directory import DicomNode, Establishment, Practitioner
 from domain.dossier import Dossier
+from domain.imaging import ReceivedStudy
 
 AGGREGATES = {
     "relais:Dossier": Dossier,
@@ -19,6 +20,7 @@ AGGREGATES = {
     "relais:Practitioner": Practitioner,
     "relais:DicomNode": DicomNode,
     "relais:Access": Access,
+    "relais:ReceivedStudy": ReceivedStudy,
 }
 
 EXPECTED_EVENT_TOPICS = {
@@ -30,6 +32,7 @@ EXPECTED_EVENT_TOPICS = {
     "relais:Dossier.DocumentRemoved",
     "relais:Dossier.ImagingAttached",
     "relais:Dossier.ImagingDetached",
+    "relais:Dossier.ImagingAwaited",
     "relais:Dossier.RecipientAddressed",
     "relais:Dossier.RecipientRemoved",
     "relais:Dossier.Sent",
@@ -55,6 +58,10 @@ EXPECTED_EVENT_TOPICS = {
     "relais:DicomNode.Moved",
     # Access (one stream per view of patient data)
     "relais:Access.Created",
+    # ReceivedStudy (studies received by the DICOM node, retrieved or imported)
+    "relais:ReceivedStudy.Created",
+    "relais:ReceivedStudy.InstancesReceived",
+    "relais:ReceivedStudy.RetrieveRecorded",
 }
 
 

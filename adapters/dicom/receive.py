@@ -1,0 +1,220 @@
+"""Receiving C-STORE: bytes stored durably first, then recorded as events in batches per association."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+
+from adapters.dicom.storage import InstanceStore
+from application.imaging import ReceivedInstance, StudyUpdate
+from domain.errors import InvalidFieldError
+from domain.imaging import valid_uid
+
+log = logging.getLogger("relais.dicom")
+
+SUCCESS = 0x0000
+OUT_OF_RESOURCES = 0xA700
+CANNOT_UNDERSTAND = 0xC000
+REFUSED_NOT_AUTHORIZED = 0x0124
+
+Record = Callable[[str, list[ReceivedInstance], dict], list[StudyUpdate]]
+
+
+def _text(ds: Dataset, keyword: str, limit: int = 200) -> str:
+    value = ds.get(keyword)
+    return "" if value is None else str(value).strip()[:limit]
+
+
+def _int(ds: Dataset, keyword: str) -> int | None:
+    try:
+        value = ds.get(keyword)
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def describe(ds: Dataset, *, transfer_syntax: str, size: int, sop_class: str | None = None) -> ReceivedInstance:
+    """What is recorded of an instance, from its header (UIDs checked: they name files)."""
+    return ReceivedInstance(
+        sop_instance_uid=valid_uid(_text(ds, "SOPInstanceUID"), "sop_instance_uid"),
+        series_instance_uid=valid_uid(_text(ds, "SeriesInstanceUID"), "series_instance_uid"),
+        study_instance_uid=valid_uid(_text(ds, "StudyInstanceUID"), "study_instance_uid"),
+        sop_class_uid=sop_class or _text(ds, "SOPClassUID", 64),
+        transfer_syntax_uid=str(transfer_syntax),
+        instance_number=_int(ds, "InstanceNumber"),
+        size=size,
+        patient={
+            "id": _text(ds, "PatientID", 64), "name": _text(ds, "PatientName", 200),
+            "birth_date": _text(ds, "PatientBirthDate", 8), "sex": _text(ds, "PatientSex", 16),
+        },
+        study={
+            "accession_number": _text(ds, "AccessionNumber", 16), "date": _text(ds, "StudyDate", 8),
+            "time": _text(ds, "StudyTime", 16), "description": _text(ds, "StudyDescription", 64),
+            "referring": _text(ds, "ReferringPhysicianName", 64),
+        },
+        series={
+            "modality": _text(ds, "Modality", 16), "description": _text(ds, "SeriesDescription", 64),
+            "number": _int(ds, "SeriesNumber"),
+        },
+    )
+
+
+@dataclass
+class _Batch:
+    establishment_id: str
+    source: dict
+    items: list[ReceivedInstance] = field(default_factory=list)
+    first_at: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Receiver:
+    """Stores each C-STORE durably before answering, and records what arrived in batches.
+
+    A batch belongs to one association; it is recorded when it reaches `batch_size`, when it
+    has waited `max_delay` seconds, and when the association ends. Recording failures keep the
+    batch for the next try (the files are already safe; `recover` also finds them at start).
+    """
+
+    def __init__(
+        self, *, store: InstanceStore, record: Record,
+        after_record: Callable[[list[StudyUpdate]], None] | None = None,
+        batch_size: int = 500, max_delay: float = 0.5,
+    ):
+        self.store = store
+        self.record = record
+        self.after_record = after_record
+        self.batch_size = batch_size
+        self.max_delay = max_delay
+        self._batches: dict[Any, _Batch] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.stored = 0
+        self.duplicates = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> "Receiver":
+        self._thread = threading.Thread(target=self._flush_loop, name="relais-dicom-record", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.flush_all()
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(self.max_delay / 2):
+            now = time.monotonic()
+            with self._lock:
+                due = [k for k, b in self._batches.items() if b.items and now - b.first_at >= self.max_delay]
+            for key in due:
+                self.flush(key, keep=True)
+
+    # ------------------------------------------------------------------ C-STORE
+
+    def store_event(self, event: Any, *, establishment_id: str, source: dict) -> int:
+        """The body of an EVT_C_STORE handler (SCP or C-GET): store, then queue for recording."""
+        try:
+            ds = event.dataset
+            ts = event.context.transfer_syntax
+            data = event.encoded_dataset(include_meta=True)
+            item = describe(ds, transfer_syntax=ts, size=len(data), sop_class=str(event.request.AffectedSOPClassUID))
+        except InvalidFieldError as e:
+            log.warning("instance refusée (%s) depuis %s", e, source.get("calling_aet"))
+            return CANNOT_UNDERSTAND
+        except Exception:
+            log.exception("instance illisible depuis %s", source.get("calling_aet"))
+            return CANNOT_UNDERSTAND
+        try:
+            written = self.store.put(establishment_id, item.study_instance_uid, item.sop_instance_uid, data)
+        except OSError:
+            log.exception("écriture impossible de l'instance %s", item.sop_instance_uid)
+            return OUT_OF_RESOURCES
+        if written:
+            self.stored += 1
+        else:
+            self.duplicates += 1
+        self.add(event.assoc, item, establishment_id=establishment_id, source=source)
+        return SUCCESS
+
+    def add(self, key: Any, item: ReceivedInstance, *, establishment_id: str, source: dict) -> None:
+        with self._lock:
+            batch = self._batches.get(key)
+            if batch is None:
+                batch = self._batches[key] = _Batch(establishment_id=establishment_id, source=source)
+            if not batch.items:
+                batch.first_at = time.monotonic()
+            batch.items.append(item)
+            full = len(batch.items) >= self.batch_size
+        if full:
+            self.flush(key, keep=True)
+
+    def flush(self, key: Any, keep: bool = False) -> list[StudyUpdate]:
+        """Records the batch of this association (then forgets it unless `keep`).
+
+        The batch stays listed while it is being recorded, so that `flush_all` waits for it."""
+        with self._lock:
+            batch = self._batches.get(key)
+        if batch is None:
+            return []
+        updates: list[StudyUpdate] = []
+        with batch.lock:
+            with self._lock:
+                items, batch.items = batch.items, []
+            if items:
+                try:
+                    updates = self.record(batch.establishment_id, items, batch.source)
+                except Exception:
+                    log.exception("enregistrement de %d instances reporté", len(items))
+                    with self._lock:
+                        batch.items[:0] = items
+                        batch.first_at = time.monotonic()
+                    return []
+                if self.after_record is not None:
+                    try:
+                        self.after_record(updates)
+                    except Exception:
+                        log.exception("rattachement automatique en échec")
+            if not keep:
+                with self._lock:
+                    if not batch.items and self._batches.get(key) is batch:
+                        del self._batches[key]
+        return updates
+
+    def flush_all(self) -> None:
+        with self._lock:
+            keys = list(self._batches)
+        for key in keys:
+            self.flush(key)
+
+
+def recover(store: InstanceStore, record: Record, known: Callable[[str, str], set[str]]) -> int:
+    """Records instances found on disk but absent from the events (a crash between the fsync
+    and the batch). `known(establishment, study_uid)` gives the SOP UIDs already recorded."""
+    total = 0
+    for establishment_id, study_uid in store.studies():
+        recorded = known(establishment_id, study_uid)
+        missing = []
+        for path in store.instances(establishment_id, study_uid):
+            if path.stem in recorded:
+                continue
+            try:
+                ds = dcmread(path, stop_before_pixels=True)
+                missing.append(describe(ds, transfer_syntax=str(ds.file_meta.TransferSyntaxUID), size=path.stat().st_size))
+            except Exception:
+                log.exception("fichier DICOM illisible ignoré : %s", path)
+        if missing:
+            record(establishment_id, missing, {"kind": "dicom_store", "recovered": True})
+            total += len(missing)
+    return total

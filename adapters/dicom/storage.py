@@ -1,0 +1,83 @@
+"""Durable storage of received DICOM instances: bytes as received, fsynced, one file per SOP Instance UID."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+from domain.imaging import valid_uid
+
+
+class InstanceStore:
+    """Files under `<root>/<establishment>/<study uid>/<sop uid>.dcm` (DICOM Part 10, as received).
+
+    `put` writes to a temporary file, fsyncs it, renames it into place and fsyncs the folder:
+    once it returns, the instance survives a crash. An instance already stored is left as it
+    is (deduplication by SOP Instance UID within an establishment).
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def study_dir(self, establishment_id: str, study_uid: str) -> Path:
+        return self.root / str(establishment_id) / valid_uid(study_uid, "study_instance_uid")
+
+    def path(self, establishment_id: str, study_uid: str, sop_uid: str) -> Path:
+        return self.study_dir(establishment_id, study_uid) / f"{valid_uid(sop_uid, 'sop_instance_uid')}.dcm"
+
+    def exists(self, establishment_id: str, study_uid: str, sop_uid: str) -> bool:
+        return self.path(establishment_id, study_uid, sop_uid).exists()
+
+    def put(self, establishment_id: str, study_uid: str, sop_uid: str, data: bytes | memoryview) -> bool:
+        """Stores the bytes durably; False if this instance was already there (nothing written)."""
+        final = self.path(establishment_id, study_uid, sop_uid)
+        if final.exists():
+            return False
+        folder = final.parent
+        if not folder.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            _fsync_dir(folder.parent)
+        tmp = folder / f".{final.name}.{secrets.token_hex(4)}.part"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        if final.exists():  # a concurrent resend won the race: keep the first copy
+            tmp.unlink(missing_ok=True)
+            return False
+        os.replace(tmp, final)
+        _fsync_dir(folder)
+        return True
+
+    def instances(self, establishment_id: str, study_uid: str) -> Iterator[Path]:
+        folder = self.study_dir(establishment_id, study_uid)
+        if folder.is_dir():
+            yield from sorted(p for p in folder.iterdir() if p.suffix == ".dcm" and not p.name.startswith("."))
+
+    def studies(self) -> Iterator[tuple[str, str]]:
+        """(establishment id, study uid) of every study folder on disk."""
+        if not self.root.is_dir():
+            return
+        for est in sorted(self.root.iterdir()):
+            if est.is_dir():
+                for study in sorted(est.iterdir()):
+                    if study.is_dir():
+                        yield est.name, study.name
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

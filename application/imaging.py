@@ -1,0 +1,192 @@
+"""Imaging use cases: record received instances in batches, attach received studies to dossiers."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from eventsourcing.application import AggregateNotFoundError
+
+from application.base import SYSTEM_ACTOR, RelaisBase
+from application.errors import ConflictError, ForbiddenError, NotFoundError
+from domain.dossier import Dossier
+from domain.imaging import ReceivedStudy, received_study_id, valid_uid
+from domain.values import Actor, ImagingSource, Role
+
+RETRIES = 5
+
+
+@dataclass(frozen=True)
+class ReceivedInstance:
+    """One instance stored durably, as the receiver read it from its header."""
+
+    sop_instance_uid: str
+    series_instance_uid: str
+    study_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    instance_number: int | None = None
+    size: int = 0
+    patient: dict = field(default_factory=dict)  # id, name, birth_date, sex
+    study: dict = field(default_factory=dict)  # accession_number, date, time, description
+    series: dict = field(default_factory=dict)  # modality, description, number
+
+    def as_event_item(self) -> dict:
+        return {
+            "sop": self.sop_instance_uid, "series": self.series_instance_uid, "class": self.sop_class_uid,
+            "ts": self.transfer_syntax_uid, "number": self.instance_number, "size": self.size,
+        }
+
+
+@dataclass(frozen=True)
+class StudyUpdate:
+    """What a batch changed on one received study."""
+
+    study_id: str
+    establishment_id: str
+    study_instance_uid: str
+    accession_number: str
+    new_instances: int
+    instance_count: int
+
+
+def system_actor(establishment_id: str, name: str) -> dict:
+    return dict(SYSTEM_ACTOR, establishment_id=establishment_id, name=name)
+
+
+class ImagingUseCases(RelaisBase):
+    """Received studies (DICOM node, PACS retrieve, file import) and their attachment to dossiers."""
+
+    def record_received(
+        self, *, establishment_id: str, instances: list[ReceivedInstance], source: dict,
+        occurred_at: datetime | None = None,
+    ) -> list[StudyUpdate]:
+        """Records a batch of stored instances: one event per study, all in one transaction.
+
+        Instances already recorded are skipped (a resend changes nothing). A concurrent
+        writer on the same study (two associations) makes the batch retry on fresh state.
+        """
+        when = occurred_at or self.clock()
+        actor = system_actor(establishment_id, f"DICOM {source.get('calling_aet') or source.get('kind', '')}".strip())
+        by_study: dict[str, list[ReceivedInstance]] = defaultdict(list)
+        for i in instances:
+            by_study[valid_uid(i.study_instance_uid, "study_instance_uid")].append(i)
+        for attempt in range(RETRIES):
+            studies: list[ReceivedStudy] = []
+            updates: list[StudyUpdate] = []
+            for study_uid, items in by_study.items():
+                sid = received_study_id(establishment_id, study_uid)
+                try:
+                    study = self.repository.get(sid)
+                except AggregateNotFoundError:
+                    first = items[0]
+                    study = ReceivedStudy(
+                        establishment_id=str(establishment_id), study_instance_uid=study_uid,
+                        patient=dict(first.patient), study=dict(first.study), actor=actor, occurred_at=when,
+                    )
+                series = {}
+                for i in items:
+                    series.setdefault(i.series_instance_uid, dict(i.series))
+                new = study.receive(
+                    instances=[i.as_event_item() for i in items], series=series, source=source,
+                    actor=actor, occurred_at=when,
+                )
+                studies.append(study)
+                updates.append(StudyUpdate(
+                    study_id=str(study.id), establishment_id=str(establishment_id), study_instance_uid=study_uid,
+                    accession_number=study.study.get("accession_number") or "", new_instances=len(new),
+                    instance_count=study.instance_count,
+                ))
+            try:
+                self.commit(*studies)
+                return updates
+            except ConflictError:
+                if attempt == RETRIES - 1:
+                    raise
+        return []  # pragma: no cover
+
+    def received_study(self, *, study_id: str) -> ReceivedStudy:
+        return self.load(ReceivedStudy, study_id, "étude reçue")
+
+    def await_imaging(
+        self, *, dossier_id: str, actor_id: str, accession_number: str, expected_version: int | None = None,
+        occurred_at: datetime | None = None,
+    ) -> int | None:
+        """The requester names the exam awaited: a study received with this Accession Number attaches itself."""
+        accession = (accession_number or "").strip()
+        return self._act(  # type: ignore[attr-defined]
+            dossier_id, actor_id, expected_version,
+            lambda d, a, t: d.await_imaging(accession_number=accession, actor=a, occurred_at=t), occurred_at,
+        )
+
+    def _study_as_attachment(self, study: ReceivedStudy, source: str) -> dict:
+        return {
+            "study_instance_uid": study.study_instance_uid,
+            "source": source,
+            "description": (study.study.get("description") or "")[:200],
+            "modalities": study.modalities,
+            "study_date": study.study.get("date") or None,
+            "series_count": len(study.series),
+            "instance_count": study.instance_count,
+            "received_study_id": str(study.id),
+        }
+
+    def attach_received_study(
+        self, *, dossier_id: str, actor_id: str, study_id: str, source: str = ImagingSource.DICOM_STORE,
+        expected_version: int | None = None, occurred_at: datetime | None = None,
+    ) -> int | None:
+        """The requester attaches a study received for their establishment."""
+        study = self.received_study(study_id=study_id)
+        attachment = self._study_as_attachment(study, source)
+
+        def action(d: Dossier, a: Actor, t: datetime) -> None:
+            if a.establishment_id != study.establishment_id or d.requester["establishment_id"] != study.establishment_id:
+                raise ForbiddenError("cette étude n'a pas été reçue pour votre établissement")
+            d.attach_imaging(study=attachment, actor=a, occurred_at=t)
+
+        return self._act(dossier_id, actor_id, expected_version, action, occurred_at)  # type: ignore[attr-defined]
+
+    def auto_attach(self, *, study_id: str, dossier_ids: list[str], source: str = ImagingSource.DICOM_STORE) -> list[str]:
+        """Attaches a received study to the dossiers awaiting its Accession Number (the platform acts).
+
+        A dossier already holding the study with the same instance count records nothing."""
+        study = self.received_study(study_id=study_id)
+        accession = study.study.get("accession_number") or ""
+        done = []
+        for did in dossier_ids:
+            for attempt in range(RETRIES):
+                try:
+                    dossier = self.load(Dossier, did, "télédossier")
+                except NotFoundError:
+                    break
+                if (
+                    dossier.is_over
+                    or dossier.requester["establishment_id"] != study.establishment_id
+                    or accession not in dossier.awaited_accessions
+                ):
+                    break
+                current = dossier.imaging.get(study.study_instance_uid)
+                if current and current.get("instance_count") == study.instance_count:
+                    break
+                dossier.attach_imaging(
+                    study=self._study_as_attachment(study, source),
+                    actor=Actor.from_dict(system_actor(study.establishment_id, "Relais (rattachement automatique)")),
+                    occurred_at=self.clock(),
+                )
+                try:
+                    self.commit(dossier)
+                    done.append(did)
+                    break
+                except ConflictError:
+                    continue
+        return done
+
+    def may_see_study(self, *, study_id: str, actor_id: str) -> ReceivedStudy:
+        """The study, if the actor is a clinician of the establishment that received it."""
+        study = self.received_study(study_id=study_id)
+        try:
+            self.actor_for(practitioner_id=actor_id, establishment_id=study.establishment_id, role=Role.CLINICIAN)  # type: ignore[attr-defined]
+        except ForbiddenError:
+            raise ForbiddenError("cette étude n'a pas été reçue pour votre établissement") from None
+        return study

@@ -1,0 +1,124 @@
+"""The ReceivedStudy aggregate: a DICOM study received by the platform for one establishment."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import InvalidFieldError
+
+UID_RE = re.compile(r"[0-9]+(\.[0-9]+)*")
+
+
+def valid_uid(value: str | None, field: str = "uid") -> str:
+    """A DICOM UID (digits and dots, 64 characters at most): safe in paths and queries."""
+    value = (value or "").strip().rstrip("\x00").strip()
+    if not UID_RE.fullmatch(value) or len(value) > 64:
+        raise InvalidFieldError(field, f"UID DICOM invalide « {value[:80]} »")
+    return value
+
+
+def received_study_id(establishment_id: str | UUID, study_instance_uid: str) -> UUID:
+    """One aggregate per (establishment, Study Instance UID), enforced by the event store."""
+    return uuid5(UUID(str(establishment_id)), f"study:{study_instance_uid}")
+
+
+class ReceivedStudy(Aggregate):
+    """A study received by the platform (gateway push, PACS retrieve or file import) for one
+    establishment. Instances are recorded in batches (one event per association flush) and
+    deduplicated by SOP Instance UID: a resend records nothing."""
+
+    TOPIC = "relais:ReceivedStudy"
+
+    @staticmethod
+    def create_id(establishment_id: str, study_instance_uid: str, **_: object) -> UUID:
+        return received_study_id(establishment_id, study_instance_uid)
+
+    @event("Created", topic="relais:ReceivedStudy.Created")
+    def __init__(
+        self,
+        *,
+        establishment_id: str,
+        study_instance_uid: str,
+        patient: dict,
+        study: dict,
+        actor: dict,
+        occurred_at: datetime,
+    ) -> None:
+        self.establishment_id = establishment_id
+        self.study_instance_uid = study_instance_uid
+        self.patient = patient
+        self.study = study
+        self.instances: dict[str, str] = {}  # SOP Instance UID -> Series Instance UID
+        self.series: dict[str, dict] = {}
+        self.first_received_on = occurred_at
+        self.last_received_on = occurred_at
+        self.sources: list[str] = []
+        self.last_retrieve: dict | None = None
+
+    @property
+    def instance_count(self) -> int:
+        return len(self.instances)
+
+    @property
+    def modalities(self) -> list[str]:
+        return sorted({s["modality"] for s in self.series.values() if s.get("modality")})
+
+    def receive(self, *, instances: list[dict], series: dict, source: dict, actor: dict, occurred_at: datetime) -> list[dict]:
+        """Records the instances not seen yet (one event); returns them. Nothing new: no event."""
+        seen: set[str] = set()
+        new = []
+        for i in instances:
+            sop = i["sop"]
+            if sop in self.instances or sop in seen:
+                continue
+            seen.add(sop)
+            new.append(i)
+        if new:
+            new_series = {
+                uid: meta for uid, meta in series.items()
+                if uid not in self.series and any(i["series"] == uid for i in new)
+            }
+            self._instances_received(
+                instances=new, series=new_series, source=source, actor=actor, occurred_at=occurred_at
+            )
+        return new
+
+    @event("InstancesReceived", topic="relais:ReceivedStudy.InstancesReceived")
+    def _instances_received(
+        self, instances: list, series: dict, source: dict, actor: dict, occurred_at: datetime
+    ) -> None:
+        for uid, meta in series.items():
+            self.series.setdefault(uid, dict(meta, count=0))
+        for i in instances:
+            self.instances[i["sop"]] = i["series"]
+            s = self.series.setdefault(i["series"], {"modality": "", "description": "", "number": None, "count": 0})
+            s["count"] += 1
+        if source.get("kind") and source["kind"] not in self.sources:
+            self.sources.append(source["kind"])
+        self.last_received_on = max(self.last_received_on, occurred_at)
+
+    def record_retrieve(
+        self, *, dossier_id: str, node_aet: str, method: str, status: str, reason: str,
+        expected: int, received: int, actor: dict, occurred_at: datetime,
+    ) -> None:
+        """Records the outcome of one retrieve attempt from a PACS (completed, incomplete, failed)."""
+        if status not in ("completed", "incomplete", "failed"):
+            raise InvalidFieldError("status", "completed, incomplete ou failed")
+        self._retrieve_recorded(
+            dossier_id=dossier_id, node_aet=node_aet, method=method, status=status, reason=reason,
+            expected=expected, received=received, actor=actor, occurred_at=occurred_at,
+        )
+
+    @event("RetrieveRecorded", topic="relais:ReceivedStudy.RetrieveRecorded")
+    def _retrieve_recorded(
+        self, dossier_id: str, node_aet: str, method: str, status: str, reason: str,
+        expected: int, received: int, actor: dict, occurred_at: datetime,
+    ) -> None:
+        self.last_retrieve = {
+            "dossier_id": dossier_id, "node_aet": node_aet, "method": method, "status": status,
+            "reason": reason, "expected": expected, "received": received, "at": occurred_at.isoformat(),
+        }
