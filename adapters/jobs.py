@@ -91,6 +91,7 @@ def worker_settings(redis_url: str, ctx: dict | None = None) -> type:
     from arq.worker import func
 
     extra = dict(ctx or {})
+    register_all()
 
     async def on_startup(c: dict) -> None:
         c.update(extra)
@@ -108,3 +109,10 @@ def worker_settings(redis_url: str, ctx: dict | None = None) -> type:
 
     WorkerSettings.on_startup = staticmethod(on_startup)  # type: ignore[attr-defined]
     return WorkerSettings
+
+
+def register_all() -> dict[str, JobFunction]:
+    """Imports the modules that define jobs (a worker or in-process runner calls it before use)."""
+    import adapters.dicom.retrieve  # noqa: F401  (retrieve_study)
+
+    return FUNCTIONS

@@ -10,6 +10,7 @@ from eventsourcing.application import AggregateNotFoundError
 
 from application.base import SYSTEM_ACTOR, RelaisBase
 from application.errors import ConflictError, ForbiddenError, NotFoundError
+from domain.directory import DicomNode, node_id
 from domain.dossier import Dossier
 from domain.imaging import ReceivedStudy, received_study_id, valid_uid
 from domain.values import Actor, ImagingSource, Role
@@ -190,3 +191,75 @@ class ImagingUseCases(RelaisBase):
         except ForbiddenError:
             raise ForbiddenError("cette étude n'a pas été reçue pour votre établissement") from None
         return study
+
+    # ------------------------------------------------------------------ PACS query/retrieve
+
+    def set_node_retrieve_method(self, *, aet: str, method: str, admin_id: str | None = None) -> int | None:
+        """C-MOVE to our node (default) or C-GET, per PACS (a new event on the node)."""
+        node = self.load(DicomNode, node_id(aet), "nœud DICOM")
+        node.set_retrieve_method(method=method, actor=self._admin(admin_id), occurred_at=self.clock())  # type: ignore[attr-defined]
+        return self.commit(node)
+
+    def pacs_for(self, *, dossier_id: str, actor_id: str, node_aet: str) -> dict:
+        """The PACS a requester may query/retrieve from for this dossier (a PACS of their establishment)."""
+        dossier = self.load(Dossier, dossier_id, "télédossier")
+        actor = self._actor_on(dossier, actor_id, None)  # type: ignore[attr-defined]
+        if not dossier.is_requester(actor) or dossier.is_over:
+            raise ForbiddenError("seul l'établissement requérant d'un télédossier ouvert peut interroger son PACS")
+        node = self.load(DicomNode, node_id(node_aet), "PACS")
+        if node.kind != "pacs" or node.establishment_id != dossier.requester["establishment_id"] or not node.active:
+            raise ForbiddenError("ce PACS n'est pas un PACS de votre établissement")
+        return {
+            "aet": node.aet, "host": node.host, "port": node.port, "method": node.retrieve_method,
+            "establishment_id": node.establishment_id,
+        }
+
+    def record_retrieve(
+        self, *, establishment_id: str, study_instance_uid: str, patient: dict, study: dict, dossier_id: str,
+        node_aet: str, method: str, status: str, reason: str, expected: int, received: int,
+    ) -> str:
+        """Records a retrieve's start or outcome on the received study (created from C-FIND if need be)."""
+        uid = valid_uid(study_instance_uid, "study_instance_uid")
+        actor = system_actor(establishment_id, f"DICOM {node_aet}")
+        for attempt in range(RETRIES):
+            sid = received_study_id(establishment_id, uid)
+            try:
+                agg = self.repository.get(sid)
+            except AggregateNotFoundError:
+                agg = ReceivedStudy(
+                    establishment_id=str(establishment_id), study_instance_uid=uid, patient=dict(patient),
+                    study=dict(study), actor=actor, occurred_at=self.clock(),
+                )
+            agg.record_retrieve(
+                dossier_id=dossier_id, node_aet=node_aet, method=method, status=status, reason=reason,
+                expected=expected, received=received, actor=actor, occurred_at=self.clock(),
+            )
+            try:
+                self.commit(agg)
+                return str(agg.id)
+            except ConflictError:
+                if attempt == RETRIES - 1:
+                    raise
+        return ""  # pragma: no cover
+
+    def attach_retrieved(self, *, dossier_id: str, study_id: str) -> bool:
+        """Attaches a completely retrieved study to the dossier that asked for it (the platform acts)."""
+        study = self.received_study(study_id=study_id)
+        for _ in range(RETRIES):
+            dossier = self.load(Dossier, dossier_id, "télédossier")
+            if dossier.requester["establishment_id"] != study.establishment_id:
+                raise ForbiddenError("étude d'un autre établissement")
+            current = dossier.imaging.get(study.study_instance_uid)
+            if current and current.get("instance_count") == study.instance_count:
+                return False
+            dossier.attach_imaging(
+                study=self._study_as_attachment(study, ImagingSource.PACS_RETRIEVE),
+                actor=Actor.from_dict(system_actor(study.establishment_id, "Relais (récupération PACS)")),
+                occurred_at=self.clock(),
+            )
+            try:
+                self.commit(dossier)
+                return True
+            except ConflictError:
+                continue
+        return False

@@ -176,3 +176,18 @@ class DicomNode(Aggregate):
     def _moved(self, host: str, port: int, actor: dict, occurred_at: datetime) -> None:
         self.host = host
         self.port = port
+
+    @property
+    def retrieve_method(self) -> str:
+        """How the platform retrieves from this PACS: C-MOVE to our node (default) or C-GET."""
+        return self.__dict__.get("_retrieve_method", "move")  # absent before RetrieveMethodSet
+
+    def set_retrieve_method(self, *, method: str, actor: dict, occurred_at: datetime) -> None:
+        if method not in ("move", "get"):
+            raise InvalidFieldError("retrieve_method", "méthode attendue : move (C-MOVE) ou get (C-GET)")
+        if method != self.retrieve_method:
+            self._retrieve_method_set(method=method, actor=actor, occurred_at=occurred_at)
+
+    @event("RetrieveMethodSet", topic="relais:DicomNode.RetrieveMethodSet")
+    def _retrieve_method_set(self, method: str, actor: dict, occurred_at: datetime) -> None:
+        self._retrieve_method = method

@@ -105,9 +105,9 @@ class ReceivedStudy(Aggregate):
         self, *, dossier_id: str, node_aet: str, method: str, status: str, reason: str,
         expected: int, received: int, actor: dict, occurred_at: datetime,
     ) -> None:
-        """Records the outcome of one retrieve attempt from a PACS (completed, incomplete, failed)."""
-        if status not in ("completed", "incomplete", "failed"):
-            raise InvalidFieldError("status", "completed, incomplete ou failed")
+        """Records a retrieve from a PACS: started, then completed, incomplete or failed (with a reason)."""
+        if status not in ("started", "completed", "incomplete", "failed"):
+            raise InvalidFieldError("status", "started, completed, incomplete ou failed")
         self._retrieve_recorded(
             dossier_id=dossier_id, node_aet=node_aet, method=method, status=status, reason=reason,
             expected=expected, received=received, actor=actor, occurred_at=occurred_at,

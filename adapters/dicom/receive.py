@@ -11,6 +11,8 @@ from typing import Any
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.filereader import read_dataset
+from pynetdicom.dsutils import encode_file_meta
 
 from adapters.dicom.storage import InstanceStore
 from application.imaging import ReceivedInstance, StudyUpdate
@@ -64,6 +66,26 @@ def describe(ds: Dataset, *, transfer_syntax: str, size: int, sop_class: str | N
             "number": _int(ds, "SeriesNumber"),
         },
     )
+
+
+def _before_pixels(tag: Any, vr: Any, length: Any) -> bool:
+    return tag >= 0x7FE00010
+
+
+def header(event: Any) -> Dataset:
+    """The data set of a C-STORE up to its pixel data, read from the received bytes (no copy of
+    the pixels: they are written as received, never decoded)."""
+    ts = event.context.transfer_syntax
+    if ts.is_deflated:
+        return event.dataset
+    buf = event.request.DataSet
+    buf.seek(0)
+    return read_dataset(buf, ts.is_implicit_VR, ts.is_little_endian, stop_when=_before_pixels)
+
+
+def part10(event: Any) -> list:
+    """The instance as a DICOM file: preamble, file meta, then the data set bytes as received."""
+    return [b"\x00" * 128 + b"DICM" + encode_file_meta(event.file_meta), event.request.DataSet.getbuffer()]
 
 
 @dataclass
@@ -125,22 +147,29 @@ class Receiver:
 
     def store_event(self, event: Any, *, establishment_id: str, source: dict) -> int:
         """The body of an EVT_C_STORE handler (SCP or C-GET): store, then queue for recording."""
+        data: list = []
         try:
-            ds = event.dataset
-            ts = event.context.transfer_syntax
-            data = event.encoded_dataset(include_meta=True)
-            item = describe(ds, transfer_syntax=ts, size=len(data), sop_class=str(event.request.AffectedSOPClassUID))
-        except InvalidFieldError as e:
-            log.warning("instance refusée (%s) depuis %s", e, source.get("calling_aet"))
-            return CANNOT_UNDERSTAND
-        except Exception:
-            log.exception("instance illisible depuis %s", source.get("calling_aet"))
-            return CANNOT_UNDERSTAND
-        try:
-            written = self.store.put(establishment_id, item.study_instance_uid, item.sop_instance_uid, data)
-        except OSError:
-            log.exception("écriture impossible de l'instance %s", item.sop_instance_uid)
-            return OUT_OF_RESOURCES
+            try:
+                ds = header(event)
+                data = part10(event)
+                item = describe(
+                    ds, transfer_syntax=event.context.transfer_syntax, size=sum(len(b) for b in data),
+                    sop_class=str(event.request.AffectedSOPClassUID),
+                )
+            except InvalidFieldError as e:
+                log.warning("instance refusée (%s) depuis %s", e, source.get("calling_aet"))
+                return CANNOT_UNDERSTAND
+            except Exception:
+                log.exception("instance illisible depuis %s", source.get("calling_aet"))
+                return CANNOT_UNDERSTAND
+            try:
+                written = self.store.put(establishment_id, item.study_instance_uid, item.sop_instance_uid, data)
+            except OSError:
+                log.exception("écriture impossible de l'instance %s", item.sop_instance_uid)
+                return OUT_OF_RESOURCES
+        finally:
+            if data:
+                data[-1].release()  # pynetdicom may close the received buffer afterwards
         if written:
             self.stored += 1
         else:

@@ -30,8 +30,9 @@ class InstanceStore:
     def exists(self, establishment_id: str, study_uid: str, sop_uid: str) -> bool:
         return self.path(establishment_id, study_uid, sop_uid).exists()
 
-    def put(self, establishment_id: str, study_uid: str, sop_uid: str, data: bytes | memoryview) -> bool:
-        """Stores the bytes durably; False if this instance was already there (nothing written)."""
+    def put(self, establishment_id: str, study_uid: str, sop_uid: str, data: bytes | memoryview | list) -> bool:
+        """Stores the bytes (or the list of byte chunks) durably; False if this instance was already
+        there (nothing written)."""
         final = self.path(establishment_id, study_uid, sop_uid)
         if final.exists():
             return False
@@ -42,10 +43,11 @@ class InstanceStore:
         tmp = folder / f".{final.name}.{secrets.token_hex(4)}.part"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
+            for chunk in data if isinstance(data, list) else [data]:
+                view = memoryview(chunk)
+                while view:
+                    n = os.write(fd, view)
+                    view = view[n:]
             os.fsync(fd)
         except BaseException:
             os.close(fd)

@@ -56,6 +56,7 @@ EXPECTED_EVENT_TOPICS = {
     # DicomNode
     "relais:DicomNode.Created",
     "relais:DicomNode.Moved",
+    "relais:DicomNode.RetrieveMethodSet",
     # Access (one stream per view of patient data)
     "relais:Access.Created",
     # ReceivedStudy (studies received by the DICOM node, retrieved or imported)

@@ -1,0 +1,304 @@
+"""Query/Retrieve SCU: C-FIND (study and series level), C-MOVE to our node, C-GET into our store."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    RLELossless,
+)
+from pynetdicom import AE, StoragePresentationContexts, build_role, evt
+from pynetdicom.sop_class import (
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+)
+
+TIMEOUT = 30
+# C-GET: the PACS sends on our association; propose what it may hold so that bytes come as stored.
+GET_SYNTAXES = [
+    ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless, JPEG2000, JPEGBaseline8Bit,
+    JPEGExtended12Bit, JPEGLosslessSV1, JPEGLSLossless, RLELossless,
+]
+
+
+class QRError(Exception):
+    """A query or retrieve failed; `reason` is the French message shown to users."""
+
+    def __init__(self, reason: str, code: str):
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Peer:
+    aet: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class StudyMatch:
+    study_instance_uid: str
+    patient_id: str
+    patient_name: str
+    patient_birth_date: str
+    patient_sex: str
+    study_date: str
+    accession_number: str
+    description: str
+    modalities: tuple[str, ...]
+    series_count: int | None
+    instance_count: int | None
+
+
+@dataclass(frozen=True)
+class SeriesMatch:
+    series_instance_uid: str
+    modality: str
+    description: str
+    number: int | None
+    instance_count: int | None
+
+
+@dataclass(frozen=True)
+class RetrieveResult:
+    status: int
+    completed: int
+    failed: int
+    warning: int
+
+
+def _nodelay(event: evt.Event) -> None:
+    try:
+        event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (AttributeError, OSError):  # pragma: no cover
+        pass
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _str(ds: Dataset, keyword: str) -> str:
+    v = ds.get(keyword)
+    if v is None:
+        return ""
+    if keyword == "ModalitiesInStudy":
+        return "\\".join(str(x) for x in v) if not isinstance(v, str) else v
+    return str(v).strip()
+
+
+STATUS_REASONS = {
+    0xA801: "le PACS ne connaît pas la destination {dest} (à déclarer comme modalité sur le PACS)",
+    0xA701: "le PACS manque de ressources (calcul du nombre d'instances)",
+    0xA702: "le PACS manque de ressources (sous-opérations)",
+    0xA900: "requête refusée par le PACS (identifiant ne correspondant pas à la classe SOP)",
+    0xFE00: "récupération annulée",
+}
+
+
+def status_reason(status: int, dest: str = "") -> str:
+    if status in STATUS_REASONS:
+        return STATUS_REASONS[status].format(dest=dest)
+    return f"échec du PACS (statut DICOM 0x{status:04X})"
+
+
+class QueryRetrieve:
+    """One SCU; every call opens its own association (TCP_NODELAY set, unlimited PDU)."""
+
+    def __init__(self, calling_aet: str, timeout: float = TIMEOUT):
+        self.calling_aet = calling_aet
+        self.timeout = timeout
+
+    def _ae(self) -> AE:
+        ae = AE(ae_title=self.calling_aet)
+        ae.maximum_pdu_size = 0
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout
+        ae.connection_timeout = 5
+        return ae
+
+    def _associate(self, ae: AE, peer: Peer, handlers: list | None = None, **kw: Any) -> Any:
+        try:
+            assoc = ae.associate(
+                peer.host, peer.port, ae_title=peer.aet, evt_handlers=[(evt.EVT_ESTABLISHED, _nodelay), *(handlers or [])], **kw
+            )
+        except (OSError, RuntimeError) as e:  # pragma: no cover - pynetdicom catches most
+            raise QRError(f"PACS injoignable ({peer.host}:{peer.port}) : {e}", "unreachable") from None
+        if assoc.is_established:
+            return assoc
+        if assoc.is_rejected:
+            raise QRError(
+                f"le PACS {peer.aet} a refusé l'association (titre AE {self.calling_aet} inconnu du PACS ?)", "rejected"
+            )
+        try:  # tell "cannot connect" from "connected, then aborted"
+            socket.create_connection((peer.host, peer.port), timeout=5).close()
+        except OSError as e:
+            raise QRError(f"PACS injoignable ({peer.host}:{peer.port}) : {e.strerror or e}", "unreachable") from None
+        if assoc.is_aborted:
+            raise QRError(f"le PACS {peer.aet} a interrompu l'association", "aborted")
+        raise QRError(f"PACS injoignable ({peer.host}:{peer.port})", "unreachable")
+
+    # ------------------------------------------------------------------ C-FIND
+
+    def _find(self, peer: Peer, query: Dataset) -> list[Dataset]:
+        ae = self._ae()
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+        assoc = self._associate(ae, peer)
+        out = []
+        try:
+            for status, identifier in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind):
+                if not status:
+                    raise QRError("délai dépassé : le PACS ne répond pas à la recherche", "timeout")
+                code = status.Status
+                if code in (0xFF00, 0xFF01) and identifier is not None:
+                    out.append(identifier)
+                elif code != 0x0000:
+                    raise QRError(status_reason(code), "find_failed")
+        finally:
+            assoc.release()
+        return out
+
+    def find_studies(
+        self, peer: Peer, *, patient_id: str = "", patient_name: str = "", birth_date: str = "",
+        date_from: str = "", date_to: str = "", modality: str = "", accession_number: str = "",
+        study_instance_uid: str = "",
+    ) -> list[StudyMatch]:
+        """Study-level C-FIND with the dossier form's keys (dates as YYYYMMDD, name with * wildcards)."""
+        q = Dataset()
+        q.QueryRetrieveLevel = "STUDY"
+        q.PatientID = patient_id
+        q.PatientName = patient_name
+        q.PatientBirthDate = birth_date
+        q.PatientSex = ""
+        q.StudyDate = f"{date_from}-{date_to}" if (date_from or date_to) else ""
+        q.StudyTime = ""
+        q.ModalitiesInStudy = modality
+        q.AccessionNumber = accession_number
+        q.StudyInstanceUID = study_instance_uid
+        q.StudyDescription = ""
+        q.NumberOfStudyRelatedSeries = None
+        q.NumberOfStudyRelatedInstances = None
+        rows = []
+        for ds in self._find(peer, q):
+            mods = _str(ds, "ModalitiesInStudy")
+            rows.append(StudyMatch(
+                study_instance_uid=_str(ds, "StudyInstanceUID"), patient_id=_str(ds, "PatientID"),
+                patient_name=_str(ds, "PatientName"), patient_birth_date=_str(ds, "PatientBirthDate"),
+                patient_sex=_str(ds, "PatientSex"), study_date=_str(ds, "StudyDate"),
+                accession_number=_str(ds, "AccessionNumber"), description=_str(ds, "StudyDescription"),
+                modalities=tuple(m for m in mods.split("\\") if m),
+                series_count=_int(ds.get("NumberOfStudyRelatedSeries")),
+                instance_count=_int(ds.get("NumberOfStudyRelatedInstances")),
+            ))
+        return sorted(rows, key=lambda r: (r.study_date, r.study_instance_uid), reverse=True)
+
+    def find_series(self, peer: Peer, study_uid: str) -> list[SeriesMatch]:
+        q = Dataset()
+        q.QueryRetrieveLevel = "SERIES"
+        q.StudyInstanceUID = study_uid
+        q.SeriesInstanceUID = ""
+        q.Modality = ""
+        q.SeriesDescription = ""
+        q.SeriesNumber = None
+        q.NumberOfSeriesRelatedInstances = None
+        return [
+            SeriesMatch(
+                series_instance_uid=_str(ds, "SeriesInstanceUID"), modality=_str(ds, "Modality"),
+                description=_str(ds, "SeriesDescription"), number=_int(ds.get("SeriesNumber")),
+                instance_count=_int(ds.get("NumberOfSeriesRelatedInstances")),
+            )
+            for ds in self._find(peer, q)
+        ]
+
+    # ------------------------------------------------------------------ C-MOVE / C-GET
+
+    @staticmethod
+    def _retrieve_query(study_uid: str, series_uids: list[str] | None) -> Dataset:
+        q = Dataset()
+        q.StudyInstanceUID = study_uid
+        if series_uids:
+            q.QueryRetrieveLevel = "SERIES"
+            q.SeriesInstanceUID = series_uids if len(series_uids) > 1 else series_uids[0]
+        else:
+            q.QueryRetrieveLevel = "STUDY"
+        return q
+
+    @staticmethod
+    def _final(responses: Any, dest: str) -> RetrieveResult:
+        last = None
+        for status, _ in responses:
+            if not status:
+                raise QRError("délai dépassé : le PACS ne répond plus pendant la récupération", "timeout")
+            last = status
+            if status.Status not in (0xFF00, 0x0000, 0xB000):
+                break
+        if last is None:  # pragma: no cover
+            raise QRError("aucune réponse du PACS", "timeout")
+        result = RetrieveResult(
+            status=int(last.Status), completed=int(last.get("NumberOfCompletedSuboperations") or 0),
+            failed=int(last.get("NumberOfFailedSuboperations") or 0),
+            warning=int(last.get("NumberOfWarningSuboperations") or 0),
+        )
+        if result.status == 0xA801:
+            raise QRError(status_reason(result.status, dest), "destination_unknown")
+        if result.status not in (0x0000, 0xB000):
+            if not result.completed:  # e.g. Orthanc answers 0xC000 for a destination it does not know
+                raise QRError(
+                    f"le PACS a refusé d'envoyer l'étude vers la destination {dest} (statut DICOM "
+                    f"0x{result.status:04X}) : destination non déclarée sur le PACS ?", "move_failed",
+                )
+            raise QRError(status_reason(result.status, dest), "move_failed")
+        return result
+
+    def move(self, peer: Peer, study_uid: str, destination: str, series_uids: list[str] | None = None) -> RetrieveResult:
+        ae = self._ae()
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+        assoc = self._associate(ae, peer)
+        try:
+            return self._final(
+                assoc.send_c_move(self._retrieve_query(study_uid, series_uids), destination,
+                                  StudyRootQueryRetrieveInformationModelMove),
+                destination,
+            )
+        finally:
+            if assoc.is_established:
+                assoc.release()
+
+    def get(
+        self, peer: Peer, study_uid: str, on_store: Callable[[evt.Event], int], on_end: Callable[[Any], None],
+        series_uids: list[str] | None = None,
+    ) -> RetrieveResult:
+        """C-GET: the PACS sends the instances on this association to `on_store`; `on_end(assoc)` after."""
+        ae = self._ae()
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+        contexts = StoragePresentationContexts[:120]
+        for cx in contexts:
+            ae.add_requested_context(cx.abstract_syntax, GET_SYNTAXES)
+        roles = [build_role(cx.abstract_syntax, scp_role=True) for cx in contexts]
+        assoc = self._associate(ae, peer, [(evt.EVT_C_STORE, on_store)], ext_neg=roles)
+        try:
+            return self._final(
+                assoc.send_c_get(self._retrieve_query(study_uid, series_uids), StudyRootQueryRetrieveInformationModelGet),
+                self.calling_aet,
+            )
+        finally:
+            if assoc.is_established:
+                assoc.release()
+            on_end(assoc)

@@ -1,0 +1,203 @@
+"""C-STORE speed of our DICOM node (events recorded) against dcmtk storescp and Orthanc.
+
+A CT study of N instances (512×512, 16-bit, ≈0.5 MB each; generated once and cached under
+/tmp/relais-bench) is sent by dcmtk `storescu` over one association, then split over several
+associations in parallel, to:
+
+- our node: `relais scp` (the real command), a throw-away database `relais_bench_<pid>` and data
+  folder; the time runs until every instance is recorded as an event (not just acknowledged);
+- dcmtk `storescp` writing files;
+- Orthanc (Debian package) with its default MD5 of attachments.
+
+TCP_NODELAY=1 is set for every dcmtk/Orthanc process (see field notes). Prints figures, asserts
+nothing about time; exits non-zero if an instance is missing somewhere.
+
+    .venv/bin/python bench/dicom_store.py                        # 1,000 instances, 1 and 4 associations
+    .venv/bin/python bench/dicom_store.py --instances 200 --parallel 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import psycopg  # noqa: E402
+from pydicom import dcmread  # noqa: E402
+from pydicom.data import get_testdata_file  # noqa: E402
+from pydicom.uid import generate_uid  # noqa: E402
+
+from adapters.bootstrap import build_app, upgrade  # noqa: E402
+from adapters.settings import Settings  # noqa: E402
+from domain.imaging import received_study_id  # noqa: E402
+from projections.runner import catch_up  # noqa: E402
+from tests.peers import PEER_ENV, Orthanc, StoreSCP, free_port, wait_port  # noqa: E402
+
+DEFAULT_SERVER = os.environ.get("RELAIS_TEST_SERVER_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+CACHE = Path(tempfile.gettempdir()) / "relais-bench"
+RELAIS = str(Path(sys.executable).with_name("relais"))
+
+
+def ct_study(n: int) -> tuple[Path, str]:
+    """N CT instances 512×512 16-bit in one series, cached; returns (folder, study uid)."""
+    folder = CACHE / f"ct{n}"
+    marker = folder / "STUDY_UID"
+    if marker.exists() and len(list(folder.glob("*.dcm"))) == n:
+        return folder, marker.read_text().strip()
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    base = dcmread(get_testdata_file("CT_small.dcm"))
+    study, series = generate_uid(), generate_uid()
+    rng = np.random.default_rng(42)
+    yy, xx = np.mgrid[0:512, 0:512]
+    phantom = (((yy - 256) ** 2 + (xx - 256) ** 2) < 200**2).astype(np.uint16) * 1000 + 24
+    for i in range(n):
+        ds = base.copy()
+        ds.file_meta = base.file_meta.copy()
+        sop = generate_uid()
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = study, series, sop
+        ds.file_meta.MediaStorageSOPInstanceUID = sop
+        ds.AccessionNumber, ds.PatientID, ds.PatientName = "BENCH1000", "BENCH", "BENCH^CT"
+        ds.SeriesNumber, ds.InstanceNumber = 1, i + 1
+        ds.Rows = ds.Columns = 512
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        pixels = phantom + rng.integers(0, 50, size=(512, 512), dtype=np.uint16)
+        ds.PixelData = pixels.tobytes()
+        ds.save_as(folder / f"ct{i:05d}.dcm", enforce_file_format=True)
+    marker.write_text(study)
+    return folder, study
+
+
+def split(folder: Path, parts: int) -> list[list[Path]]:
+    files = sorted(folder.glob("*.dcm"))
+    return [files[i::parts] for i in range(parts)]
+
+
+def storescu(aet: str, called: str, port: int, files: list[Path]) -> subprocess.Popen:
+    return subprocess.Popen(
+        ["storescu", "-aet", aet, "-aec", called, "-to", "60", "127.0.0.1", str(port), *map(str, files)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=PEER_ENV,
+    )
+
+
+def send(groups: list[list[Path]], called: str, port: int, aet: str = "BENCH_GW") -> float:
+    t0 = time.perf_counter()
+    procs = [storescu(aet, called, port, g) for g in groups]
+    for p in procs:
+        _, err = p.communicate()
+        if p.returncode != 0:
+            raise RuntimeError(f"storescu failed: {err.decode()[-500:]}")
+    return time.perf_counter() - t0
+
+
+class OurNode:
+    """`relais scp` on a fresh database and data folder."""
+
+    def __init__(self, work: Path):
+        self.work = work
+        self.db = f"relais_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        self.url = DEFAULT_SERVER.rsplit("/", 1)[0] + "/" + self.db
+        self.port = free_port()
+
+    def __enter__(self) -> "OurNode":
+        with psycopg.connect(DEFAULT_SERVER, autocommit=True) as c:
+            c.execute(f'CREATE DATABASE "{self.db}"')
+        settings = Settings(database_url=self.url, data_dir=self.work / "var")
+        upgrade(settings)
+        self.app = build_app(settings)
+        est = self.app.add_establishment(finess="310781406", name="CHU de Toulouse", department="31")
+        self.app.add_node(aet="BENCH_GW", host="127.0.0.1", port=104, establishment_id=est, kind="gateway")
+        self.establishment = est
+        catch_up("directory", settings.eventsourcing_env(), self.app)
+        env = dict(os.environ, RELAIS_DATABASE_URL=self.url, RELAIS_DATA_DIR=str(self.work / "var"),
+                   RELAIS_DICOM_PORT=str(self.port), RELAIS_DICOM_AET="RELAIS", RELAIS_LOG_LEVEL="WARNING")
+        self.log = (self.work / "scp.log").open("wb")
+        self.proc = subprocess.Popen([RELAIS, "scp"], env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        wait_port(self.port, 60, self.proc)
+        return self
+
+    def recorded(self, study_uid: str) -> int:
+        sid = received_study_id(self.establishment, study_uid)
+        return self.app.repository.get(sid).instance_count if sid in self.app.repository else 0
+
+    def wait_recorded(self, study_uid: str, n: int, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while self.recorded(study_uid) < n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.recorded(study_uid)}/{n} recorded")
+            time.sleep(0.02)
+
+    def events(self, study_uid: str) -> int:
+        return len(list(self.app.events.get(received_study_id(self.establishment, study_uid))))
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.app.close()
+        with psycopg.connect(DEFAULT_SERVER, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
+
+
+def ours(groups: list[list[Path]], study_uid: str, n: int) -> tuple[float, float, int]:
+    with tempfile.TemporaryDirectory(prefix="relais-bench-") as tmp, OurNode(Path(tmp)) as node:
+        t0 = time.perf_counter()
+        acked = send(groups, "RELAIS", node.port)
+        node.wait_recorded(study_uid, n)
+        return acked, time.perf_counter() - t0, node.events(study_uid)
+
+
+def dcmtk(groups: list[list[Path]], n: int) -> float:
+    with tempfile.TemporaryDirectory(prefix="relais-bench-") as tmp, StoreSCP(Path(tmp) / "out") as scp:
+        seconds = send(groups, scp.aet, scp.port)
+        got = len(list((Path(tmp) / "out").glob("*")))
+        if got != n:
+            raise RuntimeError(f"storescp wrote {got}/{n}")
+        return seconds
+
+
+def orthanc(groups: list[list[Path]], n: int) -> float:
+    with tempfile.TemporaryDirectory(prefix="relais-bench-") as tmp, Orthanc(Path(tmp) / "orthanc") as o:
+        seconds = send(groups, o.aet, o.dicom_port)
+        if o.instance_count() != n:
+            raise RuntimeError(f"Orthanc holds {o.instance_count()}/{n}")
+        return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--instances", type=int, default=1000)
+    parser.add_argument("--parallel", type=int, default=4, help="associations in parallel for the second run")
+    args = parser.parse_args(argv)
+    n = args.instances
+    t = time.perf_counter()
+    folder, study_uid = ct_study(n)
+    size = sum(p.stat().st_size for p in folder.glob("*.dcm")) / n / 1e6
+    print(f"# dicom_store: {n} CT instances 512x512 16-bit ({size:.2f} MB each), prepared in {time.perf_counter() - t:.1f} s")
+    print(f"# {platform.node()} {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, storescu/storescp/Orthanc with TCP_NODELAY=1")
+    for parts in (1, args.parallel):
+        groups = split(folder, parts)
+        acked, recorded, events = ours(groups, study_uid, n)
+        d = dcmtk(groups, n)
+        o = orthanc(groups, n)
+        rate = lambda s: n / s  # noqa: E731
+        print(f"\n{parts} association(s):")
+        print(f"  our node, all acknowledged     {acked:6.2f} s  {rate(acked):7.0f} images/s")
+        print(f"  our node, all recorded         {recorded:6.2f} s  {rate(recorded):7.0f} images/s  ({events} events on the study)")
+        print(f"  dcmtk storescp                 {d:6.2f} s  {rate(d):7.0f} images/s")
+        print(f"  Orthanc 1.10 (MD5 on)          {o:6.2f} s  {rate(o):7.0f} images/s")
+        print(f"  ours (recorded) / Orthanc = {o / recorded:.2f}   ours / storescp = {d / recorded:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
