@@ -3,6 +3,7 @@
 set -euo pipefail
 need=()
 command -v echoscu >/dev/null 2>&1 || need+=(dcmtk)
+[ -x /usr/bin/chromium ] || need+=(chromium)   # browser journeys (Playwright drives the Debian build)
 command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ] || need+=(orthanc)
 if [ ${#need[@]} -gt 0 ]; then
   echo "system-packages: installation de ${need[*]}"

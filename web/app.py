@@ -7,6 +7,8 @@ import secrets
 from pathlib import Path
 
 from litestar import Litestar, Request
+from litestar.channels import ChannelsPlugin
+from litestar.channels.backends.psycopg import PsycoPgChannelsBackend
 from litestar.config.csrf import CSRFConfig
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.di import Provide
@@ -17,11 +19,13 @@ from litestar.stores.memory import MemoryStore
 from litestar.stores.redis import RedisStore
 from litestar.template.config import TemplateConfig
 
-from adapters.settings import Settings
+from adapters.settings import Settings, conninfo
 from web.errors import EXCEPTION_HANDLERS
 from web.guards import PUBLIC, LoginRequired, current_user, requires_login
 from web.labels import role_label
-from web.pages import auth, health, home
+from web import present
+from web.pages import audit, auth, compose, dossier, health, home, inbox, stats
+from projections.inbox import CHANNEL
 from web.security import security_headers
 from web.services import build_services
 from web.session import SessionUser, session_config
@@ -44,6 +48,7 @@ def _templates() -> TemplateConfig:
         engine.register_template_callable("current_user", lambda ctx: current_user(ctx["request"]))
         engine.engine.filters["role_label"] = role_label
         engine.engine.globals["version"] = health.VERSION
+        present.register(engine.engine)
 
     return TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine, engine_callback=configure)
 
@@ -72,7 +77,8 @@ def create_app(settings: Settings) -> Litestar:
     )
     app = Litestar(
         route_handlers=[
-            *auth.HANDLERS, *home.HANDLERS, *health.HANDLERS,
+            *auth.HANDLERS, *home.HANDLERS, *health.HANDLERS, *inbox.HANDLERS, *dossier.HANDLERS,
+            *compose.HANDLERS, *audit.HANDLERS, *stats.HANDLERS,
             create_static_files_router(path="/static", directories=[STATIC], opt={PUBLIC: True}),
         ],
         dependencies={
@@ -84,7 +90,7 @@ def create_app(settings: Settings) -> Litestar:
         stores={"sessions": store},
         csrf_config=csrf,
         template_config=_templates(),
-        plugins=[HTMXPlugin()],
+        plugins=[HTMXPlugin(), ChannelsPlugin(backend=PsycoPgChannelsBackend(conninfo(settings.database_url or "")), channels=[CHANNEL])],
         request_class=HTMXRequest,
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[security_headers(https=settings.secure_cookies)],

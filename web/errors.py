@@ -14,6 +14,17 @@ from application.errors import ConflictError, ForbiddenError, NotFoundError
 from domain.errors import DossierStateError, InvalidFieldError, NotAllowedError, RelaisError
 from web.guards import LoginRequired
 
+
+class StaleView(ConflictError):
+    """A command met a newer version of the dossier: nothing was recorded; `context` holds the
+    page in its new state and the user's input, shown in place of the old one."""
+
+    def __init__(self, message: str, template: str, block: str, context: dict):
+        super().__init__(message)
+        self.template = template
+        self.block = block
+        self.context = context
+
 log = logging.getLogger("relais.web.errors")
 
 STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
@@ -97,6 +108,31 @@ def relais_error_handler(request: Request, exc: RelaisError) -> Response:
     return error_response(request, status, message or GENERIC.get(status, ""))
 
 
+class FormRejected(InvalidFieldError):
+    """A form value was refused: the same form is shown again with the message and the input kept."""
+
+    def __init__(self, error: InvalidFieldError, template: str, context: dict):
+        super().__init__(error.field, error.message)
+        self.template = template
+        self.context = context
+
+
+def form_rejected_handler(request: Request, exc: FormRejected) -> Response:
+    context = dict(exc.context, error=exc.message, error_field=exc.field)
+    return Template(template_name=exc.template, context=context, status_code=422)
+
+
+def stale_view_handler(request: Request, exc: StaleView) -> Response:
+    """409 with the new state (htmx swaps it in place: the page config swaps 4xx answers)."""
+    from jinja2_fragments.litestar import HTMXBlockTemplate
+
+    log.info("%s %s → 409 version périmée", request.method, request.url.path)
+    context = dict(exc.context, stale=str(exc))
+    if is_htmx(request):
+        return HTMXBlockTemplate(template_name=exc.template, block_name=exc.block, context=context, status_code=409)
+    return Template(template_name=exc.template, context=context, status_code=409)
+
+
 def http_error_handler(request: Request, exc: HTTPException) -> Response:
     status = exc.status_code
     if status >= 500:
@@ -135,6 +171,8 @@ def login_required_handler(request: Request, exc: LoginRequired) -> Response:
 
 EXCEPTION_HANDLERS = {
     LoginRequired: login_required_handler,
+    StaleView: stale_view_handler,
+    FormRejected: form_rejected_handler,
     RelaisError: relais_error_handler,
     HTTPException: http_error_handler,
     Exception: internal_error_handler,

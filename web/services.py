@@ -6,11 +6,16 @@ from dataclasses import dataclass
 
 from psycopg_pool import ConnectionPool
 
+from adapters.blobs import BlobStore
 from adapters.bootstrap import build_app, build_pool
 from adapters.credentials import Credentials
 from adapters.settings import Settings
 from application import Relais
+from projections.access import PostgresAccessView
+from projections.inbox import PostgresInboxView
+from projections.runner import open_view
 from web.auth import Authenticator, LocalPasswordAuthenticator
+from web.names import Names
 
 
 @dataclass
@@ -20,10 +25,16 @@ class Services:
     pool: ConnectionPool
     credentials: Credentials
     authenticator: Authenticator
+    inbox: PostgresInboxView
+    access_log: PostgresAccessView
+    names: Names
+    blobs: BlobStore
 
     def close(self) -> None:
         self.pool.close()
         self.relais.close()
+        self.inbox.datastore.close()
+        self.access_log.datastore.close()
 
 
 def build_services(settings: Settings) -> Services:
@@ -31,7 +42,10 @@ def build_services(settings: Settings) -> Services:
     relais = build_app(settings)
     pool = build_pool(settings)
     credentials = Credentials(pool)
+    env = settings.eventsourcing_env()
     return Services(
         settings=settings, relais=relais, pool=pool, credentials=credentials,
         authenticator=LocalPasswordAuthenticator(relais, credentials),
+        inbox=open_view("inbox", env), access_log=open_view("access", env),  # type: ignore[arg-type]
+        names=Names(pool), blobs=BlobStore(settings.data_dir),
     )

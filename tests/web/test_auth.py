@@ -35,7 +35,7 @@ def test_login_success_opens_a_session_and_shows_home(client: TestClient, passwo
     assert "Bonjour Claire MARTIN" in home.text
     assert "CHU de Toulouse" in home.text
     assert "Clinicien" in home.text
-    assert "boîte de réception" in home.text
+    assert "Boîte de réception" in home.text  # clinicians land on their inbox
 
 
 def test_login_goes_back_to_a_local_next_only(client: TestClient, passwords: dict):

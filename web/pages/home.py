@@ -56,7 +56,15 @@ class ContextForm:
 
 
 @get("/", name="home", sync_to_thread=True)
-def home(services: NamedDependency[Services], user: NamedDependency[SessionUser]) -> Template:
+def home(request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser]) -> Template | Redirect:
+    """Clinicians land on their inbox, auditors on the audit search; other roles on this page."""
+    if user.role == "clinician":
+        from projections.inbox_queries import Filters
+        from web.pages.inbox import inbox_response
+
+        return inbox_response(request, services, user, "received", Filters(), None, full_page=True)
+    if user.role == "auditor":
+        return Redirect("/audit", status_code=303)
     choices = context_choices(services.relais, user.practitioner_id)
     current = f"{user.establishment_id}|{user.role}"
     return Template("home/index.html", context={"user": user, "choices": choices, "current": current})

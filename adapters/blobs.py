@@ -1,0 +1,101 @@
+"""Document files on disk under the data folder, content-addressed by SHA-256, written as they stream in."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+MAX_DOCUMENT_BYTES = 25 * 1024 * 1024
+# What a document may be, told by its first bytes (never by the name or the browser's claim).
+SIGNATURES = (
+    (b"%PDF-", "application/pdf"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+)
+EXTENSIONS = {"application/pdf": ".pdf", "image/png": ".png", "image/jpeg": ".jpg"}
+
+
+class DocumentRejectedError(ValueError):
+    """The file is too large, empty, or not a PDF/PNG/JPEG; the message says which (French)."""
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    sha256: str
+    size: int
+    media_type: str
+
+
+def sniff(head: bytes) -> str | None:
+    for magic, media_type in SIGNATURES:
+        if head.startswith(magic):
+            return media_type
+    return None
+
+
+class BlobWriter:
+    """Receives one file chunk by chunk: hashes, counts and checks it, then moves it into place."""
+
+    def __init__(self, store: "BlobStore", max_bytes: int = MAX_DOCUMENT_BYTES):
+        self.store = store
+        self.max_bytes = max_bytes
+        self.hash = hashlib.sha256()
+        self.size = 0
+        self.head = b""
+        fd, name = tempfile.mkstemp(dir=store.incoming, prefix="upload-")
+        self.file = os.fdopen(fd, "wb")
+        self.tmp = Path(name)
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.max_bytes:
+            self.abort()
+            raise DocumentRejectedError(f"fichier trop volumineux (maximum {self.max_bytes // (1024 * 1024)} Mo)")
+        if len(self.head) < 16:
+            self.head += chunk[: 16 - len(self.head)]
+        self.hash.update(chunk)
+        self.file.write(chunk)
+
+    def finish(self) -> StoredBlob:
+        self.file.close()
+        if self.size == 0:
+            self.tmp.unlink(missing_ok=True)
+            raise DocumentRejectedError("fichier vide")
+        media_type = sniff(self.head)
+        if media_type is None:
+            self.tmp.unlink(missing_ok=True)
+            raise DocumentRejectedError("type de fichier non accepté : PDF, PNG ou JPEG uniquement")
+        digest = self.hash.hexdigest()
+        target = self.store.path(digest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            self.tmp.unlink()
+        else:
+            os.replace(self.tmp, target)
+            os.chmod(target, 0o440)
+        return StoredBlob(sha256=digest, size=self.size, media_type=media_type)
+
+    def abort(self) -> None:
+        if not self.file.closed:
+            self.file.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+class BlobStore:
+    """`<data_dir>/documents/ab/cd/<sha256>`: the same content is stored once, never rewritten."""
+
+    def __init__(self, data_dir: Path):
+        self.root = Path(data_dir) / "documents"
+        self.incoming = self.root / "incoming"
+        self.incoming.mkdir(parents=True, exist_ok=True)
+
+    def path(self, sha256: str) -> Path:
+        if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
+            raise ValueError("sha256")
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def writer(self, max_bytes: int = MAX_DOCUMENT_BYTES) -> BlobWriter:
+        return BlobWriter(self, max_bytes)

@@ -1,0 +1,161 @@
+"""French labels and formats for pages: states, workflows, urgencies, Paris dates, ages, timeline lines."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from domain.access import ACCESS_KINDS, OUTCOMES
+from domain.dossier import DECLINE_REASONS
+from domain.values import SEXES, URGENCY_LABELS, WORKFLOW_LABELS
+
+PARIS = ZoneInfo("Europe/Paris")
+
+DOSSIER_STATES = {
+    "draft": "Brouillon", "requested": "Envoyé", "in_progress": "En cours", "answered": "Avis rendu",
+    "declined": "Refusé", "closed": "Clôturé", "cancelled": "Annulé",
+}
+SEND_STATES = {
+    "pending": "À envoyer", "requested": "Nouveau", "in_progress": "En cours", "on_hold": "Complément demandé",
+    "answered": "Avis rendu", "declined": "Refusé", "cancelled": "Annulé", "closed": "Clôturé",
+}
+WORKFLOW_SHORT = {
+    "imaging_transfer": "Transfert d'imagerie", "emergency_opinion": "Avis urgences", "stroke_opinion": "AVC aigu",
+    "kidney_transplant_mdt": "RCP greffe rénale", "generic_opinion": "Avis", "out_of_region_opinion": "Hors région",
+    "legacy": "Ancien module",
+}
+IMAGING_SOURCES = {
+    "none": "Sans imagerie",
+    "file_import": "Import de fichiers (CD-ROM, export PACS)",
+    "dicom_store": "Examen poussé par le PACS ou la modalité (C-STORE)",
+    "pacs_retrieve": "Examen récupéré depuis le PACS (requête/récupération)",
+}
+CHANNELS = {
+    "national_network": "Réseau national (plateforme d'une autre région)",
+    "attached_professional": "Professionnel rattaché à la plateforme",
+    "email_invitation": "Invitation par courriel",
+}
+FOLLOW_UP = {
+    "none": "Pas de suivi particulier",
+    "scheduled": "Consultation programmée",
+    "prompt": "Sous 48 heures",
+    "immediate": "Immédiate (appel ou transfert)",
+}
+TABS = {"received": "Reçus", "sent": "Envoyés", "drafts": "Brouillons", "closed": "Clôturés"}
+
+
+def paris(value: datetime | str | None, fmt: str = "%d/%m/%Y %H:%M") -> str:
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(PARIS).strftime(fmt)
+
+
+def day(value: date | str | None) -> str:
+    if not value:
+        return ""
+    if isinstance(value, str):
+        value = date.fromisoformat(value[:10])
+    return value.strftime("%d/%m/%Y")
+
+
+def ago(value: datetime | str | None, now: datetime | None = None) -> str:
+    """« 5 min », « 3 h », « 2 j » — how long ago, short, for inbox rows."""
+    if not value:
+        return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    seconds = ((now or datetime.now(timezone.utc)) - value).total_seconds()
+    if seconds < 60:
+        return "à l'instant"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)} h"
+    if seconds < 86400 * 60:
+        return f"{int(seconds // 86400)} j"
+    return paris(value, "%d/%m/%Y")
+
+
+def age_years(birth: date | str | None, today: date | None = None) -> str:
+    if not birth:
+        return ""
+    if isinstance(birth, str):
+        birth = date.fromisoformat(birth[:10])
+    today = today or datetime.now(PARIS).date()
+    years = today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
+    if years < 2:
+        months = (today.year - birth.year) * 12 + today.month - birth.month - (today.day < birth.day)
+        return f"{months} mois"
+    return f"{years} ans"
+
+
+def label(table: str, code: Any) -> str:
+    tables = {
+        "state": DOSSIER_STATES, "send": SEND_STATES, "workflow": WORKFLOW_LABELS, "workflow_short": WORKFLOW_SHORT,
+        "urgency": URGENCY_LABELS, "sex": SEXES, "source": IMAGING_SOURCES, "channel": CHANNELS,
+        "follow_up": FOLLOW_UP, "decline": DECLINE_REASONS, "access": ACCESS_KINDS, "outcome": OUTCOMES, "tab": TABS,
+    }
+    return tables[table].get(code, code or "")
+
+
+def timeline_line(event: str, data: dict, names: Any) -> tuple[str, str]:
+    """(title, detail) of one history entry, in French, with names resolved."""
+    def recipient(r: dict) -> str:
+        return names.recipient(r.get("establishment_id"), r.get("service_id"), r.get("practitioner_id"))
+
+    match event:
+        case "Created":
+            return "Télédossier créé", label("workflow", data.get("workflow"))
+        case "DraftEdited":
+            return "Brouillon modifié", ", ".join(sorted(data.get("changes", {})))
+        case "ConsentRecorded":
+            status = data.get("status")
+            return ("Consentement recueilli" if status == "given" else "Refus de consentement"), data.get("note", "")
+        case "DocumentAttached":
+            return "Document joint", data.get("document", {}).get("filename", "")
+        case "DocumentRemoved":
+            return "Document retiré", ""
+        case "ImagingAttached":
+            study = data.get("study", {})
+            return "Imagerie jointe", " ".join(x for x in (study.get("description"), ", ".join(study.get("modalities", []))) if x)
+        case "ImagingDetached":
+            return "Imagerie retirée", ""
+        case "RecipientAddressed":
+            return "Destinataire ajouté", recipient(data.get("recipient", {}))
+        case "RecipientRemoved":
+            return "Destinataire retiré", ""
+        case "Sent":
+            n = len(data.get("send_ids", []))
+            return "Envoyé", f"à {n} destinataire{'s' if n > 1 else ''}"
+        case "Accepted":
+            return "Pris en charge", ""
+        case "Declined":
+            return "Refusé", " — ".join(x for x in (label("decline", data.get("reason_code")), data.get("reason")) if x)
+        case "ComplementRequested":
+            return "Complément demandé", data.get("message", "")
+        case "ComplementProvided":
+            return "Complément apporté", data.get("message", "")
+        case "Forwarded":
+            return "Transféré", " — ".join(x for x in (recipient(data.get("to", {})), data.get("note")) if x)
+        case "OpinionGiven":
+            return "Avis rendu", data.get("conclusion", "")
+        case "Closed":
+            return "Clôturé", data.get("note", "")
+        case "Cancelled":
+            return "Annulé", data.get("reason", "")
+    return event, ""
+
+
+def register(env: Any) -> None:
+    """Adds the filters to a Jinja environment."""
+    env.filters.update(
+        paris=paris, day=day, ago=ago, age_years=age_years,
+        label=lambda code, table: label(table, code),
+    )
+    env.globals["timeline_line"] = timeline_line
+    env.globals["now_paris"] = lambda: paris(datetime.now(timezone.utc))
