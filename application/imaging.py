@@ -183,6 +183,29 @@ class ImagingUseCases(RelaisBase):
                     continue
         return done
 
+    def requester_actor(self, *, dossier_id: str, actor_id: str, establishment_id: str | None = None) -> Actor:
+        """The actor, if a clinician of the requester side of this open dossier (pickers, search, import)."""
+        dossier = self.load(Dossier, dossier_id, "télédossier")
+        actor = self._actor_on(dossier, actor_id, establishment_id)  # type: ignore[attr-defined]
+        if not dossier.is_requester(actor) or dossier.is_over:
+            raise ForbiddenError("seul l'établissement requérant d'un télédossier ouvert peut y joindre de l'imagerie")
+        return actor
+
+    def study_for_reader(
+        self, *, dossier_id: str, actor_id: str, study_uid: str, establishment_id: str | None = None,
+        role: str = Role.CLINICIAN,
+    ) -> ReceivedStudy:
+        """A study attached to a dossier the actor may read (viewer, download, DICOMweb, export)."""
+        dossier = self.load(Dossier, dossier_id, "télédossier")
+        actor = self._actor_on(dossier, actor_id, establishment_id, role)  # type: ignore[attr-defined]
+        if not dossier.may_read(actor):
+            raise ForbiddenError("ce télédossier ne vous concerne pas")
+        if study_uid not in dossier.imaging:
+            raise NotFoundError("examen non joint à ce télédossier")
+        return self.load(
+            ReceivedStudy, received_study_id(dossier.requester["establishment_id"], study_uid), "étude reçue"
+        )
+
     def may_see_study(self, *, study_id: str, actor_id: str) -> ReceivedStudy:
         """The study, if the actor is a clinician of the establishment that received it."""
         study = self.received_study(study_id=study_id)

@@ -98,6 +98,16 @@ class PostgresDirectoryView(PostgresView):
     def node_aets(self) -> set[str]:
         return {r["aet"] for r in self.query("SELECT aet FROM dir_nodes WHERE active")}
 
+    def pacs_of(self, establishment_id: str) -> list[NodeRow]:
+        """The active PACS nodes of an establishment (query/retrieve from the dossier form)."""
+        rows = self.query(
+            """SELECT n.id::text, n.aet, n.host, n.port, n.kind, coalesce(e.finess, '') AS establishment_finess
+               FROM dir_nodes n LEFT JOIN dir_establishments e ON e.id = n.establishment_id
+               WHERE n.active AND n.kind = 'pacs' AND n.establishment_id = %s ORDER BY n.aet""",
+            (establishment_id,),
+        )
+        return [NodeRow(**r) for r in rows]
+
     def node_establishments(self) -> dict[str, str]:
         """AE title -> establishment id of every active node (the SCP's calling-AE check)."""
         return {r["aet"]: r["eid"] for r in self.query("SELECT aet, establishment_id::text AS eid FROM dir_nodes WHERE active")}

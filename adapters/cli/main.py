@@ -134,10 +134,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 @_with_db
 def cmd_scp(args: argparse.Namespace, settings: Settings) -> int:
     from adapters.bootstrap import build_app
-    from adapters.dicom.node import dicom_node
+    from adapters.dicom.node import dicom_node, small_pool_env
     from projections.runner import open_view
 
-    env = settings.eventsourcing_env()
+    env = small_pool_env(settings)
     app = build_app(settings)
     try:
         with dicom_node(settings, app, open_view("directory", env), open_view("imaging", env)) as node:

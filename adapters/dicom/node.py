@@ -18,6 +18,12 @@ from projections.imaging import PostgresImagingView
 log = logging.getLogger("relais.dicom")
 
 
+def small_pool_env(settings: Settings) -> dict[str, str]:
+    """eventsourcing env for read-only views of a process: one connection, two more under load
+    (the platform's processes share PostgreSQL's max_connections)."""
+    return dict(settings.eventsourcing_env(), POSTGRES_POOL_SIZE="1", POSTGRES_MAX_OVERFLOW="2")
+
+
 def dicom_root(settings: Settings):
     """Where received instances live (RELAIS_DATA_DIR/dicom)."""
     return settings.data_dir / "dicom"

@@ -1,0 +1,237 @@
+"""File import (CD-ROM, ZIP, manual PACS export): safe extraction, scan, identity check, import.
+
+An import lives in its own folder under the data folder: uploaded files stream into `files/`,
+ZIPs are extracted there with limits (path traversal, symlinks, size, count, ratio). The scan
+reads every file (a DICOMDIR, when present and readable with pydicom's FileSet, only adds its
+inconsistencies to the report: files are always found by walking the folder), skips and lists
+what is not DICOM, truncated or corrupt, and groups the rest by patient and study.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import stat
+import unicodedata
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from pydicom import dcmread
+from pydicom.errors import InvalidDicomError
+from pydicom.fileset import FileSet
+
+from adapters.dicom.receive import describe
+from adapters.dicom.storage import InstanceStore
+from application.imaging import ReceivedInstance, StudyUpdate
+from domain.errors import InvalidFieldError
+
+MAX_FILES = 20_000
+MAX_TOTAL_BYTES = 8 * 1024**3
+MAX_RATIO = 200  # uncompressed / compressed size of one ZIP member
+CHUNK = 1024 * 1024
+
+
+class ImportRejected(InvalidFieldError):
+    """The archive or upload breaks a safety limit; nothing of it is imported."""
+
+    def __init__(self, message: str):
+        super().__init__("file", message)
+
+
+def safe_name(name: str) -> PurePosixPath | None:
+    """A relative path inside the import folder, or None for names that try to leave it."""
+    name = name.replace("\\", "/")
+    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
+        return None
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        return None
+    return PurePosixPath(*parts)
+
+
+def extract_zip(
+    archive: Path, dest: Path, *, max_files: int = MAX_FILES, max_total: int = MAX_TOTAL_BYTES, max_ratio: int = MAX_RATIO,
+) -> list[str]:
+    """Extracts a ZIP safely; returns the member names refused (traversal, links). Raises
+    ImportRejected when a limit is broken (zip bomb): the declared sizes are checked first, then
+    the bytes actually written."""
+    refused: list[str] = []
+    try:
+        zf = zipfile.ZipFile(archive)
+    except zipfile.BadZipFile:
+        raise ImportRejected("archive ZIP illisible ou corrompue") from None
+    with zf:
+        members = [m for m in zf.infolist() if not m.is_dir()]
+        if len(members) > max_files:
+            raise ImportRejected(f"archive refusée : {len(members)} fichiers (maximum {max_files})")
+        if sum(m.file_size for m in members) > max_total:
+            raise ImportRejected("archive refusée : taille décompressée trop grande")
+        written = 0
+        for m in members:
+            rel = safe_name(m.filename)
+            mode = m.external_attr >> 16
+            if rel is None or stat.S_ISLNK(mode):
+                refused.append(m.filename)
+                continue
+            if m.compress_size and m.file_size / m.compress_size > max_ratio and m.file_size > CHUNK:
+                raise ImportRejected(f"archive refusée : taux de compression suspect ({m.filename})")
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(m) as src, target.open("wb") as out:
+                member_bytes = 0
+                while chunk := src.read(CHUNK):
+                    member_bytes += len(chunk)
+                    written += len(chunk)
+                    if written > max_total or member_bytes > m.file_size + CHUNK:
+                        raise ImportRejected("archive refusée : taille décompressée trop grande")
+                    out.write(chunk)
+    return refused
+
+
+@dataclass
+class ScannedStudy:
+    study_instance_uid: str
+    patient: dict
+    description: str
+    study_date: str
+    accession_number: str
+    modalities: set[str] = field(default_factory=set)
+    files: list[Path] = field(default_factory=list)
+    instances: list[ReceivedInstance] = field(default_factory=list)
+
+    @property
+    def patient_key(self) -> tuple[str, str, str]:
+        return (self.patient.get("id", ""), self.patient.get("name", ""), self.patient.get("birth_date", ""))
+
+
+@dataclass
+class ImportScan:
+    studies: dict[str, ScannedStudy] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative name, reason)
+    dicomdir: str = ""  # "", "ok", or what is wrong with it
+
+    @property
+    def patients(self) -> set[tuple[str, str, str]]:
+        return {s.patient_key for s in self.studies.values()}
+
+
+def _check_pixels(ds) -> None:
+    """Raises ValueError when native pixel data is shorter than its attributes say (truncated file)."""
+    if "PixelData" not in ds:
+        return
+    ts = ds.file_meta.get("TransferSyntaxUID")
+    if ts is not None and ts.is_encapsulated:
+        from pydicom.encaps import generate_fragments
+
+        for _ in generate_fragments(ds.PixelData):
+            pass
+        return
+    frames = int(ds.get("NumberOfFrames") or 1)
+    expected = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel") or 1) * frames * int(ds.BitsAllocated) // 8
+    if len(ds.PixelData) < expected:
+        raise ValueError("pixel data truncated")
+
+
+def scan(folder: Path) -> ImportScan:
+    """Every DICOM instance under `folder`, grouped by study; the rest skipped with a reason."""
+    result = ImportScan()
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+    dicomdirs = [p for p in files if p.name.upper() == "DICOMDIR"]
+    if dicomdirs:
+        try:
+            dicomdir = dcmread(dicomdirs[0])
+            FileSet(dicomdir)  # pydicom's reading of the DICOMDIR: raises when it is not one
+            root = dicomdirs[0].parent
+            referenced = [
+                root.joinpath(*([r.ReferencedFileID] if isinstance(r.ReferencedFileID, str) else r.ReferencedFileID))
+                for r in dicomdir.DirectoryRecordSequence if "ReferencedFileID" in r
+            ]
+            missing = [p for p in referenced if not p.exists()]
+            result.dicomdir = "ok" if not missing else f"DICOMDIR incohérent : {len(missing)} fichier(s) référencé(s) absent(s)"
+        except Exception:
+            result.dicomdir = "DICOMDIR illisible : les fichiers sont lus un à un"
+    for path in files:
+        rel = str(path.relative_to(folder))
+        if path.name.upper() == "DICOMDIR":
+            continue
+        try:
+            ds = dcmread(path)
+            _check_pixels(ds)
+            if "SOPInstanceUID" not in ds or "StudyInstanceUID" not in ds:
+                raise InvalidDicomError("no UIDs")
+            item = describe(ds, transfer_syntax=str(ds.file_meta.TransferSyntaxUID), size=path.stat().st_size)
+        except InvalidDicomError:
+            result.skipped.append((rel, "pas un fichier DICOM"))
+            continue
+        except InvalidFieldError:
+            result.skipped.append((rel, "identifiants DICOM invalides"))
+            continue
+        except Exception:
+            result.skipped.append((rel, "fichier DICOM tronqué ou corrompu"))
+            continue
+        study = result.studies.get(item.study_instance_uid)
+        if study is None:
+            study = result.studies[item.study_instance_uid] = ScannedStudy(
+                study_instance_uid=item.study_instance_uid, patient=dict(item.patient),
+                description=item.study.get("description", ""), study_date=item.study.get("date", ""),
+                accession_number=item.study.get("accession_number", ""),
+            )
+        if item.sop_instance_uid in {i.sop_instance_uid for i in study.instances}:
+            result.skipped.append((rel, "instance en double dans l'import"))
+            continue
+        study.files.append(path)
+        study.instances.append(item)
+        if item.series.get("modality"):
+            study.modalities.add(item.series["modality"])
+    return result
+
+
+def _fold(text: str) -> str:
+    text = unicodedata.normalize("NFKD", text or "")
+    return "".join(c for c in text if not unicodedata.combining(c)).upper().replace("-", " ").strip()
+
+
+def identity_differences(patient: dict, dicom_patient: dict) -> list[tuple[str, str, str]]:
+    """(trait, dossier's value, DICOM value) for each identity trait that differs."""
+    out = []
+    family, _, given = (dicom_patient.get("name") or "").partition("^")
+    given = given.replace("^", " ").strip()
+    names = {_fold(patient.get("birth_name", "")), _fold(patient.get("used_name") or "")} - {""}
+    if _fold(family) not in names:
+        out.append(("Nom", patient.get("birth_name", ""), family))
+    if given and _fold(given).split()[0] not in _fold(patient.get("first_names", "")).split():
+        out.append(("Prénom(s)", patient.get("first_names", ""), given))
+    dicom_birth = dicom_patient.get("birth_date") or ""
+    if dicom_birth and dicom_birth != (patient.get("birth_date") or "").replace("-", ""):
+        out.append(("Date de naissance", patient.get("birth_date", ""), dicom_birth))
+    sex = (dicom_patient.get("sex") or "").upper()
+    if sex in ("M", "F") and sex != (patient.get("sex") or ""):
+        out.append(("Sexe", patient.get("sex", ""), sex))
+    return out
+
+
+def import_studies(
+    scan_result: ImportScan, study_uids: list[str], *, store: InstanceStore, establishment_id: str,
+    record: Callable[[str, list[ReceivedInstance], dict], list[StudyUpdate]], batch: int = 500,
+) -> list[StudyUpdate]:
+    """Stores the chosen studies' files as they are and records them (source file_import)."""
+    updates: list[StudyUpdate] = []
+    source = {"kind": "file_import"}
+    for uid in study_uids:
+        study = scan_result.studies[uid]
+        pending: list[ReceivedInstance] = []
+        for path, item in zip(study.files, study.instances, strict=True):
+            store.put(establishment_id, item.study_instance_uid, item.sop_instance_uid, path.read_bytes())
+            pending.append(item)
+            if len(pending) >= batch:
+                updates += record(establishment_id, pending, source)
+                pending = []
+        if pending:
+            updates += record(establishment_id, pending, source)
+    return updates
+
+
+def discard(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
