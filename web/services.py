@@ -42,7 +42,7 @@ def build_services(settings: Settings) -> Services:
     relais = build_app(settings)
     pool = build_pool(settings)
     credentials = Credentials(pool)
-    env = settings.eventsourcing_env()
+    env = dict(settings.eventsourcing_env(), CREATE_TABLE="no")  # tables are made by `relais db upgrade`, no DDL here
     return Services(
         settings=settings, relais=relais, pool=pool, credentials=credentials,
         authenticator=LocalPasswordAuthenticator(relais, credentials),

@@ -1,0 +1,201 @@
+"""Browser journeys in Debian's Chromium (Playwright) against the real platform (`relais up`).
+
+A requester creates and sends a dossier; in a second browser context the recipient sees it arrive
+live, accepts and answers; the requester reads the answer; the auditor replays the history and
+sees both users' accesses. Screenshots go to test-output/e2e/ (or $RELAIS_TEST_OUTPUT).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from adapters.bootstrap import build_app, build_pool, upgrade
+from adapters.credentials import Credentials
+from adapters.settings import Settings
+from tests.adapters.test_up import RELAIS, free_port
+from tests.conftest import SERVER_URL, rpps
+
+pytestmark = pytest.mark.slow
+playwright = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = "/usr/bin/chromium"
+PASSWORD = "journey password 2026"
+OUTPUT = Path(os.environ.get("RELAIS_TEST_OUTPUT", Path(__file__).resolve().parents[2] / "test-output")) / "e2e"
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium not installed (scripts/system-packages.sh)")
+    name = f"relais_e2e_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = SERVER_URL.rsplit("/", 1)[0] + "/" + name
+    settings = Settings(database_url=url)
+    upgrade(settings)
+    relais = build_app(settings)
+    pool = build_pool(settings, max_size=2)
+    credentials = Credentials(pool)
+    tlse = relais.add_establishment(finess="310781406", name="CHU de Toulouse", department="31")
+    mtp = relais.add_establishment(finess="340780477", name="CHU de Montpellier", department="34")
+    neuro = relais.add_service(establishment_id=mtp, code="neuroradio", name="Neuroradiologie", specialty="radiologie")
+    users = {
+        "requester": relais.add_practitioner(rpps=rpps(1), family_name="Martin", given_name="Claire", establishment_id=tlse, roles=["clinician"]),
+        "recipient": relais.add_practitioner(rpps=rpps(2), family_name="Durand", given_name="Paul", establishment_id=mtp,
+                                             roles=["clinician"], service_ids=[neuro]),
+        "auditor": relais.add_practitioner(rpps=rpps(4), family_name="Leroy", given_name="Anne", establishment_id=tlse, roles=["auditor"]),
+    }
+    for pid in users.values():
+        credentials.set_password(pid, PASSWORD)
+    pool.close()
+    relais.close()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAIS_")}
+    env.update(RELAIS_DATABASE_URL=url, RELAIS_HTTP_PORT=str(port), RELAIS_DICOM_PORT=str(free_port()),
+               RELAIS_DATA_DIR=str(tmp_path_factory.mktemp("var")), RELAIS_SECRET_KEY="e2e-secret-" + "x" * 40,
+               RELAIS_LOG_LEVEL="WARNING")
+    # The parts the journeys use, as `relais up` runs them: the web and the projection runner.
+    parts = [
+        subprocess.Popen([RELAIS, "projections", "run", "directory", "inbox", "access"], env=env, start_new_session=True),
+        subprocess.Popen([RELAIS, "serve"], env=env, start_new_session=True),
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "relais serve never answered /health"
+            time.sleep(0.3)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for part in parts:
+            part.terminate()
+        for part in parts:
+            try:
+                part.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # pragma: no cover
+                part.kill()
+        with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def browser():
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                              args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield b
+        b.close()
+
+
+def sign_in(browser, base: str, login: str, viewport: dict | None = None):
+    context = browser.new_context(base_url=base, locale="fr-FR", viewport=viewport or {"width": 1440, "height": 900})
+    page = context.new_page()
+    page.goto("/login")
+    page.fill("#login", login)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_load_state("networkidle")
+    return context, page
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(OUTPUT / f"{name}.png"), full_page=True)
+
+
+def test_requester_sends_recipient_answers_live_auditor_replays(platform, browser):
+    expect = playwright.expect
+    recipient_ctx, inbox = sign_in(browser, platform, rpps(2))
+    expect(inbox.locator("h1")).to_have_text("Boîte de réception")
+    expect(inbox.locator("#live-status.on")).to_be_visible(timeout=5000)  # the SSE stream is open
+
+    requester_ctx, page = sign_in(browser, platform, rpps(1))
+    page.goto("/dossiers/new")
+    page.click("text=Demande d'avis AVC aigu")
+    page.click("text=Immédiate")
+    shot(page, "01-new-workflow")
+    page.click("button:has-text('Continuer')")
+    page.fill("input[name=birth_name]", "Lefebvre")
+    page.fill("input[name=first_names]", "Inès")
+    page.fill("input[name=birth_date]", "1990-06-30")
+    page.select_option("select[name=sex]", "F")
+    page.fill("input[name=birth_place_code]", "66136")
+    shot(page, "02-new-patient")
+    page.click("button:has-text('Continuer')")
+    page.fill("#question", "Hémiplégie droite depuis 1 h 10, NIHSS 14. Thrombectomie ?")
+    page.check("input[name=consent][value=given]")
+    page.click("button:has-text('Créer le brouillon')")
+    expect(page.locator("h1")).to_have_text("Documents")
+    page.click("a.button:has-text('Continuer')")
+    page.check("input[name=imaging_source][value=none]")
+    page.click("button:has-text('Continuer')")
+    expect(page.locator("h1")).to_have_text("Destinataires")
+    page.fill("#dir-q", "neuro")
+    page.locator(".target-form", has_text="Neuroradiologie").locator("button").click()
+    expect(page.locator("#recipients")).to_contain_text("Neuroradiologie")
+    shot(page, "03-new-recipients")
+    page.click("a.button:has-text('Continuer')")
+    shot(page, "04-new-review")
+    page.click("button:has-text('Envoyer le télédossier')")
+    expect(page.locator(".banner")).to_contain_text("LEFEBVRE")
+    shot(page, "05-requester-dossier-sent")
+
+    # the recipient's open inbox shows it without reload, counters updated
+    row = inbox.locator(".row", has_text="LEFEBVRE")
+    expect(row).to_be_visible(timeout=5000)
+    expect(inbox.locator(".tab.active .count").first).to_have_text("1")
+    shot(inbox, "06-recipient-inbox-live")
+    row.click()
+    expect(inbox.locator(".banner")).to_contain_text("Inès")
+    inbox.click("button:has-text('Prendre en charge')")
+    expect(inbox.locator(".alert-success")).to_contain_text("pris en charge")
+    inbox.fill("input[name=conclusion]", "Thrombectomie indiquée")
+    inbox.fill("textarea[name=report]", "Occlusion M1 gauche, ASPECTS 9. Pas de contre-indication.")
+    inbox.fill("textarea[name=recommendations]", "Transfert immédiat en salle de neuroradiologie interventionnelle.")
+    inbox.select_option("select[name=follow_up]", "immediate")
+    shot(inbox, "07-recipient-opinion-form")
+    inbox.click("button:has-text(\"Envoyer l'avis\")")
+    expect(inbox.locator(".opinion")).to_contain_text("Thrombectomie indiquée")
+    shot(inbox, "08-recipient-answered")
+
+    page.reload()
+    expect(page.locator(".opinion")).to_contain_text("Thrombectomie indiquée")
+    expect(page.locator(".opinion")).to_contain_text("Immédiate")
+    shot(page, "09-requester-sees-answer")
+    page.goto("/inbox/sent")
+    shot(page, "10-requester-inbox-sent")
+    page.set_viewport_size({"width": 820, "height": 1180})  # tablet, portrait
+    page.goto("/inbox/sent")
+    shot(page, "11-requester-inbox-tablet")
+
+    auditor_ctx, audit = sign_in(browser, platform, rpps(4))
+    audit.fill("#q", "lefebvre")
+    audit.keyboard.press("Enter")
+    audit.locator("a", has_text=re.compile(r"TD-")).first.click()
+    expect(audit.locator("h2").first).to_contain_text("Historique complet")
+    accesses = audit.locator("table.accesses")
+    expect(accesses).to_contain_text("Claire MARTIN")
+    expect(accesses).to_contain_text("Paul DURAND")
+    shot(audit, "12-auditor-history")
+    audit.click("text=Rejouer pas à pas")
+    expect(audit.locator(".replay-pos")).to_contain_text("Version 1")
+    for _ in range(3):
+        audit.click("text=Suivant ▶")
+    expect(audit.locator(".replay-pos")).to_contain_text("Version 4")
+    shot(audit, "13-auditor-replay")
+    for ctx in (recipient_ctx, requester_ctx, auditor_ctx):
+        ctx.close()
