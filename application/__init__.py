@@ -2,10 +2,11 @@
 
 from application.access import AccessUseCases
 from application.dossiers import DossierUseCases
+from application.history import HistoryUseCases
 from application.imaging import ImagingUseCases
 
 
-class Relais(ImagingUseCases, AccessUseCases, DossierUseCases):
+class Relais(ImagingUseCases, AccessUseCases, HistoryUseCases, DossierUseCases):
     """The whole platform's use cases (directory, dossiers, traced reads) on the `relais` event store."""
 
     # Pinned: eventsourcing names tables and tracking rows after it, and would otherwise

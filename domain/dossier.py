@@ -30,7 +30,10 @@ from domain.values import (
     ImagingSource,
     Role,
     SendState,
+    Urgency,
 )
+
+SYSTEM_ROLE = "system"  # the platform itself (imports, DICOM node), never a person
 
 DECLINE_REASONS = {
     "not_competent": "Hors du champ de compétence",
@@ -129,6 +132,22 @@ class Dossier(Aggregate):
         self.cancelled_on: datetime | None = None
         self.last_occurred_at = occurred_at
 
+    @classmethod
+    def imported(
+        cls, *, dossier_id: UUID, workflow: str, requester: dict, imaging_source: str, actor: Actor,
+        occurred_at: datetime, imported_from: dict,
+    ) -> "Dossier":
+        """A dossier of the legacy platform's history, created by the system (the import) with a
+        deterministic id. No patient identity, question or consent is taken over: they stay in the
+        legacy platform's records; `imported_from` says where it came from."""
+        if actor.role != SYSTEM_ROLE or not imported_from:
+            raise NotAllowedError("seul l'import de l'historique crée un télédossier importé")
+        return cls._create(
+            cls.Created, id=dossier_id, workflow=workflow, requester=requester, patient={}, question="",
+            urgency=Urgency.ROUTINE.value, consent=None, imaging_source=imaging_source, actor=actor.as_dict(),
+            occurred_at=occurred_at, imported_from=imported_from,
+        )
+
     # ------------------------------------------------------------------ reading
 
     @property
@@ -202,13 +221,18 @@ class Dossier(Aggregate):
         if not self.is_draft:
             raise DossierNotDraftError("le télédossier a été envoyé : il ne peut plus être modifié")
 
+    def _replays_history(self, actor: Actor) -> bool:
+        """The system replaying the legacy platform's history into an imported dossier (the import);
+        it may then act as requester and recipient. Never on a live dossier."""
+        return actor.role == SYSTEM_ROLE and self.imported_from is not None
+
     def _as_requester(self, actor: Actor) -> None:
-        if not self.is_requester(actor):
+        if not (self.is_requester(actor) or self._replays_history(actor)):
             raise NotAllowedError("seul l'établissement requérant peut faire cela")
 
     def _as_recipient(self, actor: Actor, send_id: str) -> dict:
         send = self.send_of(send_id)
-        if send["state"] == SendState.PENDING or not self.is_recipient(actor, send_id):
+        if send["state"] == SendState.PENDING or not (self.is_recipient(actor, send_id) or self._replays_history(actor)):
             raise NotAllowedError("ce télédossier ne vous est pas adressé")
         return send
 
@@ -382,7 +406,8 @@ class Dossier(Aggregate):
         """Sends the dossier to every recipient addressed and not yet sent to."""
         self._open(occurred_at)
         self._as_requester(actor)
-        if not self.consent or self.consent.get("status") != Consent.GIVEN:
+        # Imported dossiers were sent on the legacy platform, whose consent records stayed there.
+        if not self._replays_history(actor) and (not self.consent or self.consent.get("status") != Consent.GIVEN):
             raise ConsentMissingError("consentement du patient non recueilli : envoi impossible")
         pending = [sid for sid, s in self.sends.items() if s["state"] == SendState.PENDING]
         if not pending:
@@ -420,7 +445,7 @@ class Dossier(Aggregate):
         if occurred_at < self.first_sent_on:
             raise InvalidFieldError("occurred_at", "date antérieure à l'envoi du télédossier")
         states = {s["state"] for s in self.sends.values()}
-        if SendState.ANSWERED not in states and states & ACTIVE_SEND_STATES:
+        if SendState.ANSWERED not in states and states & ACTIVE_SEND_STATES and not self._replays_history(actor):
             raise DossierStateError("clôture impossible : aucun avis rendu et des demandes sont en cours (annuler ?)")
         self._closed(note=note, actor=actor.as_dict(), occurred_at=occurred_at)
 

@@ -54,14 +54,18 @@ class PostgresView(PostgresTrackingRecorder):
 
     def apply_batch(self, expected: int, tracking: Tracking, write: Callable[[Cursor], None]) -> None:
         """Runs `write` and records `tracking` in one transaction, if the position is still `expected`."""
+        table = Identifier(self.tracking_table_name)
+        lock = SQL("SELECT notification_id FROM {0} WHERE application_name = %s FOR UPDATE").format(table)
         with self.datastore.transaction(commit=True) as curs:
-            curs.execute(
-                SQL("SELECT notification_id FROM {0} WHERE application_name = %s FOR UPDATE").format(
-                    Identifier(self.tracking_table_name)
-                ),
-                (APPLICATION_NAME,),
-            )
+            curs.execute(lock, (APPLICATION_NAME,))
             row = curs.fetchone()
+            if row is None:  # first batch ever: a row to lock, so that two first batches queue up
+                curs.execute(
+                    SQL("INSERT INTO {0} VALUES (%s, 0) ON CONFLICT (application_name) DO NOTHING").format(table),
+                    (APPLICATION_NAME,),
+                )
+                curs.execute(lock, (APPLICATION_NAME,))
+                row = curs.fetchone()
             current = row["notification_id"] if row else 0
             if current != expected:
                 raise StalePositionError(

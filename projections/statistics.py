@@ -13,6 +13,7 @@ with COPY and set-based UPDATEs, in one transaction with its tracking position.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -63,18 +64,20 @@ class PostgresStatisticsView(PostgresView):
     )
     tables = ("stats_establishments", "stats_dossiers", "stats_sends")
 
-    def snapshot(self):
-        """A connection in one read-only REPEATABLE READ transaction: every query of a report
-        sees the same state of the tables, even while a batch commits."""
-        return _Snapshot(self)
+    def snapshot(self) -> "Snapshot":
+        """Every query of a report in one read-only REPEATABLE READ transaction (one state of
+        the tables, even while a batch commits)."""
+        return Snapshot(self.datastore.get_connection)
 
 
-class _Snapshot:
-    def __init__(self, view: PostgresView):
-        self.view = view
+class Snapshot:
+    """A read-only REPEATABLE READ transaction on a connection from `connect()` (a pool's)."""
 
-    def __enter__(self) -> "_Snapshot":
-        self._cm = self.view.datastore.get_connection()
+    def __init__(self, connect: Callable[[], Any]):
+        self._connect = connect
+
+    def __enter__(self) -> "Snapshot":
+        self._cm = self._connect()
         self.conn = self._cm.__enter__()
         self._tx = self.conn.transaction()
         self._tx.__enter__()
@@ -91,6 +94,16 @@ class _Snapshot:
             self._tx.__exit__(*exc)
         finally:
             self._cm.__exit__(*exc)
+
+
+class PoolStatistics:
+    """The statistics tables read through an existing psycopg pool (rows as dicts), e.g. the web's."""
+
+    def __init__(self, pool: Any):
+        self.pool = pool
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(self.pool.connection)
 
 
 def _paris_date(moment: datetime):

@@ -1,0 +1,349 @@
+"""Reading the legacy platform's CSV export and importing it in batches (`relais import-history`).
+
+The whole file is read and checked before anything is written: a file that cannot be read
+(encoding, header, separator) is refused as a whole; a row that is invalid refuses its dossier
+(every row of it: a dossier is never half-imported) with the line number and the reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from application.history import LegacyDossier, LegacySend
+from domain.errors import InvalidFieldError
+from domain.identifiers import OCCITANIE, check_department, check_finess, check_region, region_of
+from domain.values import Channel, ImagingSource, Workflow, code, text
+
+COLUMNS = (
+    "dossier_id", "workflow", "created_at", "sent_at", "requester_finess", "requester_department",
+    "recipient_finess", "recipient_department", "recipient_region", "imaging_source",
+    "inter_regional_channel", "answered_at", "closed_at",
+)
+DOSSIER_FIELDS = ("workflow", "created_at", "requester_finess", "requester_department", "imaging_source", "closed_at")
+CLOCK_SKEW = timedelta(minutes=2)
+EXAMPLE_TIME = "2023-03-14T09:30:00+01:00"
+
+
+class LegacyFileError(Exception):
+    """The file cannot be read as a whole: nothing was imported."""
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int
+    dossier_id: str
+    reason: str
+
+    def __str__(self) -> str:
+        who = f" (télédossier {self.dossier_id})" if self.dossier_id else ""
+        return f"ligne {self.line}{who} : {self.reason}"
+
+
+@dataclass
+class ParsedFile:
+    name: str
+    delimiter: str
+    rows: int = 0
+    dossiers: list[LegacyDossier] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+    extra_columns: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------- decoding
+
+
+def decode(raw: bytes, encoding: str) -> str:
+    """The file's text; a BOM is dropped; UTF-16 and undecodable bytes refuse the file."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise LegacyFileError(
+            "fichier en UTF-16 (« Texte Unicode » d'Excel) : enregistrez-le en « CSV UTF-8 (délimité par des virgules) »"
+        )
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+        encoding = "utf-8"
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise LegacyFileError(
+            f"le fichier n'est pas en {encoding} (octet 0x{raw[e.start]:02X} à la ligne {line}) : "
+            "enregistrez-le en « CSV UTF-8 » ou indiquez son encodage (--encoding cp1252 pour un CSV Excel Windows)"
+        ) from None
+    except LookupError:
+        raise LegacyFileError(f"encodage inconnu « {encoding} »") from None
+
+
+def sniff_delimiter(header: str) -> str:
+    counts = {d: header.count(d) for d in (",", ";", "\t")}
+    best = max(counts, key=lambda d: counts[d])
+    if counts[best] == 0:
+        raise LegacyFileError(
+            "en-tête illisible : aucun séparateur (virgule, point-virgule ou tabulation) sur la première ligne"
+        )
+    return best
+
+
+def records(content: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number where the record starts, fields) of each non-blank record; CRLF, CR or LF."""
+    reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter, strict=True)
+    start = 1
+    try:
+        for fields in reader:
+            line, start = start, reader.line_num + 1
+            if fields and any(f.strip() for f in fields):
+                yield line, fields
+    except csv.Error as e:
+        raise LegacyFileError(f"ligne {reader.line_num} : CSV mal formé ({e})") from None
+
+
+def header_map(fields: list[str]) -> tuple[dict[str, int], list[str]]:
+    names = [f.strip().strip('"').strip().lower() for f in fields]
+    missing = [c for c in COLUMNS if c not in names]
+    if missing:
+        found = ", ".join(n for n in names if n) or "aucune"
+        raise LegacyFileError(
+            f"en-tête : colonne(s) manquante(s) : {', '.join(missing)} (trouvées : {found}). "
+            f"Colonnes attendues : {', '.join(COLUMNS)}"
+        )
+    duplicated = sorted({n for n in names if names.count(n) > 1 and n in COLUMNS})
+    if duplicated:
+        raise LegacyFileError(f"en-tête : colonne(s) en double : {', '.join(duplicated)}")
+    return {c: names.index(c) for c in COLUMNS}, [n for n in names if n not in COLUMNS]
+
+
+# ------------------------------------------------------------------------- one row
+
+
+def parse_time(value: str, name: str, now: datetime, *, required: bool) -> datetime | None:
+    value = value.strip()
+    if not value:
+        if required:
+            raise InvalidFieldError(name, "champ obligatoire")
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidFieldError(name, f"date invalide « {value} » (ISO 8601 avec décalage attendu, ex. {EXAMPLE_TIME})") from None
+    if moment.tzinfo is None:
+        raise InvalidFieldError(name, f"heure sans décalage UTC « {value} » (ex. {EXAMPLE_TIME})")
+    if moment - now > CLOCK_SKEW:
+        raise InvalidFieldError(name, f"date dans le futur « {value} »")
+    return moment.astimezone(timezone.utc)
+
+
+def parse_row(values: dict[str, str], now: datetime) -> tuple[dict, LegacySendFields]:
+    """The dossier's fields and the send's fields of one row (InvalidFieldError names the column)."""
+    dossier = {
+        "workflow": code(Workflow, values["workflow"].strip(), "workflow"),
+        "created_at": parse_time(values["created_at"], "created_at", now, required=True),
+        "requester_finess": check_finess(values["requester_finess"], "requester_finess"),
+        "requester_department": check_department(values["requester_department"], "requester_department"),
+        "imaging_source": code(ImagingSource, values["imaging_source"].strip(), "imaging_source"),
+        "closed_at": parse_time(values["closed_at"], "closed_at", now, required=False),
+    }
+    department = check_department(values["recipient_department"], "recipient_department")
+    region = check_region(values["recipient_region"], "recipient_region")
+    if region_of(department) != region:
+        raise InvalidFieldError(
+            "recipient_region", f"« {region} » ne correspond pas au département {department} ({region_of(department)})"
+        )
+    channel = values["inter_regional_channel"].strip() or None
+    if region != OCCITANIE and channel is None:
+        raise InvalidFieldError("inter_regional_channel", "obligatoire pour un destinataire hors Occitanie")
+    if region == OCCITANIE and channel is not None:
+        raise InvalidFieldError("inter_regional_channel", "doit être vide pour un destinataire d'Occitanie")
+    if channel is not None:
+        channel = code(Channel, channel, "inter_regional_channel")
+    sent_at = parse_time(values["sent_at"], "sent_at", now, required=True)
+    answered_at = parse_time(values["answered_at"], "answered_at", now, required=False)
+    assert sent_at is not None and dossier["created_at"] is not None
+    if sent_at < dossier["created_at"]:
+        raise InvalidFieldError("sent_at", "antérieure à created_at")
+    if answered_at is not None and answered_at < sent_at:
+        raise InvalidFieldError("answered_at", "antérieure à sent_at")
+    if dossier["closed_at"] is not None and dossier["closed_at"] < sent_at:
+        raise InvalidFieldError("closed_at", "antérieure à sent_at")
+    if dossier["closed_at"] is not None and answered_at is not None and dossier["closed_at"] < answered_at:
+        raise InvalidFieldError("closed_at", "antérieure à answered_at")
+    send = LegacySendFields(
+        recipient_finess=check_finess(values["recipient_finess"], "recipient_finess"),
+        recipient_department=department, recipient_region=region, channel=channel,
+        sent_at=sent_at, answered_at=answered_at,
+    )
+    return dossier, send
+
+
+@dataclass(frozen=True, slots=True)
+class LegacySendFields:
+    recipient_finess: str
+    recipient_department: str
+    recipient_region: str
+    channel: str | None
+    sent_at: datetime
+    answered_at: datetime | None
+
+
+# ------------------------------------------------------------------------- the file
+
+
+def read_legacy_file(path: Path, *, encoding: str = "utf-8", now: datetime | None = None) -> ParsedFile:
+    """Reads and checks the whole file; raises LegacyFileError if it cannot be read at all."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise LegacyFileError(f"{path} : lecture impossible ({e.strerror})") from None
+    return parse_legacy_text(decode(raw, encoding), name=path.name, now=now)
+
+
+def parse_legacy_text(content: str, *, name: str = "", now: datetime | None = None) -> ParsedFile:
+    now = now or datetime.now(timezone.utc)
+    first_line = content.lstrip("\ufeff").split("\n", 1)[0]
+    if not first_line.strip():
+        raise LegacyFileError("fichier vide (ni en-tête ni ligne)")
+    delimiter = sniff_delimiter(first_line)
+    rows = records(content.lstrip("\ufeff"), delimiter)
+    header_line, header = next(rows)
+    columns, extra = header_map(header)
+    parsed = ParsedFile(name=name, delimiter=delimiter, extra_columns=extra)
+
+    by_dossier: dict[str, list[tuple[int, dict, LegacySendFields]]] = {}
+    bad: dict[str, list[RowError]] = {}
+    finess_department: dict[str, tuple[str, int]] = {}
+    for line, fields in rows:
+        parsed.rows += 1
+        legacy_id = fields[columns["dossier_id"]].strip() if len(fields) > columns["dossier_id"] else ""
+        if len(fields) != len(header):
+            hint = " (séparateur différent de celui de l'en-tête ?)" if len(fields) == 1 else ""
+            parsed.errors.append(RowError(line, legacy_id, f"{len(fields)} champ(s) au lieu de {len(header)}{hint}"))
+            bad.setdefault(legacy_id, [])
+            continue
+        values = {c: fields[i] for c, i in columns.items()}
+        try:
+            legacy_id = text(legacy_id, "dossier_id", max_len=64)
+            dossier, send = parse_row(values, now)
+            for f, dep, col in (
+                (dossier["requester_finess"], dossier["requester_department"], "requester_department"),
+                (send.recipient_finess, send.recipient_department, "recipient_department"),
+            ):
+                seen = finess_department.setdefault(f, (dep, line))
+                if seen[0] != dep:
+                    raise InvalidFieldError(col, f"FINESS {f} : département {dep}, mais {seen[0]} à la ligne {seen[1]}")
+        except InvalidFieldError as e:
+            parsed.errors.append(RowError(line, legacy_id, f"{e.field} : {e.message}"))
+            bad.setdefault(legacy_id, [])
+            continue
+        by_dossier.setdefault(legacy_id, []).append((line, dossier, send))
+
+    for legacy_id, rows_ in by_dossier.items():
+        reason = _inconsistency(rows_) if legacy_id not in bad else "une autre ligne de ce télédossier est invalide"
+        if reason:
+            parsed.errors.extend(RowError(line, legacy_id, reason) for line, _, _ in rows_)
+            continue
+        line0, d, _ = rows_[0]
+        parsed.dossiers.append(LegacyDossier(
+            legacy_id=legacy_id, file=name, sends=tuple(
+                LegacySend(line=line, recipient_finess=s.recipient_finess, recipient_department=s.recipient_department,
+                           recipient_region=s.recipient_region, channel=s.channel, sent_at=s.sent_at,
+                           answered_at=s.answered_at)
+                for line, _, s in rows_
+            ), **d,
+        ))
+    parsed.errors.sort(key=lambda e: e.line)
+    return parsed
+
+
+def _inconsistency(rows: list[tuple[int, dict, LegacySendFields]]) -> str | None:
+    """Why the rows of one dossier do not describe one dossier, or None."""
+    line0, first, _ = rows[0]
+    seen: dict[tuple, int] = {}
+    for line, d, s in rows:
+        for f in DOSSIER_FIELDS:
+            if d[f] != first[f]:
+                return f"{f} diffère entre les lignes {line0} et {line} du même télédossier"
+        key = (s.recipient_finess, s.sent_at)
+        if key in seen:
+            return f"envoi en double (même destinataire et même date, lignes {seen[key]} et {line})"
+        seen[key] = line
+    return None
+
+
+# ------------------------------------------------------------------------- importing
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    dossiers: int = 0
+    imported: int = 0
+    imported_rows: int = 0
+    events: int = 0
+    unchanged: int = 0
+    establishments_added: list[str] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+
+
+def import_file(
+    app, parsed: ParsedFile, *, batch_size: int = 500, dry_run: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Imports the valid dossiers of a parsed file in batches (one transaction each)."""
+    report = ImportReport(rows=parsed.rows, dossiers=len(parsed.dossiers), errors=list(parsed.errors))
+    dossiers = parsed.dossiers
+    wanted: dict[str, str] = {}
+    for d in dossiers:
+        wanted.setdefault(d.requester_finess, d.requester_department)
+        for s in d.sends:
+            wanted.setdefault(s.recipient_finess, s.recipient_department)
+    known = app.establishment_departments(wanted)
+    conflicts = {f: dep for f, dep in known.items() if wanted[f] != dep}
+    if conflicts:
+        kept = []
+        for d in dossiers:
+            clash = [f for f in (d.requester_finess, *(s.recipient_finess for s in d.sends)) if f in conflicts]
+            if clash:
+                f = clash[0]
+                reason = f"FINESS {f} : département {wanted[f]} dans le fichier, {conflicts[f]} dans l'annuaire"
+                report.errors.extend(RowError(line, d.legacy_id, reason) for line in d.lines)
+            else:
+                kept.append(d)
+        dossiers = kept
+    missing = {f: dep for f, dep in wanted.items() if f not in known}
+    if dry_run:
+        report.establishments_added = sorted(missing)
+    elif missing:
+        report.establishments_added = app.add_imported_establishments(missing)
+
+    def account(outcome, batch) -> None:
+        report.imported += len(outcome.imported)
+        report.imported_rows += sum(len(d.sends) for d in outcome.imported)
+        report.events += outcome.events
+        report.unchanged += len(outcome.unchanged)
+        for d, reason in outcome.refused:
+            report.errors.extend(RowError(line, d.legacy_id, reason) for line in d.lines)
+        if progress is not None:
+            progress(sum(len(d.sends) for d in batch))
+
+    batches = [dossiers[i: i + batch_size] for i in range(0, len(dossiers), batch_size)]
+    if dry_run:
+        for batch in batches:
+            account(app.import_legacy_dossiers(batch, save=False), batch)
+    else:
+        # The next batch is built while the previous one is written (the database's share of the
+        # work runs outside the GIL); batches hold distinct dossiers, so they never interfere.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-save") as saver:
+            writing: tuple[Future, list] | None = None
+            for batch in batches:
+                prepared = app.prepare_legacy_dossiers(batch)
+                if writing is not None:
+                    account(writing[0].result(), writing[1])
+                writing = (saver.submit(app.save_prepared, prepared), batch)
+            if writing is not None:
+                account(writing[0].result(), writing[1])
+    report.errors.sort(key=lambda e: e.line)
+    return report

@@ -1,0 +1,272 @@
+"""History import use cases: the legacy platform's dossiers replayed as ordinary, marked events."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.persistence import IntegrityError, StoredEvent
+
+from application.base import SYSTEM_ACTOR
+from application.directory import DirectoryUseCases
+from domain import directory as ids
+from domain.directory import Establishment
+from domain.dossier import Dossier
+from domain.errors import RelaisError
+from domain.identifiers import region_of
+from domain.values import Actor
+
+LEGACY_NAMESPACE = uuid5(NAMESPACE_URL, "https://relais.invalid/legacy-history")
+IMPORT_ACTOR = dict(SYSTEM_ACTOR, name="Import de l'historique")
+IMPORTED_OPINION = "Avis rendu sur l'ancienne plateforme (contenu non repris à l'import)."
+IMPORTED_ESTABLISHMENT_NAME = "Établissement {finess} (historique importé)"
+
+
+class _ImportActor(Actor):
+    """The system actor of the import; its dict is built once (dataclasses.asdict is deep and slow,
+    and the import records it on every event)."""
+
+    def as_dict(self) -> dict:
+        return {**IMPORT_ACTOR, "service_ids": []}
+
+
+IMPORT = _ImportActor.from_dict(IMPORT_ACTOR)
+
+
+def legacy_dossier_id(legacy_id: str) -> UUID:
+    """Deterministic: the same legacy dossier always gets the same id (a second import finds it)."""
+    return uuid5(LEGACY_NAMESPACE, f"dossier:{legacy_id}")
+
+
+@dataclass(frozen=True, slots=True)
+class LegacySend:
+    """One row of the legacy file: the dossier sent to one recipient establishment."""
+
+    line: int
+    recipient_finess: str
+    recipient_department: str
+    recipient_region: str
+    channel: str | None
+    sent_at: datetime
+    answered_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyDossier:
+    """A legacy dossier: its own fields and its sends (rows sharing a `dossier_id`)."""
+
+    legacy_id: str
+    workflow: str
+    created_at: datetime
+    requester_finess: str
+    requester_department: str
+    imaging_source: str
+    closed_at: datetime | None
+    sends: tuple[LegacySend, ...]
+    file: str = ""
+
+    @property
+    def id(self) -> UUID:
+        return legacy_dossier_id(self.legacy_id)
+
+    @property
+    def lines(self) -> list[int]:
+        return [s.line for s in self.sends]
+
+    def digest(self) -> str:
+        """A fingerprint of the dossier's content (not of where it sits in the file)."""
+        def t(v: datetime | None) -> str | None:
+            return v.isoformat() if v else None
+
+        content = [
+            self.legacy_id, self.workflow, t(self.created_at), self.requester_finess, self.requester_department,
+            self.imaging_source, t(self.closed_at),
+            sorted(
+                [s.recipient_finess, s.recipient_department, s.recipient_region, s.channel, t(s.sent_at), t(s.answered_at)]
+                for s in self.sends
+            ),
+        ]
+        return hashlib.sha256(json.dumps(content, default=str).encode()).hexdigest()[:32]
+
+
+@dataclass
+class ImportOutcome:
+    """What one batch did: dossiers saved, already there, or refused (lines and reason)."""
+
+    imported: list[LegacyDossier] = field(default_factory=list)
+    events: int = 0
+    unchanged: list[LegacyDossier] = field(default_factory=list)
+    refused: list[tuple[LegacyDossier, str]] = field(default_factory=list)
+
+
+@dataclass
+class PreparedBatch:
+    """A batch compared with the store and built, not yet written."""
+
+    outcome: ImportOutcome
+    built: list[tuple[LegacyDossier, Dossier]]
+
+
+class HistoryUseCases(DirectoryUseCases):
+    """Import of the legacy platform's history, acting as the system (role "system")."""
+
+    def establishment_departments(self, finess: Iterable[str]) -> dict[str, str]:
+        """FINESS → department of those already in the directory."""
+        out = {}
+        for f in set(finess):
+            eid = ids.establishment_id(f)
+            if self.exists(eid):
+                out[f] = self.load(Establishment, eid, "établissement").department
+        return out
+
+    def add_imported_establishments(self, departments: dict[str, str]) -> list[str]:
+        """Adds establishments known only by FINESS and department (one transaction); returns their FINESS."""
+        new = []
+        for finess, department in sorted(departments.items()):
+            if self.exists(ids.establishment_id(finess)):
+                continue
+            new.append(Establishment(
+                finess=finess, name=IMPORTED_ESTABLISHMENT_NAME.format(finess=finess), department=department,
+                region=region_of(department), occurred_at=self.clock(), actor=dict(IMPORT_ACTOR),
+            ))
+        if new:
+            self.save(*new)
+        return [e.finess for e in new]
+
+    def imported_digests(self, dossier_ids: Sequence[UUID]) -> dict[UUID, str | None]:
+        """For those of these dossiers already in the store: the digest recorded at their import."""
+        if not dossier_ids:
+            return {}
+        with self.recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                "SELECT originator_id, originator_version, topic, state FROM relais_events "
+                "WHERE originator_id = ANY(%s) AND originator_version = 1",
+                (list(dossier_ids),),
+            )
+            rows = curs.fetchall()
+        out: dict[UUID, str | None] = {}
+        for r in rows:
+            created = self.mapper.to_domain_event(StoredEvent(
+                originator_id=r["originator_id"], originator_version=r["originator_version"],
+                topic=r["topic"], state=bytes(r["state"]),
+            ))
+            out[r["originator_id"]] = (getattr(created, "imported_from", None) or {}).get("digest")
+        return out
+
+    def legacy_dossier(self, record: LegacyDossier) -> Dossier:
+        """The dossier's events, in business-time order, through the aggregate's own commands.
+
+        The system actor may act as requester and recipient only on an imported dossier
+        (the aggregate checks it); every other rule of the lifecycle applies.
+        """
+        actor = IMPORT
+        requester = str(ids.establishment_id(record.requester_finess))
+        dossier = Dossier.imported(
+            dossier_id=record.id, workflow=record.workflow,
+            requester={"establishment_id": requester, "practitioner_id": None, "service_id": None},
+            imaging_source=record.imaging_source, actor=actor, occurred_at=record.created_at,
+            imported_from={
+                "source": "legacy", "legacy_id": record.legacy_id, "file": record.file,
+                "line": min(record.lines), "lines": record.lines, "digest": record.digest(),
+            },
+        )
+        # (time, order, what): sends grouped by sending time, then answers, then the closing.
+        steps: list[tuple[datetime, int, int, object]] = []
+        groups: dict[datetime, list[tuple[int, LegacySend]]] = {}
+        for n, s in enumerate(record.sends):
+            groups.setdefault(s.sent_at, []).append((n, s))
+            if s.answered_at is not None:
+                steps.append((s.answered_at, 1, n, s))
+        for at, sends in groups.items():
+            steps.append((at, 0, sends[0][0], sends))
+        if record.closed_at is not None:
+            steps.append((record.closed_at, 2, 0, None))
+        send_ids: dict[int, str] = {}
+        for at, order, n, what in sorted(steps, key=lambda s: s[:3]):
+            if order == 0:
+                for i, s in what:  # type: ignore[union-attr]
+                    send_ids[i] = str(uuid5(record.id, f"send:{i}"))
+                    dossier.address(
+                        recipient={
+                            "send_id": send_ids[i], "establishment_id": str(ids.establishment_id(s.recipient_finess)),
+                            "service_id": None, "practitioner_id": None, "region": s.recipient_region,
+                            "department": s.recipient_department, "channel": s.channel,
+                        },
+                        actor=actor, occurred_at=at,
+                    )
+                dossier.send(actor=actor, occurred_at=at)
+            elif order == 1:
+                dossier.give_opinion(send_id=send_ids[n], report=IMPORTED_OPINION, conclusion="", actor=actor, occurred_at=at)
+            else:
+                dossier.close(note="", actor=actor, occurred_at=at)
+        return dossier
+
+    def prepare_legacy_dossiers(self, records: Sequence[LegacyDossier]) -> PreparedBatch:
+        """Compares a batch with the store (known dossiers are skipped or refused if they differ)
+        and builds the new ones; nothing is written yet."""
+        outcome = ImportOutcome()
+        known = self.imported_digests([r.id for r in records])
+        built: list[tuple[LegacyDossier, Dossier]] = []
+        for r in records:
+            if r.id in known:
+                if known[r.id] == r.digest():
+                    outcome.unchanged.append(r)
+                else:
+                    outcome.refused.append((r, "télédossier déjà importé avec un autre contenu : non modifié"))
+                continue
+            try:
+                built.append((r, self.legacy_dossier(r)))
+            except (RelaisError, ValueError, KeyError) as e:
+                outcome.refused.append((r, str(e)))
+        return PreparedBatch(outcome=outcome, built=built)
+
+    def save_prepared(self, batch: PreparedBatch) -> ImportOutcome:
+        """Writes a prepared batch in one transaction (one by one if someone imported some meanwhile)."""
+        outcome, built = batch.outcome, batch.built
+        if not built:
+            return outcome
+        pending = sum(len(d.pending_events) for _, d in built)
+        try:
+            self.save(*(d for _, d in built))
+        except IntegrityError:
+            return self._one_by_one(built, outcome)
+        outcome.imported.extend(r for r, _ in built)
+        outcome.events += pending
+        return outcome
+
+    def import_legacy_dossiers(self, records: Sequence[LegacyDossier], *, save: bool = True) -> ImportOutcome:
+        """Imports a batch in one transaction: new dossiers saved, known ones compared and skipped.
+
+        Establishments must be in the directory already (`add_imported_establishments`).
+        `save=False` checks everything the import would (a dry run) and writes nothing.
+        """
+        batch = self.prepare_legacy_dossiers(records)
+        if save:
+            return self.save_prepared(batch)
+        batch.outcome.imported.extend(r for r, _ in batch.built)
+        batch.outcome.events += sum(len(d.pending_events) for _, d in batch.built)
+        return batch.outcome
+
+    def _one_by_one(self, built: list[tuple[LegacyDossier, Dossier]], outcome: ImportOutcome) -> ImportOutcome:
+        for r, _ in built:
+            dossier = self.legacy_dossier(r)
+            events = len(dossier.pending_events)
+            try:
+                self.save(dossier)
+            except IntegrityError:
+                outcome.unchanged.append(r)
+                continue
+            outcome.imported.append(r)
+            outcome.events += events
+        return outcome
+
+    def import_legacy_dossier(self, *, record: LegacyDossier) -> str:
+        """Imports one legacy dossier (its establishments must be known); returns its id."""
+        outcome = self.import_legacy_dossiers([record])
+        if outcome.refused:
+            raise RelaisError(outcome.refused[0][1])
+        return str(record.id)

@@ -1,0 +1,273 @@
+"""Analyst pages: the regulatory statistics with filters (htmx), SVG charts and downloads.
+
+Analyst role only. Everything here comes from the statistics read model, which holds no
+patient data: codes, establishments, departments, dates and counts.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from typing import Annotated
+from urllib.parse import urlencode
+
+from jinja2_fragments.litestar import HTMXBlockTemplate
+from litestar import Request, Response, get
+from litestar.di import NamedDependency
+from litestar.params import QueryParameter
+from litestar.response import Template
+
+from application.history import IMPORTED_ESTABLISHMENT_NAME
+from domain.directory import establishment_id
+from domain.errors import InvalidFieldError
+from domain.identifiers import check_department, check_finess
+from domain.values import WORKFLOW_LABELS, Role, Workflow, code
+from projections.statistics import PoolStatistics, StatisticsProjection
+from projections.statistics_report import PARIS, SIDES, TABLES, WORKFLOW_ORDER, StatsQuery, build_report, to_csv
+from web import charts
+from web.errors import is_htmx
+from web.geo import department_label, region_label
+from web.guards import requires_role
+from web.services import Services
+
+ANALYST = requires_role(Role.ANALYST)
+
+SOURCES = {
+    "dicom_store": "Serveur local (C-STORE)", "pacs_retrieve": "PACS (requête/récupération)",
+    "file_import": "Import de fichiers (CD-ROM…)", "none": "Sans imagerie",
+}
+CHANNELS = {
+    "national_network": "Réseau national", "attached_professional": "Professionnel rattaché",
+    "email_invitation": "Invitation par courriel", "": "Non renseigné",
+}
+SIDE_LABELS = {"any": "requérant ou requis", "requester": "requérant", "recipient": "requis"}
+TABLE_LABELS = {
+    "dossiers_by_year": "Télédossiers par année",
+    "dossiers_by_workflow_year": "Télédossiers par workflow et par année",
+    "sends_by_requester_department": "Envois par département requérant",
+    "sends_by_recipient_department": "Envois par département requis",
+    "imaging_source_by_establishment": "Source de l'imagerie par établissement requérant",
+    "inter_regional": "Envois inter-régionaux par canal et région",
+    "answer_delay": "Délai de réponse par workflow et année",
+    "acceptance": "Acceptations et refus par workflow et année",
+}
+
+Q = Annotated[str | None, QueryParameter(required=False)]
+
+
+def _day(value: str | None, field: str) -> date | None:
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InvalidFieldError(field, f"date invalide « {value} » (AAAA-MM-JJ attendu)") from None
+
+
+FIELD_LABELS = {
+    "from": "Date de début", "to": "Date de fin", "as_of": "Date d'enregistrement", "workflow": "Workflow",
+    "department": "Département", "establishment": "Établissement", "side": "En tant que", "table": "Tableau",
+}
+
+
+def parse_query(
+    date_from: str | None, date_to: str | None, as_of: str | None, workflow: str | None,
+    department: str | None, establishment: str | None, side: str | None,
+) -> StatsQuery:
+    """The filters of the page, checked (InvalidFieldError names the field, in French: a 422)."""
+    try:
+        return _parse_query(date_from, date_to, as_of, workflow, department, establishment, side)
+    except InvalidFieldError as e:
+        raise InvalidFieldError(e.field, f"{FIELD_LABELS.get(e.field, e.field)} : {e.message}") from None
+
+
+def _parse_query(
+    date_from: str | None, date_to: str | None, as_of: str | None, workflow: str | None,
+    department: str | None, establishment: str | None, side: str | None,
+) -> StatsQuery:
+    today = datetime.now(PARIS).date()
+    to = _day(date_to, "to") or today
+    start = _day(date_from, "from") or date(to.year, 1, 1)
+    finess = check_finess(establishment, "establishment") if (establishment or "").strip() else None
+    side = (side or "any").strip()
+    if side not in SIDES:
+        raise InvalidFieldError("side", f"valeur inconnue « {side} »")
+    try:
+        return StatsQuery(
+            date_from=start, date_to=to, as_of=_day(as_of, "as_of"),
+            workflow=code(Workflow, workflow.strip(), "workflow") if (workflow or "").strip() else None,
+            department=check_department(department, "department") if (department or "").strip() else None,
+            establishment_id=establishment_id(finess) if finess else None, establishment_finess=finess, side=side,
+        )
+    except ValueError as e:
+        if isinstance(e, InvalidFieldError):
+            raise
+        raise InvalidFieldError("from", str(e)) from None
+
+
+def query_string(q: StatsQuery) -> dict[str, str]:
+    params = {
+        "from": q.date_from.isoformat(), "to": q.date_to.isoformat(),
+        "as_of": q.as_of.isoformat() if q.as_of else "", "workflow": q.workflow or "",
+        "department": q.department or "", "establishment": q.establishment_finess or "",
+        "side": q.side if q.side != "any" else "",
+    }
+    return {k: v for k, v in params.items() if v}
+
+
+def _establishments(services: Services) -> dict[str, dict]:
+    with services.pool.connection() as conn:
+        rows = conn.execute("SELECT finess, name, department FROM stats_establishments ORDER BY name, finess").fetchall()
+    return {r["finess"]: r for r in rows}
+
+
+def _freshness(services: Services) -> dict:
+    """Where the statistics stand: the projection's position and the events not yet in them."""
+    with services.pool.connection() as conn:
+        row = conn.execute(
+            "SELECT coalesce((SELECT notification_id FROM statistics_tracking WHERE application_name = 'relais'), 0) AS position"
+        ).fetchone()
+        lag = conn.execute(
+            "SELECT count(*) AS lag FROM relais_events WHERE notification_id > %s AND topic = ANY(%s)",
+            (row["position"], list(StatisticsProjection.topics)),
+        ).fetchone()["lag"]
+    return {"position": row["position"], "lag": lag, "at": datetime.now(PARIS)}
+
+
+def _charts(report: dict, establishments: dict[str, dict]) -> dict:
+    years = report["dossiers_by_year"]
+    groups = [str(y["year"]) for y in years]
+    out = {
+        "years": charts.grouped_bars(
+            groups,
+            [("Même période un an plus tôt", [y["compared_to"]["dossiers"] for y in years]),
+             ("Période", [y["dossiers"] for y in years])],
+            colors=(charts.MUTED, charts.PALETTE[0]), title="Télédossiers envoyés par année",
+        ),
+    }
+    workflows = [w.value for w in Workflow if any(r["workflow"] == w.value for r in report["dossiers_by_workflow_year"])]
+    by_wy = {(r["workflow"], r["year"]): r["dossiers"] for r in report["dossiers_by_workflow_year"]}
+    out["workflows"] = charts.grouped_bars(
+        groups, [(WORKFLOW_LABELS.get(w, w), [by_wy.get((w, y["year"]), 0) for y in years]) for w in workflows],
+        title="Télédossiers par workflow et par année", value_labels=False,
+    )
+    out["shares"] = charts.stacked_shares(
+        [(str(y["year"]), [(w, by_wy.get((w, y["year"]), 0)) for w in workflows]) for y in years],
+        workflows, {w: WORKFLOW_LABELS.get(w, w) for w in workflows}, title="Part de chaque workflow par année",
+    )
+    sends = report["sends_by_department"]
+    out["requester_departments"] = charts.hbars(
+        [(department_label(r["department"]), r["sends"]) for r in sends["requester"]],
+        title="Envois par département requérant",
+    )
+    out["recipient_departments"] = charts.hbars(
+        [(department_label(r["department"]), r["sends"]) for r in sends["recipient"]],
+        title="Envois par département requis", color=charts.PALETTE[2],
+    )
+    per_est: dict[str, list] = {}
+    for r in report["imaging_source_by_establishment"]:
+        per_est.setdefault(r["finess"], []).append((r["imaging_source"], r["dossiers"]))
+    biggest = sorted(per_est.items(), key=lambda kv: -sum(v for _, v in kv[1]))[:15]
+    out["imaging"] = charts.stacked_shares(
+        [(_short_name(f, establishments), parts) for f, parts in biggest], list(SOURCES), SOURCES,
+        title="Source de l'imagerie des établissements requérants (les 15 plus actifs)",
+    )
+    return out
+
+
+def duration(minutes: float | None) -> str:
+    """42 min ; 3 h 05 ; 2,5 j."""
+    if minutes is None:
+        return "—"
+    if minutes < 60:
+        return f"{charts.number(minutes, 0 if minutes >= 10 else 1)} min"
+    if minutes < 48 * 60:
+        total = int(round(minutes))
+        return f"{total // 60} h {total % 60:02d}"
+    return f"{charts.number(minutes / 1440, 1)} j"
+
+
+def _short_name(finess: str, establishments: dict[str, dict]) -> str:
+    """The establishment's name, or its FINESS while it has only the import's placeholder name."""
+    e = establishments.get(finess)
+    if e is None or e["name"] == IMPORTED_ESTABLISHMENT_NAME.format(finess=finess):
+        return f"FINESS {finess}"
+    return e["name"]
+
+
+def _context(services: Services, q: StatsQuery) -> dict:
+    establishments = _establishments(services)
+    report = build_report(PoolStatistics(services.pool), q)
+    params = query_string(q)
+    return {
+        "report": report, "q": q, "params": params, "query": urlencode(params), "charts": _charts(report, establishments),
+        "establishments": establishments, "freshness": _freshness(services),
+        "departments": sorted({e["department"] for e in establishments.values()}, key=lambda d: (len(d), d)),
+        "workflows": WORKFLOW_LABELS, "sources": SOURCES, "channels": CHANNELS, "sides": SIDE_LABELS,
+        "tables": TABLE_LABELS, "department_label": department_label, "region_label": region_label,
+        "number": charts.number, "duration": duration, "day": lambda iso: date.fromisoformat(iso).strftime("%d/%m/%Y"),
+        "by_workflow": sorted(
+            report["dossiers_by_workflow_year"], key=lambda r: (WORKFLOW_ORDER.get(r["workflow"], 99), r["year"])
+        ),
+    }
+
+
+@get("/stats", name="stats", guards=[ANALYST], sync_to_thread=True)
+def stats_page(
+    request: Request, services: NamedDependency[Services],
+    date_from: Annotated[str | None, QueryParameter(name="from", required=False)] = None,
+    date_to: Annotated[str | None, QueryParameter(name="to", required=False)] = None,
+    as_of: Q = None, workflow: Q = None, department: Q = None, establishment: Q = None, side: Q = None,
+) -> Template:
+    q = parse_query(date_from, date_to, as_of, workflow, department, establishment, side)
+    context = _context(services, q)
+    if is_htmx(request):
+        return HTMXBlockTemplate(template_name="stats/index.html", block_name="results", context=context)
+    return Template("stats/index.html", context=context)
+
+
+def _filename(q: StatsQuery, ext: str, table: str | None = None) -> str:
+    parts = ["relais-statistiques", table or "", q.date_from.isoformat(), q.date_to.isoformat()]
+    if q.as_of:
+        parts.append(f"au-{q.as_of.isoformat()}")
+    if q.establishment_finess:
+        parts.append(q.establishment_finess)
+    return "_".join(p for p in parts if p) + f".{ext}"
+
+
+@get("/stats/export.json", guards=[ANALYST], sync_to_thread=True)
+def export_json(
+    services: NamedDependency[Services],
+    date_from: Annotated[str | None, QueryParameter(name="from", required=False)] = None,
+    date_to: Annotated[str | None, QueryParameter(name="to", required=False)] = None,
+    as_of: Q = None, workflow: Q = None, department: Q = None, establishment: Q = None, side: Q = None,
+) -> Response[bytes]:
+    q = parse_query(date_from, date_to, as_of, workflow, department, establishment, side)
+    report = build_report(PoolStatistics(services.pool), q)
+    return Response(
+        json.dumps(report, indent=2, ensure_ascii=False).encode(), media_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="{_filename(q, "json")}"'},
+    )
+
+
+@get("/stats/export.csv", guards=[ANALYST], sync_to_thread=True)
+def export_csv(
+    services: NamedDependency[Services],
+    date_from: Annotated[str | None, QueryParameter(name="from", required=False)] = None,
+    date_to: Annotated[str | None, QueryParameter(name="to", required=False)] = None,
+    as_of: Q = None, workflow: Q = None, department: Q = None, establishment: Q = None, side: Q = None,
+    table: Q = None, excel: Q = None,
+) -> Response[bytes]:
+    q = parse_query(date_from, date_to, as_of, workflow, department, establishment, side)
+    if table and table not in TABLES:
+        raise InvalidFieldError("table", f"Tableau : inconnu « {table} » (connus : {', '.join(TABLES)})")
+    report = build_report(PoolStatistics(services.pool), q)
+    excel_fr = excel in ("1", "true", "oui")
+    return Response(
+        to_csv(report, table or None, excel=excel_fr).encode("utf-8"), media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{_filename(q, "csv", table)}"'},
+    )
+
+
+HANDLERS = [stats_page, export_json, export_csv]
