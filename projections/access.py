@@ -39,7 +39,7 @@ class AccessRow:
 class PatientRow:
     birth_name: str
     first_names: str
-    birth_date: date
+    birth_date: date | None
     sex: str
     dossiers: int
 
@@ -54,7 +54,7 @@ class PostgresAccessView(PostgresView):
         "CREATE INDEX IF NOT EXISTS access_log_dossier ON access_log (dossier_id, occurred_at)",
         """CREATE TABLE IF NOT EXISTS access_patients (
             dossier_id uuid PRIMARY KEY, number text NOT NULL, birth_name text NOT NULL, first_names text NOT NULL,
-            birth_date date NOT NULL, sex text NOT NULL, ins text, search text NOT NULL)""",
+            birth_date date, sex text NOT NULL, ins text, search text NOT NULL)""",
         "CREATE INDEX IF NOT EXISTS access_patients_identity ON access_patients (birth_name, birth_date)",
     )
     tables = ("access_log", "access_patients")
@@ -116,12 +116,12 @@ class AccessProjection(Projection[PostgresAccessView]):
                ON CONFLICT (dossier_id) DO UPDATE SET birth_name = EXCLUDED.birth_name,
                first_names = EXCLUDED.first_names, birth_date = EXCLUDED.birth_date, sex = EXCLUDED.sex,
                ins = EXCLUDED.ins, search = EXCLUDED.search""",
-            (dossier_id, dossier_number(dossier_id), p["birth_name"], p["first_names"], p["birth_date"], p["sex"],
-             p.get("ins"), search)))
+            (dossier_id, dossier_number(dossier_id), p.get("birth_name", ""), p.get("first_names", ""),
+             p.get("birth_date") or None, p.get("sex", ""), p.get("ins"), search)))
 
     @process_event.register
     def _(self, e: Dossier.Created, tracking: Tracking) -> None:
-        self._patient(e.originator_id, e.patient, tracking)
+        self._patient(e.originator_id, e.patient or {}, tracking)
 
     @process_event.register
     def _(self, e: Dossier.DraftEdited, tracking: Tracking) -> None:

@@ -54,7 +54,7 @@ class PostgresInboxView(InboxQueries, PostgresView):
         """CREATE TABLE IF NOT EXISTS inbox_dossiers (
             id uuid PRIMARY KEY, number text NOT NULL, workflow text NOT NULL, urgency text NOT NULL,
             state text NOT NULL, imaging_source text NOT NULL, consent text,
-            birth_name text NOT NULL, first_names text NOT NULL, used_name text, birth_date date NOT NULL,
+            birth_name text NOT NULL, first_names text NOT NULL, used_name text, birth_date date,
             sex text NOT NULL, ins text, search text NOT NULL,
             requester_establishment_id uuid NOT NULL, requester_practitioner_id uuid,
             requester_service_id uuid, documents integer NOT NULL DEFAULT 0, imaging integer NOT NULL DEFAULT 0,
@@ -141,7 +141,7 @@ class InboxProjection(Projection[PostgresInboxView]):
 
     @process_event.register
     def _(self, e: Dossier.Created, tracking: Tracking) -> None:
-        p, r = e.patient, e.requester
+        p, r = e.patient or {}, e.requester  # imported legacy history carries no patient identity
         search = " ".join(folded(x) for x in (p.get("birth_name"), p.get("used_name"), p.get("first_names")) if x)
 
         def insert(curs: Cursor) -> None:
@@ -155,8 +155,8 @@ class InboxProjection(Projection[PostgresInboxView]):
                    VALUES (%s, %s, %s, %s, 'draft', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                    ON CONFLICT (id) DO NOTHING""",
                 (e.originator_id, dossier_number(e.originator_id), e.workflow, e.urgency, e.imaging_source,
-                 (e.consent or {}).get("status"), p["birth_name"], p["first_names"], p.get("used_name"),
-                 p["birth_date"], p["sex"], p.get("ins"), search, r["establishment_id"], _uuid(r.get("practitioner_id")),
+                 (e.consent or {}).get("status"), p.get("birth_name", ""), p.get("first_names", ""), p.get("used_name"),
+                 p.get("birth_date") or None, p.get("sex", ""), p.get("ins"), search, r["establishment_id"], _uuid(r.get("practitioner_id")),
                  _uuid(r.get("service_id")), e.occurred_at, e.occurred_at, e.actor.get("practitioner_id", ""),
                  e.originator_version),
             )

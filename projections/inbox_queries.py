@@ -50,7 +50,7 @@ class InboxRow:
     birth_name: str
     first_names: str
     used_name: str | None
-    birth_date: date
+    birth_date: date | None
     sex: str
     counterpart: str
     counterpart_detail: str

@@ -129,6 +129,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     uvicorn.run(
         create_app(settings), host=settings.http_host, port=settings.http_port,
         log_level=settings.log_level.lower(), proxy_headers=True, server_header=False,
+        timeout_graceful_shutdown=5,  # open SSE streams (live inboxes) must not hold a stop
     )
     return 0
 
