@@ -16,8 +16,8 @@ On a throw-away database `relais_bench_<pid>` (dropped at the end unless --keep)
 6. checks the figures against the annex (at --scale 1): dossiers per year and variations,
    sends over the period.
 
-    .venv/bin/python bench/statistics.py                       # annex scale (≈ 10 minutes on 2 cores)
-    .venv/bin/python bench/statistics.py --scale 0.05          # a quick check of the script
+    .venv/bin/python bench/history_stats.py                       # annex scale (≈ 10 minutes on 2 cores)
+    .venv/bin/python bench/history_stats.py --scale 0.05          # a quick check of the script
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import logging  # noqa: E402
 
 import psycopg  # noqa: E402
 
@@ -90,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server", default=DEFAULT_SERVER)
     parser.add_argument("--keep", action="store_true", help="keep the database (its URL is printed)")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
     name = f"relais_bench_{os.getpid()}"
     base = args.server.rsplit("/", 1)[0]

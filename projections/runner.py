@@ -123,9 +123,11 @@ class Follower:
             raise error
 
     def run_forever(self, timeout: float | None = None) -> None:
-        """Blocks up to `timeout`; raises what stopped the runner (processing or flushing)."""
+        """Blocks up to `timeout`; raises what stopped the runner (processing, flushing or writing)."""
         try:
             self.runner.run_forever(timeout=timeout)
+            if self.buffered:
+                self.projection.raise_error()
         except BaseException:
             self.failed = True
             raise
@@ -137,16 +139,12 @@ class Follower:
         return self.runner.view.position()
 
     def wait(self, position: int, timeout: float) -> None:
-        """Blocks until everything up to `position` is written (a buffered projection flushes
-        as soon as it has processed that far)."""
+        """Blocks until everything up to `position` is written (a buffered projection hands its
+        batch over as soon as it has folded that far)."""
         deadline = time.monotonic() + timeout
         while self.position() < position:
-            if self.buffered:
-                with self.projection.lock:
-                    last = self.projection._tracking  # noqa: SLF001 - same package
-                    if last is not None and last.notification_id >= position:
-                        self.projection.flush()
-                        continue
+            if self.buffered and self.projection.last_processed >= position:
+                self.projection.flush(wait=False)
             if self.runner.is_interrupted.is_set():
                 self.run_forever(0)
                 self._raise()
@@ -168,8 +166,10 @@ class Follower:
                 raise
             self._raise()
             if self.buffered and not self.failed:
-                self.projection.flush()
+                self.projection.flush(wait=True)
         finally:
+            if self.buffered:
+                self.projection.close()
             self.runner.view.datastore.close()
 
 
@@ -183,8 +183,9 @@ def catch_up(name: str, env: dict[str, str], app: Relais, timeout: float = 60.0)
     projection_class, _ = _entry(name)
     head, _ = log_head(app, tuple(projection_class.topics))
     deadline = time.monotonic() + timeout
+    small = {**env, "POSTGRES_POOL_SIZE": "1", "POSTGRES_MAX_OVERFLOW": "0"}  # one query: one connection
     while True:
-        view = open_view(name, env)
+        view = open_view(name, small)
         try:
             if view.position() >= head:
                 return

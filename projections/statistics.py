@@ -27,15 +27,17 @@ from projections.base import BufferedProjection, PostgresView
 
 PARIS = ZoneInfo("Europe/Paris")
 
+T, TS, ID = "text", "timestamptz", "uuid"
+ESTABLISHMENT_COLUMNS = (("id", ID), ("finess", T), ("name", T), ("department", T), ("region", T))
 DOSSIER_COLUMNS = (
-    "id", "requester_id", "workflow", "imaging_source", "imported", "created_recorded_at",
-    "sent_at", "sent_date", "sent_recorded_at",
+    ("id", ID), ("requester_id", ID), ("workflow", T), ("imaging_source", T), ("imported", "bool"),
+    ("created_recorded_at", TS), ("sent_at", TS), ("sent_date", "date"), ("sent_recorded_at", TS),
 )
 SEND_COLUMNS = (
-    "dossier_id", "send_id", "recipient_id", "department", "region", "channel",
-    "sent_at", "sent_date", "sent_recorded_at",
-    "accepted_at", "accepted_recorded_at", "declined_at", "declined_recorded_at",
-    "answered_at", "answered_recorded_at",
+    ("dossier_id", ID), ("send_id", T), ("recipient_id", ID), ("department", T), ("region", T), ("channel", T),
+    ("sent_at", TS), ("sent_date", "date"), ("sent_recorded_at", TS),
+    ("accepted_at", TS), ("accepted_recorded_at", TS), ("declined_at", TS), ("declined_recorded_at", TS),
+    ("answered_at", TS), ("answered_recorded_at", TS),
 )
 # Facts of a send set by one event each; the first event wins (a re-acceptance after a
 # forward does not move the acceptance time). Index of (business, recorded) in SEND_COLUMNS.
@@ -106,8 +108,37 @@ class PoolStatistics:
         return Snapshot(self.pool.connection)
 
 
+_UUIDS: dict[str, UUID] = {}
+
+
+def _uuid(value: str | None) -> UUID | None:
+    """UUID of an establishment id (a few hundred distinct values: cached)."""
+    if not value:
+        return None
+    found = _UUIDS.get(value)
+    if found is None:
+        found = _UUIDS[value] = UUID(value)
+    return found
+
+
 def _paris_date(moment: datetime):
     return moment.astimezone(PARIS).date()
+
+
+class Batch:
+    """What a batch of events changes: new rows, and later facts about rows already written."""
+
+    __slots__ = ("new_establishments", "renamed", "new_dossiers", "dossier_patches", "new_sends", "send_patches",
+                 "removed_sends")
+
+    def __init__(self) -> None:
+        self.new_establishments: dict[UUID, list] = {}
+        self.renamed: dict[UUID, str] = {}
+        self.new_dossiers: dict[UUID, list] = {}
+        self.dossier_patches: dict[UUID, dict] = {}
+        self.new_sends: dict[tuple[UUID, str], list] = {}
+        self.send_patches: dict[tuple[UUID, str], dict] = {}
+        self.removed_sends: set[tuple[UUID, str]] = set()
 
 
 class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
@@ -127,31 +158,25 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
         "relais:Dossier.OpinionGiven",
     )
 
-    def clear(self) -> None:
-        self.new_establishments: dict[UUID, list] = {}
-        self.renamed: dict[UUID, str] = {}
-        self.new_dossiers: dict[UUID, list] = {}
-        self.dossier_patches: dict[UUID, dict] = {}
-        self.new_sends: dict[tuple[UUID, str], list] = {}
-        self.send_patches: dict[tuple[UUID, str], dict] = {}
-        self.removed_sends: set[tuple[UUID, str]] = set()
+    def new_batch(self) -> Batch:
+        return Batch()
 
     # -------------------------------------------------------------- folding events
 
     def _establishment_created(self, e: Any) -> None:
-        self.new_establishments[e.originator_id] = [e.originator_id, e.finess, e.name, e.department, e.region]
+        self.batch.new_establishments[e.originator_id] = [e.originator_id, e.finess, e.name, e.department, e.region]
 
     def _establishment_renamed(self, e: Any) -> None:
-        row = self.new_establishments.get(e.originator_id)
+        row = self.batch.new_establishments.get(e.originator_id)
         if row is not None:
             row[2] = e.name
         else:
-            self.renamed[e.originator_id] = e.name
+            self.batch.renamed[e.originator_id] = e.name
 
     def _created(self, e: Any) -> None:
         requester = (e.requester or {}).get("establishment_id")
-        self.new_dossiers[e.originator_id] = [
-            e.originator_id, UUID(requester) if requester else None, e.workflow, e.imaging_source,
+        self.batch.new_dossiers[e.originator_id] = [
+            e.originator_id, _uuid(requester), e.workflow, e.imaging_source,
             e.imported_from is not None, e.timestamp, None, None, None,
         ]
 
@@ -159,35 +184,35 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
         changes = {k: e.changes[k] for k in ("workflow", "imaging_source") if k in e.changes}
         if not changes:
             return
-        row = self.new_dossiers.get(e.originator_id)
+        row = self.batch.new_dossiers.get(e.originator_id)
         if row is not None:
             if "workflow" in changes:
                 row[2] = changes["workflow"]
             if "imaging_source" in changes:
                 row[3] = changes["imaging_source"]
         else:
-            self.dossier_patches.setdefault(e.originator_id, {}).update(changes)
+            self.batch.dossier_patches.setdefault(e.originator_id, {}).update(changes)
 
     def _addressed(self, e: Any) -> None:
         r = e.recipient
         establishment = r.get("establishment_id")
         key = (e.originator_id, r["send_id"])
-        self.removed_sends.discard(key)
-        self.new_sends[key] = [
-            e.originator_id, r["send_id"], UUID(establishment) if establishment else None,
+        self.batch.removed_sends.discard(key)
+        self.batch.new_sends[key] = [
+            e.originator_id, r["send_id"], _uuid(establishment),
             r.get("department"), r.get("region"), r.get("channel"),
             None, None, None, None, None, None, None, None, None,
         ]
 
     def _removed(self, e: Any) -> None:
         key = (e.originator_id, e.send_id)
-        if self.new_sends.pop(key, None) is None:
-            self.removed_sends.add(key)
-        self.send_patches.pop(key, None)
+        if self.batch.new_sends.pop(key, None) is None:
+            self.batch.removed_sends.add(key)
+        self.batch.send_patches.pop(key, None)
 
     def _send_fact(self, dossier_id: UUID, send_id: str, fact: str, at: datetime, recorded: datetime) -> None:
         key = (dossier_id, send_id)
-        row = self.new_sends.get(key)
+        row = self.batch.new_sends.get(key)
         if row is not None:
             i = SEND_FACTS[fact]
             if row[i] is None:
@@ -196,18 +221,18 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
                 if fact == "sent":  # sent_at, sent_date, sent_recorded_at
                     row[7], row[8] = _paris_date(at), recorded
         else:
-            self.send_patches.setdefault(key, {}).setdefault(fact, (at, recorded))
+            self.batch.send_patches.setdefault(key, {}).setdefault(fact, (at, recorded))
 
     def _sent(self, e: Any) -> None:
         at, recorded = e.occurred_at, e.timestamp
         for send_id in e.send_ids:
             self._send_fact(e.originator_id, send_id, "sent", at, recorded)
-        row = self.new_dossiers.get(e.originator_id)
+        row = self.batch.new_dossiers.get(e.originator_id)
         if row is not None:
             if row[6] is None:
                 row[6], row[7], row[8] = at, _paris_date(at), recorded
         else:
-            self.dossier_patches.setdefault(e.originator_id, {}).setdefault("sent", (at, recorded))
+            self.batch.dossier_patches.setdefault(e.originator_id, {}).setdefault("sent", (at, recorded))
 
     def _accepted(self, e: Any) -> None:
         self._send_fact(e.originator_id, e.send_id, "accepted", e.occurred_at, e.timestamp)
@@ -233,80 +258,84 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
 
     # -------------------------------------------------------------- writing a batch
 
-    def write(self, curs: Cursor) -> None:
-        if self.new_establishments:
-            _copy(curs, "stats_establishments", ("id", "finess", "name", "department", "region"),
-                  self.new_establishments.values())
-        if self.renamed:
-            ids, names = zip(*self.renamed.items())
+    def write(self, curs: Cursor, batch: Batch) -> None:
+        if batch.new_establishments:
+            _copy(curs, "stats_establishments", ESTABLISHMENT_COLUMNS, batch.new_establishments.values())
+        if batch.renamed:
+            ids, names = zip(*batch.renamed.items())
             curs.execute(
                 "UPDATE stats_establishments e SET name = u.name FROM unnest(%s::uuid[], %s::text[]) AS u(id, name) "
                 "WHERE e.id = u.id", (list(ids), list(names)),
             )
-        if self.new_dossiers:
-            _copy(curs, "stats_dossiers", DOSSIER_COLUMNS, self.new_dossiers.values())
-        if self.dossier_patches:
-            self._patch_dossiers(curs)
-        if self.removed_sends:
-            ds, ss = zip(*self.removed_sends)
+        if batch.new_dossiers:
+            _copy(curs, "stats_dossiers", DOSSIER_COLUMNS, batch.new_dossiers.values())
+        if batch.dossier_patches:
+            _patch_dossiers(curs, batch.dossier_patches)
+        if batch.removed_sends:
+            ds, ss = zip(*batch.removed_sends)
             curs.execute(
                 "DELETE FROM stats_sends s USING unnest(%s::uuid[], %s::text[]) AS u(dossier_id, send_id) "
                 "WHERE s.dossier_id = u.dossier_id AND s.send_id = u.send_id", (list(ds), list(ss)),
             )
-        if self.new_sends:
-            _copy(curs, "stats_sends", SEND_COLUMNS, self.new_sends.values())
-        if self.send_patches:
-            self._patch_sends(curs)
-
-    def _patch_dossiers(self, curs: Cursor) -> None:
-        cols: dict[str, list] = {k: [] for k in ("id", "workflow", "imaging_source", "sent_at", "sent_date", "sent_rec")}
-        for did, patch in self.dossier_patches.items():
-            sent = patch.get("sent")
-            cols["id"].append(did)
-            cols["workflow"].append(patch.get("workflow"))
-            cols["imaging_source"].append(patch.get("imaging_source"))
-            cols["sent_at"].append(sent[0] if sent else None)
-            cols["sent_date"].append(_paris_date(sent[0]) if sent else None)
-            cols["sent_rec"].append(sent[1] if sent else None)
-        curs.execute(
-            """UPDATE stats_dossiers d SET
-                 workflow = coalesce(u.workflow, d.workflow),
-                 imaging_source = coalesce(u.imaging_source, d.imaging_source),
-                 sent_at = coalesce(d.sent_at, u.sent_at),
-                 sent_date = CASE WHEN d.sent_at IS NULL THEN u.sent_date ELSE d.sent_date END,
-                 sent_recorded_at = CASE WHEN d.sent_at IS NULL THEN u.sent_rec ELSE d.sent_recorded_at END
-               FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::timestamptz[], %s::date[], %s::timestamptz[])
-                    AS u(id, workflow, imaging_source, sent_at, sent_date, sent_rec)
-               WHERE d.id = u.id""",
-            tuple(cols.values()),
-        )
-
-    def _patch_sends(self, curs: Cursor) -> None:
-        keys = list(self.send_patches)
-        params: list[list] = [[k[0] for k in keys], [k[1] for k in keys]]
-        for fact in SEND_FACTS:
-            facts = [self.send_patches[k].get(fact) for k in keys]
-            params.append([f[0] if f else None for f in facts])
-            params.append([f[1] if f else None for f in facts])
-        params.append([_paris_date(f[0]) if f else None for f in (self.send_patches[k].get("sent") for k in keys)])
-        sets = ",\n".join(
-            f"{fact}_at = coalesce(s.{fact}_at, u.{fact}_at), "
-            f"{fact}_recorded_at = CASE WHEN s.{fact}_at IS NULL THEN u.{fact}_rec ELSE s.{fact}_recorded_at END"
-            for fact in SEND_FACTS
-        )
-        names = ", ".join(f"{fact}_at, {fact}_rec" for fact in SEND_FACTS)
-        types = ", ".join("%s::timestamptz[], %s::timestamptz[]" for _ in SEND_FACTS)
-        curs.execute(
-            f"""UPDATE stats_sends s SET {sets},
-                  sent_date = CASE WHEN s.sent_at IS NULL THEN u.sent_date ELSE s.sent_date END
-                FROM unnest(%s::uuid[], %s::text[], {types}, %s::date[])
-                     AS u(dossier_id, send_id, {names}, sent_date)
-                WHERE s.dossier_id = u.dossier_id AND s.send_id = u.send_id""",
-            params,
-        )
+        if batch.new_sends:
+            _copy(curs, "stats_sends", SEND_COLUMNS, batch.new_sends.values())
+        if batch.send_patches:
+            _patch_sends(curs, batch.send_patches)
 
 
-def _copy(curs: Cursor, table: str, columns: tuple[str, ...], rows: Any) -> None:
-    with curs.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+def _patch_dossiers(curs: Cursor, patches: dict[UUID, dict]) -> None:
+    cols: dict[str, list] = {k: [] for k in ("id", "workflow", "imaging_source", "sent_at", "sent_date", "sent_rec")}
+    for did, patch in patches.items():
+        sent = patch.get("sent")
+        cols["id"].append(did)
+        cols["workflow"].append(patch.get("workflow"))
+        cols["imaging_source"].append(patch.get("imaging_source"))
+        cols["sent_at"].append(sent[0] if sent else None)
+        cols["sent_date"].append(_paris_date(sent[0]) if sent else None)
+        cols["sent_rec"].append(sent[1] if sent else None)
+    curs.execute(
+        """UPDATE stats_dossiers d SET
+             workflow = coalesce(u.workflow, d.workflow),
+             imaging_source = coalesce(u.imaging_source, d.imaging_source),
+             sent_at = coalesce(d.sent_at, u.sent_at),
+             sent_date = CASE WHEN d.sent_at IS NULL THEN u.sent_date ELSE d.sent_date END,
+             sent_recorded_at = CASE WHEN d.sent_at IS NULL THEN u.sent_rec ELSE d.sent_recorded_at END
+           FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::timestamptz[], %s::date[], %s::timestamptz[])
+                AS u(id, workflow, imaging_source, sent_at, sent_date, sent_rec)
+           WHERE d.id = u.id""",
+        tuple(cols.values()),
+    )
+
+
+def _patch_sends(curs: Cursor, patches: dict[tuple[UUID, str], dict]) -> None:
+    keys = list(patches)
+    params: list[list] = [[k[0] for k in keys], [k[1] for k in keys]]
+    for fact in SEND_FACTS:
+        facts = [patches[k].get(fact) for k in keys]
+        params.append([f[0] if f else None for f in facts])
+        params.append([f[1] if f else None for f in facts])
+    params.append([_paris_date(f[0]) if f else None for f in (patches[k].get("sent") for k in keys)])
+    sets = ",\n".join(
+        f"{fact}_at = coalesce(s.{fact}_at, u.{fact}_at), "
+        f"{fact}_recorded_at = CASE WHEN s.{fact}_at IS NULL THEN u.{fact}_rec ELSE s.{fact}_recorded_at END"
+        for fact in SEND_FACTS
+    )
+    names = ", ".join(f"{fact}_at, {fact}_rec" for fact in SEND_FACTS)
+    types = ", ".join("%s::timestamptz[], %s::timestamptz[]" for _ in SEND_FACTS)
+    curs.execute(
+        f"""UPDATE stats_sends s SET {sets},
+              sent_date = CASE WHEN s.sent_at IS NULL THEN u.sent_date ELSE s.sent_date END
+            FROM unnest(%s::uuid[], %s::text[], {types}, %s::date[])
+                 AS u(dossier_id, send_id, {names}, sent_date)
+            WHERE s.dossier_id = u.dossier_id AND s.send_id = u.send_id""",
+        params,
+    )
+
+
+def _copy(curs: Cursor, table: str, columns: tuple[tuple[str, str], ...], rows: Any) -> None:
+    """Binary COPY (typed: about ten times faster than text COPY from Python)."""
+    names = ", ".join(name for name, _ in columns)
+    with curs.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types([kind for _, kind in columns])
         for row in rows:
             copy.write_row(row)

@@ -426,7 +426,7 @@ def cmd_stats_export(args: argparse.Namespace, settings: Settings) -> int:
             catch_up("statistics", env, app, timeout=3600)
     finally:
         app.close()
-    view = open_view("statistics", env)
+    view = open_view("statistics", {**env, "POSTGRES_POOL_SIZE": "1"})
     try:
         report = build_report(view, query)
     finally:

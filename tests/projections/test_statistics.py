@@ -218,7 +218,8 @@ def test_rebuild_gives_the_tables_of_live_processing(relais, world, env):
         live_tables, live_report = dump(env), report(env)
     finally:
         stop.set()
-        thread.join(10)
+        thread.join(60)
+    assert not thread.is_alive(), "the runner did not stop"
     assert live_report["totals"] == {"dossiers": 12, "sends": 13}
     rebuild("statistics", env, relais)
     assert dump(env) == live_tables
@@ -229,9 +230,9 @@ def test_a_crash_in_the_middle_of_a_batch_leaves_nothing_half_written(relais, wo
     full_history(relais, world)
     write, flushes = StatisticsProjection.write, []
 
-    def crashing(self, curs):
+    def crashing(self, curs, batch):
         flushes.append(self.committed)
-        write(self, curs)  # the rows are written in the batch's transaction…
+        write(self, curs, batch)  # the rows are written in the batch's transaction…
         if len(flushes) == 3:
             raise RuntimeError("crash in the middle of a batch")  # …which is rolled back
 
