@@ -39,8 +39,14 @@ def upgrade(settings: Settings) -> list[str]:
     pool = build_pool(settings, max_size=1)
     try:
         Credentials(pool).create_table()
+        with pool.connection() as conn:
+            # Per-topic head and lag of the projections (status on every /health call).
+            conn.execute(
+                "CREATE INDEX IF NOT EXISTS relais_events_topic_idx ON relais_events (topic, notification_id)"
+            )
     finally:
         pool.close()
     done.append("relais_credentials")
+    done.append("relais_events_topic_idx")
     app.close()
     return done

@@ -8,12 +8,13 @@ import threading
 import time
 from dataclasses import dataclass
 
+from psycopg.sql import SQL, Identifier
 from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.projection import Projection, ProjectionRunner
 from eventsourcing.utils import Environment
 
 from application import Relais
-from projections.base import BufferedProjection, PostgresView, StalePositionError
+from projections.base import APPLICATION_NAME, BufferedProjection, PostgresView, StalePositionError
 from projections.access import AccessProjection, PostgresAccessView
 from projections.directory import DirectoryProjection, PostgresDirectoryView
 from projections.imaging import ImagingProjection, PostgresImagingView
@@ -65,22 +66,45 @@ def log_head(app: Relais, topics: tuple[str, ...]) -> tuple[int, int]:
         return curs.fetchone()["head"], 0
 
 
-def status(app: Relais, env: dict[str, str], names: list[str] | None = None) -> list[ProjectionStatus]:
+def status(app: Relais, env: dict[str, str] | None = None, names: list[str] | None = None) -> list[ProjectionStatus]:
+    """Position, head of the log and lag of each projection, on the application's own pool.
+
+    Opens no connection of its own (it runs on every /health call): positions are read from the
+    tracking tables, head and lag per topic through the (topic, notification_id) index.
+    """
     out = []
-    for name in names or list(PROJECTIONS):
-        projection_class, _ = _entry(name)
-        view = open_view(name, env)
-        position = view.position()
-        with app.recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+    with app.recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+        for name in names or list(PROJECTIONS):
+            projection_class, _ = _entry(name)
+            tracking = f"{projection_class.name.lower()}_tracking"
+            curs.execute("SELECT to_regclass(%s) IS NOT NULL AS present", (tracking,))
+            position = 0
+            if curs.fetchone()["present"]:
+                curs.execute(
+                    SQL("SELECT coalesce(max(notification_id), 0) AS position FROM {0} WHERE application_name = %s").format(
+                        Identifier(tracking)
+                    ),
+                    (APPLICATION_NAME,),
+                )
+                position = curs.fetchone()["position"]
+            if not projection_class.topics:  # follows every event
+                curs.execute(
+                    "SELECT coalesce(max(notification_id), 0) AS head, "
+                    "count(*) FILTER (WHERE notification_id > %s) AS lag FROM relais_events", (position,)
+                )
+                row = curs.fetchone()
+                out.append(ProjectionStatus(name=name, position=position, head=row["head"], lag=row["lag"]))
+                continue
             curs.execute(
-                "SELECT coalesce(max(notification_id), 0) AS head, "
-                "count(*) FILTER (WHERE notification_id > %s) AS lag "
-                "FROM relais_events WHERE topic = ANY(%s)",
-                (position, list(projection_class.topics)),
+                "SELECT coalesce(max(h.id), 0) AS head, coalesce(sum(l.n), 0)::bigint AS lag "
+                "FROM unnest(%s::text[]) AS t(topic) "
+                "CROSS JOIN LATERAL (SELECT max(notification_id) AS id FROM relais_events e WHERE e.topic = t.topic) h "
+                "CROSS JOIN LATERAL (SELECT count(*) AS n FROM relais_events e "
+                "                    WHERE e.topic = t.topic AND e.notification_id > %s) l",
+                (list(projection_class.topics), position),
             )
             row = curs.fetchone()
-        out.append(ProjectionStatus(name=name, position=position, head=row["head"], lag=row["lag"]))
-        view.datastore.close()
+            out.append(ProjectionStatus(name=name, position=position, head=row["head"], lag=row["lag"]))
     return out
 
 
