@@ -98,8 +98,8 @@ class Settings:
             raise SettingsError("aucune base de données résolue (RELAIS_DATABASE_URL)")
         env = postgres_env(self.database_url)
         env["PERSISTENCE_MODULE"] = "eventsourcing.postgres"
-        env["POSTGRES_POOL_SIZE"] = "5"
-        env["POSTGRES_MAX_OVERFLOW"] = "10"
+        env["POSTGRES_POOL_SIZE"] = "2"  # connections kept open per pool (one per datastore)
+        env["POSTGRES_MAX_OVERFLOW"] = "8"  # more on demand, closed when idle
         env["POSTGRES_CONNECT_TIMEOUT"] = "5"
         env["POSTGRES_LOCK_TIMEOUT"] = "5"
         if self.cipher_key:

@@ -52,7 +52,8 @@ class Supervisor:
     def _spawn(self, child: Child) -> None:
         child.process = subprocess.Popen(
             [sys.executable, "-m", "adapters.cli.main", *child.args],
-            env=self.env, preexec_fn=_die_with_parent, start_new_session=True,
+            env={**self.env, "PGAPPNAME": f"relais-{child.name}"}, preexec_fn=_die_with_parent,
+            start_new_session=True,
         )
         child.started = time.monotonic()
         log.info("%s démarré (pid %s)", child.name, child.process.pid)

@@ -247,6 +247,9 @@ def run(names: list[str], env: dict[str, str], stop: threading.Event) -> None:
     """Follows the log for each projection until `stop` is set; a failed runner restarts."""
     for name in names:
         _entry(name)
+    # Each runner holds an application and a view, each with its own pool: keep them small,
+    # or a handful of projections takes most of PostgreSQL's 100 connections.
+    env = {**env, "POSTGRES_POOL_SIZE": "1", "POSTGRES_MAX_OVERFLOW": "3"}
     followers: dict[str, Follower] = {}
     backoff: dict[str, float] = {name: 0.0 for name in names}
     retry_at: dict[str, float] = {name: 0.0 for name in names}
