@@ -5,14 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
+from uuid import UUID
 
-from eventsourcing.dispatch import singledispatchmethod
-from eventsourcing.persistence import Tracking
-from eventsourcing.projection import Projection
+from psycopg import Cursor
 
 from domain.access import Access
 from domain.dossier import Dossier, dossier_number
-from projections.base import PostgresView
+from projections.base import BufferedProjection, PostgresView
 from projections.inbox import folded
 
 
@@ -89,43 +88,90 @@ class PostgresAccessView(PostgresView):
         return [AccessRow(**r) for r in rows]
 
 
-class AccessProjection(Projection[PostgresAccessView]):
-    """Keeps the access log, and each dossier's patient identity so that accesses can be found by patient."""
+class AccessBatch:
+    """New access rows, patient identities of dossiers created in the batch, later identity changes."""
+
+    __slots__ = ("accesses", "patients", "changed")
+
+    def __init__(self) -> None:
+        self.accesses: list[list] = []
+        self.patients: dict[UUID, list] = {}  # dossiers created in this batch: rows to COPY
+        self.changed: dict[UUID, list] = {}  # dossiers of earlier batches whose identity changed: upserts
+
+
+def _patient_row(dossier_id: UUID, p: dict) -> list:
+    search = " ".join(folded(x) for x in (p.get("birth_name"), p.get("used_name"), p.get("first_names")) if x)
+    born = p.get("birth_date") or None
+    return [dossier_id, dossier_number(dossier_id), p.get("birth_name") or "", p.get("first_names") or "",
+            date.fromisoformat(born) if isinstance(born, str) else born, p.get("sex") or "", p.get("ins"), search]
+
+
+ACCESS_COLUMNS = (
+    ("access_id", "uuid"), ("dossier_id", "uuid"), ("kind", "text"), ("target", "text"), ("outcome", "text"),
+    ("reason", "text"), ("practitioner_id", "text"), ("practitioner_name", "text"), ("role", "text"),
+    ("establishment_id", "text"), ("dossier_version", "int4"), ("occurred_at", "timestamptz"),
+    ("recorded_at", "timestamptz"),
+)
+PATIENT_COLUMNS = (
+    ("dossier_id", "uuid"), ("number", "text"), ("birth_name", "text"), ("first_names", "text"),
+    ("birth_date", "date"), ("sex", "text"), ("ins", "text"), ("search", "text"),
+)
+
+
+class AccessProjection(BufferedProjection[PostgresAccessView]):
+    """Keeps the access log, and each dossier's patient identity so that accesses can be found by patient.
+
+    Buffered (projections/base.py): a batch of events is written by COPY with its tracking position.
+    """
 
     name = "access"
     topics = ("relais:Access.Created", "relais:Dossier.Created", "relais:Dossier.DraftEdited")
 
-    @singledispatchmethod
-    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
-        self.view.apply(tracking)
+    def new_batch(self) -> AccessBatch:
+        return AccessBatch()
 
-    @process_event.register
-    def _(self, e: Access.Created, tracking: Tracking) -> None:
+    def _access(self, e: Any) -> None:
         a = e.actor or {}
-        self.view.apply(tracking, lambda c: c.execute(
-            "INSERT INTO access_log VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (access_id) DO NOTHING",
-            (e.originator_id, e.dossier_id, e.kind, e.target, e.outcome, e.reason, a.get("practitioner_id", ""),
-             a.get("name", ""), a.get("role", ""), a.get("establishment_id", ""), e.dossier_version, e.occurred_at,
-             e.timestamp)))
+        self.batch.accesses.append([
+            e.originator_id, UUID(str(e.dossier_id)), e.kind, e.target, e.outcome, e.reason,
+            a.get("practitioner_id") or "", a.get("name") or "", a.get("role") or "", a.get("establishment_id") or "",
+            e.dossier_version, e.occurred_at, e.timestamp,
+        ])
 
-    def _patient(self, dossier_id: Any, p: dict, tracking: Tracking) -> None:
-        search = " ".join(folded(x) for x in (p.get("birth_name"), p.get("used_name"), p.get("first_names")) if x)
-        self.view.apply(tracking, lambda c: c.execute(
-            """INSERT INTO access_patients VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-               ON CONFLICT (dossier_id) DO UPDATE SET birth_name = EXCLUDED.birth_name,
-               first_names = EXCLUDED.first_names, birth_date = EXCLUDED.birth_date, sex = EXCLUDED.sex,
-               ins = EXCLUDED.ins, search = EXCLUDED.search""",
-            (dossier_id, dossier_number(dossier_id), p.get("birth_name", ""), p.get("first_names", ""),
-             p.get("birth_date") or None, p.get("sex", ""), p.get("ins"), search)))
+    def _created(self, e: Any) -> None:
+        self.batch.patients[e.originator_id] = _patient_row(e.originator_id, e.patient or {})
 
-    @process_event.register
-    def _(self, e: Dossier.Created, tracking: Tracking) -> None:
-        self._patient(e.originator_id, e.patient or {}, tracking)
-
-    @process_event.register
-    def _(self, e: Dossier.DraftEdited, tracking: Tracking) -> None:
-        if "patient" in e.changes:
-            self._patient(e.originator_id, e.changes["patient"], tracking)
+    def _edited(self, e: Any) -> None:
+        if "patient" not in e.changes:
+            return
+        row = _patient_row(e.originator_id, e.changes["patient"])
+        if e.originator_id in self.batch.patients:
+            self.batch.patients[e.originator_id] = row
         else:
-            self.view.apply(tracking)
+            self.batch.changed[e.originator_id] = row
+
+    handlers = {Access.Created: _access, Dossier.Created: _created, Dossier.DraftEdited: _edited}
+
+    def write(self, curs: Cursor, batch: AccessBatch) -> None:
+        if batch.accesses:
+            _copy(curs, "access_log", ACCESS_COLUMNS, batch.accesses)
+        if batch.patients:
+            _copy(curs, "access_patients", PATIENT_COLUMNS, batch.patients.values())
+        if batch.changed:
+            columns = list(zip(*batch.changed.values()))
+            curs.execute(
+                """INSERT INTO access_patients
+                   SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::date[], %s::text[],
+                                        %s::text[], %s::text[])
+                   ON CONFLICT (dossier_id) DO UPDATE SET birth_name = EXCLUDED.birth_name,
+                   first_names = EXCLUDED.first_names, birth_date = EXCLUDED.birth_date, sex = EXCLUDED.sex,
+                   ins = EXCLUDED.ins, search = EXCLUDED.search""",
+                [list(c) for c in columns],
+            )
+
+
+def _copy(curs: Cursor, table: str, columns: tuple[tuple[str, str], ...], rows: Any) -> None:
+    with curs.copy(f"COPY {table} ({', '.join(n for n, _ in columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types([kind for _, kind in columns])
+        for row in rows:
+            copy.write_row(row)
