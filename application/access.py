@@ -163,6 +163,17 @@ class AccessUseCases(RelaisBase):
         d = self._readable(dossier_id, actor, kind)
         return details_of(d), self.history_of(d.id)
 
+    def may_read_now(
+        self, *, dossier_id: str, actor_id: str, establishment_id: str | None = None, role: str = Role.CLINICIAN,
+    ) -> bool:
+        """Whether this user may still read the dossier, asked right after their own command (a forward
+        hands it away): no access is recorded, nothing is shown."""
+        try:
+            actor = self.actor_for(practitioner_id=actor_id, establishment_id=establishment_id, role=role)
+        except ForbiddenError:
+            return False
+        return self.load(Dossier, dossier_id, "télédossier").may_read(actor)
+
     def trace_refusal(self, *, dossier_id: str, actor: dict, what: str, error: Exception) -> None:
         """A command refused for want of rights (403) is traced like a denied read."""
         if isinstance(error, (ForbiddenError, NotAllowedError)):

@@ -227,3 +227,40 @@ def test_audit_is_for_auditors_only(client, passwords, sent_dossier):
     assert client.get("/audit").status_code == 403
     assert client.get(f"/audit/dossiers/{sent_dossier['dossier_id']}").status_code == 403
     assert client.get(f"/audit/dossiers/{sent_dossier['dossier_id']}/export.json").status_code == 403
+
+
+def test_forward_to_a_team_of_another_establishment(client, passwords, relais, sent_dossier, settle):
+    did, sid = sent_dossier["dossier_id"], sent_dossier["send_id"]
+    nimes = relais.add_establishment(finess="300780038", name="CHU de Nîmes", department="30")
+    stroke = relais.add_service(establishment_id=nimes, code="uneuro", name="Unité neurovasculaire")
+    paris = relais.add_establishment(finess="750712184", name="AP-HP Pitié-Salpêtrière", department="75")
+    paris_team = relais.add_service(establishment_id=paris, code="nri", name="Neuroradiologie interventionnelle")
+    colleague = relais.add_practitioner(rpps=rpps(9), family_name="Roux", given_name="Léa", establishment_id=nimes,
+                                        roles=["clinician"], service_ids=[stroke])
+    client.app.state.services.credentials.set_password(colleague, "correct horse battery")
+    settle()
+    client.app.state.services.names.refresh(force=True)  # the directory's names are cached for a minute
+    login(client, rpps(2))
+    act(client, did, "accept", send_id=sid)
+    page = client.get(f"/dossiers/{did}")
+    assert "Ou dans un autre établissement" in page.text and "Réseau national" in page.text
+    found = client.get(f"/dossiers/{did}/forward-targets", params={"q": "nîmes", "send_id": sid}, headers=HX)
+    assert found.status_code == 200 and f'value="{nimes}|{stroke}|"' in found.text and "Dr Léa ROUX" in found.text
+    assert "CHU de Montpellier" not in client.get(f"/dossiers/{did}/forward-targets", params={"q": "CHU"}).text
+    # outside Occitanie, the inter-regional channel is required: 422, nothing recorded, input kept
+    refused = act(client, did, "forward", send_id=sid, to=f"{paris}|{paris_team}|", note="Avis NRI")
+    assert refused.status_code == 422 and "canal" in refused.text
+    moved = act(client, did, "forward", send_id=sid, to=f"{nimes}|{stroke}|", note="Relève de l'UNV")
+    assert moved.status_code == 200 and moved.headers["HX-Redirect"] == "/inbox/received?done=forwarded"
+    (send,) = relais.get_dossier(dossier_id=did, actor_id=passwords["requester"]).sends
+    assert (send["establishment_id"], send["service_id"], send["state"]) == (nimes, stroke, "requested")
+    settle()
+    inbox = client.get("/inbox/received?done=forwarded")
+    assert "Télédossier transféré" in inbox.text and "DUPONT" not in inbox.text
+    assert client.get(f"/dossiers/{did}").status_code == 403  # it no longer concerns me
+    log = [(a.practitioner_id, a.kind, a.outcome) for a in client.app.state.services.access_log.for_dossier(did)]
+    assert (passwords["recipient"], "dossier", "denied") not in log[:-1]  # the redirect after forwarding traced nothing
+    client.post("/logout", data={"_csrf_token": token(client)})
+    login(client, rpps(9))
+    theirs = client.get("/inbox/received")
+    assert "DUPONT" in theirs.text and "Prendre en charge" in client.get(f"/dossiers/{did}").text

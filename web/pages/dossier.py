@@ -9,18 +9,23 @@ from jinja2_fragments.litestar import HTMXBlockTemplate
 from litestar import Request, get, post
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
-from litestar.params import Body, FromPath
-from litestar.response import File, Template
+from litestar.params import Body, FromPath, FromQuery
+from litestar.plugins.htmx import ClientRedirect
+from litestar.response import File, Redirect, Template
 
 from application.access import Workspace
 from application.errors import ConflictError, NotFoundError
 from domain.dossier import DECLINE_REASONS
 from domain.errors import NotAllowedError
 from application.errors import ForbiddenError
+from domain.values import Role
 from web.errors import StaleView, is_htmx
-from web.present import FOLLOW_UP
+from web.guards import requires_role
+from web.present import CHANNELS, FOLLOW_UP
 from web.services import Services
 from web.session import SessionUser
+
+CLINICIAN = requires_role(Role.CLINICIAN)
 
 DONE = {
     "accept": "Télédossier pris en charge.",
@@ -48,6 +53,10 @@ class ActionForm:
     follow_up: str = ""
     to_service_id: str = ""
     to_practitioner_id: str = ""
+    to_establishment_id: str = ""
+    to: str = ""  # "establishment|service|practitioner" chosen from the directory search (another establishment)
+    to_channel: str = ""
+    q: str = ""  # the directory search box of the forward form (not used by the command)
 
 
 def actor_dict(user: SessionUser) -> dict:
@@ -72,7 +81,7 @@ def page_context(services: Services, user: SessionUser, ws: Workspace, **extra: 
         "forward_services": names.services_of(user.establishment_id) if any("forward" in a for a in ws.send_actions.values()) else [],
         "forward_colleagues": [c for c in names.colleagues(user.establishment_id) if c[0] != user.practitioner_id]
         if any("forward" in a for a in ws.send_actions.values()) else [],
-        "history": list(ws.history), **extra,
+        "channels": CHANNELS, "history": list(ws.history), **extra,
     }
 
 
@@ -97,8 +106,11 @@ def run_action(services: Services, user: SessionUser, dossier_id: str, action: s
         case "provide_complement":
             r.provide_complement(send_id=f.send_id, message=f.message, **common)
         case "forward":
-            r.forward(send_id=f.send_id, to_service_id=f.to_service_id or None,
-                      to_practitioner_id=f.to_practitioner_id or None, note=f.note, **common)
+            establishment, service, practitioner = f.to_establishment_id, f.to_service_id, f.to_practitioner_id
+            if f.to:  # a team or colleague of another establishment, from the directory search
+                establishment, service, practitioner = (f.to.split("|") + ["", "", ""])[:3]
+            r.forward(send_id=f.send_id, to_establishment_id=establishment or None, to_service_id=service or None,
+                      to_practitioner_id=practitioner or None, to_channel=f.to_channel or None, note=f.note, **common)
         case "give_opinion":
             r.give_opinion(send_id=f.send_id, report=f.report, conclusion=f.conclusion,
                            recommendations=f.recommendations, follow_up=f.follow_up or "none", **common)
@@ -118,8 +130,11 @@ def dossier_action(
     dossier_id: FromPath[str],
     action: FromPath[str],
     data: Annotated[ActionForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
-) -> Template:
-    """One command; the page (or its #workspace block for htmx) comes back in its new state."""
+) -> Template | Redirect | ClientRedirect:
+    """One command; the page (or its #workspace block for htmx) comes back in its new state.
+
+    After a forward the dossier may no longer concern me (handed to a colleague or another
+    establishment): back to my inbox, saying it was forwarded."""
     if action not in DONE:
         raise NotFoundError(f"action inconnue : {action}")
     try:
@@ -134,6 +149,15 @@ def dossier_action(
     except (ForbiddenError, NotAllowedError) as e:
         services.relais.trace_refusal(dossier_id=dossier_id, actor=actor_dict(user), what=action, error=e)
         raise
+    if action == "forward" and not services.relais.may_read_now(
+        dossier_id=dossier_id, actor_id=user.practitioner_id, establishment_id=user.establishment_id, role=user.role
+    ):
+        url = "/inbox/received?done=forwarded"
+        if not is_htmx(request):
+            return Redirect(url, status_code=303)
+        redirect = ClientRedirect(url)
+        redirect.status_code = 200  # like every other answer to an action (a POST handler defaults to 201)
+        return redirect
     ws = open_workspace(services, user, dossier_id)
     context = page_context(services, user, ws, notice=DONE[action])
     if is_htmx(request):
@@ -179,4 +203,16 @@ def report(
     return Template("dossier/report.html", context=page_context(services, user, ws))
 
 
-HANDLERS = [dossier_page, dossier_action, document, imaging, report]
+@get("/dossiers/{dossier_id:str}/forward-targets", name="forward-targets", guards=[CLINICIAN], sync_to_thread=True)
+def forward_targets(
+    services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
+    q: FromQuery[str] = "", send_id: FromQuery[str] = "",
+) -> Template:
+    """Teams and colleagues of other establishments to forward a send to (directory search, no patient data)."""
+    results = [e for e in services.names.search(q[:100]) if e["id"] != user.establishment_id] if len(q.strip()) >= 2 else []
+    return Template("dossier/_forward_targets.html", context={
+        "results": results, "q": q, "send_id": send_id, "user": user,
+    })
+
+
+HANDLERS = [dossier_page, dossier_action, document, imaging, report, forward_targets]

@@ -95,12 +95,19 @@ def inbox(
     since: FromQuery[str] = "",
     until: FromQuery[str] = "",
     cursor: FromQuery[str | None] = None,
+    done: FromQuery[str] = "",
 ) -> Template:
     filters = Filters(
         workflow=workflow if workflow in WORKFLOW_LABELS else "", state=state_filter, urgency=urgency if urgency in URGENCY_LABELS else "",
         service=service, since=_date(since), until=_date(until), q=q[:100],
     )
-    return inbox_response(request, services, user, tab, filters, cursor)
+    response = inbox_response(request, services, user, tab, filters, cursor)
+    if done in DONE and isinstance(response.context, dict):
+        response.context["notice"] = DONE[done]
+    return response
+
+
+DONE = {"forwarded": "Télédossier transféré : il a quitté votre boîte de réception."}
 
 
 @get("/inbox/stream", name="inbox-stream", guards=[CLINICIAN])
