@@ -113,6 +113,7 @@ def worker_settings(redis_url: str, ctx: dict | None = None) -> type:
 
 def register_all() -> dict[str, JobFunction]:
     """Imports the modules that define jobs (a worker or in-process runner calls it before use)."""
+    import adapters.dicom.export  # noqa: F401  (export_study)
     import adapters.dicom.retrieve  # noqa: F401  (retrieve_study)
 
     return FUNCTIONS

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -286,3 +287,53 @@ class ImagingUseCases(RelaisBase):
             except ConflictError:
                 continue
         return False
+
+    # ------------------------------------------------------------------ at the recipient
+
+    def _reader_actor(self, dossier_id: str, actor_id: str, establishment_id: str | None) -> Actor:
+        dossier = self.load(Dossier, dossier_id, "télédossier")
+        return self._actor_on(dossier, actor_id, establishment_id)  # type: ignore[attr-defined]
+
+    def _on_study(self, study_id: str, change: Callable[[ReceivedStudy], None]) -> None:
+        for attempt in range(RETRIES):
+            study = self.received_study(study_id=study_id)
+            change(study)
+            try:
+                self.commit(study)
+                return
+            except ConflictError:
+                if attempt == RETRIES - 1:
+                    raise
+
+    def record_download(
+        self, *, dossier_id: str, actor_id: str, study_uid: str, what: str = "zip", establishment_id: str | None = None,
+    ) -> ReceivedStudy:
+        """A download of a study attached to a dossier the actor may read: checked, then recorded."""
+        study = self.study_for_reader(
+            dossier_id=dossier_id, actor_id=actor_id, study_uid=study_uid, establishment_id=establishment_id
+        )
+        actor = self._reader_actor(dossier_id, actor_id, establishment_id).as_dict()
+        self._on_study(str(study.id), lambda s: s.record_download(
+            dossier_id=dossier_id, what=what, actor=actor, occurred_at=self.clock()))
+        return study
+
+    def export_target(
+        self, *, dossier_id: str, actor_id: str, study_uid: str, node_aet: str, establishment_id: str | None = None,
+    ) -> dict:
+        """The actor's own establishment's DICOM node to export a study of this dossier to."""
+        study = self.study_for_reader(
+            dossier_id=dossier_id, actor_id=actor_id, study_uid=study_uid, establishment_id=establishment_id
+        )
+        actor = self._reader_actor(dossier_id, actor_id, establishment_id)
+        node = self.load(DicomNode, node_id(node_aet), "nœud DICOM")
+        if node.establishment_id != actor.establishment_id or not node.active:
+            raise ForbiddenError("export possible seulement vers un nœud DICOM de votre établissement")
+        return {"aet": node.aet, "host": node.host, "port": node.port, "study_id": str(study.id), "actor": actor.as_dict()}
+
+    def record_export(
+        self, *, study_id: str, dossier_id: str, node_aet: str, status: str, sent: int, total: int,
+        failures: list, actor: dict,
+    ) -> None:
+        self._on_study(study_id, lambda s: s.record_export(
+            dossier_id=dossier_id, node_aet=node_aet, status=status, sent=sent, total=total, failures=failures,
+            actor=actor, occurred_at=self.clock()))

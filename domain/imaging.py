@@ -122,3 +122,34 @@ class ReceivedStudy(Aggregate):
             "dossier_id": dossier_id, "node_aet": node_aet, "method": method, "status": status,
             "reason": reason, "expected": expected, "received": received, "at": occurred_at.isoformat(),
         }
+
+    def record_download(self, *, dossier_id: str, what: str, actor: dict, occurred_at: datetime) -> None:
+        """Someone downloaded the study (ZIP with DICOMDIR, or DICOMweb instances)."""
+        self._downloaded(dossier_id=dossier_id, what=what, actor=actor, occurred_at=occurred_at)
+
+    @event("Downloaded", topic="relais:ReceivedStudy.Downloaded")
+    def _downloaded(self, dossier_id: str, what: str, actor: dict, occurred_at: datetime) -> None:
+        pass
+
+    def record_export(
+        self, *, dossier_id: str, node_aet: str, status: str, sent: int, total: int, failures: list,
+        actor: dict, occurred_at: datetime,
+    ) -> None:
+        """An export to a DICOM node: started, then completed, partial or failed, with the status of
+        every instance that was not stored (`failures`: SOP Instance UID, DICOM status, reason)."""
+        if status not in ("started", "completed", "partial", "failed"):
+            raise InvalidFieldError("status", "started, completed, partial ou failed")
+        self._export_recorded(
+            dossier_id=dossier_id, node_aet=node_aet, status=status, sent=sent, total=total, failures=failures,
+            actor=actor, occurred_at=occurred_at,
+        )
+
+    @event("ExportRecorded", topic="relais:ReceivedStudy.ExportRecorded")
+    def _export_recorded(
+        self, dossier_id: str, node_aet: str, status: str, sent: int, total: int, failures: list,
+        actor: dict, occurred_at: datetime,
+    ) -> None:
+        self.__dict__.setdefault("exports", {})[f"{dossier_id}:{node_aet}"] = {
+            "status": status, "sent": sent, "total": total, "failures": failures, "at": occurred_at.isoformat(),
+            "by": actor.get("practitioner_id"),
+        }

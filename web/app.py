@@ -24,7 +24,7 @@ from web.errors import EXCEPTION_HANDLERS
 from web.guards import PUBLIC, LoginRequired, current_user, requires_login
 from web.labels import role_label
 from web import present
-from web.pages import audit, auth, compose, dossier, health, home, imaging, inbox
+from web.pages import audit, auth, compose, dossier, health, home, imaging, inbox, stats
 from projections.inbox import CHANNEL
 from web.security import security_headers
 from web.services import build_services
@@ -78,7 +78,7 @@ def create_app(settings: Settings) -> Litestar:
     app = Litestar(
         route_handlers=[
             *auth.HANDLERS, *home.HANDLERS, *health.HANDLERS, *inbox.HANDLERS, *dossier.HANDLERS,
-            *compose.HANDLERS, *audit.HANDLERS, *imaging.HANDLERS,
+            *compose.HANDLERS, *audit.HANDLERS, *stats.HANDLERS, *imaging.HANDLERS,
             create_static_files_router(path="/static", directories=[STATIC], opt={PUBLIC: True}),
         ],
         dependencies={

@@ -63,6 +63,8 @@ EXPECTED_EVENT_TOPICS = {
     "relais:ReceivedStudy.Created",
     "relais:ReceivedStudy.InstancesReceived",
     "relais:ReceivedStudy.RetrieveRecorded",
+    "relais:ReceivedStudy.Downloaded",
+    "relais:ReceivedStudy.ExportRecorded",
 }
 
 

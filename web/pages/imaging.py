@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import uuid
 from dataclasses import dataclass, field
-from typing import Annotated, Any
-
 from pathlib import Path, PurePosixPath
+from typing import Annotated
 
 import anyio
 import multipart
@@ -21,63 +19,18 @@ from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Template
 
 from adapters.dicom.fileimport import MAX_FILES, discard, extract_zip, identity_differences, import_studies, safe_name, scan
-from adapters.dicom.node import dicom_root, recorder, small_pool_env
+from adapters.dicom.node import recorder
 from adapters.dicom.qr import Peer, QRError, QueryRetrieve
-from adapters.dicom.retrieve import Retriever, retrieve_job_id
-from adapters.dicom.storage import InstanceStore
-from adapters.jobs import ArqJobs, InlineJobs, register_all
+from adapters.dicom.retrieve import retrieve_job_id
 from application.errors import NotFoundError
 from domain.errors import InvalidFieldError
 from domain.imaging import received_study_id, valid_uid
-from projections.directory import PostgresDirectoryView
-from projections.imaging import PostgresImagingView
-from projections.runner import open_view
+from web.imaging_runtime import imaging_web
+from web.pages.viewer import HANDLERS as VIEWER_HANDLERS
 from web.services import Services
 from web.session import SessionUser
 
 FIND_TIMEOUT = 15
-
-
-@dataclass
-class ImagingWeb:
-    """What the imaging pages need beyond the shared services, built once per web process from Settings."""
-
-    imaging: PostgresImagingView
-    directory: PostgresDirectoryView
-    store: InstanceStore
-    jobs: Any
-    our_aet: str
-
-    async def close(self) -> None:
-        self.jobs.close()
-        self.imaging.datastore.close()
-        self.directory.datastore.close()
-
-
-_lock = threading.Lock()
-
-
-def imaging_web(request: Request) -> ImagingWeb:
-    state = request.app.state
-    if getattr(state, "imaging_web", None) is None:
-        with _lock:
-            if getattr(state, "imaging_web", None) is None:
-                services: Services = state.services
-                settings = services.settings
-                env = small_pool_env(settings)
-                register_all()
-                if settings.redis_url:
-                    jobs: Any = ArqJobs(settings.redis_url)
-                else:  # in-process jobs share the web's application (and its connections)
-                    jobs = InlineJobs({"retriever": Retriever(
-                        app=services.relais, store=InstanceStore(dicom_root(settings)), our_aet=settings.dicom_aet,
-                    )})
-                state.imaging_web = ImagingWeb(
-                    imaging=open_view("imaging", env), directory=open_view("directory", env),  # type: ignore[arg-type]
-                    store=InstanceStore(dicom_root(settings)), jobs=jobs, our_aet=settings.dicom_aet,
-                )
-                request.app.on_shutdown.append(state.imaging_web.close)
-    return state.imaging_web
 
 
 def _requester(services: Services, user: SessionUser, dossier_id: str) -> None:
@@ -425,3 +378,5 @@ def import_confirm(
 
 
 HANDLERS += [import_upload, import_confirm]
+
+HANDLERS += VIEWER_HANDLERS  # viewer, download, export, DICOMweb (web/pages/viewer.py)

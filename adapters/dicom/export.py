@@ -1,0 +1,144 @@
+"""Export of a received study to a DICOM node (the recipient's own PACS): C-STORE SCU as a job.
+
+Files are sent as stored (their own transfer syntax, never transcoded). An association lost on the
+way is opened again and the transfer resumes with what is not stored yet (pynetdicom senders can
+lose an association under load, see field notes). Every instance's final status is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydicom import dcmread
+from pynetdicom import AE, evt
+
+from adapters.dicom.node import dicom_root
+from adapters.dicom.storage import InstanceStore
+from adapters.jobs import job
+from application import Relais
+from domain.directory import DicomNode, node_id
+
+log = logging.getLogger("relais.dicom")
+
+MAX_CONTEXTS = 120
+
+
+@dataclass
+class ExportOutcome:
+    status: str  # completed | partial | failed
+    sent: int
+    total: int
+    failures: list[dict] = field(default_factory=list)
+    reason: str = ""
+
+
+def export_job_id(dossier_id: str, study_uid: str, node_aet: str) -> str:
+    return f"export:{dossier_id}:{study_uid}:{node_aet}"
+
+
+def _nodelay(event: evt.Event) -> None:
+    try:
+        event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (AttributeError, OSError):  # pragma: no cover
+        pass
+
+
+class Exporter:
+    def __init__(self, *, app: Relais, store: InstanceStore, our_aet: str, timeout: float = 30.0, associations: int = 3):
+        self.app = app
+        self.store = store
+        self.our_aet = our_aet
+        self.timeout = timeout
+        self.associations = associations
+
+    def export(self, *, dossier_id: str, study_id: str, node_aet: str, actor: dict) -> ExportOutcome:
+        study = self.app.received_study(study_id=study_id)
+        node = self.app.load(DicomNode, node_id(node_aet), "nœud DICOM")
+        files = list(self.store.instances(study.establishment_id, study.study_instance_uid))
+        meta: dict[Path, tuple[str, str, str]] = {}
+        for p in files:
+            fm = dcmread(p, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).file_meta
+            meta[p] = (str(fm.MediaStorageSOPClassUID), str(fm.TransferSyntaxUID), p.stem)
+        total = len(files)
+
+        def record(status: str, sent: int, failures: list) -> None:
+            self.app.record_export(
+                study_id=study_id, dossier_id=dossier_id, node_aet=node.aet, status=status, sent=sent, total=total,
+                failures=failures, actor=actor,
+            )
+
+        record("started", 0, [])
+        done: set[Path] = set()
+        failures: dict[str, dict] = {}
+        reason = ""
+        contexts = sorted({(c, ts) for c, ts, _ in meta.values()})
+        for attempt in range(self.associations):
+            todo = [p for p in files if p not in done]
+            if not todo:
+                break
+            ae = AE(ae_title=self.our_aet)
+            ae.maximum_pdu_size = 0
+            ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout
+            ae.connection_timeout = 5
+            for c, ts in contexts[:MAX_CONTEXTS]:
+                ae.add_requested_context(c, ts)
+            assoc = ae.associate(node.host, node.port, ae_title=node.aet, evt_handlers=[(evt.EVT_ESTABLISHED, _nodelay)])
+            if not assoc.is_established:
+                reason = (
+                    f"le nœud {node.aet} a refusé l'association" if assoc.is_rejected
+                    else f"nœud {node.aet} injoignable ({node.host}:{node.port})"
+                )
+                continue
+            reason = ""
+            try:
+                for p in todo:
+                    sop = meta[p][2]
+                    try:
+                        status = assoc.send_c_store(p)
+                    except ValueError as e:  # no accepted context for this class/syntax
+                        failures[sop] = {"sop": sop, "status": None, "reason": f"refusé par le nœud ({e})"[:200]}
+                        done.add(p)
+                        continue
+                    if not status:  # association lost: resume on a new one
+                        reason = "association interrompue"
+                        break
+                    code = int(status.Status)
+                    if code in (0x0000, 0xB000, 0xB007, 0xB006):
+                        failures.pop(sop, None)
+                    else:
+                        failures[sop] = {"sop": sop, "status": f"0x{code:04X}", "reason": "refusé par le nœud"}
+                    done.add(p)
+            finally:
+                if assoc.is_established:
+                    assoc.release()
+        sent = len(done) - len(failures)
+        for p in files:
+            if p not in done:
+                failures[meta[p][2]] = {"sop": meta[p][2], "status": None, "reason": reason or "non envoyé"}
+        status = "completed" if sent == total else ("partial" if sent else "failed")
+        failure_list = sorted(failures.values(), key=lambda f: f["sop"])
+        record(status, sent, failure_list)
+        return ExportOutcome(status=status, sent=sent, total=total, failures=failure_list, reason=reason)
+
+
+def exporter(ctx: dict) -> Exporter:
+    if "exporter" not in ctx:
+        from adapters.bootstrap import build_app
+
+        settings = ctx["settings"]
+        ctx["exporter"] = Exporter(app=build_app(settings), store=InstanceStore(dicom_root(settings)), our_aet=settings.dicom_aet)
+    return ctx["exporter"]
+
+
+@job
+async def export_study(ctx: dict, dossier_id: str, study_id: str, node_aet: str, actor: dict) -> dict[str, Any]:
+    """Job `export:<dossier>:<study>:<node>`: re-running it sends again; the PACS keeps one copy per SOP UID."""
+    outcome = await asyncio.to_thread(
+        exporter(ctx).export, dossier_id=dossier_id, study_id=study_id, node_aet=node_aet, actor=actor,
+    )
+    return asdict(outcome)

@@ -1,0 +1,87 @@
+"""Previews of stored instances: PNG images with window/level (CT presets), thumbnails per series.
+
+pydicom decodes the pixel data (pylibjpeg plugins for JPEG, JPEG-LS, JPEG 2000, RLE), numpy
+applies the modality LUT and the window, Pillow writes PNG. Thumbnails are cached on disk.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from pydicom import dcmread
+
+# (center, width) in Hounsfield units; "auto" uses the file's own window, else min–max
+CT_PRESETS: dict[str, tuple[str, tuple[float, float] | None]] = {
+    "auto": ("Fenêtre de l'examen", None),
+    "brain": ("Cerveau", (40, 80)),
+    "stroke": ("AVC (parenchyme)", (40, 40)),
+    "subdural": ("Sous-dural", (75, 215)),
+    "bone": ("Os", (500, 2000)),
+    "lung": ("Poumon", (-600, 1500)),
+    "abdomen": ("Abdomen / médiastin", (50, 350)),
+}
+
+
+class RenderError(Exception):
+    """The instance has no image this viewer can show (e.g. a structured report)."""
+
+
+def _first(value: object) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value[0] if hasattr(value, "__len__") and not isinstance(value, (str, bytes)) else value)  # type: ignore[index]
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def render(path: Path, *, preset: str = "auto", size: int | None = None, frame: int = 0) -> bytes:
+    """A PNG of one frame of the instance at `path`, windowed, at most `size` pixels wide/high."""
+    ds = dcmread(path)
+    if "PixelData" not in ds:
+        raise RenderError("pas d'image dans cette instance")
+    try:
+        arr = ds.pixel_array
+    except Exception as e:  # missing decoder, corrupt data
+        raise RenderError(f"image illisible ({e.__class__.__name__})") from None
+    frames = int(ds.get("NumberOfFrames") or 1)
+    if frames > 1:
+        arr = arr[min(max(frame, 0), frames - 1)]
+    if arr.ndim == 3 and arr.shape[-1] == 3:  # colour (RGB after pydicom's YBR conversion)
+        img = Image.fromarray(arr.astype(np.uint8), "RGB")
+    else:
+        values = arr.astype(np.float32) * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0) or 0)
+        window = CT_PRESETS.get(preset, CT_PRESETS["auto"])[1]
+        if window is None:
+            center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
+            if center is None or not width:
+                lo, hi = float(values.min()), float(values.max())
+                center, width = (lo + hi) / 2, max(hi - lo, 1.0)
+        else:
+            center, width = window
+        lo = center - width / 2
+        out = np.clip((values - lo) / max(width, 1.0) * 255.0, 0, 255).astype(np.uint8)
+        if str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1":
+            out = 255 - out
+        img = Image.fromarray(out, "L")
+    if size:
+        img.thumbnail((size, size))
+    buf = io.BytesIO()
+    img.save(buf, "PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def thumbnail(path: Path, cache: Path, size: int = 128) -> bytes:
+    """A cached thumbnail of one instance (the series' middle image is passed in)."""
+    if cache.exists():
+        return cache.read_bytes()
+    png = render(path, size=size)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(png)
+    os.replace(tmp, cache)
+    return png

@@ -1,0 +1,154 @@
+"""At the recipient: thumbnails, viewer with CT presets, ZIP with DICOMDIR, export to their PACS (Orthanc), DICOMweb."""
+
+from __future__ import annotations
+
+import io
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pydicom.fileset import FileSet
+
+from adapters.dicom.export import Exporter
+from adapters.dicom.node import dicom_root, recorder
+from adapters.dicom.receive import describe
+from adapters.dicom.storage import InstanceStore
+from domain.imaging import received_study_id
+from projections.runner import catch_up
+from tests.conftest import rpps
+from tests.peers import ORTHANC, Orthanc, free_port
+from tests.web.conftest import csrf_from, login
+
+sys.path.insert(0, str(Path(__file__).parent.parent))
+from dicomdata import write_bundled  # noqa: E402
+
+HX = {"HX-Request": "true"}
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture()
+def shared(relais, settings, world, passwords, sent_dossier, tmp_path):
+    """A study of every bundled transfer syntax, received for Toulouse and attached to the sent dossier."""
+    data = write_bundled(tmp_path / "mix")
+    store = InstanceStore(dicom_root(settings))
+    items = []
+    for f in data["files"].values():
+        ds = dcmread(f)
+        store.put(world["toulouse"], data["study_uid"], ds.SOPInstanceUID, f.read_bytes())
+        items.append(describe(ds, transfer_syntax=str(ds.file_meta.TransferSyntaxUID), size=f.stat().st_size))
+    (update,) = recorder(relais)(world["toulouse"], items, {"kind": "dicom_store"})
+    relais.attach_received_study(dossier_id=sent_dossier["dossier_id"], actor_id=world["requester"], study_id=update.study_id)
+    catch_up("imaging", settings.eventsourcing_env(), relais)
+    return {"did": sent_dossier["dossier_id"], "uid": data["study_uid"], "study_id": update.study_id, "files": data["files"]}
+
+
+def test_recipient_sees_thumbnails_and_scrolls_the_viewer_with_presets(client, relais, world, shared):
+    login(client, rpps(2))
+    base = f"/dossiers/{shared['did']}/dicom/studies/{shared['uid']}"
+    v = client.get(base + "/viewer", headers=HX)
+    assert v.status_code == 200 and "series-strip" in v.text and "Cerveau" in v.text and "Télécharger" in v.text
+    study = relais.repository.get(received_study_id(world["toulouse"], shared["uid"]))
+    for series_uid in study.series:  # every transfer syntax decodes (pylibjpeg for JPEG, JPEG-LS, J2K; RLE)
+        t = client.get(f"{base}/series/{series_uid}/thumbnail.png")
+        assert t.status_code == 200 and t.content.startswith(PNG), series_uid
+    ct = dcmread(shared["files"]["explicit"])
+    f = client.get(f"{base}/series/{ct.SeriesInstanceUID}", params={"i": 0, "preset": "bone"}, headers=HX)
+    assert f.status_code == 200 and f"instances/{ct.SOPInstanceUID}/image.png?preset=bone" in f.text
+    brain = client.get(f"{base}/instances/{ct.SOPInstanceUID}/image.png", params={"preset": "brain"})
+    bone = client.get(f"{base}/instances/{ct.SOPInstanceUID}/image.png", params={"preset": "bone"})
+    assert brain.content.startswith(PNG) and bone.content.startswith(PNG) and brain.content != bone.content
+    assert client.get(f"{base}/instances/1.2.3.4/image.png").status_code == 404
+
+
+def test_outsiders_see_nothing(client, shared):
+    login(client, rpps(3))  # Montpellier, not in the neuroradiology service addressed
+    base = f"/dossiers/{shared['did']}/dicom/studies/{shared['uid']}"
+    assert client.get(base + "/viewer", headers=HX).status_code == 403
+    assert client.get(base + "/download.zip").status_code == 403
+    assert client.get(f"/dicomweb/dossiers/{shared['did']}/studies").status_code == 403
+
+
+def test_download_is_a_zip_with_a_dicomdir_and_is_recorded(client, relais, world, shared):
+    login(client, rpps(2))
+    r = client.get(f"/dossiers/{shared['did']}/dicom/studies/{shared['uid']}/download.zip")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(r.content)) as z:
+        names = z.namelist()
+        assert "DICOMDIR" in names and len(names) == 1 + len(shared["files"])
+        folder = Path(z.filename or "x").parent
+    sid = received_study_id(world["toulouse"], shared["uid"])
+    (download,) = [e for e in relais.events.get(sid) if type(e).__name__ == "Downloaded"]
+    assert download.actor["practitioner_id"] == world["recipient"] and download.dossier_id == shared["did"]
+    del folder
+
+
+def test_dicomdir_of_the_zip_reads_back_with_pydicom(shared, tmp_path):
+    from web.pages.viewer import zip_with_dicomdir
+
+    archive = zip_with_dicomdir(list(shared["files"].values()), tmp_path)
+    out = tmp_path / "unzipped"
+    zipfile.ZipFile(archive).extractall(out)
+    fs = FileSet(dcmread(out / "DICOMDIR"))
+    assert len(fs) == len(shared["files"])
+    sent = {dcmread(f).SOPInstanceUID: f.read_bytes() for f in shared["files"].values()}
+    for instance in fs:  # each file is the stored one, byte for byte
+        assert Path(instance.path).read_bytes() == sent[instance.SOPInstanceUID]
+
+
+def test_dicomweb_qido_and_wado_scoped_to_the_dossier(client, shared):
+    login(client, rpps(2))
+    dw = f"/dicomweb/dossiers/{shared['did']}"
+    studies = client.get(dw + "/studies").json()
+    assert [s["0020000D"]["Value"][0] for s in studies] == [shared["uid"]]
+    assert studies[0]["00201208"]["Value"] == [len(shared["files"])]
+    series = client.get(f"{dw}/studies/{shared['uid']}/series").json()
+    assert len(series) == len(shared["files"])
+    ct = dcmread(shared["files"]["explicit"])
+    inst = client.get(f"{dw}/studies/{shared['uid']}/series/{ct.SeriesInstanceUID}/instances").json()
+    assert inst[0]["00080018"]["Value"] == [ct.SOPInstanceUID]
+    meta = client.get(f"{dw}/studies/{shared['uid']}/metadata").json()
+    assert len(meta) == len(shared["files"]) and all("7FE00010" not in m or "Value" not in m["7FE00010"] for m in meta)
+    w = client.get(f"{dw}/studies/{shared['uid']}/series/{ct.SeriesInstanceUID}/instances/{ct.SOPInstanceUID}")
+    assert w.status_code == 200 and w.headers["content-type"].startswith("multipart/related")
+    assert b"DICM" in w.content and b"application/dicom" in w.content
+    wrong = client.get(f"{dw}/studies/{shared['uid']}/series/1.2.3/instances/{ct.SOPInstanceUID}")
+    assert wrong.status_code == 404
+
+
+@pytest.mark.skipif(ORTHANC is None, reason="Orthanc not installed")
+def test_export_to_the_recipient_pacs_with_per_instance_status(client, relais, settings, world, shared, tmp_path):
+    with Orthanc(tmp_path / "mtp-pacs", aet="MTP_PACS") as o:
+        relais.add_node(aet="MTP_PACS", host="127.0.0.1", port=o.dicom_port, establishment_id=world["montpellier"], kind="pacs")
+        relais.add_node(aet="TLSE_PACS", host="127.0.0.1", port=104, establishment_id=world["toulouse"], kind="pacs")
+        catch_up("directory", settings.eventsourcing_env(), relais)
+        login(client, rpps(2))
+        base = f"/dossiers/{shared['did']}/dicom/studies/{shared['uid']}"
+        v = client.get(base + "/viewer", headers=HX)
+        assert "MTP_PACS" in v.text and "TLSE_PACS" not in v.text
+        h = HX | {"x-csrftoken": csrf_from(client.get(f"/dossiers/{shared['did']}").text)}
+        bad = client.post(base + "/export", data={"node": "TLSE_PACS"}, headers=h)
+        assert bad.status_code == 403, bad.text
+        r = client.post(base + "/export", data={"node": "MTP_PACS"}, headers=h)
+        assert r.status_code == 200 and "every 1s" in r.text
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            p = client.get(base + "/export", params={"node": "MTP_PACS"}, headers=HX)
+            if "every 1s" not in p.text:
+                break
+            time.sleep(0.3)
+        assert f"Exporté vers MTP_PACS : {len(shared['files'])} / {len(shared['files'])}" in p.text, p.text
+        assert o.instance_count() == len(shared["files"])
+        sid = received_study_id(world["toulouse"], shared["uid"])
+        statuses = [e.status for e in relais.events.get(sid) if type(e).__name__ == "ExportRecorded"]
+        assert statuses == ["started", "completed"]
+
+
+def test_export_to_an_unreachable_node_fails_with_every_instance_listed(relais, settings, world, shared):
+    relais.add_node(aet="DOWN_PACS", host="127.0.0.1", port=free_port(), establishment_id=world["montpellier"], kind="pacs")
+    ex = Exporter(app=relais, store=InstanceStore(dicom_root(settings)), our_aet="RELAIS", timeout=5, associations=2)
+    out = ex.export(dossier_id=shared["did"], study_id=shared["study_id"], node_aet="DOWN_PACS", actor={"practitioner_id": "x"})
+    assert out.status == "failed" and out.sent == 0 and len(out.failures) == len(shared["files"])
+    assert all("injoignable" in f["reason"] for f in out.failures)

@@ -1,0 +1,323 @@
+"""At the recipient (and the requester): series thumbnails, an in-page viewer with CT presets,
+study download as a ZIP with a DICOMDIR, export to the user's own PACS, and read-only DICOMweb
+(QIDO-RS / WADO-RS) scoped to one dossier. Every request checks that the user may read the
+dossier and that the study is attached to it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+import anyio
+from litestar import Request, Response, get, post
+from litestar.background_tasks import BackgroundTask
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery
+from litestar.response import File, Template
+from pydicom import dcmread
+from pydicom.fileset import FileSet
+
+from adapters.dicom.export import export_job_id
+from adapters.dicom.render import CT_PRESETS, RenderError, render, thumbnail
+from application.errors import NotFoundError
+from domain.imaging import ReceivedStudy, valid_uid
+from web.imaging_runtime import imaging_web
+from web.services import Services
+from web.session import SessionUser
+
+BASE = "/dossiers/{dossier_id:str}/dicom/studies/{study_uid:str}"
+
+
+def _study(services: Services, user: SessionUser, dossier_id: str, study_uid: str) -> ReceivedStudy:
+    return services.relais.study_for_reader(
+        dossier_id=dossier_id, actor_id=user.practitioner_id, study_uid=valid_uid(study_uid, "study_uid"),
+        establishment_id=user.establishment_id, role=user.role,
+    )
+
+
+def _series_instances(request: Request, study: ReceivedStudy, series_uid: str) -> list[str]:
+    """SOP Instance UIDs of a series in display order (instance number, from the imaging read model)."""
+    rows = imaging_web(request).imaging.instances_of(str(study.id), series_uid)
+    ordered = [r.sop_instance_uid for r in rows if r.sop_instance_uid in study.instances]
+    rest = sorted(s for s, se in study.instances.items() if se == series_uid and s not in set(ordered))
+    return ordered + rest
+
+
+def _path(request: Request, study: ReceivedStudy, sop: str) -> Path:
+    if study.instances.get(sop) is None:
+        raise NotFoundError("image introuvable dans cet examen")
+    return imaging_web(request).store.path(study.establishment_id, study.study_instance_uid, sop)
+
+
+def _series_list(study: ReceivedStudy) -> list[dict]:
+    return sorted(
+        ({"uid": uid, **meta} for uid, meta in study.series.items()),
+        key=lambda s: (s.get("number") is None, s.get("number") or 0, s["uid"]),
+    )
+
+
+# ---------------------------------------------------------------------- viewer
+
+
+@get(BASE + "/viewer", name="imaging-viewer", sync_to_thread=True)
+def viewer(
+    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
+    dossier_id: FromPath[str], study_uid: FromPath[str],
+) -> Template:
+    """Thumbnails per series, the first series in the viewer, download and export."""
+    study = _study(services, user, dossier_id, study_uid)
+    series = _series_list(study)
+    own = [n.aet for n in imaging_web(request).directory.pacs_of(user.establishment_id)] if user.role == "clinician" else []
+    return Template("imaging/_viewer.html", context={
+        "dossier_id": dossier_id, "study": study, "series": series, "presets": CT_PRESETS,
+        "first": _frame_context(request, study, dossier_id, series[0]["uid"], 0, "auto") if series else None,
+        "nodes": own,
+    })
+
+
+def _frame_context(request: Request, study: ReceivedStudy, dossier_id: str, series_uid: str, i: int, preset: str) -> dict:
+    sops = _series_instances(request, study, series_uid)
+    if not sops:
+        raise NotFoundError("série vide")
+    i = min(max(i, 0), len(sops) - 1)
+    return {
+        "dossier_id": dossier_id, "study_uid": study.study_instance_uid, "series_uid": series_uid, "i": i,
+        "count": len(sops), "sop": sops[i], "preset": preset if preset in CT_PRESETS else "auto", "presets": CT_PRESETS,
+    }
+
+
+@get(BASE + "/series/{series_uid:str}", name="imaging-frame", sync_to_thread=True)
+def frame(
+    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
+    dossier_id: FromPath[str], study_uid: FromPath[str], series_uid: FromPath[str],
+    i: FromQuery[int] = 0, preset: FromQuery[str] = "auto",
+) -> Template:
+    """The viewer on image `i` of a series (the slider and preset selector ask for it)."""
+    study = _study(services, user, dossier_id, study_uid)
+    return Template("imaging/_frame.html", context={"ctx": _frame_context(request, study, dossier_id, series_uid, i, preset)})
+
+
+@get(BASE + "/series/{series_uid:str}/thumbnail.png", name="imaging-thumbnail", sync_to_thread=True)
+def series_thumbnail(
+    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
+    dossier_id: FromPath[str], study_uid: FromPath[str], series_uid: FromPath[str],
+) -> Response:
+    study = _study(services, user, dossier_id, study_uid)
+    sops = _series_instances(request, study, series_uid)
+    if not sops:
+        raise NotFoundError("série vide")
+    web = imaging_web(request)
+    cache = services.settings.data_dir / "previews" / study.establishment_id / study.study_instance_uid / f"{valid_uid(series_uid)}.png"
+    try:
+        png = thumbnail(_path(request, study, sops[len(sops) // 2]), cache)
+    except RenderError:
+        png = b""
+    del web
+    if not png:
+        return Response(b"", status_code=204)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@get(BASE + "/instances/{sop:str}/image.png", name="imaging-image", sync_to_thread=True)
+def image(
+    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
+    dossier_id: FromPath[str], study_uid: FromPath[str], sop: FromPath[str], preset: FromQuery[str] = "auto",
+) -> Response:
+    study = _study(services, user, dossier_id, study_uid)
+    try:
+        png = render(_path(request, study, sop), preset=preset)
+    except RenderError as e:
+        raise NotFoundError(str(e)) from None
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=600"})
+
+
+# ---------------------------------------------------------------------- download, export
+
+
+# Type 1 keys of the DICOMDIR records (PS3.3 F.5) that real instances sometimes leave empty
+DIR_DEFAULTS = {
+    "StudyDate": "19000101", "StudyTime": "000000", "StudyID": "1", "PatientID": "INCONNU",
+    "SeriesNumber": 1, "InstanceNumber": 1, "Modality": "OT",
+}
+
+
+def zip_with_dicomdir(files: list[Path], workdir: Path) -> Path:
+    """An IHE PDI-style folder (DICOM/… files and a DICOMDIR written by pydicom's FileSet), zipped.
+
+    The DICOMDIR records need a few attributes that some instances lack: they are filled in for
+    the directory only; each instance file in the ZIP is the stored file, byte for byte."""
+    fs = FileSet()
+    originals: dict[str, Path] = {}
+    for p in files:
+        ds = dcmread(p)
+        for key, value in DIR_DEFAULTS.items():
+            if ds.get(key) in (None, ""):
+                setattr(ds, key, value)
+        originals[str(ds.SOPInstanceUID)] = p
+        fs.add(ds)
+    out = workdir / "cd"
+    fs.write(out)
+    for instance in FileSet(dcmread(out / "DICOMDIR")):
+        shutil.copyfile(originals[str(instance.SOPInstanceUID)], instance.path)
+    archive = workdir / "etude.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as z:
+        for p in sorted(out.rglob("*")):
+            if p.is_file():
+                z.write(p, p.relative_to(out).as_posix())
+    return archive
+
+
+@get(BASE + "/download.zip", name="imaging-download", sync_to_thread=True)
+def download(
+    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
+    dossier_id: FromPath[str], study_uid: FromPath[str],
+) -> File:
+    """The study as a ZIP with a DICOMDIR; the download is recorded (ReceivedStudy.Downloaded)."""
+    study = services.relais.record_download(
+        dossier_id=dossier_id, actor_id=user.practitioner_id, study_uid=valid_uid(study_uid, "study_uid"),
+        what="zip", establishment_id=user.establishment_id,
+    )
+    files = list(imaging_web(request).store.instances(study.establishment_id, study.study_instance_uid))
+    workdir = Path(tempfile.mkdtemp(prefix="relais-zip-", dir=services.settings.data_dir if services.settings.data_dir.exists() else None))
+    archive = zip_with_dicomdir(files, workdir)
+    return File(
+        archive, filename=f"examen-{study.study.get('accession_number') or study.study_instance_uid[-12:]}.zip",
+        media_type="application/zip", background=BackgroundTask(shutil.rmtree, workdir, ignore_errors=True),
+    )
+
+
+@post(BASE + "/export", name="imaging-export")
+async def start_export(
+    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
+    dossier_id: FromPath[str], study_uid: FromPath[str],
+) -> Template:
+    """Export to a DICOM node of the user's establishment, as a job with per-instance status."""
+    node = str((await request.form()).get("node", ""))
+
+    def start() -> Template:
+        target = services.relais.export_target(
+            dossier_id=dossier_id, actor_id=user.practitioner_id, study_uid=valid_uid(study_uid, "study_uid"),
+            node_aet=node, establishment_id=user.establishment_id,
+        )
+        imaging_web(request).jobs.enqueue(
+            "export_study", job_id=export_job_id(dossier_id, study_uid, target["aet"]), dossier_id=dossier_id,
+            study_id=target["study_id"], node_aet=target["aet"], actor=target["actor"],
+        )
+        return _export_state(services, user, dossier_id, study_uid, target["aet"], running=True)
+
+    return await anyio.to_thread.run_sync(start)
+
+
+def _export_state(services: Services, user: SessionUser, dossier_id: str, study_uid: str, node: str, running: bool) -> Template:
+    study = _study(services, user, dossier_id, study_uid)
+    state = study.__dict__.get("exports", {}).get(f"{dossier_id}:{node}") or {"status": "queued", "sent": 0, "total": 0, "failures": []}
+    return Template("imaging/_export.html", context={
+        "dossier_id": dossier_id, "study_uid": study_uid, "node": node, "state": state,
+        "running": running or state["status"] in ("queued", "started"),
+    })
+
+
+@get(BASE + "/export", name="imaging-export-progress", sync_to_thread=True)
+def export_progress(
+    services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
+    study_uid: FromPath[str], node: FromQuery[str] = "",
+) -> Template:
+    return _export_state(services, user, dossier_id, study_uid, node, running=False)
+
+
+# ---------------------------------------------------------------------- DICOMweb (read-only, one dossier)
+
+DW = "/dicomweb/dossiers/{dossier_id:str}"
+
+
+def _attr(vr: str, *values: object) -> dict:
+    vals = [v for v in values if v not in (None, "")]
+    if vr == "PN":
+        return {"vr": vr, "Value": [{"Alphabetic": str(v)} for v in vals]} if vals else {"vr": vr}
+    return {"vr": vr, "Value": list(vals)} if vals else {"vr": vr}
+
+
+def _json(body: object) -> Response:
+    return Response(json.dumps(body).encode(), media_type="application/dicom+json")
+
+
+@get(DW + "/studies", name="qido-studies", sync_to_thread=True)
+def qido_studies(services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str]) -> Response:
+    d = services.relais.get_dossier(dossier_id=dossier_id, actor_id=user.practitioner_id, role=user.role)
+    out = []
+    for att in d.imaging:
+        try:
+            s = _study(services, user, dossier_id, att["study_instance_uid"])
+        except NotFoundError:
+            continue
+        out.append({
+            "0020000D": _attr("UI", s.study_instance_uid), "00080020": _attr("DA", s.study.get("date")),
+            "00080050": _attr("SH", s.study.get("accession_number")), "00081030": _attr("LO", s.study.get("description")),
+            "00100010": _attr("PN", s.patient.get("name")), "00100020": _attr("LO", s.patient.get("id")),
+            "00100030": _attr("DA", s.patient.get("birth_date")), "00080061": _attr("CS", *s.modalities),
+            "00201206": _attr("IS", len(s.series)), "00201208": _attr("IS", s.instance_count),
+        })
+    return _json(out)
+
+
+@get(DW + "/studies/{study_uid:str}/series", name="qido-series", sync_to_thread=True)
+def qido_series(
+    services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str], study_uid: FromPath[str],
+) -> Response:
+    s = _study(services, user, dossier_id, study_uid)
+    return _json([
+        {"0020000D": _attr("UI", s.study_instance_uid), "0020000E": _attr("UI", se["uid"]),
+         "00080060": _attr("CS", se.get("modality")), "0008103E": _attr("LO", se.get("description")),
+         "00200011": _attr("IS", se.get("number")), "00201209": _attr("IS", se.get("count"))}
+        for se in _series_list(s)
+    ])
+
+
+@get(DW + "/studies/{study_uid:str}/series/{series_uid:str}/instances", name="qido-instances", sync_to_thread=True)
+def qido_instances(
+    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
+    study_uid: FromPath[str], series_uid: FromPath[str],
+) -> Response:
+    s = _study(services, user, dossier_id, study_uid)
+    rows = {r.sop_instance_uid: r for r in imaging_web(request).imaging.instances_of(str(s.id), series_uid)}
+    return _json([
+        {"0020000D": _attr("UI", s.study_instance_uid), "0020000E": _attr("UI", series_uid),
+         "00080018": _attr("UI", sop), "00080016": _attr("UI", rows[sop].sop_class_uid if sop in rows else None),
+         "00200013": _attr("IS", rows[sop].instance_number if sop in rows else None)}
+        for sop in _series_instances(request, s, series_uid)
+    ])
+
+
+@get(DW + "/studies/{study_uid:str}/metadata", name="wado-metadata", sync_to_thread=True)
+def wado_metadata(
+    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
+    study_uid: FromPath[str],
+) -> Response:
+    s = _study(services, user, dossier_id, study_uid)
+    out = []
+    for sop in sorted(s.instances):
+        ds = dcmread(_path(request, s, sop), stop_before_pixels=True)
+        out.append(ds.to_json_dict(bulk_data_threshold=4096, bulk_data_element_handler=lambda el: ""))
+    return _json(out)
+
+
+@get(DW + "/studies/{study_uid:str}/series/{series_uid:str}/instances/{sop:str}", name="wado-instance", sync_to_thread=True)
+def wado_instance(
+    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
+    study_uid: FromPath[str], series_uid: FromPath[str], sop: FromPath[str],
+) -> Response:
+    """The instance as stored (application/dicom in multipart/related, as WADO-RS answers)."""
+    s = _study(services, user, dossier_id, study_uid)
+    if s.instances.get(sop) != series_uid:
+        raise NotFoundError("instance introuvable dans cette série")
+    body = _path(request, s, sop).read_bytes()
+    boundary = "relais-" + sop.replace(".", "")[-20:]
+    payload = (f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n").encode() + body + f"\r\n--{boundary}--\r\n".encode()
+    return Response(payload, media_type=f'multipart/related; type="application/dicom"; boundary={boundary}')
+
+
+HANDLERS = [viewer, frame, series_thumbnail, image, download, start_export, export_progress,
+            qido_studies, qido_series, qido_instances, wado_metadata, wado_instance]
