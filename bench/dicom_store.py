@@ -51,7 +51,7 @@ RELAIS = str(Path(sys.executable).with_name("relais"))
 def ct_study(n: int) -> tuple[Path, str]:
     """N CT instances 512×512 16-bit in one series, cached; returns (folder, study uid)."""
     folder = CACHE / f"ct{n}"
-    marker = folder / "STUDY_UID"
+    marker = CACHE / f"ct{n}.study-uid"
     if marker.exists() and len(list(folder.glob("*.dcm"))) == n:
         return folder, marker.read_text().strip()
     shutil.rmtree(folder, ignore_errors=True)
@@ -103,8 +103,9 @@ def send(groups: list[list[Path]], called: str, port: int, aet: str = "BENCH_GW"
 class OurNode:
     """`relais scp` on a fresh database and data folder."""
 
-    def __init__(self, work: Path):
+    def __init__(self, work: Path, extra_nodes: list[tuple[str, int, str]] | None = None):
         self.work = work
+        self.extra_nodes = extra_nodes or []  # (AE title, port on 127.0.0.1, kind) of Toulouse
         self.db = f"relais_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
         self.url = DEFAULT_SERVER.rsplit("/", 1)[0] + "/" + self.db
         self.port = free_port()
@@ -118,9 +119,13 @@ class OurNode:
         est = self.app.add_establishment(finess="310781406", name="CHU de Toulouse", department="31")
         self.app.add_node(aet="BENCH_GW", host="127.0.0.1", port=104, establishment_id=est, kind="gateway")
         self.establishment = est
+        for aet, port, kind in self.extra_nodes:
+            self.app.add_node(aet=aet, host="127.0.0.1", port=port, establishment_id=est, kind=kind)
+        self.settings = settings
         catch_up("directory", settings.eventsourcing_env(), self.app)
         env = dict(os.environ, RELAIS_DATABASE_URL=self.url, RELAIS_DATA_DIR=str(self.work / "var"),
                    RELAIS_DICOM_PORT=str(self.port), RELAIS_DICOM_AET="RELAIS", RELAIS_LOG_LEVEL="WARNING")
+        self.work.mkdir(parents=True, exist_ok=True)
         self.log = (self.work / "scp.log").open("wb")
         self.proc = subprocess.Popen([RELAIS, "scp"], env=env, stdout=self.log, stderr=subprocess.STDOUT)
         wait_port(self.port, 60, self.proc)

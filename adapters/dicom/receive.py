@@ -117,6 +117,9 @@ class Receiver:
         self.max_delay = max_delay
         self._batches: dict[Any, _Batch] = {}
         self._lock = threading.Lock()
+        # One recording at a time in this process: associations sending the same study would
+        # otherwise clash on its version and retry (PostgreSQL serialises the writes anyway).
+        self._record_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.stored = 0
@@ -203,7 +206,8 @@ class Receiver:
                 items, batch.items = batch.items, []
             if items:
                 try:
-                    updates = self.record(batch.establishment_id, items, batch.source)
+                    with self._record_lock:
+                        updates = self.record(batch.establishment_id, items, batch.source)
                 except Exception:
                     log.exception("enregistrement de %d instances reporté", len(items))
                     with self._lock:
