@@ -16,7 +16,7 @@ import argparse
 import csv
 import random
 import sys
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -94,7 +94,8 @@ def moment(rng: random.Random, day: date, workflow: str) -> datetime:
         minute = rng.choice([rng.randrange(0, 8 * 60), rng.randrange(19 * 60, 24 * 60)])
     else:
         minute = rng.randrange(8 * 60, 19 * 60)
-    return datetime.combine(day, time(minute // 60, minute % 60, rng.randrange(60)), tzinfo=PARIS)
+    local = datetime.combine(day, time(minute // 60, minute % 60, rng.randrange(60)), tzinfo=PARIS)
+    return local.astimezone(timezone.utc)  # arithmetic in UTC: wall-clock sums go wrong across DST changes
 
 
 def iso(value: datetime | None) -> str:
@@ -156,7 +157,7 @@ def generate(out: Path, *, seed: int = 2024, scale: float = 1.0) -> tuple[int, i
             lines = []
             for k, recipient in enumerate(recipients):
                 sent_k = sent if k == 0 or rng.random() < 0.9 else sent + timedelta(minutes=rng.randrange(5, 600))
-                if sent_k.date() != sent.date():  # a later send stays on the same Paris day (same period)
+                if sent_k.astimezone(PARIS).date() != sent.astimezone(PARIS).date():  # same Paris day (same period)
                     sent_k = sent
                 answered = None
                 last = max(last, sent_k)
@@ -169,7 +170,7 @@ def generate(out: Path, *, seed: int = 2024, scale: float = 1.0) -> tuple[int, i
                 lines.append([recipient, dep, region, channel, sent_k, answered])
             answered_any = any(line[5] is not None for line in lines)
             closed = last + timedelta(hours=rng.randrange(1, 72)) if answered_any and rng.random() < 0.7 else None
-            if closed is not None and closed > datetime.now(PARIS):
+            if closed is not None and closed > datetime.now(timezone.utc):
                 closed = None
             legacy_id = f"TLO-{day.year}-{n:06d}"
             for recipient, dep, region, channel, sent_k, answered in lines:

@@ -258,19 +258,28 @@ def page_latency(settings: Settings, app, runs: int) -> None:
         page = client.get("/login").text
         token = re.search(r'name="_csrf_token" value="([^"]+)"', page).group(1)
         client.post("/login", data={"login": rpps, "password": "analyste de la région", "_csrf_token": token})
-        url = "/stats?from=2021-01-01&to=2024-05-31"
-        assert client.get(url).status_code == 200
-        for label, path, headers in (
-            ("/stats (full page)", url, {}),
-            ("/stats (htmx fragment, filter change)", url + "&workflow=stroke_opinion", {"HX-Request": "true"}),
-            ("/stats/export.csv", "/stats/export.csv?from=2021-01-01&to=2024-05-31", {}),
-        ):
-            def get() -> None:
-                response = client.get(path, headers=headers)
-                assert response.status_code == 200, response.text[:300]
+        assert client.get("/stats?from=2021-01-01&to=2024-05-31").status_code == 200  # warms the app up
 
-            med, best = median_time(get, runs)
-            say(f"{label}: median {med * 1000:.0f} ms, best {best * 1000:.0f} ms ({runs} runs)")
+        def timed(label: str, paths: list[str], headers: dict | None = None) -> None:
+            times = []
+            for path in paths:
+                t0 = time.perf_counter()
+                response = client.get(path, headers=headers or {})
+                times.append(time.perf_counter() - t0)
+                assert response.status_code == 200, response.text[:300]
+            say(f"{label}: median {stats.median(times) * 1000:.0f} ms, best {min(times) * 1000:.0f} ms ({len(paths)} runs)")
+
+        # each run a period never asked before: the report is computed (no cache)
+        periods = [f"from=2021-01-01&to=2024-05-{31 - i:02d}" for i in range(1, runs + 1)]
+        timed("/stats, full page, new period", [f"/stats?{p}" for p in periods])
+        workflows = ["stroke_opinion", "emergency_opinion", "imaging_transfer", "generic_opinion", "kidney_transplant_mdt"]
+        timed("/stats, htmx fragment after a filter change", [
+            f"/stats?{periods[0]}&workflow={workflows[i % len(workflows)]}" for i in range(runs)
+        ], {"HX-Request": "true"})
+        timed("/stats/export.csv of the page just shown (cached report)", [f"/stats/export.csv?{p}" for p in periods])
+        timed("/stats/export.json, period never shown", [
+            f"/stats/export.json?from=2021-02-{i + 1:02d}&to=2024-05-31" for i in range(runs)
+        ])
 
 
 if __name__ == "__main__":

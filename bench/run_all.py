@@ -1,6 +1,7 @@
 """Runs every benchmark script of bench/ in turn and says which failed (`make bench`).
 
-    .venv/bin/python bench/run_all.py            # full figures (about 3 minutes on 2 cores)
+    .venv/bin/python bench/run_all.py            # full figures (about 15 minutes on 2 cores, most of it
+                                                 # the annex-scale history of history_stats.py)
     .venv/bin/python bench/run_all.py --quick    # smaller runs: checks that the scripts work
 
 Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust), as `scripts/services.sh` makes sure.
@@ -23,6 +24,9 @@ PLAN: list[tuple[str, list[str], list[str]]] = [
     ("save_dossiers.py", [], ["--dossiers", "1000"]),
     ("save_dossiers.py", ["--cipher"], ["--dossiers", "1000", "--cipher"]),
     ("startup.py", [], ["--repeat", "1"]),
+    ("generate_history.py", ["--out", "/tmp/relais-legacy-history.csv"],
+     ["--out", "/tmp/relais-legacy-history.csv", "--scale", "0.01"]),
+    ("history_stats.py", [], ["--scale", "0.02", "--runs", "2"]),
 ]
 
 

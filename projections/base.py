@@ -26,7 +26,7 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.projection import Projection
 from psycopg import Cursor
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Identifier, Literal
 
 APPLICATION_NAME = "relais"
 
@@ -40,6 +40,9 @@ class PostgresView(PostgresTrackingRecorder):
 
     ddl: ClassVar[tuple[str, ...]] = ()
     tables: ClassVar[tuple[str, ...]] = ()
+    # Bump when the tables change: at the next start the old ones are dropped with the tracking
+    # position and the read model is rebuilt from the log (0: no check).
+    schema_version: ClassVar[int] = 0
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -82,8 +85,30 @@ class PostgresView(PostgresTrackingRecorder):
     def position(self) -> int:
         return self.max_tracking_id(APPLICATION_NAME) or 0
 
-    def reset(self) -> None:
-        """Drops the tables and the tracking position, then creates them again (rebuild)."""
+    def create_table(self) -> None:
+        if self.schema_version and self.tables and self._stored_schema() not in (None, self._schema_mark()):
+            self._drop()
+        super().create_table()
+        if self.schema_version and self.tables:
+            with self.datastore.transaction(commit=True) as curs:
+                curs.execute(SQL("COMMENT ON TABLE {0} IS {1}").format(
+                    Identifier(self.tables[0]), Literal(self._schema_mark())
+                ))
+
+    def _schema_mark(self) -> str:
+        return f"{type(self).__name__} schema {self.schema_version}"
+
+    def _stored_schema(self) -> str | None:
+        """The mark on the first table: None if it does not exist, '' if it has none (older code)."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute("SELECT to_regclass(%s) IS NOT NULL AS present, obj_description(to_regclass(%s), 'pg_class') AS mark",
+                         (self.tables[0], self.tables[0]))
+            row = curs.fetchone()
+        if not row["present"]:
+            return None
+        return row["mark"] or ""
+
+    def _drop(self) -> None:
         with self.datastore.transaction(commit=True) as curs:
             for table in self.tables:
                 curs.execute(SQL("DROP TABLE IF EXISTS {0} CASCADE").format(Identifier(table)))
@@ -91,6 +116,16 @@ class PostgresView(PostgresTrackingRecorder):
                 SQL("DELETE FROM {0} WHERE application_name = %s").format(Identifier(self.tracking_table_name)),
                 (APPLICATION_NAME,),
             )
+
+    def analyze(self) -> None:
+        """Refreshes the planner's statistics of the tables (after a rebuild: bulk loads leave them stale)."""
+        with self.datastore.get_connection() as conn:
+            for table in self.tables:
+                conn.execute(SQL("ANALYZE {0}").format(Identifier(table)))
+
+    def reset(self) -> None:
+        """Drops the tables and the tracking position, then creates them again (rebuild)."""
+        self._drop()
         self.create_table()
 
     def query(self, sql: str, params: tuple | dict = ()) -> list[dict]:
@@ -123,7 +158,7 @@ class BufferedProjection(Projection[V], Generic[V]):
 
     def __init__(self, view: V):
         super().__init__(view)
-        self.lock = threading.RLock()
+        self.lock = threading.Lock()  # never taken twice by one thread: _hand_over runs under it
         self.committed = view.position()  # the position of what is in the database
         self.flushes = 0
         self.error: BaseException | None = None

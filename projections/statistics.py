@@ -30,18 +30,22 @@ PARIS = ZoneInfo("Europe/Paris")
 T, TS, ID = "text", "timestamptz", "uuid"
 ESTABLISHMENT_COLUMNS = (("id", ID), ("finess", T), ("name", T), ("department", T), ("region", T))
 DOSSIER_COLUMNS = (
-    ("id", ID), ("requester_id", ID), ("workflow", T), ("imaging_source", T), ("imported", "bool"),
-    ("created_recorded_at", TS), ("sent_at", TS), ("sent_date", "date"), ("sent_recorded_at", TS),
+    ("id", ID), ("requester_id", ID), ("requester_department", T), ("workflow", T), ("imaging_source", T),
+    ("imported", "bool"), ("created_recorded_at", TS), ("sent_at", TS), ("sent_date", "date"),
+    ("sent_recorded_at", TS), ("first_answer_at", TS),
 )
+D_REQUESTER, D_DEPARTMENT, D_WORKFLOW, D_SOURCE, D_SENT, D_FIRST_ANSWER = 1, 2, 3, 4, 7, 10
 SEND_COLUMNS = (
     ("dossier_id", ID), ("send_id", T), ("recipient_id", ID), ("department", T), ("region", T), ("channel", T),
+    ("workflow", T), ("requester_id", ID), ("requester_department", T),
     ("sent_at", TS), ("sent_date", "date"), ("sent_recorded_at", TS),
     ("accepted_at", TS), ("accepted_recorded_at", TS), ("declined_at", TS), ("declined_recorded_at", TS),
     ("answered_at", TS), ("answered_recorded_at", TS),
 )
 # Facts of a send set by one event each; the first event wins (a re-acceptance after a
 # forward does not move the acceptance time). Index of (business, recorded) in SEND_COLUMNS.
-SEND_FACTS = {"sent": 6, "accepted": 9, "declined": 11, "answered": 13}
+SEND_FACTS = {"sent": 9, "accepted": 12, "declined": 14, "answered": 16}
+S_WORKFLOW = 6  # workflow, requester_id, requester_department: copied from the dossier
 
 
 class PostgresStatisticsView(PostgresView):
@@ -50,13 +54,14 @@ class PostgresStatisticsView(PostgresView):
             id uuid PRIMARY KEY, finess text NOT NULL, name text NOT NULL,
             department text NOT NULL, region text NOT NULL)""",
         """CREATE TABLE IF NOT EXISTS stats_dossiers (
-            id uuid PRIMARY KEY, requester_id uuid, workflow text NOT NULL, imaging_source text NOT NULL,
-            imported boolean NOT NULL, created_recorded_at timestamptz NOT NULL,
-            sent_at timestamptz, sent_date date, sent_recorded_at timestamptz)""",
+            id uuid PRIMARY KEY, requester_id uuid, requester_department text, workflow text NOT NULL,
+            imaging_source text NOT NULL, imported boolean NOT NULL, created_recorded_at timestamptz NOT NULL,
+            sent_at timestamptz, sent_date date, sent_recorded_at timestamptz, first_answer_at timestamptz)""",
         "CREATE INDEX IF NOT EXISTS stats_dossiers_sent_date ON stats_dossiers (sent_date)",
         """CREATE TABLE IF NOT EXISTS stats_sends (
             dossier_id uuid NOT NULL, send_id text NOT NULL, recipient_id uuid,
             department text, region text, channel text,
+            workflow text, requester_id uuid, requester_department text,
             sent_at timestamptz, sent_date date, sent_recorded_at timestamptz,
             accepted_at timestamptz, accepted_recorded_at timestamptz,
             declined_at timestamptz, declined_recorded_at timestamptz,
@@ -65,6 +70,7 @@ class PostgresStatisticsView(PostgresView):
         "CREATE INDEX IF NOT EXISTS stats_sends_sent_date ON stats_sends (sent_date)",
     )
     tables = ("stats_establishments", "stats_dossiers", "stats_sends")
+    schema_version = 2  # 2: dossier fields copied onto sends, first answer on dossiers
 
     def snapshot(self) -> "Snapshot":
         """Every query of a report in one read-only REPEATABLE READ transaction (one state of
@@ -84,6 +90,7 @@ class Snapshot:
         self._tx = self.conn.transaction()
         self._tx.__enter__()
         self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        self.conn.execute("SET LOCAL work_mem = '32MB'")  # sorts of percentiles in memory, not on disk
         return self
 
     def fetch(self, sql: str, params: dict | tuple = ()) -> list[dict]:
@@ -129,7 +136,7 @@ class Batch:
     """What a batch of events changes: new rows, and later facts about rows already written."""
 
     __slots__ = ("new_establishments", "renamed", "new_dossiers", "dossier_patches", "new_sends", "send_patches",
-                 "removed_sends")
+                 "removed_sends", "first_answers")
 
     def __init__(self) -> None:
         self.new_establishments: dict[UUID, list] = {}
@@ -139,6 +146,7 @@ class Batch:
         self.new_sends: dict[tuple[UUID, str], list] = {}
         self.send_patches: dict[tuple[UUID, str], dict] = {}
         self.removed_sends: set[tuple[UUID, str]] = set()
+        self.first_answers: dict[UUID, datetime] = {}
 
 
 class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
@@ -158,6 +166,13 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
         "relais:Dossier.OpinionGiven",
     )
 
+    def __init__(self, view: PostgresStatisticsView):
+        super().__init__(view)
+        # establishment → department, for the requester's department of each dossier
+        self.departments: dict[UUID, str] = {
+            r["id"]: r["department"] for r in view.query("SELECT id, department FROM stats_establishments")
+        }
+
     def new_batch(self) -> Batch:
         return Batch()
 
@@ -165,6 +180,7 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
 
     def _establishment_created(self, e: Any) -> None:
         self.batch.new_establishments[e.originator_id] = [e.originator_id, e.finess, e.name, e.department, e.region]
+        self.departments[e.originator_id] = e.department
 
     def _establishment_renamed(self, e: Any) -> None:
         row = self.batch.new_establishments.get(e.originator_id)
@@ -174,10 +190,10 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
             self.batch.renamed[e.originator_id] = e.name
 
     def _created(self, e: Any) -> None:
-        requester = (e.requester or {}).get("establishment_id")
+        requester = _uuid((e.requester or {}).get("establishment_id"))
         self.batch.new_dossiers[e.originator_id] = [
-            e.originator_id, _uuid(requester), e.workflow, e.imaging_source,
-            e.imported_from is not None, e.timestamp, None, None, None,
+            e.originator_id, requester, self.departments.get(requester), e.workflow, e.imaging_source,
+            e.imported_from is not None, e.timestamp, None, None, None, None,
         ]
 
     def _edited(self, e: Any) -> None:
@@ -187,9 +203,9 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
         row = self.batch.new_dossiers.get(e.originator_id)
         if row is not None:
             if "workflow" in changes:
-                row[2] = changes["workflow"]
+                row[D_WORKFLOW] = changes["workflow"]
             if "imaging_source" in changes:
-                row[3] = changes["imaging_source"]
+                row[D_SOURCE] = changes["imaging_source"]
         else:
             self.batch.dossier_patches.setdefault(e.originator_id, {}).update(changes)
 
@@ -200,7 +216,7 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
         self.batch.removed_sends.discard(key)
         self.batch.new_sends[key] = [
             e.originator_id, r["send_id"], _uuid(establishment),
-            r.get("department"), r.get("region"), r.get("channel"),
+            r.get("department"), r.get("region"), r.get("channel"), None, None, None,
             None, None, None, None, None, None, None, None, None,
         ]
 
@@ -213,13 +229,17 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
     def _send_fact(self, dossier_id: UUID, send_id: str, fact: str, at: datetime, recorded: datetime) -> None:
         key = (dossier_id, send_id)
         row = self.batch.new_sends.get(key)
+        if fact == "answered":
+            first = self.batch.first_answers.get(dossier_id)
+            if first is None or at < first:
+                self.batch.first_answers[dossier_id] = at
         if row is not None:
             i = SEND_FACTS[fact]
             if row[i] is None:
                 row[i] = at
                 row[i + 1] = recorded
                 if fact == "sent":  # sent_at, sent_date, sent_recorded_at
-                    row[7], row[8] = _paris_date(at), recorded
+                    row[i + 1], row[i + 2] = _paris_date(at), recorded
         else:
             self.batch.send_patches.setdefault(key, {}).setdefault(fact, (at, recorded))
 
@@ -229,8 +249,8 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
             self._send_fact(e.originator_id, send_id, "sent", at, recorded)
         row = self.batch.new_dossiers.get(e.originator_id)
         if row is not None:
-            if row[6] is None:
-                row[6], row[7], row[8] = at, _paris_date(at), recorded
+            if row[D_SENT] is None:
+                row[D_SENT], row[D_SENT + 1], row[D_SENT + 2] = at, _paris_date(at), recorded
         else:
             self.batch.dossier_patches.setdefault(e.originator_id, {}).setdefault("sent", (at, recorded))
 
@@ -259,6 +279,25 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
     # -------------------------------------------------------------- writing a batch
 
     def write(self, curs: Cursor, batch: Batch) -> None:
+        # Dossier fields on sends (aggregated without a join), first answers on dossiers: what the
+        # batch knows is set in memory, the rest by a join on the rows already written.
+        refresh: set[UUID] = {did for did, p in batch.dossier_patches.items() if "workflow" in p}
+        for (did, _), row in batch.new_sends.items():
+            dossier = batch.new_dossiers.get(did)
+            if dossier is not None:
+                row[S_WORKFLOW], row[S_WORKFLOW + 1], row[S_WORKFLOW + 2] = (
+                    dossier[D_WORKFLOW], dossier[D_REQUESTER], dossier[D_DEPARTMENT]
+                )
+            else:
+                refresh.add(did)
+        answers: dict[UUID, datetime] = {}
+        for did, at in batch.first_answers.items():
+            dossier = batch.new_dossiers.get(did)
+            if dossier is not None:
+                if dossier[D_FIRST_ANSWER] is None or at < dossier[D_FIRST_ANSWER]:
+                    dossier[D_FIRST_ANSWER] = at
+            else:
+                answers[did] = at
         if batch.new_establishments:
             _copy(curs, "stats_establishments", ESTABLISHMENT_COLUMNS, batch.new_establishments.values())
         if batch.renamed:
@@ -281,6 +320,20 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
             _copy(curs, "stats_sends", SEND_COLUMNS, batch.new_sends.values())
         if batch.send_patches:
             _patch_sends(curs, batch.send_patches)
+        if refresh:
+            curs.execute(
+                """UPDATE stats_sends s SET workflow = d.workflow, requester_id = d.requester_id,
+                          requester_department = d.requester_department
+                   FROM stats_dossiers d WHERE d.id = s.dossier_id AND s.dossier_id = ANY(%s)""",
+                (list(refresh),),
+            )
+        if answers:
+            ids, ats = zip(*answers.items())
+            curs.execute(
+                """UPDATE stats_dossiers d SET first_answer_at = least(d.first_answer_at, u.at)
+                   FROM unnest(%s::uuid[], %s::timestamptz[]) AS u(id, at) WHERE d.id = u.id""",
+                (list(ids), list(ats)),
+            )
 
 
 def _patch_dossiers(curs: Cursor, patches: dict[UUID, dict]) -> None:

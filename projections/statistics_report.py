@@ -97,23 +97,32 @@ def _minutes(value: float | None) -> float | None:
 
 
 def _scope(q: StatsQuery, *, sends: bool) -> str:
-    """WHERE conditions of the filters; `sends`: a send row `s` is in scope (else a dossier `d`)."""
+    """WHERE conditions of the filters; `sends`: a send row `s` is in scope (else a dossier `d`).
+
+    Sends carry their dossier's workflow, requester and requester department (copied by the
+    projection), so that the sends' figures need no join.
+    """
     conds = []
+    row = "s" if sends else "d"
     if q.workflow:
-        conds.append("d.workflow = %(workflow)s")
+        conds.append(f"{row}.workflow = %(workflow)s")
     for value, requester, recipient in (
-        (q.establishment_id, "d.requester_id = %(est)s", "s.recipient_id = %(est)s"),
-        (q.department, "re.department = %(dep)s", "coalesce(s.department, rc.department) = %(dep)s"),
+        (q.establishment_id, f"{row}.requester_id = %(est)s", "s.recipient_id = %(est)s"),
+        (q.department, f"{row}.requester_department = %(dep)s", "s.department = %(dep)s"),
     ):
         if value is None:
             continue
         if not sends:  # a dossier is in scope through any of its sends recorded by then
             recipient = (
-                "EXISTS (SELECT 1 FROM stats_sends s LEFT JOIN stats_establishments rc ON rc.id = s.recipient_id "
+                "EXISTS (SELECT 1 FROM stats_sends s "
                 f"WHERE s.dossier_id = d.id AND s.sent_recorded_at < %(as_of)s AND {recipient})"
             )
         conds.append({"requester": requester, "recipient": recipient}.get(q.side, f"({requester} OR {recipient})"))
     return "".join(f" AND {c}" for c in conds)
+
+
+def _scoped(q: StatsQuery) -> bool:
+    return q.establishment_id is not None or q.department is not None
 
 
 def _params(q: StatsQuery) -> dict[str, Any]:
@@ -126,8 +135,7 @@ def _params(q: StatsQuery) -> dict[str, Any]:
 
 def _daily(db: Any, q: StatsQuery) -> list[dict]:
     return db.fetch(
-        f"""SELECT d.sent_date AS day, d.workflow, count(*) AS n
-            FROM stats_dossiers d LEFT JOIN stats_establishments re ON re.id = d.requester_id
+        f"""SELECT d.sent_date AS day, d.workflow, count(*) AS n FROM stats_dossiers d
             WHERE d.sent_recorded_at < %(as_of)s AND d.sent_date BETWEEN %(lo)s AND %(to)s {_scope(q, sends=False)}
             GROUP BY 1, 2""",
         _params(q),
@@ -136,17 +144,15 @@ def _daily(db: Any, q: StatsQuery) -> list[dict]:
 
 def _sends(db: Any, q: StatsQuery) -> list[dict]:
     return db.fetch(
-        f"""SELECT extract(year FROM s.sent_date)::int AS year, d.workflow,
-                   coalesce(re.department, '') AS requester_department,
-                   coalesce(s.department, rc.department, '') AS recipient_department,
-                   coalesce(s.region, rc.region, '') AS region, coalesce(s.channel, '') AS channel,
+        f"""SELECT extract(year FROM s.sent_date)::int AS year, s.workflow,
+                   coalesce(s.requester_department, '') AS requester_department,
+                   coalesce(s.department, '') AS recipient_department,
+                   coalesce(s.region, '') AS region, coalesce(s.channel, '') AS channel,
                    count(*) AS sends,
                    count(*) FILTER (WHERE s.accepted_recorded_at < %(as_of)s OR s.answered_recorded_at < %(as_of)s) AS accepted,
                    count(*) FILTER (WHERE s.declined_recorded_at < %(as_of)s) AS declined,
                    count(*) FILTER (WHERE s.answered_recorded_at < %(as_of)s) AS answered
-            FROM stats_sends s JOIN stats_dossiers d ON d.id = s.dossier_id
-            LEFT JOIN stats_establishments re ON re.id = d.requester_id
-            LEFT JOIN stats_establishments rc ON rc.id = s.recipient_id
+            FROM stats_sends s
             WHERE s.sent_recorded_at < %(as_of)s AND s.sent_date BETWEEN %(from)s AND %(to)s {_scope(q, sends=True)}
             GROUP BY 1, 2, 3, 4, 5, 6""",
         _params(q),
@@ -155,30 +161,38 @@ def _sends(db: Any, q: StatsQuery) -> list[dict]:
 
 def _imaging(db: Any, q: StatsQuery) -> list[dict]:
     return db.fetch(
-        f"""SELECT coalesce(re.finess, '') AS finess, d.imaging_source, count(*) AS dossiers
-            FROM stats_dossiers d LEFT JOIN stats_establishments re ON re.id = d.requester_id
-            WHERE d.sent_recorded_at < %(as_of)s AND d.sent_date BETWEEN %(from)s AND %(to)s {_scope(q, sends=False)}
-            GROUP BY 1, 2""",
+        f"""SELECT coalesce(e.finess, '') AS finess, i.imaging_source, i.dossiers
+            FROM (SELECT d.requester_id, d.imaging_source, count(*) AS dossiers FROM stats_dossiers d
+                  WHERE d.sent_recorded_at < %(as_of)s AND d.sent_date BETWEEN %(from)s AND %(to)s {_scope(q, sends=False)}
+                  GROUP BY 1, 2) AS i
+            LEFT JOIN stats_establishments e ON e.id = i.requester_id""",
         _params(q),
     )
 
 
 def _delays(db: Any, q: StatsQuery) -> list[dict]:
+    stats = """count(*) AS answered,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM delay) / 60) AS median,
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM delay) / 60) AS p90"""
+    if q.as_of is None and not _scoped(q):
+        # every send, as they stand now: the first answer kept on the dossier row
+        return db.fetch(
+            f"""SELECT workflow, year, {stats} FROM (
+                  SELECT d.workflow, extract(year FROM d.sent_date)::int AS year, d.first_answer_at - d.sent_at AS delay
+                  FROM stats_dossiers d
+                  WHERE d.first_answer_at IS NOT NULL AND d.sent_date BETWEEN %(from)s AND %(to)s {_scope(q, sends=False)}
+                ) AS per_dossier GROUP BY 1, 2""",
+            _params(q),
+        )
     return db.fetch(
         f"""WITH per_dossier AS (
               SELECT d.workflow, extract(year FROM d.sent_date)::int AS year,
-                     min(s.answered_at) FILTER (WHERE s.answered_recorded_at < %(as_of)s)
-                       - min(s.sent_at) FILTER (WHERE s.sent_recorded_at < %(as_of)s) AS delay
+                     min(s.answered_at) FILTER (WHERE s.answered_recorded_at < %(as_of)s) - min(s.sent_at) AS delay
               FROM stats_dossiers d JOIN stats_sends s ON s.dossier_id = d.id
-              LEFT JOIN stats_establishments re ON re.id = d.requester_id
-              LEFT JOIN stats_establishments rc ON rc.id = s.recipient_id
               WHERE d.sent_recorded_at < %(as_of)s AND d.sent_date BETWEEN %(from)s AND %(to)s
                     AND s.sent_recorded_at < %(as_of)s {_scope(q, sends=True)}
               GROUP BY d.id, d.workflow, d.sent_date)
-            SELECT workflow, year, count(*) AS answered,
-                   percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM delay) / 60) AS median,
-                   percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM delay) / 60) AS p90
-            FROM per_dossier WHERE delay IS NOT NULL GROUP BY 1, 2""",
+            SELECT workflow, year, {stats} FROM per_dossier WHERE delay IS NOT NULL GROUP BY 1, 2""",
         _params(q),
     )
 

@@ -7,6 +7,8 @@ patient data: codes, establishments, departments, dates and counts.
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from datetime import date, datetime
 from typing import Annotated
 from urllib.parse import urlencode
@@ -196,13 +198,48 @@ def _short_name(finess: str, establishments: dict[str, dict]) -> str:
     return e["name"]
 
 
-def _context(services: Services, q: StatsQuery) -> dict:
+CACHE_SIZE = 32
+
+
+class ReportCache:
+    """Reports of one web application by (query, position of the read model): the download of
+    what is shown, or going back to a previous filter, costs nothing; any new event changes the key."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.reports: OrderedDict[tuple, dict] = OrderedDict()
+
+    def get(self, services: Services, q: StatsQuery, position: int | None = None) -> dict:
+        if position is None:
+            position = _freshness(services)["position"]
+        key = (q, position)
+        with self.lock:
+            if key in self.reports:
+                self.reports.move_to_end(key)
+                return self.reports[key]
+        report = build_report(PoolStatistics(services.pool), q)
+        with self.lock:
+            self.reports[key] = report
+            while len(self.reports) > CACHE_SIZE:
+                self.reports.popitem(last=False)
+        return report
+
+
+def report_for(request: Request, services: Services, q: StatsQuery, position: int | None = None) -> dict:
+    cache = getattr(request.app.state, "stats_reports", None)
+    if cache is None:
+        cache = request.app.state.stats_reports = ReportCache()
+    return cache.get(services, q, position)
+
+
+def _context(request: Request, services: Services, q: StatsQuery) -> dict:
     establishments = _establishments(services)
-    report = build_report(PoolStatistics(services.pool), q)
+    freshness = _freshness(services)
+    report = report_for(request, services, q, freshness["position"])
     params = query_string(q)
     return {
         "report": report, "q": q, "params": params, "query": urlencode(params), "charts": _charts(report, establishments),
-        "establishments": establishments, "freshness": _freshness(services),
+        "establishments": establishments, "freshness": freshness,
         "departments": sorted({e["department"] for e in establishments.values()}, key=lambda d: (len(d), d)),
         "workflows": WORKFLOW_LABELS, "sources": SOURCES, "channels": CHANNELS, "sides": SIDE_LABELS,
         "tables": TABLE_LABELS, "department_label": department_label, "region_label": region_label,
@@ -221,7 +258,7 @@ def stats_page(
     as_of: Q = None, workflow: Q = None, department: Q = None, establishment: Q = None, side: Q = None,
 ) -> Template:
     q = parse_query(date_from, date_to, as_of, workflow, department, establishment, side)
-    context = _context(services, q)
+    context = _context(request, services, q)
     if is_htmx(request):
         return HTMXBlockTemplate(template_name="stats/index.html", block_name="results", context=context)
     return Template("stats/index.html", context=context)
@@ -238,13 +275,13 @@ def _filename(q: StatsQuery, ext: str, table: str | None = None) -> str:
 
 @get("/stats/export.json", guards=[ANALYST], sync_to_thread=True)
 def export_json(
-    services: NamedDependency[Services],
+    request: Request, services: NamedDependency[Services],
     date_from: Annotated[str | None, QueryParameter(name="from", required=False)] = None,
     date_to: Annotated[str | None, QueryParameter(name="to", required=False)] = None,
     as_of: Q = None, workflow: Q = None, department: Q = None, establishment: Q = None, side: Q = None,
 ) -> Response[bytes]:
     q = parse_query(date_from, date_to, as_of, workflow, department, establishment, side)
-    report = build_report(PoolStatistics(services.pool), q)
+    report = report_for(request, services, q)
     return Response(
         json.dumps(report, indent=2, ensure_ascii=False).encode(), media_type="application/json",
         headers={"Content-Disposition": f'attachment; filename="{_filename(q, "json")}"'},
@@ -253,7 +290,7 @@ def export_json(
 
 @get("/stats/export.csv", guards=[ANALYST], sync_to_thread=True)
 def export_csv(
-    services: NamedDependency[Services],
+    request: Request, services: NamedDependency[Services],
     date_from: Annotated[str | None, QueryParameter(name="from", required=False)] = None,
     date_to: Annotated[str | None, QueryParameter(name="to", required=False)] = None,
     as_of: Q = None, workflow: Q = None, department: Q = None, establishment: Q = None, side: Q = None,
@@ -262,7 +299,7 @@ def export_csv(
     q = parse_query(date_from, date_to, as_of, workflow, department, establishment, side)
     if table and table not in TABLES:
         raise InvalidFieldError("table", f"Tableau : inconnu « {table} » (connus : {', '.join(TABLES)})")
-    report = build_report(PoolStatistics(services.pool), q)
+    report = report_for(request, services, q)
     excel_fr = excel in ("1", "true", "oui")
     return Response(
         to_csv(report, table or None, excel=excel_fr).encode("utf-8"), media_type="text/csv; charset=utf-8",
