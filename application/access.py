@@ -174,6 +174,16 @@ class AccessUseCases(RelaisBase):
             return False
         return self.load(Dossier, dossier_id, "télédossier").may_read(actor)
 
+    def trace_denied(self, *, dossier_id: str, actor: dict, kind: str, reason: str, target: str = "") -> None:
+        """A dossier refused before anything was read (a page reserved to another role): traced
+        when the dossier exists."""
+        try:
+            uid = parse_uuid(dossier_id, "télédossier")
+        except NotFoundError:
+            return
+        if self.exists(uid):
+            self.record_access(dossier_id=str(uid), actor=actor, kind=kind, target=target, outcome="denied", reason=reason)
+
     def trace_refusal(self, *, dossier_id: str, actor: dict, what: str, error: Exception) -> None:
         """A command refused for want of rights (403) is traced like a denied read."""
         if isinstance(error, (ForbiddenError, NotAllowedError)):

@@ -43,6 +43,20 @@ def requires_login(connection: ASGIConnection, handler: BaseRouteHandler) -> Non
         raise LoginRequired(expired=True)
 
 
+def trace_denied(connection: ASGIConnection, user: SessionUser, reason: str) -> None:
+    """A dossier's page refused for want of the role: the attempt is traced like any denied access."""
+    services = getattr(connection.app.state, "services", None)
+    if services is None:  # pragma: no cover - the app factory always sets it
+        return
+    path = connection.url.path
+    kind = "audit" if path.startswith("/audit/") else ("dossier" if connection.method == "GET" else "command")
+    services.relais.trace_denied(
+        dossier_id=str(connection.path_params["dossier_id"]), kind=kind, target=path[:200], reason=reason,
+        actor={"practitioner_id": user.practitioner_id, "role": user.role, "establishment_id": user.establishment_id,
+               "name": user.display_name},
+    )
+
+
 def requires_role(*roles: str) -> Callable[[ASGIConnection, BaseRouteHandler], None]:
     """A guard letting through only users currently acting with one of these roles."""
 
@@ -51,7 +65,10 @@ def requires_role(*roles: str) -> Callable[[ASGIConnection, BaseRouteHandler], N
         user = current_user(connection)
         if user is None or user.role not in roles:
             wanted = ", ".join(role_label(r) for r in roles)
-            raise ForbiddenError(f"Cette page est réservée au rôle : {wanted}.")
+            error = ForbiddenError(f"Cette page est réservée au rôle : {wanted}.")
+            if user is not None and connection.path_params.get("dossier_id"):
+                trace_denied(connection, user, str(error))
+            raise error
 
     guard.__name__ = f"requires_role({', '.join(roles)})"
     return guard

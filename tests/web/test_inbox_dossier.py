@@ -264,3 +264,20 @@ def test_forward_to_a_team_of_another_establishment(client, passwords, relais, s
     login(client, rpps(9))
     theirs = client.get("/inbox/received")
     assert "DUPONT" in theirs.text and "Prendre en charge" in client.get(f"/dossiers/{did}").text
+
+
+def test_a_dossier_page_refused_for_want_of_the_role_is_traced(client, passwords, relais, sent_dossier, settle):
+    did = sent_dossier["dossier_id"]
+    login(client, rpps(2))  # a clinician on the auditor's pages of a dossier
+    assert client.get(f"/audit/dossiers/{did}").status_code == 403
+    assert client.get(f"/audit/dossiers/{did}/export.json").status_code == 403
+    assert client.get("/audit/dossiers/not-a-dossier").status_code == 403  # nothing to trace
+    client.post("/logout", data={"_csrf_token": token(client)})
+    login(client, rpps(4))  # an auditor on a clinician's edit page
+    assert client.get(f"/dossiers/{did}/edit/question").status_code == 403
+    settle()
+    log = [(a.practitioner_id, a.kind, a.outcome, a.target) for a in client.app.state.services.access_log.for_dossier(did)]
+    assert (passwords["recipient"], "audit", "denied", f"/audit/dossiers/{did}") in log
+    assert (passwords["recipient"], "audit", "denied", f"/audit/dossiers/{did}/export.json") in log
+    assert (passwords["auditor"], "dossier", "denied", f"/dossiers/{did}/edit/question") in log
+    assert len(log) == 3
