@@ -95,17 +95,15 @@ def status(app: Relais, env: dict[str, str] | None = None, names: list[str] | No
                 row = curs.fetchone()
                 out.append(ProjectionStatus(name=name, position=position, head=row["head"], lag=row["lag"]))
                 continue
+            # The topics as values the planner sees (no unnest/LATERAL, never a generic plan of a
+            # prepared statement): with them hidden, once the log is analysed, max() walked the
+            # notification_id index backwards hoping to meet the topic soon — the whole log for a
+            # topic with no event yet, seconds per /health at 865k events.
             curs.execute(
-                "SELECT coalesce(max(h.id), 0) AS head, coalesce(sum(l.n), 0)::bigint AS lag "
-                "FROM unnest(%s::text[]) AS t(topic) "
-                # the last event of a topic down the (topic, notification_id) index: with max(), once the log
-                # is analysed, the planner walks the notification_id index backwards hoping to meet the
-                # topic soon — the whole log for a topic with no event (seconds per /health at 865k events)
-                "CROSS JOIN LATERAL (SELECT notification_id AS id FROM relais_events e WHERE e.topic = t.topic "
-                "                    ORDER BY e.topic DESC, e.notification_id DESC LIMIT 1) h "
-                "CROSS JOIN LATERAL (SELECT count(*) AS n FROM relais_events e "
-                "                    WHERE e.topic = t.topic AND e.notification_id > %s) l",
-                (list(projection_class.topics), position),
+                "SELECT coalesce((SELECT max(notification_id) FROM relais_events WHERE topic = ANY(%(t)s)), 0) AS head, "
+                "(SELECT count(*) FROM relais_events WHERE topic = ANY(%(t)s) AND notification_id > %(p)s) AS lag",
+                {"t": list(projection_class.topics), "p": position},
+                prepare=False,
             )
             row = curs.fetchone()
             out.append(ProjectionStatus(name=name, position=position, head=row["head"], lag=row["lag"]))
