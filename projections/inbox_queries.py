@@ -11,7 +11,8 @@ from typing import Any
 
 TABS = ("received", "sent", "drafts", "closed")
 PAGE_SIZE = 25
-COUNT_CAP = 10_000  # counters above this show "10 000+": counting a decade of history is not news
+COUNT_CAP = 1_000  # counters stop here and show "999+": counting years of history on every page is not news
+# (at 170,000 dossiers, counting up to 10,000 took ~350 ms per page for the busiest establishment)
 OPEN = "d.state NOT IN ('closed', 'cancelled')"
 RECEIVED_STATES = ("requested", "in_progress", "on_hold", "answered")
 
@@ -218,7 +219,7 @@ class InboxQueries:
             sql = f"SELECT count(*) AS n FROM (SELECT 1 FROM {source} WHERE {' AND '.join(where)} LIMIT %(cap)s) t"
             out[tab] = self.query(sql, params)[0]["n"]
         source, _, where, _, _ = _tab_sql("received")
-        sql = f"SELECT count(*) AS n FROM {source} WHERE {' AND '.join(where)} AND {UNREAD}"
+        sql = f"SELECT count(*) AS n FROM (SELECT 1 FROM {source} WHERE {' AND '.join(where)} AND {UNREAD} LIMIT %(cap)s) t"
         out["unread"] = self.query(sql, params)[0]["n"]
         return out
 

@@ -20,7 +20,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 from application.errors import NotFoundError
 from domain.values import URGENCY_LABELS, WORKFLOW_LABELS, Role
 from projections.inbox import CHANNEL
-from projections.inbox_queries import TABS, Filters, Scope
+from projections.inbox_queries import COUNT_CAP, TABS, Filters, Scope
 from web.errors import is_htmx
 from web.guards import requires_role
 from web.pages.home import context_choices
@@ -73,6 +73,7 @@ def inbox_response(
     if cursor and is_htmx(request):
         return HTMXBlockTemplate(template_name="inbox/index.html", block_name="more", context=context)
     context["counts"] = services.inbox.counts(scope)
+    context["count_cap"] = COUNT_CAP
     if is_htmx(request) and not full_page:
         context["oob"] = True
         return HTMXBlockTemplate(template_name="inbox/index.html", block_names=["results", "counters"], context=context)
