@@ -100,6 +100,9 @@ def test_pacs_search_and_c_get_retrieve_with_progress(client, relais, settings, 
         assert "Rechercher dans le PACS" in client.get(f"/dossiers/{draft}/dicom", headers=HX).text
         found = client.get(f"/dossiers/{draft}/dicom/pacs/search", params={"node": o.aet, "patient_id": "IPPWEB"}, headers=HX)
         assert found.status_code == 200 and "n° ACCWEB" in found.text and "1 / 2" in found.text
+        series = client.get(f"/dossiers/{draft}/dicom/pacs/series", params={"node": o.aet, "study_uid": study["study_uid"]},
+                            headers=HX)
+        assert series.status_code == 200 and 'name="series_uids"' in series.text and "2 image(s)" in series.text
         empty = client.get(f"/dossiers/{draft}/dicom/pacs/search", params={"node": o.aet}, headers=HX)
         assert "au moins un critère" in empty.text
         r = client.post(f"/dossiers/{draft}/dicom/pacs/retrieve", data={"node": o.aet, "study_uid": study["study_uid"]},

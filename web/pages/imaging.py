@@ -172,6 +172,26 @@ def pacs_search(
     })
 
 
+@get("/dossiers/{dossier_id:str}/dicom/pacs/series", name="imaging-pacs-series", sync_to_thread=True)
+def pacs_series(
+    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
+    node: FromQuery[str] = "", study_uid: FromQuery[str] = "",
+) -> Template:
+    """The series of a study on the PACS (C-FIND series level), to retrieve only some of them."""
+    info = _peer(services, user, dossier_id, node)
+    uid = valid_uid(study_uid, "study_uid")
+    error, series = "", []
+    try:
+        series = QueryRetrieve(imaging_web(request).our_aet, timeout=FIND_TIMEOUT).find_series(
+            Peer(info["aet"], info["host"], info["port"]), uid
+        )
+    except QRError as e:
+        error = e.reason
+    return Template("imaging/_pacs_series.html", context={
+        "dossier_id": dossier_id, "node": info["aet"], "study_uid": uid, "series": series, "error": error,
+    })
+
+
 @dataclass
 class RetrieveForm:
     node: str = ""
@@ -225,7 +245,7 @@ def pacs_progress(
     return t
 
 
-HANDLERS = [picker, received, attach, await_exam, pacs_search, pacs_retrieve, pacs_progress]
+HANDLERS = [picker, received, attach, await_exam, pacs_search, pacs_series, pacs_retrieve, pacs_progress]
 
 
 # ---------------------------------------------------------------------- file import (CD, ZIP, files)
