@@ -151,7 +151,10 @@ class BufferedProjection(Projection[V], Generic[V]):
     committed position); nothing after it is written.
     """
 
-    batch_size: ClassVar[int] = 1000  # events per transaction at most
+    # Events per transaction at most. Only reached with a backlog (rebuild, catch-up, a follower
+    # of an import): measured at the annex's scale, 5,000 rebuilds ~40 % faster than 1,000 and
+    # as fast as 20,000 (bench/history_stats.py).
+    batch_size: ClassVar[int] = 5000
     quiet_after: ClassVar[float] = 0.1  # seconds without a new event: the log is quiet, write now
     max_delay: ClassVar[float] = 1.0  # seconds an event may wait in memory, even under a steady trickle
     handlers: ClassVar[dict[type, Callable[[Any, Any], None]]] = {}

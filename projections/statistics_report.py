@@ -112,10 +112,9 @@ def _scope(q: StatsQuery, *, sends: bool) -> str:
     ):
         if value is None:
             continue
-        if not sends:  # a dossier is in scope through any of its sends recorded by then
+        if not sends:  # a dossier is in scope through any of its sends recorded by then (a hashed subplan)
             recipient = (
-                "EXISTS (SELECT 1 FROM stats_sends s "
-                f"WHERE s.dossier_id = d.id AND s.sent_recorded_at < %(as_of)s AND {recipient})"
+                f"d.id IN (SELECT s.dossier_id FROM stats_sends s WHERE s.sent_recorded_at < %(as_of)s AND {recipient})"
             )
         conds.append({"requester": requester, "recipient": recipient}.get(q.side, f"({requester} OR {recipient})"))
     return "".join(f" AND {c}" for c in conds)
