@@ -1,4 +1,4 @@
-"""Browser journeys in Debian's Chromium (Playwright) against the real platform (`relais up`).
+"""Browser journeys in Debian's Chromium (Playwright) against the real platform, started by `relais up`.
 
 A requester creates and sends a dossier; in a second browser context the recipient sees it arrive
 live, accepts and answers; the requester reads the answer; the auditor replays the history and
@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import time
-import urllib.request
+import signal
 import uuid
 from pathlib import Path
 
@@ -21,7 +19,7 @@ import pytest
 from adapters.bootstrap import build_app, build_pool, upgrade
 from adapters.credentials import Credentials
 from adapters.settings import Settings
-from tests.adapters.test_up import RELAIS, free_port
+from tests.adapters.test_up import Platform, free_port
 from tests.conftest import SERVER_URL, rpps
 
 pytestmark = pytest.mark.slow
@@ -61,33 +59,18 @@ def platform(tmp_path_factory):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELAIS_")}
     env.update(RELAIS_DATABASE_URL=url, RELAIS_HTTP_PORT=str(port), RELAIS_DICOM_PORT=str(free_port()),
-               RELAIS_DATA_DIR=str(tmp_path_factory.mktemp("var")), RELAIS_SECRET_KEY="e2e-secret-" + "x" * 40,
-               RELAIS_LOG_LEVEL="WARNING")
-    # The parts the journeys use, as `relais up` runs them: the web and the projection runner.
-    parts = [
-        subprocess.Popen([RELAIS, "projections", "run", "directory", "inbox", "access"], env=env, start_new_session=True),
-        subprocess.Popen([RELAIS, "serve"], env=env, start_new_session=True),
-    ]
+               RELAIS_DATA_DIR=str(tmp_path_factory.mktemp("var")), RELAIS_LOG_LEVEL="WARNING")
+    # The whole platform as a user starts it: `relais up` (web, DICOM node, projections; jobs in-process).
+    up = Platform(env)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "relais serve never answered /health"
-            time.sleep(0.3)
+        up.wait_for("Relais est prêt", timeout=120)
         yield f"http://127.0.0.1:{port}"
+        up.process.send_signal(signal.SIGTERM)
+        assert up.process.wait(timeout=60) == 0, up.output
+        assert "Relais arrêté." in up.output
     finally:
-        for part in parts:
-            part.terminate()
-        for part in parts:
-            try:
-                part.wait(timeout=30)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                part.kill()
+        if up.process.poll() is None:  # pragma: no cover
+            up.process.kill()
         with psycopg.connect(SERVER_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -114,6 +97,7 @@ def sign_in(browser, base: str, login: str, viewport: dict | None = None):
 
 
 def shot(page, name: str) -> None:
+    page.evaluate("window.scrollTo(0, 0)")  # a full-page capture draws sticky parts (the patient banner) where the page was scrolled
     page.screenshot(path=str(OUTPUT / f"{name}.png"), full_page=True)
 
 
@@ -193,9 +177,21 @@ def test_requester_sends_recipient_answers_live_auditor_replays(platform, browse
     shot(audit, "12-auditor-history")
     audit.click("text=Rejouer pas à pas")
     expect(audit.locator(".replay-pos")).to_contain_text("Version 1")
-    for _ in range(3):
+    for version in (2, 3, 4):  # one step at a time: a click during the previous swap would be lost
         audit.click("text=Suivant ▶")
-    expect(audit.locator(".replay-pos")).to_contain_text("Version 4")
+        expect(audit.locator(".replay-pos")).to_contain_text(f"Version {version}")
     shot(audit, "13-auditor-replay")
+    audit.goto(audit.url.split("/replay")[0] + "/print")  # the printable audit trail, as printed
+    expect(audit.locator(".report-sheet")).to_contain_text("Accès aux données")
+    audit.emulate_media(media="print")
+    shot(audit, "14-auditor-print")
+    # the recipient on a tablet (portrait): the dossier page and the inbox
+    inbox.set_viewport_size({"width": 820, "height": 1180})
+    inbox.reload()
+    expect(inbox.locator(".banner")).to_contain_text("LEFEBVRE")
+    shot(inbox, "15-recipient-dossier-tablet")
+    inbox.goto("/inbox/received?state=answered")
+    expect(inbox.locator(".row", has_text="LEFEBVRE")).to_be_visible()
+    shot(inbox, "16-recipient-inbox-tablet")
     for ctx in (recipient_ctx, requester_ctx, auditor_ctx):
         ctx.close()
