@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import ClassVar
 
 from eventsourcing.application import AggregateNotFoundError
 
@@ -192,20 +195,72 @@ class ImagingUseCases(RelaisBase):
             raise ForbiddenError("seul l'établissement requérant d'un télédossier ouvert peut y joindre de l'imagerie")
         return actor
 
+    # Reads of images traced as Access events (kind "imaging"): at most one granted access per
+    # (user, establishment, dossier, study, kind of read) per window, per process; see study_for_reader.
+    imaging_read_window: ClassVar[float] = 60.0
+
     def study_for_reader(
         self, *, dossier_id: str, actor_id: str, study_uid: str, establishment_id: str | None = None,
-        role: str = Role.CLINICIAN,
+        role: str = Role.CLINICIAN, read: str | None = None,
     ) -> ReceivedStudy:
-        """A study attached to a dossier the actor may read (viewer, download, DICOMweb, export)."""
+        """A study attached to a dossier the actor may read (viewer, download, DICOMweb, export).
+
+        With `read` (the kind of read: "viewer" for the viewer page, frames, images and thumbnails;
+        "dicomweb" for QIDO-RS/WADO-RS; "download"; "export"), the read is traced as an Access event
+        of kind "imaging", target "<read>:<study uid>":
+
+        - a refusal (role not held, dossier not theirs, study not attached to it) is always
+          recorded, once per attempt;
+        - a granted read is recorded once per (user, establishment, dossier, study, kind of read)
+          per `imaging_read_window` seconds (60) in this process: scrolling through a series asks
+          for one frame and one image per slice, and that whole scroll (or a DICOMweb viewer
+          fetching hundreds of instances) is one access, not hundreds. Each web process keeps its
+          own window, so several processes may record the same minute once each — never zero.
+        """
         dossier = self.load(Dossier, dossier_id, "télédossier")
-        actor = self._actor_on(dossier, actor_id, establishment_id, role)  # type: ignore[attr-defined]
-        if not dossier.may_read(actor):
-            raise ForbiddenError("ce télédossier ne vous concerne pas")
-        if study_uid not in dossier.imaging:
-            raise NotFoundError("examen non joint à ce télédossier")
-        return self.load(
+        who = {"practitioner_id": actor_id, "role": str(role), "establishment_id": establishment_id or ""}
+        target = f"{read}:{study_uid}"
+        try:
+            actor = self._actor_on(dossier, actor_id, establishment_id, role)  # type: ignore[attr-defined]
+            who = actor.as_dict()
+            if not dossier.may_read(actor):
+                raise ForbiddenError("ce télédossier ne vous concerne pas")
+            if study_uid not in dossier.imaging:
+                raise NotFoundError("examen non joint à ce télédossier")
+        except (ForbiddenError, NotFoundError) as e:
+            if read:
+                self.record_access(  # type: ignore[attr-defined]
+                    dossier_id=str(dossier.id), actor=who, kind="imaging", target=target, outcome="denied",
+                    reason=str(e), dossier_version=dossier.version,
+                )
+            raise
+        study = self.load(
             ReceivedStudy, received_study_id(dossier.requester["establishment_id"], study_uid), "étude reçue"
         )
+        if read and self._first_read_in_window(
+            (actor_id, who.get("establishment_id") or "", str(dossier.id), study_uid, read)
+        ):
+            self.record_access(  # type: ignore[attr-defined]
+                dossier_id=str(dossier.id), actor=who, kind="imaging", target=target, dossier_version=dossier.version,
+            )
+        return study
+
+    def _first_read_in_window(self, key: tuple) -> bool:
+        """True when `key` was not seen in the last `imaging_read_window` seconds (and marks it seen)."""
+        state = self.__dict__.get("_imaging_reads")
+        if state is None:
+            state = self.__dict__.setdefault("_imaging_reads", (threading.Lock(), {}))
+        lock, seen = state
+        now = time.monotonic()
+        with lock:
+            last = seen.get(key)
+            if last is not None and now - last < self.imaging_read_window:
+                return False
+            seen[key] = now
+            if len(seen) > 10_000:  # forget expired keys
+                for k in [k for k, t in seen.items() if now - t >= self.imaging_read_window]:
+                    del seen[k]
+            return True
 
     def may_see_study(self, *, study_id: str, actor_id: str) -> ReceivedStudy:
         """The study, if the actor is a clinician of the establishment that received it."""
@@ -310,7 +365,8 @@ class ImagingUseCases(RelaisBase):
     ) -> ReceivedStudy:
         """A download of a study attached to a dossier the actor may read: checked, then recorded."""
         study = self.study_for_reader(
-            dossier_id=dossier_id, actor_id=actor_id, study_uid=study_uid, establishment_id=establishment_id
+            dossier_id=dossier_id, actor_id=actor_id, study_uid=study_uid, establishment_id=establishment_id,
+            read="download",
         )
         actor = self._reader_actor(dossier_id, actor_id, establishment_id).as_dict()
         self._on_study(str(study.id), lambda s: s.record_download(
@@ -322,7 +378,8 @@ class ImagingUseCases(RelaisBase):
     ) -> dict:
         """The actor's own establishment's DICOM node to export a study of this dossier to."""
         study = self.study_for_reader(
-            dossier_id=dossier_id, actor_id=actor_id, study_uid=study_uid, establishment_id=establishment_id
+            dossier_id=dossier_id, actor_id=actor_id, study_uid=study_uid, establishment_id=establishment_id,
+            read="export",
         )
         actor = self._reader_actor(dossier_id, actor_id, establishment_id)
         node = self.load(DicomNode, node_id(node_aet), "nœud DICOM")

@@ -152,3 +152,52 @@ def test_export_to_an_unreachable_node_fails_with_every_instance_listed(relais, 
     out = ex.export(dossier_id=shared["did"], study_id=shared["study_id"], node_aet="DOWN_PACS", actor={"practitioner_id": "x"})
     assert out.status == "failed" and out.sent == 0 and len(out.failures) == len(shared["files"])
     assert all("injoignable" in f["reason"] for f in out.failures)
+
+
+def _imaging_accesses(relais, did: str) -> list[tuple[str, str, str]]:
+    """(outcome, target, practitioner) of the Access events of kind "imaging" on a dossier, in order."""
+    out = []
+    for n in relais.recorder.select_notifications(1, 1_000_000, topics=["relais:Access.Created"]):
+        e = relais.mapper.to_domain_event(n)
+        if e.kind == "imaging" and e.dossier_id == did:
+            out.append((e.outcome, e.target, e.actor["practitioner_id"]))
+    return out
+
+
+def test_image_reads_are_traced_once_per_user_study_and_kind_of_read_per_window(client, relais, world, shared):
+    login(client, rpps(2))
+    base = f"/dossiers/{shared['did']}/dicom/studies/{shared['uid']}"
+    dw = f"/dicomweb/dossiers/{shared['did']}"
+    ct = dcmread(shared["files"]["explicit"])
+    assert client.get(base + "/viewer", headers=HX).status_code == 200
+    for i in range(3):  # a scroll: frames, images, thumbnails
+        assert client.get(f"{base}/series/{ct.SeriesInstanceUID}", params={"i": i}, headers=HX).status_code == 200
+        assert client.get(f"{base}/instances/{ct.SOPInstanceUID}/image.png").status_code == 200
+        assert client.get(f"{base}/series/{ct.SeriesInstanceUID}/thumbnail.png").status_code == 200
+    for _ in range(2):  # an external viewer through DICOMweb
+        assert client.get(dw + "/studies").status_code == 200
+        assert client.get(f"{dw}/studies/{shared['uid']}/series").status_code == 200
+        assert client.get(f"{dw}/studies/{shared['uid']}/series/{ct.SeriesInstanceUID}/instances/{ct.SOPInstanceUID}").status_code == 200
+    reader = client.app.state.services.relais
+    log = _imaging_accesses(relais, shared["did"])
+    assert [(o, t) for o, t, _ in log] == [("granted", f"viewer:{shared['uid']}"), ("granted", f"dicomweb:{shared['uid']}")]
+    assert {p for _, _, p in log} == {world["recipient"]}
+    reader.imaging_read_window = 0.0  # the window has passed: the next read is traced again
+    try:
+        client.get(f"{base}/instances/{ct.SOPInstanceUID}/image.png")
+    finally:
+        del reader.imaging_read_window
+    assert _imaging_accesses(relais, shared["did"])[-1][:2] == ("granted", f"viewer:{shared['uid']}")
+
+    client.post("/logout", data={"_csrf_token": csrf_from(client.get("/inbox/received").text)})
+    login(client, rpps(3))  # an outsider: every attempt is traced as denied, none throttled
+    before = len(_imaging_accesses(relais, shared["did"]))
+    assert client.get(f"{base}/instances/{ct.SOPInstanceUID}/image.png").status_code == 403
+    assert client.get(f"{base}/series/{ct.SeriesInstanceUID}/thumbnail.png").status_code == 403
+    assert client.get(f"{dw}/studies/{shared['uid']}/metadata").status_code == 403
+    assert client.get(dw + "/studies").status_code == 403
+    denied = _imaging_accesses(relais, shared["did"])[before:]
+    assert [(o, t) for o, t, _ in denied] == [
+        ("denied", f"viewer:{shared['uid']}"), ("denied", f"viewer:{shared['uid']}"),
+        ("denied", f"dicomweb:{shared['uid']}"), ("denied", "dicomweb:studies"),
+    ]

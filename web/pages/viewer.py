@@ -22,7 +22,7 @@ from pydicom.fileset import FileSet
 
 from adapters.dicom.export import export_job_id
 from adapters.dicom.render import CT_PRESETS, RenderError, render, thumbnail
-from application.errors import NotFoundError
+from application.errors import ForbiddenError, NotFoundError
 from domain.imaging import ReceivedStudy, valid_uid
 from web.imaging_runtime import imaging_web
 from web.services import Services
@@ -31,10 +31,13 @@ from web.session import SessionUser
 BASE = "/dossiers/{dossier_id:str}/dicom/studies/{study_uid:str}"
 
 
-def _study(services: Services, user: SessionUser, dossier_id: str, study_uid: str) -> ReceivedStudy:
+def _study(services: Services, user: SessionUser, dossier_id: str, study_uid: str, read: str | None = None) -> ReceivedStudy:
+    """The study if the user may read it; with `read` ("viewer", "dicomweb") the read is traced as an
+    Access of kind "imaging": every refusal, and one granted access per user, study and kind of read
+    per minute (`ImagingUseCases.study_for_reader`), so a scroll through a series is one access."""
     return services.relais.study_for_reader(
         dossier_id=dossier_id, actor_id=user.practitioner_id, study_uid=valid_uid(study_uid, "study_uid"),
-        establishment_id=user.establishment_id, role=user.role,
+        establishment_id=user.establishment_id, role=user.role, read=read,
     )
 
 
@@ -68,7 +71,7 @@ def viewer(
     dossier_id: FromPath[str], study_uid: FromPath[str],
 ) -> Template:
     """Thumbnails per series, the first series in the viewer, download and export."""
-    study = _study(services, user, dossier_id, study_uid)
+    study = _study(services, user, dossier_id, study_uid, "viewer")
     series = _series_list(study)
     own = [n.aet for n in imaging_web(request).directory.pacs_of(user.establishment_id)] if user.role == "clinician" else []
     return Template("imaging/_viewer.html", context={
@@ -96,7 +99,7 @@ def frame(
     i: FromQuery[int] = 0, preset: FromQuery[str] = "auto",
 ) -> Template:
     """The viewer on image `i` of a series (the slider and preset selector ask for it)."""
-    study = _study(services, user, dossier_id, study_uid)
+    study = _study(services, user, dossier_id, study_uid, "viewer")
     return Template("imaging/_frame.html", context={"ctx": _frame_context(request, study, dossier_id, series_uid, i, preset)})
 
 
@@ -105,7 +108,7 @@ def series_thumbnail(
     request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
     dossier_id: FromPath[str], study_uid: FromPath[str], series_uid: FromPath[str],
 ) -> Response:
-    study = _study(services, user, dossier_id, study_uid)
+    study = _study(services, user, dossier_id, study_uid, "viewer")
     sops = _series_instances(request, study, series_uid)
     if not sops:
         raise NotFoundError("série vide")
@@ -126,7 +129,7 @@ def image(
     request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
     dossier_id: FromPath[str], study_uid: FromPath[str], sop: FromPath[str], preset: FromQuery[str] = "auto",
 ) -> Response:
-    study = _study(services, user, dossier_id, study_uid)
+    study = _study(services, user, dossier_id, study_uid, "viewer")
     try:
         png = render(_path(request, study, sop), preset=preset)
     except RenderError as e:
@@ -246,11 +249,18 @@ def _json(body: object) -> Response:
 
 @get(DW + "/studies", name="qido-studies", sync_to_thread=True)
 def qido_studies(services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str]) -> Response:
-    d = services.relais.get_dossier(dossier_id=dossier_id, actor_id=user.practitioner_id, role=user.role)
+    try:
+        d = services.relais.get_dossier(dossier_id=dossier_id, actor_id=user.practitioner_id, role=user.role)
+    except ForbiddenError as e:
+        services.relais.trace_denied(
+            dossier_id=dossier_id, kind="imaging", reason=str(e), target="dicomweb:studies",
+            actor={"practitioner_id": user.practitioner_id, "role": user.role, "establishment_id": user.establishment_id or ""},
+        )
+        raise
     out = []
     for att in d.imaging:
         try:
-            s = _study(services, user, dossier_id, att["study_instance_uid"])
+            s = _study(services, user, dossier_id, att["study_instance_uid"], "dicomweb")
         except NotFoundError:
             continue
         out.append({
@@ -267,7 +277,7 @@ def qido_studies(services: NamedDependency[Services], user: NamedDependency[Sess
 def qido_series(
     services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str], study_uid: FromPath[str],
 ) -> Response:
-    s = _study(services, user, dossier_id, study_uid)
+    s = _study(services, user, dossier_id, study_uid, "dicomweb")
     return _json([
         {"0020000D": _attr("UI", s.study_instance_uid), "0020000E": _attr("UI", se["uid"]),
          "00080060": _attr("CS", se.get("modality")), "0008103E": _attr("LO", se.get("description")),
@@ -281,7 +291,7 @@ def qido_instances(
     request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
     study_uid: FromPath[str], series_uid: FromPath[str],
 ) -> Response:
-    s = _study(services, user, dossier_id, study_uid)
+    s = _study(services, user, dossier_id, study_uid, "dicomweb")
     rows = {r.sop_instance_uid: r for r in imaging_web(request).imaging.instances_of(str(s.id), series_uid)}
     return _json([
         {"0020000D": _attr("UI", s.study_instance_uid), "0020000E": _attr("UI", series_uid),
@@ -296,7 +306,7 @@ def wado_metadata(
     request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
     study_uid: FromPath[str],
 ) -> Response:
-    s = _study(services, user, dossier_id, study_uid)
+    s = _study(services, user, dossier_id, study_uid, "dicomweb")
     out = []
     for sop in sorted(s.instances):
         ds = dcmread(_path(request, s, sop), stop_before_pixels=True)
@@ -310,7 +320,7 @@ def wado_instance(
     study_uid: FromPath[str], series_uid: FromPath[str], sop: FromPath[str],
 ) -> Response:
     """The instance as stored (application/dicom in multipart/related, as WADO-RS answers)."""
-    s = _study(services, user, dossier_id, study_uid)
+    s = _study(services, user, dossier_id, study_uid, "dicomweb")
     if s.instances.get(sop) != series_uid:
         raise NotFoundError("instance introuvable dans cette série")
     body = _path(request, s, sop).read_bytes()
