@@ -135,10 +135,11 @@ class ReceivedStudy(Aggregate):
         self, *, dossier_id: str, node_aet: str, status: str, sent: int, total: int, failures: list,
         actor: dict, occurred_at: datetime,
     ) -> None:
-        """An export to a DICOM node: started, then completed, partial or failed, with the status of
+        """An export to a DICOM node: started, running (progress: `sent` of `total` so far), then
+        completed, partial or failed, with the status of
         every instance that was not stored (`failures`: SOP Instance UID, DICOM status, reason)."""
-        if status not in ("started", "completed", "partial", "failed"):
-            raise InvalidFieldError("status", "started, completed, partial ou failed")
+        if status not in ("started", "running", "completed", "partial", "failed"):
+            raise InvalidFieldError("status", "started, running, completed, partial ou failed")
         self._export_recorded(
             dossier_id=dossier_id, node_aet=node_aet, status=status, sent=sent, total=total, failures=failures,
             actor=actor, occurred_at=occurred_at,

@@ -3,6 +3,10 @@
 Files are sent as stored (their own transfer syntax, never transcoded). An association lost on the
 way is opened again and the transfer resumes with what is not stored yet (pynetdicom senders can
 lose an association under load, see field notes). Every instance's final status is recorded.
+
+Progress is visible while it runs: `ExportRecorded` events with status "running" and the count
+stored so far (`sent` of `total`), at most one per `progress_every` seconds (1 s: a 1,000-image
+export writes a few dozen events, not a thousand), read back by the page's htmx polling.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,8 +54,12 @@ def _nodelay(event: evt.Event) -> None:
 
 
 class Exporter:
-    def __init__(self, *, app: Relais, store: InstanceStore, our_aet: str, timeout: float = 30.0, associations: int = 3):
+    def __init__(
+        self, *, app: Relais, store: InstanceStore, our_aet: str, timeout: float = 30.0, associations: int = 3,
+        progress_every: float = 1.0,
+    ):
         self.app = app
+        self.progress_every = progress_every
         self.store = store
         self.our_aet = our_aet
         self.timeout = timeout
@@ -73,6 +82,7 @@ class Exporter:
             )
 
         record("started", 0, [])
+        last_progress = time.monotonic()
         done: set[Path] = set()
         failures: dict[str, dict] = {}
         reason = ""
@@ -113,6 +123,9 @@ class Exporter:
                     else:
                         failures[sop] = {"sop": sop, "status": f"0x{code:04X}", "reason": "refusé par le nœud"}
                     done.add(p)
+                    if time.monotonic() - last_progress >= self.progress_every and len(done) < total:
+                        record("running", len(done) - len(failures), sorted(failures.values(), key=lambda f: f["sop"]))
+                        last_progress = time.monotonic()
             finally:
                 if assoc.is_established:
                     assoc.release()

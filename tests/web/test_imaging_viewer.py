@@ -143,7 +143,7 @@ def test_export_to_the_recipient_pacs_with_per_instance_status(client, relais, s
         assert o.instance_count() == len(shared["files"])
         sid = received_study_id(world["toulouse"], shared["uid"])
         statuses = [e.status for e in relais.events.get(sid) if type(e).__name__ == "ExportRecorded"]
-        assert statuses == ["started", "completed"]
+        assert statuses[0] == "started" and statuses[-1] == "completed" and set(statuses[1:-1]) <= {"running"}
 
 
 def test_export_to_an_unreachable_node_fails_with_every_instance_listed(relais, settings, world, shared):
@@ -201,3 +201,48 @@ def test_image_reads_are_traced_once_per_user_study_and_kind_of_read_per_window(
         ("denied", f"viewer:{shared['uid']}"), ("denied", f"viewer:{shared['uid']}"),
         ("denied", f"dicomweb:{shared['uid']}"), ("denied", "dicomweb:studies"),
     ]
+
+
+@pytest.mark.skipif(ORTHANC is None, reason="Orthanc not installed")
+def test_export_progress_is_polled_while_running_and_every_instance_has_a_status_at_the_end(
+    client, relais, settings, world, shared, tmp_path,
+):
+    total = len(shared["files"])
+    with Orthanc(tmp_path / "mtp-pacs", aet="MTP_PACS") as o:
+        relais.add_node(aet="MTP_PACS", host="127.0.0.1", port=o.dicom_port, establishment_id=world["montpellier"], kind="pacs")
+        login(client, rpps(2))
+        base = f"/dossiers/{shared['did']}/dicom/studies/{shared['uid']}"
+        actor = {"practitioner_id": world["recipient"]}
+        # while it runs: the count sent so far, and the fragment keeps polling
+        relais.record_export(study_id=shared["study_id"], dossier_id=shared["did"], node_aet="MTP_PACS", status="running",
+                             sent=2, total=total, failures=[], actor=actor)
+        p = client.get(base + "/export", params={"node": "MTP_PACS"}, headers=HX)
+        assert p.status_code == 200 and "every 1s" in p.text and f"2 / {total}" in p.text and "<progress" in p.text
+        assert "Détail par image" not in p.text
+        # the exporter records its progress as it goes (here after every instance)
+        ex = Exporter(app=relais, store=InstanceStore(dicom_root(settings)), our_aet="RELAIS", timeout=10, progress_every=0)
+        out = ex.export(dossier_id=shared["did"], study_id=shared["study_id"], node_aet="MTP_PACS", actor=actor)
+        assert out.status == "completed" and out.sent == total and o.instance_count() == total
+        sid = received_study_id(world["toulouse"], shared["uid"])
+        last_run = [e for e in relais.events.get(sid) if type(e).__name__ == "ExportRecorded"][1:]  # after the fake
+        assert [e.status for e in last_run] == ["started"] + ["running"] * (total - 1) + ["completed"]
+        assert [e.sent for e in last_run] == list(range(total)) + [total]
+        # at the end: no more polling, and the status of every instance
+        p = client.get(base + "/export", params={"node": "MTP_PACS"}, headers=HX)
+        assert "every 1s" not in p.text and f"Exporté vers MTP_PACS : {total} / {total}" in p.text
+        study = relais.repository.get(sid)
+        assert all(sop in p.text for sop in study.instances) and p.text.count("stockée") == total
+
+
+def test_export_state_lists_refused_and_stored_instances(client, relais, world, shared):
+    login(client, rpps(2))
+    study = relais.repository.get(received_study_id(world["toulouse"], shared["uid"]))
+    refused = sorted(study.instances)[0]
+    relais.record_export(
+        study_id=shared["study_id"], dossier_id=shared["did"], node_aet="MTP_PACS", status="partial",
+        sent=len(study.instances) - 1, total=len(study.instances),
+        failures=[{"sop": refused, "status": "0xA700", "reason": "refusé par le nœud"}], actor={"practitioner_id": "x"},
+    )
+    p = client.get(f"/dossiers/{shared['did']}/dicom/studies/{shared['uid']}/export", params={"node": "MTP_PACS"}, headers=HX)
+    assert "Export partiel" in p.text and "every 1s" not in p.text
+    assert "refusé par le nœud (0xA700)" in p.text and p.text.count("stockée") == len(study.instances) - 1

@@ -217,9 +217,20 @@ async def start_export(
 def _export_state(services: Services, user: SessionUser, dossier_id: str, study_uid: str, node: str, running: bool) -> Template:
     study = _study(services, user, dossier_id, study_uid)
     state = study.__dict__.get("exports", {}).get(f"{dossier_id}:{node}") or {"status": "queued", "sent": 0, "total": 0, "failures": []}
+    finished = state["status"] in ("completed", "partial", "failed")
+    instances = []
+    if finished:  # the status of every instance: refused or not sent (with why), else stored by the node
+        failed = {f["sop"]: f for f in state["failures"]}
+        series_no = {uid: meta.get("number") for uid, meta in study.series.items()}
+        for sop, series_uid in sorted(study.instances.items(), key=lambda i: (series_no.get(i[1]) or 0, i[1], i[0])):
+            f = failed.get(sop)
+            instances.append({
+                "sop": sop, "series": series_no.get(series_uid), "ok": f is None,
+                "status": (f.get("status") or "") if f else "0x0000", "reason": f["reason"] if f else "stockée",
+            })
     return Template("imaging/_export.html", context={
-        "dossier_id": dossier_id, "study_uid": study_uid, "node": node, "state": state,
-        "running": running or state["status"] in ("queued", "started"),
+        "dossier_id": dossier_id, "study_uid": study_uid, "node": node, "state": state, "instances": instances,
+        "running": running or not finished,
     })
 
 
