@@ -234,6 +234,8 @@ def main() -> None:
             "closed tab page": (base + "/inbox/closed", {"Cookie": cookie}),
             "filtered fragment (received, emergency opinions, answered)": (
                 base + "/inbox/received?workflow=emergency_opinion&state=answered", {"Cookie": cookie, "HX-Request": "true"}),
+            "search fragment (received, a 6-letter name)": (
+                base + "/inbox/received?q=martin", {"Cookie": cookie, "HX-Request": "true"}),
             "search fragment (closed, imaging transfer, name: no match)": (
                 base + "/inbox/closed?workflow=imaging_transfer&q=a", {"Cookie": cookie, "HX-Request": "true"}),
         }

@@ -92,6 +92,10 @@ class PostgresInboxView(InboxQueries, PostgresView):
         "CREATE INDEX IF NOT EXISTS inbox_dossiers_activity ON inbox_dossiers (last_activity_at DESC, id DESC)",
         "CREATE INDEX IF NOT EXISTS inbox_dossiers_number ON inbox_dossiers (number)",
         "CREATE INDEX IF NOT EXISTS inbox_dossiers_name ON inbox_dossiers (birth_name text_pattern_ops)",
+        # searching a name anywhere (LIKE '%…%', three letters or more) without reading every dossier
+        # (pg_trgm ships with PostgreSQL, the embedded server included, and is a trusted extension)
+        "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+        "CREATE INDEX IF NOT EXISTS inbox_dossiers_search ON inbox_dossiers USING gin (search gin_trgm_ops)",
     )
     tables = ("inbox_dossiers", "inbox_sends", "inbox_views")
 
