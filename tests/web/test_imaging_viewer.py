@@ -246,3 +246,47 @@ def test_export_state_lists_refused_and_stored_instances(client, relais, world, 
     p = client.get(f"/dossiers/{shared['did']}/dicom/studies/{shared['uid']}/export", params={"node": "MTP_PACS"}, headers=HX)
     assert "Export partiel" in p.text and "every 1s" not in p.text
     assert "refusé par le nœud (0xA700)" in p.text and p.text.count("stockée") == len(study.instances) - 1
+
+
+def _parts(r) -> list[tuple[str, bytes]]:
+    """(Content-Type, body) of each part of a multipart/related answer."""
+    boundary = r.headers["content-type"].split("boundary=")[1].strip('"')
+    out = []
+    for chunk in r.content.split(f"--{boundary}".encode())[1:]:
+        if chunk.startswith(b"--"):
+            break
+        head, _, body = chunk.partition(b"\r\n\r\n")
+        out.append((head.decode().strip().split(":", 1)[1].strip(), body[:-2]))
+    return out
+
+
+def test_dicomweb_series_and_instance_metadata_study_and_series_retrieve_and_frames(client, shared):
+    """What OHIF asks for: series metadata, then frames; also study/series retrieve and instance metadata."""
+    login(client, rpps(2))
+    dw = f"/dicomweb/dossiers/{shared['did']}/studies/{shared['uid']}"
+    ct = dcmread(shared["files"]["explicit"])
+    meta = client.get(f"{dw}/series/{ct.SeriesInstanceUID}/metadata").json()
+    assert [m["00080018"]["Value"] for m in meta] == [[ct.SOPInstanceUID]]
+    one = client.get(f"{dw}/series/{ct.SeriesInstanceUID}/instances/{ct.SOPInstanceUID}/metadata").json()
+    assert one == meta
+    assert client.get(f"{dw}/series/1.2.3/metadata").status_code == 404
+    study = _parts(client.get(dw))
+    assert len(study) == len(shared["files"]) and all(t == "application/dicom" and b"DICM" in b for t, b in study)
+    (series,) = _parts(client.get(f"{dw}/series/{ct.SeriesInstanceUID}"))
+    assert series[1] == shared["files"]["explicit"].read_bytes()
+    # native frame: the pixel bytes as stored
+    (frame,) = _parts(client.get(f"{dw}/series/{ct.SeriesInstanceUID}/instances/{ct.SOPInstanceUID}/frames/1"))
+    assert frame[0] == f"application/octet-stream; transfer-syntax={ct.file_meta.TransferSyntaxUID}"
+    assert frame[1] == ct.PixelData
+    # encapsulated frame: the compressed bytes, with their transfer syntax
+    for key, f in shared["files"].items():
+        ds = dcmread(f)
+        if ds.file_meta.TransferSyntaxUID.is_encapsulated:
+            r = client.get(f"{dw}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}/frames/1")
+            ((ctype, body),) = _parts(r)
+            assert ctype.endswith(f"transfer-syntax={ds.file_meta.TransferSyntaxUID}") and len(body) > 100, key
+            assert body in ds.PixelData, key
+    assert client.get(f"{dw}/series/{ct.SeriesInstanceUID}/instances/{ct.SOPInstanceUID}/frames/2").status_code == 404
+    login(client, rpps(3))  # an outsider
+    assert client.get(f"{dw}/series/{ct.SeriesInstanceUID}/instances/{ct.SOPInstanceUID}/frames/1").status_code == 403
+    assert client.get(dw).status_code == 403

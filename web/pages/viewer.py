@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import uuid
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -16,8 +18,9 @@ from litestar import Request, Response, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
-from litestar.response import File, Template
+from litestar.response import File, Stream, Template
 from pydicom import dcmread
+from pydicom.encaps import get_frame
 from pydicom.fileset import FileSet
 
 from adapters.dicom.export import export_job_id
@@ -312,33 +315,131 @@ def qido_instances(
     ])
 
 
+def _metadata(request: Request, s: ReceivedStudy, sops: list[str]) -> Response:
+    out = []
+    for sop in sops:
+        ds = dcmread(_path(request, s, sop), stop_before_pixels=True)
+        out.append(ds.to_json_dict(bulk_data_threshold=4096, bulk_data_element_handler=lambda el: ""))
+    return _json(out)
+
+
+def _in_series(s: ReceivedStudy, series_uid: str, sop: str | None = None) -> list[str]:
+    """The SOP Instance UIDs of a series of the study (or the one asked for), else 404."""
+    sops = sorted(x for x, se in s.instances.items() if se == series_uid and (sop is None or x == sop))
+    if not sops:
+        raise NotFoundError("instance introuvable dans cette série" if sop else "série introuvable dans cet examen")
+    return sops
+
+
 @get(DW + "/studies/{study_uid:str}/metadata", name="wado-metadata", sync_to_thread=True)
 def wado_metadata(
     request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
     study_uid: FromPath[str],
 ) -> Response:
     s = _study(services, user, dossier_id, study_uid, "dicomweb")
-    out = []
-    for sop in sorted(s.instances):
-        ds = dcmread(_path(request, s, sop), stop_before_pixels=True)
-        out.append(ds.to_json_dict(bulk_data_threshold=4096, bulk_data_element_handler=lambda el: ""))
-    return _json(out)
+    return _metadata(request, s, sorted(s.instances))
+
+
+@get(DW + "/studies/{study_uid:str}/series/{series_uid:str}/metadata", name="wado-series-metadata", sync_to_thread=True)
+def wado_series_metadata(
+    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
+    study_uid: FromPath[str], series_uid: FromPath[str],
+) -> Response:
+    """Series metadata (what OHIF asks for before showing a series)."""
+    s = _study(services, user, dossier_id, study_uid, "dicomweb")
+    return _metadata(request, s, _in_series(s, series_uid))
+
+
+@get(DW + "/studies/{study_uid:str}/series/{series_uid:str}/instances/{sop:str}/metadata", name="wado-instance-metadata",
+     sync_to_thread=True)
+def wado_instance_metadata(
+    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
+    study_uid: FromPath[str], series_uid: FromPath[str], sop: FromPath[str],
+) -> Response:
+    s = _study(services, user, dossier_id, study_uid, "dicomweb")
+    return _metadata(request, s, _in_series(s, series_uid, sop))
+
+
+def _multipart(parts: Iterator[tuple[str, bytes]], kind: str) -> Stream:
+    """A multipart/related answer streamed part by part (a study is never held in memory whole)."""
+    boundary = "relais-" + uuid.uuid4().hex
+
+    def body() -> Iterator[bytes]:
+        for content_type, data in parts:
+            yield f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode() + data + b"\r\n"
+        yield f"--{boundary}--\r\n".encode()
+
+    return Stream(body(), media_type=f'multipart/related; type="{kind}"; boundary={boundary}')
+
+
+def _instances(request: Request, s: ReceivedStudy, sops: list[str]) -> Stream:
+    return _multipart((("application/dicom", _path(request, s, sop).read_bytes()) for sop in sops), "application/dicom")
+
+
+@get(DW + "/studies/{study_uid:str}", name="wado-study", sync_to_thread=True)
+def wado_study(
+    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
+    study_uid: FromPath[str],
+) -> Stream:
+    """Every instance of the study as stored (WADO-RS retrieve study)."""
+    s = _study(services, user, dossier_id, study_uid, "dicomweb")
+    return _instances(request, s, sorted(s.instances))
+
+
+@get(DW + "/studies/{study_uid:str}/series/{series_uid:str}", name="wado-series", sync_to_thread=True)
+def wado_series(
+    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
+    study_uid: FromPath[str], series_uid: FromPath[str],
+) -> Stream:
+    s = _study(services, user, dossier_id, study_uid, "dicomweb")
+    return _instances(request, s, _in_series(s, series_uid))
 
 
 @get(DW + "/studies/{study_uid:str}/series/{series_uid:str}/instances/{sop:str}", name="wado-instance", sync_to_thread=True)
 def wado_instance(
     request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
     study_uid: FromPath[str], series_uid: FromPath[str], sop: FromPath[str],
-) -> Response:
+) -> Stream:
     """The instance as stored (application/dicom in multipart/related, as WADO-RS answers)."""
     s = _study(services, user, dossier_id, study_uid, "dicomweb")
-    if s.instances.get(sop) != series_uid:
-        raise NotFoundError("instance introuvable dans cette série")
-    body = _path(request, s, sop).read_bytes()
-    boundary = "relais-" + sop.replace(".", "")[-20:]
-    payload = (f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n").encode() + body + f"\r\n--{boundary}--\r\n".encode()
-    return Response(payload, media_type=f'multipart/related; type="application/dicom"; boundary={boundary}')
+    return _instances(request, s, _in_series(s, series_uid, sop))
+
+
+def frames_of(path: Path, numbers: list[int]) -> tuple[str, list[bytes]]:
+    """The pixel data of frames `numbers` (1-based) of an instance, as stored: native frames cut from
+    Pixel Data, encapsulated ones (JPEG, JPEG-LS, JPEG 2000, RLE) as their compressed bytes; with the
+    transfer syntax so the client knows how to decode them."""
+    ds = dcmread(path)
+    if "PixelData" not in ds:
+        raise NotFoundError("instance sans image")
+    ts = ds.file_meta.TransferSyntaxUID
+    count = int(ds.get("NumberOfFrames") or 1)
+    if any(not 1 <= n <= count for n in numbers):
+        raise NotFoundError(f"image inexistante (1 à {count})")
+    if ts.is_encapsulated:
+        return str(ts), [get_frame(ds.PixelData, n - 1, number_of_frames=count) for n in numbers]
+    size = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel") or 1) * int(ds.BitsAllocated) // 8
+    return str(ts), [bytes(ds.PixelData[(n - 1) * size : n * size]) for n in numbers]
+
+
+@get(DW + "/studies/{study_uid:str}/series/{series_uid:str}/instances/{sop:str}/frames/{frames:str}",
+     name="wado-frames", sync_to_thread=True)
+def wado_frames(
+    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
+    study_uid: FromPath[str], series_uid: FromPath[str], sop: FromPath[str], frames: FromPath[str],
+) -> Stream:
+    """Frames of an instance (what OHIF's image loader asks for), one part each:
+    application/octet-stream with the stored transfer syntax."""
+    s = _study(services, user, dossier_id, study_uid, "dicomweb")
+    (sop,) = _in_series(s, series_uid, sop)
+    try:
+        numbers = [int(n) for n in frames.split(",")][:1000]
+    except ValueError:
+        raise NotFoundError("numéros d'image attendus (1,2,…)") from None
+    ts, data = frames_of(_path(request, s, sop), numbers)
+    return _multipart(((f"application/octet-stream; transfer-syntax={ts}", d) for d in data), "application/octet-stream")
 
 
 HANDLERS = [viewer, frame, series_thumbnail, image, download, start_export, export_progress,
-            qido_studies, qido_series, qido_instances, wado_metadata, wado_instance]
+            qido_studies, qido_series, qido_instances, wado_metadata, wado_series_metadata, wado_instance_metadata,
+            wado_study, wado_series, wado_instance, wado_frames]
