@@ -104,6 +104,8 @@ def test_dicomweb_qido_and_wado_scoped_to_the_dossier(client, shared):
     studies = client.get(dw + "/studies").json()
     assert [s["0020000D"]["Value"][0] for s in studies] == [shared["uid"]]
     assert studies[0]["00201208"]["Value"] == [len(shared["files"])]
+    assert client.get(dw + "/studies", params={"StudyInstanceUID": shared["uid"]}).json() == studies
+    assert client.get(dw + "/studies", params={"StudyInstanceUID": "1.2.3"}).json() == []
     series = client.get(f"{dw}/studies/{shared['uid']}/series").json()
     assert len(series) == len(shared["files"])
     ct = dcmread(shared["files"]["explicit"])

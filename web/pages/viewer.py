@@ -6,6 +6,7 @@ dossier and that the study is attached to it."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 import uuid
@@ -262,7 +263,13 @@ def _json(body: object) -> Response:
 
 
 @get(DW + "/studies", name="qido-studies", sync_to_thread=True)
-def qido_studies(services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str]) -> Response:
+def qido_studies(
+    services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
+    StudyInstanceUID: FromQuery[str] = "",  # noqa: N803 - the DICOMweb query key
+) -> Response:
+    """The dossier's studies; `StudyInstanceUID` (one, or several separated by commas or
+    backslashes, as OHIF sends) keeps only those."""
+    wanted = {u for u in re.split(r"[,\\]", StudyInstanceUID) if u.strip()}
     try:
         d = services.relais.get_dossier(dossier_id=dossier_id, actor_id=user.practitioner_id, role=user.role)
     except ForbiddenError as e:
@@ -273,6 +280,8 @@ def qido_studies(services: NamedDependency[Services], user: NamedDependency[Sess
         raise
     out = []
     for att in d.imaging:
+        if wanted and att["study_instance_uid"] not in wanted:
+            continue
         try:
             s = _study(services, user, dossier_id, att["study_instance_uid"], "dicomweb")
         except NotFoundError:
