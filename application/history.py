@@ -111,6 +111,13 @@ class PreparedBatch:
     built: list[tuple[LegacyDossier, Dossier]]
 
 
+# Dossiers per transaction. One save of ~200 imported dossiers (≈ 400 kB in one pipelined
+# INSERT) stalled for good on the embedded server's Unix socket (client waiting for the
+# result, server waiting for the rest of the query), while 100 went through: keep each
+# transaction under that.
+SAVE_CHUNK = 100
+
+
 class HistoryUseCases(DirectoryUseCases):
     """Import of the legacy platform's history, acting as the system (role "system")."""
 
@@ -225,17 +232,19 @@ class HistoryUseCases(DirectoryUseCases):
         return PreparedBatch(outcome=outcome, built=built)
 
     def save_prepared(self, batch: PreparedBatch) -> ImportOutcome:
-        """Writes a prepared batch in one transaction (one by one if someone imported some meanwhile)."""
+        """Writes a prepared batch, at most SAVE_CHUNK dossiers per transaction (one by one for a
+        chunk if someone imported some of them meanwhile)."""
         outcome, built = batch.outcome, batch.built
-        if not built:
-            return outcome
-        pending = sum(len(d.pending_events) for _, d in built)
-        try:
-            self.save(*(d for _, d in built))
-        except IntegrityError:
-            return self._one_by_one(built, outcome)
-        outcome.imported.extend(r for r, _ in built)
-        outcome.events += pending
+        for start in range(0, len(built), SAVE_CHUNK):
+            chunk = built[start:start + SAVE_CHUNK]
+            pending = sum(len(d.pending_events) for _, d in chunk)
+            try:
+                self.save(*(d for _, d in chunk))
+            except IntegrityError:
+                self._one_by_one(chunk, outcome)
+                continue
+            outcome.imported.extend(r for r, _ in chunk)
+            outcome.events += pending
         return outcome
 
     def import_legacy_dossiers(self, records: Sequence[LegacyDossier], *, save: bool = True) -> ImportOutcome:
