@@ -254,13 +254,13 @@ def cmd_add_service(args: argparse.Namespace, settings: Settings) -> int:
 @_with_db
 def cmd_add_practitioner(args: argparse.Namespace, settings: Settings) -> int:
     from adapters.bootstrap import build_app, build_pool
-    from adapters.credentials import Credentials, WeakPasswordError
+    from adapters.credentials import MIN_LENGTH, Credentials, WeakPasswordError
 
     password = None
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
-        if len(password) < 12:
-            raise CommandError("mot de passe trop court (12 caractères minimum)")
+        if len(password) < MIN_LENGTH:  # checked before anything is recorded
+            raise CommandError(f"mot de passe trop court ({MIN_LENGTH} caractères minimum)")
     app = build_app(settings)
     est = app.establishment(finess=args.establishment)
     codes = {s["code"]: s["service_id"] for s in est.services}

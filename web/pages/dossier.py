@@ -186,7 +186,7 @@ def imaging(
     services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
     study_uid: FromPath[str],
 ) -> Template:
-    """One imaging study with the patient's identity (the DICOM viewer comes with the imaging issue)."""
+    """One imaging study with the patient's identity banner; the page loads the viewer fragments."""
     ws = open_workspace(services, user, dossier_id, kind="imaging", target=study_uid)
     study = next((s for s in ws.dossier.imaging if s["study_instance_uid"] == study_uid), None)
     if study is None:
