@@ -20,6 +20,7 @@ ENV_DOC = {
     "RELAIS_DICOM_HOST": "DICOM node listen address. Default 127.0.0.1",
     "RELAIS_DICOM_PORT": "DICOM node listen port. Default 11112",
     "RELAIS_DICOM_AET": "AE title of the platform's DICOM node. Default RELAIS",
+    "RELAIS_DICOM_WORKERS": "Processes serving DICOM associations (one accepts, the least busy serves; parallel associations need several). Default: the number of CPUs, at most 4",
     "RELAIS_SECURE_COOKIES": "1 to mark cookies Secure (behind HTTPS). Default 0",
     "RELAIS_LOG_LEVEL": "Python log level. Default INFO",
 }
@@ -41,6 +42,7 @@ class Settings:
     dicom_host: str = "127.0.0.1"
     dicom_port: int = 11112
     dicom_aet: str = "RELAIS"
+    dicom_workers: int = 1
     secure_cookies: bool = False
     log_level: str = "INFO"
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -71,6 +73,10 @@ class Settings:
         aet = env.get("RELAIS_DICOM_AET", "RELAIS").strip()
         if not 0 < len(aet) <= 16:
             raise SettingsError("RELAIS_DICOM_AET : 1 à 16 caractères")
+        workers_raw = env.get("RELAIS_DICOM_WORKERS", "").strip()
+        if workers_raw and (not workers_raw.isdigit() or not 1 <= int(workers_raw) <= 64):
+            raise SettingsError(f"RELAIS_DICOM_WORKERS : nombre de 1 à 64 attendu, pas « {workers_raw} »")
+        workers = int(workers_raw) if workers_raw else max(1, min(os.cpu_count() or 1, 4))
         url = env.get("RELAIS_DATABASE_URL") or None
         if url:
             postgres_env(url)  # validates
@@ -85,6 +91,7 @@ class Settings:
             dicom_host=env.get("RELAIS_DICOM_HOST") or "127.0.0.1",
             dicom_port=port("RELAIS_DICOM_PORT", 11112),
             dicom_aet=aet,
+            dicom_workers=workers,
             secure_cookies=env.get("RELAIS_SECURE_COOKIES", "0") in ("1", "true", "yes"),
             log_level=(env.get("RELAIS_LOG_LEVEL") or "INFO").upper(),
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -137,13 +138,37 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 @_with_db
 def cmd_scp(args: argparse.Namespace, settings: Settings) -> int:
     from adapters.bootstrap import build_app
-    from adapters.dicom.node import dicom_node, small_pool_env
+    from adapters.dicom.node import dicom_node, recover_unrecorded, small_pool_env
+    from adapters.dicom.workers import Acceptor, channel_from_env
     from projections.runner import open_view
 
+    channel = channel_from_env()
+    if channel is None and settings.dicom_workers > 1:
+        app = build_app(settings)
+        try:
+            recover_unrecorded(settings, app)
+        finally:
+            app.close()
+        try:
+            acceptor = Acceptor(
+                host=settings.dicom_host, port=settings.dicom_port, count=settings.dicom_workers,
+                env={**os.environ, "RELAIS_DATABASE_URL": settings.database_url or "", "PYTHONUNBUFFERED": "1"},
+            )
+            stop = _stop_on_signals()
+            try:
+                acceptor.open()
+                acceptor.serve(stop)
+            finally:
+                acceptor.close()
+        except OSError as e:
+            raise CommandError(f"nœud DICOM : écoute impossible sur {settings.dicom_host}:{settings.dicom_port} ({e.strerror})") from None
+        if acceptor.failed:
+            raise CommandError(acceptor.failed)
+        return 0
     env = small_pool_env(settings)
     app = build_app(settings)
     try:
-        with dicom_node(settings, app, open_view("directory", env), open_view("imaging", env)) as node:
+        with dicom_node(settings, app, open_view("directory", env), open_view("imaging", env), channel=channel) as node:
             node.serve(_stop_on_signals())
     except OSError as e:
         raise CommandError(f"nœud DICOM : écoute impossible sur {settings.dicom_host}:{settings.dicom_port} ({e.strerror})") from None

@@ -58,18 +58,28 @@ def recorded_sops(app: Relais):
     return known
 
 
-@contextmanager
-def dicom_node(settings: Settings, app: Relais, directory, imaging: PostgresImagingView) -> Iterator[DicomNode]:
-    """The SCP with C-STORE, its instances recorded in `app`; what a crash left unrecorded is recorded first."""
-    store = InstanceStore(dicom_root(settings))
-    record = recorder(app)
-    found = recover(store, record, recorded_sops(app))
+def recover_unrecorded(settings: Settings, app: Relais) -> int:
+    found = recover(InstanceStore(dicom_root(settings)), recorder(app), recorded_sops(app))
     if found:
         log.warning("%d instances reçues avant un arrêt brutal ont été enregistrées", found)
+    return found
+
+
+@contextmanager
+def dicom_node(
+    settings: Settings, app: Relais, directory, imaging: PostgresImagingView, *, channel=None,
+) -> Iterator[DicomNode]:
+    """The SCP with C-STORE, its instances recorded in `app`; what a crash left unrecorded is
+    recorded first (by the accepting process when the node has several: `channel` is then this
+    worker's connection source)."""
+    store = InstanceStore(dicom_root(settings))
+    record = recorder(app)
+    if channel is None:
+        recover_unrecorded(settings, app)
     receiver = Receiver(store=store, record=record, after_record=lambda u: attach_awaiting(app, imaging, u)).start()
     node = DicomNode(
         aet=settings.dicom_aet, host=settings.dicom_host, port=settings.dicom_port,
-        known_aets=directory.node_establishments, receiver=receiver,
+        known_aets=directory.node_establishments, receiver=receiver, channel=channel,
     )
     try:
         yield node

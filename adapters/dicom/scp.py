@@ -27,6 +27,7 @@ from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
 
 from adapters.dicom.receive import REFUSED_NOT_AUTHORIZED, Receiver
+from adapters.dicom.workers import ChannelServer
 
 log = logging.getLogger("relais.dicom")
 
@@ -73,8 +74,10 @@ class DicomNode:
     def __init__(
         self, *, aet: str, host: str, port: int,
         known_aets: Callable[[], set[str] | Mapping[str, str]], receiver: Receiver | None = None,
+        channel: socket.socket | None = None,
     ):
         self.aet, self.host, self.port = aet, host, port
+        self.channel = channel  # a worker of the node: connections come from the acceptor (workers.py)
         self.known_aets = known_aets
         self.receiver = receiver
         self.nodes: dict[str, str] = {}
@@ -112,6 +115,9 @@ class DicomNode:
         if self.receiver is not None:
             self.receiver.flush(event.assoc)
 
+    def _tell_acceptor(self, event: evt.Event) -> None:
+        self.server.ended()
+
     def serve(self, stop: threading.Event) -> None:
         handlers = [
             (evt.EVT_C_ECHO, _on_echo),
@@ -123,10 +129,20 @@ class DicomNode:
             (evt.EVT_ABORTED, self._on_end),
             (evt.EVT_CONN_CLOSE, self._on_end),
         ]
-        self.server = self.ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
-        log.info("nœud DICOM %s à l'écoute sur %s:%s", self.aet, self.host, self.port)
+        if self.channel is None:
+            self.server = self.ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
+            log.info("nœud DICOM %s à l'écoute sur %s:%s", self.aet, self.host, self.port)
+        else:
+            handlers.append((evt.EVT_CONN_CLOSE, self._tell_acceptor))
+            self.server = self.ae.make_server(
+                (self.host, self.port), evt_handlers=handlers, server_class=ChannelServer, channel=self.channel,
+            )
+            threading.Thread(target=self.server.serve_forever, name="relais-dicom-channel", daemon=True).start()
         try:
             while not stop.wait(REFRESH_SECONDS):
+                if self.channel is not None and self.server.lost_acceptor.is_set():
+                    log.warning("nœud DICOM : processus d'accueil disparu, arrêt")
+                    break
                 self._refresh()
         finally:
             self.server.shutdown()

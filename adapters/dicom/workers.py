@@ -1,0 +1,238 @@
+"""The DICOM node over several processes: one accepts the connections, the least busy worker
+serves each association (pynetdicom runs one Python thread per association, and a process uses
+one core at a time: parallel associations need processes).
+
+The accepting process listens on RELAIS_DICOM_PORT and hands every accepted connection to a
+worker over a Unix socket pair (`socket.send_fds`); the worker serves it with its own
+pynetdicom server, reading connections from that pair instead of listening. Workers tell the
+acceptor when an association ends, so that the next one goes to the least busy worker. A worker
+that dies is started again; the connections it held are lost (their senders retry), the others
+go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import signal
+import socket
+import socketserver
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+from pynetdicom.transport import ThreadedAssociationServer
+
+from adapters.supervisor import _die_with_parent
+
+log = logging.getLogger("relais.dicom")
+
+CHANNEL_FD_ENV = "RELAIS_DICOM_CHANNEL_FD"
+ENDED = b"-"
+STOP_GRACE_SECONDS = 10.0
+RESTART_DELAY_SECONDS = 1.0
+FAST_FAILURE_SECONDS = 10.0
+MAX_FAST_FAILURES = 3
+
+
+class ChannelServer(ThreadedAssociationServer):
+    """A pynetdicom server whose connections arrive over `channel` (a Unix socket) instead of
+    being accepted on a listening socket; `address` is the public one, for the association's
+    records only."""
+
+    def __init__(self, *args, channel: socket.socket, **kwargs):
+        self.channel = channel
+        self.lost_acceptor = threading.Event()
+        super().__init__(*args, **kwargs)
+
+    def server_bind(self) -> None:
+        self.socket.close()
+        self.socket = self.channel
+
+    def server_activate(self) -> None:
+        pass
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        msg, fds, _flags, _addr = socket.recv_fds(self.channel, 16, 4)
+        if not fds:
+            if not msg:  # the acceptor is gone: nothing more will come
+                self.lost_acceptor.set()
+            raise OSError("pas de connexion reçue")
+        for extra in fds[1:]:
+            os.close(extra)
+        conn = socket.socket(fileno=fds[0])
+        conn.setblocking(True)
+        if self.ae.network_timeout is not None:
+            conn.settimeout(self.ae.network_timeout)
+        try:
+            return conn, conn.getpeername()
+        except OSError:
+            conn.close()
+            self.ended()
+            raise
+
+    def shutdown(self) -> None:
+        """Stops serving (this server is not in the AE's list of started servers)."""
+        socketserver.BaseServer.shutdown(self)
+        self.server_close()
+
+    def ended(self) -> None:
+        """Tells the acceptor that one of this worker's connections is over."""
+        try:
+            self.channel.send(ENDED)
+        except OSError:
+            pass
+
+
+@dataclass
+class _Worker:
+    index: int
+    process: subprocess.Popen | None = None
+    channel: socket.socket | None = None
+    active: int = 0
+    started: float = 0.0
+    restarts: int = 0
+    dispatched: int = 0
+    fast_failures: int = 0
+    history: list[int] = field(default_factory=list)
+
+
+class Acceptor:
+    """Accepts on (host, port) and dispatches each connection to the least busy of `count`
+    workers, each a `relais scp` process started with the `RELAIS_DICOM_CHANNEL_FD` variable."""
+
+    def __init__(self, *, host: str, port: int, count: int, env: dict[str, str] | None = None):
+        self.host, self.port, self.count = host, port, count
+        self.env = dict(env if env is not None else os.environ)
+        self.workers = [_Worker(i) for i in range(count)]
+        self.listener: socket.socket | None = None
+        self.selector = selectors.DefaultSelector()
+        self.failed: str | None = None
+
+    # ------------------------------------------------------------------ workers
+
+    def _spawn(self, worker: _Worker) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            env = {**self.env, CHANNEL_FD_ENV: str(theirs.fileno()),
+                   "PGAPPNAME": f"relais-dicom-{worker.index + 1}"}
+            worker.process = subprocess.Popen(
+                [sys.executable, "-m", "adapters.cli.main", "scp"], env=env,
+                pass_fds=[theirs.fileno()], preexec_fn=_die_with_parent,
+            )
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        worker.channel, worker.active, worker.started = ours, 0, time.monotonic()
+        self.selector.register(ours, selectors.EVENT_READ, worker)
+        log.info("nœud DICOM : processus %d/%d démarré (pid %s)", worker.index + 1, self.count, worker.process.pid)
+
+    def _retire(self, worker: _Worker) -> None:
+        if worker.channel is not None:
+            self.selector.unregister(worker.channel)
+            worker.channel.close()
+            worker.channel = None
+
+    def _check_workers(self, stop: threading.Event) -> None:
+        for w in self.workers:
+            code = w.process.poll() if w.process else None
+            if w.process is not None and code is None:
+                continue
+            if w.process is not None:
+                log.error("nœud DICOM : le processus %d s'est arrêté (code %s), %d association(s) perdue(s)",
+                          w.index + 1, code, w.active)
+                w.history.append(code if code is not None else -1)
+                lived = time.monotonic() - w.started
+                w.fast_failures = w.fast_failures + 1 if lived < FAST_FAILURE_SECONDS else 0
+                if w.fast_failures >= MAX_FAST_FAILURES:
+                    self.failed = f"nœud DICOM : le processus {w.index + 1} échoue au démarrage ({w.fast_failures} fois)"
+                    log.error(self.failed)
+                    stop.set()
+                w.process = None
+                self._retire(w)
+                w.started = time.monotonic()
+            elif time.monotonic() - w.started >= RESTART_DELAY_SECONDS:
+                w.restarts += 1
+                self._spawn(w)
+
+    # ------------------------------------------------------------------ accepting
+
+    def open(self) -> "Acceptor":
+        """Listens (raises OSError if the port is taken) and starts the workers."""
+        self.listener = socket.create_server((self.host, self.port), backlog=128)
+        self.listener.setblocking(False)
+        self.selector.register(self.listener, selectors.EVENT_READ, None)
+        for w in self.workers:
+            self._spawn(w)
+        return self
+
+    def _dispatch(self, conn: socket.socket) -> None:
+        ready = [w for w in self.workers if w.channel is not None]
+        if not ready:
+            log.error("nœud DICOM : aucun processus disponible, connexion de %s fermée", conn.getpeername())
+            conn.close()
+            return
+        worker = min(ready, key=lambda w: (w.active, w.dispatched))
+        try:
+            socket.send_fds(worker.channel, [b"+"], [conn.fileno()])
+            worker.active += 1
+            worker.dispatched += 1
+        except OSError:
+            log.exception("nœud DICOM : connexion non transmise au processus %d", worker.index + 1)
+        finally:
+            conn.close()
+
+    def serve(self, stop: threading.Event) -> None:
+        log.info("nœud DICOM à l'écoute sur %s:%s (%d processus)", self.host, self.port, self.count)
+        while not stop.is_set():
+            for key, _ in self.selector.select(timeout=0.5):
+                if key.data is None:
+                    try:
+                        conn, _ = self.listener.accept()
+                    except (BlockingIOError, InterruptedError):
+                        continue
+                    self._dispatch(conn)
+                    continue
+                worker: _Worker = key.data
+                try:
+                    data = worker.channel.recv(4096)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    data = b""
+                if data:
+                    worker.active = max(0, worker.active - data.count(ENDED))
+                else:  # the worker is gone; _check_workers restarts it
+                    self._retire(worker)
+            self._check_workers(stop)
+
+    def close(self) -> None:
+        if self.listener is not None:
+            self.selector.unregister(self.listener)
+            self.listener.close()
+            self.listener = None
+        running = [w for w in self.workers if w.process is not None and w.process.poll() is None]
+        for w in running:
+            w.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for w in running:
+            try:
+                w.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("nœud DICOM : le processus %d ne s'arrête pas, arrêt forcé", w.index + 1)
+                w.process.kill()
+                w.process.wait()
+        for w in self.workers:
+            self._retire(w)
+        self.selector.close()
+
+
+def channel_from_env() -> socket.socket | None:
+    """In a worker: the Unix socket its connections come from (None when not a worker)."""
+    fd = os.environ.pop(CHANNEL_FD_ENV, None)
+    if not fd:
+        return None
+    return socket.socket(fileno=int(fd))

@@ -1,0 +1,162 @@
+"""`relais scp` over several processes: one accepts, the least busy worker serves each association.
+
+The real command runs as a subprocess; dcmtk `storescu` sends over parallel associations."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from domain.imaging import received_study_id
+from projections.runner import catch_up
+from tests.peers import PEER_ENV, free_port, wait_port
+
+sys.path.insert(0, str(Path(__file__).parent.parent))
+from dicomdata import write_study  # noqa: E402
+
+pytestmark = pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk not installed (scripts/system-packages.sh)")
+
+RELAIS = str(Path(sys.executable).with_name("relais"))
+
+
+class Node:
+    """`relais scp` with RELAIS_DICOM_WORKERS workers, its output collected."""
+
+    def __init__(self, settings, port: int, workers: int = 2):
+        self.port = port
+        env = dict(
+            os.environ, RELAIS_DATABASE_URL=settings.database_url, RELAIS_DATA_DIR=str(settings.data_dir),
+            RELAIS_DICOM_PORT=str(port), RELAIS_DICOM_WORKERS=str(workers), RELAIS_LOG_LEVEL="INFO",
+        )
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            [RELAIS, "scp"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def workers(self) -> list[psutil.Process]:
+        return psutil.Process(self.process.pid).children()
+
+    def wait_for(self, pattern: str, timeout: float = 30, count: int = 1) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(re.findall(pattern, self.output)) >= count:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"{pattern!r} ×{count} not logged:\n{self.output}")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=30)
+
+
+@pytest.fixture()
+def node(relais, world, settings):
+    relais.add_node(aet="TLSE_GW", host="127.0.0.1", port=104, establishment_id=world["toulouse"], kind="gateway")
+    catch_up("directory", settings.eventsourcing_env(), relais)
+    n = Node(settings, free_port())
+    try:
+        wait_port(n.port, 60, n.process)
+        n.wait_for(r"processus 2/2 démarré")
+        yield n
+    finally:
+        workers = n.workers() if n.process.poll() is None else []
+        code = n.stop()
+        gone, alive = psutil.wait_procs(workers, timeout=15)
+        assert not alive, f"workers left behind: {alive}"
+        assert code == 0, n.output
+
+
+def storescu(port: int, paths: list[Path], calling: str = "TLSE_GW") -> subprocess.Popen:
+    return subprocess.Popen(
+        ["storescu", "-aet", calling, "-aec", "RELAIS", "-to", "20", "127.0.0.1", str(port), *map(str, paths)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=PEER_ENV,
+    )
+
+
+def recorded(relais, world, study_uid: str) -> int:
+    sid = received_study_id(world["toulouse"], study_uid)
+    return relais.repository.get(sid).instance_count if sid in relais.repository else 0
+
+
+def wait_recorded(relais, world, study_uid: str, n: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while recorded(relais, world, study_uid) < n and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert recorded(relais, world, study_uid) == n
+
+
+def send_parallel(port: int, files: list[Path], parts: int, calling: str = "TLSE_GW") -> list[tuple[int, str]]:
+    procs = [storescu(port, files[i::parts], calling) for i in range(parts)]
+    return [(p.wait(timeout=120), p.stdout.read()) for p in procs]
+
+
+def test_parallel_associations_are_spread_over_the_workers_and_all_recorded(node, relais, world, settings, tmp_path):
+    study = write_study(tmp_path / "study", series=4, per_series=10)
+    results = send_parallel(node.port, study["files"], 4)
+    assert all(code == 0 for code, _ in results), results
+    wait_recorded(relais, world, study["study_uid"], 40)
+    serving = set(re.findall(r"\[(\d+)\] association acceptée : TLSE_GW", node.output))
+    assert len(serving) == 2, node.output  # both workers served associations
+    assert serving == {str(p.pid) for p in node.workers()}
+    on_disk = list((settings.data_dir / "dicom" / world["toulouse"] / study["study_uid"]).glob("*.dcm"))
+    assert len(on_disk) == 40
+
+
+def test_a_worker_that_dies_is_replaced_and_the_node_goes_on(node, relais, world, tmp_path):
+    before = {p.pid for p in node.workers()}
+    victim = node.workers()[0]
+    victim.send_signal(signal.SIGKILL)
+    node.wait_for(r"le processus \d s'est arrêté")
+    node.wait_for(r"processus \d/2 démarré", count=3)
+    deadline = time.monotonic() + 30
+    while len(node.workers()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    after = {p.pid for p in node.workers()}
+    assert victim.pid not in after and len(after) == 2 and after != before
+    study = write_study(tmp_path / "study", series=2, per_series=5)
+    results = send_parallel(node.port, study["files"], 2)
+    assert all(code == 0 for code, _ in results), results
+    wait_recorded(relais, world, study["study_uid"], 10)
+
+
+def test_an_unknown_calling_ae_is_rejected_by_whichever_worker_gets_it(node, relais, world, tmp_path):
+    study = write_study(tmp_path / "study", series=1, per_series=2)
+    results = send_parallel(node.port, study["files"], 2, calling="INTRUS")
+    assert all(code != 0 for code, _ in results), results
+    node.wait_for(r"association refusée : INTRUS", count=2)
+    assert recorded(relais, world, study["study_uid"]) == 0
+    # the refused connections were counted as ended: the next associations still go to both workers
+    ok = send_parallel(node.port, study["files"], 2)
+    assert all(code == 0 for code, _ in ok), ok
+    wait_recorded(relais, world, study["study_uid"], 2)
+
+
+def test_a_taken_port_is_a_one_line_error(relais, world, settings):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        n = Node(settings, taken.getsockname()[1])
+        code = n.process.wait(timeout=60)
+    assert code == 2
+    assert "écoute impossible" in n.output and "Traceback" not in n.output
