@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
 from pydicom.tag import Tag
-from pynetdicom.dsutils import encode_file_meta
+from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 
 from adapters.dicom.storage import InstanceStore
 from application.imaging import ReceivedInstance, StudyUpdate
@@ -81,7 +82,7 @@ _LAST_DESCRIBED = 0x00200013
 
 
 def _after_described(tag: Any, vr: Any, length: Any) -> bool:
-    return tag > _LAST_DESCRIBED
+    return int.__gt__(tag, _LAST_DESCRIBED)  # BaseTag's own comparison is Python code, 128 calls per CT header
 
 
 def _read_described(fp: Any, ts: Any) -> Dataset:
@@ -99,9 +100,47 @@ def header(event: Any) -> Dataset:
     return _read_described(buf, ts)
 
 
-def part10(event: Any) -> list:
+def _element(tag: int, vr: bytes, value: bytes) -> bytes:
+    """One explicit VR little endian element (the file meta group's encoding)."""
+    if vr == b"OB":
+        return struct.pack("<HH2s2xI", tag >> 16, tag & 0xFFFF, vr, len(value)) + value
+    return struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr, len(value)) + value
+
+
+def _ui(uid: str) -> bytes:
+    raw = str(uid).encode("ascii")
+    return raw + b"\x00" if len(raw) % 2 else raw
+
+
+def _text_value(text: str) -> bytes:
+    raw = text.encode("ascii", "replace")
+    return raw + b" " if len(raw) % 2 else raw
+
+
+def file_meta(*, sop_class: str, sop_instance: str, transfer_syntax: str, source_aet: str = "") -> bytes:
+    """Preamble, "DICM" and the File Meta Information group of a received instance (PS3.10 7.1),
+    encoded directly: pydicom's general writer costs more than the rest of the C-STORE handling.
+    The calling AE title is kept as Source Application Entity Title."""
+    group = b"".join([
+        _element(0x00020001, b"OB", b"\x00\x01"),
+        _element(0x00020002, b"UI", _ui(sop_class)),
+        _element(0x00020003, b"UI", _ui(sop_instance)),
+        _element(0x00020010, b"UI", _ui(transfer_syntax)),
+        _element(0x00020012, b"UI", _ui(PYNETDICOM_IMPLEMENTATION_UID)),
+        _element(0x00020013, b"SH", _text_value(PYNETDICOM_IMPLEMENTATION_VERSION)),
+        *([_element(0x00020016, b"AE", _text_value(source_aet.strip()[:16]))] if source_aet.strip() else []),
+    ])
+    return b"\x00" * 128 + b"DICM" + _element(0x00020000, b"UL", struct.pack("<I", len(group))) + group
+
+
+def part10(event: Any, source_aet: str = "") -> list:
     """The instance as a DICOM file: preamble, file meta, then the data set bytes as received."""
-    return [b"\x00" * 128 + b"DICM" + encode_file_meta(event.file_meta), event.request.DataSet.getbuffer()]
+    request = event.request
+    meta = file_meta(
+        sop_class=request.AffectedSOPClassUID, sop_instance=request.AffectedSOPInstanceUID,
+        transfer_syntax=event.context.transfer_syntax, source_aet=source_aet,
+    )
+    return [meta, request.DataSet.getbuffer()]
 
 
 @dataclass
@@ -170,11 +209,16 @@ class Receiver:
         try:
             try:
                 ds = header(event)
-                data = part10(event)
+                data = part10(event, source.get("calling_aet") or "")
                 item = describe(
                     ds, transfer_syntax=event.context.transfer_syntax, size=sum(len(b) for b in data),
                     sop_class=str(event.request.AffectedSOPClassUID),
                 )
+                if item.sop_instance_uid != str(event.request.AffectedSOPInstanceUID).strip():
+                    raise InvalidFieldError(
+                        "sop_instance_uid", f"{item.sop_instance_uid} dans l'instance, "
+                        f"{event.request.AffectedSOPInstanceUID} dans la commande C-STORE",
+                    )
             except InvalidFieldError as e:
                 log.warning("instance refusée (%s) depuis %s", e, source.get("calling_aet"))
                 return CANNOT_UNDERSTAND

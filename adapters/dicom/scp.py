@@ -27,6 +27,7 @@ from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
 
 from adapters.dicom.receive import REFUSED_NOT_AUTHORIZED, Receiver
+from adapters.dicom.reactor import NodeServer
 from adapters.dicom.workers import ChannelServer
 
 log = logging.getLogger("relais.dicom")
@@ -130,14 +131,14 @@ class DicomNode:
             (evt.EVT_CONN_CLOSE, self._on_end),
         ]
         if self.channel is None:
-            self.server = self.ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
+            self.server = self.ae.make_server((self.host, self.port), evt_handlers=handlers, server_class=NodeServer)
             log.info("nœud DICOM %s à l'écoute sur %s:%s", self.aet, self.host, self.port)
         else:
             handlers.append((evt.EVT_CONN_CLOSE, self._tell_acceptor))
             self.server = self.ae.make_server(
                 (self.host, self.port), evt_handlers=handlers, server_class=ChannelServer, channel=self.channel,
             )
-            threading.Thread(target=self.server.serve_forever, name="relais-dicom-channel", daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, name="relais-dicom-server", daemon=True).start()
         try:
             while not stop.wait(REFRESH_SECONDS):
                 if self.channel is not None and self.server.lost_acceptor.is_set():

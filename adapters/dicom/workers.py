@@ -17,15 +17,13 @@ import os
 import selectors
 import signal
 import socket
-import socketserver
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 
-from pynetdicom.transport import ThreadedAssociationServer
-
+from adapters.dicom.reactor import NodeServer
 from adapters.supervisor import _die_with_parent
 
 log = logging.getLogger("relais.dicom")
@@ -38,7 +36,7 @@ FAST_FAILURE_SECONDS = 10.0
 MAX_FAST_FAILURES = 3
 
 
-class ChannelServer(ThreadedAssociationServer):
+class ChannelServer(NodeServer):
     """A pynetdicom server whose connections arrive over `channel` (a Unix socket) instead of
     being accepted on a listening socket; `address` is the public one, for the association's
     records only."""
@@ -73,11 +71,6 @@ class ChannelServer(ThreadedAssociationServer):
             conn.close()
             self.ended()
             raise
-
-    def shutdown(self) -> None:
-        """Stops serving (this server is not in the AE's list of started servers)."""
-        socketserver.BaseServer.shutdown(self)
-        self.server_close()
 
     def ended(self) -> None:
         """Tells the acceptor that one of this worker's connections is over."""

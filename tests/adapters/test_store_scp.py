@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 from pydicom import dcmread
+from pydicom.uid import generate_uid
+from pynetdicom import AE, _config
+from pynetdicom.dsutils import encode_file_meta
 
 from adapters.dicom.node import dicom_node, dicom_root
 from adapters.dicom.receive import recover
@@ -92,6 +95,12 @@ def test_every_common_transfer_syntax_is_accepted_and_kept_as_is(node, relais, w
         kept = dcmread(store.path(world["toulouse"], data["study_uid"], sent.SOPInstanceUID))
         assert kept.file_meta.TransferSyntaxUID == sent.file_meta.TransferSyntaxUID  # never transcoded
         assert kept.PixelData == sent.PixelData
+        meta = kept.file_meta  # written by the node: PS3.10 group, the sender kept as source
+        assert meta.MediaStorageSOPInstanceUID == sent.SOPInstanceUID
+        assert meta.MediaStorageSOPClassUID == sent.SOPClassUID
+        assert meta.SourceApplicationEntityTitle == "TLSE_GW"
+        assert meta.FileMetaInformationVersion == b"\x00\x01"
+        assert meta.FileMetaInformationGroupLength == len(encode_file_meta(meta)) - 12
 
 
 def test_a_resend_is_accepted_and_changes_nothing(node, relais, world, tmp_path):
@@ -106,6 +115,35 @@ def test_a_resend_is_accepted_and_changes_nothing(node, relais, world, tmp_path)
     node["node"].receiver.flush_all()
     assert study(relais, world, data["study_uid"]).version == version
     assert stored.stat().st_mtime_ns == mtime
+
+
+def test_an_instance_whose_uid_differs_from_its_c_store_command_is_refused(
+    node, relais, world, tmp_path, caplog, monkeypatch,
+):
+    data = write_study(tmp_path / "in", series=1, per_series=2)
+    forged = dcmread(data["files"][0])
+    forged.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    # sending a file in chunks, pynetdicom takes the command's UIDs from its file meta
+    monkeypatch.setattr(_config, "STORE_SEND_CHUNKED_DATASET", True)
+    forged.preamble = b"\x00" * 128
+    forged.save_as(data["files"][0])  # as given: enforcing the file format would fix the meta
+    assert dcmread(data["files"][0]).file_meta.MediaStorageSOPInstanceUID != data["sops"][0]
+    ae = AE(ae_title="TLSE_GW")
+    ae.add_requested_context(forged.SOPClassUID, forged.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", node["port"], ae_title="RELAIS")
+    assert assoc.is_established
+    try:
+        with caplog.at_level(logging.WARNING, logger="relais.dicom"):
+            refused = assoc.send_c_store(data["files"][0])
+        accepted = assoc.send_c_store(dcmread(data["files"][1]))
+    finally:
+        assoc.release()
+    assert refused.Status == 0xC000 and "dans la commande C-STORE" in caplog.text
+    assert accepted.Status == 0x0000
+    node["node"].receiver.flush_all()
+    assert set(study(relais, world, data["study_uid"]).instances) == {data["sops"][1]}
+    store = InstanceStore(dicom_root(node["settings"]))
+    assert not store.exists(world["toulouse"], data["study_uid"], data["sops"][0])
 
 
 def test_unknown_calling_ae_is_rejected_and_logged(node, relais, world, tmp_path, caplog):

@@ -1,0 +1,92 @@
+"""The node's associations run on `WakingDUL`: pynetdicom's loop, woken by events instead of sleeping."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import socket
+import textwrap
+import threading
+import time
+
+import pynetdicom
+import pytest
+from pynetdicom.dul import DULServiceProvider
+
+from adapters.dicom.reactor import WakingDUL
+from adapters.dicom.scp import DicomNode
+from tests.adapters.test_scp import echo, free_port
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/echoscu"), reason="dcmtk not installed")
+
+
+def _body(function) -> list[str]:
+    """The statements of a function: no signature, docstring, comments or blank lines."""
+    source = textwrap.dedent(inspect.getsource(function))
+    source = re.sub(r'"""(.|\n)*?"""', "", source)
+    lines = [line.split("#", 1)[0].rstrip() for line in source.splitlines()[1:]]
+    return [line for line in lines if line.strip()]
+
+
+def test_the_copied_loop_is_the_installed_pynetdicom_loop_but_for_the_idle_wait():
+    theirs = [line.replace("time.sleep(self._run_loop_delay)", "self._idle_wait()")
+              for line in _body(DULServiceProvider.run_reactor)]
+    assert _body(WakingDUL._run_reactor) == theirs, (
+        f"pynetdicom {pynetdicom.__version__}'s DULServiceProvider.run_reactor changed: "
+        "bring adapters/dicom/reactor.py up to date"
+    )
+
+
+@pytest.fixture()
+def node():
+    port = free_port()
+    n = DicomNode(aet="RELAIS", host="127.0.0.1", port=port, known_aets=lambda: {"RODEZ_GW"})
+    n.ae.acse_timeout = 1
+    stop = threading.Event()
+    t = threading.Thread(target=n.serve, args=(stop,), daemon=True)
+    t.start()
+    deadline = time.monotonic() + 10
+    while n.server is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield n, port
+    stop.set()
+    t.join(timeout=10)
+
+
+def test_a_peer_that_connects_and_says_nothing_is_dropped_after_the_acse_timeout(node):
+    _, port = node
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        t0 = time.monotonic()
+        assert s.recv(1) == b""  # closed by the node (ARTIM timer of the association)
+        assert time.monotonic() - t0 < 9
+
+
+def test_associations_run_on_the_waking_dul_and_leave_no_descriptor_behind(node):
+    n, port = node
+    duls: list = []
+    n.ae.acse_timeout = 30
+
+    def count() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    assert echo(port, "RODEZ_GW").returncode == 0  # threads and pools warmed up
+    before = count()
+    original = WakingDUL.__init__
+
+    def spy(self, assoc):
+        original(self, assoc)
+        duls.append(self)
+
+    WakingDUL.__init__ = spy
+    try:
+        for _ in range(15):
+            assert echo(port, "RODEZ_GW").returncode == 0
+    finally:
+        WakingDUL.__init__ = original
+    assert len(duls) == 15
+    deadline = time.monotonic() + 10
+    while any(d.is_alive() for d in duls) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(d.is_alive() for d in duls)
+    assert count() <= before + 2  # each association's wake-up pair is closed with it
