@@ -103,8 +103,9 @@ def send(groups: list[list[Path]], called: str, port: int, aet: str = "BENCH_GW"
 class OurNode:
     """`relais scp` on a fresh database and data folder."""
 
-    def __init__(self, work: Path, extra_nodes: list[tuple[str, int, str]] | None = None):
+    def __init__(self, work: Path, extra_nodes: list[tuple[str, int, str]] | None = None, workers: int | None = None):
         self.work = work
+        self.workers = workers
         self.extra_nodes = extra_nodes or []  # (AE title, port on 127.0.0.1, kind) of Toulouse
         self.db = f"relais_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
         self.url = DEFAULT_SERVER.rsplit("/", 1)[0] + "/" + self.db
@@ -125,6 +126,8 @@ class OurNode:
         catch_up("directory", settings.eventsourcing_env(), self.app)
         env = dict(os.environ, RELAIS_DATABASE_URL=self.url, RELAIS_DATA_DIR=str(self.work / "var"),
                    RELAIS_DICOM_PORT=str(self.port), RELAIS_DICOM_AET="RELAIS", RELAIS_LOG_LEVEL="WARNING")
+        if self.workers:
+            env["RELAIS_DICOM_WORKERS"] = str(self.workers)
         self.work.mkdir(parents=True, exist_ok=True)
         self.log = (self.work / "scp.log").open("wb")
         self.proc = subprocess.Popen([RELAIS, "scp"], env=env, stdout=self.log, stderr=subprocess.STDOUT)
@@ -153,8 +156,8 @@ class OurNode:
             c.execute(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
 
 
-def ours(groups: list[list[Path]], study_uid: str, n: int) -> tuple[float, float, int]:
-    with tempfile.TemporaryDirectory(prefix="relais-bench-") as tmp, OurNode(Path(tmp)) as node:
+def ours(groups: list[list[Path]], study_uid: str, n: int, workers: int | None) -> tuple[float, float, int]:
+    with tempfile.TemporaryDirectory(prefix="relais-bench-") as tmp, OurNode(Path(tmp), workers=workers) as node:
         t0 = time.perf_counter()
         acked = send(groups, "RELAIS", node.port)
         node.wait_recorded(study_uid, n)
@@ -182,7 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instances", type=int, default=1000)
     parser.add_argument("--parallel", type=int, default=4, help="associations in parallel for the second run")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="RELAIS_DICOM_WORKERS for our node (default: the node's own default)")
     args = parser.parse_args(argv)
+    workers = args.workers or Settings.from_environ({}).dicom_workers
     n = args.instances
     t = time.perf_counter()
     folder, study_uid = ct_study(n)
@@ -191,11 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {platform.node()} {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, storescu/storescp/Orthanc with TCP_NODELAY=1")
     for parts in (1, args.parallel):
         groups = split(folder, parts)
-        acked, recorded, events = ours(groups, study_uid, n)
+        acked, recorded, events = ours(groups, study_uid, n, workers)
         d = dcmtk(groups, n)
         o = orthanc(groups, n)
         rate = lambda s: n / s  # noqa: E731
         print(f"\n{parts} association(s):")
+        print(f"  our node ({workers} worker process(es))")
         print(f"  our node, all acknowledged     {acked:6.2f} s  {rate(acked):7.0f} images/s")
         print(f"  our node, all recorded         {recorded:6.2f} s  {rate(recorded):7.0f} images/s  ({events} events on the study)")
         print(f"  dcmtk storescp                 {d:6.2f} s  {rate(d):7.0f} images/s")
