@@ -9,7 +9,9 @@ over one association): ≈ 0.9 ms of a 6–7 ms round trip.
 `WakingDUL` keeps pynetdicom's reactor loop as it is (copied from pynetdicom 3.0.4,
 `DULServiceProvider.run_reactor`) and only replaces that sleep by a `select` on the peer's socket
 and on a wake-up socket written whenever a primitive is queued for sending: the thread wakes as
-soon as there is something to do, and polls 5x less often when idle. The library version is
+soon as there is something to do, and polls 5x less often when idle. `WakingAssociation` does the
+same for the association's own loop (`Association._run_reactor`, which sleeps 1 ms before each
+look at its message queue): it waits on that queue. The library version is
 pinned (requirements.lock); tests/adapters/test_reactor.py checks the copied loop still matches
 the installed one.
 """
@@ -24,6 +26,8 @@ import socketserver
 import time
 from typing import TYPE_CHECKING, Any, cast
 
+from pynetdicom import evt
+from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
@@ -32,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pynetdicom.transport import AssociationSocket
 
 LOGGER = logging.getLogger("pynetdicom.dul")
+ASSOC_LOGGER = logging.getLogger("pynetdicom.association")
 
 IDLE_WAIT_SECONDS = 0.005  # the longest a quiet association waits before checking its timers
 
@@ -145,11 +150,92 @@ class WakingDUL(DULServiceProvider):
             sleep = False
 
 
+class WakingAssociation(Association):
+    """An acceptor association whose reactor waits for the next DIMSE message instead of
+    sleeping 1 ms before each look at its queue."""
+
+    def _await_message(self) -> None:
+        waiting = self.dimse.msg_queue
+        with waiting.not_empty:
+            if not waiting.queue:
+                waiting.not_empty.wait(IDLE_WAIT_SECONDS)
+
+    def _run_reactor(self) -> None:
+        # pynetdicom 3.0.4 Association._run_reactor, the sleep replaced by _await_message()
+        self._is_paused = False
+        while not self._kill:
+            self._await_message()
+
+            # A race condition may occur if the Acceptor uses the send_*()
+            #   methods as the received DIMSE message may be taken off the
+            #   queue before the send_*() method gets to it, so we allow
+            #   the reactor to be paused
+            # We also need to be careful that the reactor actually stops
+            #   before attempting DIMSE or ACSE messaging
+            # Will block until `_reactor_checkpoint` is set()
+            self._is_paused = True
+            self._reactor_checkpoint.wait()
+            self._is_paused = False
+
+            # Check with the DIMSE provider to see if a completely decoded
+            #   message is available
+            context_id, msg = self.dimse.get_msg(block=False)
+            if msg:
+                self._serve_request(msg, cast(int, context_id))
+
+            # Check for release request from the peer
+            if self.is_established and self.acse.is_release_requested():
+                # Send A-RELEASE response
+                self.acse.send_release(is_response=True)
+                ASSOC_LOGGER.info("Association Released")
+                self.is_released = True
+                self.is_established = False
+                evt.trigger(self, evt.EVT_RELEASED, {})
+                self.kill()
+                return
+
+            # Check for abort from either locally or the peer
+            if self.acse.is_aborted():
+                log_msg = "Association Aborted"
+                if self.acse.is_aborted("a-p-abort"):
+                    log_msg += " (A-P-ABORT)"
+                ASSOC_LOGGER.info(log_msg)
+                # Ensure that EVT_ASCE_RECV fires for subscribers
+                self.dul.receive_pdu(wait=False)
+                self.is_aborted = True
+                self.is_established = False
+                evt.trigger(self, evt.EVT_ABORTED, {})
+                self.kill()
+                return
+
+            # Check if the DULServiceProvider thread is still running
+            #   DUL.is_alive() is inherited from threading.thread
+            if not self.dul.is_alive():
+                self.kill()
+                return
+
+            # Check if network_timeout has expired
+            if self.dul.idle_timer_expired():
+                ASSOC_LOGGER.error("Network timeout reached")
+                if self.network_timeout_response == "A-RELEASE":
+                    self._is_paused = True
+                    self._reactor_checkpoint.wait()
+                    self.release()
+                    self._is_paused = False
+                else:
+                    self.abort()
+
+                self.kill()
+                return
+
+
 class WakingRequestHandler(RequestHandler):
-    """pynetdicom's handler of an incoming connection, its association on a `WakingDUL`."""
+    """pynetdicom's handler of an incoming connection, its association a `WakingAssociation`
+    on a `WakingDUL`."""
 
     def _create_association(self) -> Any:
         assoc = super()._create_association()
+        assoc.__class__ = WakingAssociation  # same state, only the reactor loop differs
         plain = assoc.dul
         dul = WakingDUL(assoc)
         # what the association already gave its DUL: the peer's socket, the timers' timeouts and

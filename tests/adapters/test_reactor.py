@@ -12,9 +12,10 @@ import time
 
 import pynetdicom
 import pytest
+from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
 
-from adapters.dicom.reactor import WakingDUL
+from adapters.dicom.reactor import WakingAssociation, WakingDUL
 from adapters.dicom.scp import DicomNode
 from tests.adapters.test_scp import echo, free_port
 
@@ -35,6 +36,14 @@ def test_the_copied_loop_is_the_installed_pynetdicom_loop_but_for_the_idle_wait(
     assert _body(WakingDUL._run_reactor) == theirs, (
         f"pynetdicom {pynetdicom.__version__}'s DULServiceProvider.run_reactor changed: "
         "bring adapters/dicom/reactor.py up to date"
+    )
+
+
+def test_the_copied_association_loop_is_the_installed_one_but_for_the_wait():
+    theirs = [line.replace("time.sleep(0.001)", "self._await_message()") for line in _body(Association._run_reactor)]
+    ours = [line.replace("ASSOC_LOGGER", "LOGGER") for line in _body(WakingAssociation._run_reactor)]
+    assert ours == theirs, (
+        f"pynetdicom {pynetdicom.__version__}'s Association._run_reactor changed: bring adapters/dicom/reactor.py up to date"
     )
 
 
@@ -85,6 +94,7 @@ def test_associations_run_on_the_waking_dul_and_leave_no_descriptor_behind(node)
     finally:
         WakingDUL.__init__ = original
     assert len(duls) == 15
+    assert all(isinstance(d.assoc, WakingAssociation) for d in duls)
     deadline = time.monotonic() + 10
     while any(d.is_alive() for d in duls) and time.monotonic() < deadline:
         time.sleep(0.05)
