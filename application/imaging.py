@@ -362,11 +362,15 @@ class ImagingUseCases(RelaisBase):
 
     def record_download(
         self, *, dossier_id: str, actor_id: str, study_uid: str, what: str = "zip", establishment_id: str | None = None,
+        role: str = Role.CLINICIAN, read: str = "download",
     ) -> ReceivedStudy:
-        """A download of a study attached to a dossier the actor may read: checked, then recorded."""
+        """A download of a study attached to a dossier the actor may read: checked (the read traced as
+        `read`: "download" for the ZIP, "dicomweb" for a WADO-RS study or series retrieve), then
+        recorded as ReceivedStudy.Downloaded with `what` ("zip", "dicomweb:study",
+        "dicomweb:series:<Series Instance UID>")."""
         study = self.study_for_reader(
             dossier_id=dossier_id, actor_id=actor_id, study_uid=study_uid, establishment_id=establishment_id,
-            read="download",
+            role=role, read=read,
         )
         actor = self._reader_actor(dossier_id, actor_id, establishment_id).as_dict()
         self._on_study(str(study.id), lambda s: s.record_download(

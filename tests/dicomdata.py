@@ -66,3 +66,43 @@ def write_bundled(folder: Path, *, study_uid: str | None = None, accession: str 
         files[key] = path
         sops.append(sop)
     return {"study_uid": study_uid, "sops": sops, "files": files}
+
+
+def write_multiframe(
+    path: Path, *, study_uid: str, series_number: int, bits: int, frames, rle: bool = False,
+    patient_id: str = "PAT001", patient_name: str = "DUPONT^JEANNE", accession: str = "ACC0001",
+) -> str:
+    """A multi-frame secondary capture built from `frames` (a numpy array: frames × rows × columns):
+    bit-packed when `bits` is 1 (Multi-frame Single Bit SC), else 16-bit words (Multi-frame Grayscale
+    Word SC), RLE Lossless when `rle`. Returns its SOP Instance UID."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.pixels import pack_bits
+    from pydicom.uid import ExplicitVRLittleEndian, RLELossless
+
+    sop_class = "1.2.840.10008.5.1.4.1.1.7.1" if bits == 1 else "1.2.840.10008.5.1.4.1.1.7.3"
+    sop = generate_uid()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = sop_class, sop
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, sop
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, generate_uid()
+    ds.PatientID, ds.PatientName, ds.AccessionNumber = patient_id, patient_name, accession
+    ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "OT", series_number, 1
+    ds.SeriesDescription = f"MULTI {bits} BITS{' RLE' if rle else ''}"
+    count, rows, columns = frames.shape
+    ds.NumberOfFrames, ds.Rows, ds.Columns = count, rows, columns
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PixelRepresentation = 1, "MONOCHROME2", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = bits, bits, bits - 1
+    ds.FrameIncrementPointer = 0x00181063
+    if bits == 1:
+        ds.PixelData = pack_bits(frames.ravel())
+        ds["PixelData"].VR = "OB"
+    else:
+        ds.PixelData = frames.astype("<u2").tobytes()
+        ds["PixelData"].VR = "OW"
+    if rle:
+        ds.compress(RLELossless, generate_instance_uid=False)
+    ds.save_as(path, enforce_file_format=True)
+    return sop

@@ -25,6 +25,16 @@ class StaleView(ConflictError):
         self.block = block
         self.context = context
 
+
+class RequestRefused(RelaisError):
+    """A request that cannot be answered as asked: `status` 400 (invalid query or parameter) or 406
+    (no representation in the media types the client accepts). Nothing was read or recorded."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
 log = logging.getLogger("relais.web.errors")
 
 STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
@@ -42,6 +52,7 @@ TITLES = {
     403: "Accès refusé",
     404: "Page ou élément introuvable",
     405: "Action non permise",
+    406: "Format non disponible",
     409: "Conflit",
     413: "Envoi trop volumineux",
     422: "Donnée invalide",
@@ -66,10 +77,12 @@ CSRF_MESSAGE = (
     "Le jeton de sécurité du formulaire est absent ou périmé. Rechargez la page puis recommencez."
 )
 
-API_PREFIXES = ("/health", "/api/")
+API_PREFIXES = ("/health", "/api/", "/dicomweb/")
 
 
 def status_for(exc: Exception) -> int:
+    if isinstance(exc, RequestRefused):
+        return exc.status
     for cls, status in STATUS_OF:
         if isinstance(exc, cls):
             return status
@@ -103,6 +116,8 @@ def error_response(request: Request, status: int, message: str) -> Response:
 
 def relais_error_handler(request: Request, exc: RelaisError) -> Response:
     status = status_for(exc)
+    if status == 422 and request.url.path.startswith("/dicomweb/"):  # DICOMweb: an invalid UID or value is a 400
+        status = 400
     message = exc.message if isinstance(exc, InvalidFieldError) else str(exc)
     log.info("%s %s → %s %s", request.method, request.url.path, status, type(exc).__name__)
     return error_response(request, status, message or GENERIC.get(status, ""))

@@ -1,4 +1,5 @@
-"""Previews of stored instances: PNG images with window/level (CT presets), thumbnails per series.
+"""Previews of stored instances: PNG or JPEG images with window/level (CT presets or an explicit
+window), thumbnails per series.
 
 pydicom decodes the pixel data (pylibjpeg plugins for JPEG, JPEG-LS, JPEG 2000, RLE), numpy
 applies the modality LUT and the window, Pillow writes PNG. Thumbnails are cached on disk.
@@ -39,8 +40,13 @@ def _first(value: object) -> float | None:
         return None
 
 
-def render(path: Path, *, preset: str = "auto", size: int | None = None, frame: int = 0) -> bytes:
-    """A PNG of one frame of the instance at `path`, windowed, at most `size` pixels wide/high."""
+def render(
+    path: Path, *, preset: str = "auto", size: int | tuple[int, int] | None = None, frame: int = 0,
+    window: tuple[float, float] | None = None, fmt: str = "PNG", quality: int = 90,
+) -> bytes:
+    """A PNG (or with `fmt="JPEG"` a JPEG of `quality`) of one frame (0-based) of the instance at
+    `path`, windowed by `window` (center, width in modality units) or else by `preset`, at most
+    `size` pixels wide/high (or within a `(width, height)` box). Colour images are not windowed."""
     ds = dcmread(path)
     if "PixelData" not in ds:
         raise RenderError("pas d'image dans cette instance")
@@ -55,7 +61,7 @@ def render(path: Path, *, preset: str = "auto", size: int | None = None, frame: 
         img = Image.fromarray(arr.astype(np.uint8), "RGB")
     else:
         values = arr.astype(np.float32) * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0) or 0)
-        window = CT_PRESETS.get(preset, CT_PRESETS["auto"])[1]
+        window = window or CT_PRESETS.get(preset, CT_PRESETS["auto"])[1]
         if window is None:
             center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
             if center is None or not width:
@@ -69,9 +75,12 @@ def render(path: Path, *, preset: str = "auto", size: int | None = None, frame: 
             out = 255 - out
         img = Image.fromarray(out, "L")
     if size:
-        img.thumbnail((size, size))
+        img.thumbnail(size if isinstance(size, tuple) else (size, size))
     buf = io.BytesIO()
-    img.save(buf, "PNG", compress_level=1)
+    if fmt.upper() == "JPEG":
+        img.save(buf, "JPEG", quality=min(max(int(quality), 1), 100))
+    else:
+        img.save(buf, "PNG", compress_level=1)
     return buf.getvalue()
 
 

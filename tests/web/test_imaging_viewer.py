@@ -273,18 +273,19 @@ def test_dicomweb_series_and_instance_metadata_study_and_series_retrieve_and_fra
     assert one == meta
     assert client.get(f"{dw}/series/1.2.3/metadata").status_code == 404
     study = _parts(client.get(dw))
-    assert len(study) == len(shared["files"]) and all(t == "application/dicom" and b"DICM" in b for t, b in study)
+    assert len(study) == len(shared["files"]) and all(t.startswith("application/dicom; transfer-syntax=") and b"DICM" in b for t, b in study)
     (series,) = _parts(client.get(f"{dw}/series/{ct.SeriesInstanceUID}"))
     assert series[1] == shared["files"]["explicit"].read_bytes()
     # native frame: the pixel bytes as stored
     (frame,) = _parts(client.get(f"{dw}/series/{ct.SeriesInstanceUID}/instances/{ct.SOPInstanceUID}/frames/1"))
     assert frame[0] == f"application/octet-stream; transfer-syntax={ct.file_meta.TransferSyntaxUID}"
     assert frame[1] == ct.PixelData
-    # encapsulated frame: the compressed bytes, with their transfer syntax
+    # encapsulated frame asked "as stored" (transfer-syntax=*, as OHIF asks): the compressed bytes, with their transfer syntax
+    as_stored = {"Accept": "multipart/related; type=application/octet-stream; transfer-syntax=*"}
     for key, f in shared["files"].items():
         ds = dcmread(f)
         if ds.file_meta.TransferSyntaxUID.is_encapsulated:
-            r = client.get(f"{dw}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}/frames/1")
+            r = client.get(f"{dw}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}/frames/1", headers=as_stored)
             ((ctype, body),) = _parts(r)
             assert ctype.endswith(f"transfer-syntax={ds.file_meta.TransferSyntaxUID}") and len(body) > 100, key
             assert body in ds.PixelData, key

@@ -1,17 +1,13 @@
 """At the recipient (and the requester): series thumbnails, an in-page viewer with CT presets,
-study download as a ZIP with a DICOMDIR, export to the user's own PACS, and read-only DICOMweb
-(QIDO-RS / WADO-RS) scoped to one dossier. Every request checks that the user may read the
-dossier and that the study is attached to it."""
+study download as a ZIP with a DICOMDIR, and export to the user's own PACS (read-only DICOMweb is
+web/pages/dicomweb.py). Every request checks that the user may read the dossier and that the study
+is attached to it."""
 
 from __future__ import annotations
 
-import json
-import re
 import shutil
 import tempfile
-import uuid
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -19,14 +15,13 @@ from litestar import Request, Response, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
-from litestar.response import File, Stream, Template
+from litestar.response import File, Template
 from pydicom import dcmread
-from pydicom.encaps import get_frame
 from pydicom.fileset import FileSet
 
 from adapters.dicom.export import export_job_id
 from adapters.dicom.render import CT_PRESETS, RenderError, render, thumbnail
-from application.errors import ForbiddenError, NotFoundError
+from application.errors import NotFoundError
 from domain.imaging import ReceivedStudy, valid_uid
 from web.imaging_runtime import imaging_web
 from web.services import Services
@@ -246,209 +241,4 @@ def export_progress(
     return _export_state(services, user, dossier_id, study_uid, node, running=False)
 
 
-# ---------------------------------------------------------------------- DICOMweb (read-only, one dossier)
-
-DW = "/dicomweb/dossiers/{dossier_id:str}"
-
-
-def _attr(vr: str, *values: object) -> dict:
-    vals = [v for v in values if v not in (None, "")]
-    if vr == "PN":
-        return {"vr": vr, "Value": [{"Alphabetic": str(v)} for v in vals]} if vals else {"vr": vr}
-    return {"vr": vr, "Value": list(vals)} if vals else {"vr": vr}
-
-
-def _json(body: object) -> Response:
-    return Response(json.dumps(body).encode(), media_type="application/dicom+json")
-
-
-@get(DW + "/studies", name="qido-studies", sync_to_thread=True)
-def qido_studies(
-    services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
-    StudyInstanceUID: FromQuery[str] = "",  # noqa: N803 - the DICOMweb query key
-) -> Response:
-    """The dossier's studies; `StudyInstanceUID` (one, or several separated by commas or
-    backslashes, as OHIF sends) keeps only those."""
-    wanted = {u for u in re.split(r"[,\\]", StudyInstanceUID) if u.strip()}
-    try:
-        d = services.relais.get_dossier(dossier_id=dossier_id, actor_id=user.practitioner_id, role=user.role)
-    except ForbiddenError as e:
-        services.relais.trace_denied(
-            dossier_id=dossier_id, kind="imaging", reason=str(e), target="dicomweb:studies",
-            actor={"practitioner_id": user.practitioner_id, "role": user.role, "establishment_id": user.establishment_id or ""},
-        )
-        raise
-    out = []
-    for att in d.imaging:
-        if wanted and att["study_instance_uid"] not in wanted:
-            continue
-        try:
-            s = _study(services, user, dossier_id, att["study_instance_uid"], "dicomweb")
-        except NotFoundError:
-            continue
-        out.append({
-            "0020000D": _attr("UI", s.study_instance_uid), "00080020": _attr("DA", s.study.get("date")),
-            "00080050": _attr("SH", s.study.get("accession_number")), "00081030": _attr("LO", s.study.get("description")),
-            "00100010": _attr("PN", s.patient.get("name")), "00100020": _attr("LO", s.patient.get("id")),
-            "00100030": _attr("DA", s.patient.get("birth_date")), "00080061": _attr("CS", *s.modalities),
-            "00201206": _attr("IS", len(s.series)), "00201208": _attr("IS", s.instance_count),
-        })
-    return _json(out)
-
-
-@get(DW + "/studies/{study_uid:str}/series", name="qido-series", sync_to_thread=True)
-def qido_series(
-    services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str], study_uid: FromPath[str],
-) -> Response:
-    s = _study(services, user, dossier_id, study_uid, "dicomweb")
-    return _json([
-        {"0020000D": _attr("UI", s.study_instance_uid), "0020000E": _attr("UI", se["uid"]),
-         "00080060": _attr("CS", se.get("modality")), "0008103E": _attr("LO", se.get("description")),
-         "00200011": _attr("IS", se.get("number")), "00201209": _attr("IS", se.get("count"))}
-        for se in _series_list(s)
-    ])
-
-
-@get(DW + "/studies/{study_uid:str}/series/{series_uid:str}/instances", name="qido-instances", sync_to_thread=True)
-def qido_instances(
-    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
-    study_uid: FromPath[str], series_uid: FromPath[str],
-) -> Response:
-    s = _study(services, user, dossier_id, study_uid, "dicomweb")
-    rows = {r.sop_instance_uid: r for r in imaging_web(request).imaging.instances_of(str(s.id), series_uid)}
-    return _json([
-        {"0020000D": _attr("UI", s.study_instance_uid), "0020000E": _attr("UI", series_uid),
-         "00080018": _attr("UI", sop), "00080016": _attr("UI", rows[sop].sop_class_uid if sop in rows else None),
-         "00200013": _attr("IS", rows[sop].instance_number if sop in rows else None)}
-        for sop in _series_instances(request, s, series_uid)
-    ])
-
-
-def _metadata(request: Request, s: ReceivedStudy, sops: list[str]) -> Response:
-    out = []
-    for sop in sops:
-        ds = dcmread(_path(request, s, sop), stop_before_pixels=True)
-        out.append(ds.to_json_dict(bulk_data_threshold=4096, bulk_data_element_handler=lambda el: ""))
-    return _json(out)
-
-
-def _in_series(s: ReceivedStudy, series_uid: str, sop: str | None = None) -> list[str]:
-    """The SOP Instance UIDs of a series of the study (or the one asked for), else 404."""
-    sops = sorted(x for x, se in s.instances.items() if se == series_uid and (sop is None or x == sop))
-    if not sops:
-        raise NotFoundError("instance introuvable dans cette série" if sop else "série introuvable dans cet examen")
-    return sops
-
-
-@get(DW + "/studies/{study_uid:str}/metadata", name="wado-metadata", sync_to_thread=True)
-def wado_metadata(
-    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
-    study_uid: FromPath[str],
-) -> Response:
-    s = _study(services, user, dossier_id, study_uid, "dicomweb")
-    return _metadata(request, s, sorted(s.instances))
-
-
-@get(DW + "/studies/{study_uid:str}/series/{series_uid:str}/metadata", name="wado-series-metadata", sync_to_thread=True)
-def wado_series_metadata(
-    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
-    study_uid: FromPath[str], series_uid: FromPath[str],
-) -> Response:
-    """Series metadata (what OHIF asks for before showing a series)."""
-    s = _study(services, user, dossier_id, study_uid, "dicomweb")
-    return _metadata(request, s, _in_series(s, series_uid))
-
-
-@get(DW + "/studies/{study_uid:str}/series/{series_uid:str}/instances/{sop:str}/metadata", name="wado-instance-metadata",
-     sync_to_thread=True)
-def wado_instance_metadata(
-    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
-    study_uid: FromPath[str], series_uid: FromPath[str], sop: FromPath[str],
-) -> Response:
-    s = _study(services, user, dossier_id, study_uid, "dicomweb")
-    return _metadata(request, s, _in_series(s, series_uid, sop))
-
-
-def _multipart(parts: Iterator[tuple[str, bytes]], kind: str) -> Stream:
-    """A multipart/related answer streamed part by part (a study is never held in memory whole)."""
-    boundary = "relais-" + uuid.uuid4().hex
-
-    def body() -> Iterator[bytes]:
-        for content_type, data in parts:
-            yield f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode() + data + b"\r\n"
-        yield f"--{boundary}--\r\n".encode()
-
-    return Stream(body(), media_type=f'multipart/related; type="{kind}"; boundary={boundary}')
-
-
-def _instances(request: Request, s: ReceivedStudy, sops: list[str]) -> Stream:
-    return _multipart((("application/dicom", _path(request, s, sop).read_bytes()) for sop in sops), "application/dicom")
-
-
-@get(DW + "/studies/{study_uid:str}", name="wado-study", sync_to_thread=True)
-def wado_study(
-    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
-    study_uid: FromPath[str],
-) -> Stream:
-    """Every instance of the study as stored (WADO-RS retrieve study)."""
-    s = _study(services, user, dossier_id, study_uid, "dicomweb")
-    return _instances(request, s, sorted(s.instances))
-
-
-@get(DW + "/studies/{study_uid:str}/series/{series_uid:str}", name="wado-series", sync_to_thread=True)
-def wado_series(
-    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
-    study_uid: FromPath[str], series_uid: FromPath[str],
-) -> Stream:
-    s = _study(services, user, dossier_id, study_uid, "dicomweb")
-    return _instances(request, s, _in_series(s, series_uid))
-
-
-@get(DW + "/studies/{study_uid:str}/series/{series_uid:str}/instances/{sop:str}", name="wado-instance", sync_to_thread=True)
-def wado_instance(
-    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
-    study_uid: FromPath[str], series_uid: FromPath[str], sop: FromPath[str],
-) -> Stream:
-    """The instance as stored (application/dicom in multipart/related, as WADO-RS answers)."""
-    s = _study(services, user, dossier_id, study_uid, "dicomweb")
-    return _instances(request, s, _in_series(s, series_uid, sop))
-
-
-def frames_of(path: Path, numbers: list[int]) -> tuple[str, list[bytes]]:
-    """The pixel data of frames `numbers` (1-based) of an instance, as stored: native frames cut from
-    Pixel Data, encapsulated ones (JPEG, JPEG-LS, JPEG 2000, RLE) as their compressed bytes; with the
-    transfer syntax so the client knows how to decode them."""
-    ds = dcmread(path)
-    if "PixelData" not in ds:
-        raise NotFoundError("instance sans image")
-    ts = ds.file_meta.TransferSyntaxUID
-    count = int(ds.get("NumberOfFrames") or 1)
-    if any(not 1 <= n <= count for n in numbers):
-        raise NotFoundError(f"image inexistante (1 à {count})")
-    if ts.is_encapsulated:
-        return str(ts), [get_frame(ds.PixelData, n - 1, number_of_frames=count) for n in numbers]
-    size = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel") or 1) * int(ds.BitsAllocated) // 8
-    return str(ts), [bytes(ds.PixelData[(n - 1) * size : n * size]) for n in numbers]
-
-
-@get(DW + "/studies/{study_uid:str}/series/{series_uid:str}/instances/{sop:str}/frames/{frames:str}",
-     name="wado-frames", sync_to_thread=True)
-def wado_frames(
-    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
-    study_uid: FromPath[str], series_uid: FromPath[str], sop: FromPath[str], frames: FromPath[str],
-) -> Stream:
-    """Frames of an instance (what OHIF's image loader asks for), one part each:
-    application/octet-stream with the stored transfer syntax."""
-    s = _study(services, user, dossier_id, study_uid, "dicomweb")
-    (sop,) = _in_series(s, series_uid, sop)
-    try:
-        numbers = [int(n) for n in frames.split(",")][:1000]
-    except ValueError:
-        raise NotFoundError("numéros d'image attendus (1,2,…)") from None
-    ts, data = frames_of(_path(request, s, sop), numbers)
-    return _multipart(((f"application/octet-stream; transfer-syntax={ts}", d) for d in data), "application/octet-stream")
-
-
-HANDLERS = [viewer, frame, series_thumbnail, image, download, start_export, export_progress,
-            qido_studies, qido_series, qido_instances, wado_metadata, wado_series_metadata, wado_instance_metadata,
-            wado_study, wado_series, wado_instance, wado_frames]
+HANDLERS = [viewer, frame, series_thumbnail, image, download, start_export, export_progress]

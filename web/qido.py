@@ -1,0 +1,247 @@
+"""QIDO-RS queries (PS3.18 8.3.4, matching as PS3.4 C.2.2.2) over the attributes Relais holds:
+parsing the query string, matching records, and writing DICOM JSON results."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pydicom.datadict import dictionary_has_tag, dictionary_keyword, dictionary_VR, tag_for_keyword
+
+from domain.imaging import UID_RE
+
+LEVELS = ("study", "series", "instance")
+
+# Matching keys: keyword -> (level, kind). Kinds: uid (list of UIDs), text (wildcards, case-sensitive),
+# ci (wildcards, case-insensitive: names and descriptions), date (single or range), cs (list of codes),
+# int (list of integers).
+MATCHING = {
+    "StudyInstanceUID": ("study", "uid"), "PatientID": ("study", "text"), "PatientName": ("study", "ci"),
+    "StudyDate": ("study", "date"), "AccessionNumber": ("study", "text"), "ModalitiesInStudy": ("study", "cs"),
+    "StudyDescription": ("study", "ci"), "PatientBirthDate": ("study", "date"),
+    "SeriesInstanceUID": ("series", "uid"), "Modality": ("series", "cs"), "SeriesNumber": ("series", "int"),
+    "SeriesDescription": ("series", "ci"),
+    "SOPInstanceUID": ("instance", "uid"), "SOPClassUID": ("instance", "uid"), "InstanceNumber": ("instance", "int"),
+}
+
+# Returned without asking, per level (PS3.18 Table 6.7.1-2, among what Relais holds)
+DEFAULT = {
+    "study": ["StudyDate", "StudyTime", "AccessionNumber", "ModalitiesInStudy", "ReferringPhysicianName",
+              "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDescription",
+              "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances", "RetrieveURL"],
+    "series": ["Modality", "SeriesDescription", "SeriesInstanceUID", "SeriesNumber",
+               "NumberOfSeriesRelatedInstances", "RetrieveURL"],
+    "instance": ["SOPClassUID", "SOPInstanceUID", "InstanceNumber", "AvailableTransferSyntaxUID", "RetrieveURL"],
+}
+
+# With includefield=all: besides what is held, these are read from an instance's header
+ALL_FROM_HEADER = {
+    "study": ["StudyID", "InstitutionName", "PatientAge", "IssuerOfPatientID", "OtherPatientIDs"],
+    "series": ["SeriesDate", "SeriesTime", "BodyPartExamined", "ProtocolName", "PerformedProcedureStepStartDate",
+               "PerformedProcedureStepStartTime", "Laterality"],
+    "instance": None,  # the whole header (without bulk data)
+}
+
+# Attributes of the results whose values are computed, not in the dictionary's usual place
+COUNTS = {"NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances", "NumberOfSeriesRelatedInstances"}
+
+class QueryError(ValueError):
+    """A QIDO-RS query the server refuses (HTTP 400), with the reason."""
+
+
+def tag_hex(keyword: str) -> str:
+    return f"{tag_for_keyword(keyword):08X}"
+
+
+def keyword_of(key: str) -> str:
+    """The DICOM keyword named by a query key: a keyword (`PatientName`) or a tag (`00100010`)."""
+    key = key.strip()
+    if "." in key:
+        raise QueryError(f"« {key} » : les attributs de séquences ne sont pas pris en charge")
+    if re.fullmatch(r"[0-9A-Fa-f]{8}", key):
+        tag = int(key, 16)
+        if dictionary_has_tag(tag):
+            return dictionary_keyword(tag)
+        raise QueryError(f"« {key} » : étiquette DICOM inconnue")
+    tag = tag_for_keyword(key)
+    if tag is None:
+        raise QueryError(f"« {key} » : attribut DICOM inconnu (mot-clé ou étiquette de 8 chiffres hexadécimaux)")
+    return key
+
+
+def _values(raw: str) -> list[str]:
+    return [v.strip() for v in re.split(r"[,\\]", raw) if v.strip()]
+
+
+def _wildcard(pattern: str, fold: bool) -> re.Pattern:
+    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.compile(body, re.IGNORECASE | re.DOTALL if fold else re.DOTALL)
+
+
+def _date(value: str, key: str) -> str:
+    try:
+        datetime.strptime(value, "%Y%m%d")
+    except ValueError:
+        raise QueryError(f"{key} : date invalide « {value} » (AAAAMMJJ)") from None
+    return value
+
+
+def _pn(value: str) -> str:
+    return re.sub(r"[\^ =]+$", "", value.strip())
+
+
+@dataclass(frozen=True)
+class Filter:
+    keyword: str
+    level: str
+    test: Callable[[object], bool]
+
+    def matches(self, value: object) -> bool:
+        return self.test(value)
+
+
+def make_filter(keyword: str, raw: str) -> Filter | None:
+    """The matcher for `keyword=raw`; None for an empty value (universal matching: returned, not filtered)."""
+    if keyword not in MATCHING:
+        held = ", ".join(MATCHING)
+        raise QueryError(f"{keyword} : recherche non prise en charge sur cet attribut (possible : {held})")
+    level, kind = MATCHING[keyword]
+    raw = raw.strip()
+    if raw in ("", "*"):
+        return None
+    if kind == "uid":
+        uids = _values(raw)
+        bad = [u for u in uids if not UID_RE.fullmatch(u) or len(u) > 64]
+        if bad:
+            raise QueryError(f"{keyword} : UID DICOM invalide « {bad[0][:80]} »")
+        wanted = set(uids)
+        return Filter(keyword, level, lambda v: str(v or "") in wanted)
+    if kind in ("text", "ci"):
+        if "\\" in raw:
+            raise QueryError(f"{keyword} : une seule valeur attendue")
+        fold = kind == "ci"
+        pattern = _wildcard(_pn(raw) if keyword == "PatientName" else raw, fold)
+        return Filter(keyword, level, lambda v: bool(pattern.fullmatch(_pn(str(v or "")) if keyword == "PatientName" else str(v or ""))))
+    if kind == "date":
+        m = re.fullmatch(r"(\d{8})?(-)?(\d{8})?", raw)
+        if not m or not (m.group(1) or m.group(3)) or (m.group(3) and not m.group(2)):
+            raise QueryError(f"{keyword} : date ou intervalle attendu (AAAAMMJJ, AAAAMMJJ-AAAAMMJJ, -AAAAMMJJ, AAAAMMJJ-), reçu « {raw[:40]} »")
+        lo = _date(m.group(1), keyword) if m.group(1) else None
+        hi = _date(m.group(3), keyword) if m.group(3) else None
+        if not m.group(2):
+            return Filter(keyword, level, lambda v: str(v or "") == lo)
+        if lo and hi and lo > hi:
+            raise QueryError(f"{keyword} : intervalle à l'envers « {raw} »")
+        return Filter(keyword, level, lambda v: bool(v) and (lo is None or str(v) >= lo) and (hi is None or str(v) <= hi))
+    if kind == "cs":
+        codes = [c.upper() for c in _values(raw)]
+        bad = [c for c in codes if not re.fullmatch(r"[A-Z0-9_ ]{1,16}", c)]
+        if bad:
+            raise QueryError(f"{keyword} : code invalide « {bad[0][:20]} »")
+        wanted = set(codes)
+        return Filter(keyword, level, lambda v: bool(wanted & ({str(x) for x in v} if isinstance(v, list | tuple | set) else {str(v or "")})))
+    try:
+        numbers = {int(n) for n in _values(raw)}
+    except ValueError:
+        raise QueryError(f"{keyword} : entier attendu, reçu « {raw[:40]} »") from None
+    return Filter(keyword, level, lambda v: v is not None and str(v).strip() != "" and int(v) in numbers)
+
+
+@dataclass
+class Query:
+    filters: list[Filter] = field(default_factory=list)
+    returned: list[str] = field(default_factory=list)  # keywords asked for (includefield, empty keys)
+    all_fields: bool = False
+    limit: int | None = None
+    offset: int = 0
+    fuzzy: bool = False
+
+    def matches(self, record: dict) -> bool:
+        return all(f.matches(record.get(f.keyword)) for f in self.filters)
+
+    def page(self, items: list) -> list:
+        end = None if self.limit is None else self.offset + self.limit
+        return items[self.offset : end]
+
+
+def parse(params: Iterable[tuple[str, str]], level: str) -> Query:
+    """The query of a search at `level` ("study", "series", "instance"); keys of the levels above are
+    accepted too. A list-valued key (UIDs, codes, numbers) may also be repeated (values united).
+    Unknown parameters, attributes or values raise QueryError."""
+    allowed = LEVELS[: LEVELS.index(level) + 1]
+    q = Query()
+    keys: dict[str, list[str]] = {}
+    for key, value in params:
+        if key == "includefield":
+            for name in _values(value) if value.strip() else []:
+                if name == "all":
+                    q.all_fields = True
+                else:
+                    q.returned.append(keyword_of(name))
+            continue
+        if key in ("limit", "offset"):
+            if not re.fullmatch(r"\d{1,9}", value.strip()):
+                raise QueryError(f"{key} : entier positif attendu, reçu « {value[:20]} »")
+            n = int(value)
+            if key == "limit":
+                if n < 1:
+                    raise QueryError("limit : au moins 1")
+                q.limit = n
+            else:
+                q.offset = n
+            continue
+        if key == "fuzzymatching":
+            if value.strip().lower() not in ("true", "false"):
+                raise QueryError(f"fuzzymatching : true ou false, reçu « {value[:20]} »")
+            q.fuzzy = value.strip().lower() == "true"
+            continue
+        if key in ("accept", "charset"):  # answers are DICOM JSON in UTF-8 whatever is asked here
+            continue
+        keyword = keyword_of(key)
+        if not value.strip() and keyword not in MATCHING:  # an empty key asks for the attribute back
+            q.returned.append(keyword)
+            continue
+        if keyword in MATCHING and MATCHING[keyword][0] not in allowed:
+            raise QueryError(f"{keyword} : attribut du niveau {MATCHING[keyword][0]}, pas d'une recherche de niveau {level}")
+        keys.setdefault(keyword, []).append(value)
+    for keyword, values in keys.items():
+        if len(values) > 1 and MATCHING.get(keyword, ("", ""))[1] not in ("uid", "cs", "int"):
+            raise QueryError(f"{keyword} : une seule valeur attendue (clé répétée)")
+        f = make_filter(keyword, ",".join(v for v in values if v.strip()))
+        q.returned.append(keyword)
+        if f is not None:
+            q.filters.append(f)
+    return q
+
+
+def element(keyword: str, value: object) -> dict:
+    """One attribute in DICOM JSON (PS3.18 F.2)."""
+    vr = dictionary_VR(tag_for_keyword(keyword))
+    values = value if isinstance(value, list | tuple) else [value]
+    values = [v for v in values if v not in (None, "")]
+    if not values:
+        return {"vr": vr}
+    if vr == "PN":
+        return {"vr": vr, "Value": [{"Alphabetic": str(v)} for v in values]}
+    if vr in ("IS", "SL", "SS", "UL", "US"):
+        try:
+            return {"vr": vr, "Value": [int(v) for v in values]}
+        except (TypeError, ValueError):
+            return {"vr": vr}
+    if vr in ("DS", "FL", "FD"):
+        return {"vr": vr, "Value": [float(v) for v in values]}
+    return {"vr": vr, "Value": [str(v) for v in values]}
+
+
+def result(record: dict, keywords: Iterable[str], extra: dict | None = None) -> dict:
+    """A result item: `keywords` taken from `record` (held values), plus `extra` (DICOM JSON read from
+    a header), sorted by tag."""
+    out: dict[str, dict] = {}
+    for kw in keywords:
+        if kw in record:
+            out[tag_hex(kw)] = element(kw, record[kw])
+    for tag, el in (extra or {}).items():
+        out.setdefault(tag, el)
+    return dict(sorted(out.items()))
