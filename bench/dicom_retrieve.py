@@ -1,13 +1,15 @@
 """Retrieve from a PACS (Orthanc) into a dossier, against dcmtk; thumbnail time per series.
 
 - C-MOVE of a 250-instance CT study (512×512, 16-bit) from Orthanc to our node (`relais scp`),
-  driven by our Retriever as the job runs it: until the completeness check passes, the events
-  are recorded and the study is attached to the dossier; against dcmtk `movescu` → `storescp`.
+  driven by our Retriever as the job runs it (C-FINDs, the C-MOVE over `--parallel` associations,
+  default the Retriever's): until the completeness check passes, the events are recorded and the
+  study is attached to the dossier; against dcmtk `movescu` → `storescp`.
 - C-GET of the same study by our Retriever (stored and recorded in this process) against dcmtk `getscu`.
 - Thumbnail per series (middle image, 128 px) and one full-size PNG, cold cache.
 
     .venv/bin/python bench/dicom_retrieve.py                 # 250 instances
     .venv/bin/python bench/dicom_retrieve.py --instances 50
+    .venv/bin/python bench/dicom_retrieve.py --parallel 1   # C-MOVE on one association
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ PATIENT = dict(patient_birth_name="Bench", patient_first_names="Ct", patient_bir
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instances", type=int, default=250)
+    parser.add_argument("--parallel", type=int, default=None, help="C-MOVE associations (default: the Retriever's)")
     args = parser.parse_args(argv)
     n = args.instances
     folder, study_uid = ct_study(n)
@@ -61,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
                                              establishment_id=est, roles=["clinician"])
             did = app.create_dossier(actor_id=clinician, workflow="imaging_transfer", question="Bench", consent="given",
                                      imaging_source="pacs_retrieve", **PATIENT)
-            retriever = Retriever(app=app, store=InstanceStore(dicom_root(node.settings)), our_aet="RELAIS", settle=3.0)
+            extra = {} if args.parallel is None else {"parallel": args.parallel}
+            retriever = Retriever(app=app, store=InstanceStore(dicom_root(node.settings)), our_aet="RELAIS", settle=3.0,
+                                  **extra)
 
             t0 = time.perf_counter()
             out = retriever.retrieve(dossier_id=did, study_uid=study_uid, node_aet=orthanc.aet)
@@ -101,13 +106,14 @@ def main(argv: list[str] | None = None) -> int:
             dcmtk_get = time.perf_counter() - t0
             assert r.returncode == 0 and len(list(getdir.iterdir())) == n, r.stderr
 
-            print(f"\nC-MOVE of {n} instances from Orthanc 1.10:")
+            print(f"\nC-MOVE of {n} instances from Orthanc 1.10 ({retriever.parallel} association(s) at most):")
             print(f"  ours (relais scp, events recorded, completeness checked, attached)  {ours_move:6.2f} s  {n / ours_move:6.0f} images/s")
             print(f"  dcmtk movescu -> storescp                                          {dcmtk_move:6.2f} s  {n / dcmtk_move:6.0f} images/s")
             print(f"  ratio ours / dcmtk = {dcmtk_move / ours_move:.2f}")
             print(f"C-GET of {n} instances from Orthanc 1.10:")
             print(f"  ours (Retriever, stored + recorded, attached)                      {ours_get:6.2f} s  {n / ours_get:6.0f} images/s")
             print(f"  dcmtk getscu                                                       {dcmtk_get:6.2f} s  {n / dcmtk_get:6.0f} images/s")
+            print(f"  ratio ours / dcmtk = {dcmtk_get / ours_get:.2f}")
 
             files = sorted(get_store.instances(est2, study_uid))
             middle = files[len(files) // 2]
@@ -121,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             print("Previews (CT 512x512 16-bit):")
             print(f"  thumbnail of a series (middle image, 128 px, cold)  {thumb * 1000:6.1f} ms")
             print(f"  full-size PNG with the brain preset                 {full * 1000:6.1f} ms per image")
+    print(f"# load {os.getloadavg()[0]:.2f} at the end")
     return 0
 
 

@@ -1,9 +1,10 @@
-"""Query/Retrieve SCU: C-FIND (study and series level), C-MOVE to our node, C-GET into our store."""
+"""Query/Retrieve SCU: C-FIND (study, series and instance level), C-MOVE to our node, C-GET into our store."""
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,8 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
 )
+
+from adapters.dicom.reactor import WakingDUL
 
 TIMEOUT = 30
 # C-GET: the PACS sends on our association; propose what it may hold so that bytes come as stored.
@@ -75,11 +78,29 @@ class SeriesMatch:
 
 
 @dataclass(frozen=True)
+class InstanceMatch:
+    sop_instance_uid: str
+    number: int | None
+
+
+@dataclass(frozen=True)
 class RetrieveResult:
     status: int
     completed: int
     failed: int
     warning: int
+
+
+class _AE(AE):
+    """An AE whose associations run on a `WakingDUL` (adapters/dicom/reactor.py): woken by the
+    peer's socket and by queued primitives instead of pynetdicom's 1 ms sleeps."""
+
+    def _create_socket(self, assoc: Any, address: Any, tls_args: Any) -> Any:
+        plain = assoc.dul
+        dul = WakingDUL(assoc)
+        dul.artim_timer, dul._idle_timer = plain.artim_timer, plain._idle_timer  # their timeouts are set
+        assoc.dul = dul
+        return super()._create_socket(assoc, address, tls_args)
 
 
 def _nodelay(event: evt.Event) -> None:
@@ -120,6 +141,121 @@ def status_reason(status: int, dest: str = "") -> str:
     return f"échec du PACS (statut DICOM 0x{status:04X})"
 
 
+def study_query(
+    *, patient_id: str = "", patient_name: str = "", birth_date: str = "", date_from: str = "", date_to: str = "",
+    modality: str = "", accession_number: str = "", study_instance_uid: str = "",
+) -> Dataset:
+    q = Dataset()
+    q.QueryRetrieveLevel = "STUDY"
+    q.PatientID = patient_id
+    q.PatientName = patient_name
+    q.PatientBirthDate = birth_date
+    q.PatientSex = ""
+    q.StudyDate = f"{date_from}-{date_to}" if (date_from or date_to) else ""
+    q.StudyTime = ""
+    q.ModalitiesInStudy = modality
+    q.AccessionNumber = accession_number
+    q.StudyInstanceUID = study_instance_uid
+    q.StudyDescription = ""
+    q.NumberOfStudyRelatedSeries = None
+    q.NumberOfStudyRelatedInstances = None
+    return q
+
+
+def study_match(ds: Dataset) -> StudyMatch:
+    mods = _str(ds, "ModalitiesInStudy")
+    return StudyMatch(
+        study_instance_uid=_str(ds, "StudyInstanceUID"), patient_id=_str(ds, "PatientID"),
+        patient_name=_str(ds, "PatientName"), patient_birth_date=_str(ds, "PatientBirthDate"),
+        patient_sex=_str(ds, "PatientSex"), study_date=_str(ds, "StudyDate"),
+        accession_number=_str(ds, "AccessionNumber"), description=_str(ds, "StudyDescription"),
+        modalities=tuple(m for m in mods.split("\\") if m),
+        series_count=_int(ds.get("NumberOfStudyRelatedSeries")),
+        instance_count=_int(ds.get("NumberOfStudyRelatedInstances")),
+    )
+
+
+def series_query(study_uid: str) -> Dataset:
+    q = Dataset()
+    q.QueryRetrieveLevel = "SERIES"
+    q.StudyInstanceUID = study_uid
+    q.SeriesInstanceUID = ""
+    q.Modality = ""
+    q.SeriesDescription = ""
+    q.SeriesNumber = None
+    q.NumberOfSeriesRelatedInstances = None
+    return q
+
+
+def series_match(ds: Dataset) -> SeriesMatch:
+    return SeriesMatch(
+        series_instance_uid=_str(ds, "SeriesInstanceUID"), modality=_str(ds, "Modality"),
+        description=_str(ds, "SeriesDescription"), number=_int(ds.get("SeriesNumber")),
+        instance_count=_int(ds.get("NumberOfSeriesRelatedInstances")),
+    )
+
+
+def instance_query(study_uid: str, series_uid: str) -> Dataset:
+    q = Dataset()
+    q.QueryRetrieveLevel = "IMAGE"
+    q.StudyInstanceUID = study_uid
+    q.SeriesInstanceUID = series_uid
+    q.SOPInstanceUID = ""
+    q.InstanceNumber = None
+    return q
+
+
+def retrieve_query(study_uid: str, series_uids: list[str] | None = None, sop_uids: list[str] | None = None) -> Dataset:
+    """The identifier of a C-MOVE/C-GET: the whole study, some of its series, or some instances of
+    one series (IMAGE level: `series_uids` names that one series)."""
+    q = Dataset()
+    q.StudyInstanceUID = study_uid
+    if sop_uids:
+        if not series_uids or len(series_uids) != 1:
+            raise ValueError("instances of exactly one series")
+        q.QueryRetrieveLevel = "IMAGE"
+        q.SeriesInstanceUID = series_uids[0]
+        q.SOPInstanceUID = list(sop_uids) if len(sop_uids) > 1 else sop_uids[0]
+    elif series_uids:
+        q.QueryRetrieveLevel = "SERIES"
+        q.SeriesInstanceUID = list(series_uids) if len(series_uids) > 1 else series_uids[0]
+    else:
+        q.QueryRetrieveLevel = "STUDY"
+    return q
+
+
+class QuerySession:
+    """C-FINDs on one association with a PACS (see `QueryRetrieve.session`)."""
+
+    def __init__(self, qr: "QueryRetrieve", peer: Peer):
+        self.qr, self.peer = qr, peer
+        self._assoc: Any = None
+
+    def find(self, query: Dataset) -> list[Dataset]:
+        if self._assoc is None or not self._assoc.is_established:
+            self._assoc = self.qr._find_association(self.peer)
+        return self.qr._find_on(self._assoc, query)
+
+    def find_studies(self, **keys: str) -> list[StudyMatch]:
+        rows = [study_match(ds) for ds in self.find(study_query(**keys))]
+        return sorted(rows, key=lambda r: (r.study_date, r.study_instance_uid), reverse=True)
+
+    def find_series(self, study_uid: str) -> list[SeriesMatch]:
+        return [series_match(ds) for ds in self.find(series_query(study_uid))]
+
+    def find_instances(self, study_uid: str, series_uid: str) -> list[InstanceMatch]:
+        return [
+            InstanceMatch(sop_instance_uid=_str(ds, "SOPInstanceUID"), number=_int(ds.get("InstanceNumber")))
+            for ds in self.find(instance_query(study_uid, series_uid))
+            if _str(ds, "SOPInstanceUID")
+        ]
+
+    def close(self) -> None:
+        if self._assoc is not None and self._assoc.is_established:
+            self._assoc.release()
+        self._assoc = None
+
+
 class QueryRetrieve:
     """One SCU; every call opens its own association (TCP_NODELAY set, unlimited PDU)."""
 
@@ -128,7 +264,7 @@ class QueryRetrieve:
         self.timeout = timeout
 
     def _ae(self) -> AE:
-        ae = AE(ae_title=self.calling_aet)
+        ae = _AE(ae_title=self.calling_aet)
         ae.maximum_pdu_size = 0
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout
         ae.connection_timeout = 5
@@ -157,88 +293,53 @@ class QueryRetrieve:
 
     # ------------------------------------------------------------------ C-FIND
 
-    def _find(self, peer: Peer, query: Dataset) -> list[Dataset]:
-        ae = self._ae()
-        ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
-        assoc = self._associate(ae, peer)
+    def _find_on(self, assoc: Any, query: Dataset) -> list[Dataset]:
         out = []
-        try:
-            for status, identifier in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind):
-                if not status:
-                    raise QRError("délai dépassé : le PACS ne répond pas à la recherche", "timeout")
-                code = status.Status
-                if code in (0xFF00, 0xFF01) and identifier is not None:
-                    out.append(identifier)
-                elif code != 0x0000:
-                    raise QRError(status_reason(code), "find_failed")
-        finally:
-            assoc.release()
+        for status, identifier in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind):
+            if not status:
+                raise QRError("délai dépassé : le PACS ne répond pas à la recherche", "timeout")
+            code = status.Status
+            if code in (0xFF00, 0xFF01) and identifier is not None:
+                out.append(identifier)
+            elif code != 0x0000:
+                raise QRError(status_reason(code), "find_failed")
         return out
 
-    def find_studies(
-        self, peer: Peer, *, patient_id: str = "", patient_name: str = "", birth_date: str = "",
-        date_from: str = "", date_to: str = "", modality: str = "", accession_number: str = "",
-        study_instance_uid: str = "",
-    ) -> list[StudyMatch]:
-        """Study-level C-FIND with the dossier form's keys (dates as YYYYMMDD, name with * wildcards)."""
-        q = Dataset()
-        q.QueryRetrieveLevel = "STUDY"
-        q.PatientID = patient_id
-        q.PatientName = patient_name
-        q.PatientBirthDate = birth_date
-        q.PatientSex = ""
-        q.StudyDate = f"{date_from}-{date_to}" if (date_from or date_to) else ""
-        q.StudyTime = ""
-        q.ModalitiesInStudy = modality
-        q.AccessionNumber = accession_number
-        q.StudyInstanceUID = study_instance_uid
-        q.StudyDescription = ""
-        q.NumberOfStudyRelatedSeries = None
-        q.NumberOfStudyRelatedInstances = None
-        rows = []
-        for ds in self._find(peer, q):
-            mods = _str(ds, "ModalitiesInStudy")
-            rows.append(StudyMatch(
-                study_instance_uid=_str(ds, "StudyInstanceUID"), patient_id=_str(ds, "PatientID"),
-                patient_name=_str(ds, "PatientName"), patient_birth_date=_str(ds, "PatientBirthDate"),
-                patient_sex=_str(ds, "PatientSex"), study_date=_str(ds, "StudyDate"),
-                accession_number=_str(ds, "AccessionNumber"), description=_str(ds, "StudyDescription"),
-                modalities=tuple(m for m in mods.split("\\") if m),
-                series_count=_int(ds.get("NumberOfStudyRelatedSeries")),
-                instance_count=_int(ds.get("NumberOfStudyRelatedInstances")),
-            ))
-        return sorted(rows, key=lambda r: (r.study_date, r.study_instance_uid), reverse=True)
+    def _find_association(self, peer: Peer) -> Any:
+        ae = self._ae()
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+        return self._associate(ae, peer)
+
+    def _find(self, peer: Peer, query: Dataset) -> list[Dataset]:
+        with self.session(peer) as s:
+            return s.find(query)
+
+    @contextmanager
+    def session(self, peer: Peer) -> Iterator["QuerySession"]:
+        """Several C-FINDs on one association (opened at the first query, released at the end)."""
+        s = QuerySession(self, peer)
+        try:
+            yield s
+        finally:
+            s.close()
+
+    def find_studies(self, peer: Peer, **keys: str) -> list[StudyMatch]:
+        """Study-level C-FIND with the dossier form's keys (dates as YYYYMMDD, name with * wildcards):
+        patient_id, patient_name, birth_date, date_from, date_to, modality, accession_number,
+        study_instance_uid."""
+        with self.session(peer) as s:
+            return s.find_studies(**keys)
 
     def find_series(self, peer: Peer, study_uid: str) -> list[SeriesMatch]:
-        q = Dataset()
-        q.QueryRetrieveLevel = "SERIES"
-        q.StudyInstanceUID = study_uid
-        q.SeriesInstanceUID = ""
-        q.Modality = ""
-        q.SeriesDescription = ""
-        q.SeriesNumber = None
-        q.NumberOfSeriesRelatedInstances = None
-        return [
-            SeriesMatch(
-                series_instance_uid=_str(ds, "SeriesInstanceUID"), modality=_str(ds, "Modality"),
-                description=_str(ds, "SeriesDescription"), number=_int(ds.get("SeriesNumber")),
-                instance_count=_int(ds.get("NumberOfSeriesRelatedInstances")),
-            )
-            for ds in self._find(peer, q)
-        ]
+        with self.session(peer) as s:
+            return s.find_series(study_uid)
+
+    def find_instances(self, peer: Peer, study_uid: str, series_uid: str) -> list[InstanceMatch]:
+        """Instance-level C-FIND: the SOP Instance UIDs of one series."""
+        with self.session(peer) as s:
+            return s.find_instances(study_uid, series_uid)
 
     # ------------------------------------------------------------------ C-MOVE / C-GET
-
-    @staticmethod
-    def _retrieve_query(study_uid: str, series_uids: list[str] | None) -> Dataset:
-        q = Dataset()
-        q.StudyInstanceUID = study_uid
-        if series_uids:
-            q.QueryRetrieveLevel = "SERIES"
-            q.SeriesInstanceUID = series_uids if len(series_uids) > 1 else series_uids[0]
-        else:
-            q.QueryRetrieveLevel = "STUDY"
-        return q
 
     @staticmethod
     def _final(responses: Any, dest: str) -> RetrieveResult:
@@ -267,25 +368,38 @@ class QueryRetrieve:
             raise QRError(status_reason(result.status, dest), "move_failed")
         return result
 
-    def move(self, peer: Peer, study_uid: str, destination: str, series_uids: list[str] | None = None) -> RetrieveResult:
+    @staticmethod
+    def _total(results: list[RetrieveResult]) -> RetrieveResult:
+        return RetrieveResult(
+            status=next((r.status for r in results if r.status), 0x0000),
+            completed=sum(r.completed for r in results), failed=sum(r.failed for r in results),
+            warning=sum(r.warning for r in results),
+        )
+
+    def move(
+        self, peer: Peer, study_uid: str, destination: str, series_uids: list[str] | None = None,
+        *, queries: list[Dataset] | None = None,
+    ) -> RetrieveResult:
+        """C-MOVE of the study (or some series) to `destination`; with `queries` (identifiers from
+        `retrieve_query`), one C-MOVE per identifier, in turn on the same association."""
         ae = self._ae()
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
         assoc = self._associate(ae, peer)
         try:
-            return self._final(
-                assoc.send_c_move(self._retrieve_query(study_uid, series_uids), destination,
-                                  StudyRootQueryRetrieveInformationModelMove),
-                destination,
-            )
+            return self._total([
+                self._final(assoc.send_c_move(q, destination, StudyRootQueryRetrieveInformationModelMove), destination)
+                for q in queries or [retrieve_query(study_uid, series_uids)]
+            ])
         finally:
             if assoc.is_established:
                 assoc.release()
 
     def get(
         self, peer: Peer, study_uid: str, on_store: Callable[[evt.Event], int], on_end: Callable[[Any], None],
-        series_uids: list[str] | None = None,
+        series_uids: list[str] | None = None, *, queries: list[Dataset] | None = None,
     ) -> RetrieveResult:
-        """C-GET: the PACS sends the instances on this association to `on_store`; `on_end(assoc)` after."""
+        """C-GET: the PACS sends the instances on this association to `on_store`; `on_end(assoc)` after.
+        With `queries`, one C-GET per identifier, in turn on the same association."""
         ae = self._ae()
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
         contexts = StoragePresentationContexts[:120]
@@ -294,10 +408,10 @@ class QueryRetrieve:
         roles = [build_role(cx.abstract_syntax, scp_role=True) for cx in contexts]
         assoc = self._associate(ae, peer, [(evt.EVT_C_STORE, on_store)], ext_neg=roles)
         try:
-            return self._final(
-                assoc.send_c_get(self._retrieve_query(study_uid, series_uids), StudyRootQueryRetrieveInformationModelGet),
-                self.calling_aet,
-            )
+            return self._total([
+                self._final(assoc.send_c_get(q, StudyRootQueryRetrieveInformationModelGet), self.calling_aet)
+                for q in queries or [retrieve_query(study_uid, series_uids)]
+            ])
         finally:
             if assoc.is_established:
                 assoc.release()

@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import queue
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from adapters.dicom.node import dicom_root, recorder
-from adapters.dicom.qr import Peer, QRError, QueryRetrieve, SeriesMatch
+from adapters.dicom.node import dicom_root
+from adapters.dicom.qr import Peer, QRError, QueryRetrieve, QuerySession, SeriesMatch, retrieve_query
 from adapters.dicom.receive import Receiver
 from adapters.dicom.storage import InstanceStore
 from adapters.jobs import job
 from application import Relais
+from application.imaging import ReceivedInstance, StudyUpdate
 from domain.directory import DicomNode, node_id
 from domain.imaging import received_study_id
 
 log = logging.getLogger("relais.dicom")
+
+# Below this many missing instances a retrieve uses one association: another association (and an
+# instance-level C-FIND to split a series) would cost more than it saves.
+MIN_SPLIT = 50
+TRANSIENT = ("timeout", "aborted")
+ASSOCIATION_FAILURES = ("unreachable", "rejected", "aborted")
 
 
 @dataclass(frozen=True)
@@ -34,18 +45,138 @@ def retrieve_job_id(dossier_id: str, study_uid: str) -> str:
     return f"retrieve:{dossier_id}:{study_uid}"
 
 
+@dataclass(frozen=True)
+class Ask:
+    """One C-MOVE/C-GET identifier: the whole study (no series), whole series, or some instances
+    (`sops`) of one series; `size` is how many instances it should bring (to share the work)."""
+
+    series: tuple[str, ...] = ()
+    sops: tuple[str, ...] = ()
+    size: int = 0
+
+    def query(self, study_uid: str) -> Any:
+        return retrieve_query(study_uid, list(self.series) or None, list(self.sops) or None)
+
+
+def share(asks: list[Ask], parts: int) -> list[list[Ask]]:
+    """Shares the asks between at most `parts` associations, largest first onto the least loaded;
+    the whole series of one association are asked in one identifier."""
+    loads: list[tuple[int, int, list[Ask]]] = [(0, i, []) for i in range(max(1, parts))]
+    for a in sorted(asks, key=lambda a: -a.size):
+        size, i, group = min(loads)
+        group.append(a)
+        loads[i] = (size + a.size, i, group)
+    out = []
+    for _, _, group in loads:
+        whole = [a for a in group if not a.sops and a.series]
+        merged = [Ask(series=tuple(s for a in whole for s in a.series), size=sum(a.size for a in whole))] if whole else []
+        merged += [a for a in group if a.sops or not a.series]
+        if merged:
+            out.append(merged)
+    return out
+
+
+def _chunks(items: list[str], count: int) -> list[list[str]]:
+    count = max(1, min(count, len(items)))
+    return [items[i::count] for i in range(count)]
+
+
+class BackgroundWrites:
+    """The instance store of a C-GET, written by background threads.
+
+    A C-STORE sent by the PACS on our C-GET association is answered once its header is read and its
+    bytes are queued; writer threads write and fsync them (`InstanceStore.put`) while the next ones
+    arrive. Nothing is recorded before its file is durable: the recorder waits for the instances of
+    its batch (`durable`). An instance answered but not written (crash, disk full) is simply not
+    recorded: the PACS still holds it and the completeness check asks for it again. (The node's
+    C-STORE is different: a sender may delete what was acknowledged, so it writes before answering.)
+    """
+
+    def __init__(self, store: InstanceStore, *, threads: int = 2, queued: int = 32):
+        self.store = store
+        self.error: OSError | None = None
+        self._queue: queue.Queue = queue.Queue(maxsize=queued)  # ~0.5 MB each for a CT: bounded memory
+        self._pending: set[tuple[str, str, str]] = set()
+        self._failed: set[tuple[str, str, str]] = set()
+        self._cond = threading.Condition()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"relais-retrieve-write-{i}", daemon=True) for i in range(threads)
+        ]
+        for t in self._threads:
+            t.start()
+
+    def path(self, establishment_id: str, study_uid: str, sop_uid: str) -> Any:
+        return self.store.path(establishment_id, study_uid, sop_uid)
+
+    def put(self, establishment_id: str, study_uid: str, sop_uid: str, data: bytes | memoryview | list) -> bool:
+        """Queues the bytes (copied: the caller may release its buffer); False if already stored or queued.
+
+        A failed write is not reported to the PACS (it would end the C-GET with a PACS-side status
+        that hides the cause): the instance stays unrecorded and the outcome names the error."""
+        key = (str(establishment_id), study_uid, sop_uid)
+        with self._cond:
+            if key in self._pending:
+                return False
+            if self.store.path(*key).exists():
+                return False
+            self._pending.add(key)
+        self._queue.put((key, [bytes(c) for c in (data if isinstance(data, list) else [data])]))
+        return True
+
+    def _run(self) -> None:
+        while True:
+            task = self._queue.get()
+            if task is None:
+                return
+            key, chunks = task
+            try:
+                self.store.put(*key, chunks)
+            except Exception as e:  # noqa: BLE001 - the instance stays unrecorded, the retrieve says why
+                log.error("écriture impossible de l'instance %s : %s", key[2], e)
+                with self._cond:
+                    self.error = self.error or (e if isinstance(e, OSError) else OSError(str(e)))
+                    self._failed.add(key)
+            finally:
+                with self._cond:
+                    self._pending.discard(key)
+                    self._cond.notify_all()
+
+    def durable(self, keys: list[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
+        """Waits until these instances are written; returns those whose write failed."""
+        with self._cond:
+            self._cond.wait_for(lambda: not any(k in self._pending for k in keys))
+            return {k for k in keys if k in self._failed}
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join()
+
+
 class Retriever:
     """Retrieves a study (or some of its series) until every instance the PACS announced is recorded.
 
-    C-MOVE: the PACS sends to our node (the `relais scp` process records them); C-GET: on our own
-    association, stored and recorded here. After each attempt the instances recorded are counted
-    per series against the PACS's series-level counts; what is missing is asked again on a new
-    association (instances already there are deduplicated), up to `attempts` times.
+    C-MOVE: the PACS sends to our node (the `relais scp` processes record them); C-GET: on our own
+    association, stored and recorded here (in batches while it runs: the page's progress). The
+    C-FINDs share one association.
+
+    A C-MOVE of `min_split` instances or more is shared between `parallel` C-MOVE associations (by
+    series; a large series split by instance after an instance-level C-FIND): one association to
+    a pynetdicom node is slow even with CPU to spare, and the node serves parallel associations in
+    parallel processes. A PACS that refuses the extra association is then served on one. A C-GET
+    keeps one association: its associations would all be served by this process's one interpreter
+    (measured: two were slower than one).
+
+    After each attempt the instances recorded are counted per series against the PACS's counts;
+    what is missing is asked again on new associations (only the missing instances of a series
+    partly received), up to `attempts` times.
     """
 
     def __init__(
         self, *, app: Relais, store: InstanceStore, our_aet: str, attempts: int = 3,
-        settle: float = 2.0, max_wait: float = 120.0, timeout: float = 30.0,
+        settle: float = 2.0, max_wait: float = 120.0, timeout: float = 30.0, parallel: int = 2,
+        min_split: int = MIN_SPLIT,
     ):
         self.app = app
         self.store = store
@@ -53,24 +184,31 @@ class Retriever:
         self.attempts = attempts
         self.settle = settle
         self.max_wait = max_wait
+        self.parallel = max(1, parallel)
+        self.min_split = min_split
         self.qr = QueryRetrieve(our_aet, timeout=timeout)
 
-    def _recorded(self, establishment_id: str, study_uid: str) -> dict[str, int]:
-        """Instances recorded per series."""
+    def _recorded(self, establishment_id: str, study_uid: str) -> dict[str, str]:
+        """Instances recorded: SOP Instance UID -> Series Instance UID."""
         sid = received_study_id(establishment_id, study_uid)
         if sid not in self.app.repository:
             return {}
+        return dict(self.app.repository.get(sid).instances)
+
+    @staticmethod
+    def _counts(recorded: dict[str, str]) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for series in self.app.repository.get(sid).instances.values():
+        for series in recorded.values():
             counts[series] = counts.get(series, 0) + 1
         return counts
 
     def _wait_for_moved(self, establishment_id: str, study_uid: str, wanted: list[SeriesMatch], expected: int) -> None:
-        """C-MOVE: our node records in batches; wait until complete, or no progress for `settle` s."""
+        """C-MOVE: our node records each association's last batch as it ends; wait until complete, or
+        no progress for `settle` s (checked every 20 ms at first, then up to every 100 ms)."""
         deadline = time.monotonic() + self.max_wait
-        last, last_change = -1, time.monotonic()
+        last, last_change, delay = -1, time.monotonic(), 0.02
         while time.monotonic() < deadline:
-            counts = self._recorded(establishment_id, study_uid)
+            counts = self._counts(self._recorded(establishment_id, study_uid))
             got = sum(counts.get(s.series_instance_uid, 0) for s in wanted)
             if got >= expected:
                 return
@@ -78,7 +216,80 @@ class Retriever:
                 last, last_change = got, time.monotonic()
             elif time.monotonic() - last_change > self.settle:
                 return
-            time.sleep(0.1)
+            time.sleep(delay)
+            delay = min(0.1, delay * 1.5)
+
+    def _plan(
+        self, session: Callable[[], QuerySession], study_uid: str, wanted: list[SeriesMatch], whole_study: bool,
+        recorded: dict[str, str], listed: dict[str, list[str]], parallel: int,
+    ) -> list[list[Ask]]:
+        """The identifiers to ask for, per association."""
+        counts = self._counts(recorded)
+        missing = [
+            s for s in wanted
+            if s.instance_count is None or counts.get(s.series_instance_uid, 0) < s.instance_count
+        ]
+        if not missing:  # every series complete by its count, yet the study's count is not reached
+            return [[Ask()]]
+        todo = sum(max(1, (s.instance_count or 1) - counts.get(s.series_instance_uid, 0)) for s in missing)
+        parts = parallel if todo >= self.min_split else 1
+        if parts == 1 and whole_study and not any(counts.get(s.series_instance_uid) for s in wanted):
+            return [[Ask(size=todo)]]  # the whole study at STUDY level
+        target = math.ceil(todo / parts)
+        asks: list[Ask] = []
+        for s in missing:
+            uid, have = s.series_instance_uid, counts.get(s.series_instance_uid, 0)
+            if have or (parts > 1 and (s.instance_count or 0) > target):
+                sops = listed.get(uid)
+                if sops is None:
+                    try:
+                        found = [i.sop_instance_uid for i in session().find_instances(study_uid, uid)]
+                    except QRError as e:
+                        log.warning("récupération %s : recherche des instances de la série %s impossible (%s)",
+                                    study_uid, uid, e.reason)
+                        found = []
+                    if found and len(found) >= (s.instance_count or 0):
+                        sops = listed[uid] = found
+                left = [sop for sop in sops or () if sop not in recorded]
+                if left:
+                    for chunk in _chunks(left, math.ceil(len(left) / target)):
+                        asks.append(Ask(series=(uid,), sops=tuple(chunk), size=len(chunk)))
+                    continue
+            asks.append(Ask(series=(uid,), size=max(1, (s.instance_count or 1) - have)))
+        return share(asks, parts)
+
+    def _transfer(self, parts: list[list[Ask]], run: Callable[[list[Ask]], Any]) -> bool:
+        """Runs each association's asks (in parallel threads when several). Returns False when an
+        extra association was refused while another one worked (the PACS limits associations:
+        the next attempts use one); raises the QRError that ends the attempt otherwise."""
+        if len(parts) == 1:
+            run(parts[0])
+            return True
+        errors: list[BaseException | None] = [None] * len(parts)
+
+        def one(i: int) -> None:
+            try:
+                run(parts[i])
+            except BaseException as e:  # raised below, in the calling thread
+                errors[i] = e
+
+        threads = [threading.Thread(target=one, args=(i,), name=f"relais-retrieve-{i}") for i in range(len(parts))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        unexpected = [e for e in errors if e is not None and not isinstance(e, QRError)]
+        if unexpected:
+            raise unexpected[0]
+        failed = [e for e in errors if isinstance(e, QRError)]
+        if not failed:
+            return True
+        refused = [e for e in failed if e.code in ASSOCIATION_FAILURES]
+        if len(failed) < len(parts) and len(refused) == len(failed):
+            log.warning("récupération : association supplémentaire refusée par le PACS (%s), une seule ensuite",
+                        refused[0].reason)
+            return False
+        raise next((e for e in failed if e.code not in TRANSIENT), failed[0])
 
     def retrieve(
         self, *, dossier_id: str, study_uid: str, node_aet: str, series_uids: list[str] | None = None,
@@ -91,6 +302,7 @@ class Retriever:
         study: dict = {}
         expected = received = attempts = 0
         status, reason = "failed", ""
+        write_error: OSError | None = None
 
         def record(state: str, why: str = "") -> str:
             return self.app.record_retrieve(
@@ -100,55 +312,55 @@ class Retriever:
             )
 
         try:
-            matches = self.qr.find_studies(peer, study_instance_uid=study_uid)
-            if not matches:
-                raise QRError("étude introuvable sur le PACS", "not_found")
-            m = matches[0]
-            patient = {"id": m.patient_id, "name": m.patient_name, "birth_date": m.patient_birth_date, "sex": m.patient_sex}
-            study = {"accession_number": m.accession_number, "date": m.study_date, "description": m.description}
-            series = self.qr.find_series(peer, study_uid)
-            wanted = [s for s in series if not series_uids or s.series_instance_uid in series_uids]
-            if series_uids and not wanted:
-                raise QRError("séries demandées introuvables sur le PACS", "not_found")
-            expected = sum(s.instance_count or 0 for s in wanted)
-            if not series_uids and m.instance_count:
-                expected = max(expected, m.instance_count)
-            counts = self._recorded(est, study_uid)
-            received = sum(counts.get(s.series_instance_uid, 0) for s in wanted)
-            record("started")
-            while attempts < self.attempts and (received < expected or not expected):
-                missing = [
-                    s for s in wanted
-                    if s.instance_count is None or counts.get(s.series_instance_uid, 0) < s.instance_count
-                ]
-                whole = not series_uids and len(missing) == len(series)
-                ask = None if whole else [s.series_instance_uid for s in missing]
-                attempts += 1
-                try:
-                    if method == "get":
-                        receiver = Receiver(store=self.store, record=recorder(self.app))
-                        source = {"kind": "pacs_retrieve", "calling_aet": node.aet}
-                        self.qr.get(
-                            peer, study_uid, lambda e: receiver.store_event(e, establishment_id=est, source=source),
-                            receiver.flush, ask,
-                        )
-                        receiver.flush_all()
-                    else:
-                        self.qr.move(peer, study_uid, self.our_aet, ask)
-                        self._wait_for_moved(est, study_uid, wanted, expected)
-                except QRError as e:
-                    if e.code not in ("timeout", "aborted") or attempts >= self.attempts:  # only transient ones
-                        raise
-                    log.warning("récupération %s, tentative %d : %s", study_uid, attempts, e.reason)
-                counts = self._recorded(est, study_uid)
-                received = sum(counts.get(s.series_instance_uid, 0) for s in wanted)
-                if not expected:
-                    break
+            with self.qr.session(peer) as q:
+                matches = q.find_studies(study_instance_uid=study_uid)
+                if not matches:
+                    raise QRError("étude introuvable sur le PACS", "not_found")
+                m = matches[0]
+                patient = {"id": m.patient_id, "name": m.patient_name, "birth_date": m.patient_birth_date, "sex": m.patient_sex}
+                study = {"accession_number": m.accession_number, "date": m.study_date, "description": m.description}
+                series = q.find_series(study_uid)
+                wanted = [s for s in series if not series_uids or s.series_instance_uid in series_uids]
+                if series_uids and not wanted:
+                    raise QRError("séries demandées introuvables sur le PACS", "not_found")
+                expected = sum(s.instance_count or 0 for s in wanted)
+                if not series_uids and m.instance_count:
+                    expected = max(expected, m.instance_count)
+                wanted_uids = {w.series_instance_uid for w in wanted}
+                recorded = self._recorded(est, study_uid)
+                received = sum(1 for s in recorded.values() if s in wanted_uids)
+                record("started")
+                listed: dict[str, list[str]] = {}
+                parallel = self.parallel if method == "move" else 1
+                while attempts < self.attempts and (received < expected or not expected):
+                    parts = self._plan(lambda: q, study_uid, wanted, not series_uids, recorded, listed, parallel)
+                    q.close()  # not held open while the instances come (a PACS may limit associations)
+                    attempts += 1
+                    try:
+                        if method == "get":
+                            ok, error = self._get(peer, study_uid, est, node.aet, parts)
+                            write_error = error or write_error
+                        else:
+                            ok = self._transfer(parts, lambda asks: self.qr.move(
+                                peer, study_uid, self.our_aet, queries=[a.query(study_uid) for a in asks]))
+                            self._wait_for_moved(est, study_uid, wanted, expected)
+                        if not ok:
+                            parallel = 1
+                    except QRError as e:
+                        if e.code not in TRANSIENT or attempts >= self.attempts:  # only transient ones
+                            raise
+                        log.warning("récupération %s, tentative %d : %s", study_uid, attempts, e.reason)
+                    recorded = self._recorded(est, study_uid)
+                    received = sum(1 for s in recorded.values() if s in wanted_uids)
+                    if not expected:
+                        break
             if expected and received >= expected:
                 status, reason = "completed", ""
             else:
                 status = "incomplete"
                 reason = f"{received} instance(s) reçue(s) sur {expected} annoncée(s) après {attempts} tentative(s)"
+                if write_error is not None:
+                    reason += f" ; écriture impossible : {write_error.strerror or write_error}"
         except QRError as e:
             status, reason = "failed", e.reason
         study_id = record(status, reason)
@@ -157,6 +369,30 @@ class Retriever:
         return RetrieveOutcome(
             status=status, reason=reason, expected=expected, received=received, attempts=attempts, study_id=study_id,
         )
+
+    def _get(self, peer: Peer, study_uid: str, est: str, node_aet: str, parts: list[list[Ask]]) -> tuple[bool, OSError | None]:
+        """C-GET on our own association: each instance queued for writing as it comes, recorded in
+        batches (every 0.5 s, and at the association's end) once durable."""
+        writes = BackgroundWrites(self.store)
+
+        def record(establishment_id: str, items: list[ReceivedInstance], source: dict) -> list[StudyUpdate]:
+            failed = writes.durable([(str(establishment_id), i.study_instance_uid, i.sop_instance_uid) for i in items])
+            items = [i for i in items if (str(establishment_id), i.study_instance_uid, i.sop_instance_uid) not in failed]
+            if not items:
+                return []
+            return self.app.record_received(establishment_id=establishment_id, instances=items, source=source)
+
+        receiver = Receiver(store=writes, record=record).start()  # type: ignore[arg-type]
+        source = {"kind": "pacs_retrieve", "calling_aet": node_aet}
+        try:
+            ok = self._transfer(parts, lambda asks: self.qr.get(
+                peer, study_uid, lambda e: receiver.store_event(e, establishment_id=est, source=source),
+                receiver.flush, queries=[a.query(study_uid) for a in asks],
+            ))
+        finally:
+            receiver.close()  # what is still in a batch is recorded once durable
+            writes.close()
+        return ok, writes.error
 
 
 def imaging_runtime(ctx: dict) -> Retriever:

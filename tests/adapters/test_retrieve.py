@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from pydicom import dcmread
 
 from adapters.dicom.node import dicom_node, dicom_root
 from adapters.dicom.qr import Peer, QRError, QueryRetrieve
-from adapters.dicom.retrieve import Retriever, retrieve_job_id
+from adapters.dicom.reactor import WakingDUL
+from adapters.dicom.retrieve import Ask, BackgroundWrites, Retriever, retrieve_job_id, share
 from adapters.dicom.storage import InstanceStore
 from adapters.jobs import InlineJobs, register_all
 from application.errors import ForbiddenError
+from application.imaging import ReceivedInstance
 from domain.imaging import received_study_id
 from projections.runner import catch_up, open_view
 from tests.conftest import PATIENT
@@ -34,9 +39,12 @@ def pacs(tmp_path_factory):
     ct = write_study(folder / "ct", accession="ACC-CT1", patient_id="PAT001", series=2, per_series=3)
     mr = write_study(folder / "mr", accession="ACC-MR1", patient_id="PAT002", patient_name="MARTIN^PAUL",
                      series=1, per_series=2, source="MR_small.dcm", description="IRM GENOU")
+    # one series of 5: split by instance when shared between associations, resumed by instance
+    thin = write_study(folder / "thin", accession="ACC-CT2", patient_id="PAT003", series=1, per_series=5)
+    thin["series_uid"] = str(dcmread(thin["files"][0], stop_before_pixels=True).SeriesInstanceUID)
     with Orthanc(folder / "orthanc", modalities={"RELAIS": ("127.0.0.1", NODE_PORT)}) as o:
-        o.upload(ct["files"] + mr["files"])
-        yield {"orthanc": o, "ct": ct, "mr": mr, "peer": Peer(o.aet, "127.0.0.1", o.dicom_port)}
+        o.upload(ct["files"] + mr["files"] + thin["files"])
+        yield {"orthanc": o, "ct": ct, "mr": mr, "thin": thin, "peer": Peer(o.aet, "127.0.0.1", o.dicom_port)}
 
 
 @pytest.fixture()
@@ -77,6 +85,13 @@ def test_c_find_at_study_level_with_the_form_keys(pacs):
     assert qr.find_studies(peer, date_from="20990101", date_to="20991231") == []
     series = qr.find_series(peer, pacs["ct"]["study_uid"])
     assert sorted(s.instance_count for s in series) == [3, 3]
+    thin = pacs["thin"]
+    found = qr.find_instances(peer, thin["study_uid"], thin["series_uid"])
+    assert sorted(i.sop_instance_uid for i in found) == sorted(thin["sops"]) and {i.number for i in found} == {1, 2, 3, 4, 5}
+    with qr.session(peer) as s:  # several C-FINDs on one association
+        assert [m.patient_id for m in s.find_studies(study_instance_uid=thin["study_uid"])] == ["PAT003"]
+        assert [x.instance_count for x in s.find_series(thin["study_uid"])] == [5]
+        assert len(s.find_instances(thin["study_uid"], thin["series_uid"])) == 5
 
 
 def test_c_move_retrieves_the_whole_study_and_attaches_it(relais, world, pacs, setup):
@@ -90,6 +105,17 @@ def test_c_move_retrieves_the_whole_study_and_attaches_it(relais, world, pacs, s
     catch_up("imaging", setup["env"], relais)
     row = setup["imaging"].study(out.study_id)
     assert row.instance_count == 6 and row.last_retrieve["status"] == "completed"
+
+
+def test_our_associations_wait_on_their_socket_not_in_1_ms_sleeps(pacs):
+    seen = []
+
+    def on_store(event):
+        seen.append((type(event.assoc.dul), event.assoc.dul.socket.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)))
+        return 0x0000
+
+    QueryRetrieve("RELAIS", timeout=10).get(pacs["peer"], pacs["mr"]["study_uid"], on_store, lambda assoc: None)
+    assert seen == [(WakingDUL, 1)] * 2  # the node's event-driven DUL, Nagle off
 
 
 def test_c_get_per_pacs_setting(relais, world, pacs, setup):
@@ -159,3 +185,128 @@ def test_retrieve_runs_as_a_job_with_a_deterministic_id(relais, world, pacs, set
         assert result["status"] == "completed" and result["received"] == 6
     finally:
         jobs.close()
+
+
+def _spy_moves(retriever: Retriever, refuse_call: int | None = None) -> list[list]:
+    """Records the identifiers of each C-MOVE association; `refuse_call` (1-based) fails as a PACS
+    refusing that association would."""
+    calls: list[list] = []
+    lock = threading.Lock()
+    real = retriever.qr.move
+
+    def move(peer, study_uid, destination, series_uids=None, *, queries=None):
+        with lock:
+            calls.append(list(queries or []))
+            n = len(calls)
+        if n == refuse_call:
+            raise QRError("le PACS ORTHANC a refusé l'association (titre AE RELAIS inconnu du PACS ?)", "rejected")
+        return real(peer, study_uid, destination, series_uids, queries=queries)
+
+    retriever.qr.move = move  # type: ignore[method-assign]
+    return calls
+
+
+def _asked(query) -> tuple[str, list[str]]:
+    sops = query.get("SOPInstanceUID")
+    return query.QueryRetrieveLevel, ([sops] if isinstance(sops, str) else list(sops or []))
+
+
+def test_share_puts_the_largest_first_on_the_least_loaded_association():
+    a, b, c = Ask(series=("1.2.1",), size=10), Ask(series=("1.2.2",), size=3), Ask(series=("1.2.3",), size=4)
+    d = Ask(series=("1.2.4",), sops=("1.2.4.1", "1.2.4.2"), size=2)
+    assert share([a, b, c, d], 2) == [[a], [Ask(series=("1.2.3", "1.2.2"), size=7), d]]  # whole series: one identifier
+    assert share([a], 3) == [[a]]
+    assert share([Ask(size=6)], 2) == [[Ask(size=6)]]  # the whole study
+    assert [q.QueryRetrieveLevel for q in (a.query("1.2"), d.query("1.2"), Ask().query("1.2"))] == ["SERIES", "IMAGE", "STUDY"]
+
+
+def test_a_large_c_move_is_shared_between_two_associations(relais, world, pacs, setup):
+    r = Retriever(app=relais, store=setup["retriever"].store, our_aet="RELAIS", settle=1.0, timeout=10,
+                  parallel=2, min_split=2)
+    calls = _spy_moves(r)
+    thin = pacs["thin"]
+    out = r.retrieve(dossier_id=setup["dossier"], study_uid=thin["study_uid"], node_aet="ORTHANC")
+    assert (out.status, out.expected, out.received, out.attempts) == ("completed", 5, 5, 1), out.reason
+    # one series: split by instance (instance-level C-FIND), each association its own instances
+    asked = [_asked(q) for call in calls for q in call]
+    assert len(calls) == 2 and {level for level, _ in asked} == {"IMAGE"}
+    assert sorted(sop for _, sops in asked for sop in sops) == sorted(thin["sops"])
+    # two series: one each, no instance-level query
+    calls.clear()
+    out = r.retrieve(dossier_id=setup["dossier"], study_uid=pacs["ct"]["study_uid"], node_aet="ORTHANC")
+    assert (out.status, out.received, out.attempts) == ("completed", 6, 1), out.reason
+    assert sorted(_asked(q)[0] for call in calls for q in call) == ["SERIES", "SERIES"]
+    (a,), (b,) = calls
+    assert a.SeriesInstanceUID != b.SeriesInstanceUID
+
+
+def test_a_pacs_refusing_a_second_association_is_then_served_on_one(relais, world, pacs, setup):
+    r = Retriever(app=relais, store=setup["retriever"].store, our_aet="RELAIS", settle=1.0, timeout=10,
+                  parallel=2, min_split=2)
+    calls = _spy_moves(r, refuse_call=2)
+    out = r.retrieve(dossier_id=setup["dossier"], study_uid=pacs["thin"]["study_uid"], node_aet="ORTHANC")
+    assert (out.status, out.received, out.attempts) == ("completed", 5, 2), out.reason
+    assert len(calls) == 3  # two at once (one refused), then what was missing on one association
+    refused = {sop for q in calls[1] for sop in _asked(q)[1]}
+    assert {sop for q in calls[2] for sop in _asked(q)[1]} == refused
+
+
+def test_resume_asks_only_the_missing_instances_of_a_series_partly_received(relais, world, pacs, setup):
+    thin = pacs["thin"]
+    have = [
+        ReceivedInstance(sop_instance_uid=sop, series_instance_uid=thin["series_uid"], study_instance_uid=thin["study_uid"],
+                         sop_class_uid="1.2.840.10008.5.1.4.1.1.2", transfer_syntax_uid="1.2.840.10008.1.2.1")
+        for sop in thin["sops"][:2]
+    ]
+    relais.record_received(establishment_id=world["toulouse"], instances=have, source={"kind": "dicom_store"})
+    r = setup["retriever"]
+    calls = _spy_moves(r)
+    out = r.retrieve(dossier_id=setup["dossier"], study_uid=thin["study_uid"], node_aet="ORTHANC")
+    assert (out.status, out.expected, out.received, out.attempts) == ("completed", 5, 5, 1), out.reason
+    ((query,),) = calls
+    level, sops = _asked(query)
+    assert level == "IMAGE" and sorted(sops) == sorted(thin["sops"][2:])
+    stored = {p.stem for p in InstanceStore(dicom_root(setup["settings"])).instances(world["toulouse"], thin["study_uid"])}
+    assert stored == set(thin["sops"][2:])  # the two already recorded were not sent again
+
+
+class _FailsOnce(InstanceStore):
+    """Its first write fails as on a full disk."""
+
+    def __init__(self, root):
+        super().__init__(root)
+        self.failed = False
+
+    def put(self, *args, **kwargs):
+        if not self.failed:
+            self.failed = True
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return super().put(*args, **kwargs)
+
+
+def test_c_get_instance_answered_but_not_written_is_not_recorded_and_asked_again(relais, world, pacs, setup, tmp_path):
+    relais.set_node_retrieve_method(aet="ORTHANC", method="get")
+    store = _FailsOnce(tmp_path / "store")
+    r = Retriever(app=relais, store=store, our_aet="RELAIS", settle=1.0, timeout=10)
+    mr = pacs["mr"]
+    out = r.retrieve(dossier_id=setup["dossier"], study_uid=mr["study_uid"], node_aet="ORTHANC")
+    assert (out.status, out.received, out.attempts) == ("completed", 2, 2), out.reason
+    s = relais.repository.get(received_study_id(world["toulouse"], mr["study_uid"]))
+    assert {p.stem for p in store.instances(world["toulouse"], mr["study_uid"])} == set(s.instances) == set(mr["sops"])
+
+
+def test_background_writes_record_nothing_before_it_is_durable(tmp_path):
+    store = _FailsOnce(tmp_path)
+    writes = BackgroundWrites(store)
+    try:
+        first, second = ("e", "1.2.3", "1.2.3.1"), ("e", "1.2.3", "1.2.3.2")
+        buffer = bytearray(b"DICM" * 10)
+        assert writes.put(*first, [b"x", memoryview(buffer)]) is True
+        assert writes.put(*second, [b"y", memoryview(buffer)]) is True
+        buffer[:] = b"\0" * len(buffer)  # the caller's buffer is reused once put returns
+        assert writes.durable([first, second]) == {first}  # the first write failed (disk full)
+        assert writes.error is not None and writes.error.errno == errno.ENOSPC
+        assert store.path(*second).read_bytes() == b"y" + b"DICM" * 10 and not store.path(*first).exists()
+        assert writes.put(*second, [b"y"]) is False  # already stored
+    finally:
+        writes.close()
