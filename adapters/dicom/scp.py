@@ -139,6 +139,8 @@ class DicomNode:
                 (self.host, self.port), evt_handlers=handlers, server_class=ChannelServer, channel=self.channel,
             )
         threading.Thread(target=self.server.serve_forever, name="relais-dicom-server", daemon=True).start()
+        if self.channel is not None:
+            self.server.ready()
         try:
             while not stop.wait(REFRESH_SECONDS):
                 if self.channel is not None and self.server.lost_acceptor.is_set():

@@ -29,7 +29,8 @@ from adapters.supervisor import _die_with_parent
 log = logging.getLogger("relais.dicom")
 
 CHANNEL_FD_ENV = "RELAIS_DICOM_CHANNEL_FD"
-ENDED = b"-"
+ENDED = b"-"  # worker -> acceptor: one of its associations is over
+READY = b"R"  # worker -> acceptor: its server is serving, connections may come
 STOP_GRACE_SECONDS = 10.0
 RESTART_DELAY_SECONDS = 1.0
 FAST_FAILURE_SECONDS = 10.0
@@ -72,6 +73,10 @@ class ChannelServer(NodeServer):
             self.ended()
             raise
 
+    def ready(self) -> None:
+        """Tells the acceptor that this worker serves: connections are handed only to such workers."""
+        self.channel.send(READY)
+
     def ended(self) -> None:
         """Tells the acceptor that one of this worker's connections is over."""
         try:
@@ -86,6 +91,7 @@ class _Worker:
     process: subprocess.Popen | None = None
     channel: socket.socket | None = None
     active: int = 0
+    ready: bool = False
     started: float = 0.0
     restarts: int = 0
     dispatched: int = 0
@@ -119,7 +125,7 @@ class Acceptor:
         finally:
             theirs.close()
         ours.setblocking(False)
-        worker.channel, worker.active, worker.started = ours, 0, time.monotonic()
+        worker.channel, worker.active, worker.ready, worker.started = ours, 0, False, time.monotonic()
         self.selector.register(ours, selectors.EVENT_READ, worker)
         log.info("nœud DICOM : processus %d/%d démarré (pid %s)", worker.index + 1, self.count, worker.process.pid)
 
@@ -128,6 +134,7 @@ class Acceptor:
             self.selector.unregister(worker.channel)
             worker.channel.close()
             worker.channel = None
+        worker.ready = False
 
     def _check_workers(self, stop: threading.Event) -> None:
         for w in self.workers:
@@ -154,16 +161,25 @@ class Acceptor:
     # ------------------------------------------------------------------ accepting
 
     def open(self) -> "Acceptor":
-        """Listens (raises OSError if the port is taken) and starts the workers."""
+        """Listens (raises OSError if the port is taken) and starts the workers. Connections are
+        accepted once a worker is ready (until then they wait in the listening queue)."""
         self.listener = socket.create_server((self.host, self.port), backlog=128)
         self.listener.setblocking(False)
-        self.selector.register(self.listener, selectors.EVENT_READ, None)
         for w in self.workers:
             self._spawn(w)
         return self
 
+    def _accepting(self) -> None:
+        """Accepts only while some worker is ready to serve."""
+        listening = self.listener is not None and self.listener in self.selector.get_map()
+        wanted = self.listener is not None and any(w.ready and w.channel is not None for w in self.workers)
+        if wanted and not listening:
+            self.selector.register(self.listener, selectors.EVENT_READ, None)
+        elif listening and not wanted:
+            self.selector.unregister(self.listener)
+
     def _dispatch(self, conn: socket.socket) -> None:
-        ready = [w for w in self.workers if w.channel is not None]
+        ready = [w for w in self.workers if w.ready and w.channel is not None]
         if not ready:
             log.error("nœud DICOM : aucun processus disponible, connexion de %s fermée", conn.getpeername())
             conn.close()
@@ -198,13 +214,18 @@ class Acceptor:
                     data = b""
                 if data:
                     worker.active = max(0, worker.active - data.count(ENDED))
+                    if READY in data and not worker.ready:
+                        worker.ready = True
+                        log.info("nœud DICOM : processus %d/%d prêt", worker.index + 1, self.count)
                 else:  # the worker is gone; _check_workers restarts it
                     self._retire(worker)
             self._check_workers(stop)
+            self._accepting()
 
     def close(self) -> None:
         if self.listener is not None:
-            self.selector.unregister(self.listener)
+            if self.listener in self.selector.get_map():
+                self.selector.unregister(self.listener)
             self.listener.close()
             self.listener = None
         running = [w for w in self.workers if w.process is not None and w.process.poll() is None]

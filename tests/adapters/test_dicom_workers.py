@@ -77,7 +77,7 @@ def node(relais, world, settings):
     n = Node(settings, free_port())
     try:
         wait_port(n.port, 60, n.process)
-        n.wait_for(r"processus 2/2 démarré")
+        n.wait_for(r"processus \d/2 prêt", count=2)
         yield n
     finally:
         workers = n.workers() if n.process.poll() is None else []
@@ -160,3 +160,18 @@ def test_a_taken_port_is_a_one_line_error(relais, world, settings):
         code = n.process.wait(timeout=60)
     assert code == 2
     assert "écoute impossible" in n.output and "Traceback" not in n.output
+
+
+def test_a_sender_that_connects_while_the_workers_start_waits_and_is_served(relais, world, settings, tmp_path):
+    relais.add_node(aet="TLSE_GW", host="127.0.0.1", port=104, establishment_id=world["toulouse"], kind="gateway")
+    catch_up("directory", settings.eventsourcing_env(), relais)
+    study = write_study(tmp_path / "study", series=1, per_series=3)
+    n = Node(settings, free_port())
+    try:
+        wait_port(n.port, 60, n.process)  # listening: the workers are still starting
+        early = storescu(n.port, study["files"])
+        assert early.wait(timeout=120) == 0, early.stdout.read()
+        assert "prêt" in n.output
+        wait_recorded(relais, world, study["study_uid"], 3)
+    finally:
+        assert n.stop() == 0, n.output
