@@ -125,14 +125,27 @@ class OurNode:
         self.settings = settings
         catch_up("directory", settings.eventsourcing_env(), self.app)
         env = dict(os.environ, RELAIS_DATABASE_URL=self.url, RELAIS_DATA_DIR=str(self.work / "var"),
-                   RELAIS_DICOM_PORT=str(self.port), RELAIS_DICOM_AET="RELAIS", RELAIS_LOG_LEVEL="WARNING")
+                   RELAIS_DICOM_PORT=str(self.port), RELAIS_DICOM_AET="RELAIS", RELAIS_LOG_LEVEL="INFO")
         if self.workers:
             env["RELAIS_DICOM_WORKERS"] = str(self.workers)
         self.work.mkdir(parents=True, exist_ok=True)
         self.log = (self.work / "scp.log").open("wb")
         self.proc = subprocess.Popen([RELAIS, "scp"], env=env, stdout=self.log, stderr=subprocess.STDOUT)
         wait_port(self.port, 60, self.proc)
+        self.wait_ready()
         return self
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Until every worker process serves (the node accepts before that; senders would wait and
+        the start-up would be counted in the figures)."""
+        count = int(self.workers or Settings.from_environ({}).dicom_workers)
+        if count <= 1:
+            return
+        deadline = time.monotonic() + timeout
+        while (self.work / "scp.log").read_text(errors="replace").count(" prêt") < count:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise TimeoutError("DICOM node workers not ready")
+            time.sleep(0.05)
 
     def recorded(self, study_uid: str) -> int:
         sid = received_study_id(self.establishment, study_uid)

@@ -23,6 +23,7 @@ from pydicom import dcmread
 from pynetdicom import AE, evt
 
 from adapters.dicom.node import dicom_root
+from adapters.dicom.reactor import quiet_pynetdicom
 from adapters.dicom.storage import InstanceStore
 from adapters.jobs import job
 from application import Relais
@@ -91,6 +92,7 @@ class Exporter:
             todo = [p for p in files if p not in done]
             if not todo:
                 break
+            quiet_pynetdicom()
             ae = AE(ae_title=self.our_aet)
             ae.maximum_pdu_size = 0
             ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout

@@ -27,7 +27,7 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelMove,
 )
 
-from adapters.dicom.reactor import WakingDUL
+from adapters.dicom.reactor import WakingDUL, quiet_pynetdicom
 
 TIMEOUT = 30
 # C-GET: the PACS sends on our association; propose what it may hold so that bytes come as stored.
@@ -94,6 +94,10 @@ class RetrieveResult:
 class _AE(AE):
     """An AE whose associations run on a `WakingDUL` (adapters/dicom/reactor.py): woken by the
     peer's socket and by queued primitives instead of pynetdicom's 1 ms sleeps."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        quiet_pynetdicom()
+        super().__init__(*args, **kwargs)
 
     def _create_socket(self, assoc: Any, address: Any, tls_args: Any) -> Any:
         plain = assoc.dul

@@ -26,7 +26,7 @@ import socketserver
 import time
 from typing import TYPE_CHECKING, Any, cast
 
-from pynetdicom import evt
+from pynetdicom import _config, evt
 from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
@@ -257,3 +257,14 @@ class NodeServer(ThreadedAssociationServer):
     def shutdown(self) -> None:
         socketserver.BaseServer.shutdown(self)
         self.server_close()
+
+
+def quiet_pynetdicom() -> None:
+    """Turns off pynetdicom's standard event handlers unless this process logs at DEBUG.
+
+    They format a report of every PDU and DIMSE message for its INFO/DEBUG loggers whether or not
+    anything is logged — for a C-STORE request that includes copying the whole data set just to
+    say it is "Present" (`msg.data_set.getvalue()`). Our own handlers log what matters
+    (associations accepted or refused, instances refused)."""
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        _config.LOG_HANDLER_LEVEL = "none"

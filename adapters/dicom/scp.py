@@ -27,7 +27,7 @@ from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
 
 from adapters.dicom.receive import REFUSED_NOT_AUTHORIZED, Receiver
-from adapters.dicom.reactor import NodeServer
+from adapters.dicom.reactor import NodeServer, quiet_pynetdicom
 from adapters.dicom.workers import ChannelServer
 
 log = logging.getLogger("relais.dicom")
@@ -84,6 +84,7 @@ class DicomNode:
         self.nodes: dict[str, str] = {}
         # An empty list would let every caller in: an unguessable placeholder refuses them all.
         self._nobody = "NOPEER" + secrets.token_hex(5).upper()
+        quiet_pynetdicom()
         self.ae = AE(ae_title=aet)
         self.ae.maximum_pdu_size = 0
         self.ae.add_supported_context(Verification)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import re
 import socket
@@ -100,3 +101,22 @@ def test_associations_run_on_the_waking_dul_and_leave_no_descriptor_behind(node)
         time.sleep(0.05)
     assert not any(d.is_alive() for d in duls)
     assert count() <= before + 2  # each association's wake-up pair is closed with it
+
+
+def test_pynetdicom_reports_every_message_only_when_debugging(monkeypatch):
+    from pynetdicom import _config
+
+    from adapters.dicom.reactor import quiet_pynetdicom
+
+    root = logging.getLogger()
+    level = root.level
+    monkeypatch.setattr(_config, "LOG_HANDLER_LEVEL", "standard")
+    try:
+        root.setLevel(logging.DEBUG)
+        quiet_pynetdicom()
+        assert _config.LOG_HANDLER_LEVEL == "standard"
+        root.setLevel(logging.INFO)
+        DicomNode(aet="RELAIS", host="127.0.0.1", port=free_port(), known_aets=lambda: set())
+        assert _config.LOG_HANDLER_LEVEL == "none"
+    finally:
+        root.setLevel(level)
