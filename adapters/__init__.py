@@ -1,1 +1,5 @@
 """Relais adapters layer."""
+
+from adapters.pgpipeline import install as _install_flushing_pipeline
+
+_install_flushing_pipeline()

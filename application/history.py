@@ -111,10 +111,9 @@ class PreparedBatch:
     built: list[tuple[LegacyDossier, Dossier]]
 
 
-# Dossiers per transaction. One save of ~200 imported dossiers (≈ 400 kB in one pipelined
-# INSERT) stalled for good on the embedded server's Unix socket (client waiting for the
-# result, server waiting for the rest of the query), while 100 went through: keep each
-# transaction under that.
+# Dossiers per transaction. A save of ~200 imported dossiers (≈ 400 kB) used to stall for good
+# on the embedded server's Unix socket — psycopg's pipeline sync() left the end of the INSERT
+# unsent, fixed by adapters/pgpipeline.py —; 100 per transaction also keeps each one short.
 SAVE_CHUNK = 100
 
 
