@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
@@ -28,6 +30,7 @@ def build_pool(settings: Settings, max_size: int = 10) -> ConnectionPool:
 
 def upgrade(settings: Settings) -> list[str]:
     """Creates every table (events, snapshots, read models, tracking, credentials). Idempotent."""
+    settings = replace(settings, tables_ready=False)  # whatever RELAIS_TABLES_READY says
     app = build_app(settings)
     done = ["relais_events", "relais_snapshots"]
     env = settings.eventsourcing_env()

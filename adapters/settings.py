@@ -23,6 +23,7 @@ ENV_DOC = {
     "RELAIS_DICOM_WORKERS": "Processes serving DICOM associations (one accepts, the least busy serves; parallel associations need several). Default: the number of CPUs, at most 4",
     "RELAIS_SECURE_COOKIES": "1 to mark cookies Secure (behind HTTPS). Default 0",
     "RELAIS_LOG_LEVEL": "Python log level. Default INFO",
+    "RELAIS_TABLES_READY": "1: the tables exist, do not create them (set by relais up and the DICOM node for the processes they start). Default unset",
 }
 
 
@@ -45,6 +46,7 @@ class Settings:
     dicom_workers: int = 1
     secure_cookies: bool = False
     log_level: str = "INFO"
+    tables_ready: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -94,6 +96,7 @@ class Settings:
             dicom_workers=workers,
             secure_cookies=env.get("RELAIS_SECURE_COOKIES", "0") in ("1", "true", "yes"),
             log_level=(env.get("RELAIS_LOG_LEVEL") or "INFO").upper(),
+            tables_ready=env.get("RELAIS_TABLES_READY", "") == "1",
         )
 
     def with_database(self, url: str) -> "Settings":
@@ -109,6 +112,11 @@ class Settings:
         env["POSTGRES_MAX_OVERFLOW"] = "8"  # more on demand, closed when idle
         env["POSTGRES_CONNECT_TIMEOUT"] = "5"
         env["POSTGRES_LOCK_TIMEOUT"] = "5"
+        if self.tables_ready:
+            # created by `relais db upgrade` / the parent process; processes starting together
+            # would otherwise all replace eventsourcing's insert function at once and collide
+            # ("tuple concurrently updated")
+            env["CREATE_TABLE"] = "no"
         if self.cipher_key:
             env["CIPHER_TOPIC"] = "eventsourcing.cryptography:AESCipher"
             env["CIPHER_KEY"] = self.cipher_key

@@ -128,5 +128,6 @@ def child_env(database_url: str, secret_key: str, base: dict[str, str] | None = 
     env = dict(os.environ if base is None else base)
     env["RELAIS_DATABASE_URL"] = database_url
     env["RELAIS_SECRET_KEY"] = secret_key
+    env["RELAIS_TABLES_READY"] = "1"  # relais up ran the upgrade before starting its children
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env

@@ -144,6 +144,9 @@ def cmd_scp(args: argparse.Namespace, settings: Settings) -> int:
 
     channel = channel_from_env()
     if channel is None and settings.dicom_workers > 1:
+        from adapters.bootstrap import upgrade
+
+        upgrade(settings)  # the workers start together: they find the tables made
         app = build_app(settings)
         try:
             recover_unrecorded(settings, app)
@@ -152,7 +155,8 @@ def cmd_scp(args: argparse.Namespace, settings: Settings) -> int:
         try:
             acceptor = Acceptor(
                 host=settings.dicom_host, port=settings.dicom_port, count=settings.dicom_workers,
-                env={**os.environ, "RELAIS_DATABASE_URL": settings.database_url or "", "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, "RELAIS_DATABASE_URL": settings.database_url or "", "PYTHONUNBUFFERED": "1",
+                     "RELAIS_TABLES_READY": "1"},
             )
             stop = _stop_on_signals()
             try:
