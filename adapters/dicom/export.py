@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from pydicom import dcmread
 from pynetdicom import AE, evt
 
 from adapters.dicom.node import dicom_root
-from adapters.dicom.reactor import quiet_pynetdicom
+from adapters.dicom.reactor import nodelay, quiet_pynetdicom
 from adapters.dicom.storage import InstanceStore
 from adapters.jobs import job
 from application import Relais
@@ -45,13 +44,6 @@ class ExportOutcome:
 
 def export_job_id(dossier_id: str, study_uid: str, node_aet: str) -> str:
     return f"export:{dossier_id}:{study_uid}:{node_aet}"
-
-
-def _nodelay(event: evt.Event) -> None:
-    try:
-        event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (AttributeError, OSError):  # pragma: no cover
-        pass
 
 
 class Exporter:
@@ -99,7 +91,7 @@ class Exporter:
             ae.connection_timeout = 5
             for c, ts in contexts[:MAX_CONTEXTS]:
                 ae.add_requested_context(c, ts)
-            assoc = ae.associate(node.host, node.port, ae_title=node.aet, evt_handlers=[(evt.EVT_ESTABLISHED, _nodelay)])
+            assoc = ae.associate(node.host, node.port, ae_title=node.aet, evt_handlers=[(evt.EVT_ESTABLISHED, nodelay)])
             if not assoc.is_established:
                 reason = (
                     f"le nœud {node.aet} a refusé l'association" if assoc.is_rejected

@@ -27,7 +27,7 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelMove,
 )
 
-from adapters.dicom.reactor import WakingDUL, quiet_pynetdicom
+from adapters.dicom.reactor import nodelay, quiet_pynetdicom, use_waking_dul
 
 TIMEOUT = 30
 # C-GET: the PACS sends on our association; propose what it may hold so that bytes come as stored.
@@ -100,18 +100,8 @@ class _AE(AE):
         super().__init__(*args, **kwargs)
 
     def _create_socket(self, assoc: Any, address: Any, tls_args: Any) -> Any:
-        plain = assoc.dul
-        dul = WakingDUL(assoc)
-        dul.artim_timer, dul._idle_timer = plain.artim_timer, plain._idle_timer  # their timeouts are set
-        assoc.dul = dul
+        use_waking_dul(assoc)
         return super()._create_socket(assoc, address, tls_args)
-
-
-def _nodelay(event: evt.Event) -> None:
-    try:
-        event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (AttributeError, OSError):  # pragma: no cover
-        pass
 
 
 def _int(value: Any) -> int | None:
@@ -277,7 +267,7 @@ class QueryRetrieve:
     def _associate(self, ae: AE, peer: Peer, handlers: list | None = None, **kw: Any) -> Any:
         try:
             assoc = ae.associate(
-                peer.host, peer.port, ae_title=peer.aet, evt_handlers=[(evt.EVT_ESTABLISHED, _nodelay), *(handlers or [])], **kw
+                peer.host, peer.port, ae_title=peer.aet, evt_handlers=[(evt.EVT_ESTABLISHED, nodelay), *(handlers or [])], **kw
             )
         except (OSError, RuntimeError) as e:  # pragma: no cover - pynetdicom catches most
             raise QRError(f"PACS injoignable ({peer.host}:{peer.port}) : {e}", "unreachable") from None

@@ -229,6 +229,26 @@ class WakingAssociation(Association):
                 return
 
 
+def use_waking_dul(assoc: Any) -> None:
+    """Puts a not yet started association on a `WakingDUL`, with what it already gave its own
+    DUL: the peer's socket (if any yet), the timers' timeouts and the events waiting (an
+    acceptor's "connection open", Evt5)."""
+    plain = assoc.dul
+    dul = WakingDUL(assoc)
+    dul.socket, dul.artim_timer, dul._idle_timer = plain.socket, plain.artim_timer, plain._idle_timer
+    dul.event_queue = plain.event_queue
+    assoc.dul = dul
+
+
+def nodelay(event: evt.Event) -> None:
+    """EVT_ESTABLISHED handler: Nagle off on the association's socket (field notes: with it,
+    1,000 images take 55 s instead of 1 s)."""
+    try:
+        event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (AttributeError, OSError):  # pragma: no cover
+        pass
+
+
 class WakingRequestHandler(RequestHandler):
     """pynetdicom's handler of an incoming connection, its association a `WakingAssociation`
     on a `WakingDUL`."""
@@ -236,13 +256,7 @@ class WakingRequestHandler(RequestHandler):
     def _create_association(self) -> Any:
         assoc = super()._create_association()
         assoc.__class__ = WakingAssociation  # same state, only the reactor loop differs
-        plain = assoc.dul
-        dul = WakingDUL(assoc)
-        # what the association already gave its DUL: the peer's socket, the timers' timeouts and
-        # the socket's first event (connection open, Evt5), waiting in the event queue
-        dul.socket, dul.artim_timer, dul._idle_timer = plain.socket, plain.artim_timer, plain._idle_timer
-        dul.event_queue = plain.event_queue
-        assoc.dul = dul
+        use_waking_dul(assoc)
         return assoc
 
 

@@ -27,7 +27,7 @@ from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
 
 from adapters.dicom.receive import REFUSED_NOT_AUTHORIZED, Receiver
-from adapters.dicom.reactor import NodeServer, quiet_pynetdicom
+from adapters.dicom.reactor import NodeServer, nodelay, quiet_pynetdicom
 from adapters.dicom.workers import ChannelServer
 
 log = logging.getLogger("relais.dicom")
@@ -40,14 +40,6 @@ TRANSFER_SYNTAXES = [
     JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLossless, JPEGLosslessSV1, JPEGLSLossless, JPEGLSNearLossless,
     JPEG2000Lossless, JPEG2000, RLELossless,
 ]
-
-
-def _nodelay(event: evt.Event) -> None:
-    """Disables Nagle on every accepted association (see field notes: 55 s vs 1 s per 1,000 images)."""
-    try:
-        event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (AttributeError, OSError):  # pragma: no cover
-        pass
 
 
 def _on_echo(event: evt.Event) -> int:
@@ -125,7 +117,7 @@ class DicomNode:
             (evt.EVT_C_ECHO, _on_echo),
             (evt.EVT_ACCEPTED, _on_accepted),
             (evt.EVT_REJECTED, _on_rejected),
-            (evt.EVT_ESTABLISHED, _nodelay),
+            (evt.EVT_ESTABLISHED, nodelay),
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_RELEASED, self._on_end),
             (evt.EVT_ABORTED, self._on_end),

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from adapters.dicom.reactor import NodeServer
 from adapters.supervisor import _die_with_parent
@@ -93,10 +93,8 @@ class _Worker:
     active: int = 0
     ready: bool = False
     started: float = 0.0
-    restarts: int = 0
     dispatched: int = 0
     fast_failures: int = 0
-    history: list[int] = field(default_factory=list)
 
 
 class Acceptor:
@@ -144,7 +142,6 @@ class Acceptor:
             if w.process is not None:
                 log.error("nœud DICOM : le processus %d s'est arrêté (code %s), %d association(s) perdue(s)",
                           w.index + 1, code, w.active)
-                w.history.append(code if code is not None else -1)
                 lived = time.monotonic() - w.started
                 w.fast_failures = w.fast_failures + 1 if lived < FAST_FAILURE_SECONDS else 0
                 if w.fast_failures >= MAX_FAST_FAILURES:
@@ -155,7 +152,6 @@ class Acceptor:
                 self._retire(w)
                 w.started = time.monotonic()
             elif time.monotonic() - w.started >= RESTART_DELAY_SECONDS:
-                w.restarts += 1
                 self._spawn(w)
 
     # ------------------------------------------------------------------ accepting
