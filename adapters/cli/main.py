@@ -135,17 +135,19 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cannot_listen(settings: Settings, e: OSError) -> CommandError:
+    return CommandError(f"nœud DICOM : écoute impossible sur {settings.dicom_host}:{settings.dicom_port} ({e.strerror})")
+
+
 @_with_db
 def cmd_scp(args: argparse.Namespace, settings: Settings) -> int:
-    from adapters.bootstrap import build_app
+    from adapters.bootstrap import build_app, upgrade
     from adapters.dicom.node import dicom_node, recover_unrecorded, small_pool_env
     from adapters.dicom.workers import Acceptor, channel_from_env
     from projections.runner import open_view
 
     channel = channel_from_env()
     if channel is None and settings.dicom_workers > 1:
-        from adapters.bootstrap import upgrade
-
         upgrade(settings)  # the workers start together: they find the tables made
         app = build_app(settings)
         try:
@@ -165,7 +167,7 @@ def cmd_scp(args: argparse.Namespace, settings: Settings) -> int:
             finally:
                 acceptor.close()
         except OSError as e:
-            raise CommandError(f"nœud DICOM : écoute impossible sur {settings.dicom_host}:{settings.dicom_port} ({e.strerror})") from None
+            raise _cannot_listen(settings, e) from None
         if acceptor.failed:
             raise CommandError(acceptor.failed)
         return 0
@@ -175,7 +177,7 @@ def cmd_scp(args: argparse.Namespace, settings: Settings) -> int:
         with dicom_node(settings, app, open_view("directory", env), open_view("imaging", env), channel=channel) as node:
             node.serve(_stop_on_signals())
     except OSError as e:
-        raise CommandError(f"nœud DICOM : écoute impossible sur {settings.dicom_host}:{settings.dicom_port} ({e.strerror})") from None
+        raise _cannot_listen(settings, e) from None
     finally:
         app.close()
     return 0
