@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -21,37 +20,22 @@ import pytest
 from domain.imaging import received_study_id
 from projections.runner import catch_up
 from tests.peers import PEER_ENV, free_port, wait_port
+from tests.processes import RelaisProcess
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from dicomdata import write_study  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk not installed (scripts/system-packages.sh)")
 
-RELAIS = str(Path(sys.executable).with_name("relais"))
-
-
-class Node:
+class Node(RelaisProcess):
     """`relais scp` with RELAIS_DICOM_WORKERS workers, its output collected."""
 
     def __init__(self, settings, port: int, workers: int = 2):
         self.port = port
-        env = dict(
+        super().__init__(["scp"], dict(
             os.environ, RELAIS_DATABASE_URL=settings.database_url, RELAIS_DATA_DIR=str(settings.data_dir),
             RELAIS_DICOM_PORT=str(port), RELAIS_DICOM_WORKERS=str(workers), RELAIS_LOG_LEVEL="INFO",
-        )
-        self.lines: list[str] = []
-        self.process = subprocess.Popen(
-            [RELAIS, "scp"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        )
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.lines.append(line)
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
+        ))
 
     def workers(self) -> list[psutil.Process]:
         return psutil.Process(self.process.pid).children()

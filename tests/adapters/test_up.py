@@ -8,8 +8,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -18,11 +16,9 @@ import psutil
 import pytest
 
 from adapters.demo import DEMO_PASSWORD, USERS
+from tests.processes import RELAIS, RelaisProcess
 
 pytestmark = pytest.mark.slow
-
-RELAIS = str(Path(sys.executable).with_name("relais"))
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -30,24 +26,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Platform:
+class Platform(RelaisProcess):
     """A `relais up` process whose output is collected in the background."""
 
     def __init__(self, env: dict[str, str], *args: str):
-        self.lines: list[str] = []
-        self.process = subprocess.Popen(
-            [RELAIS, "up", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True,
-        )
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.lines.append(line)
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
+        super().__init__(["up", *args], env)
 
     def wait_for(self, text: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
