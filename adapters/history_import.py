@@ -137,8 +137,8 @@ def parse_time(value: str, name: str, now: datetime, *, required: bool) -> datet
     return moment.astimezone(timezone.utc)
 
 
-def parse_row(values: dict[str, str], now: datetime) -> tuple[dict, LegacySendFields]:
-    """The dossier's fields and the send's fields of one row (InvalidFieldError names the column)."""
+def parse_row(values: dict[str, str], now: datetime, line: int) -> tuple[dict, LegacySend]:
+    """The dossier's fields and the send of one row (InvalidFieldError names the column)."""
     dossier = {
         "workflow": code(Workflow, values["workflow"].strip(), "workflow"),
         "created_at": parse_time(values["created_at"], "created_at", now, required=True),
@@ -171,22 +171,12 @@ def parse_row(values: dict[str, str], now: datetime) -> tuple[dict, LegacySendFi
         raise InvalidFieldError("closed_at", "antérieure à sent_at")
     if dossier["closed_at"] is not None and answered_at is not None and dossier["closed_at"] < answered_at:
         raise InvalidFieldError("closed_at", "antérieure à answered_at")
-    send = LegacySendFields(
-        recipient_finess=check_finess(values["recipient_finess"], "recipient_finess"),
+    send = LegacySend(
+        line=line, recipient_finess=check_finess(values["recipient_finess"], "recipient_finess"),
         recipient_department=department, recipient_region=region, channel=channel,
         sent_at=sent_at, answered_at=answered_at,
     )
     return dossier, send
-
-
-@dataclass(frozen=True, slots=True)
-class LegacySendFields:
-    recipient_finess: str
-    recipient_department: str
-    recipient_region: str
-    channel: str | None
-    sent_at: datetime
-    answered_at: datetime | None
 
 
 # ------------------------------------------------------------------------- the file
@@ -212,7 +202,7 @@ def parse_legacy_text(content: str, *, name: str = "", now: datetime | None = No
     columns, extra = header_map(header)
     parsed = ParsedFile(name=name, delimiter=delimiter, extra_columns=extra)
 
-    by_dossier: dict[str, list[tuple[int, dict, LegacySendFields]]] = {}
+    by_dossier: dict[str, list[tuple[int, dict, LegacySend]]] = {}
     bad: dict[str, list[RowError]] = {}
     finess_department: dict[str, tuple[str, int]] = {}
     for line, fields in rows:
@@ -226,7 +216,7 @@ def parse_legacy_text(content: str, *, name: str = "", now: datetime | None = No
         values = {c: fields[i] for c, i in columns.items()}
         try:
             legacy_id = text(legacy_id, "dossier_id", max_len=64)
-            dossier, send = parse_row(values, now)
+            dossier, send = parse_row(values, now, line)
             for f, dep, col in (
                 (dossier["requester_finess"], dossier["requester_department"], "requester_department"),
                 (send.recipient_finess, send.recipient_department, "recipient_department"),
@@ -245,20 +235,15 @@ def parse_legacy_text(content: str, *, name: str = "", now: datetime | None = No
         if reason:
             parsed.errors.extend(RowError(line, legacy_id, reason) for line, _, _ in rows_)
             continue
-        line0, d, _ = rows_[0]
+        _, d, _ = rows_[0]
         parsed.dossiers.append(LegacyDossier(
-            legacy_id=legacy_id, file=name, sends=tuple(
-                LegacySend(line=line, recipient_finess=s.recipient_finess, recipient_department=s.recipient_department,
-                           recipient_region=s.recipient_region, channel=s.channel, sent_at=s.sent_at,
-                           answered_at=s.answered_at)
-                for line, _, s in rows_
-            ), **d,
+            legacy_id=legacy_id, file=name, sends=tuple(s for _, _, s in rows_), **d,
         ))
     parsed.errors.sort(key=lambda e: e.line)
     return parsed
 
 
-def _inconsistency(rows: list[tuple[int, dict, LegacySendFields]]) -> str | None:
+def _inconsistency(rows: list[tuple[int, dict, LegacySend]]) -> str | None:
     """Why the rows of one dossier do not describe one dossier, or None."""
     line0, first, _ = rows[0]
     seen: dict[tuple, int] = {}
