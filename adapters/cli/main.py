@@ -142,7 +142,8 @@ def _cannot_listen(settings: Settings, e: OSError) -> CommandError:
 @_with_db
 def cmd_scp(args: argparse.Namespace, settings: Settings) -> int:
     from adapters.bootstrap import build_app, upgrade
-    from adapters.dicom.node import dicom_node, recover_unrecorded, small_pool_env
+    from adapters.dicom.node import dicom_node, dicom_root, recover_unrecorded, small_pool_env
+    from adapters.dicom.storage import InstanceStore
     from adapters.dicom.workers import Acceptor, channel_from_env
     from projections.runner import open_view
 
@@ -151,7 +152,7 @@ def cmd_scp(args: argparse.Namespace, settings: Settings) -> int:
         upgrade(settings)  # the workers start together: they find the tables made
         app = build_app(settings)
         try:
-            recover_unrecorded(settings, app)
+            recover_unrecorded(app, InstanceStore(dicom_root(settings)))
         finally:
             app.close()
         try:

@@ -58,8 +58,8 @@ def recorded_sops(app: Relais):
     return known
 
 
-def recover_unrecorded(settings: Settings, app: Relais) -> int:
-    found = recover(InstanceStore(dicom_root(settings)), recorder(app), recorded_sops(app))
+def recover_unrecorded(app: Relais, store: InstanceStore) -> int:
+    found = recover(store, recorder(app), recorded_sops(app))
     if found:
         log.warning("%d instances reçues avant un arrêt brutal ont été enregistrées", found)
     return found
@@ -75,7 +75,7 @@ def dicom_node(
     store = InstanceStore(dicom_root(settings))
     record = recorder(app)
     if channel is None:
-        recover_unrecorded(settings, app)
+        recover_unrecorded(app, store)
     receiver = Receiver(store=store, record=record, after_record=lambda u: attach_awaiting(app, imaging, u)).start()
     node = DicomNode(
         aet=settings.dicom_aet, host=settings.dicom_host, port=settings.dicom_port,
