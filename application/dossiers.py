@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import uuid4
-from zoneinfo import ZoneInfo
 
 from application.base import SYSTEM_ACTOR, RelaisBase, event_summary, parse_uuid
 from application.directory import DirectoryUseCases
@@ -16,6 +15,7 @@ from domain.directory import Establishment, Practitioner
 from domain.dossier import DECLINE_REASONS, FOLLOW_UPS, Dossier
 from domain.errors import InvalidFieldError
 from domain.values import (
+    PARIS,
     Actor,
     Channel,
     Consent,
@@ -32,7 +32,6 @@ from domain.values import (
 QUESTION_MAX = 10_000
 REPORT_MAX = 50_000
 NOTE_MAX = 5_000
-PARIS = ZoneInfo("Europe/Paris")  # the platform's local date (birth dates, statistics)
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,12 @@ import random
 import sys
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from domain.identifiers import DEPARTMENT_REGION, luhn_key  # noqa: E402
+from domain.values import PARIS  # noqa: E402
 
-PARIS = ZoneInfo("Europe/Paris")
 COLUMNS = (
     "dossier_id", "workflow", "created_at", "sent_at", "requester_finess", "requester_department",
     "recipient_finess", "recipient_department", "recipient_region", "imaging_source",

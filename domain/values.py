@@ -6,10 +6,12 @@ import re
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 from domain.errors import InvalidFieldError
 
 CLOCK_SKEW = timedelta(minutes=2)
+PARIS = ZoneInfo("Europe/Paris")  # the platform's local time: dates of birth, statistics' dates, what pages show
 
 
 class Workflow(StrEnum):

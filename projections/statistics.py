@@ -17,15 +17,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
 from psycopg import Cursor
 
 from domain.directory import Establishment
 from domain.dossier import Dossier
+from domain.values import PARIS
 from projections.base import BufferedProjection, PostgresView
-
-PARIS = ZoneInfo("Europe/Paris")
 
 T, TS, ID = "text", "timestamptz", "uuid"
 ESTABLISHMENT_COLUMNS = (("id", ID), ("finess", T), ("name", T), ("department", T), ("region", T))

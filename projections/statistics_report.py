@@ -24,12 +24,10 @@ from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
-from domain.values import Workflow
+from domain.values import PARIS, Workflow
 
-PARIS = ZoneInfo("Europe/Paris")
-TIMEZONE = "Europe/Paris"
+TIMEZONE = PARIS.key
 SIDES = ("any", "requester", "recipient")
 WORKFLOW_ORDER = {w.value: i for i, w in enumerate(Workflow)}
 SOURCE_ORDER = {s: i for i, s in enumerate(("dicom_store", "pacs_retrieve", "file_import", "none"))}

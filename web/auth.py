@@ -6,16 +6,15 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
-from zoneinfo import ZoneInfo
 
 from adapters.credentials import Credentials
 from application import Relais
 from application.errors import NotFoundError
 from domain.errors import InvalidFieldError
+from domain.values import PARIS
 
 log = logging.getLogger("relais.web.auth")
 
-PARIS = ZoneInfo("Europe/Paris")
 NO_ONE = "00000000-0000-0000-0000-000000000000"  # verified against to spend a real check's time
 
 BAD_CREDENTIALS = "Identifiant ou mot de passe incorrect."

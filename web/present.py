@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from domain.access import ACCESS_KINDS, OUTCOMES
 from domain.dossier import DECLINE_REASONS
-from domain.values import SEXES, URGENCY_LABELS, WORKFLOW_LABELS
+from domain.values import PARIS, SEXES, URGENCY_LABELS, WORKFLOW_LABELS
 
-PARIS = ZoneInfo("Europe/Paris")
 
 DOSSIER_STATES = {
     "draft": "Brouillon", "requested": "Envoyé", "in_progress": "En cours", "answered": "Avis rendu",

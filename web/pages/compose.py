@@ -19,11 +19,11 @@ from jinja2_fragments.litestar import HTMXBlockTemplate
 from adapters.blobs import MAX_DOCUMENT_BYTES, DocumentRejectedError
 from application.errors import ConflictError
 from domain.errors import InvalidFieldError
-from domain.values import URGENCY_LABELS, WORKFLOW_LABELS, Role, patient_identity
+from domain.values import PARIS, URGENCY_LABELS, WORKFLOW_LABELS, Role, patient_identity
 from web.errors import FormRejected, StaleView, is_htmx
 from web.guards import requires_role
 from web.pages.dossier import open_workspace
-from web.present import CHANNELS, IMAGING_SOURCES, PARIS, paris
+from web.present import CHANNELS, IMAGING_SOURCES, paris
 from web.services import Services
 from web.session import SessionUser
 

@@ -23,9 +23,9 @@ from application.history import IMPORTED_ESTABLISHMENT_NAME
 from domain.directory import establishment_id
 from domain.errors import InvalidFieldError
 from domain.identifiers import check_department, check_finess
-from domain.values import WORKFLOW_LABELS, Role, Workflow, code
+from domain.values import PARIS, WORKFLOW_LABELS, Role, Workflow, code
 from projections.statistics import PoolStatistics, StatisticsProjection
-from projections.statistics_report import PARIS, SIDES, TABLES, WORKFLOW_ORDER, StatsQuery, build_report, to_csv
+from projections.statistics_report import SIDES, TABLES, WORKFLOW_ORDER, StatsQuery, build_report, to_csv
 from web import charts
 from web.errors import is_htmx
 from web.geo import department_label, region_label
