@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -50,6 +51,25 @@ FOLLOW_UPS = {
     "prompt": "Sous 48 heures",
     "immediate": "Immédiate (appel ou transfert)",
 }
+
+
+def summary_state(*, sent: bool, closed: bool, cancelled: bool, send_states: Iterable[str]) -> DossierState:
+    """A dossier's state, from its own facts and its sends' states: the one rule (Dossier.state; the
+    inbox read model uses it, and its SQL form is tested against it on every combination)."""
+    if cancelled:
+        return DossierState.CANCELLED
+    if closed:
+        return DossierState.CLOSED
+    if not sent:
+        return DossierState.DRAFT
+    states = {s for s in send_states if s != SendState.PENDING}
+    if states & {SendState.IN_PROGRESS, SendState.ON_HOLD}:
+        return DossierState.IN_PROGRESS
+    if SendState.REQUESTED in states:
+        return DossierState.IN_PROGRESS if SendState.ANSWERED in states else DossierState.REQUESTED
+    if SendState.ANSWERED in states:
+        return DossierState.ANSWERED
+    return DossierState.DECLINED
 
 
 def dossier_number(dossier_id: UUID) -> str:
@@ -164,20 +184,10 @@ class Dossier(Aggregate):
 
     @property
     def state(self) -> str:
-        if self.cancelled_on is not None:
-            return DossierState.CANCELLED
-        if self.closed_on is not None:
-            return DossierState.CLOSED
-        if self.first_sent_on is None:
-            return DossierState.DRAFT
-        states = {s["state"] for s in self.sends.values() if s["state"] != SendState.PENDING}
-        if states & {SendState.IN_PROGRESS, SendState.ON_HOLD}:
-            return DossierState.IN_PROGRESS
-        if SendState.REQUESTED in states:
-            return DossierState.IN_PROGRESS if SendState.ANSWERED in states else DossierState.REQUESTED
-        if SendState.ANSWERED in states:
-            return DossierState.ANSWERED
-        return DossierState.DECLINED
+        return summary_state(
+            sent=self.first_sent_on is not None, closed=self.closed_on is not None,
+            cancelled=self.cancelled_on is not None, send_states=[s["state"] for s in self.sends.values()],
+        )
 
     def send_of(self, send_id: str) -> dict:
         try:

@@ -1,7 +1,9 @@
 """An inbox batch: what a batch of events changes, and how it is written in one transaction.
 
 New rows by COPY; changes to rows written by earlier batches by one set-based UPDATE per table;
-the dossiers' states from their sends' (in Python for new rows, in SQL for the others); then one `pg_notify` per dossier changed, or per group of
+the dossiers' states from their sends' (the domain's rule, `summary_state`, in Python for new
+rows and in SQL for the others — tests/projections/test_inbox_state.py checks the SQL against
+the rule on every combination); then one `pg_notify` per dossier changed, or per group of
 establishments for a bulk batch.
 """
 
@@ -13,6 +15,7 @@ from uuid import UUID
 
 from psycopg import Cursor
 
+from domain.dossier import summary_state
 from domain.values import ACTIVE_SEND_STATES, SendState
 
 CHANNEL = "relais_inbox"
@@ -34,26 +37,7 @@ SEND_COLUMNS = (
 )
 PATIENT_FIELDS = ("birth_name", "first_names", "used_name", "birth_date", "sex", "ins", "search")
 
-
-def summary_state(draft: bool, closed: bool, cancelled: bool, states: list[str]) -> str:
-    """The dossier's state from its sends' states (the same rule as Dossier.state)."""
-    if cancelled:
-        return "cancelled"
-    if closed:
-        return "closed"
-    if draft:
-        return "draft"
-    live = {s for s in states if s != "pending"}
-    if live & {"in_progress", "on_hold"}:
-        return "in_progress"
-    if "requested" in live:
-        return "in_progress" if "answered" in live else "requested"
-    if "answered" in live:
-        return "answered"
-    return "declined"
-
-
-# The same rule in SQL, on a dossier row `d` (after its patch `u`) and its sends' flags `s`
+# The domain's `summary_state` in SQL, on a dossier row `d` (after its patch `u`) and its sends' flags `s`
 # (SEND_FLAGS_SQL over the dossier's sends `x`).
 SEND_FLAGS_SQL = """bool_or(x.state IN ('in_progress', 'on_hold')) AS busy, bool_or(x.state = 'requested') AS requested,
        bool_or(x.state = 'answered') AS answered"""
@@ -105,8 +89,8 @@ def write_batch(curs: Cursor, b: InboxBatch) -> None:
     if b.dossiers:
         for did, row in b.dossiers.items():
             row["state"] = summary_state(
-                row["first_sent_on"] is None, row["state"] == "closed", row["state"] == "cancelled",
-                [b.sends[s]["state"] for s in b.sends_of.get(did, ())],
+                sent=row["first_sent_on"] is not None, closed=row["state"] == "closed",
+                cancelled=row["state"] == "cancelled", send_states=[b.sends[s]["state"] for s in b.sends_of.get(did, ())],
             )
         _copy(curs, "inbox_dossiers", DOSSIER_COLUMNS, b.dossiers.values())
     if b.removed:
