@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
@@ -166,6 +167,12 @@ class Actor:
             service_ids=tuple(d.get("service_ids", ())),
             name=d.get("name", ""),
         )
+
+
+def folded(text: str | None) -> str:
+    """A name as it is compared, however it was typed: lower case, without accents or surrounding spaces."""
+    text = unicodedata.normalize("NFKD", text or "")
+    return "".join(c for c in text if not unicodedata.combining(c)).lower().strip()
 
 
 SEXES = {"M": "Masculin", "F": "Féminin", "I": "Indéterminé"}

@@ -12,7 +12,7 @@ from psycopg import Cursor
 from domain.access import Access
 from domain.dossier import Dossier, dossier_number
 from projections.base import BufferedProjection, PostgresView
-from projections.inbox import folded
+from projections.search import contains, search_text
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class PostgresAccessView(PostgresView):
             """SELECT birth_name, first_names, birth_date, sex, count(*) AS dossiers FROM access_patients
                WHERE search LIKE %s GROUP BY birth_name, first_names, birth_date, sex
                ORDER BY birth_name, first_names, birth_date LIMIT %s""",
-            ("%" + folded(q).strip() + "%", limit),
+            (contains(q), limit),
         )
         return [PatientRow(**r) for r in rows]
 
@@ -100,10 +100,9 @@ class AccessBatch:
 
 
 def _patient_row(dossier_id: UUID, p: dict) -> list:
-    search = " ".join(folded(x) for x in (p.get("birth_name"), p.get("used_name"), p.get("first_names")) if x)
     born = p.get("birth_date") or None
     return [dossier_id, dossier_number(dossier_id), p.get("birth_name") or "", p.get("first_names") or "",
-            date.fromisoformat(born) if isinstance(born, str) else born, p.get("sex") or "", p.get("ins"), search]
+            date.fromisoformat(born) if isinstance(born, str) else born, p.get("sex") or "", p.get("ins"), search_text(p)]
 
 
 ACCESS_COLUMNS = (

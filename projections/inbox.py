@@ -13,7 +13,6 @@ bulk batch (a rebuild, a history import) sends one per group of establishments i
 
 from __future__ import annotations
 
-import unicodedata
 from datetime import date
 from typing import Any
 from uuid import UUID
@@ -25,14 +24,9 @@ from domain.dossier import Dossier, dossier_number
 from projections.base import BufferedProjection, PostgresView
 from projections.inbox_batch import CHANNEL, OPEN_SEND_STATES, InboxBatch, write_batch
 from projections.inbox_queries import InboxQueries
+from projections.search import search_text
 
-__all__ = ["CHANNEL", "InboxProjection", "PostgresInboxView", "folded"]  # CHANNEL: what the web listens to
-
-
-def folded(text: str | None) -> str:
-    """Lower case without accents, for searching names typed any way."""
-    text = unicodedata.normalize("NFKD", text or "")
-    return "".join(c for c in text if not unicodedata.combining(c)).lower()
+__all__ = ["CHANNEL", "InboxProjection", "PostgresInboxView"]  # CHANNEL: what the web listens to
 
 
 class PostgresInboxView(InboxQueries, PostgresView):
@@ -93,11 +87,10 @@ def _date(value: Any) -> date | None:
 
 def _patient(p: dict) -> dict:
     """The patient columns of an identity (imported legacy history carries none)."""
-    search = " ".join(folded(x) for x in (p.get("birth_name"), p.get("used_name"), p.get("first_names")) if x)
     return {
         "birth_name": p.get("birth_name") or "", "first_names": p.get("first_names") or "",
         "used_name": p.get("used_name"), "birth_date": _date(p.get("birth_date")), "sex": p.get("sex") or "",
-        "ins": p.get("ins"), "search": search,
+        "ins": p.get("ins"), "search": search_text(p),
     }
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import base64
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
+
+from projections.search import contains
 
 TABS = ("received", "sent", "drafts", "closed")
 PAGE_SIZE = 25
@@ -66,11 +67,6 @@ class InboxRow:
 class Page:
     rows: list[InboxRow]
     next_cursor: str | None
-
-
-def _fold(text: str) -> str:
-    text = unicodedata.normalize("NFKD", text or "")
-    return "".join(c for c in text if not unicodedata.combining(c)).lower().strip()
 
 
 def encode_cursor(ts: datetime, key: str) -> str:
@@ -207,7 +203,7 @@ class InboxQueries:
                 params["number"] = number if number.startswith("TD-") else "TD-" + number.removeprefix("TD")
                 where.append("d.number = %(number)s")
             else:
-                params["q"] = "%" + _fold(q).replace("%", "").replace("_", "") + "%"
+                params["q"] = contains(q)
                 where.append("d.search LIKE %(q)s")
 
     def counts(self, scope: Scope) -> dict[str, int]:
@@ -242,7 +238,7 @@ class InboxQueries:
                 params["number"] = number if number.startswith("TD-") else "TD-" + number.removeprefix("TD")
                 where.append("d.number = %(number)s")
             else:
-                params["q"] = "%" + _fold(q) + "%"
+                params["q"] = contains(q)
                 where.append("d.search LIKE %(q)s")
         if establishment_id:
             params["est"] = establishment_id
