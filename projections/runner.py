@@ -6,20 +6,19 @@ import gc
 import logging
 import threading
 import time
-from dataclasses import dataclass
 
-from psycopg.sql import SQL, Identifier
 from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.projection import Projection, ProjectionRunner
 from eventsourcing.utils import Environment
 
 from application import Relais
-from projections.base import APPLICATION_NAME, BufferedProjection, PostgresView, StalePositionError
+from projections.base import BufferedProjection, PostgresView, StalePositionError
 from projections.access import AccessProjection, PostgresAccessView
 from projections.directory import DirectoryProjection, PostgresDirectoryView
 from projections.imaging import ImagingProjection, PostgresImagingView
 from projections.inbox import InboxProjection, PostgresInboxView
 from projections.statistics import PostgresStatisticsView, StatisticsProjection
+from projections.status import ProjectionStatus, projection_status
 
 log = logging.getLogger("relais.projections")
 
@@ -51,14 +50,6 @@ def open_view(name: str, env: dict[str, str]) -> PostgresView:
     return factory.tracking_recorder(view_class)  # type: ignore[return-value]
 
 
-@dataclass(frozen=True)
-class ProjectionStatus:
-    name: str
-    position: int
-    head: int
-    lag: int
-
-
 def log_head(app: Relais, topics: tuple[str, ...]) -> tuple[int, int]:
     """(last notification id of these topics, total) in the log."""
     with app.recorder.datastore.get_connection() as conn, conn.cursor() as curs:
@@ -67,47 +58,10 @@ def log_head(app: Relais, topics: tuple[str, ...]) -> tuple[int, int]:
 
 
 def status(app: Relais, env: dict[str, str] | None = None, names: list[str] | None = None) -> list[ProjectionStatus]:
-    """Position, head of the log and lag of each projection, on the application's own pool.
-
-    Opens no connection of its own (it runs on every /health call): positions are read from the
-    tracking tables, head and lag per topic through the (topic, notification_id) index.
-    """
-    out = []
+    """Position, head of the log and lag of each projection, on the application's own pool."""
     with app.recorder.datastore.get_connection() as conn, conn.cursor() as curs:
-        for name in names or list(PROJECTIONS):
-            projection_class, _ = _entry(name)
-            tracking = f"{projection_class.name.lower()}_tracking"
-            curs.execute("SELECT to_regclass(%s) IS NOT NULL AS present", (tracking,))
-            position = 0
-            if curs.fetchone()["present"]:
-                curs.execute(
-                    SQL("SELECT coalesce(max(notification_id), 0) AS position FROM {0} WHERE application_name = %s").format(
-                        Identifier(tracking)
-                    ),
-                    (APPLICATION_NAME,),
-                )
-                position = curs.fetchone()["position"]
-            if not projection_class.topics:  # follows every event
-                curs.execute(
-                    "SELECT coalesce(max(notification_id), 0) AS head, "
-                    "count(*) FILTER (WHERE notification_id > %s) AS lag FROM relais_events", (position,)
-                )
-                row = curs.fetchone()
-                out.append(ProjectionStatus(name=name, position=position, head=row["head"], lag=row["lag"]))
-                continue
-            # The topics as values the planner sees (no unnest/LATERAL, never a generic plan of a
-            # prepared statement): with them hidden, once the log is analysed, max() walked the
-            # notification_id index backwards hoping to meet the topic soon — the whole log for a
-            # topic with no event yet, seconds per /health at 865k events.
-            curs.execute(
-                "SELECT coalesce((SELECT max(notification_id) FROM relais_events WHERE topic = ANY(%(t)s)), 0) AS head, "
-                "(SELECT count(*) FROM relais_events WHERE topic = ANY(%(t)s) AND notification_id > %(p)s) AS lag",
-                {"t": list(projection_class.topics), "p": position},
-                prepare=False,
-            )
-            row = curs.fetchone()
-            out.append(ProjectionStatus(name=name, position=position, head=row["head"], lag=row["lag"]))
-    return out
+        projections = [_entry(name)[0] for name in names or list(PROJECTIONS)]
+        return [projection_status(curs, p.name, p.topics) for p in projections]
 
 
 class Follower:

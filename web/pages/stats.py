@@ -26,6 +26,7 @@ from domain.identifiers import check_department, check_finess
 from domain.values import PARIS, WORKFLOW_LABELS, Role, Workflow, code
 from projections.statistics import PoolStatistics, StatisticsProjection
 from projections.statistics_report import SIDES, TABLES, WORKFLOW_ORDER, StatsQuery, build_report, to_csv
+from projections.status import projection_status
 from web import charts
 from web.errors import is_htmx
 from web.geo import department_label, region_label
@@ -126,15 +127,9 @@ def _establishments(services: Services) -> dict[str, dict]:
 
 def _freshness(services: Services) -> dict:
     """Where the statistics stand: the projection's position and the events not yet in them."""
-    with services.pool.connection() as conn:
-        row = conn.execute(
-            "SELECT coalesce((SELECT notification_id FROM statistics_tracking WHERE application_name = 'relais'), 0) AS position"
-        ).fetchone()
-        lag = conn.execute(
-            "SELECT count(*) AS lag FROM relais_events WHERE notification_id > %s AND topic = ANY(%s)",
-            (row["position"], list(StatisticsProjection.topics)),
-        ).fetchone()["lag"]
-    return {"position": row["position"], "lag": lag, "at": datetime.now(PARIS)}
+    with services.pool.connection() as conn, conn.cursor() as curs:
+        status = projection_status(curs, StatisticsProjection.name, StatisticsProjection.topics)
+    return {"position": status.position, "lag": status.lag, "at": datetime.now(PARIS)}
 
 
 def _charts(report: dict, establishments: dict[str, dict]) -> dict:
