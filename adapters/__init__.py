@@ -1,5 +1,1 @@
-"""Relais adapters layer."""
-
-from adapters.pgpipeline import install as _install_flushing_pipeline
-
-_install_flushing_pipeline()
+"""Relais adapters: everything that talks to the outside but HTTP (DICOM, files, jobs, database, mail)."""

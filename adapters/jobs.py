@@ -5,24 +5,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Future
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger("relais.jobs")
 
 JobFunction = Callable[..., Awaitable[Any]]
-FUNCTIONS: dict[str, JobFunction] = {}
+JobTable = Mapping[str, JobFunction]  # name → async function (its body idempotent: it may run twice)
 
 
-def job(fn: JobFunction) -> JobFunction:
-    """Registers an async job function (its body must be idempotent: it may run twice)."""
-    FUNCTIONS[fn.__name__] = fn
-    return fn
+class Jobs(Protocol):
+    """Where use cases hand slow work: `InlineJobs` in this process, or `ArqJobs` on Redis."""
+
+    def enqueue(self, name: str, *, job_id: str, **kwargs: Any) -> Any: ...
+
+    def close(self) -> None: ...
 
 
-@job
 async def ping(ctx: dict, token: str) -> dict:
     """Answers with the token and the worker's clock: proves a worker takes jobs."""
     return {"token": token, "at": datetime.now(timezone.utc).isoformat(), "worker": ctx.get("worker_name", "inline")}
@@ -31,7 +32,8 @@ async def ping(ctx: dict, token: str) -> dict:
 class InlineJobs:
     """Runs jobs in this process on a private event loop thread (no Redis configured)."""
 
-    def __init__(self, ctx: dict | None = None):
+    def __init__(self, functions: JobTable, ctx: dict | None = None):
+        self.functions = dict(functions)
         self.ctx = dict(ctx or {}, worker_name="inline")
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="relais-jobs", daemon=True)
@@ -43,7 +45,7 @@ class InlineJobs:
         current = self._running.get(job_id)
         if current is not None and not current.done():
             return current
-        fut = asyncio.run_coroutine_threadsafe(FUNCTIONS[name](self.ctx, **kwargs), self._loop)
+        fut = asyncio.run_coroutine_threadsafe(self.functions[name](self.ctx, **kwargs), self._loop)
         self._running[job_id] = fut
         fut.add_done_callback(lambda f: f.exception() and log.error("job %s en échec : %s", job_id, f.exception()))
         return fut
@@ -85,21 +87,26 @@ class ArqJobs:
         self._thread.join(timeout=5)
 
 
-def worker_settings(redis_url: str, ctx: dict | None = None) -> type:
-    """arq WorkerSettings for `relais worker`."""
+def worker_settings(
+    redis_url: str, functions: JobTable,
+    on_startup: Callable[[dict], Awaitable[None]] | None = None,
+    on_shutdown: Callable[[dict], Awaitable[None]] | None = None,
+) -> type:
+    """arq WorkerSettings for `relais worker`: the job table, and hooks filling and emptying its context."""
     from arq.connections import RedisSettings
     from arq.worker import func
 
-    extra = dict(ctx or {})
-    register_all()
-
-    async def on_startup(c: dict) -> None:
-        c.update(extra)
+    async def startup(c: dict) -> None:
         c["worker_name"] = "arq"
-        log.info("worker prêt (%d fonctions)", len(FUNCTIONS))
+        if on_startup is not None:
+            await on_startup(c)
+        log.info("worker prêt (%d fonctions)", len(functions))
+
+    async def shutdown(c: dict) -> None:
+        if on_shutdown is not None:
+            await on_shutdown(c)
 
     class WorkerSettings:
-        functions = [func(f, name=n) for n, f in FUNCTIONS.items()]
         redis_settings = RedisSettings.from_dsn(redis_url)
         keep_result = 3600
         health_check_interval = 60  # the compose health check reads this key
@@ -107,13 +114,8 @@ def worker_settings(redis_url: str, ctx: dict | None = None) -> type:
         job_timeout = 3600
         handle_signals = True
 
-    WorkerSettings.on_startup = staticmethod(on_startup)  # type: ignore[attr-defined]
+    settings: Any = WorkerSettings
+    settings.functions = [func(f, name=n) for n, f in functions.items()]
+    settings.on_startup = staticmethod(startup)
+    settings.on_shutdown = staticmethod(shutdown)
     return WorkerSettings
-
-
-def register_all() -> dict[str, JobFunction]:
-    """Imports the modules that define jobs (a worker or in-process runner calls it before use)."""
-    import adapters.dicom.export  # noqa: F401  (export_study)
-    import adapters.dicom.retrieve  # noqa: F401  (retrieve_study)
-
-    return FUNCTIONS

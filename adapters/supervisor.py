@@ -7,10 +7,10 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 log = logging.getLogger("relais.up")
@@ -21,7 +21,7 @@ FAST_FAILURE_SECONDS = 10.0
 MAX_FAST_FAILURES = 3
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+def die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
     """Children get SIGTERM if the supervisor dies, so that no orphan is left behind."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -41,18 +41,20 @@ class Child:
 
 
 class Supervisor:
-    """Starts each part as a `relais` subprocess, restarts one that dies, stops all together."""
+    """Starts each part as a `relais` subprocess (`command` + the child's arguments), restarts one
+    that dies, stops all together."""
 
-    def __init__(self, children: list[Child], env: dict[str, str]):
+    def __init__(self, children: list[Child], env: dict[str, str], command: list[str]):
         self.children = children
         self.env = env
+        self.command = command
         self.stop = threading.Event()
         self.failed: str | None = None
 
     def _spawn(self, child: Child) -> None:
         child.process = subprocess.Popen(
-            [sys.executable, "-m", "adapters.cli.main", *child.args],
-            env={**self.env, "PGAPPNAME": f"relais-{child.name}"}, preexec_fn=_die_with_parent,
+            [*self.command, *child.args],
+            env={**self.env, "PGAPPNAME": f"relais-{child.name}"}, preexec_fn=die_with_parent,
             start_new_session=True,
         )
         child.started = time.monotonic()
@@ -124,8 +126,8 @@ def install_signal_handlers(stop: threading.Event) -> None:
         signal.signal(signal.SIGHUP, handler)
 
 
-def child_env(database_url: str, secret_key: str, base: dict[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ if base is None else base)
+def child_env(base: Mapping[str, str], database_url: str, secret_key: str) -> dict[str, str]:
+    env = dict(base)
     env["RELAIS_DATABASE_URL"] = database_url
     env["RELAIS_SECRET_KEY"] = secret_key
     env["RELAIS_TABLES_READY"] = "1"  # relais up ran the upgrade before starting its children

@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from dicom_store import OurNode, ct_study  # noqa: E402
 
-from adapters.dicom.node import dicom_root  # noqa: E402
 from adapters.dicom.render import render, thumbnail  # noqa: E402
 from adapters.dicom.retrieve import Retriever  # noqa: E402
 from adapters.dicom.storage import InstanceStore  # noqa: E402
@@ -65,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             did = app.create_dossier(actor_id=clinician, workflow="imaging_transfer", question="Bench", consent="given",
                                      imaging_source="pacs_retrieve", **PATIENT)
             extra = {} if args.parallel is None else {"parallel": args.parallel}
-            retriever = Retriever(app=app, store=InstanceStore(dicom_root(node.settings)), our_aet="RELAIS", settle=3.0,
+            retriever = Retriever(app=app, store=InstanceStore(node.settings.dicom_root), our_aet="RELAIS", settle=3.0,
                                   **extra)
 
             t0 = time.perf_counter()

@@ -37,8 +37,9 @@ from pydicom import dcmread  # noqa: E402
 from pydicom.data import get_testdata_file  # noqa: E402
 from pydicom.uid import generate_uid  # noqa: E402
 
-from adapters.bootstrap import build_app, upgrade  # noqa: E402
+from entrypoints.bootstrap import build_app, upgrade  # noqa: E402
 from adapters.settings import Settings  # noqa: E402
+from entrypoints.settings import settings_from_environ
 from domain.imaging import received_study_id  # noqa: E402
 from projections.runner import catch_up  # noqa: E402
 from tests.peers import PEER_ENV, Orthanc, StoreSCP, free_port, wait_port  # noqa: E402
@@ -138,7 +139,7 @@ class OurNode:
     def wait_ready(self, timeout: float = 60) -> None:
         """Until every worker process serves (the node accepts before that; senders would wait and
         the start-up would be counted in the figures)."""
-        count = int(self.workers or Settings.from_environ({}).dicom_workers)
+        count = int(self.workers or settings_from_environ({}).dicom_workers)
         if count <= 1:
             return
         deadline = time.monotonic() + timeout
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None,
                         help="RELAIS_DICOM_WORKERS for our node (default: the node's own default)")
     args = parser.parse_args(argv)
-    workers = args.workers or Settings.from_environ({}).dicom_workers
+    workers = args.workers or settings_from_environ({}).dicom_workers
     n = args.instances
     t = time.perf_counter()
     folder, study_uid = ct_study(n)

@@ -44,7 +44,7 @@ import logging  # noqa: E402
 
 import psycopg  # noqa: E402
 
-from adapters.bootstrap import build_app, build_pool, upgrade  # noqa: E402
+from entrypoints.bootstrap import build_app, build_pool, upgrade  # noqa: E402
 from adapters.credentials import Credentials  # noqa: E402
 from adapters.history_import import import_file, read_legacy_file  # noqa: E402
 from adapters.settings import Settings  # noqa: E402
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         child_env = {**os.environ, "RELAIS_DATABASE_URL": url, "RELAIS_LOG_LEVEL": "WARNING"}
         child_env.pop("RELAIS_CIPHER_KEY", None)
         runner = subprocess.Popen(
-            [sys.executable, "-m", "adapters.cli.main", "projections", "run", "statistics"], cwd=ROOT, env=child_env,
+            [sys.executable, "-m", "entrypoints.cli.main", "projections", "run", "statistics"], cwd=ROOT, env=child_env,
         )
         app = build_app(settings)
         t0 = time.perf_counter()
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"build_report, department 31 (requester or recipient): median {med * 1000:.0f} ms, best {best * 1000:.0f} ms")
         view.datastore.close()
         for fmt in ("json", "csv"):
-            command = [sys.executable, "-m", "adapters.cli.main", "stats", "export", "--from", "2021-01-01",
+            command = [sys.executable, "-m", "entrypoints.cli.main", "stats", "export", "--from", "2021-01-01",
                        "--to", "2024-05-31", "--format", fmt]
             med, best = median_time(
                 lambda: subprocess.run(command, cwd=ROOT, env=child_env, check=True, capture_output=True), args.runs
@@ -262,7 +262,7 @@ def page_latency(settings: Settings, app, runs: int) -> None:
     """The analyst's /stats page through the real app (in-process ASGI client, real database)."""
     from litestar.testing import TestClient
 
-    from web.app import create_app
+    from entrypoints.bootstrap import build_web_app
 
     from domain.identifiers import luhn_key
 
@@ -274,7 +274,7 @@ def page_latency(settings: Settings, app, runs: int) -> None:
     pool = build_pool(settings, max_size=1)
     Credentials(pool).set_password(pid, "analyste de la région")
     pool.close()
-    with TestClient(app=create_app(settings)) as client:
+    with TestClient(app=build_web_app(settings)) as client:
         page = client.get("/login").text
         token = re.search(r'name="_csrf_token" value="([^"]+)"', page).group(1)
         client.post("/login", data={"login": rpps, "password": "analyste de la région", "_csrf_token": token})

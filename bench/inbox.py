@@ -91,7 +91,7 @@ def _refused(path: Path) -> tuple[int, int]:
 
 def users(url: str) -> dict:
     """A recipient at the busiest recipient establishment, a requester elsewhere (idempotent)."""
-    from adapters.bootstrap import build_app, build_pool
+    from entrypoints.bootstrap import build_app, build_pool
     from adapters.credentials import Credentials
     from adapters.settings import Settings
     from application.errors import AlreadyExistsError
@@ -144,7 +144,7 @@ def wrk(url: str, connections: int, seconds: int, headers: dict[str, str]) -> di
 
 def live_latency(base: str, recipient: httpx.Client, url: str, who: dict, samples: int) -> list[float]:
     """Send a dossier, wait for the SSE event on the recipient's stream, fetch the fragment, find the row."""
-    from adapters.bootstrap import build_app
+    from entrypoints.bootstrap import build_app
     from adapters.settings import Settings
     from tests.conftest import PATIENT
 

@@ -26,7 +26,7 @@ import psycopg  # noqa: E402
 from eventsourcing.cryptography import AESCipher  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from adapters.bootstrap import build_app, upgrade  # noqa: E402
+from entrypoints.bootstrap import build_app, upgrade  # noqa: E402
 from adapters.settings import Settings  # noqa: E402
 from domain.dossier import Dossier  # noqa: E402
 from domain.values import Actor, Consent, ImagingSource, Urgency, Workflow, patient_identity  # noqa: E402

@@ -41,7 +41,7 @@ def free_port() -> int:
 
 def relais_command() -> list[str]:
     script = Path(sys.executable).with_name("relais")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "adapters.cli.main"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "entrypoints.cli.main"]
 
 
 @dataclass

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import psycopg
 import pytest
 
-from adapters.bootstrap import build_app, upgrade
+from entrypoints.bootstrap import build_app, upgrade
 from adapters.settings import Settings
 from application import Relais
 from domain.identifiers import luhn_key

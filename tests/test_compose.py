@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from adapters.cli.main import build_parser
-from adapters.settings import ENV_DOC
+from entrypoints.cli.main import build_parser
+from entrypoints.settings import ENV_DOC
 from projections.runner import PROJECTIONS
 
 ROOT = Path(__file__).resolve().parent.parent

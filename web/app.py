@@ -1,25 +1,19 @@
-"""The web composition root: create_app(settings) builds the Litestar application."""
+"""The Litestar application of a web process, on services built by `entrypoints/bootstrap.py`."""
 
 from __future__ import annotations
 
 import logging
-import secrets
 from pathlib import Path
 
 from litestar import Litestar, Request
 from litestar.channels import ChannelsPlugin
-from litestar.channels.backends.psycopg import PsycoPgChannelsBackend
 from litestar.config.csrf import CSRFConfig
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.di import Provide
 from litestar.plugins.htmx import HTMXPlugin, HTMXRequest
 from litestar.static_files import create_static_files_router
-from litestar.stores.base import Store
-from litestar.stores.memory import MemoryStore
-from litestar.stores.redis import RedisStore
 from litestar.template.config import TemplateConfig
 
-from adapters.settings import Settings, conninfo
 from web.errors import EXCEPTION_HANDLERS
 from web.guards import PUBLIC, LoginRequired, current_user, requires_login
 from web.labels import role_label
@@ -27,7 +21,7 @@ from web import present
 from web.pages import audit, auth, compose, dossier, health, home, imaging, inbox, stats
 from projections.inbox import CHANNEL
 from web.security import security_headers
-from web.services import build_services
+from web.services import Services
 from web.session import SessionUser, session_config
 
 log = logging.getLogger("relais.web")
@@ -35,12 +29,6 @@ log = logging.getLogger("relais.web")
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
-
-
-def _session_store(settings: Settings) -> Store:
-    if settings.redis_url:
-        return RedisStore.with_client(url=settings.redis_url, namespace="relais_sessions")
-    return MemoryStore()
 
 
 def _templates() -> TemplateConfig:
@@ -60,18 +48,12 @@ def provide_user(request: Request) -> SessionUser:
     return user
 
 
-def create_app(settings: Settings) -> Litestar:
-    """The Relais web application on these settings (login required everywhere but public handlers)."""
-    services = build_services(settings)
-    store = _session_store(settings)
-
-    async def close() -> None:
-        services.close()
-        if isinstance(store, RedisStore):
-            await store.__aexit__(None, None, None)
-
+def create_app(services: Services, csrf_secret: str) -> Litestar:
+    """The Relais web application on these services (login required everywhere but public handlers);
+    it closes them when it shuts down."""
+    settings = services.settings
     csrf = CSRFConfig(
-        secret=settings.secret_key or secrets.token_urlsafe(32), cookie_name="csrftoken", header_name="x-csrftoken",
+        secret=csrf_secret, cookie_name="csrftoken", header_name="x-csrftoken",
         cookie_secure=settings.secure_cookies, cookie_httponly=True, cookie_samesite="lax",
         exclude=["^/static/", "^/health"],
     )
@@ -87,14 +69,14 @@ def create_app(settings: Settings) -> Litestar:
         },
         guards=[requires_login],
         middleware=[session_config(secure=settings.secure_cookies).middleware],
-        stores={"sessions": store},
+        stores={"sessions": services.session_store},
         csrf_config=csrf,
         template_config=_templates(),
-        plugins=[HTMXPlugin(), ChannelsPlugin(backend=PsycoPgChannelsBackend(conninfo(settings.database_url or "")), channels=[CHANNEL])],
+        plugins=[HTMXPlugin(), ChannelsPlugin(backend=services.channels_backend, channels=[CHANNEL])],
         request_class=HTMXRequest,
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[security_headers(https=settings.secure_cookies)],
-        on_shutdown=[close],
+        on_shutdown=[services.close],
         openapi_config=None,
     )
     app.state.services = services

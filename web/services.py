@@ -1,24 +1,41 @@
-"""The objects a web process shares between requests: application, pool, credentials, authenticator."""
+"""What a web process's pages are given: the application, pools, views, stores and jobs, built by
+`entrypoints/bootstrap.py` (nothing here builds anything)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from litestar.channels.backends.base import ChannelsBackend
+from litestar.stores.base import Store
 from psycopg_pool import ConnectionPool
 
 from adapters.blobs import BlobStore
-from adapters.bootstrap import build_app, build_pool
 from adapters.credentials import Credentials
+from adapters.dicom.storage import InstanceStore
+from adapters.jobs import Jobs
 from adapters.settings import Settings
 from application import Relais
 from projections.access import PostgresAccessView
+from projections.directory import PostgresDirectoryView
+from projections.imaging import PostgresImagingView
 from projections.inbox import PostgresInboxView
-from projections.runner import open_view
-from web.auth import Authenticator, LocalPasswordAuthenticator
+from web.auth import Authenticator
 from web.names import Names
 
 
-@dataclass
+@dataclass(frozen=True)
+class ImagingServices:
+    """What the imaging pages and DICOMweb need: the received studies' view, the directory's DICOM
+    nodes, the instance files, the retrieve/export jobs and the platform's AE title."""
+
+    studies: PostgresImagingView
+    directory: PostgresDirectoryView
+    store: InstanceStore
+    jobs: Jobs
+    our_aet: str
+
+
+@dataclass(frozen=True)
 class Services:
     settings: Settings
     relais: Relais
@@ -29,23 +46,15 @@ class Services:
     access_log: PostgresAccessView
     names: Names
     blobs: BlobStore
+    imaging: ImagingServices
+    session_store: Store
+    channels_backend: ChannelsBackend
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        """Closes what was built for the process (the web app calls it when it shuts down)."""
+        self.imaging.jobs.close()
+        for view in (self.imaging.studies, self.imaging.directory, self.inbox, self.access_log):
+            view.datastore.close()
         self.pool.close()
         self.relais.close()
-        self.inbox.datastore.close()
-        self.access_log.datastore.close()
-
-
-def build_services(settings: Settings) -> Services:
-    """Builds the infrastructure of one web process from its settings."""
-    relais = build_app(settings)
-    pool = build_pool(settings)
-    credentials = Credentials(pool)
-    env = dict(settings.eventsourcing_env(), CREATE_TABLE="no")  # tables are made by `relais db upgrade`, no DDL here
-    return Services(
-        settings=settings, relais=relais, pool=pool, credentials=credentials,
-        authenticator=LocalPasswordAuthenticator(relais, credentials),
-        inbox=open_view("inbox", env), access_log=open_view("access", env),  # type: ignore[arg-type]
-        names=Names(pool), blobs=BlobStore(settings.data_dir),
-    )
+        await self.session_store.__aexit__(None, None, None)

@@ -21,10 +21,8 @@ from typing import Any
 from pydicom import dcmread
 from pynetdicom import AE, evt
 
-from adapters.dicom.node import dicom_root
 from adapters.dicom.reactor import nodelay, quiet_pynetdicom
 from adapters.dicom.storage import InstanceStore
-from adapters.jobs import job
 from application import Relais
 from domain.directory import DicomNode, node_id
 
@@ -133,19 +131,9 @@ class Exporter:
         return ExportOutcome(status=status, sent=sent, total=total, failures=failure_list, reason=reason)
 
 
-def exporter(ctx: dict) -> Exporter:
-    if "exporter" not in ctx:
-        from adapters.bootstrap import build_app
-
-        settings = ctx["settings"]
-        ctx["exporter"] = Exporter(app=build_app(settings), store=InstanceStore(dicom_root(settings)), our_aet=settings.dicom_aet)
-    return ctx["exporter"]
-
-
-@job
 async def export_study(ctx: dict, dossier_id: str, study_id: str, node_aet: str, actor: dict) -> dict[str, Any]:
     """Job `export:<dossier>:<study>:<node>`: re-running it sends again; the PACS keeps one copy per SOP UID."""
     outcome = await asyncio.to_thread(
-        exporter(ctx).export, dossier_id=dossier_id, study_id=study_id, node_aet=node_aet, actor=actor,
+        ctx["exporter"].export, dossier_id=dossier_id, study_id=study_id, node_aet=node_aet, actor=actor,
     )
     return asdict(outcome)

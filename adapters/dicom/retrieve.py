@@ -12,11 +12,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from adapters.dicom.node import dicom_root
 from adapters.dicom.qr import Peer, QRError, QueryRetrieve, QuerySession, SeriesMatch, retrieve_query
 from adapters.dicom.receive import Receiver
 from adapters.dicom.storage import InstanceStore
-from adapters.jobs import job
 from application import Relais
 from application.imaging import ReceivedInstance, StudyUpdate
 from domain.directory import DicomNode, node_id
@@ -395,24 +393,11 @@ class Retriever:
         return ok, writes.error
 
 
-def imaging_runtime(ctx: dict) -> Retriever:
-    """The retriever of a job process, built once from its Settings (the worker's composition root)."""
-    if "retriever" not in ctx:
-        from adapters.bootstrap import build_app
-
-        settings = ctx["settings"]
-        ctx["retriever"] = Retriever(
-            app=build_app(settings), store=InstanceStore(dicom_root(settings)), our_aet=settings.dicom_aet
-        )
-    return ctx["retriever"]
-
-
-@job
 async def retrieve_study(
     ctx: dict, dossier_id: str, study_uid: str, node_aet: str, series_uids: list[str] | None = None,
 ) -> dict[str, Any]:
     """Job `retrieve:<dossier>:<study>`: idempotent (what is already recorded is not asked twice)."""
-    retriever = imaging_runtime(ctx)
+    retriever: Retriever = ctx["retriever"]
     outcome = await asyncio.to_thread(
         retriever.retrieve, dossier_id=dossier_id, study_uid=study_uid, node_aet=node_aet, series_uids=series_uids,
     )

@@ -57,7 +57,7 @@ def _on_rejected(event: evt.Event) -> None:
     )
 
 
-class DicomNode:
+class DicomNodeServer:
     """The SCP: C-ECHO, and C-STORE when given a receiver; calling AE titles are checked against
     the directory, which also says for which establishment a node's instances are received.
 

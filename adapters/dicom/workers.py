@@ -21,10 +21,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from adapters.dicom.reactor import NodeServer
-from adapters.supervisor import _die_with_parent
+from adapters.supervisor import die_with_parent
 
 log = logging.getLogger("relais.dicom")
 
@@ -101,9 +102,10 @@ class Acceptor:
     """Accepts on (host, port) and dispatches each connection to the least busy of `count`
     workers, each a `relais scp` process started with the `RELAIS_DICOM_CHANNEL_FD` variable."""
 
-    def __init__(self, *, host: str, port: int, count: int, env: dict[str, str] | None = None):
+    def __init__(self, *, host: str, port: int, count: int, env: Mapping[str, str], command: list[str]):
         self.host, self.port, self.count = host, port, count
-        self.env = dict(env if env is not None else os.environ)
+        self.env = dict(env)
+        self.command = command  # starts one worker: `relais scp`, told its channel by CHANNEL_FD_ENV
         self.workers = [_Worker(i) for i in range(count)]
         self.listener: socket.socket | None = None
         self.selector = selectors.DefaultSelector()
@@ -117,8 +119,8 @@ class Acceptor:
             env = {**self.env, CHANNEL_FD_ENV: str(theirs.fileno()),
                    "PGAPPNAME": f"relais-dicom-{worker.index + 1}"}
             worker.process = subprocess.Popen(
-                [sys.executable, "-m", "adapters.cli.main", "scp"], env=env,
-                pass_fds=[theirs.fileno()], preexec_fn=_die_with_parent,
+                self.command, env=env,
+                pass_fds=[theirs.fileno()], preexec_fn=die_with_parent,
             )
         finally:
             theirs.close()
@@ -240,9 +242,9 @@ class Acceptor:
         self.selector.close()
 
 
-def channel_from_env() -> socket.socket | None:
-    """In a worker: the Unix socket its connections come from (None when not a worker)."""
-    fd = os.environ.pop(CHANNEL_FD_ENV, None)
+def channel_from_fd(fd: str | None) -> socket.socket | None:
+    """In a worker: the Unix socket its connections come from, from the CHANNEL_FD_ENV variable's
+    value (None when not a worker)."""
     if not fd:
         return None
     return socket.socket(fileno=int(fd))

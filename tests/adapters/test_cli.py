@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from adapters.bootstrap import build_pool
-from adapters.cli.main import build_parser, main
+from entrypoints.bootstrap import build_pool
+from entrypoints.cli.main import build_parser, main
 from adapters.credentials import Credentials
 from tests.conftest import rpps
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from adapters.dicom.fileimport import ImportRejected, extract_zip, identity_differences, import_studies, scan
-from adapters.dicom.node import recorder
+from adapters.dicom.recording import recorder
 from adapters.dicom.storage import InstanceStore
 from domain.imaging import received_study_id
 

@@ -9,7 +9,7 @@ from datetime import datetime
 import psycopg
 import pytest
 
-from adapters.cli.main import main
+from entrypoints.cli.main import main
 from adapters.history_import import LegacyFileError, parse_legacy_text
 from application import Relais
 from application.history import legacy_dossier_id
@@ -329,7 +329,7 @@ def test_import_then_status_shows_the_statistics_lag(cli, tmp_path, capsys):
 
 
 def test_new_commands_have_help(capsys):
-    from adapters.cli.main import build_parser
+    from entrypoints.cli.main import build_parser
 
     for words in (["import-history"], ["stats", "export"]):
         with pytest.raises(SystemExit) as exit_:

@@ -8,12 +8,13 @@ import uuid
 import pytest
 
 from adapters.jobs import ArqJobs, InlineJobs, worker_settings
+from entrypoints.bootstrap import JOBS
 
 REDIS_URL = os.environ.get("RELAIS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 def test_inline_jobs_run_and_deduplicate_running_ids():
-    jobs = InlineJobs()
+    jobs = InlineJobs(JOBS)
     try:
         first = jobs.enqueue("ping", job_id="ping:1", token="abc")
         assert first.result(timeout=5)["token"] == "abc"
@@ -32,7 +33,7 @@ def test_arq_worker_takes_jobs_from_redis():
         assert job is not None
         duplicate = jobs.enqueue("ping", job_id=f"ping:{token}", token=token)
         assert duplicate is None  # same job id: arq refuses to enqueue it twice
-        ws = worker_settings(REDIS_URL)
+        ws = worker_settings(REDIS_URL, JOBS)
         worker = Worker(
             functions=ws.functions, redis_settings=ws.redis_settings, burst=True, on_startup=ws.on_startup,
             handle_signals=False, poll_delay=0.05,
@@ -45,8 +46,8 @@ def test_arq_worker_takes_jobs_from_redis():
 
 
 def test_worker_settings_name_every_job():
-    ws = worker_settings(REDIS_URL)
-    assert {f.name for f in ws.functions} >= {"ping"}
+    ws = worker_settings(REDIS_URL, JOBS)
+    assert {f.name for f in ws.functions} == {"ping", "retrieve_study", "export_study"}
 
 
 @pytest.mark.parametrize("bad", ["redis://127.0.0.1:1/0"])

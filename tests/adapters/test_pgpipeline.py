@@ -25,8 +25,11 @@ def test_written_for_the_pinned_psycopg():
 
 def test_a_pipeline_sync_after_a_query_larger_than_the_socket_buffers_returns():
     r = run(f"""
-        import adapters, psycopg
+        import psycopg
         from psycopg import connection
+        from entrypoints.bootstrap import install_process_fixes
+        assert connection.Pipeline.__name__ == "Pipeline"  # nothing is patched by importing
+        install_process_fixes()
         assert connection.Pipeline.__name__ == "FlushingPipeline"
         with psycopg.connect({SERVER_URL!r}) as conn:
             conn.execute("CREATE TEMP TABLE big (b bytea)")
@@ -46,7 +49,7 @@ def test_a_large_batch_of_received_instances_is_saved_on_the_embedded_database(t
     r = run(f"""
         from pathlib import Path
         from pydicom.uid import generate_uid
-        from adapters.bootstrap import build_app, upgrade
+        from entrypoints.bootstrap import build_app, upgrade
         from adapters.database import database
         from adapters.settings import Settings
         from application.imaging import ReceivedInstance

@@ -17,7 +17,7 @@ from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
 
 from adapters.dicom.reactor import WakingAssociation, WakingDUL
-from adapters.dicom.scp import DicomNode
+from adapters.dicom.scp import DicomNodeServer
 from tests.adapters.test_scp import echo, free_port
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/echoscu"), reason="dcmtk not installed")
@@ -51,7 +51,7 @@ def test_the_copied_association_loop_is_the_installed_one_but_for_the_wait():
 @pytest.fixture()
 def node():
     port = free_port()
-    n = DicomNode(aet="RELAIS", host="127.0.0.1", port=port, known_aets=lambda: {"RODEZ_GW"})
+    n = DicomNodeServer(aet="RELAIS", host="127.0.0.1", port=port, known_aets=lambda: {"RODEZ_GW"})
     n.ae.acse_timeout = 1
     stop = threading.Event()
     t = threading.Thread(target=n.serve, args=(stop,), daemon=True)
@@ -116,7 +116,7 @@ def test_pynetdicom_reports_every_message_only_when_debugging(monkeypatch):
         quiet_pynetdicom()
         assert _config.LOG_HANDLER_LEVEL == "standard"
         root.setLevel(logging.INFO)
-        DicomNode(aet="RELAIS", host="127.0.0.1", port=free_port(), known_aets=lambda: set())
+        DicomNodeServer(aet="RELAIS", host="127.0.0.1", port=free_port(), known_aets=lambda: set())
         assert _config.LOG_HANDLER_LEVEL == "none"
     finally:
         root.setLevel(level)

@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
-from adapters.dicom.node import dicom_node, dicom_root
+from entrypoints.dicom_node import node_server
 from adapters.dicom.qr import Peer, QRError, QueryRetrieve
 from adapters.dicom.reactor import WakingDUL
 from adapters.dicom.retrieve import Ask, BackgroundWrites, Retriever, retrieve_job_id, share
 from adapters.dicom.storage import InstanceStore
-from adapters.jobs import InlineJobs, register_all
+from adapters.jobs import InlineJobs
+from entrypoints.bootstrap import JOBS
 from application.errors import ForbiddenError
 from application.imaging import ReceivedInstance
 from domain.imaging import received_study_id
@@ -56,14 +57,14 @@ def setup(relais, world, settings, pacs):
     s = replace(settings, dicom_port=NODE_PORT)
     directory, imaging = open_view("directory", env), open_view("imaging", env)
     stop = threading.Event()
-    with dicom_node(s, relais, directory, imaging) as node:
+    with node_server(s, relais, directory, imaging) as node:
         t = threading.Thread(target=node.serve, args=(stop,), daemon=True)
         t.start()
         did = relais.create_dossier(
             actor_id=world["requester"], workflow="imaging_transfer", question="Avis sur scanner", consent="given",
             imaging_source="pacs_retrieve", **PATIENT,
         )
-        retriever = Retriever(app=relais, store=InstanceStore(dicom_root(s)), our_aet="RELAIS", settle=1.0, timeout=10)
+        retriever = Retriever(app=relais, store=InstanceStore(s.dicom_root), our_aet="RELAIS", settle=1.0, timeout=10)
         yield {"dossier": did, "retriever": retriever, "settings": s, "env": env, "imaging": imaging}
         stop.set()
         t.join(timeout=10)
@@ -124,7 +125,7 @@ def test_c_get_per_pacs_setting(relais, world, pacs, setup):
     assert (out.status, out.received) == ("completed", 2), out.reason
     s = relais.repository.get(received_study_id(world["toulouse"], pacs["mr"]["study_uid"]))
     assert s.sources == ["pacs_retrieve"] and s.last_retrieve["method"] == "get"
-    store = InstanceStore(dicom_root(setup["settings"]))
+    store = InstanceStore(setup["settings"].dicom_root)
     assert len(list(store.instances(world["toulouse"], pacs["mr"]["study_uid"]))) == 2
 
 
@@ -172,8 +173,7 @@ def test_only_the_requester_may_query_their_own_establishment_pacs(relais, world
 
 
 def test_retrieve_runs_as_a_job_with_a_deterministic_id(relais, world, pacs, setup):
-    register_all()
-    jobs = InlineJobs({"retriever": setup["retriever"]})
+    jobs = InlineJobs(JOBS, {"retriever": setup["retriever"]})
     try:
         job_id = retrieve_job_id(setup["dossier"], pacs["ct"]["study_uid"])
         assert job_id == f"retrieve:{setup['dossier']}:{pacs['ct']['study_uid']}"
@@ -266,7 +266,7 @@ def test_resume_asks_only_the_missing_instances_of_a_series_partly_received(rela
     ((query,),) = calls
     level, sops = _asked(query)
     assert level == "IMAGE" and sorted(sops) == sorted(thin["sops"][2:])
-    stored = {p.stem for p in InstanceStore(dicom_root(setup["settings"])).instances(world["toulouse"], thin["study_uid"])}
+    stored = {p.stem for p in InstanceStore(setup["settings"].dicom_root).instances(world["toulouse"], thin["study_uid"])}
     assert stored == set(thin["sops"][2:])  # the two already recorded were not sent again
 
 

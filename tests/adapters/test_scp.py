@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from adapters.dicom.scp import DicomNode
+from adapters.dicom.scp import DicomNodeServer
 
 pytestmark = pytest.mark.skipif(shutil.which("echoscu") is None, reason="dcmtk not installed (scripts/system-packages.sh)")
 
@@ -25,7 +25,7 @@ def free_port() -> int:
 def node():
     known = {"RODEZ_GW"}
     port = free_port()
-    n = DicomNode(aet="RELAIS", host="127.0.0.1", port=port, known_aets=lambda: set(known))
+    n = DicomNodeServer(aet="RELAIS", host="127.0.0.1", port=port, known_aets=lambda: set(known))
     stop = threading.Event()
     t = threading.Thread(target=n.serve, args=(stop,), daemon=True)
     t.start()
@@ -65,7 +65,7 @@ def test_nodes_added_later_are_accepted_after_refresh(node):
 
 def test_empty_directory_rejects_everyone():
     port = free_port()
-    n = DicomNode(aet="RELAIS", host="127.0.0.1", port=port, known_aets=set)
+    n = DicomNodeServer(aet="RELAIS", host="127.0.0.1", port=port, known_aets=set)
     stop = threading.Event()
     t = threading.Thread(target=n.serve, args=(stop,), daemon=True)
     t.start()

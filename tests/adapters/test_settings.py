@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.bootstrap import upgrade
+from entrypoints.bootstrap import upgrade
 from adapters.settings import Settings, SettingsError
+from entrypoints.settings import settings_from_environ
 from tests.conftest import SERVER_URL
 
 
 def test_dicom_workers_default_to_the_cpus_and_are_checked():
-    assert 1 <= Settings.from_environ({}).dicom_workers <= 4
-    assert Settings.from_environ({"RELAIS_DICOM_WORKERS": "3"}).dicom_workers == 3
+    assert 1 <= settings_from_environ({}).dicom_workers <= 4
+    assert settings_from_environ({"RELAIS_DICOM_WORKERS": "3"}).dicom_workers == 3
     for bad in ("0", "-1", "deux", "65"):
         with pytest.raises(SettingsError, match="RELAIS_DICOM_WORKERS"):
-            Settings.from_environ({"RELAIS_DICOM_WORKERS": bad})
+            settings_from_environ({"RELAIS_DICOM_WORKERS": bad})
 
 
 def test_processes_started_after_the_upgrade_do_not_create_tables():
     url = SERVER_URL
-    assert "CREATE_TABLE" not in Settings.from_environ({"RELAIS_DATABASE_URL": url}).eventsourcing_env()
-    ready = Settings.from_environ({"RELAIS_DATABASE_URL": url, "RELAIS_TABLES_READY": "1"})
+    assert "CREATE_TABLE" not in settings_from_environ({"RELAIS_DATABASE_URL": url}).eventsourcing_env()
+    ready = settings_from_environ({"RELAIS_DATABASE_URL": url, "RELAIS_TABLES_READY": "1"})
     assert ready.eventsourcing_env()["CREATE_TABLE"] == "no"
 
 

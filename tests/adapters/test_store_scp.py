@@ -17,7 +17,7 @@ from pydicom.uid import generate_uid
 from pynetdicom import AE, _config
 from pynetdicom.dsutils import encode_file_meta
 
-from adapters.dicom.node import dicom_node, dicom_root
+from entrypoints.dicom_node import node_server
 from adapters.dicom.receive import recover
 from adapters.dicom.storage import InstanceStore
 from domain.imaging import ReceivedStudy, received_study_id
@@ -41,7 +41,7 @@ def node(relais, world, settings):
     s = replace(settings, dicom_port=free_port())
     directory, imaging = open_view("directory", env), open_view("imaging", env)
     stop = threading.Event()
-    with dicom_node(s, relais, directory, imaging) as n:
+    with node_server(s, relais, directory, imaging) as n:
         t = threading.Thread(target=n.serve, args=(stop,), daemon=True)
         t.start()
         yield {"node": n, "port": s.dicom_port, "settings": s, "imaging": imaging, "env": env}
@@ -75,7 +75,7 @@ def test_a_study_is_stored_as_received_and_recorded_in_one_event_per_batch(node,
     assert s.patient["id"] == "PAT001" and s.study["accession_number"] == "ACC0001"
     received = [e for e in relais.events.get(s.id) if type(e).__name__ == "InstancesReceived"]
     assert 1 <= len(received) <= 2  # batched per association, not one event per instance
-    store = InstanceStore(dicom_root(node["settings"]))
+    store = InstanceStore(node["settings"].dicom_root)
     for f, sop in zip(data["files"], data["sops"], strict=True):
         kept = dcmread(store.path(world["toulouse"], data["study_uid"], sop))
         assert kept.PixelData == dcmread(f).PixelData and kept.SOPInstanceUID == sop
@@ -89,7 +89,7 @@ def test_every_common_transfer_syntax_is_accepted_and_kept_as_is(node, relais, w
     node["node"].receiver.flush_all()
     s = study(relais, world, data["study_uid"])
     assert set(s.instances) == set(data["sops"])
-    store = InstanceStore(dicom_root(node["settings"]))
+    store = InstanceStore(node["settings"].dicom_root)
     for f in data["files"].values():
         sent = dcmread(f)
         kept = dcmread(store.path(world["toulouse"], data["study_uid"], sent.SOPInstanceUID))
@@ -108,7 +108,7 @@ def test_a_resend_is_accepted_and_changes_nothing(node, relais, world, tmp_path)
     assert storescu(node["port"], data["files"]).returncode == 0
     node["node"].receiver.flush_all()
     version = study(relais, world, data["study_uid"]).version
-    stored = InstanceStore(dicom_root(node["settings"])).path(world["toulouse"], data["study_uid"], data["sops"][0])
+    stored = InstanceStore(node["settings"].dicom_root).path(world["toulouse"], data["study_uid"], data["sops"][0])
     mtime = stored.stat().st_mtime_ns
     r = storescu(node["port"], data["files"])
     assert r.returncode == 0, r.stderr
@@ -142,7 +142,7 @@ def test_an_instance_whose_uid_differs_from_its_c_store_command_is_refused(
     assert accepted.Status == 0x0000
     node["node"].receiver.flush_all()
     assert set(study(relais, world, data["study_uid"]).instances) == {data["sops"][1]}
-    store = InstanceStore(dicom_root(node["settings"]))
+    store = InstanceStore(node["settings"].dicom_root)
     assert not store.exists(world["toulouse"], data["study_uid"], data["sops"][0])
 
 
@@ -153,7 +153,7 @@ def test_unknown_calling_ae_is_rejected_and_logged(node, relais, world, tmp_path
     assert r.returncode != 0
     assert "INTRUDER" in caplog.text
     assert received_study_id(world["toulouse"], data["study_uid"]) not in relais.repository
-    assert not any(InstanceStore(dicom_root(node["settings"])).studies())
+    assert not any(InstanceStore(node["settings"].dicom_root).studies())
 
 
 def test_the_read_model_lists_studies_received_per_establishment(node, relais, world, tmp_path):
@@ -192,7 +192,7 @@ def test_files_stored_but_not_recorded_before_a_crash_are_recorded_at_start(rela
     data = write_study(tmp_path / "in", series=1, per_series=3)
     for f, sop in zip(data["files"], data["sops"], strict=True):
         store.put(world["toulouse"], data["study_uid"], sop, f.read_bytes())
-    from adapters.dicom.node import recorded_sops, recorder
+    from adapters.dicom.recording import recorded_sops, recorder
 
     assert recover(store, recorder(relais), recorded_sops(relais)) == 3
     assert set(study(relais, world, data["study_uid"]).instances) == set(data["sops"])

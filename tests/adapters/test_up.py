@@ -87,7 +87,7 @@ def test_up_demo_runs_every_part_and_stops_cleanly(env):
 
         children = platform.tree()
         commands = [" ".join(c.cmdline()) for c in children if c.is_running()]
-        for part in ("adapters.cli.main serve", "adapters.cli.main scp", "adapters.cli.main projections run"):
+        for part in ("entrypoints.cli.main serve", "entrypoints.cli.main scp", "entrypoints.cli.main projections run"):
             assert any(part in c for c in commands), commands
         server = postmaster_pid(data_dir)
         assert server and psutil.pid_exists(server)
@@ -127,7 +127,7 @@ def test_up_demo_runs_every_part_and_stops_cleanly(env):
         assert "arq sur Redis" in again.output
         children = again.tree()
         deadline = time.monotonic() + 30
-        while not any("adapters.cli.main worker" in " ".join(c.cmdline()) for c in again.tree() if c.is_running()):
+        while not any("entrypoints.cli.main worker" in " ".join(c.cmdline()) for c in again.tree() if c.is_running()):
             assert time.monotonic() < deadline, "no worker process"
             time.sleep(0.2)
         children = again.tree()

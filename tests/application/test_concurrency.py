@@ -9,7 +9,7 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from adapters.bootstrap import build_app
+from entrypoints.bootstrap import build_app
 from adapters.settings import conninfo
 from application import Relais
 from application.errors import AlreadyExistsError, ConflictError
@@ -53,7 +53,7 @@ def race(apps: tuple[Relais, Relais], actions: tuple[Callable[[Relais], object],
     lock = threading.Lock()
 
     def gate(app: Relais) -> None:
-        original = app.commit
+        original = app.core.commit  # every use case commits through the app's core
 
         def commit(*aggregates):
             with lock:
@@ -62,7 +62,7 @@ def race(apps: tuple[Relais, Relais], actions: tuple[Callable[[Relais], object],
             barrier.wait()  # both commands have loaded and decided: now both try to save
             return original(*aggregates)
 
-        app.commit = commit  # type: ignore[method-assign]
+        app.core.commit = commit  # type: ignore[method-assign]
 
     outcomes: list[object] = [None, None]
 
@@ -81,7 +81,7 @@ def race(apps: tuple[Relais, Relais], actions: tuple[Callable[[Relais], object],
         t.join(timeout=30)
         assert not t.is_alive(), "a command hung"
     for app in apps:
-        del app.commit
+        del app.core.commit
     return outcomes, loaded
 
 

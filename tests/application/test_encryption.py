@@ -12,7 +12,7 @@ import pytest
 from eventsourcing.cryptography import AESCipher
 from eventsourcing.persistence import MapperDeserialisationError
 
-from adapters.bootstrap import build_app
+from entrypoints.bootstrap import build_app
 from adapters.settings import Settings, conninfo
 from application import Relais
 

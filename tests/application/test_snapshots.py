@@ -8,7 +8,7 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from adapters.bootstrap import build_app
+from entrypoints.bootstrap import build_app
 from adapters.settings import conninfo
 from application import Relais
 from domain.dossier import Dossier

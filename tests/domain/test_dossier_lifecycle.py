@@ -11,7 +11,7 @@ from uuid import UUID
 
 import pytest
 
-from adapters.bootstrap import build_app
+from entrypoints.bootstrap import build_app
 from application import Relais
 from application.errors import ForbiddenError
 from domain.dossier import Dossier

@@ -8,7 +8,7 @@ from uuid import UUID, uuid4
 import psycopg
 from eventsourcing.persistence import StoredEvent
 
-from adapters.bootstrap import build_app
+from entrypoints.bootstrap import build_app
 from adapters.settings import conninfo
 from application import Relais
 from domain.dossier import Dossier

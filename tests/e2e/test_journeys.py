@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from adapters.bootstrap import build_app, build_pool, upgrade
+from entrypoints.bootstrap import build_app, build_pool, upgrade
 from adapters.credentials import Credentials
 from adapters.settings import Settings
 from tests.adapters.test_up import Platform, free_port

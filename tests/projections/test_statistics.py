@@ -264,7 +264,7 @@ def test_a_runner_killed_in_the_middle_of_a_batch_restarts_without_double_counti
     child_env = {**os.environ, "RELAIS_DATABASE_URL": settings.database_url, "RELAIS_LOG_LEVEL": "WARNING"}
     child_env.pop("RELAIS_CIPHER_KEY", None)
     runner = subprocess.Popen(
-        [sys.executable, "-m", "adapters.cli.main", "projections", "run", "statistics"], cwd=ROOT, env=child_env,
+        [sys.executable, "-m", "entrypoints.cli.main", "projections", "run", "statistics"], cwd=ROOT, env=child_env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     view = open_view("statistics", env)

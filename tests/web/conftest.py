@@ -9,10 +9,10 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from adapters.bootstrap import build_pool
+from entrypoints.bootstrap import build_pool
 from adapters.credentials import Credentials
 from adapters.settings import Settings
-from web.app import create_app
+from entrypoints.bootstrap import build_web_app
 
 PASSWORD = "correct horse battery"
 CSRF_INPUT = re.compile(r'name="_csrf_token" value="([^"]+)"')
@@ -20,7 +20,7 @@ CSRF_INPUT = re.compile(r'name="_csrf_token" value="([^"]+)"')
 
 @pytest.fixture()
 def app(settings: Settings) -> Litestar:
-    return create_app(settings)
+    return build_web_app(settings)
 
 
 @pytest.fixture()

@@ -151,9 +151,9 @@ def test_expired_session_is_refused(client: TestClient, passwords: dict, monkeyp
 def test_secure_cookies_over_https(settings, passwords: dict):
     from dataclasses import replace
 
-    from web.app import create_app
+    from entrypoints.bootstrap import build_web_app
 
-    app = create_app(replace(settings, secure_cookies=True, secret_key="s" * 40))
+    app = build_web_app(replace(settings, secure_cookies=True, secret_key="s" * 40))
     with TestClient(app=app, base_url="https://testserver.local") as client:
         response = login(client, rpps(1))
         cookies = response.headers.get_list("set-cookie")
@@ -169,13 +169,13 @@ def test_sessions_live_in_redis_when_configured(settings, passwords: dict):
     import pytest
     import redis
 
-    from web.app import create_app
+    from entrypoints.bootstrap import build_web_app
 
     try:
         socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
     except OSError:
         pytest.skip("no Redis on 127.0.0.1:6379")
-    app = create_app(replace(settings, redis_url="redis://127.0.0.1:6379/15"))
+    app = build_web_app(replace(settings, redis_url="redis://127.0.0.1:6379/15"))
     with TestClient(app=app) as client:
         login(client, rpps(1))
         session_id = client.cookies.get("relais_session")

@@ -19,9 +19,9 @@ from pydicom import Dataset, dcmread
 from pydicom.encaps import get_frame
 from pydicom.pixels import pack_bits, pixel_array
 
-from adapters.bootstrap import build_app, build_pool, upgrade
+from entrypoints.bootstrap import build_app, build_pool, upgrade
 from adapters.credentials import Credentials
-from adapters.dicom.node import dicom_root, recorder
+from adapters.dicom.recording import recorder
 from adapters.dicom.receive import describe
 from adapters.dicom.storage import InstanceStore
 from adapters.settings import Settings
@@ -41,7 +41,7 @@ EXPLICIT_LE = "1.2.840.10008.1.2.1"
 
 
 def _store(relais, settings, establishment: str, study_uid: str, files: list[Path]) -> str:
-    store = InstanceStore(dicom_root(settings))
+    store = InstanceStore(settings.dicom_root)
     items = []
     for f in files:
         ds = dcmread(f)

@@ -13,7 +13,7 @@ from pydicom import dcmread
 from pydicom.fileset import FileSet
 
 from adapters.dicom.export import Exporter
-from adapters.dicom.node import dicom_root, recorder
+from adapters.dicom.recording import recorder
 from adapters.dicom.receive import describe
 from adapters.dicom.storage import InstanceStore
 from domain.imaging import received_study_id
@@ -33,7 +33,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def shared(relais, settings, world, passwords, sent_dossier, tmp_path):
     """A study of every bundled transfer syntax, received for Toulouse and attached to the sent dossier."""
     data = write_bundled(tmp_path / "mix")
-    store = InstanceStore(dicom_root(settings))
+    store = InstanceStore(settings.dicom_root)
     items = []
     for f in data["files"].values():
         ds = dcmread(f)
@@ -150,7 +150,7 @@ def test_export_to_the_recipient_pacs_with_per_instance_status(client, relais, s
 
 def test_export_to_an_unreachable_node_fails_with_every_instance_listed(relais, settings, world, shared):
     relais.add_node(aet="DOWN_PACS", host="127.0.0.1", port=free_port(), establishment_id=world["montpellier"], kind="pacs")
-    ex = Exporter(app=relais, store=InstanceStore(dicom_root(settings)), our_aet="RELAIS", timeout=5, associations=2)
+    ex = Exporter(app=relais, store=InstanceStore(settings.dicom_root), our_aet="RELAIS", timeout=5, associations=2)
     out = ex.export(dossier_id=shared["did"], study_id=shared["study_id"], node_aet="DOWN_PACS", actor={"practitioner_id": "x"})
     assert out.status == "failed" and out.sent == 0 and len(out.failures) == len(shared["files"])
     assert all("injoignable" in f["reason"] for f in out.failures)
@@ -222,7 +222,7 @@ def test_export_progress_is_polled_while_running_and_every_instance_has_a_status
         assert p.status_code == 200 and "every 1s" in p.text and f"2 / {total}" in p.text and "<progress" in p.text
         assert "Détail par image" not in p.text
         # the exporter records its progress as it goes (here after every instance)
-        ex = Exporter(app=relais, store=InstanceStore(dicom_root(settings)), our_aet="RELAIS", timeout=10, progress_every=0)
+        ex = Exporter(app=relais, store=InstanceStore(settings.dicom_root), our_aet="RELAIS", timeout=10, progress_every=0)
         out = ex.export(dossier_id=shared["did"], study_id=shared["study_id"], node_aet="MTP_PACS", actor=actor)
         assert out.status == "completed" and out.sent == total and o.instance_count() == total
         sid = received_study_id(world["toulouse"], shared["uid"])

@@ -29,9 +29,8 @@ from application.errors import ForbiddenError, NotFoundError
 from domain.imaging import ReceivedStudy, valid_uid
 from web import qido
 from web.errors import RequestRefused
-from web.imaging_runtime import imaging_web
 from web.pages.viewer import _path, _series_instances, _series_list, _study
-from web.services import Services
+from web.services import ImagingServices, Services
 from web.session import SessionUser
 
 DW = "/dicomweb/dossiers/{dossier_id:str}"
@@ -129,12 +128,12 @@ def _search(
             first = _series_list(s)[0]["uid"] if s.series else None  # its first instance: the header of study attributes not held
             found.append((srec, s, min((sop for sop, se in s.instances.items() if se == first), default=None)))
             continue
-        rows = {r.sop_instance_uid: r for r in imaging_web(request).imaging.instances_of(str(s.id))} if level == "instance" else {}
+        rows = {r.sop_instance_uid: r for r in services.imaging.studies.instances_of(str(s.id))} if level == "instance" else {}
         for se in _series_list(s):
             if series_uid and se["uid"] != series_uid:
                 continue
             serec = {**srec, **_series_record(s, se, base)}
-            sops = _series_instances(request, s, se["uid"])
+            sops = _series_instances(services.imaging, s, se["uid"])
             if level == "series":
                 if sops:
                     found.append((serec, s, sops[0]))
@@ -159,7 +158,7 @@ def _search(
         from_header = None if extra is None else from_header + extra
     out = []
     for record, s, sop in matched:
-        header = _header(_path(request, s, sop), from_header) if sop and (from_header is None or from_header) else None
+        header = _header(_path(services.imaging, s, sop), from_header) if sop and (from_header is None or from_header) else None
         out.append(qido.result(record, dict.fromkeys(keywords), header))
     headers = {"Warning": '299 relais: The fuzzymatching parameter is not supported. Only literal matching has been performed.'} if q.fuzzy else None
     return _json(out, headers)
@@ -206,8 +205,8 @@ def qido_instances(request: Request, services: NamedDependency[Services], user: 
 # ---------------------------------------------------------------------- metadata
 
 
-def _metadata(request: Request, s: ReceivedStudy, sops: list[str]) -> Response:
-    return _json([_header(_path(request, s, sop), None) for sop in sops])
+def _metadata(imaging: ImagingServices, s: ReceivedStudy, sops: list[str]) -> Response:
+    return _json([_header(_path(imaging, s, sop), None) for sop in sops])
 
 
 def _in_series(s: ReceivedStudy, series_uid: str, sop: str | None = None) -> list[str]:
@@ -222,7 +221,7 @@ def _in_series(s: ReceivedStudy, series_uid: str, sop: str | None = None) -> lis
 def wado_metadata(request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
                   dossier_id: FromPath[str], study_uid: FromPath[str]) -> Response:
     s = _study(services, user, dossier_id, study_uid, "dicomweb")
-    return _metadata(request, s, sorted(s.instances))
+    return _metadata(services.imaging, s, sorted(s.instances))
 
 
 @get(SERIES + "/metadata", name="wado-series-metadata", sync_to_thread=True)
@@ -230,7 +229,7 @@ def wado_series_metadata(request: Request, services: NamedDependency[Services], 
                          dossier_id: FromPath[str], study_uid: FromPath[str], series_uid: FromPath[str]) -> Response:
     """Series metadata (what OHIF asks for before showing a series)."""
     s = _study(services, user, dossier_id, study_uid, "dicomweb")
-    return _metadata(request, s, _in_series(s, series_uid))
+    return _metadata(services.imaging, s, _in_series(s, series_uid))
 
 
 @get(INSTANCE + "/metadata", name="wado-instance-metadata", sync_to_thread=True)
@@ -238,7 +237,7 @@ def wado_instance_metadata(request: Request, services: NamedDependency[Services]
                            dossier_id: FromPath[str], study_uid: FromPath[str], series_uid: FromPath[str],
                            sop: FromPath[str]) -> Response:
     s = _study(services, user, dossier_id, study_uid, "dicomweb")
-    return _metadata(request, s, _in_series(s, series_uid, sop))
+    return _metadata(services.imaging, s, _in_series(s, series_uid, sop))
 
 
 # ---------------------------------------------------------------------- media types
@@ -328,10 +327,10 @@ def _instance_bytes(path: Path, ts: str | None) -> tuple[str, bytes]:
     return EXPLICIT_LE, buf.getvalue()
 
 
-def _instances(request: Request, s: ReceivedStudy, sops: list[str], ts: str | None) -> Stream:
+def _instances(imaging: ImagingServices, s: ReceivedStudy, sops: list[str], ts: str | None) -> Stream:
     def parts() -> Iterator[tuple[str, bytes]]:
         for sop in sops:
-            syntax, data = _instance_bytes(_path(request, s, sop), ts)
+            syntax, data = _instance_bytes(_path(imaging, s, sop), ts)
             yield f"application/dicom; transfer-syntax={syntax}", data
 
     return _multipart(parts(), "application/dicom")
@@ -348,7 +347,7 @@ def wado_study(request: Request, services: NamedDependency[Services], user: Name
         dossier_id=dossier_id, actor_id=user.practitioner_id, study_uid=s.study_instance_uid, what="dicomweb:study",
         establishment_id=user.establishment_id, role=user.role, read="dicomweb",
     )
-    return _instances(request, s, sorted(s.instances), ts)
+    return _instances(services.imaging, s, sorted(s.instances), ts)
 
 
 @get(SERIES, name="wado-series", sync_to_thread=True)
@@ -362,7 +361,7 @@ def wado_series(request: Request, services: NamedDependency[Services], user: Nam
         dossier_id=dossier_id, actor_id=user.practitioner_id, study_uid=s.study_instance_uid,
         what=f"dicomweb:series:{series_uid}", establishment_id=user.establishment_id, role=user.role, read="dicomweb",
     )
-    return _instances(request, s, sops, ts)
+    return _instances(services.imaging, s, sops, ts)
 
 
 @get(INSTANCE, name="wado-instance", sync_to_thread=True)
@@ -372,7 +371,7 @@ def wado_instance(request: Request, services: NamedDependency[Services], user: N
     an access, not a download."""
     s = _study(services, user, dossier_id, study_uid, "dicomweb")
     sops = _in_series(s, series_uid, sop)
-    return _instances(request, s, sops, _dicom_rendition(request))
+    return _instances(services.imaging, s, sops, _dicom_rendition(request))
 
 
 # ---------------------------------------------------------------------- frames
@@ -431,7 +430,7 @@ def wado_frames(request: Request, services: NamedDependency[Services], user: Nam
     s = _study(services, user, dossier_id, study_uid, "dicomweb")
     (sop,) = _in_series(s, series_uid, sop)
     numbers = _frame_numbers(frames)
-    f = _stored_frames(_path(request, s, sop), numbers)
+    f = _stored_frames(_path(services.imaging, s, sop), numbers)
     choice = frame_rendition(accepted(request), f.transfer_syntax, f.encapsulated)
     if choice is None:
         offered = 'multipart/related; type="application/octet-stream" (décompressé, ou transfer-syntax=* tel que stocké)'
@@ -507,7 +506,7 @@ def wado_instance_rendered(request: Request, services: NamedDependency[Services]
     """The instance rendered (its first frame for a multi-frame instance)."""
     s = _study(services, user, dossier_id, study_uid, "dicomweb")
     (sop,) = _in_series(s, series_uid, sop)
-    return _rendered(request, _path(request, s, sop), 0)
+    return _rendered(request, _path(services.imaging, s, sop), 0)
 
 
 @get(INSTANCE + "/frames/{frames:str}/rendered", name="wado-frame-rendered", sync_to_thread=True)
@@ -520,7 +519,7 @@ def wado_frame_rendered(request: Request, services: NamedDependency[Services], u
     numbers = _frame_numbers(frames)
     if len(numbers) != 1:
         raise RequestRefused("une seule image par rendu (frames/<n>/rendered)")
-    path = _path(request, s, sop)
+    path = _path(services.imaging, s, sop)
     count = int(dcmread(path, stop_before_pixels=True).get("NumberOfFrames") or 1)
     if numbers[0] > count:
         raise NotFoundError(f"image {numbers[0]} inexistante : cette instance en a {count}")
@@ -533,7 +532,7 @@ def wado_instance_thumbnail(request: Request, services: NamedDependency[Services
                             sop: FromPath[str]) -> Response:
     s = _study(services, user, dossier_id, study_uid, "dicomweb")
     (sop,) = _in_series(s, series_uid, sop)
-    return _rendered(request, _path(request, s, sop), 0, thumbnail=True)
+    return _rendered(request, _path(services.imaging, s, sop), 0, thumbnail=True)
 
 
 @get(SERIES + "/thumbnail", name="wado-series-thumbnail", sync_to_thread=True)
@@ -542,8 +541,8 @@ def wado_series_thumbnail(request: Request, services: NamedDependency[Services],
     """The series' middle image, small (as the viewer's thumbnails)."""
     s = _study(services, user, dossier_id, study_uid, "dicomweb")
     _in_series(s, series_uid)
-    sops = _series_instances(request, s, series_uid)
-    return _rendered(request, _path(request, s, sops[len(sops) // 2]), 0, thumbnail=True)
+    sops = _series_instances(services.imaging, s, series_uid)
+    return _rendered(request, _path(services.imaging, s, sops[len(sops) // 2]), 0, thumbnail=True)
 
 
 HANDLERS = [

@@ -13,41 +13,11 @@ from litestar.response import Redirect, Template
 
 from application import Relais
 from application.errors import ForbiddenError, NotFoundError
-from web.labels import role_label
+from web.contexts import context_choices
 from web.services import Services
 from web.session import SessionUser, switch_context
 
 NOT_HELD = "Vous ne détenez pas ce rôle dans cet établissement."
-
-
-@dataclass(frozen=True)
-class ContextChoice:
-    establishment_id: str
-    establishment_name: str
-    role: str
-
-    @property
-    def value(self) -> str:
-        return f"{self.establishment_id}|{self.role}"
-
-    @property
-    def label(self) -> str:
-        return f"{self.establishment_name} — {role_label(self.role)}"
-
-
-def context_choices(relais: Relais, practitioner_id: str) -> list[ContextChoice]:
-    """Every (establishment, role) the practitioner holds now, read from the directory."""
-    practitioner = relais.practitioner(practitioner_id=practitioner_id)
-    if not practitioner.active:
-        return []
-    out = []
-    for establishment_id, membership in practitioner.memberships.items():
-        try:
-            name = relais.establishment(establishment_id=establishment_id).name
-        except NotFoundError:
-            continue
-        out.extend(ContextChoice(establishment_id, name, role) for role in sorted(membership.get("roles", [])))
-    return out
 
 
 @dataclass

@@ -19,13 +19,12 @@ from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Template
 
 from adapters.dicom.fileimport import MAX_FILES, discard, extract_zip, identity_differences, import_studies, safe_name, scan
-from adapters.dicom.node import recorder
+from adapters.dicom.recording import recorder
 from adapters.dicom.qr import Peer, QRError, QueryRetrieve
 from adapters.dicom.retrieve import retrieve_job_id
 from application.errors import NotFoundError
 from domain.errors import InvalidFieldError
 from domain.imaging import received_study_id, valid_uid
-from web.imaging_runtime import imaging_web
 from web.pages.dicomweb import HANDLERS as DICOMWEB_HANDLERS
 from web.pages.viewer import HANDLERS as VIEWER_HANDLERS
 from web.services import Services
@@ -67,9 +66,9 @@ def picker(
 ) -> Template:
     """The imaging slot of the dossier form: received studies, awaited exam, PACS search."""
     _requester(services, user, dossier_id)
-    web = imaging_web(request)
+    web = services.imaging
     return Template("imaging/_picker.html", context={
-        "dossier_id": dossier_id, "studies": web.imaging.studies_for(user.establishment_id),
+        "dossier_id": dossier_id, "studies": web.studies.studies_for(user.establishment_id),
         "pacs": web.directory.pacs_of(user.establishment_id), "notice": "",
         "attached": {s["study_instance_uid"] for s in services.relais.get_dossier(
             dossier_id=dossier_id, actor_id=user.practitioner_id).imaging},
@@ -87,10 +86,10 @@ def received(
 
 
 def _received(request: Request, services: Services, user: SessionUser, dossier_id: str, q: str, notice: str) -> Template:
-    web = imaging_web(request)
+    web = services.imaging
     d = services.relais.get_dossier(dossier_id=dossier_id, actor_id=user.practitioner_id)
     return Template("imaging/_received.html", context={
-        "dossier_id": dossier_id, "studies": web.imaging.studies_for(user.establishment_id, search=q[:64]),
+        "dossier_id": dossier_id, "studies": web.studies.studies_for(user.establishment_id, search=q[:64]),
         "attached": {s["study_instance_uid"] for s in d.imaging}, "q": q, "notice": notice,
     })
 
@@ -120,9 +119,9 @@ def await_exam(
     relais = services.relais
     accession = data.accession_number.strip()
     relais.await_imaging(dossier_id=dossier_id, actor_id=user.practitioner_id, accession_number=accession)
-    web = imaging_web(request)
+    web = services.imaging
     attached = []
-    for sid in web.imaging.study_by_accession(user.establishment_id, accession):
+    for sid in web.studies.study_by_accession(user.establishment_id, accession):
         attached += relais.auto_attach(study_id=sid, dossier_ids=[dossier_id])
     notice = (
         "Examen déjà reçu : joint au télédossier." if attached
@@ -163,7 +162,7 @@ def pacs_search(
         if keys["patient_name"] and "*" not in keys["patient_name"]:
             keys["patient_name"] += "*"
         try:
-            studies = QueryRetrieve(imaging_web(request).our_aet, timeout=FIND_TIMEOUT).find_studies(
+            studies = QueryRetrieve(services.imaging.our_aet, timeout=FIND_TIMEOUT).find_studies(
                 Peer(info["aet"], info["host"], info["port"]), **keys
             )
         except QRError as e:
@@ -183,7 +182,7 @@ def pacs_series(
     uid = valid_uid(study_uid, "study_uid")
     error, series = "", []
     try:
-        series = QueryRetrieve(imaging_web(request).our_aet, timeout=FIND_TIMEOUT).find_series(
+        series = QueryRetrieve(services.imaging.our_aet, timeout=FIND_TIMEOUT).find_series(
             Peer(info["aet"], info["host"], info["port"]), uid
         )
     except QRError as e:
@@ -226,7 +225,7 @@ def pacs_retrieve(
     _peer(services, user, dossier_id, data.node)
     uid = valid_uid(data.study_uid, "study_uid")
     series = [valid_uid(s, "series_uids") for s in _as_list(data.series_uids) if s] or None
-    imaging_web(request).jobs.enqueue(
+    services.imaging.jobs.enqueue(
         "retrieve_study", job_id=retrieve_job_id(dossier_id, uid), dossier_id=dossier_id, study_uid=uid,
         node_aet=data.node, series_uids=series,
     )
@@ -383,7 +382,7 @@ def import_confirm(
         review.context["notice"] = "Vérifiez l'identité du patient puis cochez la confirmation."
         return review
     folder = _import_dir(services, import_id)
-    web = imaging_web(request)
+    web = services.imaging
     result = scan(folder / "files")
     updates = import_studies(result, chosen, store=web.store, establishment_id=user.establishment_id,
                              record=recorder(services.relais))

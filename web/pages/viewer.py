@@ -23,8 +23,7 @@ from adapters.dicom.export import export_job_id
 from adapters.dicom.render import CT_PRESETS, RenderError, render, thumbnail
 from application.errors import NotFoundError
 from domain.imaging import ReceivedStudy, valid_uid
-from web.imaging_runtime import imaging_web
-from web.services import Services
+from web.services import ImagingServices, Services
 from web.session import SessionUser
 
 BASE = "/dossiers/{dossier_id:str}/dicom/studies/{study_uid:str}"
@@ -40,18 +39,18 @@ def _study(services: Services, user: SessionUser, dossier_id: str, study_uid: st
     )
 
 
-def _series_instances(request: Request, study: ReceivedStudy, series_uid: str) -> list[str]:
+def _series_instances(imaging: ImagingServices, study: ReceivedStudy, series_uid: str) -> list[str]:
     """SOP Instance UIDs of a series in display order (instance number, from the imaging read model)."""
-    rows = imaging_web(request).imaging.instances_of(str(study.id), series_uid)
+    rows = imaging.studies.instances_of(str(study.id), series_uid)
     ordered = [r.sop_instance_uid for r in rows if r.sop_instance_uid in study.instances]
     rest = sorted(s for s, se in study.instances.items() if se == series_uid and s not in set(ordered))
     return ordered + rest
 
 
-def _path(request: Request, study: ReceivedStudy, sop: str) -> Path:
+def _path(imaging: ImagingServices, study: ReceivedStudy, sop: str) -> Path:
     if study.instances.get(sop) is None:
         raise NotFoundError("image introuvable dans cet examen")
-    return imaging_web(request).store.path(study.establishment_id, study.study_instance_uid, sop)
+    return imaging.store.path(study.establishment_id, study.study_instance_uid, sop)
 
 
 def _series_list(study: ReceivedStudy) -> list[dict]:
@@ -72,16 +71,16 @@ def viewer(
     """Thumbnails per series, the first series in the viewer, download and export."""
     study = _study(services, user, dossier_id, study_uid, "viewer")
     series = _series_list(study)
-    own = [n.aet for n in imaging_web(request).directory.pacs_of(user.establishment_id)] if user.role == "clinician" else []
+    own = [n.aet for n in services.imaging.directory.pacs_of(user.establishment_id)] if user.role == "clinician" else []
     return Template("imaging/_viewer.html", context={
         "dossier_id": dossier_id, "study": study, "series": series, "presets": CT_PRESETS,
-        "first": _frame_context(request, study, dossier_id, series[0]["uid"], 0, "auto") if series else None,
+        "first": _frame_context(services.imaging, study, dossier_id, series[0]["uid"], 0, "auto") if series else None,
         "nodes": own,
     })
 
 
-def _frame_context(request: Request, study: ReceivedStudy, dossier_id: str, series_uid: str, i: int, preset: str) -> dict:
-    sops = _series_instances(request, study, series_uid)
+def _frame_context(imaging: ImagingServices, study: ReceivedStudy, dossier_id: str, series_uid: str, i: int, preset: str) -> dict:
+    sops = _series_instances(imaging, study, series_uid)
     if not sops:
         raise NotFoundError("série vide")
     i = min(max(i, 0), len(sops) - 1)
@@ -99,7 +98,7 @@ def frame(
 ) -> Template:
     """The viewer on image `i` of a series (the slider and preset selector ask for it)."""
     study = _study(services, user, dossier_id, study_uid, "viewer")
-    return Template("imaging/_frame.html", context={"ctx": _frame_context(request, study, dossier_id, series_uid, i, preset)})
+    return Template("imaging/_frame.html", context={"ctx": _frame_context(services.imaging, study, dossier_id, series_uid, i, preset)})
 
 
 @get(BASE + "/series/{series_uid:str}/thumbnail.png", name="imaging-thumbnail", sync_to_thread=True)
@@ -108,16 +107,14 @@ def series_thumbnail(
     dossier_id: FromPath[str], study_uid: FromPath[str], series_uid: FromPath[str],
 ) -> Response:
     study = _study(services, user, dossier_id, study_uid, "viewer")
-    sops = _series_instances(request, study, series_uid)
+    sops = _series_instances(services.imaging, study, series_uid)
     if not sops:
         raise NotFoundError("série vide")
-    web = imaging_web(request)
     cache = services.settings.data_dir / "previews" / study.establishment_id / study.study_instance_uid / f"{valid_uid(series_uid)}.png"
     try:
-        png = thumbnail(_path(request, study, sops[len(sops) // 2]), cache)
+        png = thumbnail(_path(services.imaging, study, sops[len(sops) // 2]), cache)
     except RenderError:
         png = b""
-    del web
     if not png:
         return Response(b"", status_code=204)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
@@ -130,7 +127,7 @@ def image(
 ) -> Response:
     study = _study(services, user, dossier_id, study_uid, "viewer")
     try:
-        png = render(_path(request, study, sop), preset=preset)
+        png = render(_path(services.imaging, study, sop), preset=preset)
     except RenderError as e:
         raise NotFoundError(str(e)) from None
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=600"})
@@ -182,7 +179,7 @@ def download(
         dossier_id=dossier_id, actor_id=user.practitioner_id, study_uid=valid_uid(study_uid, "study_uid"),
         what="zip", establishment_id=user.establishment_id,
     )
-    files = list(imaging_web(request).store.instances(study.establishment_id, study.study_instance_uid))
+    files = list(services.imaging.store.instances(study.establishment_id, study.study_instance_uid))
     workdir = Path(tempfile.mkdtemp(prefix="relais-zip-", dir=services.settings.data_dir if services.settings.data_dir.exists() else None))
     archive = zip_with_dicomdir(files, workdir)
     return File(
@@ -204,7 +201,7 @@ async def start_export(
             dossier_id=dossier_id, actor_id=user.practitioner_id, study_uid=valid_uid(study_uid, "study_uid"),
             node_aet=node, establishment_id=user.establishment_id,
         )
-        imaging_web(request).jobs.enqueue(
+        services.imaging.jobs.enqueue(
             "export_study", job_id=export_job_id(dossier_id, study_uid, target["aet"]), dossier_id=dossier_id,
             study_id=target["study_id"], node_aet=target["aet"], actor=target["actor"],
         )

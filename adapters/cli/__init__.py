@@ -1,1 +1,0 @@
-"""The `relais` command line."""

@@ -1,0 +1,51 @@
+"""What the DICOM node does with what it received: record it in the event store, attach what dossiers await."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from adapters.dicom.receive import recover
+from adapters.dicom.storage import InstanceStore
+from application import Relais
+from application.imaging import ReceivedInstance, StudyUpdate
+from domain.imaging import received_study_id
+from projections.imaging import PostgresImagingView
+
+log = logging.getLogger("relais.dicom")
+
+
+def attach_awaiting(app: Relais, view: PostgresImagingView, updates: list[StudyUpdate]) -> list[str]:
+    """Attaches each updated study to the dossiers awaiting its Accession Number."""
+    attached = []
+    for u in updates:
+        if not u.accession_number or not u.new_instances:
+            continue
+        dossiers = view.awaiting(u.establishment_id, u.accession_number)
+        if dossiers:
+            attached += app.auto_attach(study_id=u.study_id, dossier_ids=dossiers)
+    return attached
+
+
+def recorder(app: Relais) -> Callable[[str, list[ReceivedInstance], dict], list[StudyUpdate]]:
+    def record(establishment_id: str, items: list[ReceivedInstance], source: dict) -> list[StudyUpdate]:
+        return app.record_received(establishment_id=establishment_id, instances=items, source=source)
+
+    return record
+
+
+def recorded_sops(app: Relais) -> Callable[[str, str], set[str]]:
+    def known(establishment_id: str, study_uid: str) -> set[str]:
+        sid = received_study_id(establishment_id, study_uid)
+        if sid not in app.repository:
+            return set()
+        return set(app.repository.get(sid).instances)
+
+    return known
+
+
+def recover_unrecorded(app: Relais, store: InstanceStore) -> int:
+    found = recover(store, recorder(app), recorded_sops(app))
+    if found:
+        log.warning("%d instances reçues avant un arrêt brutal ont été enregistrées", found)
+    return found

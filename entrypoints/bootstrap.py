@@ -1,0 +1,153 @@
+"""Builds, once and eagerly, what a Relais process needs from its Settings: the application, pools,
+views, stores, the job table and its context, and the web services. Nothing below `entrypoints/`
+builds infrastructure; everything there receives what it needs from here."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import replace
+from typing import TypeVar
+
+from litestar import Litestar
+from litestar.channels.backends.psycopg import PsycoPgChannelsBackend
+from litestar.stores.base import Store
+from litestar.stores.memory import MemoryStore
+from litestar.stores.redis import RedisStore
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from adapters import pgpipeline
+from adapters.blobs import BlobStore
+from adapters.credentials import Credentials
+from adapters.dicom.export import Exporter, export_study
+from adapters.dicom.retrieve import Retriever, retrieve_study
+from adapters.dicom.storage import InstanceStore
+from adapters.jobs import ArqJobs, InlineJobs, Jobs, JobTable, ping
+from adapters.settings import Settings, conninfo
+from application import Relais
+from projections.access import PostgresAccessView
+from projections.directory import PostgresDirectoryView
+from projections.imaging import PostgresImagingView
+from projections.inbox import PostgresInboxView
+from projections.runner import PROJECTIONS, open_view
+from web.app import create_app
+from web.auth import LocalPasswordAuthenticator
+from web.names import Names
+from web.services import ImagingServices, Services
+
+# Every job a worker (or the in-process runner) knows, by the name it is enqueued under.
+JOBS: JobTable = {"ping": ping, "retrieve_study": retrieve_study, "export_study": export_study}
+
+
+V = TypeVar("V")
+
+
+def _view(kind: type[V], name: str, env: dict[str, str]) -> V:
+    """The read model `name` (opened without following the log), typed as its view class."""
+    view = open_view(name, env)
+    assert isinstance(view, kind), (name, type(view))
+    return view
+
+
+def install_process_fixes() -> None:
+    """Process-wide fixes of libraries, installed before any connection is opened (idempotent):
+    psycopg's pipeline made to finish sending before it waits (`adapters/pgpipeline.py`)."""
+    pgpipeline.install()
+
+
+def build_app(settings: Settings) -> Relais:
+    """The Relais application on the configured store (tables created if missing)."""
+    install_process_fixes()
+    return Relais(env=settings.eventsourcing_env())
+
+
+def build_pool(settings: Settings, max_size: int = 10) -> ConnectionPool:
+    """A psycopg pool for read models and credentials (rows as dicts)."""
+    assert settings.database_url
+    install_process_fixes()
+    return ConnectionPool(
+        conninfo(settings.database_url), min_size=1, max_size=max_size, open=True,
+        kwargs={"autocommit": True, "row_factory": dict_row}, name="relais",
+    )
+
+
+def upgrade(settings: Settings) -> list[str]:
+    """Creates every table (events, snapshots, read models, tracking, credentials). Idempotent."""
+    settings = replace(settings, tables_ready=False)  # whatever RELAIS_TABLES_READY says
+    app = build_app(settings)
+    done = ["relais_events", "relais_snapshots"]
+    env = settings.eventsourcing_env()
+    for name in PROJECTIONS:
+        view = open_view(name, env)
+        view.create_table()
+        view.datastore.close()
+        done.append(f"{name} (+ {name}_tracking)")
+    pool = build_pool(settings, max_size=1)
+    try:
+        Credentials(pool).create_table()
+        with pool.connection() as conn:
+            # Per-topic head and lag of the projections (status on every /health call).
+            conn.execute(
+                "CREATE INDEX IF NOT EXISTS relais_events_topic_idx ON relais_events (topic, notification_id)"
+            )
+    finally:
+        pool.close()
+    done.append("relais_credentials")
+    done.append("relais_events_topic_idx")
+    app.close()
+    return done
+
+
+def job_context(settings: Settings, app: Relais) -> dict:
+    """What the job functions find in their `ctx`: the retriever and the exporter on `app`."""
+    store = InstanceStore(settings.dicom_root)
+    return {
+        "retriever": Retriever(app=app, store=store, our_aet=settings.dicom_aet),
+        "exporter": Exporter(app=app, store=store, our_aet=settings.dicom_aet),
+    }
+
+
+def build_jobs(settings: Settings, app: Relais) -> Jobs:
+    """Jobs on Redis for `relais worker` when configured, else run in this process on `app`."""
+    if settings.redis_url:
+        return ArqJobs(settings.redis_url)
+    return InlineJobs(JOBS, job_context(settings, app))
+
+
+def session_store(settings: Settings) -> Store:
+    """Web sessions: in Redis when configured (shared by processes), else in this process's memory."""
+    if settings.redis_url:
+        return RedisStore.with_client(url=settings.redis_url, namespace="relais_sessions")
+    return MemoryStore()
+
+
+def build_web_services(settings: Settings) -> Services:
+    """Everything one web process's pages use, built now (the web app closes it when it stops)."""
+    relais = build_app(settings)
+    pool = build_pool(settings)
+    credentials = Credentials(pool)
+    env = dict(settings.eventsourcing_env(), CREATE_TABLE="no")  # tables are made by `relais db upgrade`, no DDL here
+    small = dict(settings.small_pool_env(), CREATE_TABLE="no")
+    imaging = ImagingServices(
+        studies=_view(PostgresImagingView, "imaging", small), directory=_view(PostgresDirectoryView, "directory", small),
+        store=InstanceStore(settings.dicom_root), jobs=build_jobs(settings, relais), our_aet=settings.dicom_aet,
+    )
+    return Services(
+        settings=settings, relais=relais, pool=pool, credentials=credentials,
+        authenticator=LocalPasswordAuthenticator(relais, credentials),
+        inbox=_view(PostgresInboxView, "inbox", env), access_log=_view(PostgresAccessView, "access", env),
+        names=Names(pool), blobs=BlobStore(settings.data_dir), imaging=imaging,
+        session_store=session_store(settings),
+        channels_backend=PsycoPgChannelsBackend(conninfo(settings.database_url or "")),
+    )
+
+
+def web_secret(settings: Settings) -> str:
+    """The key signing CSRF cookies: the configured one, else a random one for this process."""
+    return settings.secret_key or secrets.token_urlsafe(32)
+
+
+
+def build_web_app(settings: Settings) -> Litestar:
+    """The web application of one process, on services built for it now."""
+    return create_app(build_web_services(settings), web_secret(settings))

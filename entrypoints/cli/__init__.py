@@ -1,0 +1,1 @@
+"""The `relais` command, split by concern (platform, administration, reports)."""

@@ -1,0 +1,25 @@
+"""The jobs process (`relais worker`): an arq worker on Redis running the job table."""
+
+from __future__ import annotations
+
+from arq.worker import run_worker
+
+from adapters.jobs import worker_settings
+from adapters.settings import Settings
+from entrypoints.bootstrap import JOBS, build_app, job_context
+
+
+def run(settings: Settings) -> None:
+    """Takes jobs from RELAIS_REDIS_URL until stopped; the application is built when the worker starts."""
+    assert settings.redis_url
+
+    async def startup(ctx: dict) -> None:
+        app = build_app(settings)
+        ctx["app"] = app
+        ctx.update(job_context(settings, app))
+
+    async def shutdown(ctx: dict) -> None:
+        if "app" in ctx:
+            ctx["app"].close()
+
+    run_worker(worker_settings(settings.redis_url, JOBS, on_startup=startup, on_shutdown=shutdown))
