@@ -27,6 +27,7 @@ COPY application ./application
 COPY projections ./projections
 COPY adapters ./adapters
 COPY web ./web
+COPY entrypoints ./entrypoints
 RUN pip install -c requirements.lock . && pip check
 
 # ---------------------------------------------------------------------------- runtime

@@ -5,6 +5,8 @@ builds infrastructure; everything there receives what it needs from here."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import TypeVar
 
@@ -59,6 +61,16 @@ def build_app(settings: Settings) -> Relais:
     """The Relais application on the configured store (tables created if missing)."""
     install_process_fixes()
     return Relais(env=settings.eventsourcing_env())
+
+
+@contextmanager
+def open_app(settings: Settings) -> Iterator[Relais]:
+    """The application for one command, closed (its connections returned) when the command ends."""
+    app = build_app(settings)
+    try:
+        yield app
+    finally:
+        app.close()
 
 
 def build_pool(settings: Settings, max_size: int = 10) -> ConnectionPool:

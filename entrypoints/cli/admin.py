@@ -9,7 +9,7 @@ import sys
 from adapters.credentials import MIN_LENGTH, Credentials, WeakPasswordError
 from adapters.settings import Settings
 from entrypoints import projections as projections_process
-from entrypoints.bootstrap import build_app, build_pool, upgrade
+from entrypoints.bootstrap import build_pool, open_app, upgrade
 from entrypoints.cli.common import CommandError, stop_on_signals, with_db
 from projections.runner import catch_up, open_view, rebuild, status
 
@@ -29,8 +29,8 @@ def cmd_projections_run(args: argparse.Namespace, settings: Settings) -> int:
 
 @with_db
 def cmd_projections_status(args: argparse.Namespace, settings: Settings) -> int:
-    app = build_app(settings)
-    rows = status(app, settings.eventsourcing_env())
+    with open_app(settings) as app:
+        rows = status(app, settings.eventsourcing_env())
     if args.json:
         print(json.dumps([r.__dict__ for r in rows], indent=2))
         return 0
@@ -42,9 +42,9 @@ def cmd_projections_status(args: argparse.Namespace, settings: Settings) -> int:
 
 @with_db
 def cmd_projections_rebuild(args: argparse.Namespace, settings: Settings) -> int:
-    app = build_app(settings)
-    rebuild(args.name, settings.eventsourcing_env(), app)
-    (row,) = status(app, settings.eventsourcing_env(), [args.name])
+    with open_app(settings) as app:
+        rebuild(args.name, settings.eventsourcing_env(), app)
+        (row,) = status(app, settings.eventsourcing_env(), [args.name])
     print(f"{row.name} reconstruite : position {row.position}, retard {row.lag}")
     return 0
 
@@ -65,20 +65,17 @@ def _split_name(name: str) -> tuple[str, str]:
 
 @with_db
 def cmd_add_establishment(args: argparse.Namespace, settings: Settings) -> int:
-
-    eid = build_app(settings).add_establishment(
-        finess=args.finess, name=args.name, department=args.department, region=args.region
-    )
+    with open_app(settings) as app:
+        eid = app.add_establishment(finess=args.finess, name=args.name, department=args.department, region=args.region)
     print(f"établissement ajouté : {args.finess} ({eid})")
     return 0
 
 
 @with_db
 def cmd_add_service(args: argparse.Namespace, settings: Settings) -> int:
-
-    app = build_app(settings)
-    est = app.establishment(finess=args.establishment)
-    sid = app.add_service(establishment_id=est.id, code=args.code, name=args.name, specialty=args.specialty, kind=args.kind)
+    with open_app(settings) as app:
+        est = app.establishment(finess=args.establishment)
+        sid = app.add_service(establishment_id=est.id, code=args.code, name=args.name, specialty=args.specialty, kind=args.kind)
     print(f"service ajouté : {args.code} dans {est.name} ({sid})")
     return 0
 
@@ -90,18 +87,18 @@ def cmd_add_practitioner(args: argparse.Namespace, settings: Settings) -> int:
         password = sys.stdin.readline().rstrip("\r\n")
         if len(password) < MIN_LENGTH:  # checked before anything is recorded
             raise CommandError(f"mot de passe trop court ({MIN_LENGTH} caractères minimum)")
-    app = build_app(settings)
-    est = app.establishment(finess=args.establishment)
-    codes = {s["code"]: s["service_id"] for s in est.services}
-    unknown = [c for c in args.service if c not in codes]
-    if unknown:
-        raise CommandError(f"service inconnu dans {est.name} : {', '.join(unknown)}")
-    family, given = _split_name(args.name)
-    pid = app.add_practitioner(
-        rpps=args.rpps, family_name=family, given_name=given, establishment_id=est.id, roles=args.role,
-        profession=args.profession, specialty=args.specialty, email=args.email,
-        service_ids=[codes[c] for c in args.service],
-    )
+    with open_app(settings) as app:
+        est = app.establishment(finess=args.establishment)
+        codes = {s["code"]: s["service_id"] for s in est.services}
+        unknown = [c for c in args.service if c not in codes]
+        if unknown:
+            raise CommandError(f"service inconnu dans {est.name} : {', '.join(unknown)}")
+        family, given = _split_name(args.name)
+        pid = app.add_practitioner(
+            rpps=args.rpps, family_name=family, given_name=given, establishment_id=est.id, roles=args.role,
+            profession=args.profession, specialty=args.specialty, email=args.email,
+            service_ids=[codes[c] for c in args.service],
+        )
     if password is not None:
         pool = build_pool(settings, max_size=1)
         try:
@@ -116,10 +113,9 @@ def cmd_add_practitioner(args: argparse.Namespace, settings: Settings) -> int:
 
 @with_db
 def cmd_add_node(args: argparse.Namespace, settings: Settings) -> int:
-
-    app = build_app(settings)
-    est = app.establishment(finess=args.establishment)
-    nid = app.add_node(aet=args.aet, host=args.host, port=args.port, establishment_id=est.id, kind=args.kind)
+    with open_app(settings) as app:
+        est = app.establishment(finess=args.establishment)
+        nid = app.add_node(aet=args.aet, host=args.host, port=args.port, establishment_id=est.id, kind=args.kind)
     print(f"nœud DICOM ajouté : {args.aet} ({nid})")
     return 0
 
@@ -127,7 +123,8 @@ def cmd_add_node(args: argparse.Namespace, settings: Settings) -> int:
 @with_db
 def cmd_directory_list(args: argparse.Namespace, settings: Settings) -> int:
     env = settings.eventsourcing_env()
-    catch_up("directory", env, build_app(settings), timeout=60)
+    with open_app(settings) as app:
+        catch_up("directory", env, app, timeout=60)
     view = open_view("directory", env)
     ests, pracs, nodes = view.establishments(), view.practitioners(), view.nodes()
     if args.json:

@@ -18,7 +18,7 @@ from adapters.settings import Settings
 from domain.directory import establishment_id
 from domain.identifiers import check_department, check_finess
 from domain.values import PARIS, Workflow
-from entrypoints.bootstrap import build_app
+from entrypoints.bootstrap import open_app
 from entrypoints.cli.common import CommandError, with_db
 from projections.runner import catch_up, open_view
 from projections.statistics_report import TABLES as STATS_TABLES, StatsQuery, build_report, table_rows, to_csv
@@ -42,15 +42,15 @@ def cmd_import_history(args: argparse.Namespace, settings: Settings) -> int:
         print(f"colonnes ignorées : {', '.join(parsed.extra_columns)}", file=sys.stderr)
     gc.collect()
     gc.freeze()  # the parsed rows stay alive all along: keep the collector off them
-    app = build_app(settings)
     valid_rows = sum(len(d.sends) for d in parsed.dossiers)
     try:
-        with tqdm(total=valid_rows, unit=" lignes", desc="import" + (" (essai)" if args.dry_run else ""),
-                  file=sys.stderr, disable=True if args.quiet else None, mininterval=0.5) as bar:
+        with open_app(settings) as app, tqdm(
+            total=valid_rows, unit=" lignes", desc="import" + (" (essai)" if args.dry_run else ""),
+            file=sys.stderr, disable=True if args.quiet else None, mininterval=0.5,
+        ) as bar:
             report = import_file(app, parsed, batch_size=args.batch, dry_run=args.dry_run, progress=bar.update)
     finally:
         gc.unfreeze()
-        app.close()
     seconds = time.perf_counter() - started
     for error in report.errors:
         print(f"refusé : {error}", file=sys.stderr)
@@ -93,14 +93,11 @@ def cmd_stats_export(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as e:
         raise CommandError(str(e)) from None
     env = settings.eventsourcing_env()
-    app = build_app(settings)
-    try:
-        if finess and not app.exists(query.establishment_id):
+    with open_app(settings) as app:
+        if query.establishment_id and not app.exists(query.establishment_id):
             raise CommandError(f"établissement FINESS {finess} inconnu de l'annuaire")
         if not args.no_catch_up:
             catch_up("statistics", env, app, timeout=3600)
-    finally:
-        app.close()
     view = open_view("statistics", {**env, "POSTGRES_POOL_SIZE": "1"})
     try:
         report = build_report(view, query)
