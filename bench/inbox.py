@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx  # noqa: E402
+from tests.peers import free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RELAIS = str(ROOT / ".venv/bin/relais")
@@ -39,12 +39,6 @@ done = function(summary, latency, requests)
     summary.requests / (summary.duration / 1e6)))
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(*args: str, env: dict) -> None:

@@ -18,7 +18,8 @@ from pynetdicom.dul import DULServiceProvider
 
 from adapters.dicom.reactor import WakingAssociation, WakingDUL
 from adapters.dicom.scp import DicomNodeServer
-from tests.adapters.test_scp import echo, free_port
+from tests.adapters.test_scp import echo
+from tests.peers import free_port
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/echoscu"), reason="dcmtk not installed")
 

@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import threading
 
 import pytest
 
+from tests.peers import free_port
+
 from adapters.dicom.scp import DicomNodeServer
 
 pytestmark = pytest.mark.skipif(shutil.which("echoscu") is None, reason="dcmtk not installed (scripts/system-packages.sh)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture()

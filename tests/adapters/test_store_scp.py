@@ -22,7 +22,7 @@ from adapters.dicom.receive import recover
 from adapters.dicom.storage import InstanceStore
 from domain.imaging import ReceivedStudy, received_study_id
 from projections.runner import catch_up, open_view
-from tests.adapters.test_scp import free_port
+from tests.peers import free_port
 from tests.conftest import PATIENT
 
 sys.path.insert(0, str(Path(__file__).parent.parent))

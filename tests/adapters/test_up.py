@@ -16,15 +16,10 @@ import psutil
 import pytest
 
 from adapters.demo import DEMO_PASSWORD, USERS
+from tests.peers import free_port
 from tests.processes import RELAIS, RelaisProcess
 
 pytestmark = pytest.mark.slow
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 class Platform(RelaisProcess):
     """A `relais up` process whose output is collected in the background."""

@@ -19,7 +19,8 @@ import pytest
 from entrypoints.bootstrap import build_app, build_pool, upgrade
 from adapters.credentials import Credentials
 from adapters.settings import Settings
-from tests.adapters.test_up import Platform, free_port
+from tests.adapters.test_up import Platform
+from tests.peers import free_port
 from tests.conftest import SERVER_URL, rpps
 
 pytestmark = pytest.mark.slow
