@@ -10,4 +10,4 @@ install:   ## create .venv with the pinned dependencies
 	scripts/install.sh
 
 bench:     ## print the benchmark figures (see bench/README.md)
-	scripts/install.sh && scripts/services.sh && .venv/bin/python bench/run_all.py
+	scripts/install.sh && scripts/system-packages.sh bench && scripts/services.sh && .venv/bin/python bench/run_all.py

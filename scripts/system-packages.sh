@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Debian packages the tests talk to (DICOM peers nobody here wrote). Installed once, if missing.
+# `scripts/system-packages.sh bench` also installs what the benchmarks drive (wrk).
 set -euo pipefail
 need=()
 command -v echoscu >/dev/null 2>&1 || need+=(dcmtk)
 [ -x /usr/bin/chromium ] || need+=(chromium)   # browser journeys (Playwright drives the Debian build)
 command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ] || need+=(orthanc)
+if [ "${1:-}" = "bench" ]; then
+  command -v wrk >/dev/null 2>&1 || need+=(wrk)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "system-packages: installation de ${need[*]}"
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
