@@ -6,6 +6,8 @@ from datetime import datetime
 
 from eventsourcing.domain import Aggregate, event
 
+from domain.values import Json
+
 # What was looked at (or tried to be): the dossier page, one document, one imaging study,
 # the printable report, the auditor's history/replay/export, a command refused.
 ACCESS_KINDS = {
@@ -40,7 +42,7 @@ class Access(Aggregate):
         target: str,
         outcome: str,
         reason: str,
-        actor: dict,
+        actor: Json,
         occurred_at: datetime,
     ) -> None:
         self.dossier_id = dossier_id

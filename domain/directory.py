@@ -8,6 +8,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import DirectoryError, InvalidFieldError
+from domain.values import Json
 
 _NS = uuid5(NAMESPACE_URL, "https://relais.invalid/directory")
 
@@ -39,22 +40,22 @@ class Establishment(Aggregate):
         return establishment_id(finess)
 
     @event("Created", topic="relais:Establishment.Created")
-    def __init__(self, *, finess: str, name: str, department: str, region: str, occurred_at: datetime, actor: dict):
+    def __init__(self, *, finess: str, name: str, department: str, region: str, occurred_at: datetime, actor: Json):
         self.finess = finess
         self.name = name
         self.department = department
         self.region = region
-        self.services: dict[str, dict] = {}
+        self.services: dict[str, Json] = {}
 
-    def rename(self, *, name: str, actor: dict, occurred_at: datetime) -> None:
+    def rename(self, *, name: str, actor: Json, occurred_at: datetime) -> None:
         if name != self.name:
             self._renamed(name=name, actor=actor, occurred_at=occurred_at)
 
     @event("Renamed", topic="relais:Establishment.Renamed")
-    def _renamed(self, name: str, actor: dict, occurred_at: datetime) -> None:
+    def _renamed(self, name: str, actor: Json, occurred_at: datetime) -> None:
         self.name = name
 
-    def add_service(self, *, code: str, name: str, specialty: str, kind: str, actor: dict, occurred_at: datetime) -> str:
+    def add_service(self, *, code: str, name: str, specialty: str, kind: str, actor: Json, occurred_at: datetime) -> str:
         sid = str(service_id(self.id, code))
         if sid in self.services:
             raise InvalidFieldError("code", f"service « {code} » déjà présent dans l'établissement")
@@ -67,7 +68,7 @@ class Establishment(Aggregate):
 
     @event("ServiceAdded", topic="relais:Establishment.ServiceAdded")
     def _service_added(
-        self, service_id: str, code: str, name: str, specialty: str, kind: str, actor: dict, occurred_at: datetime
+        self, service_id: str, code: str, name: str, specialty: str, kind: str, actor: Json, occurred_at: datetime
     ) -> None:
         self.services[service_id] = {
             "service_id": service_id, "code": code, "name": name, "specialty": specialty, "kind": kind
@@ -94,7 +95,7 @@ class Practitioner(Aggregate):
         specialty: str,
         email: str,
         occurred_at: datetime,
-        actor: dict,
+        actor: Json,
     ):
         self.rpps = rpps
         self.family_name = family_name
@@ -102,7 +103,7 @@ class Practitioner(Aggregate):
         self.profession = profession
         self.specialty = specialty
         self.email = email
-        self.memberships: dict[str, dict] = {}
+        self.memberships: dict[str, Json] = {}
         self.active = True
 
     @property
@@ -110,7 +111,7 @@ class Practitioner(Aggregate):
         return f"{self.given_name} {self.family_name}".strip()
 
     def join(
-        self, *, establishment_id: str, roles: list[str], service_ids: list[str], actor: dict, occurred_at: datetime
+        self, *, establishment_id: str, roles: list[str], service_ids: list[str], actor: Json, occurred_at: datetime
     ) -> None:
         if not roles:
             raise InvalidFieldError("role", "au moins un rôle")
@@ -126,25 +127,25 @@ class Practitioner(Aggregate):
 
     @event("MembershipSet", topic="relais:Practitioner.MembershipSet")
     def _joined(
-        self, establishment_id: str, roles: list, service_ids: list, actor: dict, occurred_at: datetime
+        self, establishment_id: str, roles: list[str], service_ids: list[str], actor: Json, occurred_at: datetime
     ) -> None:
         self.memberships[establishment_id] = {"roles": roles, "service_ids": service_ids}
 
-    def leave(self, *, establishment_id: str, actor: dict, occurred_at: datetime) -> None:
+    def leave(self, *, establishment_id: str, actor: Json, occurred_at: datetime) -> None:
         if establishment_id not in self.memberships:
             raise DirectoryError("ce professionnel n'est pas membre de cet établissement")
         self._left(establishment_id=establishment_id, actor=actor, occurred_at=occurred_at)
 
     @event("MembershipEnded", topic="relais:Practitioner.MembershipEnded")
-    def _left(self, establishment_id: str, actor: dict, occurred_at: datetime) -> None:
+    def _left(self, establishment_id: str, actor: Json, occurred_at: datetime) -> None:
         del self.memberships[establishment_id]
 
-    def deactivate(self, *, actor: dict, occurred_at: datetime) -> None:
+    def deactivate(self, *, actor: Json, occurred_at: datetime) -> None:
         if self.active:
             self._deactivated(actor=actor, occurred_at=occurred_at)
 
     @event("Deactivated", topic="relais:Practitioner.Deactivated")
-    def _deactivated(self, actor: dict, occurred_at: datetime) -> None:
+    def _deactivated(self, actor: Json, occurred_at: datetime) -> None:
         self.active = False
 
 
@@ -159,7 +160,7 @@ class DicomNode(Aggregate):
 
     @event("Created", topic="relais:DicomNode.Created")
     def __init__(
-        self, *, aet: str, host: str, port: int, establishment_id: str, kind: str, occurred_at: datetime, actor: dict
+        self, *, aet: str, host: str, port: int, establishment_id: str, kind: str, occurred_at: datetime, actor: Json
     ):
         self.aet = aet
         self.host = host
@@ -168,26 +169,27 @@ class DicomNode(Aggregate):
         self.kind = kind
         self.active = True
 
-    def move(self, *, host: str, port: int, actor: dict, occurred_at: datetime) -> None:
+    def move(self, *, host: str, port: int, actor: Json, occurred_at: datetime) -> None:
         if (host, port) != (self.host, self.port):
             self._moved(host=host, port=port, actor=actor, occurred_at=occurred_at)
 
     @event("Moved", topic="relais:DicomNode.Moved")
-    def _moved(self, host: str, port: int, actor: dict, occurred_at: datetime) -> None:
+    def _moved(self, host: str, port: int, actor: Json, occurred_at: datetime) -> None:
         self.host = host
         self.port = port
 
     @property
     def retrieve_method(self) -> str:
         """How the platform retrieves from this PACS: C-MOVE to our node (default) or C-GET."""
-        return self.__dict__.get("_retrieve_method", "move")  # absent before RetrieveMethodSet
+        method: str = self.__dict__.get("_retrieve_method", "move")  # absent before RetrieveMethodSet
+        return method
 
-    def set_retrieve_method(self, *, method: str, actor: dict, occurred_at: datetime) -> None:
+    def set_retrieve_method(self, *, method: str, actor: Json, occurred_at: datetime) -> None:
         if method not in ("move", "get"):
             raise InvalidFieldError("retrieve_method", "méthode attendue : move (C-MOVE) ou get (C-GET)")
         if method != self.retrieve_method:
             self._retrieve_method_set(method=method, actor=actor, occurred_at=occurred_at)
 
     @event("RetrieveMethodSet", topic="relais:DicomNode.RetrieveMethodSet")
-    def _retrieve_method_set(self, method: str, actor: dict, occurred_at: datetime) -> None:
+    def _retrieve_method_set(self, method: str, actor: Json, occurred_at: datetime) -> None:
         self._retrieve_method = method

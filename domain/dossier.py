@@ -29,6 +29,7 @@ from domain.values import (
     Consent,
     DossierState,
     ImagingSource,
+    Json,
     Role,
     SendState,
     Urgency,
@@ -91,7 +92,7 @@ class Dossier(Aggregate):
         send_id: str
         reason_code: str
         reason: str
-        actor: dict
+        actor: Json
         occurred_at: datetime
 
         @staticmethod
@@ -111,7 +112,7 @@ class Dossier(Aggregate):
         conclusion: str
         recommendations: str
         follow_up: str
-        actor: dict
+        actor: Json
         occurred_at: datetime
 
         @staticmethod
@@ -124,15 +125,15 @@ class Dossier(Aggregate):
         self,
         *,
         workflow: str,
-        requester: dict,
-        patient: dict,
+        requester: Json,
+        patient: Json,
         question: str,
         urgency: str,
-        consent: dict | None,
+        consent: Json | None,
         imaging_source: str,
-        actor: dict,
+        actor: Json,
         occurred_at: datetime,
-        imported_from: dict | None,
+        imported_from: Json | None,
     ) -> None:
         self.workflow = workflow
         self.requester = requester
@@ -144,9 +145,9 @@ class Dossier(Aggregate):
         self.imported_from = imported_from
         self.created_by = actor
         self.opened_on = occurred_at
-        self.documents: dict[str, dict] = {}
-        self.imaging: dict[str, dict] = {}
-        self.sends: dict[str, dict] = {}
+        self.documents: dict[str, Json] = {}
+        self.imaging: dict[str, Json] = {}
+        self.sends: dict[str, Json] = {}
         self.first_sent_on: datetime | None = None
         self.closed_on: datetime | None = None
         self.cancelled_on: datetime | None = None
@@ -154,9 +155,9 @@ class Dossier(Aggregate):
 
     @classmethod
     def imported(
-        cls, *, dossier_id: UUID, workflow: str, requester: dict, imaging_source: str, actor: Actor,
-        occurred_at: datetime, imported_from: dict,
-    ) -> "Dossier":
+        cls, *, dossier_id: UUID, workflow: str, requester: Json, imaging_source: str, actor: Actor,
+        occurred_at: datetime, imported_from: Json,
+    ) -> Dossier:
         """A dossier of the legacy platform's history, created by the system (the import) with a
         deterministic id. No patient identity, question or consent is taken over: they stay in the
         legacy platform's records; `imported_from` says where it came from."""
@@ -189,7 +190,7 @@ class Dossier(Aggregate):
             cancelled=self.cancelled_on is not None, send_states=[s["state"] for s in self.sends.values()],
         )
 
-    def send_of(self, send_id: str) -> dict:
+    def send_of(self, send_id: str) -> Json:
         try:
             return self.sends[send_id]
         except KeyError:
@@ -202,8 +203,9 @@ class Dossier(Aggregate):
         send = self.send_of(send_id)
         if actor.role != Role.CLINICIAN or actor.establishment_id != send["establishment_id"]:
             return False
-        if send["practitioner_id"]:
-            return send["practitioner_id"] == actor.practitioner_id
+        practitioner_id: str | None = send["practitioner_id"]
+        if practitioner_id:
+            return practitioner_id == actor.practitioner_id
         if send["service_id"]:
             return send["service_id"] in actor.service_ids
         return True
@@ -240,20 +242,20 @@ class Dossier(Aggregate):
         if not (self.is_requester(actor) or self._replays_history(actor)):
             raise NotAllowedError("seul l'établissement requérant peut faire cela")
 
-    def _as_recipient(self, actor: Actor, send_id: str) -> dict:
+    def _as_recipient(self, actor: Actor, send_id: str) -> Json:
         send = self.send_of(send_id)
         if send["state"] == SendState.PENDING or not (self.is_recipient(actor, send_id) or self._replays_history(actor)):
             raise NotAllowedError("ce télédossier ne vous est pas adressé")
         return send
 
-    def _send_in(self, send: dict, *states: str) -> None:
+    def _send_in(self, send: Json, *states: str) -> None:
         if send["state"] not in states:
             raise SendStateError(
                 f"action impossible : l'envoi est à l'état « {send['state']} »"
             )
 
     @staticmethod
-    def _after_sending(send: dict, occurred_at: datetime) -> None:
+    def _after_sending(send: Json, occurred_at: datetime) -> None:
         """A recipient's action cannot predate the sending (answer delays are never negative)."""
         if send["sent_on"] and occurred_at < datetime.fromisoformat(send["sent_on"]):
             raise InvalidFieldError("occurred_at", "date antérieure à l'envoi du télédossier")
@@ -263,7 +265,7 @@ class Dossier(Aggregate):
 
     # ------------------------------------------------------------------ requester commands
 
-    def edit(self, *, changes: dict, actor: Actor, occurred_at: datetime) -> None:
+    def edit(self, *, changes: Json, actor: Actor, occurred_at: datetime) -> None:
         self._draft(occurred_at)
         self._as_requester(actor)
         allowed = {"question", "urgency", "patient", "workflow", "imaging_source"}
@@ -274,7 +276,7 @@ class Dossier(Aggregate):
             self._edited(changes=changes, actor=actor.as_dict(), occurred_at=occurred_at)
 
     @event("DraftEdited", topic="relais:Dossier.DraftEdited")
-    def _edited(self, changes: dict, actor: dict, occurred_at: datetime) -> None:
+    def _edited(self, changes: Json, actor: Json, occurred_at: datetime) -> None:
         for key, value in changes.items():
             setattr(self, key, value)
         self.last_occurred_at = occurred_at
@@ -285,11 +287,11 @@ class Dossier(Aggregate):
         self._consent_recorded(status=status, note=note, actor=actor.as_dict(), occurred_at=occurred_at)
 
     @event("ConsentRecorded", topic="relais:Dossier.ConsentRecorded")
-    def _consent_recorded(self, status: str, note: str, actor: dict, occurred_at: datetime) -> None:
+    def _consent_recorded(self, status: str, note: str, actor: Json, occurred_at: datetime) -> None:
         self.consent = {"status": status, "note": note, "occurred_at": occurred_at.isoformat()}
         self.last_occurred_at = occurred_at
 
-    def attach_document(self, *, document: dict, actor: Actor, occurred_at: datetime) -> None:
+    def attach_document(self, *, document: Json, actor: Actor, occurred_at: datetime) -> None:
         self._open(occurred_at)
         self._as_requester(actor)
         if not (self.is_draft or self._complement_pending()):
@@ -299,7 +301,7 @@ class Dossier(Aggregate):
         self._document_attached(document=document, actor=actor.as_dict(), occurred_at=occurred_at)
 
     @event("DocumentAttached", topic="relais:Dossier.DocumentAttached")
-    def _document_attached(self, document: dict, actor: dict, occurred_at: datetime) -> None:
+    def _document_attached(self, document: Json, actor: Json, occurred_at: datetime) -> None:
         self.documents[document["document_id"]] = dict(document, attached_on=occurred_at.isoformat())
         self.last_occurred_at = occurred_at
 
@@ -311,11 +313,11 @@ class Dossier(Aggregate):
         self._document_removed(document_id=document_id, actor=actor.as_dict(), occurred_at=occurred_at)
 
     @event("DocumentRemoved", topic="relais:Dossier.DocumentRemoved")
-    def _document_removed(self, document_id: str, actor: dict, occurred_at: datetime) -> None:
+    def _document_removed(self, document_id: str, actor: Json, occurred_at: datetime) -> None:
         del self.documents[document_id]
         self.last_occurred_at = occurred_at
 
-    def attach_imaging(self, *, study: dict, actor: Actor, occurred_at: datetime) -> None:
+    def attach_imaging(self, *, study: Json, actor: Actor, occurred_at: datetime) -> None:
         """Imaging may arrive after sending too (a gateway push often follows a stroke dossier)."""
         self._open(occurred_at)
         if actor.role != "system":
@@ -325,7 +327,7 @@ class Dossier(Aggregate):
         self._imaging_attached(study=study, actor=actor.as_dict(), occurred_at=occurred_at)
 
     @event("ImagingAttached", topic="relais:Dossier.ImagingAttached")
-    def _imaging_attached(self, study: dict, actor: dict, occurred_at: datetime) -> None:
+    def _imaging_attached(self, study: Json, actor: Json, occurred_at: datetime) -> None:
         uid = study["study_instance_uid"]
         previous = self.imaging.get(uid, {})
         self.imaging[uid] = dict(previous, **study, attached_on=occurred_at.isoformat())
@@ -346,7 +348,7 @@ class Dossier(Aggregate):
         return list(self.__dict__.get("_awaited_accessions", []))  # absent from older snapshots
 
     @event("ImagingAwaited", topic="relais:Dossier.ImagingAwaited")
-    def _imaging_awaited(self, accession_number: str, actor: dict, occurred_at: datetime) -> None:
+    def _imaging_awaited(self, accession_number: str, actor: Json, occurred_at: datetime) -> None:
         self._awaited_accessions = [*self.awaited_accessions, accession_number]
         self.last_occurred_at = occurred_at
 
@@ -360,11 +362,11 @@ class Dossier(Aggregate):
         )
 
     @event("ImagingDetached", topic="relais:Dossier.ImagingDetached")
-    def _imaging_detached(self, study_instance_uid: str, actor: dict, occurred_at: datetime) -> None:
+    def _imaging_detached(self, study_instance_uid: str, actor: Json, occurred_at: datetime) -> None:
         del self.imaging[study_instance_uid]
         self.last_occurred_at = occurred_at
 
-    def address(self, *, recipient: dict, actor: Actor, occurred_at: datetime) -> None:
+    def address(self, *, recipient: Json, actor: Actor, occurred_at: datetime) -> None:
         """Adds a recipient (a future send). Allowed while the dossier is open, also after sending."""
         self._open(occurred_at)
         self._as_requester(actor)
@@ -385,7 +387,7 @@ class Dossier(Aggregate):
         self._recipient_addressed(recipient=recipient, actor=actor.as_dict(), occurred_at=occurred_at)
 
     @event("RecipientAddressed", topic="relais:Dossier.RecipientAddressed")
-    def _recipient_addressed(self, recipient: dict, actor: dict, occurred_at: datetime) -> None:
+    def _recipient_addressed(self, recipient: Json, actor: Json, occurred_at: datetime) -> None:
         self.sends[recipient["send_id"]] = {
             "send_id": recipient["send_id"],
             "establishment_id": recipient["establishment_id"],
@@ -408,7 +410,7 @@ class Dossier(Aggregate):
         self._recipient_removed(send_id=send_id, actor=actor.as_dict(), occurred_at=occurred_at)
 
     @event("RecipientRemoved", topic="relais:Dossier.RecipientRemoved")
-    def _recipient_removed(self, send_id: str, actor: dict, occurred_at: datetime) -> None:
+    def _recipient_removed(self, send_id: str, actor: Json, occurred_at: datetime) -> None:
         del self.sends[send_id]
         self.last_occurred_at = occurred_at
 
@@ -426,7 +428,7 @@ class Dossier(Aggregate):
         return pending
 
     @event("Sent", topic="relais:Dossier.Sent")
-    def _sent(self, send_ids: list, actor: dict, occurred_at: datetime) -> None:
+    def _sent(self, send_ids: list[str], actor: Json, occurred_at: datetime) -> None:
         for sid in send_ids:
             self.sends[sid]["state"] = SendState.REQUESTED.value
             self.sends[sid]["sent_on"] = occurred_at.isoformat()
@@ -443,7 +445,7 @@ class Dossier(Aggregate):
         self._complement_provided(send_id=send_id, message=message, actor=actor.as_dict(), occurred_at=occurred_at)
 
     @event("ComplementProvided", topic="relais:Dossier.ComplementProvided")
-    def _complement_provided(self, send_id: str, message: str, actor: dict, occurred_at: datetime) -> None:
+    def _complement_provided(self, send_id: str, message: str, actor: Json, occurred_at: datetime) -> None:
         self.sends[send_id]["state"] = SendState.IN_PROGRESS.value
         self.last_occurred_at = occurred_at
 
@@ -460,7 +462,7 @@ class Dossier(Aggregate):
         self._closed(note=note, actor=actor.as_dict(), occurred_at=occurred_at)
 
     @event("Closed", topic="relais:Dossier.Closed")
-    def _closed(self, note: str, actor: dict, occurred_at: datetime) -> None:
+    def _closed(self, note: str, actor: Json, occurred_at: datetime) -> None:
         for s in self.sends.values():
             if s["state"] in ACTIVE_SEND_STATES or s["state"] == SendState.PENDING:
                 s["state"] = SendState.CLOSED.value
@@ -475,7 +477,7 @@ class Dossier(Aggregate):
         self._cancelled(reason=reason, actor=actor.as_dict(), occurred_at=occurred_at)
 
     @event("Cancelled", topic="relais:Dossier.Cancelled")
-    def _cancelled(self, reason: str, actor: dict, occurred_at: datetime) -> None:
+    def _cancelled(self, reason: str, actor: Json, occurred_at: datetime) -> None:
         for s in self.sends.values():
             if s["state"] in ACTIVE_SEND_STATES or s["state"] == SendState.PENDING:
                 s["state"] = SendState.CANCELLED.value
@@ -492,7 +494,7 @@ class Dossier(Aggregate):
         self._accepted(send_id=send_id, actor=actor.as_dict(), occurred_at=occurred_at)
 
     @event("Accepted", topic="relais:Dossier.Accepted")
-    def _accepted(self, send_id: str, actor: dict, occurred_at: datetime) -> None:
+    def _accepted(self, send_id: str, actor: Json, occurred_at: datetime) -> None:
         self.sends[send_id]["state"] = SendState.IN_PROGRESS.value
         self.sends[send_id]["accepted_by"] = actor["practitioner_id"]
         self.last_occurred_at = occurred_at
@@ -509,7 +511,7 @@ class Dossier(Aggregate):
         self._declined(send_id=send_id, reason_code=reason_code, reason=reason, actor=actor.as_dict(), occurred_at=occurred_at)
 
     @event(Declined)
-    def _declined(self, send_id: str, reason_code: str, reason: str, actor: dict, occurred_at: datetime) -> None:
+    def _declined(self, send_id: str, reason_code: str, reason: str, actor: Json, occurred_at: datetime) -> None:
         self.sends[send_id]["state"] = SendState.DECLINED.value
         self.sends[send_id]["decline"] = {"reason_code": reason_code, "reason": reason}
         self.last_occurred_at = occurred_at
@@ -522,11 +524,11 @@ class Dossier(Aggregate):
         self._complement_requested(send_id=send_id, message=message, actor=actor.as_dict(), occurred_at=occurred_at)
 
     @event("ComplementRequested", topic="relais:Dossier.ComplementRequested")
-    def _complement_requested(self, send_id: str, message: str, actor: dict, occurred_at: datetime) -> None:
+    def _complement_requested(self, send_id: str, message: str, actor: Json, occurred_at: datetime) -> None:
         self.sends[send_id]["state"] = SendState.ON_HOLD.value
         self.last_occurred_at = occurred_at
 
-    def forward(self, *, send_id: str, to: dict, note: str, actor: Actor, occurred_at: datetime) -> None:
+    def forward(self, *, send_id: str, to: Json, note: str, actor: Actor, occurred_at: datetime) -> None:
         """Hands a send to a colleague or another team; the new assignee must accept it."""
         self._open(occurred_at)
         send = self._as_recipient(actor, send_id)
@@ -543,7 +545,7 @@ class Dossier(Aggregate):
         self._forwarded(send_id=send_id, to=to, note=note, actor=actor.as_dict(), occurred_at=occurred_at)
 
     @event("Forwarded", topic="relais:Dossier.Forwarded")
-    def _forwarded(self, send_id: str, to: dict, note: str, actor: dict, occurred_at: datetime) -> None:
+    def _forwarded(self, send_id: str, to: Json, note: str, actor: Json, occurred_at: datetime) -> None:
         send = self.sends[send_id]
         send["establishment_id"] = to["establishment_id"]
         send["service_id"] = to.get("service_id")
@@ -573,7 +575,7 @@ class Dossier(Aggregate):
 
     @event(OpinionGiven)
     def _opinion_given(
-        self, send_id: str, report: str, conclusion: str, recommendations: str, follow_up: str, actor: dict,
+        self, send_id: str, report: str, conclusion: str, recommendations: str, follow_up: str, actor: Json,
         occurred_at: datetime,
     ) -> None:
         send = self.sends[send_id]

@@ -9,6 +9,7 @@ from uuid import UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import InvalidFieldError
+from domain.values import Json
 
 UID_RE = re.compile(r"[0-9]+(\.[0-9]+)*")
 
@@ -43,9 +44,9 @@ class ReceivedStudy(Aggregate):
         *,
         establishment_id: str,
         study_instance_uid: str,
-        patient: dict,
-        study: dict,
-        actor: dict,
+        patient: Json,
+        study: Json,
+        actor: Json,
         occurred_at: datetime,
     ) -> None:
         self.establishment_id = establishment_id
@@ -53,11 +54,11 @@ class ReceivedStudy(Aggregate):
         self.patient = patient
         self.study = study
         self.instances: dict[str, str] = {}  # SOP Instance UID -> Series Instance UID
-        self.series: dict[str, dict] = {}
+        self.series: dict[str, Json] = {}
         self.first_received_on = occurred_at
         self.last_received_on = occurred_at
         self.sources: list[str] = []
-        self.last_retrieve: dict | None = None
+        self.last_retrieve: Json | None = None
 
     @property
     def instance_count(self) -> int:
@@ -67,10 +68,12 @@ class ReceivedStudy(Aggregate):
     def modalities(self) -> list[str]:
         return sorted({s["modality"] for s in self.series.values() if s.get("modality")})
 
-    def receive(self, *, instances: list[dict], series: dict, source: dict, actor: dict, occurred_at: datetime) -> list[dict]:
+    def receive(
+        self, *, instances: list[Json], series: dict[str, Json], source: Json, actor: Json, occurred_at: datetime
+    ) -> list[Json]:
         """Records the instances not seen yet (one event); returns them. Nothing new: no event."""
         seen: set[str] = set()
-        new = []
+        new: list[Json] = []
         for i in instances:
             sop = i["sop"]
             if sop in self.instances or sop in seen:
@@ -89,7 +92,7 @@ class ReceivedStudy(Aggregate):
 
     @event("InstancesReceived", topic="relais:ReceivedStudy.InstancesReceived")
     def _instances_received(
-        self, instances: list, series: dict, source: dict, actor: dict, occurred_at: datetime
+        self, instances: list[Json], series: dict[str, Json], source: Json, actor: Json, occurred_at: datetime
     ) -> None:
         for uid, meta in series.items():
             self.series.setdefault(uid, dict(meta, count=0))
@@ -103,7 +106,7 @@ class ReceivedStudy(Aggregate):
 
     def record_retrieve(
         self, *, dossier_id: str, node_aet: str, method: str, status: str, reason: str,
-        expected: int, received: int, actor: dict, occurred_at: datetime,
+        expected: int, received: int, actor: Json, occurred_at: datetime,
     ) -> None:
         """Records a retrieve from a PACS: started, then completed, incomplete or failed (with a reason)."""
         if status not in ("started", "completed", "incomplete", "failed"):
@@ -116,24 +119,24 @@ class ReceivedStudy(Aggregate):
     @event("RetrieveRecorded", topic="relais:ReceivedStudy.RetrieveRecorded")
     def _retrieve_recorded(
         self, dossier_id: str, node_aet: str, method: str, status: str, reason: str,
-        expected: int, received: int, actor: dict, occurred_at: datetime,
+        expected: int, received: int, actor: Json, occurred_at: datetime,
     ) -> None:
         self.last_retrieve = {
             "dossier_id": dossier_id, "node_aet": node_aet, "method": method, "status": status,
             "reason": reason, "expected": expected, "received": received, "at": occurred_at.isoformat(),
         }
 
-    def record_download(self, *, dossier_id: str, what: str, actor: dict, occurred_at: datetime) -> None:
+    def record_download(self, *, dossier_id: str, what: str, actor: Json, occurred_at: datetime) -> None:
         """Someone downloaded the study (ZIP with DICOMDIR, or DICOMweb instances)."""
         self._downloaded(dossier_id=dossier_id, what=what, actor=actor, occurred_at=occurred_at)
 
     @event("Downloaded", topic="relais:ReceivedStudy.Downloaded")
-    def _downloaded(self, dossier_id: str, what: str, actor: dict, occurred_at: datetime) -> None:
+    def _downloaded(self, dossier_id: str, what: str, actor: Json, occurred_at: datetime) -> None:
         pass
 
     def record_export(
-        self, *, dossier_id: str, node_aet: str, status: str, sent: int, total: int, failures: list,
-        actor: dict, occurred_at: datetime,
+        self, *, dossier_id: str, node_aet: str, status: str, sent: int, total: int, failures: list[Json],
+        actor: Json, occurred_at: datetime,
     ) -> None:
         """An export to a DICOM node: started, running (progress: `sent` of `total` so far), then
         completed, partial or failed, with the status of
@@ -147,8 +150,8 @@ class ReceivedStudy(Aggregate):
 
     @event("ExportRecorded", topic="relais:ReceivedStudy.ExportRecorded")
     def _export_recorded(
-        self, dossier_id: str, node_aet: str, status: str, sent: int, total: int, failures: list,
-        actor: dict, occurred_at: datetime,
+        self, dossier_id: str, node_aet: str, status: str, sent: int, total: int, failures: list[Json],
+        actor: Json, occurred_at: datetime,
     ) -> None:
         self.__dict__.setdefault("exports", {})[f"{dossier_id}:{node_aet}"] = {
             "status": status, "sent": sent, "total": total, "failures": failures, "at": occurred_at.isoformat(),

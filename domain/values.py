@@ -5,14 +5,19 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from domain.errors import InvalidFieldError
 
 CLOCK_SKEW = timedelta(minutes=2)
 PARIS = ZoneInfo("Europe/Paris")  # the platform's local time: dates of birth, statistics' dates, what pages show
+
+Json = dict[str, Any]
+"""A JSON object as events carry it and aggregates keep it (actor, patient, requester, recipient, study,
+a send's record...): plain data, stored as is and read back from events of every version."""
 
 
 class Workflow(StrEnum):
@@ -140,7 +145,7 @@ def business_time(value: datetime | None, now: datetime, field: str = "occurred_
         raise InvalidFieldError(field, "date sans fuseau horaire")
     if value - now > CLOCK_SKEW:
         raise InvalidFieldError(field, "date dans le futur")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -153,13 +158,13 @@ class Actor:
     service_ids: tuple[str, ...] = field(default=())
     name: str = ""
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> Json:
         d = asdict(self)
         d["service_ids"] = list(self.service_ids)
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Actor":
+    def from_dict(cls, d: Json) -> Actor:
         return cls(
             practitioner_id=d["practitioner_id"],
             role=d["role"],
@@ -188,7 +193,7 @@ def patient_identity(
     ins: str | None = None,
     used_name: str | None = None,
     today: date,
-) -> dict:
+) -> Json:
     """The patient's INS strict identity traits, checked, as a plain dict stored in events."""
     from domain.identifiers import check_nir
 
