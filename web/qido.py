@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from pydicom.datadict import dictionary_has_tag, dictionary_keyword, dictionary_VR, tag_for_keyword
+from pydicom.datadict import dictionary_has_tag, dictionary_keyword, tag_for_keyword
 
 from domain.imaging import UID_RE
 
@@ -49,10 +49,6 @@ COUNTS = {"NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances", "Number
 
 class QueryError(ValueError):
     """A QIDO-RS query the server refuses (HTTP 400), with the reason."""
-
-
-def tag_hex(keyword: str) -> str:
-    return f"{tag_for_keyword(keyword):08X}"
 
 
 def keyword_of(key: str) -> str:
@@ -214,34 +210,3 @@ def parse(params: Iterable[tuple[str, str]], level: str) -> Query:
         if f is not None:
             q.filters.append(f)
     return q
-
-
-def element(keyword: str, value: object) -> dict:
-    """One attribute in DICOM JSON (PS3.18 F.2)."""
-    vr = dictionary_VR(tag_for_keyword(keyword))
-    values = value if isinstance(value, list | tuple) else [value]
-    values = [v for v in values if v not in (None, "")]
-    if not values:
-        return {"vr": vr}
-    if vr == "PN":
-        return {"vr": vr, "Value": [{"Alphabetic": str(v)} for v in values]}
-    if vr in ("IS", "SL", "SS", "UL", "US"):
-        try:
-            return {"vr": vr, "Value": [int(v) for v in values]}
-        except (TypeError, ValueError):
-            return {"vr": vr}
-    if vr in ("DS", "FL", "FD"):
-        return {"vr": vr, "Value": [float(v) for v in values]}
-    return {"vr": vr, "Value": [str(v) for v in values]}
-
-
-def result(record: dict, keywords: Iterable[str], extra: dict | None = None) -> dict:
-    """A result item: `keywords` taken from `record` (held values), plus `extra` (DICOM JSON read from
-    a header), sorted by tag."""
-    out: dict[str, dict] = {}
-    for kw in keywords:
-        if kw in record:
-            out[tag_hex(kw)] = element(kw, record[kw])
-    for tag, el in (extra or {}).items():
-        out.setdefault(tag, el)
-    return dict(sorted(out.items()))

@@ -10,7 +10,7 @@ from pydicom.pixels import pack_bits
 
 from adapters.dicom.frames import EXPLICIT_LE, FrameError, StoredFrames
 from tests.dicomdata import write_multiframe
-from web.pages.dicomweb import frame_rendition
+from adapters.dicom.negotiation import frame_rendition
 
 J2K = "1.2.840.10008.1.2.4.91"
 

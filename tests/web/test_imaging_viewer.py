@@ -86,7 +86,7 @@ def test_download_is_a_zip_with_a_dicomdir_and_is_recorded(client, relais, world
 
 
 def test_dicomdir_of_the_zip_reads_back_with_pydicom(shared, tmp_path):
-    from web.pages.viewer import zip_with_dicomdir
+    from adapters.dicom.dicomdir import zip_with_dicomdir
 
     archive = zip_with_dicomdir(list(shared["files"].values()), tmp_path)
     out = tmp_path / "unzipped"

@@ -6,10 +6,8 @@ series retrieved is also a ReceivedStudy.Downloaded event."""
 
 from __future__ import annotations
 
-import io
 import json
 import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,12 +16,13 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.response import Stream
 from pydicom import dcmread
-from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian
 
-from adapters.dicom.frames import (
-    ALIASES, DEFLATED_LE, EXPLICIT_LE, IMPLICIT_LE, MEDIA_OF_TS, FrameError, StoredFrames,
-)
+from adapters.dicom.dicomjson import header_json, result
+from adapters.dicom.frames import MEDIA_OF_TS, FrameError, StoredFrames
+from adapters.dicom.multipart_related import multipart_related
+from adapters.dicom.negotiation import accepted as parse_accept
+from adapters.dicom.negotiation import frame_rendition, instance_rendition, rendered_format
+from adapters.dicom.transcode import TranscodeError, instance_bytes
 from adapters.dicom.render import CT_PRESETS, RenderError, render
 from application.errors import ForbiddenError, NotFoundError
 from domain.imaging import ReceivedStudy, valid_uid
@@ -38,7 +37,6 @@ STUDY = DW + "/studies/{study_uid:str}"
 SERIES = STUDY + "/series/{series_uid:str}"
 INSTANCE = SERIES + "/instances/{sop:str}"
 MAX_FRAMES = 1000
-BULK = 4096  # values longer than this are left out of metadata (pixel data and other bulk data)
 
 
 def _json(body: object, headers: dict | None = None) -> Response:
@@ -83,18 +81,6 @@ def _series_record(s: ReceivedStudy, se: dict, base: str) -> dict:
         "SeriesNumber": se.get("number"), "NumberOfSeriesRelatedInstances": se.get("count"),
         "RetrieveURL": f"{base}/studies/{s.study_instance_uid}/series/{se['uid']}",
     }
-
-
-def _header(path: Path, keywords: list[str] | None) -> dict:
-    """DICOM JSON of `keywords` (None: every attribute but bulk data) read from an instance's header."""
-    ds = dcmread(path, stop_before_pixels=True)
-    if keywords is not None:
-        sub = Dataset()
-        for kw in keywords:
-            if kw in ds:
-                sub.add(ds[kw])
-        ds = sub
-    return ds.to_json_dict(bulk_data_threshold=BULK, bulk_data_element_handler=lambda el: "")
 
 
 def _search(
@@ -158,8 +144,8 @@ def _search(
         from_header = None if extra is None else from_header + extra
     out = []
     for record, s, sop in matched:
-        header = _header(_path(services.imaging, s, sop), from_header) if sop and (from_header is None or from_header) else None
-        out.append(qido.result(record, dict.fromkeys(keywords), header))
+        header = header_json(_path(services.imaging, s, sop), from_header) if sop and (from_header is None or from_header) else None
+        out.append(result(record, dict.fromkeys(keywords), header))
     headers = {"Warning": '299 relais: The fuzzymatching parameter is not supported. Only literal matching has been performed.'} if q.fuzzy else None
     return _json(out, headers)
 
@@ -206,7 +192,7 @@ def qido_instances(request: Request, services: NamedDependency[Services], user: 
 
 
 def _metadata(imaging: ImagingServices, s: ReceivedStudy, sops: list[str]) -> Response:
-    return _json([_header(_path(imaging, s, sop), None) for sop in sops])
+    return _json([header_json(_path(imaging, s, sop), None) for sop in sops])
 
 
 def _in_series(s: ReceivedStudy, series_uid: str, sop: str | None = None) -> list[str]:
@@ -244,33 +230,8 @@ def wado_instance_metadata(request: Request, services: NamedDependency[Services]
 
 
 def accepted(request: Request) -> list[tuple[str | None, str | None]]:
-    """(media type, transfer syntax) the client accepts, best first (q values), from the `accept`
-    query parameter or the Accept header; `multipart/related; type=X` counts as X, a missing type as
-    None (the resource's default). No Accept at all: [(None, None)]."""
-    header = request.query_params.get("accept") or request.headers.get("accept") or ""
-    ranked = []
-    for i, item in enumerate(re.findall(r'(?:[^,"]|"[^"]*")+', header)):
-        parts = [p.strip() for p in re.findall(r'(?:[^;"]|"[^"]*")+', item)]
-        if not parts or not parts[0]:
-            continue
-        media: str | None = parts[0].lower()
-        params = {}
-        for p in parts[1:]:
-            k, _, v = p.partition("=")
-            params[k.strip().lower()] = v.strip().strip('"')
-        try:
-            q = float(params.get("q") or 1)
-        except ValueError:
-            q = 1.0
-        if q <= 0:
-            continue
-        if media == "multipart/related":
-            media = params.get("type", "").lower() or None
-        if media:
-            media = ALIASES.get(media, media)
-        ranked.append((-q, i, media, params.get("transfer-syntax")))
-    ranked.sort(key=lambda r: (r[0], r[1]))
-    return [(m, ts) for _, _, m, ts in ranked] or [(None, None)]
+    """What the client accepts, best first, from the `accept` query parameter or the Accept header."""
+    return parse_accept(request.query_params.get("accept") or request.headers.get("accept") or "")
 
 
 def _refuse_media(request: Request, what: str, offered: str) -> RequestRefused:
@@ -280,54 +241,31 @@ def _refuse_media(request: Request, what: str, offered: str) -> RequestRefused:
 
 def _multipart(parts: Iterator[tuple[str, bytes]], kind: str) -> Stream:
     """A multipart/related answer streamed part by part (a study is never held in memory whole)."""
-    boundary = "relais-" + uuid.uuid4().hex
-
-    def body() -> Iterator[bytes]:
-        for content_type, data in parts:
-            yield f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode() + data + b"\r\n"
-        yield f"--{boundary}--\r\n".encode()
-
-    return Stream(body(), media_type=f'multipart/related; type="{kind}"; boundary={boundary}')
+    media_type, body = multipart_related(parts, kind)
+    return Stream(body, media_type=media_type)
 
 
 # ---------------------------------------------------------------------- WADO-RS retrieve
 
 
-def _dicom_rendition(request: Request) -> str | None:
-    """The transfer syntax asked for instances: None for as stored, else Explicit VR Little Endian
+def _dicom_rendition(request: Request) -> str:
+    """The transfer syntax asked for instances: as stored, else Explicit VR Little Endian
     (compressed instances decoded); 406 for anything else."""
-    for media, ts in accepted(request):
-        if media in (None, "application/dicom", "*/*", "application/*"):
-            if ts in (None, "*"):
-                return None
-            if ts == EXPLICIT_LE:
-                return EXPLICIT_LE
-    raise _refuse_media(request, "instances", 'multipart/related; type="application/dicom" (tel que stocké, '
-                        "transfer-syntax=* ou 1.2.840.10008.1.2.1)")
-
-
-def _instance_bytes(path: Path, ts: str | None) -> tuple[str, bytes]:
+    ts = instance_rendition(accepted(request))
     if ts is None:
-        data = path.read_bytes()
-        stored = str(dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).file_meta.TransferSyntaxUID)
-        return stored, data
-    ds = dcmread(path)
-    stored = ds.file_meta.TransferSyntaxUID
-    if stored == EXPLICIT_LE:
-        return EXPLICIT_LE, path.read_bytes()
+        raise _refuse_media(request, "instances", 'multipart/related; type="application/dicom" (tel que stocké, '
+                            "transfer-syntax=* ou 1.2.840.10008.1.2.1)")
+    return ts
+
+
+def _instance_bytes(path: Path, ts: str) -> tuple[str, bytes]:
     try:
-        if stored.is_encapsulated:
-            ds.decompress(generate_instance_uid=False)
-        else:
-            ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    except Exception as e:  # no decoder, corrupt data: the part cannot be given as asked
-        raise RequestRefused(f"instance {ds.SOPInstanceUID} : décompression impossible ({e.__class__.__name__})", 406) from None
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return EXPLICIT_LE, buf.getvalue()
+        return instance_bytes(path, ts)
+    except TranscodeError as e:
+        raise RequestRefused(str(e), 406) from None
 
 
-def _instances(imaging: ImagingServices, s: ReceivedStudy, sops: list[str], ts: str | None) -> Stream:
+def _instances(imaging: ImagingServices, s: ReceivedStudy, sops: list[str], ts: str) -> Stream:
     def parts() -> Iterator[tuple[str, bytes]]:
         for sop in sops:
             syntax, data = _instance_bytes(_path(imaging, s, sop), ts)
@@ -375,30 +313,6 @@ def wado_instance(request: Request, services: NamedDependency[Services], user: N
 
 
 # ---------------------------------------------------------------------- frames
-
-
-def frame_rendition(choices: list[tuple[str | None, str | None]], stored_ts: str, encapsulated: bool) -> tuple[str, str, bool] | None:
-    """(part media type, part transfer syntax, decode?) for the first acceptable choice, or None.
-
-    application/octet-stream (the default) is native pixel data: compressed frames are decoded;
-    with `transfer-syntax=*` (or the stored one) they come as stored. image/jpeg, image/jp2,
-    image/jls, image/dicom-rle… are the stored bitstream, when that is how the frame is stored."""
-    stored_media = MEDIA_OF_TS.get(stored_ts)
-    native = (None, "*", EXPLICIT_LE, IMPLICIT_LE, DEFLATED_LE, stored_ts)
-    for media, ts in choices:
-        if media in (None, "application/octet-stream", "*/*", "application/*"):
-            if not encapsulated:
-                if ts in native:
-                    return "application/octet-stream", EXPLICIT_LE if ts != IMPLICIT_LE else IMPLICIT_LE, False
-                continue
-            if ts in (None, EXPLICIT_LE):
-                return "application/octet-stream", EXPLICIT_LE, True
-            if ts in ("*", stored_ts):
-                return ("application/octet-stream" if media != "*/*" else stored_media or "application/octet-stream"), stored_ts, False
-            continue
-        if encapsulated and stored_media and media in (stored_media, "image/*") and ts in (None, "*", stored_ts):
-            return stored_media, stored_ts, False
-    return None
 
 
 def _frame_numbers(frames: str) -> list[int]:
@@ -481,14 +395,7 @@ def _rendered(request: Request, path: Path, frame: int, *, thumbnail: bool = Fal
         if not m or not int(m.group(1)) or not int(m.group(2)):
             raise RequestRefused("viewport : largeur,hauteur en pixels (ex. 512,512)")
         size = (int(m.group(1)), int(m.group(2)))
-    fmt = None
-    for media, _ts in accepted(request):
-        if media in (None, "image/jpeg", "image/*", "*/*"):
-            fmt = "JPEG"
-        elif media == "image/png":
-            fmt = "PNG"
-        if fmt:
-            break
+    fmt = rendered_format(accepted(request))
     if fmt is None:
         raise _refuse_media(request, "image rendue", "image/jpeg, image/png")
     try:
