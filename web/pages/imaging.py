@@ -25,8 +25,6 @@ from adapters.dicom.retrieve import retrieve_job_id
 from application.errors import NotFoundError
 from domain.errors import InvalidFieldError
 from domain.imaging import received_study_id, valid_uid
-from web.pages.dicomweb import HANDLERS as DICOMWEB_HANDLERS
-from web.pages.viewer import HANDLERS as VIEWER_HANDLERS
 from web.services import Services
 from web.session import SessionUser
 
@@ -398,6 +396,3 @@ def import_confirm(
 
 
 HANDLERS += [import_upload, import_confirm]
-
-HANDLERS += VIEWER_HANDLERS  # viewer, download, export (web/pages/viewer.py)
-HANDLERS += DICOMWEB_HANDLERS  # read-only DICOMweb (web/pages/dicomweb.py)

@@ -1,6 +1,6 @@
 """At the recipient (and the requester): series thumbnails, an in-page viewer with CT presets,
 study download as a ZIP with a DICOMDIR, and export to the user's own PACS (read-only DICOMweb is
-web/pages/dicomweb.py). Every request checks that the user may read the dossier and that the study
+web/dicomweb/). Every request checks that the user may read the dossier and that the study
 is attached to it."""
 
 from __future__ import annotations
@@ -21,41 +21,11 @@ from adapters.dicom.export import export_job_id
 from adapters.dicom.render import CT_PRESETS, RenderError, render, thumbnail
 from application.errors import NotFoundError
 from domain.imaging import ReceivedStudy, valid_uid
+from web.imaging_access import instance_path, read_study, series_instances, series_list
 from web.services import ImagingServices, Services
 from web.session import SessionUser
 
 BASE = "/dossiers/{dossier_id:str}/dicom/studies/{study_uid:str}"
-
-
-def _study(services: Services, user: SessionUser, dossier_id: str, study_uid: str, read: str | None = None) -> ReceivedStudy:
-    """The study if the user may read it; with `read` ("viewer", "dicomweb") the read is traced as an
-    Access of kind "imaging": every refusal, and one granted access per user, study and kind of read
-    per minute (`ImagingUseCases.study_for_reader`), so a scroll through a series is one access."""
-    return services.relais.study_for_reader(
-        dossier_id=dossier_id, actor_id=user.practitioner_id, study_uid=valid_uid(study_uid, "study_uid"),
-        establishment_id=user.establishment_id, role=user.role, read=read,
-    )
-
-
-def _series_instances(imaging: ImagingServices, study: ReceivedStudy, series_uid: str) -> list[str]:
-    """SOP Instance UIDs of a series in display order (instance number, from the imaging read model)."""
-    rows = imaging.studies.instances_of(str(study.id), series_uid)
-    ordered = [r.sop_instance_uid for r in rows if r.sop_instance_uid in study.instances]
-    rest = sorted(s for s, se in study.instances.items() if se == series_uid and s not in set(ordered))
-    return ordered + rest
-
-
-def _path(imaging: ImagingServices, study: ReceivedStudy, sop: str) -> Path:
-    if study.instances.get(sop) is None:
-        raise NotFoundError("image introuvable dans cet examen")
-    return imaging.store.path(study.establishment_id, study.study_instance_uid, sop)
-
-
-def _series_list(study: ReceivedStudy) -> list[dict]:
-    return sorted(
-        ({"uid": uid, **meta} for uid, meta in study.series.items()),
-        key=lambda s: (s.get("number") is None, s.get("number") or 0, s["uid"]),
-    )
 
 
 # ---------------------------------------------------------------------- viewer
@@ -67,8 +37,8 @@ def viewer(
     dossier_id: FromPath[str], study_uid: FromPath[str],
 ) -> Template:
     """Thumbnails per series, the first series in the viewer, download and export."""
-    study = _study(services, user, dossier_id, study_uid, "viewer")
-    series = _series_list(study)
+    study = read_study(services, user, dossier_id, study_uid, "viewer")
+    series = series_list(study)
     own = [n.aet for n in services.imaging.directory.pacs_of(user.establishment_id)] if user.role == "clinician" else []
     return Template("imaging/_viewer.html", context={
         "dossier_id": dossier_id, "study": study, "series": series, "presets": CT_PRESETS,
@@ -78,7 +48,7 @@ def viewer(
 
 
 def _frame_context(imaging: ImagingServices, study: ReceivedStudy, dossier_id: str, series_uid: str, i: int, preset: str) -> dict:
-    sops = _series_instances(imaging, study, series_uid)
+    sops = series_instances(imaging, study, series_uid)
     if not sops:
         raise NotFoundError("série vide")
     i = min(max(i, 0), len(sops) - 1)
@@ -95,7 +65,7 @@ def frame(
     i: FromQuery[int] = 0, preset: FromQuery[str] = "auto",
 ) -> Template:
     """The viewer on image `i` of a series (the slider and preset selector ask for it)."""
-    study = _study(services, user, dossier_id, study_uid, "viewer")
+    study = read_study(services, user, dossier_id, study_uid, "viewer")
     return Template("imaging/_frame.html", context={"ctx": _frame_context(services.imaging, study, dossier_id, series_uid, i, preset)})
 
 
@@ -104,13 +74,13 @@ def series_thumbnail(
     request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
     dossier_id: FromPath[str], study_uid: FromPath[str], series_uid: FromPath[str],
 ) -> Response:
-    study = _study(services, user, dossier_id, study_uid, "viewer")
-    sops = _series_instances(services.imaging, study, series_uid)
+    study = read_study(services, user, dossier_id, study_uid, "viewer")
+    sops = series_instances(services.imaging, study, series_uid)
     if not sops:
         raise NotFoundError("série vide")
     cache = services.settings.data_dir / "previews" / study.establishment_id / study.study_instance_uid / f"{valid_uid(series_uid)}.png"
     try:
-        png = thumbnail(_path(services.imaging, study, sops[len(sops) // 2]), cache)
+        png = thumbnail(instance_path(services.imaging, study, sops[len(sops) // 2]), cache)
     except RenderError:
         png = b""
     if not png:
@@ -123,9 +93,9 @@ def image(
     request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
     dossier_id: FromPath[str], study_uid: FromPath[str], sop: FromPath[str], preset: FromQuery[str] = "auto",
 ) -> Response:
-    study = _study(services, user, dossier_id, study_uid, "viewer")
+    study = read_study(services, user, dossier_id, study_uid, "viewer")
     try:
-        png = render(_path(services.imaging, study, sop), preset=preset)
+        png = render(instance_path(services.imaging, study, sop), preset=preset)
     except RenderError as e:
         raise NotFoundError(str(e)) from None
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=600"})
@@ -176,7 +146,7 @@ async def start_export(
 
 
 def _export_state(services: Services, user: SessionUser, dossier_id: str, study_uid: str, node: str, running: bool) -> Template:
-    study = _study(services, user, dossier_id, study_uid)
+    study = read_study(services, user, dossier_id, study_uid)
     state = study.__dict__.get("exports", {}).get(f"{dossier_id}:{node}") or {"status": "queued", "sent": 0, "total": 0, "failures": []}
     finished = state["status"] in ("completed", "partial", "failed")
     instances = []

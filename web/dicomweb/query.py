@@ -1,5 +1,5 @@
-"""QIDO-RS queries (PS3.18 8.3.4, matching as PS3.4 C.2.2.2) over the attributes Relais holds:
-parsing the query string, matching records, and writing DICOM JSON results."""
+"""The QIDO-RS query language (PS3.18 8.3.4, matching as PS3.4 C.2.2.2) over the attributes Relais
+holds: the query string parsed into filters, and records matched against them."""
 
 from __future__ import annotations
 
@@ -44,8 +44,6 @@ ALL_FROM_HEADER = {
     "instance": None,  # the whole header (without bulk data)
 }
 
-# Attributes of the results whose values are computed, not in the dictionary's usual place
-COUNTS = {"NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances", "NumberOfSeriesRelatedInstances"}
 
 class QueryError(ValueError):
     """A QIDO-RS query the server refuses (HTTP 400), with the reason."""

@@ -1,0 +1,121 @@
+"""QIDO-RS searches of a dossier's studies, series and instances: records of what Relais holds,
+matched by the query, completed from an instance's header when asked for."""
+
+from __future__ import annotations
+
+from litestar import Request, Response
+
+from adapters.dicom.dicomjson import header_json, result
+from application.errors import ForbiddenError, NotFoundError
+from domain.imaging import ReceivedStudy
+from web.dicomweb import query
+from web.dicomweb.media import dicom_json
+from web.errors import RequestRefused
+from web.imaging_access import instance_path, read_study, series_instances, series_list
+from web.services import Services
+from web.session import SessionUser
+
+FUZZY_WARNING = '299 relais: The fuzzymatching parameter is not supported. Only literal matching has been performed.'
+
+
+def _base(request: Request, dossier_id: str) -> str:
+    return str(request.base_url).rstrip("/") + f"/dicomweb/dossiers/{dossier_id}"
+
+
+def _dossier_study_uids(services: Services, user: SessionUser, dossier_id: str) -> list[str]:
+    """The Study Instance UIDs attached to the dossier, if the user may read it (a refusal is traced)."""
+    try:
+        d = services.relais.get_dossier(dossier_id=dossier_id, actor_id=user.practitioner_id, role=user.role)
+    except ForbiddenError as e:
+        services.relais.trace_denied(
+            dossier_id=dossier_id, kind="imaging", reason=str(e), target="dicomweb:studies",
+            actor={"practitioner_id": user.practitioner_id, "role": user.role, "establishment_id": user.establishment_id or ""},
+        )
+        raise
+    return [att["study_instance_uid"] for att in d.imaging]
+
+
+def _study_record(s: ReceivedStudy, base: str) -> dict:
+    return {
+        "StudyInstanceUID": s.study_instance_uid, "StudyDate": s.study.get("date"), "StudyTime": s.study.get("time"),
+        "AccessionNumber": s.study.get("accession_number"), "StudyDescription": s.study.get("description"),
+        "ReferringPhysicianName": s.study.get("referring"), "PatientName": s.patient.get("name"),
+        "PatientID": s.patient.get("id"), "PatientBirthDate": s.patient.get("birth_date"),
+        "PatientSex": s.patient.get("sex"), "ModalitiesInStudy": s.modalities,
+        "NumberOfStudyRelatedSeries": len(s.series), "NumberOfStudyRelatedInstances": s.instance_count,
+        "RetrieveURL": f"{base}/studies/{s.study_instance_uid}",
+    }
+
+
+def _series_record(s: ReceivedStudy, se: dict, base: str) -> dict:
+    return {
+        "SeriesInstanceUID": se["uid"], "Modality": se.get("modality"), "SeriesDescription": se.get("description"),
+        "SeriesNumber": se.get("number"), "NumberOfSeriesRelatedInstances": se.get("count"),
+        "RetrieveURL": f"{base}/studies/{s.study_instance_uid}/series/{se['uid']}",
+    }
+
+
+def search(
+    request: Request, services: Services, user: SessionUser, dossier_id: str, level: str,
+    study_uid: str | None = None, series_uid: str | None = None,
+) -> Response:
+    """A QIDO-RS search at `level` under the dossier, a study or a series (fixed by the URL)."""
+    # authorised (and traced) before the query is looked at
+    studies = [read_study(services, user, dossier_id, study_uid, "dicomweb")] if study_uid else []
+    attached = [] if study_uid else _dossier_study_uids(services, user, dossier_id)
+    try:
+        q = query.parse(request.query_params.multi_items(), level)
+    except query.QueryError as e:
+        raise RequestRefused(str(e)) from None
+    if not study_uid:  # each study read is checked and traced; those the UID keys exclude are not read
+        uid_filters = [f for f in q.filters if f.keyword == "StudyInstanceUID"]
+        for uid in attached:
+            if all(f.matches(uid) for f in uid_filters):
+                try:
+                    studies.append(read_study(services, user, dossier_id, uid, "dicomweb"))
+                except NotFoundError:
+                    continue
+    base = _base(request, dossier_id)
+    study_filters = [f for f in q.filters if f.level == "study"]
+    found: list[tuple[dict, ReceivedStudy, str | None]] = []  # (record, study, SOP Instance UID of its header)
+    for s in studies:
+        srec = _study_record(s, base)
+        if not all(f.matches(srec.get(f.keyword)) for f in study_filters):
+            continue
+        if level == "study":
+            first = series_list(s)[0]["uid"] if s.series else None  # its first instance: the header of study attributes not held
+            found.append((srec, s, min((sop for sop, se in s.instances.items() if se == first), default=None)))
+            continue
+        rows = {r.sop_instance_uid: r for r in services.imaging.studies.instances_of(str(s.id))} if level == "instance" else {}
+        for se in series_list(s):
+            if series_uid and se["uid"] != series_uid:
+                continue
+            serec = {**srec, **_series_record(s, se, base)}
+            sops = series_instances(services.imaging, s, se["uid"])
+            if level == "series":
+                if sops:
+                    found.append((serec, s, sops[0]))
+                continue
+            for sop in sops:
+                row = rows.get(sop)
+                found.append(({
+                    **serec, "SOPInstanceUID": sop, "SOPClassUID": row.sop_class_uid if row else None,
+                    "InstanceNumber": row.instance_number if row else None,
+                    "AvailableTransferSyntaxUID": row.transfer_syntax_uid if row else None,
+                    "RetrieveURL": f"{serec['RetrieveURL']}/instances/{sop}",
+                }, s, sop))
+    matched = q.page([f for f in found if q.matches(f[0])])
+    shown = [lv for lv in query.LEVELS[: query.LEVELS.index(level) + 1]
+             if lv == level or (lv == "study" and not study_uid) or (lv == "series" and not series_uid)]
+    keywords = [kw for lv in shown for kw in query.DEFAULT[lv]] + ["StudyInstanceUID"] + (
+        ["SeriesInstanceUID"] if level != "study" else []) + q.returned
+    from_header = [kw for kw in dict.fromkeys(q.returned) if kw not in found[0][0]] if found else []
+    if q.all_fields:
+        keywords += list(found[0][0]) if found else []
+        extra = query.ALL_FROM_HEADER[level]
+        from_header = None if extra is None else from_header + extra
+    out = []
+    for record, s, sop in matched:
+        header = header_json(instance_path(services.imaging, s, sop), from_header) if sop and (from_header is None or from_header) else None
+        out.append(result(record, dict.fromkeys(keywords), header))
+    return dicom_json(out, {"Warning": FUZZY_WARNING} if q.fuzzy else None)

@@ -1,0 +1,44 @@
+"""A received study as the viewer pages and DICOMweb read it: the study a user may read (the read
+traced), its series, a series' instances in display order and an instance's stored file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from application.errors import NotFoundError
+from domain.imaging import ReceivedStudy, valid_uid
+from web.services import ImagingServices, Services
+from web.session import SessionUser
+
+
+def read_study(services: Services, user: SessionUser, dossier_id: str, study_uid: str, read: str | None = None) -> ReceivedStudy:
+    """The study if the user may read it; with `read` ("viewer", "dicomweb") the read is traced as an
+    Access of kind "imaging": every refusal, and one granted access per user, study and kind of read
+    per minute (`ImagingUseCases.study_for_reader`), so a scroll through a series is one access."""
+    return services.relais.study_for_reader(
+        dossier_id=dossier_id, actor_id=user.practitioner_id, study_uid=valid_uid(study_uid, "study_uid"),
+        establishment_id=user.establishment_id, role=user.role, read=read,
+    )
+
+
+def series_list(study: ReceivedStudy) -> list[dict]:
+    """The study's series by Series Number (series without one last), then UID."""
+    return sorted(
+        ({"uid": uid, **meta} for uid, meta in study.series.items()),
+        key=lambda s: (s.get("number") is None, s.get("number") or 0, s["uid"]),
+    )
+
+
+def series_instances(imaging: ImagingServices, study: ReceivedStudy, series_uid: str) -> list[str]:
+    """SOP Instance UIDs of a series in display order (instance number, from the imaging read model)."""
+    rows = imaging.studies.instances_of(str(study.id), series_uid)
+    ordered = [r.sop_instance_uid for r in rows if r.sop_instance_uid in study.instances]
+    rest = sorted(s for s, se in study.instances.items() if se == series_uid and s not in set(ordered))
+    return ordered + rest
+
+
+def instance_path(imaging: ImagingServices, study: ReceivedStudy, sop: str) -> Path:
+    """The stored file of an instance of the study, else 404."""
+    if study.instances.get(sop) is None:
+        raise NotFoundError("image introuvable dans cet examen")
+    return imaging.store.path(study.establishment_id, study.study_instance_uid, sop)
