@@ -8,7 +8,6 @@ from datetime import datetime, timezone
 from typing import Annotated, Any
 
 import anyio
-import multipart
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
@@ -26,6 +25,7 @@ from web.pages.dossier import open_workspace
 from web.present import CHANNELS, IMAGING_SOURCES, paris
 from web.services import Services
 from web.session import SessionUser
+from web.uploads import BrokenUpload, form_boundary, receive
 
 STEPS = {
     "workflow": "Parcours", "patient": "Patient", "question": "Question et consentement", "documents": "Documents",
@@ -222,42 +222,19 @@ async def upload(
     request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
 ) -> Template:
     """multipart/form-data streamed to disk (SHA-256 as it arrives), type told by the first bytes."""
-    content_type = request.headers.get("content-type", "")
-    boundary = multipart.parse_options_header(content_type)[1].get("boundary")
-    if not content_type.startswith("multipart/form-data") or not boundary:
+    boundary = form_boundary(request)
+    if boundary is None:
         raise InvalidFieldError("file", "formulaire de fichier attendu")
-    writer, filename, fields, current, stored = None, "", {}, None, []
-    parser = multipart.PushMultipartParser(boundary, max_segment_count=10)
     try:
-        async for chunk in request.stream():
-            for event in parser.parse(chunk):
-                if isinstance(event, multipart.MultipartSegment):
-                    current = event
-                    if event.filename is not None and event.name == "file":
-                        filename = event.filename.replace("\\", "/").rsplit("/", 1)[-1] or "document"
-                        writer = services.blobs.writer()
-                    else:
-                        fields[event.name] = b""
-                elif event is None:
-                    if writer is not None and current is not None and current.filename is not None:
-                        stored.append((filename, writer.finish()))
-                        writer = None
-                    current = None
-                elif current is not None:
-                    if current.filename is not None and writer is not None:
-                        writer.write(event)
-                    elif len(fields.get(current.name, b"")) < 2000:
-                        fields[current.name] = fields.get(current.name, b"") + event
-        parser.close()
+        form = await receive(request, boundary, "file", lambda filename: services.blobs.writer(), max_segments=10)
     except DocumentRejectedError as e:
         raise InvalidFieldError("file", str(e)) from None
-    except multipart.MultipartError:
-        if writer is not None:
-            writer.abort()
+    except BrokenUpload:
         raise InvalidFieldError("file", "envoi de fichier incomplet ou invalide") from None
+    stored = [(filename.replace("\\", "/").rsplit("/", 1)[-1] or "document", blob) for filename, blob in form.files]
     if not stored:
         raise InvalidFieldError("file", "choisissez un fichier PDF, PNG ou JPEG")
-    description = fields.get("description", b"").decode("utf-8", "replace")
+    description = form.fields.get("description", b"").decode("utf-8", "replace")
 
     def attach() -> Any:
         for name, blob in stored:
