@@ -19,7 +19,7 @@ from web.guards import PUBLIC, LoginRequired, current_user, requires_login
 from web.labels import role_label
 from web import present
 from web.dicomweb import routes as dicomweb
-from web.pages import audit, auth, compose, dossier, health, home, imaging, inbox, stats, viewer
+from web.pages import audit, auth, compose, dossier, health, home, imaging, imaging_import, inbox, pacs, stats, viewer
 from projections.inbox import CHANNEL
 from web.security import security_headers
 from web.services import Services
@@ -61,8 +61,8 @@ def create_app(services: Services, csrf_secret: str) -> Litestar:
     app = Litestar(
         route_handlers=[
             *auth.HANDLERS, *home.HANDLERS, *health.HANDLERS, *inbox.HANDLERS, *dossier.HANDLERS,
-            *compose.HANDLERS, *audit.HANDLERS, *stats.HANDLERS, *imaging.HANDLERS, *viewer.HANDLERS,
-            *dicomweb.HANDLERS,
+            *compose.HANDLERS, *audit.HANDLERS, *stats.HANDLERS, *imaging.HANDLERS, *pacs.HANDLERS,
+            *imaging_import.HANDLERS, *viewer.HANDLERS, *dicomweb.HANDLERS,
             create_static_files_router(path="/static", directories=[STATIC], opt={PUBLIC: True}),
         ],
         dependencies={

@@ -1,0 +1,184 @@
+"""Imaging from files at the requester: DICOM files, ZIP archives or a CD folder uploaded (streamed
+to disk), reviewed (patients, identity differences) and imported into the dossier."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Annotated
+
+import anyio
+from litestar import Request, post
+from litestar.di import NamedDependency
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, FromPath
+from litestar.response import Template
+
+from adapters.dicom.fileimport import MAX_FILES, discard, extract_zip, identity_differences, import_studies, safe_name, scan
+from adapters.dicom.recording import recorder
+from application.errors import NotFoundError
+from domain.errors import InvalidFieldError
+from web.pages.imaging import form_list, received_fragment, requester_only
+from web.services import Services
+from web.session import SessionUser
+from web.uploads import BrokenUpload, form_boundary, receive
+
+IMPORT_MAX_BYTES = 4 * 1024**3
+IMPORT_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def _import_dir(services: Services, import_id: str) -> Path:
+    if not IMPORT_ID.fullmatch(import_id):
+        raise NotFoundError("import introuvable")
+    return services.settings.data_dir / "imports" / import_id
+
+
+def _review(services: Services, user: SessionUser, dossier_id: str, import_id: str, notice: str = "") -> Template:
+    folder = _import_dir(services, import_id)
+    owner = json.loads((folder / "owner.json").read_text()) if (folder / "owner.json").exists() else {}
+    if (owner.get("dossier_id"), owner.get("practitioner_id")) != (dossier_id, user.practitioner_id):
+        raise NotFoundError("import introuvable")
+    result = scan(folder / "files")
+    d = services.relais.get_dossier(dossier_id=dossier_id, actor_id=user.practitioner_id)
+    studies = []
+    for s in result.studies.values():
+        studies.append({
+            "uid": s.study_instance_uid, "patient": s.patient, "description": s.description, "date": s.study_date,
+            "modalities": sorted(s.modalities), "count": len(s.files), "accession": s.accession_number,
+            "differences": identity_differences(d.patient, s.patient),
+        })
+    must_confirm = len(result.patients) > 1 or any(s["differences"] for s in studies)
+    return Template("imaging/_import_review.html", context={
+        "dossier_id": dossier_id, "import_id": import_id, "studies": studies, "skipped": result.skipped,
+        "refused": owner.get("refused", []), "dicomdir": result.dicomdir, "must_confirm": must_confirm,
+        "patient": d.patient, "several_patients": len(result.patients) > 1, "notice": notice,
+    })
+
+
+class _UploadedFile:
+    """An uploaded file written to `<upload>/<nnnnnn>/<name>` (nnnnnn: its rank in the form)."""
+
+    def __init__(self, rel: PurePosixPath, target: Path):
+        self.rel, self.target = rel, target
+        target.parent.mkdir(parents=True)
+        self.file = target.open("wb")
+
+    @classmethod
+    def opener(cls, upload: Path) -> Callable[[str], _UploadedFile]:
+        count = 0
+
+        def open_file(filename: str) -> _UploadedFile:
+            nonlocal count
+            count += 1
+            rel = safe_name(filename) or PurePosixPath(f"fichier-{count}")
+            return cls(rel, upload / f"{count:06d}" / rel.name)
+
+        return open_file
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+
+    def finish(self) -> tuple[str, Path]:
+        self.file.close()
+        return str(self.rel), self.target
+
+    def abort(self) -> None:
+        self.file.close()
+
+
+@post("/dossiers/{dossier_id:str}/dicom/import", name="imaging-import-upload", request_max_body_size=IMPORT_MAX_BYTES)
+async def import_upload(
+    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
+) -> Template:
+    """Files, ZIPs or a CD folder (multipart, several files) streamed to disk, then scanned."""
+    await anyio.to_thread.run_sync(lambda: requester_only(services, user, dossier_id))
+    boundary = form_boundary(request)
+    if boundary is None:
+        raise InvalidFieldError("file", "formulaire de fichiers attendu")
+    import_id = uuid.uuid4().hex
+    folder = _import_dir(services, import_id)
+    (folder / "upload").mkdir(parents=True)
+    (folder / "files").mkdir()
+    try:
+        form = await receive(request, boundary, "files", _UploadedFile.opener(folder / "upload"), max_segments=MAX_FILES + 10)
+    except BrokenUpload:
+        discard(folder)
+        raise InvalidFieldError("file", "envoi de fichiers incomplet ou invalide") from None
+    uploaded = [part for _name, part in form.files]
+    if not uploaded:
+        discard(folder)
+        raise InvalidFieldError("file", "choisissez des fichiers DICOM, une archive ZIP ou le dossier d'un CD")
+
+    def unpack() -> list[str]:
+        refused: list[str] = []
+        for rel, path in uploaded:
+            with path.open("rb") as f:
+                is_zip = f.read(4) == b"PK\x03\x04"
+            dest = folder / "files" / path.parent.name
+            if is_zip:
+                refused += extract_zip(path, dest)
+                path.unlink()
+            else:
+                target = dest / (safe_name(rel) or PurePosixPath(path.name))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                path.replace(target)
+        return refused
+
+    try:
+        refused = await anyio.to_thread.run_sync(unpack)
+    except InvalidFieldError:
+        discard(folder)
+        raise
+    (folder / "owner.json").write_text(json.dumps({
+        "dossier_id": dossier_id, "practitioner_id": user.practitioner_id, "refused": refused,
+    }))
+    return await anyio.to_thread.run_sync(lambda: _review(services, user, dossier_id, import_id))
+
+
+@dataclass
+class ConfirmForm:
+    study_uids: list[str] | str = field(default_factory=list)  # one value arrives as a str
+    confirm_identity: str = ""
+
+
+@post("/dossiers/{dossier_id:str}/dicom/import/{import_id:str}", name="imaging-import-confirm", sync_to_thread=True)
+def import_confirm(
+    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
+    dossier_id: FromPath[str], import_id: FromPath[str],
+    data: Annotated[ConfirmForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
+) -> Template:
+    """Imports the studies chosen; several patients or an identity mismatch need an explicit confirmation."""
+    requester_only(services, user, dossier_id)
+    review = _review(services, user, dossier_id, import_id)
+    known = {s["uid"] for s in review.context["studies"]}
+    chosen = [u for u in form_list(data.study_uids) if u in known]
+    if not chosen:
+        review.context["notice"] = "Choisissez au moins un examen à importer."
+        return review
+    needs = len({tuple(sorted(s["patient"].items())) for s in review.context["studies"] if s["uid"] in chosen}) > 1 or any(
+        s["differences"] for s in review.context["studies"] if s["uid"] in chosen
+    )
+    if needs and data.confirm_identity != "yes":
+        review.context["notice"] = "Vérifiez l'identité du patient puis cochez la confirmation."
+        return review
+    folder = _import_dir(services, import_id)
+    web = services.imaging
+    result = scan(folder / "files")
+    updates = import_studies(result, chosen, store=web.store, establishment_id=user.establishment_id,
+                             record=recorder(services.relais))
+    study_ids = {u.study_instance_uid: u.study_id for u in updates}
+    for uid in chosen:
+        services.relais.attach_received_study(
+            dossier_id=dossier_id, actor_id=user.practitioner_id, study_id=study_ids[uid], source="file_import",
+        )
+    discard(folder)
+    t = received_fragment(request, services, user, dossier_id, "", f"{len(chosen)} examen(s) importé(s) et joint(s) au télédossier.")
+    t.headers["HX-Trigger"] = "imaging-changed"
+    return t
+
+
+HANDLERS = [import_upload, import_confirm]
