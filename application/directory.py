@@ -6,13 +6,14 @@ import re
 from dataclasses import dataclass
 from uuid import UUID
 
-from application.base import SYSTEM_ACTOR, RelaisBase, parse_uuid
-from application.errors import AlreadyExistsError, ForbiddenError, NotFoundError
+from application.actors import Actors
+from application.base import Core, Json, parse_uuid
+from application.errors import AlreadyExistsError
 from domain import directory as ids
 from domain.directory import DicomNode, Establishment, Practitioner
 from domain.errors import InvalidFieldError
 from domain.identifiers import check_department, check_finess, check_region, check_rpps, region_of
-from domain.values import Actor, NodeKind, Role, code, text
+from domain.values import NodeKind, Role, code, text
 
 PROFESSIONS = ("physician", "radiologist", "nurse", "manipulator", "pharmacist", "midwife", "other")
 
@@ -24,7 +25,7 @@ class EstablishmentInfo:
     name: str
     department: str
     region: str
-    services: tuple[dict, ...]
+    services: tuple[Json, ...]
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class PractitionerInfo:
     specialty: str
     email: str
     active: bool
-    memberships: dict
+    memberships: dict[str, Json]
 
 
 @dataclass(frozen=True)
@@ -50,14 +51,12 @@ class NodeInfo:
     kind: str
 
 
-class DirectoryUseCases(RelaisBase):
+class DirectoryUseCases:
     """Use cases of the directory; `admin_id=None` means the platform itself (CLI, seed)."""
 
-    def _admin(self, admin_id: str | None) -> dict:
-        if admin_id is None:
-            return dict(SYSTEM_ACTOR)
-        actor = self.actor_for(practitioner_id=admin_id, role=Role.ADMIN)
-        return actor.as_dict()
+    def __init__(self, core: Core, actors: Actors) -> None:
+        self.core = core
+        self.actors = actors
 
     def add_establishment(
         self, *, finess: str, name: str, department: str, region: str | None = None, admin_id: str | None = None
@@ -68,12 +67,12 @@ class DirectoryUseCases(RelaisBase):
         name = text(name, "name", max_len=200)
         est = Establishment(
             finess=finess, name=name, department=department, region=region,
-            occurred_at=self.clock(), actor=self._admin(admin_id),
+            occurred_at=self.core.clock(), actor=self.actors.admin(admin_id),
         )
         try:
-            self.commit(est)
+            self.core.commit(est)
         except Exception as e:  # the deterministic id makes a second FINESS a version clash
-            if self.exists(est.id):
+            if self.core.exists(est.id):
                 raise AlreadyExistsError(f"l'établissement FINESS {finess} existe déjà") from None
             raise e
         return str(est.id)
@@ -82,14 +81,14 @@ class DirectoryUseCases(RelaisBase):
         self, *, establishment_id: str, code: str, name: str, specialty: str = "", kind: str = "service",
         admin_id: str | None = None,
     ) -> str:
-        est = self.load(Establishment, establishment_id, "établissement")
+        est = self.core.load(Establishment, establishment_id, "établissement")
         if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", code or ""):
             raise InvalidFieldError("code", "code de service : minuscules, chiffres, - et _ (40 max.)")
         sid = est.add_service(
             code=code, name=text(name, "name", max_len=200), specialty=text(specialty, "specialty", max_len=100, required=False),
-            kind=kind, actor=self._admin(admin_id), occurred_at=self.clock(),
+            kind=kind, actor=self.actors.admin(admin_id), occurred_at=self.core.clock(),
         )
-        self.commit(est)
+        self.core.commit(est)
         return sid
 
     def add_practitioner(
@@ -106,25 +105,25 @@ class DirectoryUseCases(RelaisBase):
         email = text(email, "email", max_len=200, required=False)
         if email and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
             raise InvalidFieldError("email", "adresse électronique invalide")
-        est = self.load(Establishment, establishment_id, "établissement")
+        est = self.core.load(Establishment, establishment_id, "établissement")
         service_ids = list(service_ids or [])
         for sid in service_ids:
             if sid not in est.services:
                 raise InvalidFieldError("service_id", f"service inconnu dans {est.name}")
-        actor = self._admin(admin_id)
-        if self.exists(ids.practitioner_id(rpps)):
+        actor = self.actors.admin(admin_id)
+        if self.core.exists(ids.practitioner_id(rpps)):
             raise AlreadyExistsError(f"le professionnel RPPS {rpps} existe déjà")
         p = Practitioner(
             rpps=rpps, family_name=text(family_name, "family_name", max_len=100).upper(),
             given_name=text(given_name, "given_name", max_len=100, required=False),
             profession=profession, specialty=text(specialty, "specialty", max_len=100, required=False),
-            email=email, occurred_at=self.clock(), actor=actor,
+            email=email, occurred_at=self.core.clock(), actor=actor,
         )
-        p.join(establishment_id=str(est.id), roles=roles, service_ids=service_ids, actor=actor, occurred_at=self.clock())
+        p.join(establishment_id=str(est.id), roles=roles, service_ids=service_ids, actor=actor, occurred_at=self.core.clock())
         try:
-            self.commit(p)
+            self.core.commit(p)
         except Exception:
-            if self.exists(p.id):
+            if self.core.exists(p.id):
                 raise AlreadyExistsError(f"le professionnel RPPS {rpps} existe déjà") from None
             raise
         return str(p.id)
@@ -133,16 +132,16 @@ class DirectoryUseCases(RelaisBase):
         self, *, practitioner_id: str, establishment_id: str, roles: list[str], service_ids: list[str] | None = None,
         admin_id: str | None = None,
     ) -> None:
-        p = self.load(Practitioner, practitioner_id, "professionnel")
-        est = self.load(Establishment, establishment_id, "établissement")
+        p = self.core.load(Practitioner, practitioner_id, "professionnel")
+        est = self.core.load(Establishment, establishment_id, "établissement")
         for sid in service_ids or []:
             if sid not in est.services:
                 raise InvalidFieldError("service_id", f"service inconnu dans {est.name}")
         p.join(
             establishment_id=str(est.id), roles=sorted({code(Role, r, "role") for r in roles}),
-            service_ids=list(service_ids or []), actor=self._admin(admin_id), occurred_at=self.clock(),
+            service_ids=list(service_ids or []), actor=self.actors.admin(admin_id), occurred_at=self.core.clock(),
         )
-        self.commit(p)
+        self.core.commit(p)
 
     def add_node(
         self, *, aet: str, host: str, port: int, establishment_id: str, kind: str, admin_id: str | None = None
@@ -160,17 +159,17 @@ class DirectoryUseCases(RelaisBase):
         if not 1 <= port <= 65535:
             raise InvalidFieldError("port", "port entre 1 et 65535")
         kind = code(NodeKind, kind, "kind")
-        est = self.load(Establishment, establishment_id, "établissement")
-        if self.exists(ids.node_id(aet)):
+        est = self.core.load(Establishment, establishment_id, "établissement")
+        if self.core.exists(ids.node_id(aet)):
             raise AlreadyExistsError(f"le nœud DICOM {aet} existe déjà")
         node = DicomNode(
             aet=aet, host=host, port=port, establishment_id=str(est.id), kind=kind,
-            occurred_at=self.clock(), actor=self._admin(admin_id),
+            occurred_at=self.core.clock(), actor=self.actors.admin(admin_id),
         )
         try:
-            self.commit(node)
+            self.core.commit(node)
         except Exception:
-            if self.exists(node.id):
+            if self.core.exists(node.id):
                 raise AlreadyExistsError(f"le nœud DICOM {aet} existe déjà") from None
             raise
         return str(node.id)
@@ -178,18 +177,16 @@ class DirectoryUseCases(RelaisBase):
     # ------------------------------------------------------------------ lookups
 
     def establishment(self, *, establishment_id: str | None = None, finess: str | None = None) -> EstablishmentInfo:
-        if finess is not None:
-            establishment_id = str(ids.establishment_id(check_finess(finess)))
-        e = self.load(Establishment, establishment_id, "établissement")
+        key = str(ids.establishment_id(check_finess(finess))) if finess is not None else str(establishment_id)
+        e = self.core.load(Establishment, key, "établissement")
         return EstablishmentInfo(
             id=str(e.id), finess=e.finess, name=e.name, department=e.department, region=e.region,
             services=tuple(e.services.values()),
         )
 
     def practitioner(self, *, practitioner_id: str | None = None, rpps: str | None = None) -> PractitionerInfo:
-        if rpps is not None:
-            practitioner_id = str(ids.practitioner_id(check_rpps(rpps)))
-        p = self.load(Practitioner, practitioner_id, "professionnel")
+        key = str(ids.practitioner_id(check_rpps(rpps))) if rpps is not None else str(practitioner_id)
+        p = self.core.load(Practitioner, key, "professionnel")
         return PractitionerInfo(
             id=str(p.id), rpps=p.rpps, family_name=p.family_name, given_name=p.given_name,
             profession=p.profession, specialty=p.specialty, email=p.email, active=p.active,
@@ -197,30 +194,8 @@ class DirectoryUseCases(RelaisBase):
         )
 
     def node(self, *, aet: str) -> NodeInfo:
-        n = self.load(DicomNode, ids.node_id(aet), "nœud DICOM")
+        n = self.core.load(DicomNode, ids.node_id(aet), "nœud DICOM")
         return NodeInfo(id=str(n.id), aet=n.aet, host=n.host, port=n.port, establishment_id=n.establishment_id, kind=n.kind)
-
-    def actor_for(self, *, practitioner_id: str, establishment_id: str | None = None, role: str = Role.CLINICIAN) -> Actor:
-        """Who acts: checks the practitioner is active and holds `role` in the establishment."""
-        try:
-            p = self.load(Practitioner, practitioner_id, "professionnel")
-        except NotFoundError:
-            raise ForbiddenError("utilisateur inconnu") from None
-        if not p.active:
-            raise ForbiddenError("compte désactivé")
-        candidates = [
-            (eid, m) for eid, m in p.memberships.items()
-            if role in m["roles"] and (establishment_id is None or eid == str(parse_uuid(establishment_id, "établissement")))
-        ]
-        if not candidates:
-            raise ForbiddenError(f"rôle « {role} » non attribué à cet utilisateur pour cet établissement")
-        if len(candidates) > 1 and establishment_id is None:
-            raise ForbiddenError("précisez pour quel établissement vous agissez")
-        eid, m = candidates[0]
-        return Actor(
-            practitioner_id=str(p.id), role=role, establishment_id=eid,
-            service_ids=tuple(m["service_ids"]), name=p.display_name,
-        )
 
     def directory_ids(self) -> dict[str, list[UUID]]:
         """Ids of every establishment, practitioner and node, from the log's created events."""
@@ -233,9 +208,15 @@ class DirectoryUseCases(RelaisBase):
         reverse = {v: k for k, v in topics.items()}
         start = 1
         while True:
-            batch = self.recorder.select_notifications(start=start, limit=1000, topics=list(topics.values()))
+            batch = self.core.store.recorder.select_notifications(start=start, limit=1000, topics=list(topics.values()))
             if not batch:
                 return out
             for n in batch:
-                out[reverse[n.topic]].append(n.originator_id)
+                out[reverse[n.topic]].append(parse_uuid(n.originator_id, "id"))
             start = batch[-1].id + 1
+
+    def set_node_retrieve_method(self, *, aet: str, method: str, admin_id: str | None = None) -> int | None:
+        """C-MOVE to our node (default) or C-GET, per PACS (a new event on the node)."""
+        node = self.core.load(DicomNode, ids.node_id(aet), "nœud DICOM")
+        node.set_retrieve_method(method=method, actor=self.actors.admin(admin_id), occurred_at=self.core.clock())
+        return self.core.commit(node)

@@ -1,0 +1,67 @@
+"""Who acts: a practitioner in one role and establishment, checked against the directory."""
+
+from __future__ import annotations
+
+from application.base import SYSTEM_ACTOR, Core, Json, parse_uuid
+from application.errors import ForbiddenError, NotFoundError
+from domain.directory import Practitioner
+from domain.dossier import Dossier
+from domain.values import Actor, Role
+
+
+class Actors:
+    """Resolves user ids into actors; refuses (ForbiddenError) who does not hold the role."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+
+    def actor_for(
+        self, *, practitioner_id: str, establishment_id: str | None = None, role: str = Role.CLINICIAN,
+    ) -> Actor:
+        """Who acts: checks the practitioner is active and holds `role` in the establishment."""
+        try:
+            p = self.core.load(Practitioner, practitioner_id, "professionnel")
+        except NotFoundError:
+            raise ForbiddenError("utilisateur inconnu") from None
+        if not p.active:
+            raise ForbiddenError("compte désactivé")
+        candidates = [
+            (eid, m) for eid, m in p.memberships.items()
+            if role in m["roles"] and (establishment_id is None or eid == str(parse_uuid(establishment_id, "établissement")))
+        ]
+        if not candidates:
+            raise ForbiddenError(f"rôle « {role} » non attribué à cet utilisateur pour cet établissement")
+        if len(candidates) > 1 and establishment_id is None:
+            raise ForbiddenError("précisez pour quel établissement vous agissez")
+        eid, m = candidates[0]
+        return Actor(
+            practitioner_id=str(p.id), role=role, establishment_id=eid,
+            service_ids=tuple(m["service_ids"]), name=p.display_name,
+        )
+
+    def on_dossier(
+        self, dossier: Dossier, actor_id: str, establishment_id: str | None, role: str = Role.CLINICIAN,
+    ) -> Actor:
+        """The actor, for the establishment through which they take part in this dossier.
+
+        A practitioner working in several establishments acts for the one named, else for the
+        one that is the dossier's requester or one of its recipients.
+        """
+        if establishment_id is not None:
+            return self.actor_for(practitioner_id=actor_id, establishment_id=establishment_id, role=role)
+        try:
+            return self.actor_for(practitioner_id=actor_id, role=role)
+        except ForbiddenError:
+            involved = [dossier.requester["establishment_id"], *(s["establishment_id"] for s in dossier.sends.values())]
+            for eid in involved:
+                try:
+                    return self.actor_for(practitioner_id=actor_id, establishment_id=eid, role=role)
+                except ForbiddenError:
+                    continue
+            raise
+
+    def admin(self, admin_id: str | None) -> Json:
+        """The administrator acting on the directory; `None` means the platform itself (CLI, seed)."""
+        if admin_id is None:
+            return dict(SYSTEM_ACTOR)
+        return self.actor_for(practitioner_id=admin_id, role=Role.ADMIN).as_dict()

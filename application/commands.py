@@ -1,0 +1,77 @@
+"""Running one command on a dossier: load it, resolve who acts, check they may, apply, commit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from application.actors import Actors
+from application.base import Core, Json, check_version, parse_uuid
+from application.errors import ForbiddenError
+from domain.directory import Establishment, Practitioner
+from domain.dossier import Dossier
+from domain.errors import InvalidFieldError
+from domain.values import Actor, Channel, Role, business_time, code
+
+Action = Callable[[Dossier, Actor, datetime], object]
+"""What a command does to the loaded dossier, as the actor, at business time."""
+
+
+class DossierCommands:
+    """The frame of every dossier command (requester, recipient, imaging): errors record nothing."""
+
+    def __init__(self, core: Core, actors: Actors) -> None:
+        self.core = core
+        self.actors = actors
+
+    def when(self, occurred_at: datetime | None) -> datetime:
+        """Business time: the one given (aware, not in the future), else now."""
+        return business_time(occurred_at, self.core.clock())
+
+    def run(
+        self, dossier_id: str, actor_id: str, expected_version: int | None, action: Action,
+        occurred_at: datetime | None = None, establishment_id: str | None = None,
+    ) -> int | None:
+        """Applies `action` for the actor, if they may read the dossier, on the version they read."""
+        when = self.when(occurred_at)
+        dossier = self.core.load(Dossier, dossier_id, "télédossier")
+        actor = self.actors.on_dossier(dossier, actor_id, establishment_id)
+        if not dossier.may_read(actor):
+            raise ForbiddenError("ce télédossier ne vous concerne pas")
+        check_version(dossier, expected_version)
+        action(dossier, actor, when)
+        return self.core.commit(dossier)
+
+    def run_as(
+        self, actor: Actor, dossier_id: str, expected_version: int | None, action: Action,
+        occurred_at: datetime | None = None,
+    ) -> int | None:
+        """Applies `action` as the platform itself (`actor` is a system actor: no directory check)."""
+        when = self.when(occurred_at)
+        dossier = self.core.load(Dossier, dossier_id, "télédossier")
+        check_version(dossier, expected_version)
+        action(dossier, actor, when)
+        return self.core.commit(dossier)
+
+    def recipient(
+        self, establishment_id: str, service_id: str | None, practitioner_id: str | None, channel: str | None,
+        *, field_prefix: str,
+    ) -> Json:
+        """Who a send goes to, checked against the directory (service of that establishment,
+        practitioner practising there as a clinician), with the establishment's region/department."""
+        est = self.core.load(Establishment, establishment_id, "établissement destinataire")
+        if service_id and service_id not in est.services:
+            raise InvalidFieldError(f"{field_prefix}service_id", f"service inconnu dans {est.name}")
+        if practitioner_id:
+            p = self.core.load(Practitioner, practitioner_id, "professionnel destinataire")
+            membership = p.memberships.get(str(est.id))
+            if not p.active or not membership or Role.CLINICIAN not in membership["roles"]:
+                raise InvalidFieldError(f"{field_prefix}practitioner_id", f"ce professionnel n'exerce pas à {est.name}")
+        return {
+            "establishment_id": str(est.id),
+            "service_id": service_id or None,
+            "practitioner_id": str(parse_uuid(practitioner_id, "professionnel")) if practitioner_id else None,
+            "region": est.region,
+            "department": est.department,
+            "channel": code(Channel, channel, "channel") if channel else None,
+        }

@@ -1,0 +1,79 @@
+"""What readers get of a dossier: its details and its history, each built here and only here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from eventsourcing.domain import DomainEvent
+
+from application.base import Json
+from domain.dossier import Dossier
+
+
+@dataclass(frozen=True)
+class DossierDetails:
+    """A dossier as its readers see it (never the aggregate itself)."""
+
+    id: str
+    number: str
+    version: int
+    state: str
+    workflow: str
+    urgency: str
+    question: str
+    patient: Json
+    consent: Json | None
+    imaging_source: str
+    requester: Json
+    documents: tuple[Json, ...]
+    imaging: tuple[Json, ...]
+    sends: tuple[Json, ...]
+    created_on: datetime
+    first_sent_on: datetime | None
+    imported_from: Json | None
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One event of a dossier: who, both times (business and recorded), and its own fields."""
+
+    version: int
+    event: str
+    occurred_at: datetime | None
+    recorded_at: datetime
+    actor: Json
+    data: Json
+
+
+def details_of(d: Dossier) -> DossierDetails:
+    """The reader's dataclass of a dossier aggregate (also for a past version)."""
+    return DossierDetails(
+        id=str(d.id), number=d.number, version=d.version, state=str(d.state), workflow=d.workflow,
+        urgency=d.urgency, question=d.question, patient=dict(d.patient), consent=d.consent,
+        imaging_source=d.imaging_source, requester=dict(d.requester),
+        documents=tuple(d.documents.values()), imaging=tuple(d.imaging.values()),
+        sends=tuple(dict(s) for s in d.sends.values()), created_on=d.opened_on,
+        first_sent_on=d.first_sent_on, imported_from=d.imported_from,
+    )
+
+
+def event_summary(ev: object) -> Json:
+    """A plain dict of an event's own fields (for histories and audit)."""
+    skip = {"originator_id", "originator_version", "timestamp"}
+    return {k: v for k, v in vars(ev).items() if k not in skip}
+
+
+def history_of(events: Iterable[DomainEvent]) -> tuple[HistoryEntry, ...]:
+    """History entries of a dossier's events, in order. The recorded time is the event's
+    `timestamp`, set by the library when the event was triggered, just before it was stored."""
+    entries = []
+    for ev in events:
+        data = event_summary(ev)
+        entries.append(
+            HistoryEntry(
+                version=ev.originator_version, event=type(ev).__name__, occurred_at=data.pop("occurred_at", None),
+                recorded_at=ev.timestamp, actor=data.pop("actor", {}), data=data,
+            )
+        )
+    return tuple(entries)

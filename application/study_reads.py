@@ -1,0 +1,160 @@
+"""Reading received studies from a dossier: traced reads, downloads and exports."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from application.access_log import AccessLog
+from application.actors import Actors
+from application.base import Core, Json
+from application.errors import ConflictError, ForbiddenError, NotFoundError
+from domain.directory import DicomNode, node_id
+from domain.dossier import Dossier
+from domain.imaging import ReceivedStudy, received_study_id
+from domain.values import Actor, Role
+
+RETRIES = 5
+
+
+class StudyReadUseCases:
+    """Studies attached to dossiers, read by those who may read the dossier; each read traced."""
+
+    # Reads of images traced as Access events (kind "imaging"): at most one granted access per
+    # (user, establishment, dossier, study, kind of read) per window, per process; see study_for_reader.
+    read_window: float = 60.0
+
+    def __init__(self, core: Core, actors: Actors, access_log: AccessLog) -> None:
+        self.core = core
+        self.actors = actors
+        self.access_log = access_log
+        self._reads_lock = threading.Lock()
+        self._reads: dict[tuple[str, ...], float] = {}  # key of a granted read → when it was traced
+
+    def _study(self, study_id: str) -> ReceivedStudy:
+        return self.core.load(ReceivedStudy, study_id, "étude reçue")
+
+    def study_for_reader(
+        self, *, dossier_id: str, actor_id: str, study_uid: str, establishment_id: str | None = None,
+        role: str = Role.CLINICIAN, read: str | None = None,
+    ) -> ReceivedStudy:
+        """A study attached to a dossier the actor may read (viewer, download, DICOMweb, export).
+
+        With `read` (the kind of read: "viewer" for the viewer page, frames, images and thumbnails;
+        "dicomweb" for QIDO-RS/WADO-RS; "download"; "export"), the read is traced as an Access event
+        of kind "imaging", target "<read>:<study uid>":
+
+        - a refusal (role not held, dossier not theirs, study not attached to it) is always
+          recorded, once per attempt;
+        - a granted read is recorded once per (user, establishment, dossier, study, kind of read)
+          per `read_window` seconds (60) in this process: scrolling through a series asks
+          for one frame and one image per slice, and that whole scroll (or a DICOMweb viewer
+          fetching hundreds of instances) is one access, not hundreds. Each web process keeps its
+          own window, so several processes may record the same minute once each — never zero.
+        """
+        dossier = self.core.load(Dossier, dossier_id, "télédossier")
+        who: Json = {"practitioner_id": actor_id, "role": str(role), "establishment_id": establishment_id or ""}
+        target = f"{read}:{study_uid}"
+        try:
+            actor = self.actors.on_dossier(dossier, actor_id, establishment_id, role)
+            who = actor.as_dict()
+            if not dossier.may_read(actor):
+                raise ForbiddenError("ce télédossier ne vous concerne pas")
+            if study_uid not in dossier.imaging:
+                raise NotFoundError("examen non joint à ce télédossier")
+        except (ForbiddenError, NotFoundError) as e:
+            if read:
+                self.access_log.record_access(
+                    dossier_id=str(dossier.id), actor=who, kind="imaging", target=target, outcome="denied",
+                    reason=str(e), dossier_version=dossier.version,
+                )
+            raise
+        study = self.core.load(
+            ReceivedStudy, received_study_id(dossier.requester["establishment_id"], study_uid), "étude reçue"
+        )
+        if read and self._first_read_in_window(
+            (actor_id, who.get("establishment_id") or "", str(dossier.id), study_uid, read)
+        ):
+            self.access_log.record_access(
+                dossier_id=str(dossier.id), actor=who, kind="imaging", target=target, dossier_version=dossier.version,
+            )
+        return study
+
+    def _first_read_in_window(self, key: tuple[str, ...]) -> bool:
+        """True when `key` was not seen in the last `read_window` seconds (and marks it seen)."""
+        now = time.monotonic()
+        with self._reads_lock:
+            last = self._reads.get(key)
+            if last is not None and now - last < self.read_window:
+                return False
+            self._reads[key] = now
+            if len(self._reads) > 10_000:  # forget expired keys
+                for k in [k for k, t in self._reads.items() if now - t >= self.read_window]:
+                    del self._reads[k]
+            return True
+
+    def may_see_study(self, *, study_id: str, actor_id: str) -> ReceivedStudy:
+        """The study, if the actor is a clinician of the establishment that received it."""
+        study = self._study(study_id)
+        try:
+            self.actors.actor_for(practitioner_id=actor_id, establishment_id=study.establishment_id, role=Role.CLINICIAN)
+        except ForbiddenError:
+            raise ForbiddenError("cette étude n'a pas été reçue pour votre établissement") from None
+        return study
+
+    # ------------------------------------------------------------------ downloads and exports
+
+    def _reader_actor(self, dossier_id: str, actor_id: str, establishment_id: str | None) -> Actor:
+        dossier = self.core.load(Dossier, dossier_id, "télédossier")
+        return self.actors.on_dossier(dossier, actor_id, establishment_id)
+
+    def _on_study(self, study_id: str, change: Callable[[ReceivedStudy], None]) -> None:
+        for attempt in range(RETRIES):
+            study = self._study(study_id)
+            change(study)
+            try:
+                self.core.commit(study)
+                return
+            except ConflictError:
+                if attempt == RETRIES - 1:
+                    raise
+
+    def record_download(
+        self, *, dossier_id: str, actor_id: str, study_uid: str, what: str = "zip", establishment_id: str | None = None,
+        role: str = Role.CLINICIAN, read: str = "download",
+    ) -> ReceivedStudy:
+        """A download of a study attached to a dossier the actor may read: checked (the read traced as
+        `read`: "download" for the ZIP, "dicomweb" for a WADO-RS study or series retrieve), then
+        recorded as ReceivedStudy.Downloaded with `what` ("zip", "dicomweb:study",
+        "dicomweb:series:<Series Instance UID>")."""
+        study = self.study_for_reader(
+            dossier_id=dossier_id, actor_id=actor_id, study_uid=study_uid, establishment_id=establishment_id,
+            role=role, read=read,
+        )
+        actor = self._reader_actor(dossier_id, actor_id, establishment_id).as_dict()
+        self._on_study(str(study.id), lambda s: s.record_download(
+            dossier_id=dossier_id, what=what, actor=actor, occurred_at=self.core.clock()))
+        return study
+
+    def export_target(
+        self, *, dossier_id: str, actor_id: str, study_uid: str, node_aet: str, establishment_id: str | None = None,
+    ) -> Json:
+        """The actor's own establishment's DICOM node to export a study of this dossier to."""
+        study = self.study_for_reader(
+            dossier_id=dossier_id, actor_id=actor_id, study_uid=study_uid, establishment_id=establishment_id,
+            read="export",
+        )
+        actor = self._reader_actor(dossier_id, actor_id, establishment_id)
+        node = self.core.load(DicomNode, node_id(node_aet), "nœud DICOM")
+        if node.establishment_id != actor.establishment_id or not node.active:
+            raise ForbiddenError("export possible seulement vers un nœud DICOM de votre établissement")
+        return {"aet": node.aet, "host": node.host, "port": node.port, "study_id": str(study.id), "actor": actor.as_dict()}
+
+    def record_export(
+        self, *, study_id: str, dossier_id: str, node_aet: str, status: str, sent: int, total: int,
+        failures: list[Json], actor: Json,
+    ) -> None:
+        self._on_study(study_id, lambda s: s.record_export(
+            dossier_id=dossier_id, node_aet=node_aet, status=status, sent=sent, total=total, failures=failures,
+            actor=actor, occurred_at=self.core.clock()))
