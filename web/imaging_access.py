@@ -1,5 +1,4 @@
-"""A received study as the viewer pages and DICOMweb read it: the study a user may read (the read
-traced), its series, a series' instances in display order and an instance's stored file."""
+"""A received study as the viewer pages and DICOMweb read it: the read checked and traced, series, files."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""multipart/form-data uploads streamed part by part to where they go (python-multipart's push
-parser): a file is never held in memory whole."""
+"""multipart/form-data uploads streamed part by part to where each file goes, never held whole."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""DICOM JSON (PS3.18 F.2): attributes held by Relais and instance headers, as QIDO-RS results and
-WADO-RS metadata carry them."""
+"""DICOM JSON (PS3.18 F.2) of held attributes and of instance headers, for QIDO-RS and WADO-RS."""
 
 from __future__ import annotations
 

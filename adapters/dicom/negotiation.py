@@ -1,5 +1,4 @@
-"""DICOMweb content negotiation (PS3.18 8.7): what a client accepts, and what an instance, a frame
-or a rendered image is given as."""
+"""DICOMweb content negotiation (PS3.18 8.7): what a client accepts, and what it is given."""
 
 from __future__ import annotations
 

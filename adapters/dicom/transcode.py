@@ -1,5 +1,4 @@
-"""Stored instances as WADO-RS gives them: the file as stored, or in Explicit VR Little Endian
-(compressed pixel data decoded by pydicom with the pylibjpeg decoders)."""
+"""Stored instances in the transfer syntax WADO-RS asks for: as stored, or Explicit VR Little Endian."""
 
 from __future__ import annotations
 

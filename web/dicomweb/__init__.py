@@ -1,2 +1,1 @@
-"""Read-only DICOMweb scoped to one dossier: QIDO-RS searches, WADO-RS retrieve, metadata, frames,
-rendered images and thumbnails (routes in `routes.py`)."""
+"""Read-only DICOMweb scoped to one dossier (QIDO-RS, WADO-RS), for OHIF or any standard client."""

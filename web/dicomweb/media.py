@@ -1,5 +1,4 @@
-"""WADO-RS answers: DICOM JSON, instances and frames as multipart/related, rendered images, each in
-a form the client accepts (406 otherwise)."""
+"""WADO-RS answers in a form the client accepts: DICOM JSON, instances, frames, rendered images."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The QIDO-RS query language (PS3.18 8.3.4, matching as PS3.4 C.2.2.2) over the attributes Relais
-holds: the query string parsed into filters, and records matched against them."""
+"""The QIDO-RS query language (PS3.18 8.3.4, matching as PS3.4 C.2.2.2): query strings parsed into filters."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The DICOMweb routes of a dossier (`/dicomweb/dossiers/<id>/…`), for a viewer such as OHIF or any
-standard client.
+"""The DICOMweb routes of a dossier, `/dicomweb/dossiers/<id>/…`: QIDO-RS, WADO-RS, rendered, thumbnails.
 
 Every request checks that the signed-in user may read the dossier and that the study is attached
 to it, and is traced as an `imaging` access ("dicomweb:<study>"); a whole study or series retrieved

@@ -1,5 +1,4 @@
-"""QIDO-RS searches of a dossier's studies, series and instances: records of what Relais holds,
-matched by the query, completed from an instance's header when asked for."""
+"""QIDO-RS searches of a dossier's studies, series and instances."""
 
 from __future__ import annotations
 

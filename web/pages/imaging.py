@@ -1,6 +1,4 @@
-"""The imaging slot of the dossier form and page: studies received for the user's establishment,
-attaching one, the awaited exam (htmx fragments under /dossiers/{id}/dicom/…). PACS query and
-retrieve are web/pages/pacs.py, file import web/pages/imaging_import.py."""
+"""The dossier form's imaging slot: studies received, attaching one, the awaited exam (htmx fragments)."""
 
 from __future__ import annotations
 

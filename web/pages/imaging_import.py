@@ -1,5 +1,4 @@
-"""Imaging from files at the requester: DICOM files, ZIP archives or a CD folder uploaded (streamed
-to disk), reviewed (patients, identity differences) and imported into the dossier."""
+"""Imaging from files: DICOM files, ZIPs or a CD folder uploaded, reviewed, then imported into the dossier."""
 
 from __future__ import annotations
 

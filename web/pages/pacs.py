@@ -1,6 +1,4 @@
-"""Query and retrieve from a PACS of the user's establishment, from the dossier form: C-FIND of
-studies and series, the retrieve job started and its progress (htmx fragments under
-/dossiers/{id}/dicom/pacs/…)."""
+"""PACS query and retrieve from the dossier form: C-FIND of studies and series, the retrieve job's progress."""
 
 from __future__ import annotations
 

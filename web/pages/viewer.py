@@ -1,7 +1,7 @@
-"""At the recipient (and the requester): series thumbnails, an in-page viewer with CT presets,
-study download as a ZIP with a DICOMDIR, and export to the user's own PACS (read-only DICOMweb is
-web/dicomweb/). Every request checks that the user may read the dossier and that the study
-is attached to it."""
+"""The study viewer pages: series thumbnails, in-page viewer with CT presets, ZIP download, export to a PACS.
+
+For the recipient and the requester; every request checks that the user may read the dossier and
+that the study is attached to it (read-only DICOMweb is web/dicomweb/)."""
 
 from __future__ import annotations
 
