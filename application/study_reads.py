@@ -1,10 +1,14 @@
-"""Reading received studies from a dossier: traced reads, downloads and exports."""
+"""Reading received studies from a dossier: traced reads, downloads and exports, and the StudyView."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
 
 from application.access_log import AccessLog
 from application.actors import Actors
@@ -16,6 +20,81 @@ from domain.imaging import ReceivedStudy, received_study_id
 from domain.values import Actor, Role
 
 RETRIES = 5
+
+
+@dataclass(frozen=True)
+class SeriesSummary:
+    """One series of a received study, as the viewer's thumbnails and QIDO-RS show it."""
+
+    uid: str
+    modality: str | None
+    description: str | None
+    number: int | None
+    count: int  # instances received
+
+
+@dataclass(frozen=True)
+class StudyView:
+    """A received study as its readers get it (viewer, DICOMweb, download, export): never the aggregate.
+
+    Study and patient attributes are as received (None: not in what was received; a study created
+    from a PACS's C-FIND answer has no time nor referring physician).
+    """
+
+    id: str
+    establishment_id: str
+    study_instance_uid: str
+    accession_number: str | None
+    study_date: str | None
+    study_time: str | None
+    description: str | None
+    referring_physician: str | None
+    patient_id: str | None
+    patient_name: str | None
+    patient_birth_date: str | None
+    patient_sex: str | None
+    modalities: tuple[str, ...]
+    series: tuple[SeriesSummary, ...]  # by Series Number (series without one last), then UID
+    instances: Mapping[str, str]  # SOP Instance UID → Series Instance UID (read-only)
+    sources: tuple[str, ...]  # how instances came: "dicom_store", "pacs_retrieve", "file_import"…
+    first_received_on: datetime
+    last_received_on: datetime
+    last_retrieve: Mapping[str, Any] | None  # dossier_id, node_aet, method, status, reason, expected, received, at
+    exports: Mapping[str, Mapping[str, Any]]  # "<dossier id>:<node AE title>" → status, sent, total, failures, at, by
+
+    @property
+    def instance_count(self) -> int:
+        return len(self.instances)
+
+    def export_to(self, dossier_id: str, node_aet: str) -> Mapping[str, Any] | None:
+        """The last recorded state of this study's export from `dossier_id` to the node, if any."""
+        return self.exports.get(f"{dossier_id}:{node_aet}")
+
+
+def study_view(study: ReceivedStudy) -> StudyView:
+    """The StudyView of a received study aggregate (built here and only here)."""
+    series = sorted(study.series.items(), key=lambda s: (s[1].get("number") is None, s[1].get("number") or 0, s[0]))
+    exports: dict[str, Json] = getattr(study, "exports", {})  # set by the first ExportRecorded event
+    return StudyView(
+        id=str(study.id), establishment_id=study.establishment_id, study_instance_uid=study.study_instance_uid,
+        accession_number=study.study.get("accession_number"), study_date=study.study.get("date"),
+        study_time=study.study.get("time"), description=study.study.get("description"),
+        referring_physician=study.study.get("referring"),
+        patient_id=study.patient.get("id"), patient_name=study.patient.get("name"),
+        patient_birth_date=study.patient.get("birth_date"), patient_sex=study.patient.get("sex"),
+        modalities=tuple(study.modalities),
+        series=tuple(
+            SeriesSummary(
+                uid=uid, modality=meta.get("modality"), description=meta.get("description"),
+                number=meta.get("number"), count=meta.get("count", 0),
+            )
+            for uid, meta in series
+        ),
+        instances=MappingProxyType(dict(study.instances)), sources=tuple(study.sources),
+        first_received_on=study.first_received_on, last_received_on=study.last_received_on,
+        last_retrieve=MappingProxyType(dict(study.last_retrieve)) if study.last_retrieve else None,
+        exports=MappingProxyType({k: MappingProxyType(dict(v)) for k, v in exports.items()}),
+    )
 
 
 class StudyReadUseCases:
@@ -34,6 +113,20 @@ class StudyReadUseCases:
 
     def _study(self, study_id: str) -> ReceivedStudy:
         return self.core.load(ReceivedStudy, study_id, "étude reçue")
+
+    def received_study_view(self, *, study_id: str) -> StudyView:
+        """A received study by id, not traced: for the retrieve's progress (the caller checks the user)."""
+        return study_view(self._study(study_id))
+
+    def view_study(
+        self, *, dossier_id: str, actor_id: str, study_uid: str, establishment_id: str | None = None,
+        role: str = Role.CLINICIAN, read: str | None = None,
+    ) -> StudyView:
+        """`study_for_reader` as a StudyView: the same checks, the same trace."""
+        return study_view(self.study_for_reader(
+            dossier_id=dossier_id, actor_id=actor_id, study_uid=study_uid, establishment_id=establishment_id,
+            role=role, read=read,
+        ))
 
     def study_for_reader(
         self, *, dossier_id: str, actor_id: str, study_uid: str, establishment_id: str | None = None,
@@ -136,6 +229,17 @@ class StudyReadUseCases:
         self._on_study(str(study.id), lambda s: s.record_download(
             dossier_id=dossier_id, what=what, actor=actor, occurred_at=self.core.clock()))
         return study
+
+    def download_study(
+        self, *, dossier_id: str, actor_id: str, study_uid: str, what: str = "zip", establishment_id: str | None = None,
+        role: str = Role.CLINICIAN, read: str = "download",
+    ) -> StudyView:
+        """`record_download` returning the study as a StudyView (as it was read, before the download
+        was recorded)."""
+        return study_view(self.record_download(
+            dossier_id=dossier_id, actor_id=actor_id, study_uid=study_uid, what=what,
+            establishment_id=establishment_id, role=role, read=read,
+        ))
 
     def export_target(
         self, *, dossier_id: str, actor_id: str, study_uid: str, node_aet: str, establishment_id: str | None = None,
