@@ -39,7 +39,7 @@ def sniff(head: bytes) -> str | None:
 class BlobWriter:
     """Receives one file chunk by chunk: hashes, counts and checks it, then moves it into place."""
 
-    def __init__(self, store: "BlobStore", max_bytes: int = MAX_DOCUMENT_BYTES):
+    def __init__(self, store: BlobStore, max_bytes: int = MAX_DOCUMENT_BYTES):
         self.store = store
         self.max_bytes = max_bytes
         self.hash = hashlib.sha256()

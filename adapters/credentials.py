@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from psycopg_pool import ConnectionPool
+
+from adapters.database import DictPool
 
 MAX_FAILURES = 5
 LOCKOUT = timedelta(minutes=15)
@@ -38,7 +39,7 @@ class LoginOutcome:
 class Credentials:
     """Password store with lockout after repeated failures."""
 
-    def __init__(self, pool: ConnectionPool, hasher: PasswordHasher | None = None):
+    def __init__(self, pool: DictPool, hasher: PasswordHasher | None = None):
         self.pool = pool
         self.hasher = hasher or PasswordHasher()
         self._dummy = self.hasher.hash("timing-equaliser-not-a-password")
@@ -67,7 +68,7 @@ class Credentials:
 
     def verify(self, practitioner_id: str, password: str, now: datetime | None = None) -> LoginOutcome:
         """Checks a password; the account locks for 15 minutes after 5 failures in a row."""
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         with self.pool.connection() as conn, conn.transaction():
             row = conn.execute(
                 "SELECT password_hash, failed_attempts, locked_until FROM relais_credentials "

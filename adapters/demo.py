@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypedDict
 
 from adapters.credentials import Credentials
 from application import Relais
+from application.directory import EstablishmentInfo
 from application.errors import AlreadyExistsError
 from domain.identifiers import luhn_key
 
@@ -57,7 +59,8 @@ class DemoUser:
 USERS = [
     DemoUser(_rpps(101), "Martin", "Claire", ESTABLISHMENTS[3][0], ("clinician",), ("urgences",), "urgentiste requérante (CH Rodez)"),
     DemoUser(_rpps(102), "Durand", "Paul", "310781406", ("clinician",), ("neuroradio",), "neuroradiologue requis (CHU Toulouse)"),
-    DemoUser(_rpps(103), "Bernard", "Sophie", "310781406", ("clinician",), ("nephro-greffe", "unv"), "néphrologue / astreinte UNV (CHU Toulouse)"),
+    DemoUser(_rpps(103), "Bernard", "Sophie", "310781406", ("clinician",), ("nephro-greffe", "unv"),
+             "néphrologue / astreinte UNV (CHU Toulouse)"),
     DemoUser(_rpps(104), "Petit", "Luc", "340780477", ("clinician",), ("neurochirurgie",), "neurochirurgien (CHU Montpellier)"),
     DemoUser(_rpps(105), "Leroy", "Anne", "310781406", ("auditor",), (), "auditrice — DIM (CHU Toulouse)"),
     DemoUser(_rpps(106), "Moreau", "Marc", ESTABLISHMENTS[5][0], ("analyst",), (), "analyste régional"),
@@ -107,28 +110,40 @@ def load(relais: Relais, credentials: Credentials, now: datetime) -> list[DemoUs
     return USERS
 
 
-def _dossiers(relais: Relais, est: dict, svc: dict, ids: dict, now: datetime) -> None:
-    rodez, tlse, mtp, paris = ESTABLISHMENTS[3][0], "310781406", "340780477", ESTABLISHMENTS[6][0]
+class DemoPatient(TypedDict):
+    """The patient arguments of `Relais.create_dossier` for one demo patient."""
+
+    patient_birth_name: str
+    patient_first_names: str
+    patient_birth_date: str
+    patient_sex: str
+    patient_birth_place_code: str
+
+
+def _dossiers(
+    relais: Relais, est: dict[str, EstablishmentInfo], svc: dict[tuple[str, str], str], ids: dict[str, str], now: datetime,
+) -> None:
+    tlse, mtp, paris = "310781406", "340780477", ESTABLISHMENTS[6][0]
     martin, durand, bernard, petit = (ids[u.rpps] for u in USERS[:4])
     patients = [
-        dict(patient_birth_name="Dupont", patient_first_names="Jeanne Marie", patient_birth_date="1948-03-02",
-             patient_sex="F", patient_birth_place_code="12202"),
-        dict(patient_birth_name="Garcia", patient_first_names="Antoine", patient_birth_date="1971-11-19",
-             patient_sex="M", patient_birth_place_code="31555"),
-        dict(patient_birth_name="Lefebvre", patient_first_names="Inès", patient_birth_date="1990-06-30",
-             patient_sex="F", patient_birth_place_code="66136"),
-        dict(patient_birth_name="Nguyen", patient_first_names="Thi Lan", patient_birth_date="1962-01-08",
-             patient_sex="F", patient_birth_place_code="99243"),
-        dict(patient_birth_name="Roche", patient_first_names="Gérard", patient_birth_date="1955-09-14",
-             patient_sex="M", patient_birth_place_code="12145"),
-        dict(patient_birth_name="Fabre", patient_first_names="Lucie", patient_birth_date="2001-04-22",
-             patient_sex="F", patient_birth_place_code="34172"),
+        DemoPatient(patient_birth_name="Dupont", patient_first_names="Jeanne Marie", patient_birth_date="1948-03-02",
+                    patient_sex="F", patient_birth_place_code="12202"),
+        DemoPatient(patient_birth_name="Garcia", patient_first_names="Antoine", patient_birth_date="1971-11-19",
+                    patient_sex="M", patient_birth_place_code="31555"),
+        DemoPatient(patient_birth_name="Lefebvre", patient_first_names="Inès", patient_birth_date="1990-06-30",
+                    patient_sex="F", patient_birth_place_code="66136"),
+        DemoPatient(patient_birth_name="Nguyen", patient_first_names="Thi Lan", patient_birth_date="1962-01-08",
+                    patient_sex="F", patient_birth_place_code="99243"),
+        DemoPatient(patient_birth_name="Roche", patient_first_names="Gérard", patient_birth_date="1955-09-14",
+                    patient_sex="M", patient_birth_place_code="12145"),
+        DemoPatient(patient_birth_name="Fabre", patient_first_names="Lucie", patient_birth_date="2001-04-22",
+                    patient_sex="F", patient_birth_place_code="34172"),
     ]
 
     def at(hours_ago: float) -> datetime:
         return now - timedelta(hours=hours_ago)
 
-    def new(patient: dict, workflow: str, question: str, urgency: str, hours_ago: float, to: str, service: str | None,
+    def new(patient: DemoPatient, workflow: str, question: str, urgency: str, hours_ago: float, to: str, service: str | None,
             channel: str | None = None) -> tuple[str, str]:
         did = relais.create_dossier(
             actor_id=martin, workflow=workflow, question=question, urgency=urgency, consent="given",
@@ -185,7 +200,7 @@ def _dossiers(relais: Relais, est: dict, svc: dict, ids: dict, now: datetime) ->
 
 
 def logins_table(users: list[DemoUser]) -> str:
-    lines = ["Comptes de démonstration (mot de passe commun : %s)" % DEMO_PASSWORD, ""]
+    lines = [f"Comptes de démonstration (mot de passe commun : {DEMO_PASSWORD})", ""]
     lines.append(f"  {'identifiant (RPPS)':<20} {'nom':<22} {'rôle'}")
     for u in users:
         lines.append(f"  {u.rpps:<20} {u.given_name + ' ' + u.family_name.upper():<22} {u.label}")

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import csv
 import io
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal, TypedDict, get_args
 
-from application.history import LegacyDossier, LegacySend
+from application import Relais
+from application.history import ImportOutcome, LegacyDossier, LegacySend
 from domain.errors import InvalidFieldError
 from domain.identifiers import OCCITANIE, check_department, check_finess, check_region, region_of
 from domain.values import Channel, ImagingSource, Workflow, code, text
@@ -25,9 +27,21 @@ COLUMNS = (
     "recipient_finess", "recipient_department", "recipient_region", "imaging_source",
     "inter_regional_channel", "answered_at", "closed_at",
 )
-DOSSIER_FIELDS = ("workflow", "created_at", "requester_finess", "requester_department", "imaging_source", "closed_at")
+DossierField = Literal["workflow", "created_at", "requester_finess", "requester_department", "imaging_source", "closed_at"]
+DOSSIER_FIELDS: tuple[DossierField, ...] = get_args(DossierField)
 CLOCK_SKEW = timedelta(minutes=2)
 EXAMPLE_TIME = "2023-03-14T09:30:00+01:00"
+
+
+class DossierFields(TypedDict):
+    """A row's fields of its dossier (every row of one dossier repeats them): LegacyDossier's own."""
+
+    workflow: str
+    created_at: datetime
+    requester_finess: str
+    requester_department: str
+    imaging_source: str
+    closed_at: datetime | None
 
 
 class LegacyFileError(Exception):
@@ -134,19 +148,17 @@ def parse_time(value: str, name: str, now: datetime, *, required: bool) -> datet
         raise InvalidFieldError(name, f"heure sans décalage UTC « {value} » (ex. {EXAMPLE_TIME})")
     if moment - now > CLOCK_SKEW:
         raise InvalidFieldError(name, f"date dans le futur « {value} »")
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
-def parse_row(values: dict[str, str], now: datetime, line: int) -> tuple[dict, LegacySend]:
+def parse_row(values: dict[str, str], now: datetime, line: int) -> tuple[DossierFields, LegacySend]:
     """The dossier's fields and the send of one row (InvalidFieldError names the column)."""
-    dossier = {
-        "workflow": code(Workflow, values["workflow"].strip(), "workflow"),
-        "created_at": parse_time(values["created_at"], "created_at", now, required=True),
-        "requester_finess": check_finess(values["requester_finess"], "requester_finess"),
-        "requester_department": check_department(values["requester_department"], "requester_department"),
-        "imaging_source": code(ImagingSource, values["imaging_source"].strip(), "imaging_source"),
-        "closed_at": parse_time(values["closed_at"], "closed_at", now, required=False),
-    }
+    workflow = code(Workflow, values["workflow"].strip(), "workflow")
+    created_at = parse_time(values["created_at"], "created_at", now, required=True)
+    requester_finess = check_finess(values["requester_finess"], "requester_finess")
+    requester_department = check_department(values["requester_department"], "requester_department")
+    imaging_source = code(ImagingSource, values["imaging_source"].strip(), "imaging_source")
+    closed_at = parse_time(values["closed_at"], "closed_at", now, required=False)
     department = check_department(values["recipient_department"], "recipient_department")
     region = check_region(values["recipient_region"], "recipient_region")
     if region_of(department) != region:
@@ -162,15 +174,23 @@ def parse_row(values: dict[str, str], now: datetime, line: int) -> tuple[dict, L
         channel = code(Channel, channel, "inter_regional_channel")
     sent_at = parse_time(values["sent_at"], "sent_at", now, required=True)
     answered_at = parse_time(values["answered_at"], "answered_at", now, required=False)
-    assert sent_at is not None and dossier["created_at"] is not None
-    if sent_at < dossier["created_at"]:
+    assert sent_at is not None and created_at is not None
+    if sent_at < created_at:
         raise InvalidFieldError("sent_at", "antérieure à created_at")
     if answered_at is not None and answered_at < sent_at:
         raise InvalidFieldError("answered_at", "antérieure à sent_at")
-    if dossier["closed_at"] is not None and dossier["closed_at"] < sent_at:
+    if closed_at is not None and closed_at < sent_at:
         raise InvalidFieldError("closed_at", "antérieure à sent_at")
-    if dossier["closed_at"] is not None and answered_at is not None and dossier["closed_at"] < answered_at:
+    if closed_at is not None and answered_at is not None and closed_at < answered_at:
         raise InvalidFieldError("closed_at", "antérieure à answered_at")
+    dossier: DossierFields = {
+        "workflow": workflow,
+        "created_at": created_at,
+        "requester_finess": requester_finess,
+        "requester_department": requester_department,
+        "imaging_source": imaging_source,
+        "closed_at": closed_at,
+    }
     send = LegacySend(
         line=line, recipient_finess=check_finess(values["recipient_finess"], "recipient_finess"),
         recipient_department=department, recipient_region=region, channel=channel,
@@ -192,7 +212,7 @@ def read_legacy_file(path: Path, *, encoding: str = "utf-8", now: datetime | Non
 
 
 def parse_legacy_text(content: str, *, name: str = "", now: datetime | None = None) -> ParsedFile:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     first_line = content.lstrip("\ufeff").split("\n", 1)[0]
     if not first_line.strip():
         raise LegacyFileError("fichier vide (ni en-tête ni ligne)")
@@ -202,7 +222,7 @@ def parse_legacy_text(content: str, *, name: str = "", now: datetime | None = No
     columns, extra = header_map(header)
     parsed = ParsedFile(name=name, delimiter=delimiter, extra_columns=extra)
 
-    by_dossier: dict[str, list[tuple[int, dict, LegacySend]]] = {}
+    by_dossier: dict[str, list[tuple[int, DossierFields, LegacySend]]] = {}
     bad: dict[str, list[RowError]] = {}
     finess_department: dict[str, tuple[str, int]] = {}
     for line, fields in rows:
@@ -243,10 +263,10 @@ def parse_legacy_text(content: str, *, name: str = "", now: datetime | None = No
     return parsed
 
 
-def _inconsistency(rows: list[tuple[int, dict, LegacySend]]) -> str | None:
+def _inconsistency(rows: list[tuple[int, DossierFields, LegacySend]]) -> str | None:
     """Why the rows of one dossier do not describe one dossier, or None."""
     line0, first, _ = rows[0]
-    seen: dict[tuple, int] = {}
+    seen: dict[tuple[str, datetime], int] = {}
     for line, d, s in rows:
         for f in DOSSIER_FIELDS:
             if d[f] != first[f]:
@@ -274,7 +294,7 @@ class ImportReport:
 
 
 def import_file(
-    app, parsed: ParsedFile, *, batch_size: int = 500, dry_run: bool = False,
+    app: Relais, parsed: ParsedFile, *, batch_size: int = 500, dry_run: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Imports the valid dossiers of a parsed file in batches (one transaction each)."""
@@ -288,7 +308,7 @@ def import_file(
     known = app.establishment_departments(wanted)
     conflicts = {f: dep for f, dep in known.items() if wanted[f] != dep}
     if conflicts:
-        kept = []
+        kept: list[LegacyDossier] = []
         for d in dossiers:
             clash = [f for f in (d.requester_finess, *(s.recipient_finess for s in d.sends)) if f in conflicts]
             if clash:
@@ -304,7 +324,7 @@ def import_file(
     elif missing:
         report.establishments_added = app.add_imported_establishments(missing)
 
-    def account(outcome, batch) -> None:
+    def account(outcome: ImportOutcome, batch: list[LegacyDossier]) -> None:
         report.imported += len(outcome.imported)
         report.imported_rows += sum(len(d.sends) for d in outcome.imported)
         report.events += outcome.events
@@ -322,7 +342,7 @@ def import_file(
         # The next batch is built while the previous one is written (the database's share of the
         # work runs outside the GIL); batches hold distinct dossiers, so they never interfere.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-save") as saver:
-            writing: tuple[Future, list] | None = None
+            writing: tuple[Future[ImportOutcome], list[LegacyDossier]] | None = None
             for batch in batches:
                 prepared = app.prepare_legacy_dossiers(batch)
                 if writing is not None:

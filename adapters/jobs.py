@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import Future
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 log = logging.getLogger("relais.jobs")
 
-JobFunction = Callable[..., Awaitable[Any]]
+JobContext = dict[str, Any]  # what every job receives first: arq's own keys and the worker's objects by name
+JobFunction = Callable[..., Coroutine[Any, Any, Any]]  # an async function: (ctx, **kwargs)
 JobTable = Mapping[str, JobFunction]  # name → async function (its body idempotent: it may run twice)
 
 
@@ -24,30 +25,36 @@ class Jobs(Protocol):
     def close(self) -> None: ...
 
 
-async def ping(ctx: dict, token: str) -> dict:
+async def ping(ctx: JobContext, token: str) -> dict[str, str]:
     """Answers with the token and the worker's clock: proves a worker takes jobs."""
-    return {"token": token, "at": datetime.now(timezone.utc).isoformat(), "worker": ctx.get("worker_name", "inline")}
+    return {"token": token, "at": datetime.now(UTC).isoformat(), "worker": ctx.get("worker_name", "inline")}
 
 
 class InlineJobs:
     """Runs jobs in this process on a private event loop thread (no Redis configured)."""
 
-    def __init__(self, functions: JobTable, ctx: dict | None = None):
+    def __init__(self, functions: JobTable, ctx: JobContext | None = None):
         self.functions = dict(functions)
         self.ctx = dict(ctx or {}, worker_name="inline")
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="relais-jobs", daemon=True)
         self._thread.start()
-        self._running: dict[str, Future] = {}
+        self._running: dict[str, Future[Any]] = {}
 
-    def enqueue(self, name: str, *, job_id: str, **kwargs: Any) -> Future:
+    def enqueue(self, name: str, *, job_id: str, **kwargs: Any) -> Future[Any]:
         """Schedules a job; a job id already running is not started twice."""
         current = self._running.get(job_id)
         if current is not None and not current.done():
             return current
         fut = asyncio.run_coroutine_threadsafe(self.functions[name](self.ctx, **kwargs), self._loop)
         self._running[job_id] = fut
-        fut.add_done_callback(lambda f: f.exception() and log.error("job %s en échec : %s", job_id, f.exception()))
+
+        def report(f: Future[Any]) -> None:
+            error = f.exception()
+            if error:
+                log.error("job %s en échec : %s", job_id, error)
+
+        fut.add_done_callback(report)
         return fut
 
     def close(self) -> None:
@@ -72,8 +79,8 @@ class ArqJobs:
 
         return await create_pool(self.redis_settings)
 
-    def _call(self, coro: Awaitable[Any]) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)  # type: ignore[arg-type]
+    def _call(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)
 
     def enqueue(self, name: str, *, job_id: str, **kwargs: Any) -> Any:
         return self._call(self._pool.enqueue_job(name, _job_id=job_id, **kwargs))
@@ -89,20 +96,20 @@ class ArqJobs:
 
 def worker_settings(
     redis_url: str, functions: JobTable,
-    on_startup: Callable[[dict], Awaitable[None]] | None = None,
-    on_shutdown: Callable[[dict], Awaitable[None]] | None = None,
+    on_startup: Callable[[JobContext], Awaitable[None]] | None = None,
+    on_shutdown: Callable[[JobContext], Awaitable[None]] | None = None,
 ) -> type:
     """arq WorkerSettings for `relais worker`: the job table, and hooks filling and emptying its context."""
     from arq.connections import RedisSettings
     from arq.worker import func
 
-    async def startup(c: dict) -> None:
+    async def startup(c: JobContext) -> None:
         c["worker_name"] = "arq"
         if on_startup is not None:
             await on_startup(c)
         log.info("worker prêt (%d fonctions)", len(functions))
 
-    async def shutdown(c: dict) -> None:
+    async def shutdown(c: JobContext) -> None:
         if on_shutdown is not None:
             await on_shutdown(c)
 

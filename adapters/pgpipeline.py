@@ -37,7 +37,8 @@ class FlushingPipeline(Pipeline):
 
 def install() -> None:
     """Every psycopg connection of this process opens its pipelines as `FlushingPipeline`s."""
-    _connection.Pipeline = FlushingPipeline
+    # psycopg.connection imports Pipeline privately and looks it up when a pipeline opens: replaced there
+    vars(_connection)["Pipeline"] = FlushingPipeline
 
 
 __all__ = ["FIXED_FOR", "FlushingPipeline", "install", "psycopg"]

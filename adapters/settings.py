@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
+
 class SettingsError(ValueError):
     """A configuration value is invalid; the message names the variable."""
 
@@ -28,7 +29,7 @@ class Settings:
     tables_ready: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
 
-    def with_database(self, url: str) -> "Settings":
+    def with_database(self, url: str) -> Settings:
         return replace(self, database_url=url)
 
     @property

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import os
 import signal
 import subprocess
 import threading
@@ -33,7 +32,7 @@ def die_with_parent() -> None:  # pragma: no cover - runs in the child before ex
 class Child:
     name: str
     args: list[str]
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     fast_failures: int = 0
     restarts: int = 0
@@ -85,21 +84,21 @@ class Supervisor:
 
     def shutdown(self) -> None:
         """SIGTERM to every child, SIGKILL to those still alive after the grace period."""
-        alive = [c for c in self.children if c.process and c.process.poll() is None]
-        for c in alive:
+        alive = [(c.name, c.process) for c in self.children if c.process and c.process.poll() is None]
+        for _, process in alive:
             try:
-                c.process.send_signal(signal.SIGTERM)
+                process.send_signal(signal.SIGTERM)
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for c in alive:
+        for name, process in alive:
             try:
-                c.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-                log.info("%s arrêté", c.name)
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                log.info("%s arrêté", name)
             except subprocess.TimeoutExpired:
-                log.warning("%s ne répond pas : arrêt forcé", c.name)
-                c.process.kill()
-                c.process.wait()
+                log.warning("%s ne répond pas : arrêt forcé", name)
+                process.kill()
+                process.wait()
 
 
 def wait_healthy(url: str, timeout: float, stop: threading.Event) -> bool:

@@ -23,8 +23,10 @@ from pynetdicom import AE, evt
 
 from adapters.dicom.reactor import nodelay, quiet_pynetdicom
 from adapters.dicom.storage import InstanceStore
+from adapters.jobs import JobContext
 from application import Relais
 from domain.directory import DicomNode, node_id
+from domain.values import Json
 
 log = logging.getLogger("relais.dicom")
 
@@ -36,7 +38,7 @@ class ExportOutcome:
     status: str  # completed | partial | failed
     sent: int
     total: int
-    failures: list[dict] = field(default_factory=list)
+    failures: list[Json] = field(default_factory=list)  # sop, status ("0xA700", None: not sent), reason
     reason: str = ""
 
 
@@ -56,7 +58,7 @@ class Exporter:
         self.timeout = timeout
         self.associations = associations
 
-    def export(self, *, dossier_id: str, study_id: str, node_aet: str, actor: dict) -> ExportOutcome:
+    def export(self, *, dossier_id: str, study_id: str, node_aet: str, actor: Json) -> ExportOutcome:
         study = self.app.received_study(study_id=study_id)
         node = self.app.load(DicomNode, node_id(node_aet), "nœud DICOM")
         files = list(self.store.instances(study.establishment_id, study.study_instance_uid))
@@ -66,7 +68,7 @@ class Exporter:
             meta[p] = (str(fm.MediaStorageSOPClassUID), str(fm.TransferSyntaxUID), p.stem)
         total = len(files)
 
-        def record(status: str, sent: int, failures: list) -> None:
+        def record(status: str, sent: int, failures: list[Json]) -> None:
             self.app.record_export(
                 study_id=study_id, dossier_id=dossier_id, node_aet=node.aet, status=status, sent=sent, total=total,
                 failures=failures, actor=actor,
@@ -75,10 +77,10 @@ class Exporter:
         record("started", 0, [])
         last_progress = time.monotonic()
         done: set[Path] = set()
-        failures: dict[str, dict] = {}
+        failures: dict[str, Json] = {}
         reason = ""
         contexts = sorted({(c, ts) for c, ts, _ in meta.values()})
-        for attempt in range(self.associations):
+        for _ in range(self.associations):
             todo = [p for p in files if p not in done]
             if not todo:
                 break
@@ -101,15 +103,15 @@ class Exporter:
                 for p in todo:
                     sop = meta[p][2]
                     try:
-                        status = assoc.send_c_store(p)
+                        response = assoc.send_c_store(p)
                     except ValueError as e:  # no accepted context for this class/syntax
                         failures[sop] = {"sop": sop, "status": None, "reason": f"refusé par le nœud ({e})"[:200]}
                         done.add(p)
                         continue
-                    if not status:  # association lost: resume on a new one
+                    if not response:  # association lost: resume on a new one
                         reason = "association interrompue"
                         break
-                    code = int(status.Status)
+                    code = int(response.Status)
                     if code in (0x0000, 0xB000, 0xB007, 0xB006):
                         failures.pop(sop, None)
                     else:
@@ -131,7 +133,7 @@ class Exporter:
         return ExportOutcome(status=status, sent=sent, total=total, failures=failure_list, reason=reason)
 
 
-async def export_study(ctx: dict, dossier_id: str, study_id: str, node_aet: str, actor: dict) -> dict[str, Any]:
+async def export_study(ctx: JobContext, dossier_id: str, study_id: str, node_aet: str, actor: Json) -> dict[str, Any]:
     """Job `export:<dossier>:<study>:<node>`: re-running it sends again; the PACS keeps one copy per SOP UID."""
     outcome = await asyncio.to_thread(
         ctx["exporter"].export, dossier_id=dossier_id, study_id=study_id, node_aet=node_aet, actor=actor,

@@ -14,18 +14,19 @@ import shutil
 import stat
 import unicodedata
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.fileset import FileSet
 
-from adapters.dicom.receive import describe
+from adapters.dicom.receive import Record, describe
 from adapters.dicom.storage import InstanceStore
 from application.imaging import ReceivedInstance, StudyUpdate
 from domain.errors import InvalidFieldError
+from domain.values import Json
 
 MAX_FILES = 20_000
 MAX_TOTAL_BYTES = 8 * 1024**3
@@ -93,7 +94,7 @@ def extract_zip(
 @dataclass
 class ScannedStudy:
     study_instance_uid: str
-    patient: dict
+    patient: Json  # id, name, birth_date, sex (as in the files)
     description: str
     study_date: str
     accession_number: str
@@ -117,7 +118,7 @@ class ImportScan:
         return {s.patient_key for s in self.studies.values()}
 
 
-def _check_pixels(ds) -> None:
+def _check_pixels(ds: Dataset) -> None:
     """Raises ValueError when native pixel data is shorter than its attributes say (truncated file)."""
     if "PixelData" not in ds:
         return
@@ -193,7 +194,7 @@ def _fold(text: str) -> str:
     return "".join(c for c in text if not unicodedata.combining(c)).upper().replace("-", " ").strip()
 
 
-def identity_differences(patient: dict, dicom_patient: dict) -> list[tuple[str, str, str]]:
+def identity_differences(patient: Json, dicom_patient: Json) -> list[tuple[str, str, str]]:
     """(trait, dossier's value, DICOM value) for each identity trait that differs."""
     out = []
     family, _, given = (dicom_patient.get("name") or "").partition("^")
@@ -214,11 +215,11 @@ def identity_differences(patient: dict, dicom_patient: dict) -> list[tuple[str, 
 
 def import_studies(
     scan_result: ImportScan, study_uids: list[str], *, store: InstanceStore, establishment_id: str,
-    record: Callable[[str, list[ReceivedInstance], dict], list[StudyUpdate]], batch: int = 500,
+    record: Record, batch: int = 500,
 ) -> list[StudyUpdate]:
     """Stores the chosen studies' files as they are and records them (source file_import)."""
     updates: list[StudyUpdate] = []
-    source = {"kind": "file_import"}
+    source: Json = {"kind": "file_import"}
     for uid in study_uids:
         study = scan_result.studies[uid]
         pending: list[ReceivedInstance] = []

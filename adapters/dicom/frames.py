@@ -9,7 +9,7 @@ import numpy as np
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.encaps import get_frame
-from pydicom.pixels import pack_bits, pixel_array, unpack_bits
+from pydicom.pixels.utils import pack_bits, pixel_array, unpack_bits  # what pydicom.pixels re-exports (without __all__)
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 IMPLICIT_LE = "1.2.840.10008.1.2"
@@ -89,6 +89,7 @@ class StoredFrames:
                 return bytes(data[start // 8 : end // 8])
             # the frame starts or ends inside a byte: re-pack its bits from the first one
             chunk = unpack_bits(bytes(data[start // 8 : (end + 7) // 8]), as_array=True)
+            assert isinstance(chunk, np.ndarray)  # as_array with numpy installed (pydicom's annotation adds "or bytes")
             return pack_bits(chunk[start % 8 : start % 8 + pixels], pad=False)
         size = pixels * bits // 8
         frame = bytes(data[(n - 1) * size : n * size])

@@ -10,9 +10,9 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.uid import (
+    JPEG2000,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    JPEG2000,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
@@ -21,7 +21,8 @@ from pydicom.uid import (
     RLELossless,
 )
 from pynetdicom import AE, StoragePresentationContexts, build_role, evt
-from pynetdicom.sop_class import (
+from pynetdicom.events import EventHandlerType
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # made at import by _generate_sop_classes: invisible to mypy
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
@@ -221,7 +222,7 @@ def retrieve_query(study_uid: str, series_uids: list[str] | None = None, sop_uid
 class QuerySession:
     """C-FINDs on one association with a PACS (see `QueryRetrieve.session`)."""
 
-    def __init__(self, qr: "QueryRetrieve", peer: Peer):
+    def __init__(self, qr: QueryRetrieve, peer: Peer):
         self.qr, self.peer = qr, peer
         self._assoc: Any = None
 
@@ -264,7 +265,7 @@ class QueryRetrieve:
         ae.connection_timeout = 5
         return ae
 
-    def _associate(self, ae: AE, peer: Peer, handlers: list | None = None, **kw: Any) -> Any:
+    def _associate(self, ae: AE, peer: Peer, handlers: list[EventHandlerType] | None = None, **kw: Any) -> Any:
         try:
             assoc = ae.associate(
                 peer.host, peer.port, ae_title=peer.aet, evt_handlers=[(evt.EVT_ESTABLISHED, nodelay), *(handlers or [])], **kw
@@ -309,7 +310,7 @@ class QueryRetrieve:
             return s.find(query)
 
     @contextmanager
-    def session(self, peer: Peer) -> Iterator["QuerySession"]:
+    def session(self, peer: Peer) -> Iterator[QuerySession]:
         """Several C-FINDs on one association (opened at the first query, released at the end)."""
         s = QuerySession(self, peer)
         try:
@@ -389,17 +390,17 @@ class QueryRetrieve:
                 assoc.release()
 
     def get(
-        self, peer: Peer, study_uid: str, on_store: Callable[[evt.Event], int], on_end: Callable[[Any], None],
+        self, peer: Peer, study_uid: str, on_store: Callable[[evt.Event], int], on_end: Callable[[Any], object],
         series_uids: list[str] | None = None, *, queries: list[Dataset] | None = None,
     ) -> RetrieveResult:
         """C-GET: the PACS sends the instances on this association to `on_store`; `on_end(assoc)` after.
         With `queries`, one C-GET per identifier, in turn on the same association."""
         ae = self._ae()
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
-        contexts = StoragePresentationContexts[:120]
-        for cx in contexts:
-            ae.add_requested_context(cx.abstract_syntax, GET_SYNTAXES)
-        roles = [build_role(cx.abstract_syntax, scp_role=True) for cx in contexts]
+        classes = [cx.abstract_syntax for cx in StoragePresentationContexts[:120] if cx.abstract_syntax is not None]
+        for sop_class in classes:
+            ae.add_requested_context(sop_class, GET_SYNTAXES)
+        roles = [build_role(sop_class, scp_role=True) for sop_class in classes]
         assoc = self._associate(ae, peer, [(evt.EVT_C_STORE, on_store)], ext_neg=roles)
         try:
             return self._total([

@@ -13,13 +13,14 @@ from typing import Any
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
-from pydicom.tag import Tag
+from pydicom.tag import BaseTag, Tag
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 
-from adapters.dicom.storage import InstanceStore
+from adapters.dicom.storage import InstanceStore, InstanceWriter
 from application.imaging import ReceivedInstance, StudyUpdate
 from domain.errors import InvalidFieldError
 from domain.imaging import valid_uid
+from domain.values import Json
 
 log = logging.getLogger("relais.dicom")
 
@@ -28,7 +29,7 @@ OUT_OF_RESOURCES = 0xA700
 CANNOT_UNDERSTAND = 0xC000
 REFUSED_NOT_AUTHORIZED = 0x0124
 
-Record = Callable[[str, list[ReceivedInstance], dict], list[StudyUpdate]]
+Record = Callable[[str, list[ReceivedInstance], Json], list[StudyUpdate]]  # (establishment id, instances, source)
 
 
 def _text(ds: Dataset, keyword: str, limit: int = 200) -> str:
@@ -77,7 +78,7 @@ DESCRIBED = [
     "Modality", "ReferringPhysicianName", "StudyDescription", "SeriesDescription", "PatientName", "PatientID",
     "PatientBirthDate", "PatientSex", "StudyInstanceUID", "SeriesInstanceUID", "SeriesNumber", "InstanceNumber",
 ]
-_DESCRIBED_TAGS = [Tag(keyword) for keyword in DESCRIBED]
+_DESCRIBED_TAGS: list[BaseTag | int] = [Tag(keyword) for keyword in DESCRIBED]
 _LAST_DESCRIBED = 0x00200013
 
 
@@ -94,7 +95,8 @@ def header(event: Any) -> Dataset:
     the pixels: they are written as received, never decoded)."""
     ts = event.context.transfer_syntax
     if ts.is_deflated:
-        return event.dataset
+        decoded: Dataset = event.dataset  # pynetdicom inflates and decodes it
+        return decoded
     buf = event.request.DataSet
     buf.seek(0)
     return _read_described(buf, ts)
@@ -133,20 +135,21 @@ def file_meta(*, sop_class: str, sop_instance: str, transfer_syntax: str, source
     return b"\x00" * 128 + b"DICM" + _element(0x00020000, b"UL", struct.pack("<I", len(group))) + group
 
 
-def part10(event: Any, source_aet: str = "") -> list:
-    """The instance as a DICOM file: preamble, file meta, then the data set bytes as received."""
+def part10(event: Any, source_aet: str = "") -> tuple[bytes, memoryview]:
+    """The instance as a DICOM file: preamble and file meta, then the data set bytes as received
+    (a view of pynetdicom's buffer, to be released once written)."""
     request = event.request
     meta = file_meta(
         sop_class=request.AffectedSOPClassUID, sop_instance=request.AffectedSOPInstanceUID,
         transfer_syntax=event.context.transfer_syntax, source_aet=source_aet,
     )
-    return [meta, request.DataSet.getbuffer()]
+    return meta, request.DataSet.getbuffer()
 
 
 @dataclass
 class _Batch:
     establishment_id: str
-    source: dict
+    source: Json
     items: list[ReceivedInstance] = field(default_factory=list)
     first_at: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -161,8 +164,8 @@ class Receiver:
     """
 
     def __init__(
-        self, *, store: InstanceStore, record: Record,
-        after_record: Callable[[list[StudyUpdate]], None] | None = None,
+        self, *, store: InstanceWriter, record: Record,
+        after_record: Callable[[list[StudyUpdate]], object] | None = None,
         batch_size: int = 500, max_delay: float = 0.5,
     ):
         self.store = store
@@ -182,7 +185,7 @@ class Receiver:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> "Receiver":
+    def start(self) -> Receiver:
         self._thread = threading.Thread(target=self._flush_loop, name="relais-dicom-record", daemon=True)
         self._thread.start()
         return self
@@ -203,15 +206,15 @@ class Receiver:
 
     # ------------------------------------------------------------------ C-STORE
 
-    def store_event(self, event: Any, *, establishment_id: str, source: dict) -> int:
+    def store_event(self, event: Any, *, establishment_id: str, source: Json) -> int:
         """The body of an EVT_C_STORE handler (SCP or C-GET): store, then queue for recording."""
-        data: list = []
+        body: memoryview | None = None
         try:
             try:
                 ds = header(event)
-                data = part10(event, source.get("calling_aet") or "")
+                meta, body = part10(event, source.get("calling_aet") or "")
                 item = describe(
-                    ds, transfer_syntax=event.context.transfer_syntax, size=sum(len(b) for b in data),
+                    ds, transfer_syntax=event.context.transfer_syntax, size=len(meta) + len(body),
                     sop_class=str(event.request.AffectedSOPClassUID),
                 )
                 if item.sop_instance_uid != str(event.request.AffectedSOPInstanceUID).strip():
@@ -226,13 +229,13 @@ class Receiver:
                 log.exception("instance illisible depuis %s", source.get("calling_aet"))
                 return CANNOT_UNDERSTAND
             try:
-                written = self.store.put(establishment_id, item.study_instance_uid, item.sop_instance_uid, data)
+                written = self.store.put(establishment_id, item.study_instance_uid, item.sop_instance_uid, [meta, body])
             except OSError:
                 log.exception("écriture impossible de l'instance %s", item.sop_instance_uid)
                 return OUT_OF_RESOURCES
         finally:
-            if data:
-                data[-1].release()  # pynetdicom may close the received buffer afterwards
+            if body is not None:
+                body.release()  # pynetdicom may close the received buffer afterwards
         if written:
             self.stored += 1
         else:
@@ -240,7 +243,7 @@ class Receiver:
         self.add(event.assoc, item, establishment_id=establishment_id, source=source)
         return SUCCESS
 
-    def add(self, key: Any, item: ReceivedInstance, *, establishment_id: str, source: dict) -> None:
+    def add(self, key: Any, item: ReceivedInstance, *, establishment_id: str, source: Json) -> None:
         with self._lock:
             batch = self._batches.get(key)
             if batch is None:
@@ -298,7 +301,7 @@ def recover(store: InstanceStore, record: Record, known: Callable[[str, str], se
     total = 0
     for establishment_id, study_uid in store.studies():
         recorded = known(establishment_id, study_uid)
-        missing = []
+        missing: list[ReceivedInstance] = []
         for path in store.instances(establishment_id, study_uid):
             if path.stem in recorded:
                 continue

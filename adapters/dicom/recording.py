@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from adapters.dicom.receive import recover
+from adapters.dicom.receive import Record, recover
 from adapters.dicom.storage import InstanceStore
 from application import Relais
 from application.imaging import ReceivedInstance, StudyUpdate
 from domain.imaging import received_study_id
+from domain.values import Json
 from projections.imaging import PostgresImagingView
 
 log = logging.getLogger("relais.dicom")
@@ -17,7 +18,7 @@ log = logging.getLogger("relais.dicom")
 
 def attach_awaiting(app: Relais, view: PostgresImagingView, updates: list[StudyUpdate]) -> list[str]:
     """Attaches each updated study to the dossiers awaiting its Accession Number."""
-    attached = []
+    attached: list[str] = []
     for u in updates:
         if not u.accession_number or not u.new_instances:
             continue
@@ -27,8 +28,8 @@ def attach_awaiting(app: Relais, view: PostgresImagingView, updates: list[StudyU
     return attached
 
 
-def recorder(app: Relais) -> Callable[[str, list[ReceivedInstance], dict], list[StudyUpdate]]:
-    def record(establishment_id: str, items: list[ReceivedInstance], source: dict) -> list[StudyUpdate]:
+def recorder(app: Relais) -> Record:
+    def record(establishment_id: str, items: list[ReceivedInstance], source: Json) -> list[StudyUpdate]:
         return app.record_received(establishment_id=establishment_id, instances=items, source=source)
 
     return record

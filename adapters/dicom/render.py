@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from pydicom import dcmread
+from pydicom.multival import MultiValue
 
 # (center, width) in Hounsfield units; "auto" uses the file's own window, else min–max
 CT_PRESETS: dict[str, tuple[str, tuple[float, float] | None]] = {
@@ -31,11 +32,12 @@ class RenderError(Exception):
     """The instance has no image this viewer can show (e.g. a structured report)."""
 
 
-def _first(value: object) -> float | None:
+def _first(value: float | str | MultiValue[float] | None) -> float | None:
+    """A decimal string's value (DS, e.g. Window Center), the first one when it has several."""
     if value is None:
         return None
     try:
-        return float(value[0] if hasattr(value, "__len__") and not isinstance(value, (str, bytes)) else value)  # type: ignore[index]
+        return float(value[0] if isinstance(value, MultiValue) else value)
     except (TypeError, ValueError, IndexError):
         return None
 

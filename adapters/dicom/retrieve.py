@@ -14,11 +14,13 @@ from typing import Any
 
 from adapters.dicom.qr import Peer, QRError, QueryRetrieve, QuerySession, SeriesMatch, retrieve_query
 from adapters.dicom.receive import Receiver
-from adapters.dicom.storage import InstanceStore
+from adapters.dicom.storage import Chunk, InstanceBytes, InstanceStore
+from adapters.jobs import JobContext
 from application import Relais
 from application.imaging import ReceivedInstance, StudyUpdate
 from domain.directory import DicomNode, node_id
 from domain.imaging import received_study_id
+from domain.values import Json
 
 log = logging.getLogger("relais.dicom")
 
@@ -93,7 +95,8 @@ class BackgroundWrites:
     def __init__(self, store: InstanceStore, *, threads: int = 2, queued: int = 32):
         self.store = store
         self.error: OSError | None = None
-        self._queue: queue.Queue = queue.Queue(maxsize=queued)  # ~0.5 MB each for a CT: bounded memory
+        # (establishment, study, SOP) and the bytes, or None: stop. ~0.5 MB each for a CT: bounded memory
+        self._queue: queue.Queue[tuple[tuple[str, str, str], list[Chunk]] | None] = queue.Queue(maxsize=queued)
         self._pending: set[tuple[str, str, str]] = set()
         self._failed: set[tuple[str, str, str]] = set()
         self._cond = threading.Condition()
@@ -106,7 +109,7 @@ class BackgroundWrites:
     def path(self, establishment_id: str, study_uid: str, sop_uid: str) -> Any:
         return self.store.path(establishment_id, study_uid, sop_uid)
 
-    def put(self, establishment_id: str, study_uid: str, sop_uid: str, data: bytes | memoryview | list) -> bool:
+    def put(self, establishment_id: str, study_uid: str, sop_uid: str, data: InstanceBytes) -> bool:
         """Queues the bytes (copied: the caller may release its buffer); False if already stored or queued.
 
         A failed write is not reported to the PACS (it would end the C-GET with a PACS-side status
@@ -296,8 +299,8 @@ class Retriever:
         est = node.establishment_id
         peer = Peer(node.aet, node.host, node.port)
         method = node.retrieve_method
-        patient: dict = {}
-        study: dict = {}
+        patient: Json = {}
+        study: Json = {}
         expected = received = attempts = 0
         status, reason = "failed", ""
         write_error: OSError | None = None
@@ -373,15 +376,15 @@ class Retriever:
         batches (every 0.5 s, and at the association's end) once durable."""
         writes = BackgroundWrites(self.store)
 
-        def record(establishment_id: str, items: list[ReceivedInstance], source: dict) -> list[StudyUpdate]:
+        def record(establishment_id: str, items: list[ReceivedInstance], source: Json) -> list[StudyUpdate]:
             failed = writes.durable([(str(establishment_id), i.study_instance_uid, i.sop_instance_uid) for i in items])
             items = [i for i in items if (str(establishment_id), i.study_instance_uid, i.sop_instance_uid) not in failed]
             if not items:
                 return []
             return self.app.record_received(establishment_id=establishment_id, instances=items, source=source)
 
-        receiver = Receiver(store=writes, record=record).start()  # type: ignore[arg-type]
-        source = {"kind": "pacs_retrieve", "calling_aet": node_aet}
+        receiver = Receiver(store=writes, record=record).start()
+        source: Json = {"kind": "pacs_retrieve", "calling_aet": node_aet}
         try:
             ok = self._transfer(parts, lambda asks: self.qr.get(
                 peer, study_uid, lambda e: receiver.store_event(e, establishment_id=est, source=source),
@@ -394,7 +397,7 @@ class Retriever:
 
 
 async def retrieve_study(
-    ctx: dict, dossier_id: str, study_uid: str, node_aet: str, series_uids: list[str] | None = None,
+    ctx: JobContext, dossier_id: str, study_uid: str, node_aet: str, series_uids: list[str] | None = None,
 ) -> dict[str, Any]:
     """Job `retrieve:<dossier>:<study>`: idempotent (what is already recorded is not asked twice)."""
     retriever: Retriever = ctx["retriever"]

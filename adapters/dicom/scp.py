@@ -7,32 +7,36 @@ import secrets
 import socket
 import threading
 from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, cast
 
 from pydicom.uid import (
+    JPEG2000,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    JPEG2000,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
-    JPEGLosslessSV1,
     JPEGLossless,
+    JPEGLosslessSV1,
     JPEGLSLossless,
     JPEGLSNearLossless,
     RLELossless,
 )
 from pynetdicom import AE, AllStoragePresentationContexts, evt
-from pynetdicom.sop_class import Verification
+from pynetdicom.events import EventHandlerType
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import by _generate_sop_classes: invisible to mypy
 
-from adapters.dicom.receive import REFUSED_NOT_AUTHORIZED, Receiver
 from adapters.dicom.reactor import NodeServer, nodelay, quiet_pynetdicom
+from adapters.dicom.receive import REFUSED_NOT_AUTHORIZED, Receiver
 from adapters.dicom.workers import ChannelServer
 
 log = logging.getLogger("relais.dicom")
 
 REFRESH_SECONDS = 5.0
+
+S = TypeVar("S", bound=NodeServer)
 
 # Accepted as sent, never transcoded: the bytes are stored as received.
 TRANSFER_SYNTAXES = [
@@ -82,8 +86,9 @@ class DicomNodeServer:
         self.ae.add_supported_context(Verification)
         if receiver is not None:
             for cx in AllStoragePresentationContexts:
-                self.ae.add_supported_context(cx.abstract_syntax, TRANSFER_SYNTAXES)
-        self.server = None
+                if cx.abstract_syntax is not None:
+                    self.ae.add_supported_context(cx.abstract_syntax, TRANSFER_SYNTAXES)
+        self.server: NodeServer | None = None
         self._refresh()
 
     def _refresh(self) -> None:
@@ -110,10 +115,15 @@ class DicomNodeServer:
             self.receiver.flush(event.assoc)
 
     def _tell_acceptor(self, event: evt.Event) -> None:
-        self.server.ended()
+        if isinstance(self.server, ChannelServer):
+            self.server.ended()
+
+    def _make_server(self, server_class: type[S], handlers: list[EventHandlerType], **kwargs: Any) -> S:
+        # AE.make_server builds a `server_class` (its annotation adds "or a ThreadedAssociationServer")
+        return cast(S, self.ae.make_server((self.host, self.port), evt_handlers=handlers, server_class=server_class, **kwargs))
 
     def serve(self, stop: threading.Event) -> None:
-        handlers = [
+        handlers: list[EventHandlerType] = [
             (evt.EVT_C_ECHO, _on_echo),
             (evt.EVT_ACCEPTED, _on_accepted),
             (evt.EVT_REJECTED, _on_rejected),
@@ -123,25 +133,24 @@ class DicomNodeServer:
             (evt.EVT_ABORTED, self._on_end),
             (evt.EVT_CONN_CLOSE, self._on_end),
         ]
+        channel_server: ChannelServer | None = None
         if self.channel is None:
-            self.server = self.ae.make_server((self.host, self.port), evt_handlers=handlers, server_class=NodeServer)
+            server = self.server = self._make_server(NodeServer, handlers)
             log.info("nœud DICOM %s à l'écoute sur %s:%s", self.aet, self.host, self.port)
         else:
             handlers.append((evt.EVT_CONN_CLOSE, self._tell_acceptor))
-            self.server = self.ae.make_server(
-                (self.host, self.port), evt_handlers=handlers, server_class=ChannelServer, channel=self.channel,
-            )
-        threading.Thread(target=self.server.serve_forever, name="relais-dicom-server", daemon=True).start()
-        if self.channel is not None:
-            self.server.ready()
+            server = self.server = channel_server = self._make_server(ChannelServer, handlers, channel=self.channel)
+        threading.Thread(target=server.serve_forever, name="relais-dicom-server", daemon=True).start()
+        if channel_server is not None:
+            channel_server.ready()
         try:
             while not stop.wait(REFRESH_SECONDS):
-                if self.channel is not None and self.server.lost_acceptor.is_set():
+                if channel_server is not None and channel_server.lost_acceptor.is_set():
                     log.warning("nœud DICOM : processus d'accueil disparu, arrêt")
                     break
                 self._refresh()
         finally:
-            self.server.shutdown()
+            server.shutdown()
             if self.receiver is not None:
                 self.receiver.close()
             log.info("nœud DICOM arrêté")

@@ -6,8 +6,18 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 from domain.imaging import valid_uid
+
+Chunk = bytes | memoryview
+InstanceBytes = Chunk | list[Chunk]  # the whole file, or its chunks in order (a received file's meta, then its data set)
+
+
+class InstanceWriter(Protocol):
+    """Where a receiver puts the instances it is sent: an `InstanceStore`, or a C-GET's background writes."""
+
+    def put(self, establishment_id: str, study_uid: str, sop_uid: str, data: InstanceBytes) -> bool: ...
 
 
 class InstanceStore:
@@ -30,7 +40,7 @@ class InstanceStore:
     def exists(self, establishment_id: str, study_uid: str, sop_uid: str) -> bool:
         return self.path(establishment_id, study_uid, sop_uid).exists()
 
-    def put(self, establishment_id: str, study_uid: str, sop_uid: str, data: bytes | memoryview | list) -> bool:
+    def put(self, establishment_id: str, study_uid: str, sop_uid: str, data: InstanceBytes) -> bool:
         """Stores the bytes (or the list of byte chunks) durably; False if this instance was already
         there (nothing written)."""
         final = self.path(establishment_id, study_uid, sop_uid)

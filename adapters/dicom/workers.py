@@ -18,11 +18,11 @@ import selectors
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from adapters.dicom.reactor import NodeServer
 from adapters.supervisor import die_with_parent
@@ -43,13 +43,14 @@ class ChannelServer(NodeServer):
     being accepted on a listening socket; `address` is the public one, for the association's
     records only."""
 
-    def __init__(self, *args, channel: socket.socket, **kwargs):
+    def __init__(self, *args: Any, channel: socket.socket, **kwargs: Any) -> None:
         self.channel = channel
         self.lost_acceptor = threading.Event()
         super().__init__(*args, **kwargs)
 
     def server_bind(self) -> None:
-        self.socket.close()
+        if self.socket is not None:  # the listening socket socketserver made: not used
+            self.socket.close()
         self.socket = self.channel
 
     def server_activate(self) -> None:
@@ -89,7 +90,7 @@ class ChannelServer(NodeServer):
 @dataclass
 class _Worker:
     index: int
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen[bytes] | None = None
     channel: socket.socket | None = None
     active: int = 0
     ready: bool = False
@@ -158,7 +159,7 @@ class Acceptor:
 
     # ------------------------------------------------------------------ accepting
 
-    def open(self) -> "Acceptor":
+    def open(self) -> Acceptor:
         """Listens (raises OSError if the port is taken) and starts the workers. Connections are
         accepted once a worker is ready (until then they wait in the listening queue)."""
         self.listener = socket.create_server((self.host, self.port), backlog=128)
@@ -169,22 +170,25 @@ class Acceptor:
 
     def _accepting(self) -> None:
         """Accepts only while some worker is ready to serve."""
-        listening = self.listener is not None and self.listener in self.selector.get_map()
-        wanted = self.listener is not None and any(w.ready and w.channel is not None for w in self.workers)
+        listener = self.listener
+        if listener is None:
+            return
+        listening = listener in self.selector.get_map()
+        wanted = any(w.ready and w.channel is not None for w in self.workers)
         if wanted and not listening:
-            self.selector.register(self.listener, selectors.EVENT_READ, None)
+            self.selector.register(listener, selectors.EVENT_READ, None)
         elif listening and not wanted:
-            self.selector.unregister(self.listener)
+            self.selector.unregister(listener)
 
     def _dispatch(self, conn: socket.socket) -> None:
-        ready = [w for w in self.workers if w.ready and w.channel is not None]
+        ready = [(w, w.channel) for w in self.workers if w.ready and w.channel is not None]
         if not ready:
             log.error("nœud DICOM : aucun processus disponible, connexion de %s fermée", conn.getpeername())
             conn.close()
             return
-        worker = min(ready, key=lambda w: (w.active, w.dispatched))
+        worker, channel = min(ready, key=lambda r: (r[0].active, r[0].dispatched))
         try:
-            socket.send_fds(worker.channel, [b"+"], [conn.fileno()])
+            socket.send_fds(channel, [b"+"], [conn.fileno()])
             worker.active += 1
             worker.dispatched += 1
         except OSError:
@@ -196,7 +200,9 @@ class Acceptor:
         log.info("nœud DICOM à l'écoute sur %s:%s (%d processus)", self.host, self.port, self.count)
         while not stop.is_set():
             for key, _ in self.selector.select(timeout=0.5):
-                if key.data is None:
+                if key.data is None:  # the listener (registered only while open)
+                    if self.listener is None:
+                        continue
                     try:
                         conn, _ = self.listener.accept()
                     except (BlockingIOError, InterruptedError):
@@ -204,6 +210,8 @@ class Acceptor:
                     self._dispatch(conn)
                     continue
                 worker: _Worker = key.data
+                if worker.channel is None:  # registered only while it has one
+                    continue
                 try:
                     data = worker.channel.recv(4096)
                 except (BlockingIOError, InterruptedError):
@@ -226,17 +234,17 @@ class Acceptor:
                 self.selector.unregister(self.listener)
             self.listener.close()
             self.listener = None
-        running = [w for w in self.workers if w.process is not None and w.process.poll() is None]
-        for w in running:
-            w.process.send_signal(signal.SIGTERM)
+        running = [(w.index, w.process) for w in self.workers if w.process is not None and w.process.poll() is None]
+        for _, process in running:
+            process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for w in running:
+        for index, process in running:
             try:
-                w.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                log.warning("nœud DICOM : le processus %d ne s'arrête pas, arrêt forcé", w.index + 1)
-                w.process.kill()
-                w.process.wait()
+                log.warning("nœud DICOM : le processus %d ne s'arrête pas, arrêt forcé", index + 1)
+                process.kill()
+                process.wait()
         for w in self.workers:
             self._retire(w)
         self.selector.close()
