@@ -12,7 +12,8 @@ from litestar.params import FromPath
 from litestar.response import Stream
 
 from application.errors import NotFoundError
-from domain.imaging import ReceivedStudy, valid_uid
+from application.study_reads import StudyView
+from domain.imaging import valid_uid
 from web.dicomweb import media
 from web.dicomweb.search import search
 from web.errors import RequestRefused
@@ -26,7 +27,7 @@ SERIES = STUDY + "/series/{series_uid:str}"
 INSTANCE = SERIES + "/instances/{sop:str}"
 
 
-def _in_series(s: ReceivedStudy, series_uid: str, sop: str | None = None) -> list[str]:
+def _in_series(s: StudyView, series_uid: str, sop: str | None = None) -> list[str]:
     """The SOP Instance UIDs of a series of the study (or the one asked for), else 404."""
     sops = sorted(x for x, se in s.instances.items() if se == series_uid and (sop is None or x == sop))
     if not sops:
@@ -111,7 +112,7 @@ def wado_study(request: Request, services: NamedDependency[Services], user: Name
     Endian is asked for; recorded as a download (ReceivedStudy.Downloaded, "dicomweb:study")."""
     s = read_study(services, user, dossier_id, study_uid, "dicomweb")
     ts = media.instance_syntax(request)
-    services.relais.record_download(
+    services.relais.download_study(
         dossier_id=dossier_id, actor_id=user.practitioner_id, study_uid=s.study_instance_uid, what="dicomweb:study",
         establishment_id=user.establishment_id, role=user.role, read="dicomweb",
     )
@@ -125,7 +126,7 @@ def wado_series(request: Request, services: NamedDependency[Services], user: Nam
     s = read_study(services, user, dossier_id, study_uid, "dicomweb")
     sops = _in_series(s, series_uid)
     ts = media.instance_syntax(request)
-    services.relais.record_download(
+    services.relais.download_study(
         dossier_id=dossier_id, actor_id=user.practitioner_id, study_uid=s.study_instance_uid,
         what=f"dicomweb:series:{series_uid}", establishment_id=user.establishment_id, role=user.role, read="dicomweb",
     )

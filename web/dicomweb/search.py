@@ -6,11 +6,11 @@ from litestar import Request, Response
 
 from adapters.dicom.dicomjson import header_json, result
 from application.errors import ForbiddenError, NotFoundError
-from domain.imaging import ReceivedStudy
+from application.study_reads import SeriesSummary, StudyView
 from web.dicomweb import query
 from web.dicomweb.media import dicom_json
 from web.errors import RequestRefused
-from web.imaging_access import instance_path, read_study, series_instances, series_list
+from web.imaging_access import instance_path, read_study, series_instances
 from web.services import Services
 from web.session import SessionUser
 
@@ -34,23 +34,23 @@ def _dossier_study_uids(services: Services, user: SessionUser, dossier_id: str) 
     return [att["study_instance_uid"] for att in d.imaging]
 
 
-def _study_record(s: ReceivedStudy, base: str) -> dict:
+def _study_record(s: StudyView, base: str) -> dict:
     return {
-        "StudyInstanceUID": s.study_instance_uid, "StudyDate": s.study.get("date"), "StudyTime": s.study.get("time"),
-        "AccessionNumber": s.study.get("accession_number"), "StudyDescription": s.study.get("description"),
-        "ReferringPhysicianName": s.study.get("referring"), "PatientName": s.patient.get("name"),
-        "PatientID": s.patient.get("id"), "PatientBirthDate": s.patient.get("birth_date"),
-        "PatientSex": s.patient.get("sex"), "ModalitiesInStudy": s.modalities,
+        "StudyInstanceUID": s.study_instance_uid, "StudyDate": s.study_date, "StudyTime": s.study_time,
+        "AccessionNumber": s.accession_number, "StudyDescription": s.description,
+        "ReferringPhysicianName": s.referring_physician, "PatientName": s.patient_name,
+        "PatientID": s.patient_id, "PatientBirthDate": s.patient_birth_date,
+        "PatientSex": s.patient_sex, "ModalitiesInStudy": s.modalities,
         "NumberOfStudyRelatedSeries": len(s.series), "NumberOfStudyRelatedInstances": s.instance_count,
         "RetrieveURL": f"{base}/studies/{s.study_instance_uid}",
     }
 
 
-def _series_record(s: ReceivedStudy, se: dict, base: str) -> dict:
+def _series_record(s: StudyView, se: SeriesSummary, base: str) -> dict:
     return {
-        "SeriesInstanceUID": se["uid"], "Modality": se.get("modality"), "SeriesDescription": se.get("description"),
-        "SeriesNumber": se.get("number"), "NumberOfSeriesRelatedInstances": se.get("count"),
-        "RetrieveURL": f"{base}/studies/{s.study_instance_uid}/series/{se['uid']}",
+        "SeriesInstanceUID": se.uid, "Modality": se.modality, "SeriesDescription": se.description,
+        "SeriesNumber": se.number, "NumberOfSeriesRelatedInstances": se.count,
+        "RetrieveURL": f"{base}/studies/{s.study_instance_uid}/series/{se.uid}",
     }
 
 
@@ -76,21 +76,21 @@ def search(
                     continue
     base = _base(request, dossier_id)
     study_filters = [f for f in q.filters if f.level == "study"]
-    found: list[tuple[dict, ReceivedStudy, str | None]] = []  # (record, study, SOP Instance UID of its header)
+    found: list[tuple[dict, StudyView, str | None]] = []  # (record, study, SOP Instance UID of its header)
     for s in studies:
         srec = _study_record(s, base)
         if not all(f.matches(srec.get(f.keyword)) for f in study_filters):
             continue
         if level == "study":
-            first = series_list(s)[0]["uid"] if s.series else None  # its first instance: the header of study attributes not held
+            first = s.series[0].uid if s.series else None  # its first instance: the header of study attributes not held
             found.append((srec, s, min((sop for sop, se in s.instances.items() if se == first), default=None)))
             continue
-        rows = {r.sop_instance_uid: r for r in services.imaging.studies.instances_of(str(s.id))} if level == "instance" else {}
-        for se in series_list(s):
-            if series_uid and se["uid"] != series_uid:
+        rows = {r.sop_instance_uid: r for r in services.imaging.studies.instances_of(s.id)} if level == "instance" else {}
+        for se in s.series:
+            if series_uid and se.uid != series_uid:
                 continue
             serec = {**srec, **_series_record(s, se, base)}
-            sops = series_instances(services.imaging, s, se["uid"])
+            sops = series_instances(services.imaging, s, se.uid)
             if level == "series":
                 if sops:
                     found.append((serec, s, sops[0]))

@@ -106,7 +106,7 @@ def _progress(request: Request, services: Services, user: SessionUser, dossier_i
     sid = received_study_id(info["establishment_id"], study_uid)
     state = {"status": "queued", "expected": 0, "received": 0, "reason": ""}
     try:
-        study = services.relais.received_study(study_id=str(sid))
+        study = services.relais.received_study_view(study_id=str(sid))
         if study.last_retrieve:
             state = dict(study.last_retrieve)
         state["received"] = study.instance_count

@@ -20,8 +20,9 @@ from adapters.dicom.dicomdir import zip_with_dicomdir
 from adapters.dicom.export import export_job_id
 from adapters.dicom.render import CT_PRESETS, RenderError, render, thumbnail
 from application.errors import NotFoundError
-from domain.imaging import ReceivedStudy, valid_uid
-from web.imaging_access import instance_path, read_study, series_instances, series_list
+from application.study_reads import StudyView
+from domain.imaging import valid_uid
+from web.imaging_access import instance_path, read_study, series_instances
 from web.services import ImagingServices, Services
 from web.session import SessionUser
 
@@ -38,16 +39,16 @@ def viewer(
 ) -> Template:
     """Thumbnails per series, the first series in the viewer, download and export."""
     study = read_study(services, user, dossier_id, study_uid, "viewer")
-    series = series_list(study)
+    series = study.series
     own = [n.aet for n in services.imaging.directory.pacs_of(user.establishment_id)] if user.role == "clinician" else []
     return Template("imaging/_viewer.html", context={
         "dossier_id": dossier_id, "study": study, "series": series, "presets": CT_PRESETS,
-        "first": _frame_context(services.imaging, study, dossier_id, series[0]["uid"], 0, "auto") if series else None,
+        "first": _frame_context(services.imaging, study, dossier_id, series[0].uid, 0, "auto") if series else None,
         "nodes": own,
     })
 
 
-def _frame_context(imaging: ImagingServices, study: ReceivedStudy, dossier_id: str, series_uid: str, i: int, preset: str) -> dict:
+def _frame_context(imaging: ImagingServices, study: StudyView, dossier_id: str, series_uid: str, i: int, preset: str) -> dict:
     sops = series_instances(imaging, study, series_uid)
     if not sops:
         raise NotFoundError("série vide")
@@ -110,7 +111,7 @@ def download(
     dossier_id: FromPath[str], study_uid: FromPath[str],
 ) -> File:
     """The study as a ZIP with a DICOMDIR; the download is recorded (ReceivedStudy.Downloaded)."""
-    study = services.relais.record_download(
+    study = services.relais.download_study(
         dossier_id=dossier_id, actor_id=user.practitioner_id, study_uid=valid_uid(study_uid, "study_uid"),
         what="zip", establishment_id=user.establishment_id,
     )
@@ -118,7 +119,7 @@ def download(
     workdir = Path(tempfile.mkdtemp(prefix="relais-zip-", dir=services.settings.data_dir if services.settings.data_dir.exists() else None))
     archive = zip_with_dicomdir(files, workdir)
     return File(
-        archive, filename=f"examen-{study.study.get('accession_number') or study.study_instance_uid[-12:]}.zip",
+        archive, filename=f"examen-{study.accession_number or study.study_instance_uid[-12:]}.zip",
         media_type="application/zip", background=BackgroundTask(shutil.rmtree, workdir, ignore_errors=True),
     )
 
@@ -147,12 +148,12 @@ async def start_export(
 
 def _export_state(services: Services, user: SessionUser, dossier_id: str, study_uid: str, node: str, running: bool) -> Template:
     study = read_study(services, user, dossier_id, study_uid)
-    state = study.__dict__.get("exports", {}).get(f"{dossier_id}:{node}") or {"status": "queued", "sent": 0, "total": 0, "failures": []}
+    state = study.export_to(dossier_id, node) or {"status": "queued", "sent": 0, "total": 0, "failures": []}
     finished = state["status"] in ("completed", "partial", "failed")
     instances = []
     if finished:  # the status of every instance: refused or not sent (with why), else stored by the node
         failed = {f["sop"]: f for f in state["failures"]}
-        series_no = {uid: meta.get("number") for uid, meta in study.series.items()}
+        series_no = {se.uid: se.number for se in study.series}
         for sop, series_uid in sorted(study.instances.items(), key=lambda i: (series_no.get(i[1]) or 0, i[1], i[0])):
             f = failed.get(sop)
             instances.append({
