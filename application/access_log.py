@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from application.base import Core, Json, parse_uuid
+from application.base import Core, parse_uuid
 from application.errors import ForbiddenError, NotFoundError
 from domain.access import ACCESS_KINDS, Access
 from domain.errors import NotAllowedError
+from domain.values import Json
 
 
 class AccessLog:

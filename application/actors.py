@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from application.base import SYSTEM_ACTOR, Core, Json, parse_uuid
+from application.base import SYSTEM_ACTOR, Core, parse_uuid
 from application.errors import ForbiddenError, NotFoundError
 from domain.directory import Practitioner
 from domain.dossier import Dossier
-from domain.values import Actor, Role
+from domain.values import Actor, Json, Role
 
 
 class Actors:

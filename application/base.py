@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
-from typing import Any, TypeVar, cast
+from typing import TypeVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -12,11 +12,9 @@ from eventsourcing.domain import Aggregate, DomainEvent
 from eventsourcing.persistence import IntegrityError
 
 from application.errors import ConflictError, NotFoundError
+from domain.values import Json
 
 A = TypeVar("A", bound=Aggregate)
-
-Json = dict[str, Any]
-"""A plain mapping as events store it: an actor, a patient, a send, a study's attributes…"""
 
 SYSTEM_ACTOR: Json = {
     "practitioner_id": "system", "role": "system", "establishment_id": "", "service_ids": [], "name": "Relais",

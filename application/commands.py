@@ -6,12 +6,12 @@ from collections.abc import Callable
 from datetime import datetime
 
 from application.actors import Actors
-from application.base import Core, Json, check_version, parse_uuid
+from application.base import Core, check_version, parse_uuid
 from application.errors import ForbiddenError
 from domain.directory import Establishment, Practitioner
 from domain.dossier import Dossier
 from domain.errors import InvalidFieldError
-from domain.values import Actor, Channel, Role, business_time, code
+from domain.values import Actor, Channel, Json, Role, business_time, code
 
 Action = Callable[[Dossier, Actor, datetime], object]
 """What a command does to the loaded dossier, as the actor, at business time."""

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from application.actors import Actors
-from application.base import Core, Json, parse_uuid
+from application.base import Core, parse_uuid
 from application.errors import AlreadyExistsError
 from domain import directory as ids
 from domain.directory import DicomNode, Establishment, Practitioner
 from domain.errors import InvalidFieldError
 from domain.identifiers import check_department, check_finess, check_region, check_rpps, region_of
-from domain.values import NodeKind, Role, code, text
+from domain.values import Json, NodeKind, Role, code, text
 
 PROFESSIONS = ("physician", "radiologist", "nurse", "manipulator", "pharmacist", "midwife", "other")
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+
 from eventsourcing.domain import DomainEvent
 
-from application.base import Json
 from domain.dossier import Dossier
+from domain.values import Json
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,25 @@ from datetime import datetime
 from uuid import uuid4
 
 from application.actors import Actors
-from application.base import SYSTEM_ACTOR, Core, Json
+from application.base import SYSTEM_ACTOR, Core
 from application.commands import DossierCommands
 from application.dossier_views import DossierDetails, HistoryEntry, details_of, history_of
 from application.errors import ForbiddenError
 from domain.dossier import Dossier
 from domain.errors import InvalidFieldError
-from domain.values import PARIS, Actor, Consent, ImagingSource, Role, Urgency, Workflow, code, patient_identity, text
+from domain.values import (
+    PARIS,
+    Actor,
+    Consent,
+    ImagingSource,
+    Json,
+    Role,
+    Urgency,
+    Workflow,
+    code,
+    patient_identity,
+    text,
+)
 
 QUESTION_MAX = 10_000
 REPORT_MAX = 50_000

@@ -14,13 +14,13 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
-from application.base import SYSTEM_ACTOR, Core, Json
+from application.base import SYSTEM_ACTOR, Core
 from domain import directory as ids
 from domain.directory import Establishment
 from domain.dossier import Dossier
 from domain.errors import RelaisError
 from domain.identifiers import region_of
-from domain.values import Actor
+from domain.values import Actor, Json
 
 LEGACY_NAMESPACE = uuid5(NAMESPACE_URL, "https://relais.invalid/legacy-history")
 IMPORT_ACTOR = dict(SYSTEM_ACTOR, name="Import de l'historique")

@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from application.actors import Actors
-from application.base import SYSTEM_ACTOR, Core, Json
+from application.base import SYSTEM_ACTOR, Core
 from application.commands import DossierCommands
 from application.errors import ConflictError, ForbiddenError, NotFoundError
 from domain.directory import DicomNode, node_id
 from domain.dossier import Dossier
 from domain.imaging import ReceivedStudy, received_study_id, valid_uid
-from domain.values import Actor, ImagingSource
+from domain.values import Actor, ImagingSource, Json
 
 RETRIES = 5
 

@@ -12,12 +12,12 @@ from typing import Any
 
 from application.access_log import AccessLog
 from application.actors import Actors
-from application.base import Core, Json
+from application.base import Core
 from application.errors import ConflictError, ForbiddenError, NotFoundError
 from domain.directory import DicomNode, node_id
 from domain.dossier import Dossier
 from domain.imaging import ReceivedStudy, received_study_id
-from domain.values import Actor, Role
+from domain.values import Actor, Json, Role
 
 RETRIES = 5
 
