@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresTrackingRecorder
@@ -29,6 +29,11 @@ from psycopg import Cursor
 from psycopg.sql import SQL, Identifier, Literal
 
 APPLICATION_NAME = "relais"
+
+
+def tracking_table(name: str) -> str:
+    """The tracking table of the projection `name`, as eventsourcing names it."""
+    return f"{name.lower()}_tracking"
 
 
 class StalePositionError(RuntimeError):
@@ -132,6 +137,29 @@ class PostgresView(PostgresTrackingRecorder):
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(sql, params)  # type: ignore[arg-type]
             return list(curs.fetchall())
+
+    @classmethod
+    def on_pool(cls, pool: Any, name: str) -> Self:
+        """This view read on an existing psycopg pool with rows as dicts (e.g. the web's), instead of
+        a datastore of its own: no connection opened, no table made; `name` is its projection's."""
+        return cls(PoolDatastore(pool), tracking_table_name=tracking_table(name))
+
+
+class PoolDatastore:
+    """A psycopg pool standing for the eventsourcing datastore of a view that is only read
+    (`PostgresView.on_pool`). Closing it leaves the pool to whoever made it."""
+
+    schema = "public"
+    single_row_tracking = True
+
+    def __init__(self, pool: Any):
+        self.pool = pool
+
+    def get_connection(self) -> Any:
+        return self.pool.connection()
+
+    def close(self) -> None:
+        pass
 
 
 V = TypeVar("V", bound=PostgresView)

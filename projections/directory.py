@@ -11,6 +11,7 @@ from eventsourcing.projection import Projection
 
 from domain.directory import DicomNode, Establishment, Practitioner
 from projections.base import PostgresView
+from projections.search import contains, folded_sql
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,27 @@ class EstablishmentRow:
     name: str
     department: str
     region: str
+
+
+@dataclass(frozen=True)
+class ServiceRow:
+    id: str
+    establishment_id: str
+    name: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class PersonRow:
+    """A practitioner as named on pages."""
+
+    id: str
+    given_name: str
+    family_name: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.given_name} {self.family_name}".strip()
 
 
 @dataclass(frozen=True)
@@ -47,6 +69,10 @@ class NodeRow:
 
 class DirectoryView(Protocol):
     def establishments(self) -> list[EstablishmentRow]: ...
+    def services(self) -> list[ServiceRow]: ...
+    def people(self) -> list[PersonRow]: ...
+    def clinicians_of(self, establishment_id: str) -> list[PersonRow]: ...
+    def search(self, q: str, limit: int = 12) -> list[EstablishmentRow]: ...
     def practitioners(self) -> list[PractitionerRow]: ...
     def nodes(self) -> list[NodeRow]: ...
     def node_aets(self) -> set[str]: ...
@@ -74,6 +100,40 @@ class PostgresDirectoryView(PostgresView):
 
     def establishments(self) -> list[EstablishmentRow]:
         rows = self.query("SELECT id::text, finess, name, department, region FROM dir_establishments ORDER BY finess")
+        return [EstablishmentRow(**r) for r in rows]
+
+    def services(self) -> list[ServiceRow]:
+        rows = self.query("SELECT id::text, establishment_id::text, name, kind FROM dir_services")
+        return [ServiceRow(**r) for r in rows]
+
+    def people(self) -> list[PersonRow]:
+        """Every practitioner's name (active or not: past events name them too)."""
+        return [PersonRow(**r) for r in self.query("SELECT id::text, given_name, family_name FROM dir_practitioners")]
+
+    def clinicians_of(self, establishment_id: str) -> list[PersonRow]:
+        """The active clinicians of an establishment, by name."""
+        rows = self.query(
+            """SELECT p.id::text, p.given_name, p.family_name FROM dir_memberships m
+               JOIN dir_practitioners p ON p.id = m.practitioner_id
+               WHERE m.establishment_id = %s AND 'clinician' = ANY(m.roles) AND p.active
+               ORDER BY p.family_name, p.given_name""", (establishment_id,),
+        )
+        return [PersonRow(**r) for r in rows]
+
+    def search(self, q: str, limit: int = 12) -> list[EstablishmentRow]:
+        """Establishments matching a name, FINESS, town or department, or having a matching service
+        (name or specialty) or clinician; names compared folded (accents and case ignored)."""
+        rows = self.query(
+            f"""SELECT DISTINCT e.id::text, e.finess, e.name, e.department, e.region FROM dir_establishments e
+                LEFT JOIN dir_services s ON s.establishment_id = e.id
+                LEFT JOIN dir_memberships m ON m.establishment_id = e.id AND 'clinician' = ANY(m.roles)
+                LEFT JOIN dir_practitioners p ON p.id = m.practitioner_id
+                WHERE {folded_sql("e.name")} LIKE %(like)s OR e.finess LIKE %(like)s OR e.department = %(dep)s
+                   OR {folded_sql("s.name")} LIKE %(like)s OR {folded_sql("s.specialty")} LIKE %(like)s
+                   OR {folded_sql("p.family_name || ' ' || p.given_name")} LIKE %(like)s
+                ORDER BY e.name LIMIT %(limit)s""",
+            {"like": contains(q), "dep": q.strip().upper(), "limit": limit},
+        )
         return [EstablishmentRow(**r) for r in rows]
 
     def practitioners(self) -> list[PractitionerRow]:

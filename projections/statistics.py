@@ -14,6 +14,7 @@ with COPY and set-based UPDATEs, in one transaction with its tracking position.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -24,6 +25,7 @@ from domain.directory import Establishment
 from domain.dossier import Dossier
 from domain.values import PARIS
 from projections.base import BufferedProjection, PostgresView
+from projections.status import ProjectionStatus, projection_status
 
 T, TS, ID = "text", "timestamptz", "uuid"
 ESTABLISHMENT_COLUMNS = (("id", ID), ("finess", T), ("name", T), ("department", T), ("region", T))
@@ -44,6 +46,13 @@ SEND_COLUMNS = (
 # forward does not move the acceptance time). Index of (business, recorded) in SEND_COLUMNS.
 SEND_FACTS = {"sent": 9, "accepted": 12, "declined": 14, "answered": 16}
 S_WORKFLOW = 6  # workflow, requester_id, requester_department: copied from the dossier
+
+
+@dataclass(frozen=True)
+class EstablishmentRow:
+    finess: str
+    name: str
+    department: str
 
 
 class PostgresStatisticsView(PostgresView):
@@ -75,6 +84,16 @@ class PostgresStatisticsView(PostgresView):
         the tables, even while a batch commits)."""
         return Snapshot(self.datastore.get_connection)
 
+    def establishments(self) -> list[EstablishmentRow]:
+        """The establishments known to the statistics (no patient data), by name."""
+        rows = self.query("SELECT finess, name, department FROM stats_establishments ORDER BY name, finess")
+        return [EstablishmentRow(**r) for r in rows]
+
+    def status(self) -> ProjectionStatus:
+        """Where the statistics stand: their position in the log and the events not in them yet."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            return projection_status(curs, StatisticsProjection.name, StatisticsProjection.topics)
+
 
 class Snapshot:
     """A read-only REPEATABLE READ transaction on a connection from `connect()` (a pool's)."""
@@ -101,16 +120,6 @@ class Snapshot:
             self._tx.__exit__(*exc)
         finally:
             self._cm.__exit__(*exc)
-
-
-class PoolStatistics:
-    """The statistics tables read through an existing psycopg pool (rows as dicts), e.g. the web's."""
-
-    def __init__(self, pool: Any):
-        self.pool = pool
-
-    def snapshot(self) -> Snapshot:
-        return Snapshot(self.pool.connection)
 
 
 _UUIDS: dict[str, UUID] = {}

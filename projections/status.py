@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from psycopg import Cursor
 from psycopg.sql import SQL, Identifier
 
-from projections.base import APPLICATION_NAME
+from projections.base import APPLICATION_NAME, tracking_table
 
 
 @dataclass(frozen=True)
@@ -17,11 +17,6 @@ class ProjectionStatus:
     position: int  # last event written to the read model
     head: int  # last event of its topics in the log
     lag: int  # events of its topics not written yet
-
-
-def tracking_table(name: str) -> str:
-    """The tracking table of a projection, as eventsourcing names it."""
-    return f"{name.lower()}_tracking"
 
 
 def projection_status(curs: Cursor, name: str, topics: Sequence[str]) -> ProjectionStatus:

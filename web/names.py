@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import asdict
 
 from psycopg_pool import ConnectionPool
+
+from projections.directory import DirectoryProjection, DirectoryView, PostgresDirectoryView
 
 TTL = 30.0
 
@@ -13,8 +16,11 @@ TTL = 30.0
 class Names:
     """id → display name, refreshed at most every TTL seconds (the directory changes rarely)."""
 
-    def __init__(self, pool: ConnectionPool):
-        self.pool = pool
+    def __init__(self, directory: DirectoryView | ConnectionPool):
+        # A pool: the directory view read on it (what the composition root passes until it gives a view).
+        if isinstance(directory, ConnectionPool):
+            directory = PostgresDirectoryView.on_pool(directory, DirectoryProjection.name)
+        self.directory: DirectoryView = directory
         self._lock = threading.Lock()
         self._at = 0.0
         self.establishments: dict[str, dict] = {}
@@ -25,13 +31,10 @@ class Names:
         with self._lock:
             if not force and time.monotonic() - self._at < TTL:
                 return self
-            with self.pool.connection() as conn:
-                est = conn.execute("SELECT id::text, name, finess, department, region FROM dir_establishments").fetchall()
-                svc = conn.execute("SELECT id::text, establishment_id::text, name, kind FROM dir_services").fetchall()
-                pra = conn.execute("SELECT id::text, given_name, family_name FROM dir_practitioners").fetchall()
-            self.establishments = {r["id"]: r for r in est}
-            self.services = {r["id"]: r for r in svc}
-            self.practitioners = {r["id"]: f"{r['given_name']} {r['family_name']}".strip() for r in pra}
+            establishments, services, people = self.directory.establishments(), self.directory.services(), self.directory.people()
+            self.establishments = {e.id: asdict(e) for e in establishments}
+            self.services = {s.id: asdict(s) for s in services}
+            self.practitioners = {p.id: p.name for p in people}
             self._at = time.monotonic()
         return self
 
@@ -67,31 +70,12 @@ class Names:
 
     def colleagues(self, eid: str) -> list[tuple[str, str]]:
         """(id, name) of the active clinicians of an establishment."""
-        with self.pool.connection() as conn:
-            rows = conn.execute(
-                """SELECT p.id::text, p.given_name, p.family_name FROM dir_memberships m
-                   JOIN dir_practitioners p ON p.id = m.practitioner_id
-                   WHERE m.establishment_id = %s AND 'clinician' = ANY(m.roles) AND p.active
-                   ORDER BY p.family_name, p.given_name""", (eid,),
-            ).fetchall()
-        return [(r["id"], f"{r['given_name']} {r['family_name']}".strip()) for r in rows]
+        return [(p.id, p.name) for p in self.directory.clinicians_of(eid)]
 
     def search(self, q: str, limit: int = 12) -> list[dict]:
         """Establishments matching a name, FINESS, town or department, or having a matching service
         or clinician; each with its services and clinicians (for choosing recipients)."""
-        like = f"%{q.strip().lower()}%"
-        with self.pool.connection() as conn:
-            ests = conn.execute(
-                """SELECT DISTINCT e.id::text, e.name, e.finess, e.department, e.region FROM dir_establishments e
-                   LEFT JOIN dir_services s ON s.establishment_id = e.id
-                   LEFT JOIN dir_memberships m ON m.establishment_id = e.id AND 'clinician' = ANY(m.roles)
-                   LEFT JOIN dir_practitioners p ON p.id = m.practitioner_id
-                   WHERE lower(e.name) LIKE %s OR e.finess LIKE %s OR e.department = %s OR lower(s.name) LIKE %s
-                      OR lower(p.family_name || ' ' || p.given_name) LIKE %s OR lower(s.specialty) LIKE %s
-                   ORDER BY e.name LIMIT %s""",
-                (like, like, q.strip().upper(), like, like, like, limit),
-            ).fetchall()
-        out = []
-        for e in ests:
-            out.append(dict(e, services=self.services_of(e["id"]), clinicians=self.colleagues(e["id"])))
-        return out
+        return [
+            dict(asdict(e), services=self.services_of(e.id), clinicians=self.colleagues(e.id))
+            for e in self.directory.search(q, limit)
+        ]

@@ -24,9 +24,8 @@ from domain.directory import establishment_id
 from domain.errors import InvalidFieldError
 from domain.identifiers import check_department, check_finess
 from domain.values import PARIS, WORKFLOW_LABELS, Role, Workflow, code
-from projections.statistics import PoolStatistics, StatisticsProjection
+from projections.statistics import EstablishmentRow, PostgresStatisticsView, StatisticsProjection
 from projections.statistics_report import SIDES, TABLES, WORKFLOW_ORDER, StatsQuery, build_report, to_csv
-from projections.status import projection_status
 from web import charts
 from web.errors import is_htmx
 from web.geo import department_label, region_label
@@ -119,20 +118,19 @@ def query_string(q: StatsQuery) -> dict[str, str]:
     return {k: v for k, v in params.items() if v}
 
 
-def _establishments(services: Services) -> dict[str, dict]:
-    with services.pool.connection() as conn:
-        rows = conn.execute("SELECT finess, name, department FROM stats_establishments ORDER BY name, finess").fetchall()
-    return {r["finess"]: r for r in rows}
+def statistics_view(services: Services) -> PostgresStatisticsView:
+    """The statistics view, read on the web's pool: made here (cheap, no connection of its own) until
+    the composition root hands the web one with the other views."""
+    return PostgresStatisticsView.on_pool(services.pool, StatisticsProjection.name)
 
 
-def _freshness(services: Services) -> dict:
+def _freshness(statistics: PostgresStatisticsView) -> dict:
     """Where the statistics stand: the projection's position and the events not yet in them."""
-    with services.pool.connection() as conn, conn.cursor() as curs:
-        status = projection_status(curs, StatisticsProjection.name, StatisticsProjection.topics)
+    status = statistics.status()
     return {"position": status.position, "lag": status.lag, "at": datetime.now(PARIS)}
 
 
-def _charts(report: dict, establishments: dict[str, dict]) -> dict:
+def _charts(report: dict, establishments: dict[str, EstablishmentRow]) -> dict:
     years = report["dossiers_by_year"]
     groups = [str(y["year"]) for y in years]
     out = {
@@ -185,12 +183,12 @@ def duration(minutes: float | None) -> str:
     return f"{charts.number(minutes / 1440, 1)} j"
 
 
-def _short_name(finess: str, establishments: dict[str, dict]) -> str:
+def _short_name(finess: str, establishments: dict[str, EstablishmentRow]) -> str:
     """The establishment's name, or its FINESS while it has only the import's placeholder name."""
     e = establishments.get(finess)
-    if e is None or e["name"] == IMPORTED_ESTABLISHMENT_NAME.format(finess=finess):
+    if e is None or e.name == IMPORTED_ESTABLISHMENT_NAME.format(finess=finess):
         return f"FINESS {finess}"
-    return e["name"]
+    return e.name
 
 
 CACHE_SIZE = 32
@@ -204,15 +202,15 @@ class ReportCache:
         self.lock = threading.Lock()
         self.reports: OrderedDict[tuple, dict] = OrderedDict()
 
-    def get(self, services: Services, q: StatsQuery, position: int | None = None) -> dict:
+    def get(self, statistics: PostgresStatisticsView, q: StatsQuery, position: int | None = None) -> dict:
         if position is None:
-            position = _freshness(services)["position"]
+            position = statistics.status().position
         key = (q, position)
         with self.lock:
             if key in self.reports:
                 self.reports.move_to_end(key)
                 return self.reports[key]
-        report = build_report(PoolStatistics(services.pool), q)
+        report = build_report(statistics, q)
         with self.lock:
             self.reports[key] = report
             while len(self.reports) > CACHE_SIZE:
@@ -224,18 +222,19 @@ def report_for(request: Request, services: Services, q: StatsQuery, position: in
     cache = getattr(request.app.state, "stats_reports", None)
     if cache is None:
         cache = request.app.state.stats_reports = ReportCache()
-    return cache.get(services, q, position)
+    return cache.get(statistics_view(services), q, position)
 
 
 def _context(request: Request, services: Services, q: StatsQuery) -> dict:
-    establishments = _establishments(services)
-    freshness = _freshness(services)
+    statistics = statistics_view(services)
+    establishments = {e.finess: e for e in statistics.establishments()}
+    freshness = _freshness(statistics)
     report = report_for(request, services, q, freshness["position"])
     params = query_string(q)
     return {
         "report": report, "q": q, "params": params, "query": urlencode(params), "charts": _charts(report, establishments),
         "establishments": establishments, "freshness": freshness,
-        "departments": sorted({e["department"] for e in establishments.values()}, key=lambda d: (len(d), d)),
+        "departments": sorted({e.department for e in establishments.values()}, key=lambda d: (len(d), d)),
         "workflows": WORKFLOW_LABELS, "sources": SOURCES, "channels": CHANNELS, "sides": SIDE_LABELS,
         "tables": TABLE_LABELS, "department_label": department_label, "region_label": region_label,
         "number": charts.number, "duration": duration, "day": lambda iso: date.fromisoformat(iso).strftime("%d/%m/%Y"),
