@@ -14,7 +14,7 @@ from web.session import SessionUser
 def read_study(services: Services, user: SessionUser, dossier_id: str, study_uid: str, read: str | None = None) -> StudyView:
     """The study if the user may read it; with `read` ("viewer", "dicomweb") the read is traced as an
     Access of kind "imaging": every refusal, and one granted access per user, study and kind of read
-    per minute (`StudyReadUseCases.study_for_reader`), so a scroll through a series is one access."""
+    per minute (`Relais.view_study`), so a scroll through a series is one access."""
     return services.relais.view_study(
         dossier_id=dossier_id, actor_id=user.practitioner_id, study_uid=valid_uid(study_uid, "study_uid"),
         establishment_id=user.establishment_id, role=user.role, read=read,
