@@ -21,10 +21,11 @@ from psycopg_pool import ConnectionPool
 from adapters import pgpipeline
 from adapters.blobs import BlobStore
 from adapters.credentials import Credentials
+from adapters.database import DictPool
 from adapters.dicom.export import Exporter, export_study
 from adapters.dicom.retrieve import Retriever, retrieve_study
 from adapters.dicom.storage import InstanceStore
-from adapters.jobs import ArqJobs, InlineJobs, Jobs, JobTable, ping
+from adapters.jobs import ArqJobs, InlineJobs, JobContext, Jobs, JobTable, ping
 from adapters.settings import Settings, conninfo
 from application import Relais
 from projections.access import PostgresAccessView
@@ -44,7 +45,7 @@ JOBS: JobTable = {"ping": ping, "retrieve_study": retrieve_study, "export_study"
 V = TypeVar("V")
 
 
-def _view(kind: type[V], name: str, env: dict[str, str]) -> V:
+def open_view_as(kind: type[V], name: str, env: dict[str, str]) -> V:
     """The read model `name` (opened without following the log), typed as its view class."""
     view = open_view(name, env)
     assert isinstance(view, kind), (name, type(view))
@@ -73,7 +74,7 @@ def open_app(settings: Settings) -> Iterator[Relais]:
         app.close()
 
 
-def build_pool(settings: Settings, max_size: int = 10) -> ConnectionPool:
+def build_pool(settings: Settings, max_size: int = 10) -> DictPool:
     """A psycopg pool for read models and credentials (rows as dicts)."""
     assert settings.database_url
     install_process_fixes()
@@ -110,7 +111,7 @@ def upgrade(settings: Settings) -> list[str]:
     return done
 
 
-def job_context(settings: Settings, app: Relais) -> dict:
+def job_context(settings: Settings, app: Relais) -> JobContext:
     """What the job functions find in their `ctx`: the retriever and the exporter on `app`."""
     store = InstanceStore(settings.dicom_root)
     return {
@@ -141,13 +142,13 @@ def build_web_services(settings: Settings) -> Services:
     env = dict(settings.eventsourcing_env(), CREATE_TABLE="no")  # tables are made by `relais db upgrade`, no DDL here
     small = dict(settings.small_pool_env(), CREATE_TABLE="no")
     imaging = ImagingServices(
-        studies=_view(PostgresImagingView, "imaging", small), directory=_view(PostgresDirectoryView, "directory", small),
+        studies=open_view_as(PostgresImagingView, "imaging", small), directory=open_view_as(PostgresDirectoryView, "directory", small),
         store=InstanceStore(settings.dicom_root), jobs=build_jobs(settings, relais), our_aet=settings.dicom_aet,
     )
     return Services(
         settings=settings, relais=relais, pool=pool, credentials=credentials,
         authenticator=LocalPasswordAuthenticator(relais, credentials),
-        inbox=_view(PostgresInboxView, "inbox", env), access_log=_view(PostgresAccessView, "access", env),
+        inbox=open_view_as(PostgresInboxView, "inbox", env), access_log=open_view_as(PostgresAccessView, "access", env),
         names=Names(pool), blobs=BlobStore(settings.data_dir), imaging=imaging,
         session_store=session_store(settings),
         channels_backend=PsycoPgChannelsBackend(conninfo(settings.database_url or "")),

@@ -7,7 +7,8 @@ import threading
 
 from adapters.settings import Settings
 from entrypoints.bootstrap import install_process_fixes
-from projections.runner import PROJECTIONS, run as run_projections
+from projections.runner import PROJECTIONS
+from projections.runner import run as run_projections
 
 log = logging.getLogger("relais")
 

@@ -11,20 +11,30 @@ from pathlib import Path
 from adapters.settings import Settings, SettingsError, postgres_env
 
 ENV_DOC = {
-    "RELAIS_DATABASE_URL": "PostgreSQL URL (postgresql://user:password@host:port/dbname). Unset: embedded PostgreSQL under RELAIS_DATA_DIR.",
+    "RELAIS_DATABASE_URL": (
+        "PostgreSQL URL (postgresql://user:password@host:port/dbname). Unset: embedded PostgreSQL under RELAIS_DATA_DIR."
+    ),
     "RELAIS_DATA_DIR": "Data folder (embedded database, blobs, received DICOM). Default ./var",
     "RELAIS_CIPHER_KEY": "Base64 AES key (16, 24 or 32 bytes): event payloads encrypted at rest with AES-GCM.",
     "RELAIS_REDIS_URL": "Redis URL for jobs (arq) and web sessions. Unset: jobs run in-process, sessions in memory.",
-    "RELAIS_SECRET_KEY": "Secret for signing session and CSRF cookies (32+ characters). Unset: random per start (sessions lost on restart).",
+    "RELAIS_SECRET_KEY": (
+        "Secret for signing session and CSRF cookies (32+ characters). Unset: random per start (sessions lost on restart)."
+    ),
     "RELAIS_HTTP_HOST": "Web listen address. Default 127.0.0.1",
     "RELAIS_HTTP_PORT": "Web listen port. Default 8000",
     "RELAIS_DICOM_HOST": "DICOM node listen address. Default 127.0.0.1",
     "RELAIS_DICOM_PORT": "DICOM node listen port. Default 11112",
     "RELAIS_DICOM_AET": "AE title of the platform's DICOM node. Default RELAIS",
-    "RELAIS_DICOM_WORKERS": "Processes serving DICOM associations (one accepts, the least busy serves; parallel associations need several). Default: the number of CPUs, at most 4",
+    "RELAIS_DICOM_WORKERS": (
+        "Processes serving DICOM associations (one accepts, the least busy serves; parallel associations need several). "
+        "Default: the number of CPUs, at most 4"
+    ),
     "RELAIS_SECURE_COOKIES": "1 to mark cookies Secure (behind HTTPS). Default 0",
     "RELAIS_LOG_LEVEL": "Python log level. Default INFO",
-    "RELAIS_TABLES_READY": "1: the tables exist, do not create them (set by relais up and the DICOM node for the processes they start). Default unset",
+    "RELAIS_TABLES_READY": (
+        "1: the tables exist, do not create them (set by relais up and the DICOM node for the processes they start). "
+        "Default unset"
+    ),
 }
 
 

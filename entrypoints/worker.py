@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from arq.worker import run_worker
 
-from adapters.jobs import worker_settings
+from adapters.jobs import JobContext, worker_settings
 from adapters.settings import Settings
 from entrypoints.bootstrap import JOBS, build_app, job_context
 
@@ -13,12 +13,12 @@ def run(settings: Settings) -> None:
     """Takes jobs from RELAIS_REDIS_URL until stopped; the application is built when the worker starts."""
     assert settings.redis_url
 
-    async def startup(ctx: dict) -> None:
+    async def startup(ctx: JobContext) -> None:
         app = build_app(settings)
         ctx["app"] = app
         ctx.update(job_context(settings, app))
 
-    async def shutdown(ctx: dict) -> None:
+    async def shutdown(ctx: JobContext) -> None:
         if "app" in ctx:
             ctx["app"].close()
 

@@ -9,9 +9,10 @@ import sys
 from adapters.credentials import MIN_LENGTH, Credentials, WeakPasswordError
 from adapters.settings import Settings
 from entrypoints import projections as projections_process
-from entrypoints.bootstrap import build_pool, open_app, upgrade
+from entrypoints.bootstrap import build_pool, open_app, open_view_as, upgrade
 from entrypoints.cli.common import CommandError, stop_on_signals, with_db
-from projections.runner import catch_up, open_view, rebuild, status
+from projections.directory import PostgresDirectoryView
+from projections.runner import catch_up, rebuild, status
 
 
 @with_db
@@ -125,7 +126,7 @@ def cmd_directory_list(args: argparse.Namespace, settings: Settings) -> int:
     env = settings.eventsourcing_env()
     with open_app(settings) as app:
         catch_up("directory", env, app, timeout=60)
-    view = open_view("directory", env)
+    view = open_view_as(PostgresDirectoryView, "directory", env)
     ests, pracs, nodes = view.establishments(), view.practitioners(), view.nodes()
     if args.json:
         print(json.dumps({
@@ -147,7 +148,7 @@ def cmd_directory_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     db = sub.add_parser("db", help="base de données").add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db.add_parser("upgrade", help="crée les tables manquantes (idempotent)").set_defaults(func=cmd_db_upgrade)
 

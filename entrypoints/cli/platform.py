@@ -102,7 +102,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("up", help="toute la plateforme : web, nœud DICOM, projections, tâches")
     p.add_argument("--demo", action="store_true", help="charge l'annuaire et des dossiers de démonstration, affiche les identifiants")
     p.set_defaults(func=cmd_up)

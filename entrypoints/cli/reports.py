@@ -10,6 +10,7 @@ import sys
 import time
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -21,7 +22,8 @@ from domain.values import PARIS, Workflow
 from entrypoints.bootstrap import open_app
 from entrypoints.cli.common import CommandError, with_db
 from projections.runner import catch_up, open_view
-from projections.statistics_report import TABLES as STATS_TABLES, StatsQuery, build_report, table_rows, to_csv
+from projections.statistics_report import TABLES as STATS_TABLES
+from projections.statistics_report import StatsQuery, build_report, table_rows, to_csv
 
 
 def _date(value: str) -> date:
@@ -110,14 +112,14 @@ def cmd_stats_export(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _table(report: dict, table: str) -> list:
+def _table(report: dict[str, Any], table: str) -> list[dict[str, Any]]:
     try:
         return table_rows(report, table)
     except ValueError as e:
         raise CommandError(str(e)) from None
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("import-history", help="importe l'historique de l'ancienne plateforme (CSV, idempotent)")
     p.add_argument("file", metavar="FICHIER.csv")
     p.add_argument("--encoding", default="utf-8", help="encodage du fichier (défaut utf-8 ; cp1252 pour un CSV Excel Windows)")
