@@ -23,7 +23,7 @@ from projections.inbox import CHANNEL
 from projections.inbox_queries import COUNT_CAP, TABS, Filters, Scope
 from web.errors import is_htmx
 from web.guards import requires_role
-from web.pages.home import context_choices
+from web.contexts import context_choices
 from web.present import DOSSIER_STATES, SEND_STATES, TABS as TAB_NAMES
 from web.services import Services
 from web.session import SessionUser
