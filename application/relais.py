@@ -146,9 +146,6 @@ class Relais(Application[UUID]):
     view_study = delegate(lambda r: r.studies, StudyReadUseCases.view_study)
     received_study_view = delegate(lambda r: r.studies, StudyReadUseCases.received_study_view)
     download_study = delegate(lambda r: r.studies, StudyReadUseCases.download_study)
-    study_for_reader = delegate(lambda r: r.studies, StudyReadUseCases.study_for_reader)
-    record_download = delegate(lambda r: r.studies, StudyReadUseCases.record_download)
-    may_see_study = delegate(lambda r: r.studies, StudyReadUseCases.may_see_study)
     export_target = delegate(lambda r: r.studies, StudyReadUseCases.export_target)
     record_export = delegate(lambda r: r.studies, StudyReadUseCases.record_export)
 

@@ -101,7 +101,7 @@ class StudyReadUseCases:
     """Studies attached to dossiers, read by those who may read the dossier; each read traced."""
 
     # Reads of images traced as Access events (kind "imaging"): at most one granted access per
-    # (user, establishment, dossier, study, kind of read) per window, per process; see study_for_reader.
+    # (user, establishment, dossier, study, kind of read) per window, per process; see view_study.
     read_window: float = 60.0
 
     def __init__(self, core: Core, actors: Actors, access_log: AccessLog) -> None:
@@ -122,17 +122,7 @@ class StudyReadUseCases:
         self, *, dossier_id: str, actor_id: str, study_uid: str, establishment_id: str | None = None,
         role: str = Role.CLINICIAN, read: str | None = None,
     ) -> StudyView:
-        """`study_for_reader` as a StudyView: the same checks, the same trace."""
-        return study_view(self.study_for_reader(
-            dossier_id=dossier_id, actor_id=actor_id, study_uid=study_uid, establishment_id=establishment_id,
-            role=role, read=read,
-        ))
-
-    def study_for_reader(
-        self, *, dossier_id: str, actor_id: str, study_uid: str, establishment_id: str | None = None,
-        role: str = Role.CLINICIAN, read: str | None = None,
-    ) -> ReceivedStudy:
-        """A study attached to a dossier the actor may read (viewer, download, DICOMweb, export).
+        """A study attached to a dossier the actor may read, as a StudyView (viewer, DICOMweb, download, export).
 
         With `read` (the kind of read: "viewer" for the viewer page, frames, images and thumbnails;
         "dicomweb" for QIDO-RS/WADO-RS; "download"; "export"), the read is traced as an Access event
@@ -146,6 +136,12 @@ class StudyReadUseCases:
           fetching hundreds of instances) is one access, not hundreds. Each web process keeps its
           own window, so several processes may record the same minute once each — never zero.
         """
+        return study_view(self._readable(dossier_id, actor_id, study_uid, establishment_id, role, read))
+
+    def _readable(
+        self, dossier_id: str, actor_id: str, study_uid: str, establishment_id: str | None, role: str, read: str | None,
+    ) -> ReceivedStudy:
+        """The aggregate behind `view_study`, checked and traced as described there."""
         dossier = self.core.load(Dossier, dossier_id, "télédossier")
         who: Json = {"practitioner_id": actor_id, "role": str(role), "establishment_id": establishment_id or ""}
         target = f"{read}:{study_uid}"
@@ -187,15 +183,6 @@ class StudyReadUseCases:
                     del self._reads[k]
             return True
 
-    def may_see_study(self, *, study_id: str, actor_id: str) -> ReceivedStudy:
-        """The study, if the actor is a clinician of the establishment that received it."""
-        study = self._study(study_id)
-        try:
-            self.actors.actor_for(practitioner_id=actor_id, establishment_id=study.establishment_id, role=Role.CLINICIAN)
-        except ForbiddenError:
-            raise ForbiddenError("cette étude n'a pas été reçue pour votre établissement") from None
-        return study
-
     # ------------------------------------------------------------------ downloads and exports
 
     def _reader_actor(self, dossier_id: str, actor_id: str, establishment_id: str | None) -> Actor:
@@ -213,42 +200,25 @@ class StudyReadUseCases:
                 if attempt == RETRIES - 1:
                     raise
 
-    def record_download(
-        self, *, dossier_id: str, actor_id: str, study_uid: str, what: str = "zip", establishment_id: str | None = None,
-        role: str = Role.CLINICIAN, read: str = "download",
-    ) -> ReceivedStudy:
-        """A download of a study attached to a dossier the actor may read: checked (the read traced as
-        `read`: "download" for the ZIP, "dicomweb" for a WADO-RS study or series retrieve), then
-        recorded as ReceivedStudy.Downloaded with `what` ("zip", "dicomweb:study",
-        "dicomweb:series:<Series Instance UID>")."""
-        study = self.study_for_reader(
-            dossier_id=dossier_id, actor_id=actor_id, study_uid=study_uid, establishment_id=establishment_id,
-            role=role, read=read,
-        )
-        actor = self._reader_actor(dossier_id, actor_id, establishment_id).as_dict()
-        self._on_study(str(study.id), lambda s: s.record_download(
-            dossier_id=dossier_id, what=what, actor=actor, occurred_at=self.core.clock()))
-        return study
-
     def download_study(
         self, *, dossier_id: str, actor_id: str, study_uid: str, what: str = "zip", establishment_id: str | None = None,
         role: str = Role.CLINICIAN, read: str = "download",
     ) -> StudyView:
-        """`record_download` returning the study as a StudyView (as it was read, before the download
-        was recorded)."""
-        return study_view(self.record_download(
-            dossier_id=dossier_id, actor_id=actor_id, study_uid=study_uid, what=what,
-            establishment_id=establishment_id, role=role, read=read,
-        ))
+        """A download of a study attached to a dossier the actor may read: checked (the read traced as
+        `read`: "download" for the ZIP, "dicomweb" for a WADO-RS study or series retrieve), then
+        recorded as ReceivedStudy.Downloaded with `what` ("zip", "dicomweb:study",
+        "dicomweb:series:<Series Instance UID>"). Returns the study as it was read."""
+        study = self._readable(dossier_id, actor_id, study_uid, establishment_id, role, read)
+        actor = self._reader_actor(dossier_id, actor_id, establishment_id).as_dict()
+        self._on_study(str(study.id), lambda s: s.record_download(
+            dossier_id=dossier_id, what=what, actor=actor, occurred_at=self.core.clock()))
+        return study_view(study)
 
     def export_target(
         self, *, dossier_id: str, actor_id: str, study_uid: str, node_aet: str, establishment_id: str | None = None,
     ) -> Json:
         """The actor's own establishment's DICOM node to export a study of this dossier to."""
-        study = self.study_for_reader(
-            dossier_id=dossier_id, actor_id=actor_id, study_uid=study_uid, establishment_id=establishment_id,
-            read="export",
-        )
+        study = self._readable(dossier_id, actor_id, study_uid, establishment_id, Role.CLINICIAN, "export")
         actor = self._reader_actor(dossier_id, actor_id, establishment_id)
         node = self.core.load(DicomNode, node_id(node_aet), "nœud DICOM")
         if node.establishment_id != actor.establishment_id or not node.active:

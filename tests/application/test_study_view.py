@@ -74,7 +74,7 @@ def test_the_viewer_gets_a_frozen_study_view_and_the_read_is_traced(relais: Rela
     with pytest.raises(TypeError):
         view.instances["x"] = "y"  # type: ignore[index]
 
-    # the same checks and the same trace as study_for_reader: one granted read per window
+    # one granted read traced per window; every refusal traced
     relais.view_study(dossier_id=did, actor_id=world["recipient"], study_uid=STUDY, read="viewer")
     assert imaging_accesses(relais, did) == [("granted", f"viewer:{STUDY}")]
     with pytest.raises(ForbiddenError):
