@@ -29,7 +29,7 @@ from adapters.jobs import ArqJobs, InlineJobs, JobContext, Jobs, JobTable, ping
 from adapters.settings import Settings, conninfo
 from application import Relais
 from projections.access import PostgresAccessView
-from projections.directory import PostgresDirectoryView
+from projections.directory import DirectoryProjection, PostgresDirectoryView
 from projections.imaging import PostgresImagingView
 from projections.inbox import PostgresInboxView
 from projections.runner import PROJECTIONS, open_view
@@ -149,7 +149,8 @@ def build_web_services(settings: Settings) -> Services:
         settings=settings, relais=relais, pool=pool, credentials=credentials,
         authenticator=LocalPasswordAuthenticator(relais, credentials),
         inbox=open_view_as(PostgresInboxView, "inbox", env), access_log=open_view_as(PostgresAccessView, "access", env),
-        names=Names(pool), blobs=BlobStore(settings.data_dir), imaging=imaging,
+        names=Names(PostgresDirectoryView.on_pool(pool, DirectoryProjection.name)), blobs=BlobStore(settings.data_dir),
+        imaging=imaging,
         session_store=session_store(settings),
         channels_backend=PsycoPgChannelsBackend(conninfo(settings.database_url or "")),
     )
