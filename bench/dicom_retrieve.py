@@ -106,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
             assert r.returncode == 0 and len(list(getdir.iterdir())) == n, r.stderr
 
             print(f"\nC-MOVE of {n} instances from Orthanc 1.10 ({retriever.parallel} association(s) at most):")
-            print(f"  ours (relais scp, events recorded, completeness checked, attached)  {ours_move:6.2f} s  {n / ours_move:6.0f} images/s")
-            print(f"  dcmtk movescu -> storescp                                          {dcmtk_move:6.2f} s  {n / dcmtk_move:6.0f} images/s")
+            ours, dcmtk = "ours (relais scp, events recorded, completeness checked, attached)", "dcmtk movescu -> storescp"
+            print(f"  {ours:<68}{ours_move:6.2f} s  {n / ours_move:6.0f} images/s")
+            print(f"  {dcmtk:<68}{dcmtk_move:6.2f} s  {n / dcmtk_move:6.0f} images/s")
             print(f"  ratio ours / dcmtk = {dcmtk_move / ours_move:.2f}")
             print(f"C-GET of {n} instances from Orthanc 1.10:")
             print(f"  ours (Retriever, stored + recorded, attached)                      {ours_get:6.2f} s  {n / ours_get:6.0f} images/s")

@@ -37,10 +37,10 @@ from pydicom import dcmread  # noqa: E402
 from pydicom.data import get_testdata_file  # noqa: E402
 from pydicom.uid import generate_uid  # noqa: E402
 
-from entrypoints.bootstrap import build_app, upgrade  # noqa: E402
 from adapters.settings import Settings  # noqa: E402
-from entrypoints.settings import settings_from_environ
 from domain.imaging import received_study_id  # noqa: E402
+from entrypoints.bootstrap import build_app, upgrade  # noqa: E402
+from entrypoints.settings import settings_from_environ
 from projections.runner import catch_up  # noqa: E402
 from tests.peers import PEER_ENV, Orthanc, StoreSCP, free_port, wait_port  # noqa: E402
 
@@ -112,7 +112,7 @@ class OurNode:
         self.url = DEFAULT_SERVER.rsplit("/", 1)[0] + "/" + self.db
         self.port = free_port()
 
-    def __enter__(self) -> "OurNode":
+    def __enter__(self) -> OurNode:
         with psycopg.connect(DEFAULT_SERVER, autocommit=True) as c:
             c.execute(f'CREATE DATABASE "{self.db}"')
         settings = Settings(database_url=self.url, data_dir=self.work / "var")

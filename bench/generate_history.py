@@ -16,7 +16,7 @@ import argparse
 import csv
 import random
 import sys
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -94,7 +94,7 @@ def moment(rng: random.Random, day: date, workflow: str) -> datetime:
     else:
         minute = rng.randrange(8 * 60, 19 * 60)
     local = datetime.combine(day, time(minute // 60, minute % 60, rng.randrange(60)), tzinfo=PARIS)
-    return local.astimezone(timezone.utc)  # arithmetic in UTC: wall-clock sums go wrong across DST changes
+    return local.astimezone(UTC)  # arithmetic in UTC: wall-clock sums go wrong across DST changes
 
 
 def iso(value: datetime | None) -> str:
@@ -169,7 +169,7 @@ def generate(out: Path, *, seed: int = 2024, scale: float = 1.0) -> tuple[int, i
                 lines.append([recipient, dep, region, channel, sent_k, answered])
             answered_any = any(line[5] is not None for line in lines)
             closed = last + timedelta(hours=rng.randrange(1, 72)) if answered_any and rng.random() < 0.7 else None
-            if closed is not None and closed > datetime.now(timezone.utc):
+            if closed is not None and closed > datetime.now(UTC):
                 closed = None
             legacy_id = f"TLO-{day.year}-{n:06d}"
             for recipient, dep, region, channel, sent_k, answered in lines:

@@ -44,11 +44,11 @@ import logging  # noqa: E402
 
 import psycopg  # noqa: E402
 
-from entrypoints.bootstrap import build_app, build_pool, upgrade  # noqa: E402
 from adapters.credentials import Credentials  # noqa: E402
 from adapters.history_import import import_file, read_legacy_file  # noqa: E402
 from adapters.settings import Settings  # noqa: E402
 from bench.generate_history import generate  # noqa: E402
+from entrypoints.bootstrap import build_app, build_pool, upgrade  # noqa: E402
 from projections.runner import catch_up, log_head, open_view  # noqa: E402
 from projections.statistics import StatisticsProjection  # noqa: E402
 from projections.statistics_report import StatsQuery, build_report  # noqa: E402
@@ -262,9 +262,8 @@ def page_latency(settings: Settings, app, runs: int) -> None:
     """The analyst's /stats page through the real app (in-process ASGI client, real database)."""
     from litestar.testing import TestClient
 
-    from entrypoints.bootstrap import build_web_app
-
     from domain.identifiers import luhn_key
+    from entrypoints.bootstrap import build_web_app
 
     rpps = "1000000999" + luhn_key("1000000999")
     est = app.establishment(finess="310781406")

@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx  # noqa: E402
+
 from tests.peers import free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +34,8 @@ DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/relais_bench_inbox"
 PASSWORD = "bench password 2026"
 WRK_LUA = """
 done = function(summary, latency, requests)
-  io.write(string.format("JSON {\\"requests\\": %d, \\"errors\\": %d, \\"p50\\": %.2f, \\"p95\\": %.2f, \\"p99\\": %.2f, \\"rps\\": %.1f}\\n",
+  io.write(string.format("JSON {\\"requests\\": %d, \\"errors\\": %d, " ..
+    "\\"p50\\": %.2f, \\"p95\\": %.2f, \\"p99\\": %.2f, \\"rps\\": %.1f}\\n",
     summary.requests, summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.timeout,
     latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000,
     summary.requests / (summary.duration / 1e6)))
@@ -85,11 +87,11 @@ def _refused(path: Path) -> tuple[int, int]:
 
 def users(url: str) -> dict:
     """A recipient at the busiest recipient establishment, a requester elsewhere (idempotent)."""
-    from entrypoints.bootstrap import build_app, build_pool
     from adapters.credentials import Credentials
     from adapters.settings import Settings
     from application.errors import AlreadyExistsError
     from domain.identifiers import luhn_key
+    from entrypoints.bootstrap import build_app, build_pool
 
     settings = Settings(database_url=url)
     relais = build_app(settings)
@@ -138,8 +140,8 @@ def wrk(url: str, connections: int, seconds: int, headers: dict[str, str]) -> di
 
 def live_latency(base: str, recipient: httpx.Client, url: str, who: dict, samples: int) -> list[float]:
     """Send a dossier, wait for the SSE event on the recipient's stream, fetch the fragment, find the row."""
-    from entrypoints.bootstrap import build_app
     from adapters.settings import Settings
+    from entrypoints.bootstrap import build_app
     from tests.conftest import PATIENT
 
     relais = build_app(Settings(database_url=url))
@@ -158,8 +160,9 @@ def live_latency(base: str, recipient: httpx.Client, url: str, who: dict, sample
     assert ready.wait(120), "no SSE stream"  # after the 50-client runs the server may still be draining requests
     delays = []
     for i in range(samples):
+        name = "Bench" + chr(65 + i % 26) + chr(65 + i // 26 % 26)
         did = relais.create_dossier(actor_id=who["requester"]["id"], workflow="stroke_opinion", question="Bench ?",
-                                    urgency="stat", consent="given", **dict(PATIENT, patient_birth_name="Bench" + chr(65 + i % 26) + chr(65 + i // 26 % 26)))
+                                    urgency="stat", consent="given", **dict(PATIENT, patient_birth_name=name))
         relais.address_recipient(dossier_id=did, actor_id=who["requester"]["id"],
                                  establishment_id=who["recipient"]["establishment_id"])
         t0 = time.perf_counter()
@@ -200,7 +203,8 @@ def main() -> None:
     import psycopg
 
     with psycopg.connect(a.database, autocommit=True) as conn:
-        conn.execute("ANALYZE relais_events; ANALYZE inbox_dossiers; ANALYZE inbox_sends; ANALYZE inbox_views")  # planner statistics after bulk loads (autovacuum may not have come yet)
+        # planner statistics after bulk loads (autovacuum may not have come yet)
+        conn.execute("ANALYZE relais_events; ANALYZE inbox_dossiers; ANALYZE inbox_sends; ANALYZE inbox_views")
         n = conn.execute("SELECT count(*) FROM inbox_dossiers").fetchone()[0]
         e = conn.execute("SELECT max(notification_id) FROM relais_events").fetchone()[0]
     print(f"store: {n:,} dossiers, {e:,} events; recipient establishment has {who['received_rows']:,} sends")

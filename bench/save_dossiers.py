@@ -17,7 +17,7 @@ import statistics
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -26,10 +26,10 @@ import psycopg  # noqa: E402
 from eventsourcing.cryptography import AESCipher  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from entrypoints.bootstrap import build_app, upgrade  # noqa: E402
 from adapters.settings import Settings  # noqa: E402
 from domain.dossier import Dossier  # noqa: E402
 from domain.values import Actor, Consent, ImagingSource, Urgency, Workflow, patient_identity  # noqa: E402
+from entrypoints.bootstrap import build_app, upgrade  # noqa: E402
 
 EVENTS_PER_DOSSIER = 6
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -45,7 +45,7 @@ QUESTION = (
     "Patiente de 76 ans, déficit brachio-facial gauche depuis 1 h 40, NIHSS 14. Scanner et angio-scanner "
     "joints : occlusion M1 droite ? Indication de thrombectomie et transfert à discuter en urgence."
 )
-START = datetime(2026, 1, 5, 8, 0, tzinfo=timezone.utc)
+START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 
 
 def new_dossier(n: int) -> Dossier:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
 
-from entrypoints.bootstrap import build_app, upgrade
 from adapters.settings import Settings
 from application import Relais
 from domain.identifiers import luhn_key
+from entrypoints.bootstrap import build_app, upgrade
 
 SERVER_URL = os.environ.get("RELAIS_TEST_SERVER_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -74,7 +74,7 @@ def rpps(n: int) -> str:
     return body + luhn_key(body)
 
 
-NOW = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture()

@@ -67,7 +67,8 @@ def live_dossiers(relais: Relais, world: dict, *, answer: bool = True) -> dict:
     accepted after 10 min, answered after 70 min (unless `answer` is False)."""
     req, rcp = world["requester"], world["recipient"]
     out = {}
-    for name, workflow, sent in (("L1", "stroke_opinion", "2023-09-01T10:00:00+02:00"), ("L2", "generic_opinion", "2023-10-01T10:00:00+02:00")):
+    legacy = (("L1", "stroke_opinion", "2023-09-01T10:00:00+02:00"), ("L2", "generic_opinion", "2023-10-01T10:00:00+02:00"))
+    for name, workflow, sent in legacy:
         did = relais.create_dossier(
             actor_id=req, workflow=workflow, question="Avis ?", urgency="urgent", consent="given", occurred_at=t(sent), **PATIENT
         )

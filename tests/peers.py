@@ -65,7 +65,7 @@ class Orthanc:
             "LimitFindInstances": 0, "ConcurrentJobs": 2, "HttpVerbose": False,
         }
 
-    def start(self) -> "Orthanc":
+    def start(self) -> Orthanc:
         self.folder.mkdir(parents=True, exist_ok=True)
         cfg = self.folder / "orthanc.json"
         cfg.write_text(json.dumps(self.config()))
@@ -97,7 +97,7 @@ class Orthanc:
     def instance_count(self) -> int:
         return int(self.rest("/statistics")["CountInstances"])  # type: ignore[index]
 
-    def __enter__(self) -> "Orthanc":
+    def __enter__(self) -> Orthanc:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -113,7 +113,7 @@ class StoreSCP:
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
 
-    def __enter__(self) -> "StoreSCP":
+    def __enter__(self) -> StoreSCP:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             ["storescp", "-aet", self.aet, "-od", str(self.folder), "+xa", "-pm", str(self.port)],

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
+from adapters.credentials import Credentials
 from entrypoints.bootstrap import build_pool
 from entrypoints.cli.main import build_parser, main
-from adapters.credentials import Credentials
 from tests.conftest import rpps
 
 

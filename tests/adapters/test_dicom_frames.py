@@ -9,8 +9,8 @@ from pydicom.data import get_testdata_file
 from pydicom.pixels import pack_bits
 
 from adapters.dicom.frames import EXPLICIT_LE, FrameError, StoredFrames
-from tests.dicomdata import write_multiframe
 from adapters.dicom.negotiation import frame_rendition
+from tests.dicomdata import write_multiframe
 
 J2K = "1.2.840.10008.1.2.4.91"
 

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import json
 from datetime import datetime
 
 import psycopg
 import pytest
 
-from entrypoints.cli.main import main
 from adapters.history_import import LegacyFileError, parse_legacy_text
-from application import Relais
 from application.history import legacy_dossier_id
-from domain.directory import establishment_id
-from tests.conftest import rpps
+from entrypoints.cli.main import main
 from tests.history import HEADER, A, B, C, N, P, csv_text, row
 
 
@@ -87,7 +83,7 @@ def test_the_same_history_in_every_flavour_of_csv(variant, kwargs):
 def test_quoted_fields_and_extra_columns_and_column_order():
     header = HEADER.split(",")
     shuffled = list(reversed(header)) + ["commentaire"]
-    line = dict(zip(header, row("Q1", "stroke_opinion", "2023-01-01T10:00:00+01:00", A, B, "none").split(",")))
+    line = dict(zip(header, row("Q1", "stroke_opinion", "2023-01-01T10:00:00+01:00", A, B, "none").split(","), strict=True))
     values = [f'"{line[c]}"' for c in reversed(header)] + ['"texte, avec une virgule\net un saut de ligne"']
     parsed = parse_legacy_text(",".join(shuffled) + "\n" + ",".join(values) + "\n")
     assert not parsed.errors and parsed.extra_columns == ["commentaire"]

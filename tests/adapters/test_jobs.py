@@ -6,6 +6,7 @@ import os
 import uuid
 
 import pytest
+import redis.exceptions
 
 from adapters.jobs import ArqJobs, InlineJobs, worker_settings
 from entrypoints.bootstrap import JOBS
@@ -52,5 +53,5 @@ def test_worker_settings_name_every_job():
 
 @pytest.mark.parametrize("bad", ["redis://127.0.0.1:1/0"])
 def test_unreachable_redis_is_an_error(bad):
-    with pytest.raises(Exception):
+    with pytest.raises(redis.exceptions.ConnectionError):
         ArqJobs(bad)

@@ -12,16 +12,16 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
-from entrypoints.dicom_node import node_server
 from adapters.dicom.qr import Peer, QRError, QueryRetrieve
 from adapters.dicom.reactor import WakingDUL
 from adapters.dicom.retrieve import Ask, BackgroundWrites, Retriever, retrieve_job_id, share
 from adapters.dicom.storage import InstanceStore
 from adapters.jobs import InlineJobs
-from entrypoints.bootstrap import JOBS
 from application.errors import ForbiddenError
 from application.imaging import ReceivedInstance
 from domain.imaging import received_study_id
+from entrypoints.bootstrap import JOBS
+from entrypoints.dicom_node import node_server
 from projections.runner import catch_up, open_view
 from tests.conftest import PATIENT
 from tests.peers import ORTHANC, Orthanc, free_port

@@ -9,9 +9,8 @@ import threading
 
 import pytest
 
-from tests.peers import free_port
-
 from adapters.dicom.scp import DicomNodeServer
+from tests.peers import free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("echoscu") is None, reason="dcmtk not installed (scripts/system-packages.sh)")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from entrypoints.bootstrap import upgrade
 from adapters.settings import Settings, SettingsError
+from entrypoints.bootstrap import upgrade
 from entrypoints.settings import settings_from_environ
 from tests.conftest import SERVER_URL
 

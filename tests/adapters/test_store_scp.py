@@ -17,13 +17,13 @@ from pydicom.uid import generate_uid
 from pynetdicom import AE, _config
 from pynetdicom.dsutils import encode_file_meta
 
-from entrypoints.dicom_node import node_server
 from adapters.dicom.receive import recover
 from adapters.dicom.storage import InstanceStore
 from domain.imaging import ReceivedStudy, received_study_id
+from entrypoints.dicom_node import node_server
 from projections.runner import catch_up, open_view
-from tests.peers import free_port
 from tests.conftest import PATIENT
+from tests.peers import free_port
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from dicomdata import write_bundled, write_study  # noqa: E402

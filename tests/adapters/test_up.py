@@ -99,7 +99,9 @@ def test_up_demo_runs_every_part_and_stops_cleanly(env):
         assert listing.returncode == 0, listing.stderr
         assert "CHU de Toulouse" in listing.stdout and "RODEZ_GW" in listing.stdout
         assert postmaster_pid(data_dir) == server and psutil.pid_exists(server)
-        assert len([p for p in psutil.process_iter(["cmdline"]) if str(data_dir / "postgres") in " ".join(p.info["cmdline"] or []) and "-D" in (p.info["cmdline"] or [])]) <= 1
+        servers = [p for p in psutil.process_iter(["cmdline"])
+                   if str(data_dir / "postgres") in " ".join(p.info["cmdline"] or []) and "-D" in (p.info["cmdline"] or [])]
+        assert len(servers) <= 1
 
         platform.process.send_signal(signal.SIGINT)
         assert platform.process.wait(timeout=60) == 0

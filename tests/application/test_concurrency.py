@@ -9,11 +9,11 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from entrypoints.bootstrap import build_app
 from adapters.settings import conninfo
 from application import Relais
 from application.errors import AlreadyExistsError, ConflictError
 from domain.errors import SendStateError
+from entrypoints.bootstrap import build_app
 from tests.conftest import PATIENT, rpps
 
 

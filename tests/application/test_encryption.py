@@ -12,9 +12,9 @@ import pytest
 from eventsourcing.cryptography import AESCipher
 from eventsourcing.persistence import MapperDeserialisationError
 
-from entrypoints.bootstrap import build_app
 from adapters.settings import Settings, conninfo
 from application import Relais
+from entrypoints.bootstrap import build_app
 
 NAME = "Quaresmadouz"
 FIRST_NAMES = "Philomène Aurélie"

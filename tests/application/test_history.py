@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,7 +13,7 @@ from tests.conftest import PATIENT
 
 def test_history_lists_every_event_with_actor_and_both_times(relais: Relais, world: dict):
     req, rec = world["requester"], world["recipient"]
-    start = datetime.now(timezone.utc)
+    start = datetime.now(UTC)
     # history from the legacy platform / queued offline: it happened two days ago
     created_at = (start - timedelta(days=2)).replace(microsecond=0)
     addressed_at = created_at + timedelta(minutes=4)
@@ -25,7 +25,7 @@ def test_history_lists_every_event_with_actor_and_both_times(relais: Relais, wor
                                    service_id=world["neuro"], occurred_at=addressed_at)
     relais.send_dossier(dossier_id=did, actor_id=req, occurred_at=sent_at)
     relais.decline(dossier_id=did, actor_id=rec, send_id=sid, reason_code="other", reason="Pas de lit")
-    end = datetime.now(timezone.utc)
+    end = datetime.now(UTC)
 
     history = relais.dossier_history(dossier_id=did, actor_id=world["auditor"])
     assert [(h.version, h.event) for h in history] == [
@@ -62,11 +62,11 @@ def test_history_lists_every_event_with_actor_and_both_times(relais: Relais, wor
 
 def test_business_time_drives_the_dossier_dates(relais, world):
     req = world["requester"]
-    created_at = datetime(2024, 5, 31, 21, 30, tzinfo=timezone.utc)  # 1 June in Paris
+    created_at = datetime(2024, 5, 31, 21, 30, tzinfo=UTC)  # 1 June in Paris
     did = relais.create_dossier(actor_id=req, workflow="generic_opinion", question="?", consent="given",
                                 occurred_at=created_at, **PATIENT)
     relais.address_recipient(dossier_id=did, actor_id=req, establishment_id=world["montpellier"])
-    sent_at = datetime(2024, 6, 1, 8, 0, tzinfo=timezone.utc)
+    sent_at = datetime(2024, 6, 1, 8, 0, tzinfo=UTC)
     relais.send_dossier(dossier_id=did, actor_id=req, occurred_at=sent_at)
     d = relais.get_dossier(dossier_id=did, actor_id=req)
     assert d.created_on == created_at

@@ -8,10 +8,10 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from entrypoints.bootstrap import build_app
 from adapters.settings import conninfo
 from application import Relais
 from domain.dossier import Dossier
+from entrypoints.bootstrap import build_app
 from tests.conftest import PATIENT
 
 SHA = "cd" * 32

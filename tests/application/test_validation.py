@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
 
@@ -165,7 +165,7 @@ def test_birth_date_tomorrow_refused_today_accepted(relais, world):
 
 
 def test_business_time_clock_skew(relais, world):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     refused_field(relais, "occurred_at", lambda: create(relais, world, occurred_at=now + timedelta(minutes=10)))
     refused_field(relais, "occurred_at", lambda: create(relais, world, occurred_at=now + timedelta(minutes=3)))
     soon = now + timedelta(minutes=1)
@@ -191,7 +191,7 @@ def test_naive_datetime_refused(relais, world, sent_dossier):
 
 
 def test_future_business_time_refused_on_commands_too(relais, world, sent_dossier):
-    later = datetime.now(timezone.utc) + timedelta(minutes=10)
+    later = datetime.now(UTC) + timedelta(minutes=10)
     refused_field(relais, "occurred_at", lambda: relais.give_opinion(
         dossier_id=sent_dossier["dossier_id"], actor_id=world["recipient"], send_id=sent_dossier["send_id"],
         report="Avis", occurred_at=later))
@@ -378,7 +378,7 @@ def test_newborn_at_half_past_midnight_in_paris(settings):
 
     At 00:30 in Paris on 2 June it is still 1 June in UTC: a baby born on 2 June is not "born in the future".
     """
-    clock = lambda: datetime(2025, 6, 1, 22, 30, tzinfo=timezone.utc)  # noqa: E731 - 2 June, 00:30 in Paris
+    clock = lambda: datetime(2025, 6, 1, 22, 30, tzinfo=UTC)  # noqa: E731 - 2 June, 00:30 in Paris
     app = Relais(env=settings.eventsourcing_env(), clock=clock)
     try:
         est = app.add_establishment(finess="310781406", name="CHU de Toulouse", department="31")

@@ -6,12 +6,11 @@ Every refused command must leave the aggregate's version and the event store unt
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import pytest
 
-from entrypoints.bootstrap import build_app
 from application import Relais
 from application.errors import ForbiddenError
 from domain.dossier import Dossier
@@ -26,6 +25,7 @@ from domain.errors import (
     UnknownSendError,
 )
 from domain.values import Actor
+from entrypoints.bootstrap import build_app
 from tests.conftest import PATIENT, rpps
 
 SHA = "ab" * 32
@@ -707,7 +707,7 @@ def test_auditor_cannot_act(relais, world, sent_dossier):
 
 # ------------------------------------------------------------------ the aggregate on its own
 
-T0 = datetime(2025, 6, 2, 8, 30, tzinfo=timezone.utc)
+T0 = datetime(2025, 6, 2, 8, 30, tzinfo=UTC)
 
 
 def sent_aggregate() -> tuple[Dossier, dict[str, Actor], str]:

@@ -197,7 +197,7 @@ def test_nir_corsica_key_uses_19_and_18(corsican, replacement):
     assert check_nir(value) == value
     assert check_nir(value.lower()) == value  # 2a / 2b accepted, normalised
     # the key computed as if the letter were a 0 (department 20) is refused
-    as_twenty = body + f"{97 - int(f'1691220004123') % 97:02d}"
+    as_twenty = body + f"{97 - int('1691220004123') % 97:02d}"
     assert as_twenty != value
     with pytest.raises(InvalidFieldError):
         check_nir(as_twenty)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -12,7 +12,7 @@ from domain.errors import ConsentMissingError, DossierStateError, NotAllowedErro
 from domain.values import Actor
 
 SYSTEM = Actor(practitioner_id="system", role="system", establishment_id="", name="Import de l'historique")
-T0 = datetime(2023, 2, 15, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2023, 2, 15, 8, 0, tzinfo=UTC)
 REQUESTER = str(uuid.UUID(int=10))
 RECIPIENT = str(uuid.UUID(int=11))
 

@@ -5,6 +5,8 @@ Adding an event means adding its topic here on purpose; renaming one must fail t
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import pytest
 from eventsourcing.domain import Aggregate
 from eventsourcing.utils import get_topic, resolve_topic
@@ -123,13 +125,13 @@ def test_created_event_records_the_pinned_aggregate_topic():
     dossier_created = event_classes(Dossier)["Created"]
     assert dossier_created is Dossier.Created
     # the originator_topic stored in a Created event is the aggregate's pinned topic
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     d = Dossier(
         workflow="generic_opinion", requester={"establishment_id": "e", "practitioner_id": "p", "service_id": None},
         patient={}, question="?", urgency="routine", consent=None, imaging_source="none",
         actor={"practitioner_id": "p", "role": "clinician", "establishment_id": "e"},
-        occurred_at=datetime(2025, 1, 1, tzinfo=timezone.utc), imported_from=None,
+        occurred_at=datetime(2025, 1, 1, tzinfo=UTC), imported_from=None,
     )
     (created,) = d.collect_events()
     assert type(created) is Dossier.Created

@@ -8,10 +8,10 @@ from uuid import UUID, uuid4
 import psycopg
 from eventsourcing.persistence import StoredEvent
 
-from entrypoints.bootstrap import build_app
 from adapters.settings import conninfo
 from application import Relais
 from domain.dossier import Dossier
+from entrypoints.bootstrap import build_app
 
 
 def test_declined_is_version_2():

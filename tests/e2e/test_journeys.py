@@ -16,12 +16,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from entrypoints.bootstrap import build_app, build_pool, upgrade
 from adapters.credentials import Credentials
 from adapters.settings import Settings
+from entrypoints.bootstrap import build_app, build_pool, upgrade
 from tests.adapters.test_up import Platform
-from tests.peers import free_port
 from tests.conftest import SERVER_URL, rpps
+from tests.peers import free_port
 
 pytestmark = pytest.mark.slow
 playwright = pytest.importorskip("playwright.sync_api")
@@ -48,7 +48,8 @@ def platform(tmp_path_factory):
     mtp = relais.add_establishment(finess="340780477", name="CHU de Montpellier", department="34")
     neuro = relais.add_service(establishment_id=mtp, code="neuroradio", name="Neuroradiologie", specialty="radiologie")
     users = {
-        "requester": relais.add_practitioner(rpps=rpps(1), family_name="Martin", given_name="Claire", establishment_id=tlse, roles=["clinician"]),
+        "requester": relais.add_practitioner(rpps=rpps(1), family_name="Martin", given_name="Claire", establishment_id=tlse,
+                                             roles=["clinician"]),
         "recipient": relais.add_practitioner(rpps=rpps(2), family_name="Durand", given_name="Paul", establishment_id=mtp,
                                              roles=["clinician"], service_ids=[neuro]),
         "auditor": relais.add_practitioner(rpps=rpps(4), family_name="Leroy", given_name="Anne", establishment_id=tlse, roles=["auditor"]),

@@ -9,10 +9,9 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from entrypoints.bootstrap import build_pool
 from adapters.credentials import Credentials
 from adapters.settings import Settings
-from entrypoints.bootstrap import build_web_app
+from entrypoints.bootstrap import build_pool, build_web_app
 
 PASSWORD = "correct horse battery"
 CSRF_INPUT = re.compile(r'name="_csrf_token" value="([^"]+)"')

@@ -19,13 +19,13 @@ from pydicom import Dataset, dcmread
 from pydicom.encaps import get_frame
 from pydicom.pixels import pack_bits, pixel_array
 
-from entrypoints.bootstrap import build_app, build_pool, upgrade
 from adapters.credentials import Credentials
-from adapters.dicom.recording import recorder
 from adapters.dicom.receive import describe
+from adapters.dicom.recording import recorder
 from adapters.dicom.storage import InstanceStore
 from adapters.settings import Settings
 from domain.imaging import received_study_id
+from entrypoints.bootstrap import build_app, build_pool, upgrade
 from projections.runner import catch_up
 from tests.conftest import PATIENT, SERVER_URL, rpps
 from tests.dicomdata import write_bundled, write_multiframe, write_study
@@ -404,7 +404,8 @@ def test_multiframe_frames_bit_packed_and_rle(live):
     ds = dcmread(path)
     args = (b, ds.SeriesInstanceUID, ds.SOPInstanceUID)
     assert c.retrieve_instance_frames(*args, [3, 2]) == [words[2].astype("<u2").tobytes(), words[1].astype("<u2").tobytes()]
-    assert c.retrieve_instance_frames(*args, [2], media_types=(("image/dicom-rle", RLE),)) == [get_frame(ds.PixelData, 1, number_of_frames=3)]
+    rle = c.retrieve_instance_frames(*args, [2], media_types=(("image/dicom-rle", RLE),))
+    assert rle == [get_frame(ds.PixelData, 1, number_of_frames=3)]
     s = c._session
     url = f"{live['base']}/dicomweb/dossiers/{live['did']}/studies/{b}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}/frames/"
     assert s.get(url + "4").status_code == 404 and "1 à 3" in s.get(url + "4").json()["message"]

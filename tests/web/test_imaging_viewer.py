@@ -13,8 +13,8 @@ from pydicom import dcmread
 from pydicom.fileset import FileSet
 
 from adapters.dicom.export import Exporter
-from adapters.dicom.recording import recorder
 from adapters.dicom.receive import describe
+from adapters.dicom.recording import recorder
 from adapters.dicom.storage import InstanceStore
 from domain.imaging import received_study_id
 from projections.runner import catch_up
@@ -273,7 +273,8 @@ def test_dicomweb_series_and_instance_metadata_study_and_series_retrieve_and_fra
     assert one == meta
     assert client.get(f"{dw}/series/1.2.3/metadata").status_code == 404
     study = _parts(client.get(dw))
-    assert len(study) == len(shared["files"]) and all(t.startswith("application/dicom; transfer-syntax=") and b"DICM" in b for t, b in study)
+    assert len(study) == len(shared["files"])
+    assert all(t.startswith("application/dicom; transfer-syntax=") and b"DICM" in b for t, b in study)
     (series,) = _parts(client.get(f"{dw}/series/{ct.SeriesInstanceUID}"))
     assert series[1] == shared["files"]["explicit"].read_bytes()
     # native frame: the pixel bytes as stored
