@@ -134,7 +134,6 @@ class Relais(Application[UUID]):
     # ------------------------------------------------------------------ imaging
 
     record_received = delegate(lambda r: r.imaging, ImagingUseCases.record_received)
-    received_study = delegate(lambda r: r.imaging, ImagingUseCases.received_study)
     await_imaging = delegate(lambda r: r.imaging, ImagingUseCases.await_imaging)
     attach_received_study = delegate(lambda r: r.imaging, ImagingUseCases.attach_received_study)
     auto_attach = delegate(lambda r: r.imaging, ImagingUseCases.auto_attach)

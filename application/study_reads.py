@@ -115,7 +115,7 @@ class StudyReadUseCases:
         return self.core.load(ReceivedStudy, study_id, "étude reçue")
 
     def received_study_view(self, *, study_id: str) -> StudyView:
-        """A received study by id, not traced: for the retrieve's progress (the caller checks the user)."""
+        """A received study by id, not traced: for the retrieve's progress and the export job (their callers check the user)."""
         return study_view(self._study(study_id))
 
     def view_study(

@@ -59,7 +59,7 @@ class Exporter:
         self.associations = associations
 
     def export(self, *, dossier_id: str, study_id: str, node_aet: str, actor: Json) -> ExportOutcome:
-        study = self.app.received_study(study_id=study_id)
+        study = self.app.received_study_view(study_id=study_id)
         node = self.app.load(DicomNode, node_id(node_aet), "nœud DICOM")
         files = list(self.store.instances(study.establishment_id, study.study_instance_uid))
         meta: dict[Path, tuple[str, str, str]] = {}
