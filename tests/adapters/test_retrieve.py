@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
+from adapters.dicom.background_writes import BackgroundWrites
 from adapters.dicom.qr import Peer, QRError, QueryRetrieve
 from adapters.dicom.reactor import WakingDUL
-from adapters.dicom.retrieve import Ask, BackgroundWrites, Retriever, retrieve_job_id, share
+from adapters.dicom.retrieve import Ask, Retriever, retrieve_job_id, share
 from adapters.dicom.storage import InstanceStore
 from adapters.jobs import InlineJobs
 from application.errors import ForbiddenError
