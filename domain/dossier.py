@@ -1,4 +1,8 @@
-"""The Dossier aggregate (télédossier): its whole lifecycle as events, per-recipient sends."""
+"""The Dossier aggregate (télédossier): its whole lifecycle as events, per-recipient sends.
+
+Longer than the house's ~400 lines on purpose: it is one aggregate, whose commands, events and
+invariants must be read together (a command checks, then calls the @event method that mutates).
+"""
 
 from __future__ import annotations
 

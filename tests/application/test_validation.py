@@ -1,4 +1,5 @@
-"""Input validation at the application boundary (real PostgreSQL): a named field, nothing recorded."""
+"""Input validation at the application boundary (real PostgreSQL): a named field, nothing recorded.
+One table of bad inputs per use case, all in one place so that a new field gets its case here."""
 
 from __future__ import annotations
 

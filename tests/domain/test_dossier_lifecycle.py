@@ -1,4 +1,5 @@
-"""The dossier lifecycle, through the application on real PostgreSQL and on the aggregate itself.
+"""The dossier lifecycle, through the application on real PostgreSQL and on the aggregate itself
+(one module for one aggregate's lifecycle, as long as the lifecycle).
 
 Every refused command must leave the aggregate's version and the event store untouched.
 """

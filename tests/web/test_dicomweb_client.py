@@ -1,5 +1,6 @@
 """DICOMweb under /dicomweb/dossiers/<id>/ through an independent client: `dicomweb-client` (PyPI)
-against a live `relais serve`, signed in over HTTP as a real user (login form, session cookie)."""
+against a live `relais serve`, signed in over HTTP as a real user (login form, session cookie).
+One module because one live server (module fixture) serves every test: starting it costs seconds."""
 
 from __future__ import annotations
 
