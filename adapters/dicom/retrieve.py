@@ -13,7 +13,7 @@ from typing import Any
 
 from adapters.dicom.background_writes import BackgroundWrites
 from adapters.dicom.identifiers import SeriesMatch, retrieve_query
-from adapters.dicom.qr import Peer, QRError, QueryRetrieve, QuerySession
+from adapters.dicom.qr import Peer, QRError, QueryRetrieve, QuerySession, RetrieveResult
 from adapters.dicom.receive import Receiver
 from adapters.dicom.storage import InstanceStore
 from adapters.jobs import JobContext
@@ -30,6 +30,10 @@ log = logging.getLogger("relais.dicom")
 MIN_SPLIT = 50
 TRANSIENT = ("timeout", "aborted")
 ASSOCIATION_FAILURES = ("unreachable", "rejected", "aborted")
+# How long a C-MOVE waits without progress for instances the PACS says our node accepted (they are on
+# disk; their recording, one batch per association, can take seconds on a loaded machine) before
+# taking them for missing and asking again.
+CONFIRMED_PATIENCE = 15.0
 
 
 @dataclass(frozen=True)
@@ -130,9 +134,14 @@ class Retriever:
             counts[series] = counts.get(series, 0) + 1
         return counts
 
-    def _wait_for_moved(self, establishment_id: str, study_uid: str, wanted: list[SeriesMatch], expected: int) -> None:
+    def _wait_for_moved(
+        self, establishment_id: str, study_uid: str, wanted: list[SeriesMatch], expected: int, confirmed: int,
+    ) -> None:
         """C-MOVE: our node records each association's last batch as it ends; wait until complete, or
-        no progress for `settle` s (checked every 20 ms at first, then up to every 100 ms)."""
+        no progress for `settle` s (checked every 20 ms at first, then up to every 100 ms). Below
+        `confirmed` (what the PACS says our node accepted: written and fsynced before the node
+        answered, so only its recording can still be on its way, a few seconds under load) the wait
+        for progress is CONFIRMED_PATIENCE instead of `settle`."""
         deadline = time.monotonic() + self.max_wait
         last, last_change, delay = -1, time.monotonic(), 0.02
         while time.monotonic() < deadline:
@@ -142,7 +151,7 @@ class Retriever:
                 return
             if got != last:
                 last, last_change = got, time.monotonic()
-            elif time.monotonic() - last_change > self.settle:
+            elif time.monotonic() - last_change > (self.settle if got >= confirmed else max(self.settle, CONFIRMED_PATIENCE)):
                 return
             time.sleep(delay)
             delay = min(0.1, delay * 1.5)
@@ -186,18 +195,19 @@ class Retriever:
             asks.append(Ask(series=(uid,), size=max(1, (s.instance_count or 1) - have)))
         return share(asks, parts)
 
-    def _transfer(self, parts: list[list[Ask]], run: Callable[[list[Ask]], Any]) -> bool:
-        """Runs each association's asks (in parallel threads when several). Returns False when an
-        extra association was refused while another one worked (the PACS limits associations:
-        the next attempts use one); raises the QRError that ends the attempt otherwise."""
+    def _transfer(self, parts: list[list[Ask]], run: Callable[[list[Ask]], RetrieveResult]) -> tuple[bool, list[RetrieveResult]]:
+        """Runs each association's asks (in parallel threads when several). Returns whether every
+        association could be opened (False when an extra one was refused while another one worked: the
+        PACS limits associations, the next attempts use one) and the results of those that ended;
+        raises the QRError that ends the attempt otherwise."""
         if len(parts) == 1:
-            run(parts[0])
-            return True
+            return True, [run(parts[0])]
         errors: list[BaseException | None] = [None] * len(parts)
+        results: list[RetrieveResult | None] = [None] * len(parts)
 
         def one(i: int) -> None:
             try:
-                run(parts[i])
+                results[i] = run(parts[i])
             except BaseException as e:  # raised below, in the calling thread
                 errors[i] = e
 
@@ -209,14 +219,15 @@ class Retriever:
         unexpected = [e for e in errors if e is not None and not isinstance(e, QRError)]
         if unexpected:
             raise unexpected[0]
+        ended = [r for r in results if r is not None]
         failed = [e for e in errors if isinstance(e, QRError)]
         if not failed:
-            return True
+            return True, ended
         refused = [e for e in failed if e.code in ASSOCIATION_FAILURES]
         if len(failed) < len(parts) and len(refused) == len(failed):
             log.warning("récupération : association supplémentaire refusée par le PACS (%s), une seule ensuite",
                         refused[0].reason)
-            return False
+            return False, ended
         raise next((e for e in failed if e.code not in TRANSIENT), failed[0])
 
     def retrieve(
@@ -269,9 +280,10 @@ class Retriever:
                             ok, error = self._get(peer, study_uid, est, node.aet, parts)
                             write_error = error or write_error
                         else:
-                            ok = self._transfer(parts, lambda asks: self.qr.move(
+                            ok, moved = self._transfer(parts, lambda asks: self.qr.move(
                                 peer, study_uid, self.our_aet, queries=[a.query(study_uid) for a in asks]))
-                            self._wait_for_moved(est, study_uid, wanted, expected)
+                            confirmed = min(expected, received + sum(r.completed for r in moved))
+                            self._wait_for_moved(est, study_uid, wanted, expected, confirmed)
                         if not ok:
                             parallel = 1
                     except QRError as e:
@@ -313,7 +325,7 @@ class Retriever:
         receiver = Receiver(store=writes, record=record).start()
         source: Json = {"kind": "pacs_retrieve", "calling_aet": node_aet}
         try:
-            ok = self._transfer(parts, lambda asks: self.qr.get(
+            ok, _ = self._transfer(parts, lambda asks: self.qr.get(
                 peer, study_uid, lambda e: receiver.store_event(e, establishment_id=est, source=source),
                 receiver.flush, queries=[a.query(study_uid) for a in asks],
             ))

@@ -6,6 +6,7 @@ import errno
 import socket
 import sys
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -239,6 +240,20 @@ def test_a_large_c_move_is_shared_between_two_associations(relais, world, pacs, 
     assert sorted(_asked(q)[0] for call in calls for q in call) == ["SERIES", "SERIES"]
     (a,), (b,) = calls
     assert a.SeriesInstanceUID != b.SeriesInstanceUID
+
+
+def test_a_c_move_waits_for_what_the_node_accepted_even_when_its_recording_is_slow(relais, world, pacs, setup, monkeypatch):
+    """On a loaded machine the node records its last batch seconds after it answered the PACS: the
+    instances the PACS says were accepted are waited for, not asked again (a second attempt)."""
+    real = relais.record_received
+
+    def slow(**kwargs):
+        time.sleep(2.5)  # longer than the retriever's settle (1 s): what a busy node takes to record a batch
+        return real(**kwargs)
+
+    monkeypatch.setattr(relais, "record_received", slow)
+    out = setup["retriever"].retrieve(dossier_id=setup["dossier"], study_uid=pacs["thin"]["study_uid"], node_aet="ORTHANC")
+    assert (out.status, out.received, out.attempts) == ("completed", 5, 1), out.reason
 
 
 def test_a_pacs_refusing_a_second_association_is_then_served_on_one(relais, world, pacs, setup):
