@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from litestar import Litestar, Request
 from litestar.channels import ChannelsPlugin
 from litestar.config.csrf import CSRFConfig
-from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.di import Provide
 from litestar.plugins.htmx import HTMXPlugin, HTMXRequest
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
+from projections.inbox import CHANNEL
+from web import present
+from web.dicomweb import routes as dicomweb
 from web.errors import EXCEPTION_HANDLERS
 from web.guards import PUBLIC, LoginRequired, current_user, requires_login
 from web.labels import role_label
-from web import present
-from web.dicomweb import routes as dicomweb
 from web.pages import audit, auth, compose, dossier, health, home, imaging, imaging_import, inbox, pacs, stats, viewer
-from projections.inbox import CHANNEL
 from web.security import security_headers
 from web.services import Services
 from web.session import SessionUser, session_config
@@ -32,7 +33,7 @@ TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 
 
-def _templates() -> TemplateConfig:
+def _templates() -> TemplateConfig[JinjaTemplateEngine]:
     def configure(engine: JinjaTemplateEngine) -> None:
         engine.register_template_callable("current_user", lambda ctx: current_user(ctx["request"]))
         engine.engine.filters["role_label"] = role_label
@@ -42,7 +43,7 @@ def _templates() -> TemplateConfig:
     return TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine, engine_callback=configure)
 
 
-def provide_user(request: Request) -> SessionUser:
+def provide_user(request: Request[Any, Any, Any]) -> SessionUser:
     user = current_user(request)
     if user is None:
         raise LoginRequired()

@@ -11,7 +11,7 @@ from adapters.credentials import Credentials
 from application import Relais
 from application.errors import NotFoundError
 from domain.errors import InvalidFieldError
-from domain.values import PARIS
+from domain.values import PARIS, Json
 
 log = logging.getLogger("relais.web.auth")
 
@@ -28,7 +28,7 @@ class Identity:
 
     practitioner_id: str
     display_name: str
-    memberships: dict  # {establishment_id: {"roles": [...], "service_ids": [...]}}
+    memberships: dict[str, Json]  # {establishment_id: {"roles": [...], "service_ids": [...]}}
     method: str  # "password", later "psc"
 
 
@@ -70,7 +70,7 @@ class LocalPasswordAuthenticator:
             self.credentials.verify(NO_ONE, password or "")  # same time and answer as a wrong password
             return AuthResult(ok=False, message=BAD_CREDENTIALS)
         outcome = self.credentials.verify(practitioner.id, password or "")
-        if outcome.locked:
+        if outcome.locked and outcome.locked_until is not None:  # a lock always comes with its end
             log.warning("connexion refusée, compte verrouillé : %s", practitioner.id)
             return AuthResult(ok=False, message=locked_message(outcome.locked_until), locked_until=outcome.locked_until)
         if not outcome.ok:

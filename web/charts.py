@@ -48,7 +48,7 @@ def _ticks(peak: float, count: int = 4) -> tuple[float, float]:
     return step, step * math.ceil(peak / step)
 
 
-def _svg(width: int, height: int, title: str, body: list[str]) -> Markup:
+def _svg(width: int, height: float, title: str, body: list[str]) -> Markup:
     tid = f"chart-title-{next(_ids)}"
     return Markup(
         f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-labelledby="{tid}" '
@@ -60,7 +60,7 @@ def _svg(width: int, height: int, title: str, body: list[str]) -> Markup:
 def _legend(names: Sequence[str], colors: Sequence[str], x: float, y: float, width: float) -> tuple[list[str], float]:
     """Legend items left to right, wrapping; returns the markup and the height used."""
     out, cx, cy = [], x, y
-    for name, color in zip(names, colors):
+    for name, color in zip(names, colors, strict=False):  # the palette may be shorter than the series
         w = 18 + 7 * len(name)
         if cx + w > x + width and cx > x:
             cx, cy = x, cy + 18

@@ -29,7 +29,7 @@ def context_choices(relais: Relais, practitioner_id: str) -> list[ContextChoice]
     practitioner = relais.practitioner(practitioner_id=practitioner_id)
     if not practitioner.active:
         return []
-    out = []
+    out: list[ContextChoice] = []
     for establishment_id, membership in practitioner.memberships.items():
         try:
             name = relais.establishment(establishment_id=establishment_id).name

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_401_UNAUTHORIZED, HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ExceptionHandlersMap
 
 from application.errors import ConflictError, ForbiddenError, NotFoundError
 from domain.errors import DossierStateError, InvalidFieldError, NotAllowedError, RelaisError
@@ -19,7 +21,7 @@ class StaleView(ConflictError):
     """A command met a newer version of the dossier: nothing was recorded; `context` holds the
     page in its new state and the user's input, shown in place of the old one."""
 
-    def __init__(self, message: str, template: str, block: str, context: dict):
+    def __init__(self, message: str, template: str, block: str, context: dict[str, Any]):
         super().__init__(message)
         self.template = template
         self.block = block
@@ -89,18 +91,18 @@ def status_for(exc: Exception) -> int:
     return 400
 
 
-def wants_json(request: Request) -> bool:
+def wants_json(request: Request[Any, Any, Any]) -> bool:
     if request.url.path.startswith(API_PREFIXES):
         return True
     accept = request.headers.get("accept", "")
     return "application/json" in accept and "text/html" not in accept
 
 
-def is_htmx(request: Request) -> bool:
+def is_htmx(request: Request[Any, Any, Any]) -> bool:
     return request.headers.get("hx-request") == "true" and request.headers.get("hx-boosted") != "true"
 
 
-def error_response(request: Request, status: int, message: str) -> Response:
+def error_response(request: Request[Any, Any, Any], status: int, message: str) -> Response[dict[str, object]] | Template:
     """The error as JSON, as an htmx fragment shown in #messages, or as a full French page."""
     title = TITLES.get(status, "Erreur")
     if wants_json(request):
@@ -114,7 +116,7 @@ def error_response(request: Request, status: int, message: str) -> Response:
     return Template(template_name="errors/error.html", context=context, status_code=status)
 
 
-def relais_error_handler(request: Request, exc: RelaisError) -> Response:
+def relais_error_handler(request: Request[Any, Any, Any], exc: RelaisError) -> Response[dict[str, object]] | Template:
     status = status_for(exc)
     if status == 422 and request.url.path.startswith("/dicomweb/"):  # DICOMweb: an invalid UID or value is a 400
         status = 400
@@ -126,18 +128,18 @@ def relais_error_handler(request: Request, exc: RelaisError) -> Response:
 class FormRejected(InvalidFieldError):
     """A form value was refused: the same form is shown again with the message and the input kept."""
 
-    def __init__(self, error: InvalidFieldError, template: str, context: dict):
+    def __init__(self, error: InvalidFieldError, template: str, context: dict[str, Any]):
         super().__init__(error.field, error.message)
         self.template = template
         self.context = context
 
 
-def form_rejected_handler(request: Request, exc: FormRejected) -> Response:
+def form_rejected_handler(request: Request[Any, Any, Any], exc: FormRejected) -> Template:
     context = dict(exc.context, error=exc.message, error_field=exc.field)
     return Template(template_name=exc.template, context=context, status_code=422)
 
 
-def stale_view_handler(request: Request, exc: StaleView) -> Response:
+def stale_view_handler(request: Request[Any, Any, Any], exc: StaleView) -> Template:
     """409 with the new state (htmx swaps it in place: the page config swaps 4xx answers)."""
     from jinja2_fragments.litestar import HTMXBlockTemplate
 
@@ -148,7 +150,7 @@ def stale_view_handler(request: Request, exc: StaleView) -> Response:
     return Template(template_name=exc.template, context=context, status_code=409)
 
 
-def http_error_handler(request: Request, exc: HTTPException) -> Response:
+def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, object]] | Template:
     status = exc.status_code
     if status >= 500:
         log.error("%s %s → %s", request.method, request.url.path, status, exc_info=exc)
@@ -160,12 +162,12 @@ def http_error_handler(request: Request, exc: HTTPException) -> Response:
     return response
 
 
-def internal_error_handler(request: Request, exc: Exception) -> Response:
+def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, object]] | Template:
     log.error("erreur non gérée : %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(request, HTTP_500_INTERNAL_SERVER_ERROR, GENERIC[500])
 
 
-def login_required_handler(request: Request, exc: LoginRequired) -> Response:
+def login_required_handler(request: Request[Any, Any, Any], exc: LoginRequired) -> Response[Any]:
     """To the login page, back to where the user was going; htmx gets a full-page redirect."""
     if wants_json(request):
         return Response({"error": "Connexion requise", "status": 401}, status_code=HTTP_401_UNAUTHORIZED)
@@ -184,7 +186,7 @@ def login_required_handler(request: Request, exc: LoginRequired) -> Response:
     return Redirect(url, status_code=303)
 
 
-EXCEPTION_HANDLERS = {
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     LoginRequired: login_required_handler,
     StaleView: stale_view_handler,
     FormRejected: form_rejected_handler,

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
 from application.errors import ForbiddenError
 from web.labels import role_label
-from web.session import SessionUser, end_session
+from web.services import Services
+from web.session import SessionUser, end_session, session_data
 
 PUBLIC = "public"  # handler opt key: reachable without login
 
@@ -22,20 +25,19 @@ class LoginRequired(Exception):
         self.expired = expired
 
 
-def current_user(connection: ASGIConnection) -> SessionUser | None:
+def current_user(connection: ASGIConnection[Any, Any, Any, Any]) -> SessionUser | None:
     """The signed-in user of this request, or None (an expired session counts as none)."""
-    user = SessionUser.from_session(connection.scope.get("session") or None)
+    user = SessionUser.from_session(session_data(connection))
     if user is None or user.expired():
         return None
     return user
 
 
-def requires_login(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+def requires_login(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """Raises LoginRequired unless there is a valid session or the handler is public."""
     if handler.opt.get(PUBLIC):
         return
-    session = connection.scope.get("session") or None
-    user = SessionUser.from_session(session)
+    user = SessionUser.from_session(session_data(connection))
     if user is None:
         raise LoginRequired()
     if user.expired():
@@ -43,13 +45,13 @@ def requires_login(connection: ASGIConnection, handler: BaseRouteHandler) -> Non
         raise LoginRequired(expired=True)
 
 
-def trace_denied(connection: ASGIConnection, user: SessionUser, reason: str) -> None:
+def trace_denied(connection: ASGIConnection[Any, Any, Any, Any], user: SessionUser, reason: str) -> None:
     """A dossier's page refused for want of the role: the attempt is traced like any denied access."""
-    services = getattr(connection.app.state, "services", None)
+    services: Services | None = getattr(connection.app.state, "services", None)
     if services is None:  # pragma: no cover - the app factory always sets it
         return
     path = connection.url.path
-    kind = "audit" if path.startswith("/audit/") else ("dossier" if connection.method == "GET" else "command")
+    kind = "audit" if path.startswith("/audit/") else ("dossier" if isinstance(connection, Request) and connection.method == "GET" else "command")
     services.relais.trace_denied(
         dossier_id=str(connection.path_params["dossier_id"]), kind=kind, target=path[:200], reason=reason,
         actor={"practitioner_id": user.practitioner_id, "role": user.role, "establishment_id": user.establishment_id,
@@ -57,10 +59,10 @@ def trace_denied(connection: ASGIConnection, user: SessionUser, reason: str) -> 
     )
 
 
-def requires_role(*roles: str) -> Callable[[ASGIConnection, BaseRouteHandler], None]:
+def requires_role(*roles: str) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
     """A guard letting through only users currently acting with one of these roles."""
 
-    def guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
         requires_login(connection, handler)
         user = current_user(connection)
         if user is None or user.role not in roles:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
 from typing import Any
+
+from jinja2 import Environment
 
 from domain.access import ACCESS_KINDS, OUTCOMES
 from domain.dossier import DECLINE_REASONS
-from domain.values import PARIS, SEXES, URGENCY_LABELS, WORKFLOW_LABELS
-
+from domain.values import PARIS, SEXES, URGENCY_LABELS, WORKFLOW_LABELS, Json
+from web.names import Names
 
 DOSSIER_STATES = {
     "draft": "Brouillon", "requested": "Envoyé", "in_progress": "En cours", "answered": "Avis rendu",
@@ -49,7 +52,7 @@ def paris(value: datetime | str | None, fmt: str = "%d/%m/%Y %H:%M") -> str:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return value.astimezone(PARIS).strftime(fmt)
 
 
@@ -67,7 +70,7 @@ def ago(value: datetime | str | None, now: datetime | None = None) -> str:
         return ""
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    seconds = ((now or datetime.now(timezone.utc)) - value).total_seconds()
+    seconds = ((now or datetime.now(UTC)) - value).total_seconds()
     if seconds < 60:
         return "à l'instant"
     if seconds < 3600:
@@ -92,8 +95,8 @@ def age_years(birth: date | str | None, today: date | None = None) -> str:
     return f"{years} ans"
 
 
-def label(table: str, code: Any) -> str:
-    tables = {
+def label(table: str, code: str | None) -> str:
+    tables: dict[str, Mapping[Any, str]] = {  # keyed by codes: str, or the domain's StrEnum members
         "state": DOSSIER_STATES, "send": SEND_STATES, "workflow": WORKFLOW_LABELS, "workflow_short": WORKFLOW_SHORT,
         "urgency": URGENCY_LABELS, "sex": SEXES, "source": IMAGING_SOURCES, "channel": CHANNELS,
         "follow_up": FOLLOW_UP, "decline": DECLINE_REASONS, "access": ACCESS_KINDS, "outcome": OUTCOMES, "tab": TABS,
@@ -101,9 +104,9 @@ def label(table: str, code: Any) -> str:
     return tables[table].get(code, code or "")
 
 
-def timeline_line(event: str, data: dict, names: Any) -> tuple[str, str]:
+def timeline_line(event: str, data: Json, names: Names) -> tuple[str, str]:
     """(title, detail) of one history entry, in French, with names resolved."""
-    def recipient(r: dict) -> str:
+    def recipient(r: Json) -> str:
         return names.recipient(r.get("establishment_id"), r.get("service_id"), r.get("practitioner_id"))
 
     match event:
@@ -149,11 +152,11 @@ def timeline_line(event: str, data: dict, names: Any) -> tuple[str, str]:
     return event, ""
 
 
-def register(env: Any) -> None:
+def register(env: Environment) -> None:
     """Adds the filters to a Jinja environment."""
     env.filters.update(
         paris=paris, day=day, ago=ago, age_years=age_years,
         label=lambda code, table: label(table, code),
     )
     env.globals["timeline_line"] = timeline_line
-    env.globals["now_paris"] = lambda: paris(datetime.now(timezone.utc))
+    env.globals["now_paris"] = lambda: paris(datetime.now(UTC))

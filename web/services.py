@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from litestar.channels.backends.base import ChannelsBackend
 from litestar.stores.base import Store
-from psycopg_pool import ConnectionPool
 
 from adapters.blobs import BlobStore
 from adapters.credentials import Credentials
+from adapters.database import DictPool
 from adapters.dicom.storage import InstanceStore
 from adapters.jobs import Jobs
 from adapters.settings import Settings
@@ -39,7 +39,7 @@ class ImagingServices:
 class Services:
     settings: Settings
     relais: Relais
-    pool: ConnectionPool
+    pool: DictPool
     credentials: Credentials
     authenticator: Authenticator
     inbox: PostgresInboxView

@@ -12,6 +12,7 @@ from litestar.middleware.session.server_side import ServerSideSessionBackend, Se
 from litestar.types import Empty, Message, ScopeSession
 from litestar.utils.dataclass import extract_dataclass_items
 
+from domain.values import Json
 from web.auth import Identity
 
 COOKIE_NAME = "relais_session"
@@ -42,7 +43,7 @@ class SessionUser:
     auth_at: int
 
     @classmethod
-    def from_session(cls, session: dict[str, Any] | None) -> "SessionUser | None":
+    def from_session(cls, session: dict[str, Any] | None) -> SessionUser | None:
         if not session or not session.get(PRACTITIONER_ID):
             return None
         try:
@@ -58,14 +59,21 @@ class SessionUser:
         return (now or time.time()) - self.auth_at > MAX_AGE
 
 
-def default_context(memberships: dict) -> tuple[str, str]:
+def session_data(connection: ASGIConnection[Any, Any, Any, Any]) -> dict[str, Any] | None:
+    """The session in this connection's scope, or None: no session middleware, an empty session, or one
+    just ended (litestar then leaves its Empty marker in the scope)."""
+    session = connection.scope.get("session")
+    return session if isinstance(session, dict) and session else None
+
+
+def default_context(memberships: dict[str, Json]) -> tuple[str, str]:
     """(establishment_id, role) chosen at login: the first membership, clinician when held."""
     establishment_id, membership = next(iter(memberships.items()))
     roles = sorted(membership["roles"])
     return establishment_id, ("clinician" if "clinician" in roles else roles[0])
 
 
-def start_session(connection: ASGIConnection, identity: Identity, establishment_id: str, establishment_name: str, role: str) -> None:
+def start_session(connection: ASGIConnection[Any, Any, Any, Any], identity: Identity, establishment_id: str, establishment_name: str, role: str) -> None:
     """Replaces whatever session there was by a new one (new id) for this identity."""
     connection.set_session({
         PRACTITIONER_ID: identity.practitioner_id, DISPLAY_NAME: identity.display_name,
@@ -74,21 +82,21 @@ def start_session(connection: ASGIConnection, identity: Identity, establishment_
     })
 
 
-def switch_context(connection: ASGIConnection, establishment_id: str, establishment_name: str, role: str) -> None:
+def switch_context(connection: ASGIConnection[Any, Any, Any, Any], establishment_id: str, establishment_name: str, role: str) -> None:
     """Changes the establishment and role acted for (the caller has checked they are held)."""
     session = dict(connection.session)
     session.update({ESTABLISHMENT_ID: establishment_id, ESTABLISHMENT_NAME: establishment_name, ROLE: role})
     connection.set_session(session)
 
 
-def end_session(connection: ASGIConnection) -> None:
+def end_session(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
     connection.clear_session()
 
 
 class RotatingSessionBackend(ServerSideSessionBackend):
     """Stores only non-empty sessions, and gives a session a fresh id at login (no fixation)."""
 
-    async def store_in_message(self, scope_session: ScopeSession, message: Message, connection: ASGIConnection) -> None:
+    async def store_in_message(self, scope_session: ScopeSession, message: Message, connection: ASGIConnection[Any, Any, Any, Any]) -> None:
         store = self.config.get_store_from_app(connection.scope["app"])
         headers = MutableScopeHeaders.from_message(message)
         params = dict(extract_dataclass_items(self.config, exclude_none=True, include=Cookie.__dict__.keys()))
@@ -99,6 +107,7 @@ class RotatingSessionBackend(ServerSideSessionBackend):
                 await self.delete(old_id, store=store)
                 headers.add("Set-Cookie", Cookie(value="null", key=self.config.key, expires=0, **params).to_header(header=""))
             return
+        assert isinstance(scope_session, dict), "Relais sessions are dicts (start_session, switch_context)"
         data = dict(scope_session)
         session_id = old_id
         if data.pop(ROTATE, False) or not session_id:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import multipart
 from litestar import Request
@@ -34,7 +34,7 @@ class Upload(Generic[T]):
     fields: dict[str, bytes] = field(default_factory=dict)  # the other parts, by name (their first bytes)
 
 
-def form_boundary(request: Request) -> str | None:
+def form_boundary(request: Request[Any, Any, Any]) -> str | None:
     """The boundary of a multipart/form-data body; None if the body is not one."""
     content_type = request.headers.get("content-type", "")
     boundary = multipart.parse_options_header(content_type)[1].get("boundary")
@@ -42,7 +42,7 @@ def form_boundary(request: Request) -> str | None:
 
 
 async def receive(
-    request: Request, boundary: str, file_field: str, open_sink: Callable[[str], Sink[T]], *, max_segments: int,
+    request: Request[Any, Any, Any], boundary: str, file_field: str, open_sink: Callable[[str], Sink[T]], *, max_segments: int,
 ) -> Upload[T]:
     """The body parsed as it arrives: each file of the form field `file_field` written to the sink
     `open_sink(file name)` gives, every other part kept in `fields`. A broken body raises

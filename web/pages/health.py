@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from litestar import Response, get
 from litestar.di import NamedDependency
@@ -22,10 +23,10 @@ except PackageNotFoundError:  # pragma: no cover - running from a checkout witho
 
 
 @get("/health", opt={PUBLIC: True}, sync_to_thread=True)
-def health(services: NamedDependency[Services]) -> Response[dict]:
+def health(services: NamedDependency[Services]) -> Response[dict[str, object]]:
     """200 when the database answers (status "degraded" if projections cannot be read), else 503."""
     database = "ok"
-    projections: list[dict] = []
+    projections: list[dict[str, Any]] = []
     degraded = False
     try:
         with services.pool.connection(timeout=3) as conn:
@@ -39,7 +40,7 @@ def health(services: NamedDependency[Services]) -> Response[dict]:
         except Exception as e:
             log.error("santé : état des projections illisible", exc_info=e)
             degraded = True
-    body = {
+    body: dict[str, object] = {
         "status": "ok" if database == "ok" and not degraded else "degraded",
         "database": database,
         "projections": projections,
