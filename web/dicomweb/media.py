@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from litestar import Request, Response
 from litestar.response import Stream
@@ -25,25 +26,25 @@ MAX_FRAMES = 1000
 RENDERED_PARAMS = {"window", "preset", "quality", "viewport", "accept", "annotation", "iccprofile", "charset"}
 
 
-def dicom_json(body: object, headers: dict | None = None) -> Response:
+def dicom_json(body: object, headers: dict[str, str] | None = None) -> Response[bytes]:
     return Response(json.dumps(body).encode(), media_type="application/dicom+json", headers=headers)
 
 
-def metadata(paths: Iterable[Path]) -> Response:
+def metadata(paths: Iterable[Path]) -> Response[bytes]:
     """The headers of these instances (bulk data left out), as WADO-RS metadata."""
     return dicom_json([header_json(path, None) for path in paths])
 
 
-def _asked(request: Request) -> str:
+def _asked(request: Request[Any, Any, Any]) -> str:
     return request.query_params.get("accept") or request.headers.get("accept") or ""
 
 
-def accepted(request: Request) -> Choices:
+def accepted(request: Request[Any, Any, Any]) -> Choices:
     """What the client accepts, best first, from the `accept` query parameter or the Accept header."""
     return parse_accept(_asked(request))
 
 
-def _refuse_media(request: Request, what: str, offered: str) -> RequestRefused:
+def _refuse_media(request: Request[Any, Any, Any], what: str, offered: str) -> RequestRefused:
     return RequestRefused(f"{what} : aucun des formats demandés ({_asked(request)[:200]}) n'est disponible ; possibles : {offered}", 406)
 
 
@@ -56,7 +57,7 @@ def _multipart(parts: Iterable[tuple[str, bytes]], kind: str) -> Stream:
 # ---------------------------------------------------------------------- instances
 
 
-def instance_syntax(request: Request) -> str:
+def instance_syntax(request: Request[Any, Any, Any]) -> str:
     """The transfer syntax asked for instances: as stored, else Explicit VR Little Endian
     (compressed instances decoded); 406 for anything else."""
     ts = instance_rendition(accepted(request))
@@ -99,7 +100,7 @@ def _frame_refused(e: FrameError) -> Exception:
     return NotFoundError(str(e)) if e.status == 404 else RequestRefused(str(e), e.status)
 
 
-def frames(request: Request, path: Path, numbers: list[int]) -> Stream:
+def frames(request: Request[Any, Any, Any], path: Path, numbers: list[int]) -> Stream:
     """Frames of an instance, one part each, in the first form accepted (see frame_rendition)."""
     try:
         f = StoredFrames(path)
@@ -127,7 +128,7 @@ def frame_count(path: Path) -> int:
     return int(dcmread(path, stop_before_pixels=True).get("NumberOfFrames") or 1)
 
 
-def rendered(request: Request, path: Path, frame: int, *, thumbnail: bool = False) -> Response:
+def rendered(request: Request[Any, Any, Any], path: Path, frame: int, *, thumbnail: bool = False) -> Response[bytes]:
     """A JPEG (default) or PNG of frame `frame` (0-based): `window=center,width[,linear]`, or our
     `preset=` (CT presets of the viewer), `quality=1..100`, `viewport=width,height` (fit within)."""
     p = request.query_params

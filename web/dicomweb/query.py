@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 from pydicom.datadict import dictionary_has_tag, dictionary_keyword, tag_for_keyword
 
+from adapters.dicom.dicomjson import HeldValue
 from domain.imaging import UID_RE
+
+T = TypeVar("T")
 
 LEVELS = ("study", "series", "instance")
 
@@ -58,8 +62,7 @@ def keyword_of(key: str) -> str:
         if dictionary_has_tag(tag):
             return dictionary_keyword(tag)
         raise QueryError(f"« {key} » : étiquette DICOM inconnue")
-    tag = tag_for_keyword(key)
-    if tag is None:
+    if tag_for_keyword(key) is None:
         raise QueryError(f"« {key} » : attribut DICOM inconnu (mot-clé ou étiquette de 8 chiffres hexadécimaux)")
     return key
 
@@ -68,7 +71,7 @@ def _values(raw: str) -> list[str]:
     return [v.strip() for v in re.split(r"[,\\]", raw) if v.strip()]
 
 
-def _wildcard(pattern: str, fold: bool) -> re.Pattern:
+def _wildcard(pattern: str, fold: bool) -> re.Pattern[str]:
     body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
     return re.compile(body, re.IGNORECASE | re.DOTALL if fold else re.DOTALL)
 
@@ -89,9 +92,9 @@ def _pn(value: str) -> str:
 class Filter:
     keyword: str
     level: str
-    test: Callable[[object], bool]
+    test: Callable[[HeldValue], bool]
 
-    def matches(self, value: object) -> bool:
+    def matches(self, value: HeldValue) -> bool:
         return self.test(value)
 
 
@@ -120,7 +123,9 @@ def make_filter(keyword: str, raw: str) -> Filter | None:
     if kind == "date":
         m = re.fullmatch(r"(\d{8})?(-)?(\d{8})?", raw)
         if not m or not (m.group(1) or m.group(3)) or (m.group(3) and not m.group(2)):
-            raise QueryError(f"{keyword} : date ou intervalle attendu (AAAAMMJJ, AAAAMMJJ-AAAAMMJJ, -AAAAMMJJ, AAAAMMJJ-), reçu « {raw[:40]} »")
+            raise QueryError(
+                f"{keyword} : date ou intervalle attendu (AAAAMMJJ, AAAAMMJJ-AAAAMMJJ, -AAAAMMJJ, AAAAMMJJ-), reçu « {raw[:40]} »"
+            )
         lo = _date(m.group(1), keyword) if m.group(1) else None
         hi = _date(m.group(3), keyword) if m.group(3) else None
         if not m.group(2):
@@ -134,12 +139,14 @@ def make_filter(keyword: str, raw: str) -> Filter | None:
         if bad:
             raise QueryError(f"{keyword} : code invalide « {bad[0][:20]} »")
         wanted = set(codes)
-        return Filter(keyword, level, lambda v: bool(wanted & ({str(x) for x in v} if isinstance(v, list | tuple | set) else {str(v or "")})))
+        return Filter(
+            keyword, level, lambda v: bool(wanted & ({str(x) for x in v} if isinstance(v, list | tuple | set) else {str(v or "")}))
+        )
     try:
         numbers = {int(n) for n in _values(raw)}
     except ValueError:
         raise QueryError(f"{keyword} : entier attendu, reçu « {raw[:40]} »") from None
-    return Filter(keyword, level, lambda v: v is not None and str(v).strip() != "" and int(v) in numbers)
+    return Filter(keyword, level, lambda v: isinstance(v, int | float | str) and str(v).strip() != "" and int(v) in numbers)
 
 
 @dataclass
@@ -151,10 +158,10 @@ class Query:
     offset: int = 0
     fuzzy: bool = False
 
-    def matches(self, record: dict) -> bool:
+    def matches(self, record: Mapping[str, HeldValue]) -> bool:
         return all(f.matches(record.get(f.keyword)) for f in self.filters)
 
-    def page(self, items: list) -> list:
+    def page(self, items: list[T]) -> list[T]:
         end = None if self.limit is None else self.offset + self.limit
         return items[self.offset : end]
 

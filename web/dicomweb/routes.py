@@ -6,6 +6,8 @@ is also a ReceivedStudy.Downloaded event."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath
@@ -39,40 +41,40 @@ def _in_series(s: StudyView, series_uid: str, sop: str | None = None) -> list[st
 
 
 @get(DW + "/studies", name="qido-studies", sync_to_thread=True)
-def qido_studies(request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
-                 dossier_id: FromPath[str]) -> Response:
+def qido_studies(request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
+                 dossier_id: FromPath[str]) -> Response[bytes]:
     """The dossier's studies (matching: StudyInstanceUID list, PatientID, PatientName with wildcards,
     StudyDate and ranges, AccessionNumber, ModalitiesInStudy…; includefield, limit, offset)."""
     return search(request, services, user, dossier_id, "study")
 
 
 @get(DW + "/series", name="qido-all-series", sync_to_thread=True)
-def qido_all_series(request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
-                    dossier_id: FromPath[str]) -> Response:
+def qido_all_series(request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
+                    dossier_id: FromPath[str]) -> Response[bytes]:
     return search(request, services, user, dossier_id, "series")
 
 
 @get(DW + "/instances", name="qido-all-instances", sync_to_thread=True)
-def qido_all_instances(request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
-                       dossier_id: FromPath[str]) -> Response:
+def qido_all_instances(request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
+                       dossier_id: FromPath[str]) -> Response[bytes]:
     return search(request, services, user, dossier_id, "instance")
 
 
 @get(STUDY + "/series", name="qido-series", sync_to_thread=True)
-def qido_series(request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
-                dossier_id: FromPath[str], study_uid: FromPath[str]) -> Response:
+def qido_series(request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
+                dossier_id: FromPath[str], study_uid: FromPath[str]) -> Response[bytes]:
     return search(request, services, user, dossier_id, "series", study_uid)
 
 
 @get(STUDY + "/instances", name="qido-study-instances", sync_to_thread=True)
-def qido_study_instances(request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
-                         dossier_id: FromPath[str], study_uid: FromPath[str]) -> Response:
+def qido_study_instances(request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
+                         dossier_id: FromPath[str], study_uid: FromPath[str]) -> Response[bytes]:
     return search(request, services, user, dossier_id, "instance", study_uid)
 
 
 @get(SERIES + "/instances", name="qido-instances", sync_to_thread=True)
-def qido_instances(request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
-                   dossier_id: FromPath[str], study_uid: FromPath[str], series_uid: FromPath[str]) -> Response:
+def qido_instances(request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
+                   dossier_id: FromPath[str], study_uid: FromPath[str], series_uid: FromPath[str]) -> Response[bytes]:
     return search(request, services, user, dossier_id, "instance", study_uid, valid_uid(series_uid, "series_uid"))
 
 
@@ -80,24 +82,24 @@ def qido_instances(request: Request, services: NamedDependency[Services], user: 
 
 
 @get(STUDY + "/metadata", name="wado-metadata", sync_to_thread=True)
-def wado_metadata(request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
-                  dossier_id: FromPath[str], study_uid: FromPath[str]) -> Response:
+def wado_metadata(request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
+                  dossier_id: FromPath[str], study_uid: FromPath[str]) -> Response[bytes]:
     s = read_study(services, user, dossier_id, study_uid, "dicomweb")
     return media.metadata(instance_path(services.imaging, s, sop) for sop in sorted(s.instances))
 
 
 @get(SERIES + "/metadata", name="wado-series-metadata", sync_to_thread=True)
-def wado_series_metadata(request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
-                         dossier_id: FromPath[str], study_uid: FromPath[str], series_uid: FromPath[str]) -> Response:
+def wado_series_metadata(request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
+                         dossier_id: FromPath[str], study_uid: FromPath[str], series_uid: FromPath[str]) -> Response[bytes]:
     """Series metadata (what OHIF asks for before showing a series)."""
     s = read_study(services, user, dossier_id, study_uid, "dicomweb")
     return media.metadata(instance_path(services.imaging, s, sop) for sop in _in_series(s, series_uid))
 
 
 @get(INSTANCE + "/metadata", name="wado-instance-metadata", sync_to_thread=True)
-def wado_instance_metadata(request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
+def wado_instance_metadata(request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
                            dossier_id: FromPath[str], study_uid: FromPath[str], series_uid: FromPath[str],
-                           sop: FromPath[str]) -> Response:
+                           sop: FromPath[str]) -> Response[bytes]:
     s = read_study(services, user, dossier_id, study_uid, "dicomweb")
     return media.metadata(instance_path(services.imaging, s, x) for x in _in_series(s, series_uid, sop))
 
@@ -106,7 +108,7 @@ def wado_instance_metadata(request: Request, services: NamedDependency[Services]
 
 
 @get(STUDY, name="wado-study", sync_to_thread=True)
-def wado_study(request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
+def wado_study(request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
                dossier_id: FromPath[str], study_uid: FromPath[str]) -> Stream:
     """Every instance of the study (WADO-RS retrieve study), as stored unless Explicit VR Little
     Endian is asked for; recorded as a download (ReceivedStudy.Downloaded, "dicomweb:study")."""
@@ -120,7 +122,7 @@ def wado_study(request: Request, services: NamedDependency[Services], user: Name
 
 
 @get(SERIES, name="wado-series", sync_to_thread=True)
-def wado_series(request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
+def wado_series(request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
                 dossier_id: FromPath[str], study_uid: FromPath[str], series_uid: FromPath[str]) -> Stream:
     """Every instance of a series; recorded as a download ("dicomweb:series:<uid>")."""
     s = read_study(services, user, dossier_id, study_uid, "dicomweb")
@@ -134,7 +136,7 @@ def wado_series(request: Request, services: NamedDependency[Services], user: Nam
 
 
 @get(INSTANCE, name="wado-instance", sync_to_thread=True)
-def wado_instance(request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
+def wado_instance(request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
                   dossier_id: FromPath[str], study_uid: FromPath[str], series_uid: FromPath[str], sop: FromPath[str]) -> Stream:
     """One instance (application/dicom in multipart/related, as WADO-RS answers): a read, traced as
     an access, not a download."""
@@ -144,7 +146,7 @@ def wado_instance(request: Request, services: NamedDependency[Services], user: N
 
 
 @get(INSTANCE + "/frames/{frames:str}", name="wado-frames", sync_to_thread=True)
-def wado_frames(request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
+def wado_frames(request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
                 dossier_id: FromPath[str], study_uid: FromPath[str], series_uid: FromPath[str], sop: FromPath[str],
                 frames: FromPath[str]) -> Stream:
     """Frames of an instance (what OHIF's image loader asks for), one part each; see frame_rendition."""
@@ -158,9 +160,9 @@ def wado_frames(request: Request, services: NamedDependency[Services], user: Nam
 
 
 @get(INSTANCE + "/rendered", name="wado-instance-rendered", sync_to_thread=True)
-def wado_instance_rendered(request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
+def wado_instance_rendered(request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
                            dossier_id: FromPath[str], study_uid: FromPath[str], series_uid: FromPath[str],
-                           sop: FromPath[str]) -> Response:
+                           sop: FromPath[str]) -> Response[bytes]:
     """The instance rendered (its first frame for a multi-frame instance)."""
     s = read_study(services, user, dossier_id, study_uid, "dicomweb")
     (sop,) = _in_series(s, series_uid, sop)
@@ -168,9 +170,9 @@ def wado_instance_rendered(request: Request, services: NamedDependency[Services]
 
 
 @get(INSTANCE + "/frames/{frames:str}/rendered", name="wado-frame-rendered", sync_to_thread=True)
-def wado_frame_rendered(request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
+def wado_frame_rendered(request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
                         dossier_id: FromPath[str], study_uid: FromPath[str], series_uid: FromPath[str],
-                        sop: FromPath[str], frames: FromPath[str]) -> Response:
+                        sop: FromPath[str], frames: FromPath[str]) -> Response[bytes]:
     """One frame rendered (a list of frames would be a video: refused)."""
     s = read_study(services, user, dossier_id, study_uid, "dicomweb")
     (sop,) = _in_series(s, series_uid, sop)
@@ -185,17 +187,17 @@ def wado_frame_rendered(request: Request, services: NamedDependency[Services], u
 
 
 @get(INSTANCE + "/thumbnail", name="wado-instance-thumbnail", sync_to_thread=True)
-def wado_instance_thumbnail(request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
+def wado_instance_thumbnail(request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
                             dossier_id: FromPath[str], study_uid: FromPath[str], series_uid: FromPath[str],
-                            sop: FromPath[str]) -> Response:
+                            sop: FromPath[str]) -> Response[bytes]:
     s = read_study(services, user, dossier_id, study_uid, "dicomweb")
     (sop,) = _in_series(s, series_uid, sop)
     return media.rendered(request, instance_path(services.imaging, s, sop), 0, thumbnail=True)
 
 
 @get(SERIES + "/thumbnail", name="wado-series-thumbnail", sync_to_thread=True)
-def wado_series_thumbnail(request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
-                          dossier_id: FromPath[str], study_uid: FromPath[str], series_uid: FromPath[str]) -> Response:
+def wado_series_thumbnail(request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
+                          dossier_id: FromPath[str], study_uid: FromPath[str], series_uid: FromPath[str]) -> Response[bytes]:
     """The series' middle image, small (as the viewer's thumbnails)."""
     s = read_study(services, user, dossier_id, study_uid, "dicomweb")
     _in_series(s, series_uid)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from litestar import Request, Response
 
-from adapters.dicom.dicomjson import header_json, result
+from adapters.dicom.dicomjson import HeldValue, header_json, result
 from application.errors import ForbiddenError, NotFoundError
 from application.study_reads import SeriesSummary, StudyView
 from web.dicomweb import query
@@ -17,7 +19,7 @@ from web.session import SessionUser
 FUZZY_WARNING = '299 relais: The fuzzymatching parameter is not supported. Only literal matching has been performed.'
 
 
-def _base(request: Request, dossier_id: str) -> str:
+def _base(request: Request[Any, Any, Any], dossier_id: str) -> str:
     return str(request.base_url).rstrip("/") + f"/dicomweb/dossiers/{dossier_id}"
 
 
@@ -34,7 +36,7 @@ def _dossier_study_uids(services: Services, user: SessionUser, dossier_id: str) 
     return [att["study_instance_uid"] for att in d.imaging]
 
 
-def _study_record(s: StudyView, base: str) -> dict:
+def _study_record(s: StudyView, base: str) -> dict[str, HeldValue]:
     return {
         "StudyInstanceUID": s.study_instance_uid, "StudyDate": s.study_date, "StudyTime": s.study_time,
         "AccessionNumber": s.accession_number, "StudyDescription": s.description,
@@ -46,7 +48,7 @@ def _study_record(s: StudyView, base: str) -> dict:
     }
 
 
-def _series_record(s: StudyView, se: SeriesSummary, base: str) -> dict:
+def _series_record(s: StudyView, se: SeriesSummary, base: str) -> dict[str, HeldValue]:
     return {
         "SeriesInstanceUID": se.uid, "Modality": se.modality, "SeriesDescription": se.description,
         "SeriesNumber": se.number, "NumberOfSeriesRelatedInstances": se.count,
@@ -55,9 +57,9 @@ def _series_record(s: StudyView, se: SeriesSummary, base: str) -> dict:
 
 
 def search(
-    request: Request, services: Services, user: SessionUser, dossier_id: str, level: str,
+    request: Request[Any, Any, Any], services: Services, user: SessionUser, dossier_id: str, level: str,
     study_uid: str | None = None, series_uid: str | None = None,
-) -> Response:
+) -> Response[bytes]:
     """A QIDO-RS search at `level` under the dossier, a study or a series (fixed by the URL)."""
     # authorised (and traced) before the query is looked at
     studies = [read_study(services, user, dossier_id, study_uid, "dicomweb")] if study_uid else []
@@ -76,7 +78,7 @@ def search(
                     continue
     base = _base(request, dossier_id)
     study_filters = [f for f in q.filters if f.level == "study"]
-    found: list[tuple[dict, StudyView, str | None]] = []  # (record, study, SOP Instance UID of its header)
+    found: list[tuple[dict[str, HeldValue], StudyView, str | None]] = []  # (record, study, SOP Instance UID of its header)
     for s in studies:
         srec = _study_record(s, base)
         if not all(f.matches(srec.get(f.keyword)) for f in study_filters):
@@ -108,13 +110,17 @@ def search(
              if lv == level or (lv == "study" and not study_uid) or (lv == "series" and not series_uid)]
     keywords = [kw for lv in shown for kw in query.DEFAULT[lv]] + ["StudyInstanceUID"] + (
         ["SeriesInstanceUID"] if level != "study" else []) + q.returned
-    from_header = [kw for kw in dict.fromkeys(q.returned) if kw not in found[0][0]] if found else []
+    asked = [kw for kw in dict.fromkeys(q.returned) if kw not in found[0][0]] if found else []
+    from_header: list[str] | None = asked  # None: the whole header
     if q.all_fields:
         keywords += list(found[0][0]) if found else []
         extra = query.ALL_FROM_HEADER[level]
-        from_header = None if extra is None else from_header + extra
+        from_header = None if extra is None else asked + extra
     out = []
-    for record, s, sop in matched:
-        header = header_json(instance_path(services.imaging, s, sop), from_header) if sop and (from_header is None or from_header) else None
+    for record, s, header_sop in matched:
+        header = (
+            header_json(instance_path(services.imaging, s, header_sop), from_header)
+            if header_sop and (from_header is None or from_header) else None
+        )
         out.append(result(record, dict.fromkeys(keywords), header))
     return dicom_json(out, {"Warning": FUZZY_WARNING} if q.fuzzy else None)
