@@ -197,6 +197,22 @@ def _delays(db: Any, q: StatsQuery) -> list[dict]:
 # ------------------------------------------------------------------------- report
 
 
+@dataclass
+class Outcomes:
+    """What became of the sends of one workflow and year."""
+
+    sends: int = 0
+    accepted: int = 0
+    declined: int = 0
+    answered: int = 0
+
+    def add(self, row: dict) -> None:
+        self.sends += row["sends"]
+        self.accepted += row["accepted"]
+        self.declined += row["declined"]
+        self.answered += row["answered"]
+
+
 def build_report(view: Any, q: StatsQuery) -> dict:
     """Every table of the annex for this query, as plain JSON-ready data (no patient data)."""
     with view.snapshot() as db:
@@ -233,15 +249,13 @@ def build_report(view: Any, q: StatsQuery) -> dict:
     requester: dict[str, int] = defaultdict(int)
     recipient: dict[str, int] = defaultdict(int)
     inter: dict[tuple[str, str], int] = defaultdict(int)
-    outcomes: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    outcomes: dict[tuple[str, int], Outcomes] = defaultdict(Outcomes)
     for r in sends:
         requester[r["requester_department"]] += r["sends"]
         recipient[r["recipient_department"]] += r["sends"]
         if r["region"] and r["region"] != "OCC":
             inter[(r["channel"], r["region"])] += r["sends"]
-        o = outcomes[(r["workflow"], r["year"])]
-        for i, k in enumerate(("sends", "accepted", "declined", "answered")):
-            o[i] += r[k]
+        outcomes[(r["workflow"], r["year"])].add(r)
 
     per_est: dict[str, int] = defaultdict(int)
     for r in imaging:
@@ -276,8 +290,8 @@ def build_report(view: Any, q: StatsQuery) -> dict:
             for r in sorted(delays, key=lambda r: (r["year"], WORKFLOW_ORDER.get(r["workflow"], 99)))
         ],
         "acceptance": [
-            {"workflow": w, "year": y, "sends": o[0], "accepted": o[1], "declined": o[2], "answered": o[3],
-             "declined_pct": pct(o[2], o[0])}
+            {"workflow": w, "year": y, "sends": o.sends, "accepted": o.accepted, "declined": o.declined,
+             "answered": o.answered, "declined_pct": pct(o.declined, o.sends)}
             for (w, y), o in sorted(outcomes.items(), key=lambda kv: (kv[0][1], WORKFLOW_ORDER.get(kv[0][0], 99)))
         ],
     }
