@@ -4,21 +4,22 @@ recipients → review and send. The draft is recorded at step 3 and saved at eve
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypedDict
 
 import anyio
-from litestar import Request, Response, get, post
+from jinja2_fragments.litestar import HTMXBlockTemplate
+from litestar import Request, get, post
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Redirect, Template
-from jinja2_fragments.litestar import HTMXBlockTemplate
 
 from adapters.blobs import MAX_DOCUMENT_BYTES, DocumentRejectedError
+from application.access import Workspace
 from application.errors import ConflictError
 from domain.errors import InvalidFieldError
-from domain.values import PARIS, URGENCY_LABELS, WORKFLOW_LABELS, Role, patient_identity
+from domain.values import PARIS, URGENCY_LABELS, WORKFLOW_LABELS, Json, Role, patient_identity
 from web.errors import FormRejected, StaleView, is_htmx
 from web.guards import requires_role
 from web.pages.dossier import open_workspace
@@ -63,12 +64,14 @@ class DraftForm:
     channel: str = ""
 
 
-def _patient(f: DraftForm) -> dict:
+def _patient(f: DraftForm) -> Json:
     return {"birth_name": f.birth_name, "first_names": f.first_names, "birth_date": f.birth_date, "sex": f.sex,
             "birth_place_code": f.birth_place_code, "ins": f.ins or None, "used_name": f.used_name or None}
 
 
-def _context(step: str, form: dict, ws: Any = None, services: Services | None = None, **extra: Any) -> dict:
+def _context(
+    step: str, form: dict[str, Any], ws: Workspace | None = None, services: Services | None = None, **extra: Any,
+) -> dict[str, Any]:
     return {
         "step": step, "steps": STEPS, "order": ORDER, "form": form, "ws": ws, "d": ws.dossier if ws else None,
         "workflows": CREATABLE, "urgencies": URGENCY_LABELS, "sources": IMAGING_SOURCES, "channels": CHANNELS,
@@ -76,7 +79,7 @@ def _context(step: str, form: dict, ws: Any = None, services: Services | None = 
     }
 
 
-def _form_of(ws: Any) -> dict:
+def _form_of(ws: Workspace) -> dict[str, Any]:
     d = ws.dossier
     p = d.patient
     return asdict(DraftForm(
@@ -140,7 +143,7 @@ def _create(services: Services, user: SessionUser, data: DraftForm) -> str:
 # ---------------------------------------------------------------- editing the draft
 
 
-def _draft(services: Services, user: SessionUser, dossier_id: str) -> Any:
+def _draft(services: Services, user: SessionUser, dossier_id: str) -> Workspace | None:
     ws = open_workspace(services, user, dossier_id)
     return ws if "edit" in ws.actions else None
 
@@ -148,8 +151,8 @@ def _draft(services: Services, user: SessionUser, dossier_id: str) -> Any:
 @get("/dossiers/{dossier_id:str}/edit/{step:str}", guards=[CLINICIAN], name="compose-edit")
 async def edit_step(
     services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str], step: FromPath[str]
-) -> Response:
-    def build() -> Response:
+) -> Template | Redirect:
+    def build() -> Template | Redirect:
         ws = _draft(services, user, dossier_id)
         if ws is None:
             return Redirect(f"/dossiers/{dossier_id}", status_code=303)
@@ -158,8 +161,15 @@ async def edit_step(
     return await anyio.to_thread.run_sync(build)
 
 
-def _save(services: Services, user: SessionUser, dossier_id: str, step: str, f: DraftForm, ws: Any) -> None:
-    r, who = services.relais, {"dossier_id": dossier_id, "actor_id": user.practitioner_id}
+class DraftActor(TypedDict):
+    """Which draft, and who edits it: what every command of a step is given."""
+
+    dossier_id: str
+    actor_id: str
+
+
+def _save(services: Services, user: SessionUser, dossier_id: str, step: str, f: DraftForm, ws: Workspace) -> None:
+    r, who = services.relais, DraftActor(dossier_id=dossier_id, actor_id=user.practitioner_id)
     d = ws.dossier
     if step == "workflow":
         r.edit_draft(**who, expected_version=f.expected_version, workflow=f.workflow, urgency=f.urgency)
@@ -168,7 +178,8 @@ def _save(services: Services, user: SessionUser, dossier_id: str, step: str, f: 
     elif step == "question":
         version = f.expected_version
         if f.question.strip() != d.question:
-            version = r.edit_draft(**who, expected_version=version, question=f.question) and version + 1
+            recorded = r.edit_draft(**who, expected_version=version, question=f.question)
+            version = version + 1 if recorded and version is not None else None  # the consent goes on the version the edit made
         if f.consent and (f.consent, f.consent_note) != ((d.consent or {}).get("status"), (d.consent or {}).get("note", "")):
             r.record_consent(**who, expected_version=version, status=f.consent, note=f.consent_note)
     elif step == "imaging" and f.imaging_source and f.imaging_source != d.imaging_source:
@@ -179,7 +190,7 @@ def _save(services: Services, user: SessionUser, dossier_id: str, step: str, f: 
 
 @post("/dossiers/{dossier_id:str}/edit/{step:str}", guards=[CLINICIAN], sync_to_thread=True, name="compose-save")
 def save(
-    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
+    request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
     dossier_id: FromPath[str], step: FromPath[str],
     data: Annotated[DraftForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
     autosave: FromQuery[bool] = False,
@@ -208,7 +219,7 @@ def save(
         fresh = open_workspace(services, user, dossier_id)
         return HTMXBlockTemplate(
             template_name="compose/step.html", block_name="autosave",
-            context={"saved_at": paris(datetime.now(timezone.utc), "%H:%M:%S"), "version": fresh.dossier.version, "oob": True},
+            context={"saved_at": paris(datetime.now(UTC), "%H:%M:%S"), "version": fresh.dossier.version, "oob": True},
         )
     return Redirect(f"/dossiers/{dossier_id}/edit/{ORDER[ORDER.index(step) + 1]}", status_code=303)
 
@@ -219,7 +230,7 @@ def save(
 @post("/dossiers/{dossier_id:str}/documents", guards=[CLINICIAN], request_max_body_size=MAX_DOCUMENT_BYTES + 1_000_000,
       name="document-upload")
 async def upload(
-    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
+    request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
 ) -> Template:
     """multipart/form-data streamed to disk (SHA-256 as it arrives), type told by the first bytes."""
     boundary = form_boundary(request)
@@ -236,7 +247,7 @@ async def upload(
         raise InvalidFieldError("file", "choisissez un fichier PDF, PNG ou JPEG")
     description = form.fields.get("description", b"").decode("utf-8", "replace")
 
-    def attach() -> Any:
+    def attach() -> Workspace:
         for name, blob in stored:
             services.relais.attach_document(
                 dossier_id=dossier_id, actor_id=user.practitioner_id, filename=name[:255], media_type=blob.media_type,

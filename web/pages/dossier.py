@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict
 
 from jinja2_fragments.litestar import HTMXBlockTemplate
 from litestar import Request, get, post
@@ -14,11 +14,10 @@ from litestar.plugins.htmx import ClientRedirect
 from litestar.response import File, Redirect, Template
 
 from application.access import Workspace
-from application.errors import ConflictError, NotFoundError
+from application.errors import ConflictError, ForbiddenError, NotFoundError
 from domain.dossier import DECLINE_REASONS
 from domain.errors import NotAllowedError
-from application.errors import ForbiddenError
-from domain.values import Role
+from domain.values import Json, Role
 from web.errors import StaleView, is_htmx
 from web.guards import requires_role
 from web.present import CHANNELS, FOLLOW_UP
@@ -59,7 +58,7 @@ class ActionForm:
     q: str = ""  # the directory search box of the forward form (not used by the command)
 
 
-def actor_dict(user: SessionUser) -> dict:
+def actor_dict(user: SessionUser) -> Json:
     return {"practitioner_id": user.practitioner_id, "role": user.role, "establishment_id": user.establishment_id,
             "name": user.display_name}
 
@@ -71,7 +70,7 @@ def open_workspace(services: Services, user: SessionUser, dossier_id: str, kind:
     )
 
 
-def page_context(services: Services, user: SessionUser, ws: Workspace, **extra: Any) -> dict:
+def page_context(services: Services, user: SessionUser, ws: Workspace, **extra: Any) -> dict[str, Any]:
     d = ws.dossier
     names = services.names
     mine = set(ws.send_actions)
@@ -93,9 +92,17 @@ def dossier_page(
     return Template("dossier/page.html", context=page_context(services, user, ws))
 
 
+class CommandArgs(TypedDict):
+    """What every command on a dossier is given besides its own fields."""
+
+    dossier_id: str
+    actor_id: str
+    expected_version: int | None
+
+
 def run_action(services: Services, user: SessionUser, dossier_id: str, action: str, f: ActionForm) -> None:
     r = services.relais
-    common = {"dossier_id": dossier_id, "actor_id": user.practitioner_id, "expected_version": f.expected_version}
+    common: CommandArgs = {"dossier_id": dossier_id, "actor_id": user.practitioner_id, "expected_version": f.expected_version}
     match action:
         case "accept":
             r.accept(send_id=f.send_id, **common)
@@ -124,7 +131,7 @@ def run_action(services: Services, user: SessionUser, dossier_id: str, action: s
 
 @post("/dossiers/{dossier_id:str}/actions/{action:str}", name="dossier-action", sync_to_thread=True)
 def dossier_action(
-    request: Request,
+    request: Request[Any, Any, Any],
     services: NamedDependency[Services],
     user: NamedDependency[SessionUser],
     dossier_id: FromPath[str],
