@@ -13,7 +13,7 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Template
 
 from application.access import Workspace
-from domain.values import Role
+from domain.values import Json, Role
 from web.errors import is_htmx
 from web.guards import requires_role
 from web.present import label, paris, timeline_line
@@ -32,7 +32,7 @@ def _date(value: str) -> date | None:
 
 @get("/audit", guards=[AUDITOR], sync_to_thread=True, name="audit")
 def search(
-    request: Request, services: NamedDependency[Services], q: FromQuery[str] = "", establishment: FromQuery[str] = "",
+    request: Request[Any, Any, Any], services: NamedDependency[Services], q: FromQuery[str] = "", establishment: FromQuery[str] = "",
     since: FromQuery[str] = "", until: FromQuery[str] = "",
 ) -> Template:
     searched = any((q, establishment, since, until))
@@ -47,7 +47,7 @@ def search(
     return Template("audit/search.html", context=context)
 
 
-def _trail(services: Services, user: SessionUser, dossier_id: str, kind: str = "audit") -> dict:
+def _trail(services: Services, user: SessionUser, dossier_id: str, kind: str = "audit") -> dict[str, Any]:
     d, history = services.relais.audit_trail(
         dossier_id=dossier_id, actor_id=user.practitioner_id, establishment_id=user.establishment_id, kind=kind
     )
@@ -61,7 +61,7 @@ def trail(services: NamedDependency[Services], user: NamedDependency[SessionUser
 
 @get("/audit/dossiers/{dossier_id:str}/replay", guards=[AUDITOR], sync_to_thread=True, name="audit-replay")
 def replay(
-    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
+    request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
     version: FromQuery[int] = 1,
 ) -> Template:
     """The dossier exactly as it was at `version` (aggregate at version N), stepping one event at a time."""
@@ -76,11 +76,11 @@ def replay(
     return Template("audit/replay.html", context=context)
 
 
-def export_data(ctx: dict) -> dict[str, Any]:
+def export_data(ctx: dict[str, Any]) -> dict[str, Any]:
     d = ctx["d"]
     names = ctx["names"]
 
-    def who(actor: dict) -> dict:
+    def who(actor: Json) -> Json:
         return dict(actor, establishment_name=names.establishment(actor.get("establishment_id")) if actor.get("establishment_id") else "")
 
     return {
@@ -102,7 +102,7 @@ def export_data(ctx: dict) -> dict[str, Any]:
 
 
 @get("/audit/dossiers/{dossier_id:str}/export.json", guards=[AUDITOR], sync_to_thread=True, name="audit-export")
-def export_json(services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str]) -> Response:
+def export_json(services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str]) -> Response[str]:
     ctx = _trail(services, user, dossier_id, kind="export")
     body = json.dumps(export_data(ctx), ensure_ascii=False, indent=2, default=str)
     return Response(body, media_type="application/json", headers={

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from litestar import Request, get, post
 from litestar.di import NamedDependency
@@ -33,7 +33,7 @@ def safe_next(value: str | None) -> str:
 
 @get("/login", opt={PUBLIC: True}, name="login")
 async def login_page(
-    request: Request,
+    request: Request[Any, Any, Any],
     next: FromQuery[str | None] = None,
     expiree: FromQuery[str | None] = None,
     sortie: FromQuery[str | None] = None,
@@ -50,7 +50,7 @@ async def login_page(
 
 @post("/login", opt={PUBLIC: True}, sync_to_thread=True)
 def login(
-    request: Request,
+    request: Request[Any, Any, Any],
     services: NamedDependency[Services],
     data: Annotated[LoginForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
 ) -> Template | Redirect:
@@ -67,7 +67,7 @@ def login(
 
 
 @post("/logout", opt={PUBLIC: True}, status_code=303)
-async def logout(request: Request) -> Redirect:
+async def logout(request: Request[Any, Any, Any]) -> Redirect:
     end_session(request)
     return Redirect("/login?sortie=1", status_code=303)
 

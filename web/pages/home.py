@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from litestar import Request, get, post
 from litestar.di import NamedDependency
@@ -11,8 +11,7 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from litestar.response import Redirect, Template
 
-from application import Relais
-from application.errors import ForbiddenError, NotFoundError
+from application.errors import ForbiddenError
 from web.contexts import context_choices
 from web.services import Services
 from web.session import SessionUser, switch_context
@@ -26,7 +25,7 @@ class ContextForm:
 
 
 @get("/", name="home", sync_to_thread=True)
-def home(request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser]) -> Template | Redirect:
+def home(request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser]) -> Template | Redirect:
     """Clinicians land on their inbox, auditors on the audit search; other roles on this page."""
     if user.role == "clinician":
         from projections.inbox_queries import Filters
@@ -42,7 +41,7 @@ def home(request: Request, services: NamedDependency[Services], user: NamedDepen
 
 @post("/context", sync_to_thread=True, status_code=303)
 def switch(
-    request: Request,
+    request: Request[Any, Any, Any],
     services: NamedDependency[Services],
     user: NamedDependency[SessionUser],
     data: Annotated[ContextForm, Body(media_type=RequestEncodingType.URL_ENCODED)],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from litestar import Request, get, post
 from litestar.di import NamedDependency
@@ -29,7 +29,7 @@ def form_list(value: list[str] | str) -> list[str]:
 
 @get("/dossiers/{dossier_id:str}/dicom", name="imaging-picker", sync_to_thread=True)
 def picker(
-    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
+    request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
 ) -> Template:
     """The imaging slot of the dossier form: received studies, awaited exam, PACS search."""
     requester_only(services, user, dossier_id)
@@ -44,7 +44,7 @@ def picker(
 
 @get("/dossiers/{dossier_id:str}/dicom/received", name="imaging-received", sync_to_thread=True)
 def received(
-    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
+    request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
     q: FromQuery[str] = "",
 ) -> Template:
     """Studies received by the platform for the user's establishment (gateway push, retrieve, import)."""
@@ -52,7 +52,9 @@ def received(
     return received_fragment(request, services, user, dossier_id, q, "")
 
 
-def received_fragment(request: Request, services: Services, user: SessionUser, dossier_id: str, q: str, notice: str) -> Template:
+def received_fragment(
+    request: Request[Any, Any, Any], services: Services, user: SessionUser, dossier_id: str, q: str, notice: str,
+) -> Template:
     """The received studies fragment (matching `q`), those attached to the dossier marked, with a notice."""
     web = services.imaging
     d = services.relais.get_dossier(dossier_id=dossier_id, actor_id=user.practitioner_id)
@@ -64,7 +66,7 @@ def received_fragment(request: Request, services: Services, user: SessionUser, d
 
 @post("/dossiers/{dossier_id:str}/dicom/received/{study_id:str}/attach", name="imaging-attach", sync_to_thread=True)
 def attach(
-    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
+    request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
     dossier_id: FromPath[str], study_id: FromPath[str],
 ) -> Template:
     services.relais.attach_received_study(dossier_id=dossier_id, actor_id=user.practitioner_id, study_id=study_id)
@@ -80,7 +82,7 @@ class AwaitForm:
 
 @post("/dossiers/{dossier_id:str}/dicom/await", name="imaging-await", sync_to_thread=True)
 def await_exam(
-    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
+    request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
     data: Annotated[AwaitForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
 ) -> Template:
     """The exam awaited (Accession Number): it attaches itself on arrival, or now if already received."""

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 from litestar import Request, post
@@ -91,7 +91,7 @@ class _UploadedFile:
 
 @post("/dossiers/{dossier_id:str}/dicom/import", name="imaging-import-upload", request_max_body_size=IMPORT_MAX_BYTES)
 async def import_upload(
-    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
+    request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
 ) -> Template:
     """Files, ZIPs or a CD folder (multipart, several files) streamed to disk, then scanned."""
     await anyio.to_thread.run_sync(lambda: requester_only(services, user, dossier_id))
@@ -146,7 +146,7 @@ class ConfirmForm:
 
 @post("/dossiers/{dossier_id:str}/dicom/import/{import_id:str}", name="imaging-import-confirm", sync_to_thread=True)
 def import_confirm(
-    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
+    request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
     dossier_id: FromPath[str], import_id: FromPath[str],
     data: Annotated[ConfirmForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
 ) -> Template:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from litestar import Request, get, post
 from litestar.di import NamedDependency
@@ -17,6 +17,7 @@ from adapters.dicom.retrieve import retrieve_job_id
 from application.errors import NotFoundError
 from domain.errors import InvalidFieldError
 from domain.imaging import received_study_id, valid_uid
+from domain.values import Json
 from web.pages.imaging import form_list
 from web.services import Services
 from web.session import SessionUser
@@ -38,13 +39,13 @@ def _dicom_text(value: str, limit: int = 64) -> str:
     return re.sub(r"[\\\x00-\x1f]", "", (value or "").strip())[:limit]
 
 
-def _peer(services: Services, user: SessionUser, dossier_id: str, node: str) -> dict:
+def _peer(services: Services, user: SessionUser, dossier_id: str, node: str) -> Json:
     return services.relais.pacs_for(dossier_id=dossier_id, actor_id=user.practitioner_id, node_aet=node)
 
 
 @get("/dossiers/{dossier_id:str}/dicom/pacs/search", name="imaging-pacs-search", sync_to_thread=True)
 def pacs_search(
-    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
+    request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
     node: FromQuery[str] = "", patient_id: FromQuery[str] = "", patient_name: FromQuery[str] = "",
     birth_date: FromQuery[str] = "", date_from: FromQuery[str] = "", date_to: FromQuery[str] = "",
     modality: FromQuery[str] = "", accession_number: FromQuery[str] = "",
@@ -76,7 +77,7 @@ def pacs_search(
 
 @get("/dossiers/{dossier_id:str}/dicom/pacs/series", name="imaging-pacs-series", sync_to_thread=True)
 def pacs_series(
-    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
+    request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
     node: FromQuery[str] = "", study_uid: FromQuery[str] = "",
 ) -> Template:
     """The series of a study on the PACS (C-FIND series level), to retrieve only some of them."""
@@ -101,7 +102,9 @@ class RetrieveForm:
     series_uids: list[str] | str = field(default_factory=list)  # one value arrives as a str
 
 
-def _progress(request: Request, services: Services, user: SessionUser, dossier_id: str, node: str, study_uid: str) -> Template:
+def _progress(
+    request: Request[Any, Any, Any], services: Services, user: SessionUser, dossier_id: str, node: str, study_uid: str,
+) -> Template:
     info = _peer(services, user, dossier_id, node)
     sid = received_study_id(info["establishment_id"], study_uid)
     state = {"status": "queued", "expected": 0, "received": 0, "reason": ""}
@@ -120,7 +123,7 @@ def _progress(request: Request, services: Services, user: SessionUser, dossier_i
 
 @post("/dossiers/{dossier_id:str}/dicom/pacs/retrieve", name="imaging-pacs-retrieve", sync_to_thread=True)
 def pacs_retrieve(
-    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
+    request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
     data: Annotated[RetrieveForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
 ) -> Template:
     """Starts (or restarts) the retrieve job `retrieve:<dossier>:<study>`; the answer polls its progress."""
@@ -138,7 +141,7 @@ def pacs_retrieve(
 
 @get("/dossiers/{dossier_id:str}/dicom/pacs/progress", name="imaging-pacs-progress", sync_to_thread=True)
 def pacs_progress(
-    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
+    request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
     node: FromQuery[str] = "", study_uid: FromQuery[str] = "",
 ) -> Template:
     t = _progress(request, services, user, dossier_id, node, valid_uid(study_uid, "study_uid"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import anyio
 from litestar import Request, Response, get, post
@@ -34,7 +35,7 @@ BASE = "/dossiers/{dossier_id:str}/dicom/studies/{study_uid:str}"
 
 @get(BASE + "/viewer", name="imaging-viewer", sync_to_thread=True)
 def viewer(
-    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
+    request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
     dossier_id: FromPath[str], study_uid: FromPath[str],
 ) -> Template:
     """Thumbnails per series, the first series in the viewer, download and export."""
@@ -48,7 +49,9 @@ def viewer(
     })
 
 
-def _frame_context(imaging: ImagingServices, study: StudyView, dossier_id: str, series_uid: str, i: int, preset: str) -> dict:
+def _frame_context(
+    imaging: ImagingServices, study: StudyView, dossier_id: str, series_uid: str, i: int, preset: str,
+) -> dict[str, Any]:
     sops = series_instances(imaging, study, series_uid)
     if not sops:
         raise NotFoundError("série vide")
@@ -61,7 +64,7 @@ def _frame_context(imaging: ImagingServices, study: StudyView, dossier_id: str, 
 
 @get(BASE + "/series/{series_uid:str}", name="imaging-frame", sync_to_thread=True)
 def frame(
-    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
+    request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
     dossier_id: FromPath[str], study_uid: FromPath[str], series_uid: FromPath[str],
     i: FromQuery[int] = 0, preset: FromQuery[str] = "auto",
 ) -> Template:
@@ -72,9 +75,9 @@ def frame(
 
 @get(BASE + "/series/{series_uid:str}/thumbnail.png", name="imaging-thumbnail", sync_to_thread=True)
 def series_thumbnail(
-    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
+    request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
     dossier_id: FromPath[str], study_uid: FromPath[str], series_uid: FromPath[str],
-) -> Response:
+) -> Response[bytes]:
     study = read_study(services, user, dossier_id, study_uid, "viewer")
     sops = series_instances(services.imaging, study, series_uid)
     if not sops:
@@ -91,9 +94,9 @@ def series_thumbnail(
 
 @get(BASE + "/instances/{sop:str}/image.png", name="imaging-image", sync_to_thread=True)
 def image(
-    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
+    request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
     dossier_id: FromPath[str], study_uid: FromPath[str], sop: FromPath[str], preset: FromQuery[str] = "auto",
-) -> Response:
+) -> Response[bytes]:
     study = read_study(services, user, dossier_id, study_uid, "viewer")
     try:
         png = render(instance_path(services.imaging, study, sop), preset=preset)
@@ -107,7 +110,7 @@ def image(
 
 @get(BASE + "/download.zip", name="imaging-download", sync_to_thread=True)
 def download(
-    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
+    request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
     dossier_id: FromPath[str], study_uid: FromPath[str],
 ) -> File:
     """The study as a ZIP with a DICOMDIR; the download is recorded (ReceivedStudy.Downloaded)."""
@@ -126,7 +129,7 @@ def download(
 
 @post(BASE + "/export", name="imaging-export")
 async def start_export(
-    request: Request, services: NamedDependency[Services], user: NamedDependency[SessionUser],
+    request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
     dossier_id: FromPath[str], study_uid: FromPath[str],
 ) -> Template:
     """Export to a DICOM node of the user's establishment, as a job with per-instance status."""
