@@ -51,7 +51,8 @@ def trace_denied(connection: ASGIConnection[Any, Any, Any, Any], user: SessionUs
     if services is None:  # pragma: no cover - the app factory always sets it
         return
     path = connection.url.path
-    kind = "audit" if path.startswith("/audit/") else ("dossier" if isinstance(connection, Request) and connection.method == "GET" else "command")
+    read = isinstance(connection, Request) and connection.method == "GET"  # guards of HTTP handlers get the Request
+    kind = "audit" if path.startswith("/audit/") else ("dossier" if read else "command")
     services.relais.trace_denied(
         dossier_id=str(connection.path_params["dossier_id"]), kind=kind, target=path[:200], reason=reason,
         actor={"practitioner_id": user.practitioner_id, "role": user.role, "establishment_id": user.establishment_id,

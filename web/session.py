@@ -73,7 +73,9 @@ def default_context(memberships: dict[str, Json]) -> tuple[str, str]:
     return establishment_id, ("clinician" if "clinician" in roles else roles[0])
 
 
-def start_session(connection: ASGIConnection[Any, Any, Any, Any], identity: Identity, establishment_id: str, establishment_name: str, role: str) -> None:
+def start_session(
+    connection: ASGIConnection[Any, Any, Any, Any], identity: Identity, establishment_id: str, establishment_name: str, role: str,
+) -> None:
     """Replaces whatever session there was by a new one (new id) for this identity."""
     connection.set_session({
         PRACTITIONER_ID: identity.practitioner_id, DISPLAY_NAME: identity.display_name,
