@@ -34,7 +34,7 @@ from projections.imaging import PostgresImagingView
 from projections.inbox import PostgresInboxView
 from projections.runner import PROJECTIONS, open_view
 from web.app import create_app
-from web.auth import LocalPasswordAuthenticator
+from web.authentication import LocalPasswordAuthenticator
 from web.names import Names
 from web.services import ImagingServices, Services
 

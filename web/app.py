@@ -21,7 +21,7 @@ from web.dicomweb import routes as dicomweb
 from web.errors import EXCEPTION_HANDLERS
 from web.guards import PUBLIC, LoginRequired, current_user, requires_login
 from web.labels import role_label
-from web.pages import audit, auth, compose, dossier, health, home, imaging, imaging_import, inbox, pacs, stats, viewer
+from web.pages import audit, compose, dossier, health, home, imaging, imaging_import, inbox, login, pacs, stats, viewer
 from web.security import security_headers
 from web.services import Services
 from web.session import SessionUser, session_config
@@ -61,7 +61,7 @@ def create_app(services: Services, csrf_secret: str) -> Litestar:
     )
     app = Litestar(
         route_handlers=[
-            *auth.HANDLERS, *home.HANDLERS, *health.HANDLERS, *inbox.HANDLERS, *dossier.HANDLERS,
+            *login.HANDLERS, *home.HANDLERS, *health.HANDLERS, *inbox.HANDLERS, *dossier.HANDLERS,
             *compose.HANDLERS, *audit.HANDLERS, *stats.HANDLERS, *imaging.HANDLERS, *pacs.HANDLERS,
             *imaging_import.HANDLERS, *viewer.HANDLERS, *dicomweb.HANDLERS,
             create_static_files_router(path="/static", directories=[STATIC], opt={PUBLIC: True}),

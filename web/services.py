@@ -19,7 +19,7 @@ from projections.access import PostgresAccessView
 from projections.directory import PostgresDirectoryView
 from projections.imaging import PostgresImagingView
 from projections.inbox import PostgresInboxView
-from web.auth import Authenticator
+from web.authentication import Authenticator
 from web.names import Names
 
 

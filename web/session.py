@@ -13,7 +13,7 @@ from litestar.types import Empty, Message, ScopeSession
 from litestar.utils.dataclass import extract_dataclass_items
 
 from domain.values import Json
-from web.auth import Identity
+from web.authentication import Identity
 
 COOKIE_NAME = "relais_session"
 MAX_AGE = 8 * 3600  # absolute: a session never outlives a working day, active or not

@@ -9,7 +9,7 @@ from litestar.testing import TestClient
 from adapters.credentials import Credentials
 from tests.conftest import rpps
 from tests.web.conftest import PASSWORD, csrf_from, login
-from web.auth import BAD_CREDENTIALS
+from web.authentication import BAD_CREDENTIALS
 
 BAD = "Identifiant ou mot de passe incorrect."
 
