@@ -154,7 +154,7 @@ def live_latency(base: str, recipient: httpx.Client, url: str, who: dict, sample
                 if line.startswith("event: ready"):
                     ready.set()
                 if line.startswith("data: {"):
-                    events.append((time.perf_counter(), json.loads(line[6:])["d"]))
+                    events.append((time.perf_counter(), json.loads(line[6:])["dossier"]))
 
     threading.Thread(target=listen, daemon=True).start()
     assert ready.wait(120), "no SSE stream"  # after the 50-client runs the server may still be draining requests

@@ -4,7 +4,8 @@ New rows by COPY; changes to rows written by earlier batches by one set-based UP
 the dossiers' states from their sends' (the domain's rule, `summary_state`, in Python for new
 rows and in SQL for the others — tests/projections/test_inbox_state.py checks the SQL against
 the rule on every combination); then one `pg_notify` per dossier changed, or per group of
-establishments for a bulk batch.
+establishments for a bulk batch: {"dossier": id, "version": its version, "event": the last event's
+name, "establishments": ids of those concerned} (a group: dossier "", version 0, event "batch").
 """
 
 from __future__ import annotations
@@ -198,13 +199,14 @@ def _notify(curs: Cursor, b: InboxBatch, before: dict[UUID, set[UUID]]) -> None:
         concerned[r["id"]] = {r["requester"], *r["recipients"]} | before.get(r["id"], set()) | b.extra.get(r["id"], set())
     if len(ids) <= NOTIFY_EACH:
         payloads = [
-            json.dumps({"d": str(d), "v": b.touched[d][0], "t": b.touched[d][1], "e": sorted(str(x) for x in concerned.get(d, ()))})
+            json.dumps({"dossier": str(d), "version": b.touched[d][0], "event": b.touched[d][1],
+                        "establishments": sorted(str(x) for x in concerned.get(d, ()))})
             for d in ids
         ]
     else:
         everyone = sorted({str(x) for group in concerned.values() for x in group})
         payloads = [
-            json.dumps({"d": "", "v": 0, "t": "batch", "e": everyone[i:i + PAYLOAD_ESTABLISHMENTS]})
+            json.dumps({"dossier": "", "version": 0, "event": "batch", "establishments": everyone[i:i + PAYLOAD_ESTABLISHMENTS]})
             for i in range(0, len(everyone), PAYLOAD_ESTABLISHMENTS)
         ]
     curs.execute("SELECT pg_notify(%s, p) FROM unnest(%s::text[]) WITH ORDINALITY AS t(p, n) ORDER BY n",

@@ -120,16 +120,36 @@ def test_each_change_is_notified_after_commit_with_the_establishments_concerned(
         relais.send_dossier(dossier_id=did, actor_id=world["requester"])
         settle(relais, env, "inbox")
         payloads = [json.loads(n.payload) for n in listener.notifies(timeout=1.0, stop_after=3)]
-        assert [p["t"] for p in payloads] == ["Created", "RecipientAddressed", "Sent"]
-        assert world["montpellier"] in payloads[-1]["e"] and world["toulouse"] in payloads[-1]["e"]
-        assert world["montpellier"] not in payloads[0]["e"]
+        assert [p["event"] for p in payloads] == ["Created", "RecipientAddressed", "Sent"]
+        assert world["montpellier"] in payloads[-1]["establishments"] and world["toulouse"] in payloads[-1]["establishments"]
+        assert world["montpellier"] not in payloads[0]["establishments"]
         # several events of a dossier in one batch: one notification, its last event, every establishment
         relais.accept(dossier_id=did, actor_id=world["recipient"], send_id=_send_of(relais, world, did))
         relais.give_opinion(dossier_id=did, actor_id=world["recipient"], send_id=_send_of(relais, world, did), report="Oui.")
         settle(relais, env, "inbox")
         (last,) = [json.loads(n.payload) for n in listener.notifies(timeout=1.0, stop_after=1)]
-        assert last["t"] == "OpinionGiven" and last["d"] == did and last["v"] == 5
-        assert sorted(last["e"]) == sorted([world["toulouse"], world["montpellier"]])
+        assert last["event"] == "OpinionGiven" and last["dossier"] == did and last["version"] == 5
+        assert sorted(last["establishments"]) == sorted([world["toulouse"], world["montpellier"]])
+
+
+def test_a_bulk_batch_tells_establishments_by_groups(relais, world, settings, env, monkeypatch):
+    from projections import inbox_batch
+
+    monkeypatch.setattr(inbox_batch, "NOTIFY_EACH", 1)  # two dossiers in a batch: a bulk batch
+    monkeypatch.setattr(inbox_batch, "PAYLOAD_ESTABLISHMENTS", 1)  # one establishment per notification
+    with psycopg.connect(settings.database_url, autocommit=True) as listener:
+        listener.execute("LISTEN relais_inbox")
+        for _ in range(2):
+            did = relais.create_dossier(actor_id=world["requester"], workflow="stroke_opinion", question="?", consent="given",
+                                        **PATIENT)
+            relais.address_recipient(dossier_id=did, actor_id=world["requester"], establishment_id=world["montpellier"])
+            relais.send_dossier(dossier_id=did, actor_id=world["requester"])
+        settle(relais, env, "inbox")
+        payloads = [json.loads(n.payload) for n in listener.notifies(timeout=1.0, stop_after=2)]
+    assert payloads == [
+        {"dossier": "", "version": 0, "event": "batch", "establishments": [establishment]}
+        for establishment in sorted([world["toulouse"], world["montpellier"]])
+    ]
 
 
 def _send_of(relais: Relais, world: dict, did: str) -> str:

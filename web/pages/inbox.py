@@ -132,15 +132,16 @@ async def stream(channels: ChannelsPlugin, user: NamedDependency[SessionUser]) -
                 while loop.time() < deadline:
                     try:
                         raw = await asyncio.wait_for(queue.get(), timeout=KEEPALIVE)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         yield ServerSentEventMessage(comment="keep-alive")
                         continue
                     try:
                         payload = json.loads(raw)
                     except ValueError:
                         continue
-                    if establishment in payload.get("e", ()):
-                        yield ServerSentEventMessage(event="inbox", data=json.dumps({"d": payload["d"], "t": payload["t"]}))
+                    if establishment in payload.get("establishments", ()):
+                        change = {"dossier": payload["dossier"], "event": payload["event"]}
+                        yield ServerSentEventMessage(event="inbox", data=json.dumps(change))
             finally:
                 task.cancel()
 
