@@ -157,7 +157,7 @@ class AccessProjection(BufferedProjection[PostgresAccessView]):
         if batch.patients:
             _copy(curs, "access_patients", PATIENT_COLUMNS, batch.patients.values())
         if batch.changed:
-            columns = list(zip(*batch.changed.values()))
+            columns = list(zip(*batch.changed.values(), strict=True))
             curs.execute(
                 """INSERT INTO access_patients
                    SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::date[], %s::text[],

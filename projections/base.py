@@ -270,7 +270,7 @@ class BufferedProjection(Projection[V], Generic[V]):
                 if self.error is None:  # after a failure, batches are dropped: never written out of order
                     try:
                         self.view.apply_batch(  # type: ignore[attr-defined]
-                            self.committed, tracking, lambda curs: self.write(curs, batch)
+                            self.committed, tracking, lambda curs, batch=batch: self.write(curs, batch)
                         )
                         written = True
                     except BaseException as e:

@@ -101,7 +101,7 @@ def write_batch(curs: Cursor, b: InboxBatch) -> None:
     if b.send_patches:
         _patch_sends(curs, b.send_patches)
     if b.over:
-        ids, states = zip(*b.over.items())
+        ids, states = zip(*b.over.items(), strict=True)
         curs.execute(
             "UPDATE inbox_sends s SET state = u.state FROM unnest(%s::uuid[], %s::text[]) AS u(id, state) "
             "WHERE s.dossier_id = u.id AND s.state = ANY(%s)", (list(ids), list(states), list(OPEN_SEND_STATES)),

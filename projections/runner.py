@@ -12,8 +12,8 @@ from eventsourcing.projection import Projection, ProjectionRunner
 from eventsourcing.utils import Environment
 
 from application import Relais
-from projections.base import BufferedProjection, PostgresView, StalePositionError
 from projections.access import AccessProjection, PostgresAccessView
+from projections.base import BufferedProjection, PostgresView, StalePositionError
 from projections.directory import DirectoryProjection, PostgresDirectoryView
 from projections.imaging import ImagingProjection, PostgresImagingView
 from projections.inbox import InboxProjection, PostgresInboxView

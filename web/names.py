@@ -27,7 +27,7 @@ class Names:
         self.services: dict[str, dict] = {}
         self.practitioners: dict[str, str] = {}
 
-    def refresh(self, force: bool = False) -> "Names":
+    def refresh(self, force: bool = False) -> Names:
         with self._lock:
             if not force and time.monotonic() - self._at < TTL:
                 return self

@@ -10,8 +10,9 @@ import pytest
 
 from adapters.settings import Settings
 from application import Relais
-from projections.inbox_queries import Filters, Scope
+from application.errors import ForbiddenError
 from projections.inbox import InboxProjection
+from projections.inbox_queries import Filters, Scope
 from projections.runner import Follower, catch_up, log_head, open_view, rebuild
 from tests.conftest import PATIENT
 
@@ -246,7 +247,7 @@ def test_rebuild_equals_live_processing_for_every_kind_of_event(relais, world, e
         relais.edit_draft(dossier_id=d, actor_id=req, workflow="stroke_opinion", imaging_source="none")
         relais.cancel_dossier(dossier_id=d, actor_id=req, reason="Erreur")
         live()
-        with pytest.raises(Exception):
+        with pytest.raises(ForbiddenError):
             relais.open_dossier(dossier_id=a, actor_id=world["auditor"])  # denied, traced
         live()
     finally:

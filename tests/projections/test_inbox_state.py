@@ -41,12 +41,12 @@ def expected(stored_state: str, stored_sent: bool, over_state: str | None, patch
 
 def test_the_sql_state_is_the_domain_rule_on_every_combination(database_url: str):
     assert len(CASES) == 7 * 2 * 3 * 2 * 256
-    columns = list(zip(*CASES))
+    columns = list(zip(*CASES, strict=True))
     params = [list(range(len(CASES))), list(columns[0]), list(columns[1]), list(columns[2]), list(columns[3]),
               [",".join(sends) for sends in columns[4]]]
     with psycopg.connect(database_url) as conn:
         got = [state for _, state in conn.execute(QUERY, params).fetchall()]
-    wrong = [(case, state, expected(*case)) for case, state in zip(CASES, got) if state != expected(*case)]
+    wrong = [(case, state, expected(*case)) for case, state in zip(CASES, got, strict=True) if state != expected(*case)]
     assert wrong == []
     assert {expected(*case) for case in CASES} == {s.value for s in DossierState}  # every state reached
 

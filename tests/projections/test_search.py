@@ -33,6 +33,6 @@ def test_the_sql_folding_is_the_domain_folding_letter_by_letter(database_url: st
         got = [r[0] for r in conn.execute(
             f"SELECT {folded_sql('t')} FROM unnest(%s::text[]) WITH ORDINALITY AS x(t, n) ORDER BY n", (samples,)
         ).fetchall()]
-    assert [(s, g) for s, g in zip(samples, got) if g.strip() != folded(s)] == []
+    assert [(s, g) for s, g in zip(samples, got, strict=True) if g.strip() != folded(s)] == []
     assert len(samples) > 200
     assert [c for c in LATIN_LETTERS if len(folded(c)) != 1] == ["Ĳ", "ĳ", "Ŀ", "ŀ", "ŉ"]  # the letters left as they are
