@@ -21,10 +21,11 @@ from application.errors import NotFoundError
 from domain.values import URGENCY_LABELS, WORKFLOW_LABELS, Role
 from projections.inbox import CHANNEL
 from projections.inbox_queries import COUNT_CAP, TABS, Filters, Scope
+from web.contexts import context_choices
 from web.errors import is_htmx
 from web.guards import requires_role
-from web.contexts import context_choices
-from web.present import DOSSIER_STATES, SEND_STATES, TABS as TAB_NAMES
+from web.present import DOSSIER_STATES, SEND_STATES
+from web.present import TABS as TAB_NAMES
 from web.services import Services
 from web.session import SessionUser
 
