@@ -99,6 +99,12 @@ def wait_for(url: str, timeout: float) -> None:
     raise DatabaseUnavailableError(f"base de données injoignable ({redact(url)}) : {str(last).strip()}")
 
 
+def ping(pool: DictPool, timeout: float = 3.0) -> None:
+    """Raises when the database behind `pool` does not answer a trivial query within `timeout` s."""
+    with pool.connection(timeout=timeout) as conn:
+        conn.execute("SELECT 1")
+
+
 def redact(url: str) -> str:
     """The URL without its password, for messages and logs."""
     from urllib.parse import urlparse

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import shutil
 import stat
-import unicodedata
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -26,7 +25,7 @@ from adapters.dicom.receive import Record, describe
 from adapters.dicom.storage import InstanceStore
 from application.imaging import ReceivedInstance, StudyUpdate
 from domain.errors import InvalidFieldError
-from domain.values import Json
+from domain.values import Json, folded
 
 MAX_FILES = 20_000
 MAX_TOTAL_BYTES = 8 * 1024**3
@@ -190,8 +189,8 @@ def scan(folder: Path) -> ImportScan:
 
 
 def _fold(text: str) -> str:
-    text = unicodedata.normalize("NFKD", text or "")
-    return "".join(c for c in text if not unicodedata.combining(c)).upper().replace("-", " ").strip()
+    """A name as compared with the dossier's patient: the platform's folding, hyphens as spaces."""
+    return folded(text).replace("-", " ").strip()
 
 
 def identity_differences(patient: Json, dicom_patient: Json) -> list[tuple[str, str, str]]:

@@ -10,6 +10,7 @@ from typing import Any
 from litestar import Response, get
 from litestar.di import NamedDependency
 
+from adapters.database import ping
 from projections.runner import status
 from web.guards import PUBLIC
 from web.services import Services
@@ -29,8 +30,7 @@ def health(services: NamedDependency[Services]) -> Response[dict[str, object]]:
     projections: list[dict[str, Any]] = []
     degraded = False
     try:
-        with services.pool.connection(timeout=3) as conn:
-            conn.execute("SELECT 1")
+        ping(services.pool)
     except Exception as e:
         log.error("santé : base de données injoignable", exc_info=e)
         database = f"error: {type(e).__name__}"
