@@ -33,6 +33,7 @@ from projections.directory import DirectoryProjection, PostgresDirectoryView
 from projections.imaging import PostgresImagingView
 from projections.inbox import PostgresInboxView
 from projections.runner import PROJECTIONS, open_view
+from projections.statistics import PostgresStatisticsView, StatisticsProjection
 from web.app import create_app
 from web.authentication import LocalPasswordAuthenticator
 from web.names import Names
@@ -150,6 +151,7 @@ def build_web_services(settings: Settings) -> Services:
         authenticator=LocalPasswordAuthenticator(relais, credentials),
         inbox=open_view_as(PostgresInboxView, "inbox", env), access_log=open_view_as(PostgresAccessView, "access", env),
         names=Names(PostgresDirectoryView.on_pool(pool, DirectoryProjection.name)), blobs=BlobStore(settings.data_dir),
+        statistics=PostgresStatisticsView.on_pool(pool, StatisticsProjection.name),
         imaging=imaging,
         session_store=session_store(settings),
         channels_backend=PsycoPgChannelsBackend(conninfo(settings.database_url or "")),

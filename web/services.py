@@ -19,6 +19,7 @@ from projections.access import PostgresAccessView
 from projections.directory import PostgresDirectoryView
 from projections.imaging import PostgresImagingView
 from projections.inbox import PostgresInboxView
+from projections.statistics import PostgresStatisticsView
 from web.authentication import Authenticator
 from web.names import Names
 
@@ -45,6 +46,7 @@ class Services:
     inbox: PostgresInboxView
     access_log: PostgresAccessView
     names: Names
+    statistics: PostgresStatisticsView
     blobs: BlobStore
     imaging: ImagingServices
     session_store: Store

@@ -24,7 +24,7 @@ from domain.directory import establishment_id
 from domain.errors import InvalidFieldError
 from domain.identifiers import check_department, check_finess
 from domain.values import PARIS, WORKFLOW_LABELS, Role, Workflow, code
-from projections.statistics import EstablishmentRow, PostgresStatisticsView, StatisticsProjection
+from projections.statistics import EstablishmentRow, PostgresStatisticsView
 from projections.statistics_report import SIDES, TABLES, WORKFLOW_ORDER, StatsQuery, build_report, to_csv
 from web import charts
 from web.errors import is_htmx
@@ -116,12 +116,6 @@ def query_string(q: StatsQuery) -> dict[str, str]:
         "side": q.side if q.side != "any" else "",
     }
     return {k: v for k, v in params.items() if v}
-
-
-def statistics_view(services: Services) -> PostgresStatisticsView:
-    """The statistics view, read on the web's pool: made here (cheap, no connection of its own) until
-    the composition root hands the web one with the other views."""
-    return PostgresStatisticsView.on_pool(services.pool, StatisticsProjection.name)
 
 
 def _freshness(statistics: PostgresStatisticsView) -> dict:
@@ -222,11 +216,11 @@ def report_for(request: Request, services: Services, q: StatsQuery, position: in
     cache = getattr(request.app.state, "stats_reports", None)
     if cache is None:
         cache = request.app.state.stats_reports = ReportCache()
-    return cache.get(statistics_view(services), q, position)
+    return cache.get(services.statistics, q, position)
 
 
 def _context(request: Request, services: Services, q: StatsQuery) -> dict:
-    statistics = statistics_view(services)
+    statistics = services.statistics
     establishments = {e.finess: e for e in statistics.establishments()}
     freshness = _freshness(statistics)
     report = report_for(request, services, q, freshness["position"])
