@@ -15,7 +15,7 @@ PACKAGES = ("domain", "application", "projections", "adapters", "web", "entrypoi
 # Lower index = lower layer. adapters and projections sit side by side: adapters may read
 # projections (views), projections never import adapters.
 LAYER = {"domain": 0, "application": 1, "projections": 2, "adapters": 3, "web": 4, "entrypoints": 5}
-DOMAIN_MAY_IMPORT = {"eventsourcing.domain", "eventsourcing.utils"}
+DOMAIN_MAY_IMPORT = {"eventsourcing.domain"}
 
 
 @dataclass(frozen=True)
