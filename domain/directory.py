@@ -39,7 +39,39 @@ class Establishment(Aggregate):
     def create_id(finess: str, **_: object) -> UUID:
         return establishment_id(finess)
 
-    @event("Created", topic="relais:Establishment.Created")
+    class Created(Aggregate.Created):
+        """An establishment entered the directory."""
+
+        TOPIC = "relais:Establishment.Created"
+
+        finess: str
+        name: str
+        department: str
+        region: str
+        occurred_at: datetime
+        actor: Json
+
+    class Renamed(Aggregate.Event):
+        TOPIC = "relais:Establishment.Renamed"
+
+        name: str
+        actor: Json
+        occurred_at: datetime
+
+    class ServiceAdded(Aggregate.Event):
+        """A service, team or on-call pool (`kind`) added to the establishment."""
+
+        TOPIC = "relais:Establishment.ServiceAdded"
+
+        service_id: str
+        code: str
+        name: str
+        specialty: str
+        kind: str
+        actor: Json
+        occurred_at: datetime
+
+    @event(Created)
     def __init__(self, *, finess: str, name: str, department: str, region: str, occurred_at: datetime, actor: Json):
         self.finess = finess
         self.name = name
@@ -51,7 +83,7 @@ class Establishment(Aggregate):
         if name != self.name:
             self._renamed(name=name, actor=actor, occurred_at=occurred_at)
 
-    @event("Renamed", topic="relais:Establishment.Renamed")
+    @event(Renamed)
     def _renamed(self, name: str, actor: Json, occurred_at: datetime) -> None:
         self.name = name
 
@@ -66,7 +98,7 @@ class Establishment(Aggregate):
         )
         return sid
 
-    @event("ServiceAdded", topic="relais:Establishment.ServiceAdded")
+    @event(ServiceAdded)
     def _service_added(
         self, service_id: str, code: str, name: str, specialty: str, kind: str, actor: Json, occurred_at: datetime
     ) -> None:
@@ -84,7 +116,45 @@ class Practitioner(Aggregate):
     def create_id(rpps: str, **_: object) -> UUID:
         return practitioner_id(rpps)
 
-    @event("Created", topic="relais:Practitioner.Created")
+    class Created(Aggregate.Created):
+        """A practitioner entered the directory."""
+
+        TOPIC = "relais:Practitioner.Created"
+
+        rpps: str
+        family_name: str
+        given_name: str
+        profession: str
+        specialty: str
+        email: str
+        occurred_at: datetime
+        actor: Json
+
+    class MembershipSet(Aggregate.Event):
+        """The practitioner's roles and services in one establishment (joined, or changed)."""
+
+        TOPIC = "relais:Practitioner.MembershipSet"
+
+        establishment_id: str
+        roles: list[str]
+        service_ids: list[str]
+        actor: Json
+        occurred_at: datetime
+
+    class MembershipEnded(Aggregate.Event):
+        TOPIC = "relais:Practitioner.MembershipEnded"
+
+        establishment_id: str
+        actor: Json
+        occurred_at: datetime
+
+    class Deactivated(Aggregate.Event):
+        TOPIC = "relais:Practitioner.Deactivated"
+
+        actor: Json
+        occurred_at: datetime
+
+    @event(Created)
     def __init__(
         self,
         *,
@@ -125,7 +195,7 @@ class Practitioner(Aggregate):
             actor=actor, occurred_at=occurred_at,
         )
 
-    @event("MembershipSet", topic="relais:Practitioner.MembershipSet")
+    @event(MembershipSet)
     def _joined(
         self, establishment_id: str, roles: list[str], service_ids: list[str], actor: Json, occurred_at: datetime
     ) -> None:
@@ -136,7 +206,7 @@ class Practitioner(Aggregate):
             raise DirectoryError("ce professionnel n'est pas membre de cet établissement")
         self._left(establishment_id=establishment_id, actor=actor, occurred_at=occurred_at)
 
-    @event("MembershipEnded", topic="relais:Practitioner.MembershipEnded")
+    @event(MembershipEnded)
     def _left(self, establishment_id: str, actor: Json, occurred_at: datetime) -> None:
         del self.memberships[establishment_id]
 
@@ -144,7 +214,7 @@ class Practitioner(Aggregate):
         if self.active:
             self._deactivated(actor=actor, occurred_at=occurred_at)
 
-    @event("Deactivated", topic="relais:Practitioner.Deactivated")
+    @event(Deactivated)
     def _deactivated(self, actor: Json, occurred_at: datetime) -> None:
         self.active = False
 
@@ -158,7 +228,39 @@ class DicomNode(Aggregate):
     def create_id(aet: str, **_: object) -> UUID:
         return node_id(aet)
 
-    @event("Created", topic="relais:DicomNode.Created")
+    class Created(Aggregate.Created):
+        """A DICOM node entered the directory; `kind` says what it is (gateway, PACS)."""
+
+        TOPIC = "relais:DicomNode.Created"
+
+        aet: str
+        host: str
+        port: int
+        establishment_id: str
+        kind: str
+        occurred_at: datetime
+        actor: Json
+
+    class Moved(Aggregate.Event):
+        """The node's network address changed."""
+
+        TOPIC = "relais:DicomNode.Moved"
+
+        host: str
+        port: int
+        actor: Json
+        occurred_at: datetime
+
+    class RetrieveMethodSet(Aggregate.Event):
+        """How the platform retrieves from this PACS: "move" (C-MOVE) or "get" (C-GET)."""
+
+        TOPIC = "relais:DicomNode.RetrieveMethodSet"
+
+        method: str
+        actor: Json
+        occurred_at: datetime
+
+    @event(Created)
     def __init__(
         self, *, aet: str, host: str, port: int, establishment_id: str, kind: str, occurred_at: datetime, actor: Json
     ):
@@ -173,7 +275,7 @@ class DicomNode(Aggregate):
         if (host, port) != (self.host, self.port):
             self._moved(host=host, port=port, actor=actor, occurred_at=occurred_at)
 
-    @event("Moved", topic="relais:DicomNode.Moved")
+    @event(Moved)
     def _moved(self, host: str, port: int, actor: Json, occurred_at: datetime) -> None:
         self.host = host
         self.port = port
@@ -190,6 +292,6 @@ class DicomNode(Aggregate):
         if method != self.retrieve_method:
             self._retrieve_method_set(method=method, actor=actor, occurred_at=occurred_at)
 
-    @event("RetrieveMethodSet", topic="relais:DicomNode.RetrieveMethodSet")
+    @event(RetrieveMethodSet)
     def _retrieve_method_set(self, method: str, actor: Json, occurred_at: datetime) -> None:
         self._retrieve_method = method
