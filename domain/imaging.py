@@ -38,7 +38,69 @@ class ReceivedStudy(Aggregate):
     def create_id(establishment_id: str, study_instance_uid: str, **_: object) -> UUID:
         return received_study_id(establishment_id, study_instance_uid)
 
-    @event("Created", topic="relais:ReceivedStudy.Created")
+    class Created(Aggregate.Created):
+        """The study's first instances arrived for this establishment."""
+
+        TOPIC = "relais:ReceivedStudy.Created"
+
+        establishment_id: str
+        study_instance_uid: str
+        patient: Json
+        study: Json
+        actor: Json
+        occurred_at: datetime
+
+    class InstancesReceived(Aggregate.Event):
+        """Instances not seen before (one batch), with the series they opened; `source` says how they came."""
+
+        TOPIC = "relais:ReceivedStudy.InstancesReceived"
+
+        instances: list[Json]
+        series: dict[str, Json]
+        source: Json
+        actor: Json
+        occurred_at: datetime
+
+    class RetrieveRecorded(Aggregate.Event):
+        """A retrieve from a PACS for a dossier: started, completed, incomplete or failed."""
+
+        TOPIC = "relais:ReceivedStudy.RetrieveRecorded"
+
+        dossier_id: str
+        node_aet: str
+        method: str
+        status: str
+        reason: str
+        expected: int
+        received: int
+        actor: Json
+        occurred_at: datetime
+
+    class Downloaded(Aggregate.Event):
+        """Someone downloaded the study for a dossier (`what`: ZIP or DICOMweb instances)."""
+
+        TOPIC = "relais:ReceivedStudy.Downloaded"
+
+        dossier_id: str
+        what: str
+        actor: Json
+        occurred_at: datetime
+
+    class ExportRecorded(Aggregate.Event):
+        """An export to a DICOM node: its status, progress and the instances not stored."""
+
+        TOPIC = "relais:ReceivedStudy.ExportRecorded"
+
+        dossier_id: str
+        node_aet: str
+        status: str
+        sent: int
+        total: int
+        failures: list[Json]
+        actor: Json
+        occurred_at: datetime
+
+    @event(Created)
     def __init__(
         self,
         *,
@@ -90,7 +152,7 @@ class ReceivedStudy(Aggregate):
             )
         return new
 
-    @event("InstancesReceived", topic="relais:ReceivedStudy.InstancesReceived")
+    @event(InstancesReceived)
     def _instances_received(
         self, instances: list[Json], series: dict[str, Json], source: Json, actor: Json, occurred_at: datetime
     ) -> None:
@@ -116,7 +178,7 @@ class ReceivedStudy(Aggregate):
             expected=expected, received=received, actor=actor, occurred_at=occurred_at,
         )
 
-    @event("RetrieveRecorded", topic="relais:ReceivedStudy.RetrieveRecorded")
+    @event(RetrieveRecorded)
     def _retrieve_recorded(
         self, dossier_id: str, node_aet: str, method: str, status: str, reason: str,
         expected: int, received: int, actor: Json, occurred_at: datetime,
@@ -130,7 +192,7 @@ class ReceivedStudy(Aggregate):
         """Someone downloaded the study (ZIP with DICOMDIR, or DICOMweb instances)."""
         self._downloaded(dossier_id=dossier_id, what=what, actor=actor, occurred_at=occurred_at)
 
-    @event("Downloaded", topic="relais:ReceivedStudy.Downloaded")
+    @event(Downloaded)
     def _downloaded(self, dossier_id: str, what: str, actor: Json, occurred_at: datetime) -> None:
         pass
 
@@ -148,7 +210,7 @@ class ReceivedStudy(Aggregate):
             actor=actor, occurred_at=occurred_at,
         )
 
-    @event("ExportRecorded", topic="relais:ReceivedStudy.ExportRecorded")
+    @event(ExportRecorded)
     def _export_recorded(
         self, dossier_id: str, node_aet: str, status: str, sent: int, total: int, failures: list[Json],
         actor: Json, occurred_at: datetime,
