@@ -32,7 +32,21 @@ class Access(Aggregate):
 
     TOPIC = "relais:Access"
 
-    @event("Created", topic="relais:Access.Created")
+    class Created(Aggregate.Created):
+        """Someone viewed (or was refused) a dossier's patient data; the stream's only event."""
+
+        TOPIC = "relais:Access.Created"
+
+        dossier_id: str
+        dossier_version: int | None
+        kind: str
+        target: str
+        outcome: str
+        reason: str
+        actor: Json
+        occurred_at: datetime
+
+    @event(Created)
     def __init__(
         self,
         *,
