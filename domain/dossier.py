@@ -2,6 +2,10 @@
 
 Longer than the house's ~400 lines on purpose: it is one aggregate, whose commands, events and
 invariants must be read together (a command checks, then calls the @event method that mutates).
+Its events are declared classes (typed, topics pinned), listed first in lifecycle order. They stay
+here: moved to a module of their own, Dossier.Sent would still resolve at run time but would no
+longer be a type for mypy (a class attribute is not a type alias; annotated, it becomes a field of the
+aggregate).
 """
 
 from __future__ import annotations
@@ -87,6 +91,148 @@ class Dossier(Aggregate):
 
     TOPIC = "relais:Dossier"
 
+    # ------------------------------------------------------------------ events, in lifecycle order
+
+    class Created(Aggregate.Created):
+        """A dossier opened as a draft, or imported from the legacy platform's history (`imported_from`)."""
+
+        TOPIC = "relais:Dossier.Created"
+
+        workflow: str
+        requester: Json
+        patient: Json
+        question: str
+        urgency: str
+        consent: Json | None
+        imaging_source: str
+        actor: Json
+        occurred_at: datetime
+        imported_from: Json | None
+
+    class DraftEdited(Aggregate.Event):
+        """Draft fields changed: `changes` maps each field edited to its new value."""
+
+        TOPIC = "relais:Dossier.DraftEdited"
+
+        changes: Json
+        actor: Json
+        occurred_at: datetime
+
+    class ConsentRecorded(Aggregate.Event):
+        """The patient's consent as the requester recorded it (`status`: a Consent value)."""
+
+        TOPIC = "relais:Dossier.ConsentRecorded"
+
+        status: str
+        note: str
+        actor: Json
+        occurred_at: datetime
+
+    class DocumentAttached(Aggregate.Event):
+        """A document joined, to the draft or in answer to a complement request."""
+
+        TOPIC = "relais:Dossier.DocumentAttached"
+
+        document: Json
+        actor: Json
+        occurred_at: datetime
+
+    class DocumentRemoved(Aggregate.Event):
+        TOPIC = "relais:Dossier.DocumentRemoved"
+
+        document_id: str
+        actor: Json
+        occurred_at: datetime
+
+    class ImagingAttached(Aggregate.Event):
+        """A study joined (or updated, same Study Instance UID); also after sending."""
+
+        TOPIC = "relais:Dossier.ImagingAttached"
+
+        study: Json
+        actor: Json
+        occurred_at: datetime
+
+    class ImagingAwaited(Aggregate.Event):
+        """An exam awaited by its Accession Number: the study received with it attaches itself."""
+
+        TOPIC = "relais:Dossier.ImagingAwaited"
+
+        accession_number: str
+        actor: Json
+        occurred_at: datetime
+
+    class ImagingDetached(Aggregate.Event):
+        TOPIC = "relais:Dossier.ImagingDetached"
+
+        study_instance_uid: str
+        actor: Json
+        occurred_at: datetime
+
+    class RecipientAddressed(Aggregate.Event):
+        """A recipient added: a send, pending until the dossier is sent."""
+
+        TOPIC = "relais:Dossier.RecipientAddressed"
+
+        recipient: Json
+        actor: Json
+        occurred_at: datetime
+
+    class RecipientRemoved(Aggregate.Event):
+        """A pending send dropped."""
+
+        TOPIC = "relais:Dossier.RecipientRemoved"
+
+        send_id: str
+        actor: Json
+        occurred_at: datetime
+
+    class Sent(Aggregate.Event):
+        """The dossier sent to every pending recipient (`send_ids`)."""
+
+        TOPIC = "relais:Dossier.Sent"
+
+        send_ids: list[str]
+        actor: Json
+        occurred_at: datetime
+
+    class ComplementProvided(Aggregate.Event):
+        """The requester answered a complement request: the send is in progress again."""
+
+        TOPIC = "relais:Dossier.ComplementProvided"
+
+        send_id: str
+        message: str
+        actor: Json
+        occurred_at: datetime
+
+    class Closed(Aggregate.Event):
+        """The requester closed the dossier; its open sends close with it."""
+
+        TOPIC = "relais:Dossier.Closed"
+
+        note: str
+        actor: Json
+        occurred_at: datetime
+
+    class Cancelled(Aggregate.Event):
+        """The requester cancelled the dossier; its open sends are cancelled with it."""
+
+        TOPIC = "relais:Dossier.Cancelled"
+
+        reason: str
+        actor: Json
+        occurred_at: datetime
+
+    class Accepted(Aggregate.Event):
+        """A recipient took the send in charge."""
+
+        TOPIC = "relais:Dossier.Accepted"
+
+        send_id: str
+        actor: Json
+        occurred_at: datetime
+
     class Declined(Aggregate.Event):
         """A recipient declined. v2 added `reason_code` (v1 had free text only)."""
 
@@ -102,6 +248,27 @@ class Dossier(Aggregate):
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["reason_code"] = "other"
+
+    class ComplementRequested(Aggregate.Event):
+        """A recipient asked the requester for more: the send is on hold."""
+
+        TOPIC = "relais:Dossier.ComplementRequested"
+
+        send_id: str
+        message: str
+        actor: Json
+        occurred_at: datetime
+
+    class Forwarded(Aggregate.Event):
+        """A recipient handed the send to a colleague or a team (`to`), who must accept it."""
+
+        TOPIC = "relais:Dossier.Forwarded"
+
+        send_id: str
+        to: Json
+        note: str
+        actor: Json
+        occurred_at: datetime
 
     class OpinionGiven(Aggregate.Event):
         """A recipient answered. v2 made the report structured: `recommendations` and `follow_up`
@@ -124,7 +291,9 @@ class Dossier(Aggregate):
             state["recommendations"] = ""
             state["follow_up"] = ""
 
-    @event("Created", topic="relais:Dossier.Created")
+    # ------------------------------------------------------------------ creation
+
+    @event(Created)
     def __init__(
         self,
         *,
@@ -279,7 +448,7 @@ class Dossier(Aggregate):
         if changes:
             self._edited(changes=changes, actor=actor.as_dict(), occurred_at=occurred_at)
 
-    @event("DraftEdited", topic="relais:Dossier.DraftEdited")
+    @event(DraftEdited)
     def _edited(self, changes: Json, actor: Json, occurred_at: datetime) -> None:
         for key, value in changes.items():
             setattr(self, key, value)
@@ -290,7 +459,7 @@ class Dossier(Aggregate):
         self._as_requester(actor)
         self._consent_recorded(status=status, note=note, actor=actor.as_dict(), occurred_at=occurred_at)
 
-    @event("ConsentRecorded", topic="relais:Dossier.ConsentRecorded")
+    @event(ConsentRecorded)
     def _consent_recorded(self, status: str, note: str, actor: Json, occurred_at: datetime) -> None:
         self.consent = {"status": status, "note": note, "occurred_at": occurred_at.isoformat()}
         self.last_occurred_at = occurred_at
@@ -304,7 +473,7 @@ class Dossier(Aggregate):
             raise InvalidFieldError("document_id", "document déjà joint")
         self._document_attached(document=document, actor=actor.as_dict(), occurred_at=occurred_at)
 
-    @event("DocumentAttached", topic="relais:Dossier.DocumentAttached")
+    @event(DocumentAttached)
     def _document_attached(self, document: Json, actor: Json, occurred_at: datetime) -> None:
         self.documents[document["document_id"]] = dict(document, attached_on=occurred_at.isoformat())
         self.last_occurred_at = occurred_at
@@ -316,7 +485,7 @@ class Dossier(Aggregate):
             raise UnknownDocumentError(f"document inconnu : {document_id}")
         self._document_removed(document_id=document_id, actor=actor.as_dict(), occurred_at=occurred_at)
 
-    @event("DocumentRemoved", topic="relais:Dossier.DocumentRemoved")
+    @event(DocumentRemoved)
     def _document_removed(self, document_id: str, actor: Json, occurred_at: datetime) -> None:
         del self.documents[document_id]
         self.last_occurred_at = occurred_at
@@ -330,7 +499,7 @@ class Dossier(Aggregate):
             raise InvalidFieldError("source", "une étude jointe a une source d'imagerie")
         self._imaging_attached(study=study, actor=actor.as_dict(), occurred_at=occurred_at)
 
-    @event("ImagingAttached", topic="relais:Dossier.ImagingAttached")
+    @event(ImagingAttached)
     def _imaging_attached(self, study: Json, actor: Json, occurred_at: datetime) -> None:
         uid = study["study_instance_uid"]
         previous = self.imaging.get(uid, {})
@@ -351,7 +520,7 @@ class Dossier(Aggregate):
     def awaited_accessions(self) -> list[str]:
         return list(self.__dict__.get("_awaited_accessions", []))  # absent from older snapshots
 
-    @event("ImagingAwaited", topic="relais:Dossier.ImagingAwaited")
+    @event(ImagingAwaited)
     def _imaging_awaited(self, accession_number: str, actor: Json, occurred_at: datetime) -> None:
         self._awaited_accessions = [*self.awaited_accessions, accession_number]
         self.last_occurred_at = occurred_at
@@ -365,7 +534,7 @@ class Dossier(Aggregate):
             study_instance_uid=study_instance_uid, actor=actor.as_dict(), occurred_at=occurred_at
         )
 
-    @event("ImagingDetached", topic="relais:Dossier.ImagingDetached")
+    @event(ImagingDetached)
     def _imaging_detached(self, study_instance_uid: str, actor: Json, occurred_at: datetime) -> None:
         del self.imaging[study_instance_uid]
         self.last_occurred_at = occurred_at
@@ -390,7 +559,7 @@ class Dossier(Aggregate):
                 raise InvalidFieldError("recipient", "ce destinataire est déjà adressé")
         self._recipient_addressed(recipient=recipient, actor=actor.as_dict(), occurred_at=occurred_at)
 
-    @event("RecipientAddressed", topic="relais:Dossier.RecipientAddressed")
+    @event(RecipientAddressed)
     def _recipient_addressed(self, recipient: Json, actor: Json, occurred_at: datetime) -> None:
         self.sends[recipient["send_id"]] = {
             "send_id": recipient["send_id"],
@@ -413,7 +582,7 @@ class Dossier(Aggregate):
         self._send_in(self.send_of(send_id), SendState.PENDING)
         self._recipient_removed(send_id=send_id, actor=actor.as_dict(), occurred_at=occurred_at)
 
-    @event("RecipientRemoved", topic="relais:Dossier.RecipientRemoved")
+    @event(RecipientRemoved)
     def _recipient_removed(self, send_id: str, actor: Json, occurred_at: datetime) -> None:
         del self.sends[send_id]
         self.last_occurred_at = occurred_at
@@ -431,7 +600,7 @@ class Dossier(Aggregate):
         self._sent(send_ids=pending, actor=actor.as_dict(), occurred_at=occurred_at)
         return pending
 
-    @event("Sent", topic="relais:Dossier.Sent")
+    @event(Sent)
     def _sent(self, send_ids: list[str], actor: Json, occurred_at: datetime) -> None:
         for sid in send_ids:
             self.sends[sid]["state"] = SendState.REQUESTED.value
@@ -448,7 +617,7 @@ class Dossier(Aggregate):
         self._after_sending(send, occurred_at)
         self._complement_provided(send_id=send_id, message=message, actor=actor.as_dict(), occurred_at=occurred_at)
 
-    @event("ComplementProvided", topic="relais:Dossier.ComplementProvided")
+    @event(ComplementProvided)
     def _complement_provided(self, send_id: str, message: str, actor: Json, occurred_at: datetime) -> None:
         self.sends[send_id]["state"] = SendState.IN_PROGRESS.value
         self.last_occurred_at = occurred_at
@@ -465,7 +634,7 @@ class Dossier(Aggregate):
             raise DossierStateError("clôture impossible : aucun avis rendu et des demandes sont en cours (annuler ?)")
         self._closed(note=note, actor=actor.as_dict(), occurred_at=occurred_at)
 
-    @event("Closed", topic="relais:Dossier.Closed")
+    @event(Closed)
     def _closed(self, note: str, actor: Json, occurred_at: datetime) -> None:
         for s in self.sends.values():
             if s["state"] in ACTIVE_SEND_STATES or s["state"] == SendState.PENDING:
@@ -480,7 +649,7 @@ class Dossier(Aggregate):
             raise DossierStateError("annulation impossible : un avis a déjà été rendu (clôturer ?)")
         self._cancelled(reason=reason, actor=actor.as_dict(), occurred_at=occurred_at)
 
-    @event("Cancelled", topic="relais:Dossier.Cancelled")
+    @event(Cancelled)
     def _cancelled(self, reason: str, actor: Json, occurred_at: datetime) -> None:
         for s in self.sends.values():
             if s["state"] in ACTIVE_SEND_STATES or s["state"] == SendState.PENDING:
@@ -497,7 +666,7 @@ class Dossier(Aggregate):
         self._after_sending(send, occurred_at)
         self._accepted(send_id=send_id, actor=actor.as_dict(), occurred_at=occurred_at)
 
-    @event("Accepted", topic="relais:Dossier.Accepted")
+    @event(Accepted)
     def _accepted(self, send_id: str, actor: Json, occurred_at: datetime) -> None:
         self.sends[send_id]["state"] = SendState.IN_PROGRESS.value
         self.sends[send_id]["accepted_by"] = actor["practitioner_id"]
@@ -527,7 +696,7 @@ class Dossier(Aggregate):
         self._after_sending(send, occurred_at)
         self._complement_requested(send_id=send_id, message=message, actor=actor.as_dict(), occurred_at=occurred_at)
 
-    @event("ComplementRequested", topic="relais:Dossier.ComplementRequested")
+    @event(ComplementRequested)
     def _complement_requested(self, send_id: str, message: str, actor: Json, occurred_at: datetime) -> None:
         self.sends[send_id]["state"] = SendState.ON_HOLD.value
         self.last_occurred_at = occurred_at
@@ -548,7 +717,7 @@ class Dossier(Aggregate):
             raise InvalidFieldError("to", "le télédossier est déjà adressé à ce destinataire")
         self._forwarded(send_id=send_id, to=to, note=note, actor=actor.as_dict(), occurred_at=occurred_at)
 
-    @event("Forwarded", topic="relais:Dossier.Forwarded")
+    @event(Forwarded)
     def _forwarded(self, send_id: str, to: Json, note: str, actor: Json, occurred_at: datetime) -> None:
         send = self.sends[send_id]
         send["establishment_id"] = to["establishment_id"]
