@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
 from psycopg import Cursor
+from psycopg.rows import DictRow
 
 from domain.access import Access
 from domain.dossier import Dossier, dossier_number
@@ -88,18 +90,22 @@ class PostgresAccessView(PostgresView):
         return [AccessRow(**r) for r in rows]
 
 
+# A row's values in its table's column order (ACCESS_COLUMNS, PATIENT_COLUMNS): what COPY writes.
+Values = list[Any]
+
+
 class AccessBatch:
     """New access rows, patient identities of dossiers created in the batch, later identity changes."""
 
     __slots__ = ("accesses", "patients", "changed")
 
     def __init__(self) -> None:
-        self.accesses: list[list] = []
-        self.patients: dict[UUID, list] = {}  # dossiers created in this batch: rows to COPY
-        self.changed: dict[UUID, list] = {}  # dossiers of earlier batches whose identity changed: upserts
+        self.accesses: list[Values] = []
+        self.patients: dict[UUID, Values] = {}  # dossiers created in this batch: rows to COPY
+        self.changed: dict[UUID, Values] = {}  # dossiers of earlier batches whose identity changed: upserts
 
 
-def _patient_row(dossier_id: UUID, p: dict) -> list:
+def _patient_row(dossier_id: UUID, p: Mapping[str, Any]) -> Values:
     born = p.get("birth_date") or None
     return [dossier_id, dossier_number(dossier_id), p.get("birth_name") or "", p.get("first_names") or "",
             date.fromisoformat(born) if isinstance(born, str) else born, p.get("sex") or "", p.get("ins"), search_text(p)]
@@ -122,6 +128,8 @@ class AccessProjection(BufferedProjection[PostgresAccessView]):
 
     Buffered (projections/base.py): a batch of events is written by COPY with its tracking position.
     """
+
+    batch: AccessBatch
 
     name = "access"
     topics = ("relais:Access.Created", "relais:Dossier.Created", "relais:Dossier.DraftEdited")
@@ -151,7 +159,7 @@ class AccessProjection(BufferedProjection[PostgresAccessView]):
 
     handlers = {Access.Created: _access, Dossier.Created: _created, Dossier.DraftEdited: _edited}
 
-    def write(self, curs: Cursor, batch: AccessBatch) -> None:
+    def write(self, curs: Cursor[DictRow], batch: AccessBatch) -> None:
         if batch.accesses:
             _copy(curs, "access_log", ACCESS_COLUMNS, batch.accesses)
         if batch.patients:
@@ -169,7 +177,7 @@ class AccessProjection(BufferedProjection[PostgresAccessView]):
             )
 
 
-def _copy(curs: Cursor, table: str, columns: tuple[tuple[str, str], ...], rows: Any) -> None:
+def _copy(curs: Cursor[DictRow], table: str, columns: tuple[tuple[str, str], ...], rows: Iterable[Sequence[Any]]) -> None:
     with curs.copy(f"COPY {table} ({', '.join(n for n, _ in columns)}) FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types([kind for _, kind in columns])
         for row in rows:

@@ -20,13 +20,17 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.projection import Projection
-from psycopg import Cursor
-from psycopg.sql import SQL, Identifier, Literal
+from psycopg import Connection, Cursor
+from psycopg.abc import Params
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Composed, Identifier, Literal
+from psycopg_pool import ConnectionPool
 
 APPLICATION_NAME = "relais"
 
@@ -38,6 +42,14 @@ def tracking_table(name: str) -> str:
 
 class StalePositionError(RuntimeError):
     """Someone else moved this projection's position: the batch is dropped and the runner restarts."""
+
+
+def fetch_one(curs: Cursor[DictRow]) -> DictRow:
+    """The row of a query that always returns one (an aggregate without GROUP BY, a SELECT without FROM)."""
+    row = curs.fetchone()
+    if row is None:
+        raise LookupError("no row where one was certain")
+    return row
 
 
 class PostgresView(PostgresTrackingRecorder):
@@ -52,16 +64,17 @@ class PostgresView(PostgresTrackingRecorder):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         for statement in self.ddl:
-            self.sql_create_statements.append(SQL(statement))  # type: ignore[arg-type]
+            self.sql_create_statements.append(Composed([SQL(statement)]))
 
-    def apply(self, tracking: Tracking, write: Callable[[Cursor], None] | None = None) -> None:
-        """Runs `write` and records `tracking` in the same transaction (exactly once)."""
+    def apply(self, tracking: Tracking, write: Callable[[Cursor[DictRow]], object] | None = None) -> None:
+        """Runs `write` and records `tracking` in the same transaction (exactly once); what `write`
+        returns is ignored (e.g. the cursor of `c.execute(…)` in a lambda)."""
         with self.datastore.transaction(commit=True) as curs:
             if write is not None:
                 write(curs)
             self._insert_tracking(curs, tracking)
 
-    def apply_batch(self, expected: int, tracking: Tracking, write: Callable[[Cursor], None]) -> None:
+    def apply_batch(self, expected: int, tracking: Tracking, write: Callable[[Cursor[DictRow]], object]) -> None:
         """Runs `write` and records `tracking` in one transaction, if the position is still `expected`."""
         table = Identifier(self.tracking_table_name)
         lock = SQL("SELECT notification_id FROM {0} WHERE application_name = %s FOR UPDATE").format(table)
@@ -108,7 +121,7 @@ class PostgresView(PostgresTrackingRecorder):
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute("SELECT to_regclass(%s) IS NOT NULL AS present, obj_description(to_regclass(%s), 'pg_class') AS mark",
                          (self.tables[0], self.tables[0]))
-            row = curs.fetchone()
+            row = fetch_one(curs)
         if not row["present"]:
             return None
         return row["mark"] or ""
@@ -133,13 +146,13 @@ class PostgresView(PostgresTrackingRecorder):
         self._drop()
         self.create_table()
 
-    def query(self, sql: str, params: tuple | dict = ()) -> list[dict]:
+    def query(self, sql: str, params: Params = ()) -> list[DictRow]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(sql, params)  # type: ignore[arg-type]
+            curs.execute(sql, params)
             return list(curs.fetchall())
 
     @classmethod
-    def on_pool(cls, pool: Any, name: str) -> Self:
+    def on_pool(cls, pool: ConnectionPool[Connection[DictRow]], name: str) -> Self:
         """This view read on an existing psycopg pool with rows as dicts (e.g. the web's), instead of
         a datastore of its own: no connection opened, no table made; `name` is its projection's."""
         return cls(PoolDatastore(pool), tracking_table_name=tracking_table(name))
@@ -152,10 +165,10 @@ class PoolDatastore:
     schema = "public"
     single_row_tracking = True
 
-    def __init__(self, pool: Any):
+    def __init__(self, pool: ConnectionPool[Connection[DictRow]]):
         self.pool = pool
 
-    def get_connection(self) -> Any:
+    def get_connection(self) -> AbstractContextManager[Connection[DictRow]]:
         return self.pool.connection()
 
     def close(self) -> None:
@@ -170,7 +183,8 @@ class BufferedProjection(Projection[V], Generic[V]):
 
     Subclasses map event classes to handlers in `handlers` (plain functions `(self, event)`, a
     dict lookup: faster than single dispatch on hot paths) that fold into `self.batch` (a fresh
-    object from `new_batch()` for every batch), and write a batch in `write(cursor, batch)`.
+    object from `new_batch()` for every batch, its class declared by the subclass's annotation
+    `batch: …`), and write a batch in `write(cursor, batch)`.
     Events without a handler still advance the position.
 
     A writer thread writes the batches, in order, one transaction each, while the next batch is
@@ -200,21 +214,22 @@ class BufferedProjection(Projection[V], Generic[V]):
         self._last_at = 0.0
         self._in_flight = 0
         self._counter = threading.Lock()  # _in_flight: changed by the folding and the writer threads
-        self._queue: queue.Queue = queue.Queue(maxsize=1)  # one batch waiting while one is written
+        # one batch waiting while one is written: (batch, its last event's tracking, its events); None: stop
+        self._queue: queue.Queue[tuple[Any, Tracking, int] | None] = queue.Queue(maxsize=1)
         self._writer: threading.Thread | None = None
 
     # -------------------------------------------------------------- to write in subclasses
 
     def new_batch(self) -> Any:
-        """An empty batch to fold events into."""
+        """An empty batch to fold events into (of the subclass's `batch` annotation)."""
         return None
 
-    def write(self, curs: Cursor, batch: Any) -> None:
+    def write(self, curs: Cursor[DictRow], batch: Any) -> None:
         """Writes one batch (inside the transaction that records its tracking)."""
 
     # -------------------------------------------------------------- machinery
 
-    def process_event(self, domain_event: Any, tracking: Tracking) -> None:  # type: ignore[override]
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
         with self.lock:
             if self.error is not None:
                 self.raise_error()
@@ -268,10 +283,12 @@ class BufferedProjection(Projection[V], Generic[V]):
                 batch, tracking, count = item
                 written = False
                 if self.error is None:  # after a failure, batches are dropped: never written out of order
+
+                    def write_batch(curs: Cursor[DictRow], batch: Any = batch) -> None:
+                        self.write(curs, batch)
+
                     try:
-                        self.view.apply_batch(  # type: ignore[attr-defined]
-                            self.committed, tracking, lambda curs, batch=batch: self.write(curs, batch)
-                        )
+                        self.view.apply_batch(self.committed, tracking, write_batch)
                         written = True
                     except BaseException as e:
                         self.error = e

@@ -11,9 +11,11 @@ from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
 from psycopg import Cursor
+from psycopg.rows import DictRow
 
 from domain.dossier import Dossier
 from domain.imaging import ReceivedStudy
+from domain.values import Json
 from projections.base import PostgresView
 
 
@@ -35,7 +37,7 @@ class StudyRow:
     sources: tuple[str, ...]
     first_received_at: datetime
     last_received_at: datetime
-    last_retrieve: dict | None
+    last_retrieve: Json | None  # dossier_id, node_aet, method, status, reason, expected, received, at
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ _STUDY_COLUMNS = """id::text, establishment_id::text, study_instance_uid, patien
     first_received_at, last_received_at, last_retrieve"""
 
 
-def _study(r: dict) -> StudyRow:
+def _study(r: DictRow) -> StudyRow:
     return StudyRow(**dict(r, modalities=tuple(r["modalities"]), sources=tuple(r["sources"])))
 
 
@@ -160,7 +162,7 @@ class ImagingProjection(Projection[PostgresImagingView]):
     def _(self, e: ReceivedStudy.Created, tracking: Tracking) -> None:
         p, s = e.patient, e.study
 
-        def write(c: Cursor) -> None:
+        def write(c: Cursor[DictRow]) -> None:
             c.execute(
                 """INSERT INTO img_studies (id, establishment_id, study_instance_uid, patient_id, patient_name,
                        patient_birth_date, patient_sex, accession_number, study_date, description,
@@ -177,7 +179,7 @@ class ImagingProjection(Projection[PostgresImagingView]):
     def _(self, e: ReceivedStudy.InstancesReceived, tracking: Tracking) -> None:
         sid = e.originator_id
 
-        def write(c: Cursor) -> None:
+        def write(c: Cursor[DictRow]) -> None:
             for uid, meta in e.series.items():
                 c.execute(
                     """INSERT INTO img_series VALUES (%s, %s, %s, %s, %s, 0)

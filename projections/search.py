@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from domain.values import folded
 
 
-def search_text(patient: dict) -> str:
+def search_text(patient: Mapping[str, Any]) -> str:
     """The `search` column of a patient identity: its names folded (imported history carries none)."""
     return " ".join(folded(x) for x in (patient.get("birth_name"), patient.get("used_name"), patient.get("first_names")) if x)
 

@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from psycopg import Cursor
+from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
-from projections.base import APPLICATION_NAME, tracking_table
+from projections.base import APPLICATION_NAME, fetch_one, tracking_table
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class ProjectionStatus:
     lag: int  # events of its topics not written yet
 
 
-def projection_status(curs: Cursor, name: str, topics: Sequence[str]) -> ProjectionStatus:
+def projection_status(curs: Cursor[DictRow], name: str, topics: Sequence[str]) -> ProjectionStatus:
     """The status of the projection `name` following `topics` (all events if none), on `curs`.
 
     Opens no connection of its own (it runs on every /health call and every statistics page):
@@ -29,14 +30,14 @@ def projection_status(curs: Cursor, name: str, topics: Sequence[str]) -> Project
     tracking = tracking_table(name)
     curs.execute("SELECT to_regclass(%s) IS NOT NULL AS present", (tracking,))
     position = 0
-    if curs.fetchone()["present"]:
+    if fetch_one(curs)["present"]:
         curs.execute(
             SQL("SELECT coalesce(max(notification_id), 0) AS position FROM {0} WHERE application_name = %s").format(
                 Identifier(tracking)
             ),
             (APPLICATION_NAME,),
         )
-        position = curs.fetchone()["position"]
+        position = fetch_one(curs)["position"]
     if not topics:  # follows every event
         curs.execute(
             "SELECT coalesce(max(notification_id), 0) AS head, "
@@ -53,5 +54,5 @@ def projection_status(curs: Cursor, name: str, topics: Sequence[str]) -> Project
             {"t": list(topics), "p": position},
             prepare=False,
         )
-    row = curs.fetchone()
+    row = fetch_one(curs)
     return ProjectionStatus(name=name, position=position, head=row["head"], lag=row["lag"])
