@@ -13,14 +13,17 @@ bulk batch (a rebuild, a history import) sends one per group of establishments i
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Any
+from collections.abc import Mapping
+from datetime import date, datetime
+from typing import Any, Protocol
 from uuid import UUID
 
 from psycopg import Cursor
+from psycopg.rows import DictRow
 
 from domain.access import Access
 from domain.dossier import Dossier, dossier_number
+from domain.values import Json
 from projections.base import BufferedProjection, PostgresView
 from projections.inbox_batch import CHANNEL, OPEN_SEND_STATES, InboxBatch, write_batch
 from projections.inbox_queries import InboxQueries
@@ -65,10 +68,23 @@ class PostgresInboxView(InboxQueries, PostgresView):
 _UUIDS: dict[str, UUID] = {}
 
 
-def _uuid(value: Any) -> UUID | None:
-    """A UUID from an id of an event (str or UUID; establishments and services are cached)."""
+def _uuid(value: str | UUID | None) -> UUID | None:
+    """A UUID from an id of an event that may have none (str or UUID; establishments and services are cached)."""
     if not value:
         return None
+    if isinstance(value, UUID):
+        return value
+    found = _UUIDS.get(value)
+    if found is None:
+        found = UUID(value)
+        if len(_UUIDS) < 100_000:
+            _UUIDS[value] = found
+    return found
+
+
+def _id(value: str | UUID) -> UUID:
+    """`_uuid` of an id every such event has (a send's, a viewed dossier's): never None.
+    Its own body rather than a call to `_uuid`, which runs for most ids of every batch."""
     if isinstance(value, UUID):
         return value
     found = _UUIDS.get(value)
@@ -85,7 +101,7 @@ def _date(value: Any) -> date | None:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
-def _patient(p: dict) -> dict:
+def _patient(p: Mapping[str, Any]) -> dict[str, Any]:
     """The patient columns of an identity (imported legacy history carries none)."""
     return {
         "birth_name": p.get("birth_name") or "", "first_names": p.get("first_names") or "",
@@ -94,8 +110,32 @@ def _patient(p: dict) -> dict:
     }
 
 
+class DossierEvent(Protocol):
+    """What the inbox reads of any dossier event (every `Dossier` event class has these)."""
+
+    @property
+    def originator_id(self) -> UUID: ...
+    @property
+    def originator_version(self) -> int: ...
+    @property
+    def timestamp(self) -> datetime: ...
+    @property
+    def actor(self) -> Json: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+
+
+class SendEvent(DossierEvent, Protocol):
+    """A dossier event about one of its sends (accepted, declined, answered…)."""
+
+    @property
+    def send_id(self) -> str: ...
+
+
 class InboxProjection(BufferedProjection[PostgresInboxView]):
     """Keeps the inbox tables in step with dossier events and the views recorded by Access events."""
+
+    batch: InboxBatch
 
     name = "inbox"
     topics = (
@@ -116,7 +156,7 @@ class InboxProjection(BufferedProjection[PostgresInboxView]):
 
     # -------------------------------------------------------------- folding: helpers
 
-    def _summary(self, e: Any) -> None:
+    def _summary(self, e: DossierEvent) -> None:
         """What every dossier event changes: version, last activity, last actor."""
         b: InboxBatch = self.batch
         occurred = getattr(e, "occurred_at", None) or e.timestamp
@@ -133,13 +173,13 @@ class InboxProjection(BufferedProjection[PostgresInboxView]):
             patch["actor"] = actor
         b.touched[e.originator_id] = (e.originator_version, type(e).__name__)
 
-    def _set(self, e: Any, **values: Any) -> None:
+    def _set(self, e: DossierEvent, **values: Any) -> None:
         """Sets dossier columns (last value wins)."""
         row = self.batch.dossiers.get(e.originator_id)
         target = row if row is not None else self.batch.patches.setdefault(e.originator_id, {})
         target.update(values)
 
-    def _add(self, e: Any, column: str, delta: int) -> None:
+    def _add(self, e: DossierEvent, column: str, delta: int) -> None:
         row = self.batch.dossiers.get(e.originator_id)
         if row is not None:
             row[column] = max(row[column] + delta, 0)
@@ -147,9 +187,9 @@ class InboxProjection(BufferedProjection[PostgresInboxView]):
             patch = self.batch.patches.setdefault(e.originator_id, {})
             patch[column + "_delta"] = patch.get(column + "_delta", 0) + delta
 
-    def _send(self, send_id: Any, **values: Any) -> dict | None:
+    def _send(self, send_id: str, **values: Any) -> dict[str, Any] | None:
         """Sets columns of a send; returns its row when it is in memory (addressed in this batch)."""
-        sid = _uuid(send_id)
+        sid = _id(send_id)
         row = self.batch.sends.get(sid)
         if row is not None:
             row.update(values)
@@ -159,7 +199,7 @@ class InboxProjection(BufferedProjection[PostgresInboxView]):
 
     # -------------------------------------------------------------- folding: events
 
-    def _created(self, e: Any) -> None:
+    def _created(self, e: Dossier.Created) -> None:
         r = e.requester or {}
         self.batch.dossiers[e.originator_id] = {
             "id": e.originator_id, "number": dossier_number(e.originator_id), "workflow": e.workflow,
@@ -173,9 +213,9 @@ class InboxProjection(BufferedProjection[PostgresInboxView]):
         }
         self._summary(e)
 
-    def _edited(self, e: Any) -> None:
+    def _edited(self, e: Dossier.DraftEdited) -> None:
         c = e.changes
-        values = {k: c[k] for k in ("workflow", "urgency", "imaging_source") if k in c}
+        values: dict[str, Any] = {k: c[k] for k in ("workflow", "urgency", "imaging_source") if k in c}
         if "patient" in c:
             values.update(_patient(c["patient"]))
             if e.originator_id not in self.batch.dossiers:
@@ -183,32 +223,32 @@ class InboxProjection(BufferedProjection[PostgresInboxView]):
         self._set(e, **values)
         self._summary(e)
 
-    def _consent(self, e: Any) -> None:
+    def _consent(self, e: Dossier.ConsentRecorded) -> None:
         if e.originator_id in self.batch.dossiers:
             self._set(e, consent=e.status)
         else:
             self._set(e, consent=e.status, has_consent=True)
         self._summary(e)
 
-    def _document_attached(self, e: Any) -> None:
+    def _document_attached(self, e: Dossier.DocumentAttached) -> None:
         self._add(e, "documents", 1)
         self._summary(e)
 
-    def _document_removed(self, e: Any) -> None:
+    def _document_removed(self, e: Dossier.DocumentRemoved) -> None:
         self._add(e, "documents", -1)
         self._summary(e)
 
-    def _imaging_attached(self, e: Any) -> None:
+    def _imaging_attached(self, e: Dossier.ImagingAttached) -> None:
         self._add(e, "imaging", 1)
         self._summary(e)
 
-    def _imaging_detached(self, e: Any) -> None:
+    def _imaging_detached(self, e: Dossier.ImagingDetached) -> None:
         self._add(e, "imaging", -1)
         self._summary(e)
 
-    def _addressed(self, e: Any) -> None:
+    def _addressed(self, e: Dossier.RecipientAddressed) -> None:
         r = e.recipient
-        sid = _uuid(r["send_id"])
+        sid = _id(r["send_id"])
         self.batch.sends[sid] = {
             "send_id": sid, "dossier_id": e.originator_id, "establishment_id": _uuid(r["establishment_id"]),
             "service_id": _uuid(r.get("service_id")), "practitioner_id": _uuid(r.get("practitioner_id")),
@@ -217,9 +257,9 @@ class InboxProjection(BufferedProjection[PostgresInboxView]):
         self.batch.sends_of.setdefault(e.originator_id, []).append(sid)
         self._summary(e)
 
-    def _removed(self, e: Any) -> None:
-        b: InboxBatch = self.batch
-        sid = _uuid(e.send_id)
+    def _removed(self, e: Dossier.RecipientRemoved) -> None:
+        b = self.batch
+        sid = _id(e.send_id)
         row = b.sends.pop(sid, None)
         if row is not None:
             b.sends_of[e.originator_id].remove(sid)
@@ -229,7 +269,7 @@ class InboxProjection(BufferedProjection[PostgresInboxView]):
             b.removed.add(sid)
         self._summary(e)
 
-    def _sent(self, e: Any) -> None:
+    def _sent(self, e: Dossier.Sent) -> None:
         for send_id in e.send_ids:
             self._send(send_id, state="requested", sent_on=e.occurred_at)
         row = self.batch.dossiers.get(e.originator_id)
@@ -240,8 +280,8 @@ class InboxProjection(BufferedProjection[PostgresInboxView]):
             self.batch.patches.setdefault(e.originator_id, {}).setdefault("first_sent_on", e.occurred_at)
         self._summary(e)
 
-    def _ended(self, e: Any, state: str) -> None:
-        b: InboxBatch = self.batch
+    def _ended(self, e: DossierEvent, state: str) -> None:
+        b = self.batch
         for sid in b.sends_of.get(e.originator_id, ()):
             send = b.sends[sid]
             if send["state"] in OPEN_SEND_STATES:
@@ -255,37 +295,37 @@ class InboxProjection(BufferedProjection[PostgresInboxView]):
             b.over[e.originator_id] = state  # its sends of earlier batches: one UPDATE after their patches
         self._summary(e)
 
-    def _closed(self, e: Any) -> None:
+    def _closed(self, e: Dossier.Closed) -> None:
         self._ended(e, "closed")
 
-    def _cancelled(self, e: Any) -> None:
+    def _cancelled(self, e: Dossier.Cancelled) -> None:
         self._ended(e, "cancelled")
 
-    def _send_state(self, e: Any, state: str, answered: bool = False) -> None:
+    def _send_state(self, e: SendEvent, state: str, answered: bool = False) -> None:
         if answered:
             self._send(e.send_id, state=state, answered_on=e.occurred_at)
         else:
             self._send(e.send_id, state=state)
         self._summary(e)
 
-    def _accepted(self, e: Any) -> None:
+    def _accepted(self, e: Dossier.Accepted) -> None:
         self._send_state(e, "in_progress")
 
-    def _complement_provided(self, e: Any) -> None:
+    def _complement_provided(self, e: Dossier.ComplementProvided) -> None:
         self._send_state(e, "in_progress")
 
-    def _declined(self, e: Any) -> None:
+    def _declined(self, e: Dossier.Declined) -> None:
         self._send_state(e, "declined")
 
-    def _complement_requested(self, e: Any) -> None:
+    def _complement_requested(self, e: Dossier.ComplementRequested) -> None:
         self._send_state(e, "on_hold")
 
-    def _answered(self, e: Any) -> None:
+    def _answered(self, e: Dossier.OpinionGiven) -> None:
         self._send_state(e, "answered", answered=True)
 
-    def _forwarded(self, e: Any) -> None:
+    def _forwarded(self, e: Dossier.Forwarded) -> None:
         to = e.to
-        sid = _uuid(e.send_id)
+        sid = _id(e.send_id)
         before = self.batch.sends.get(sid)
         if before is not None and before["establishment_id"] != _uuid(to["establishment_id"]):
             self.batch.extra.setdefault(e.originator_id, set()).add(before["establishment_id"])
@@ -295,10 +335,10 @@ class InboxProjection(BufferedProjection[PostgresInboxView]):
         )  # `moved` tells the UPDATE of an earlier send to take the three ids (a COPY ignores it)
         self._summary(e)
 
-    def _viewed(self, e: Any) -> None:
+    def _viewed(self, e: Access.Created) -> None:
         if e.outcome != "granted" or e.kind != "dossier" or not e.dossier_version:
             return
-        key = ((e.actor or {}).get("practitioner_id", ""), _uuid(e.dossier_id))
+        key = ((e.actor or {}).get("practitioner_id", ""), _id(e.dossier_id))
         seen = self.batch.views.get(key)
         if seen is None:
             self.batch.views[key] = [e.dossier_version, e.occurred_at]
@@ -328,5 +368,5 @@ class InboxProjection(BufferedProjection[PostgresInboxView]):
         Access.Created: _viewed,
     }
 
-    def write(self, curs: Cursor, b: InboxBatch) -> None:
+    def write(self, curs: Cursor[DictRow], b: InboxBatch) -> None:
         write_batch(curs, b)

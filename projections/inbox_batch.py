@@ -11,10 +11,12 @@ name, "establishments": ids of those concerned} (a group: dossier "", version 0,
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from typing import Any
 from uuid import UUID
 
 from psycopg import Cursor
+from psycopg.rows import DictRow
 
 from domain.dossier import summary_state
 from domain.values import ACTIVE_SEND_STATES, SendState
@@ -58,26 +60,27 @@ class InboxBatch:
     (`sends`); a dossier or send written by an earlier batch gets a patch (`patches`,
     `send_patches`) applied by set-based UPDATEs. `touched` keeps, per dossier, its last
     version and event (for the notification); `extra` establishments that no longer appear in
-    its rows but must hear of the change (a send forwarded away or removed).
+    its rows but must hear of the change (a send forwarded away or removed). Rows and patches
+    are dicts by column name (`DOSSIER_COLUMNS`, `SEND_COLUMNS`; a patch's own keys besides).
     """
 
     __slots__ = ("dossiers", "patches", "sends", "send_patches", "removed", "over", "views", "touched", "extra",
                  "sends_of")
 
     def __init__(self) -> None:
-        self.dossiers: dict[UUID, dict] = {}
-        self.patches: dict[UUID, dict] = {}
-        self.sends: dict[UUID, dict] = {}
+        self.dossiers: dict[UUID, dict[str, Any]] = {}
+        self.patches: dict[UUID, dict[str, Any]] = {}
+        self.sends: dict[UUID, dict[str, Any]] = {}
         self.sends_of: dict[UUID, list[UUID]] = {}  # dossier → its sends in `sends`
-        self.send_patches: dict[UUID, dict] = {}
+        self.send_patches: dict[UUID, dict[str, Any]] = {}
         self.removed: set[UUID] = set()
         self.over: dict[UUID, str] = {}  # dossiers of earlier batches closed or cancelled now
-        self.views: dict[tuple[str, UUID], list] = {}
+        self.views: dict[tuple[str, UUID], list[Any]] = {}  # (practitioner, dossier) → [version, viewed at]
         self.touched: dict[UUID, tuple[int, str]] = {}
         self.extra: dict[UUID, set[UUID]] = {}
 
 
-def write_batch(curs: Cursor, b: InboxBatch) -> None:
+def write_batch(curs: Cursor[DictRow], b: InboxBatch) -> None:
     """Writes a batch (inside the transaction that records its tracking position)."""
     earlier = [d for d in b.touched if d not in b.dossiers]  # dossiers written by earlier batches
     before: dict[UUID, set[UUID]] = {}
@@ -122,7 +125,7 @@ def write_batch(curs: Cursor, b: InboxBatch) -> None:
         _notify(curs, b, before)
 
 
-def _patch_dossiers(curs: Cursor, patches: dict[UUID, dict]) -> None:
+def _patch_dossiers(curs: Cursor[DictRow], patches: dict[UUID, dict[str, Any]]) -> None:
     """Changes to dossiers of earlier batches, and their state from their sends', in one UPDATE."""
     ids = list(patches)
     p = [patches[i] for i in ids]
@@ -163,7 +166,7 @@ def _patch_dossiers(curs: Cursor, patches: dict[UUID, dict]) -> None:
     )
 
 
-def _patch_sends(curs: Cursor, patches: dict[UUID, dict]) -> None:
+def _patch_sends(curs: Cursor[DictRow], patches: dict[UUID, dict[str, Any]]) -> None:
     """Changes to sends of earlier batches: state, times, and where a forward moved them."""
     ids = list(patches)
     p = [patches[i] for i in ids]
@@ -184,7 +187,7 @@ def _patch_sends(curs: Cursor, patches: dict[UUID, dict]) -> None:
     )
 
 
-def _notify(curs: Cursor, b: InboxBatch, before: dict[UUID, set[UUID]]) -> None:
+def _notify(curs: Cursor[DictRow], b: InboxBatch, before: dict[UUID, set[UUID]]) -> None:
     """Tells the establishments concerned (delivered by PostgreSQL when the batch commits)."""
     ids = list(b.touched)
     curs.execute(
@@ -213,7 +216,7 @@ def _notify(curs: Cursor, b: InboxBatch, before: dict[UUID, set[UUID]]) -> None:
                  (CHANNEL, payloads))
 
 
-def _copy(curs: Cursor, table: str, columns: tuple[tuple[str, str], ...], rows: Any) -> None:
+def _copy(curs: Cursor[DictRow], table: str, columns: tuple[tuple[str, str], ...], rows: Iterable[Mapping[str, Any]]) -> None:
     """Binary COPY of whole rows (dicts keyed by column)."""
     names = [name for name, _ in columns]
     with curs.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)") as copy:

@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from psycopg.rows import DictRow
+
+from projections.base import PostgresView
 from projections.search import contains
 
 TABS = ("received", "sent", "drafts", "closed")
@@ -144,10 +147,9 @@ def _closed_sql() -> tuple[str, str, list[str], str, str]:
     return source, cols, where, "d.last_activity_at", "d.id"
 
 
-class InboxQueries:
-    """Mixed into the PostgreSQL inbox view: every query is scoped to one clinician (server-side)."""
-
-    query: Any  # PostgresView.query(sql, params) -> list[dict]
+class InboxQueries(PostgresView):
+    """The queries of the PostgreSQL inbox view (projections/inbox.py adds its tables): every
+    query is scoped to one clinician (server-side)."""
 
     @staticmethod
     def _params(scope: Scope) -> dict[str, Any]:
@@ -174,7 +176,7 @@ class InboxQueries:
         return Page(rows=rows, next_cursor=encode_cursor(rows[-1].since, rows[-1].key) if more else None)
 
     @staticmethod
-    def _filters(tab: str, f: Filters, where: list[str], params: dict) -> None:
+    def _filters(tab: str, f: Filters, where: list[str], params: dict[str, Any]) -> None:
         state_col = "s.state" if tab == "received" else "d.state"
         if f.workflow:
             where.append("d.workflow = %(workflow)s")
@@ -228,9 +230,10 @@ class InboxQueries:
         return found
 
     def find(self, *, q: str = "", establishment_id: str = "", since: date | None = None, until: date | None = None,
-             limit: int = 50) -> list[dict]:
+             limit: int = 50) -> list[DictRow]:
         """Auditor search over every dossier: number, patient name, establishment (either side), period."""
-        where, params = ["true"], {"limit": limit}
+        where = ["true"]
+        params: dict[str, Any] = {"limit": limit}
         q = q.strip()
         if q:
             number = q.upper().replace(" ", "")
