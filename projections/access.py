@@ -137,7 +137,7 @@ class AccessProjection(BufferedProjection[PostgresAccessView]):
     def new_batch(self) -> AccessBatch:
         return AccessBatch()
 
-    def _access(self, e: Any) -> None:
+    def _access(self, e: Access.Created) -> None:
         a = e.actor or {}
         self.batch.accesses.append([
             e.originator_id, UUID(str(e.dossier_id)), e.kind, e.target, e.outcome, e.reason,
@@ -145,10 +145,10 @@ class AccessProjection(BufferedProjection[PostgresAccessView]):
             e.dossier_version, e.occurred_at, e.timestamp,
         ])
 
-    def _created(self, e: Any) -> None:
+    def _created(self, e: Dossier.Created) -> None:
         self.batch.patients[e.originator_id] = _patient_row(e.originator_id, e.patient or {})
 
-    def _edited(self, e: Any) -> None:
+    def _edited(self, e: Dossier.DraftEdited) -> None:
         if "patient" not in e.changes:
             return
         row = _patient_row(e.originator_id, e.changes["patient"])

@@ -14,12 +14,15 @@ with COPY and set-based UPDATEs, in one transaction with its tracking position.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from psycopg import Cursor
+from psycopg import Connection, Cursor
+from psycopg.abc import Params
+from psycopg.rows import DictRow
 
 from domain.directory import Establishment
 from domain.dossier import Dossier
@@ -79,7 +82,7 @@ class PostgresStatisticsView(PostgresView):
 class Snapshot:
     """A read-only REPEATABLE READ transaction on a connection from `connect()` (a pool's)."""
 
-    def __init__(self, connect: Callable[[], Any]):
+    def __init__(self, connect: Callable[[], AbstractContextManager[Connection[DictRow]]]):
         self._connect = connect
 
     def __enter__(self) -> Snapshot:
@@ -91,9 +94,9 @@ class Snapshot:
         self.conn.execute("SET LOCAL work_mem = '32MB'")  # sorts of percentiles in memory, not on disk
         return self
 
-    def fetch(self, sql: str, params: dict | tuple = ()) -> list[dict]:
+    def fetch(self, sql: str, params: Params = ()) -> list[DictRow]:
         with self.conn.cursor() as curs:
-            curs.execute(sql, params)  # type: ignore[arg-type]
+            curs.execute(sql, params)
             return list(curs.fetchall())
 
     def __exit__(self, *exc: Any) -> None:
@@ -133,9 +136,9 @@ class Batch:
         self.new_establishments: dict[UUID, NewEstablishment] = {}
         self.renamed: dict[UUID, str] = {}
         self.new_dossiers: dict[UUID, NewDossier] = {}
-        self.dossier_patches: dict[UUID, dict] = {}
+        self.dossier_patches: dict[UUID, dict[str, Any]] = {}  # "workflow", "imaging_source": str; "sent": Fact
         self.new_sends: dict[tuple[UUID, str], NewSend] = {}
-        self.send_patches: dict[tuple[UUID, str], dict] = {}
+        self.send_patches: dict[tuple[UUID, str], dict[str, Fact]] = {}  # by fact (SEND_FACTS)
         self.removed_sends: set[tuple[UUID, str]] = set()
         self.first_answers: dict[UUID, datetime] = {}
 
@@ -157,10 +160,13 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
         "relais:Dossier.OpinionGiven",
     )
 
+    batch: Batch
+
     def __init__(self, view: PostgresStatisticsView):
         super().__init__(view)
-        # establishment → department, for the requester's department of each dossier
-        self.departments: dict[UUID, str] = {
+        # establishment → department, for the requester's department of each dossier (looked up
+        # with None too, for a dossier without requester: never a key)
+        self.departments: dict[UUID | None, str] = {
             r["id"]: r["department"] for r in view.query("SELECT id, department FROM stats_establishments")
         }
 
@@ -169,20 +175,20 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
 
     # -------------------------------------------------------------- folding events
 
-    def _establishment_created(self, e: Any) -> None:
+    def _establishment_created(self, e: Establishment.Created) -> None:
         self.batch.new_establishments[e.originator_id] = NewEstablishment(
             id=e.originator_id, finess=e.finess, name=e.name, department=e.department, region=e.region,
         )
         self.departments[e.originator_id] = e.department
 
-    def _establishment_renamed(self, e: Any) -> None:
+    def _establishment_renamed(self, e: Establishment.Renamed) -> None:
         row = self.batch.new_establishments.get(e.originator_id)
         if row is not None:
             row.name = e.name
         else:
             self.batch.renamed[e.originator_id] = e.name
 
-    def _created(self, e: Any) -> None:
+    def _created(self, e: Dossier.Created) -> None:
         requester = _uuid((e.requester or {}).get("establishment_id"))
         self.batch.new_dossiers[e.originator_id] = NewDossier(
             id=e.originator_id, requester_id=requester, requester_department=self.departments.get(requester),
@@ -190,8 +196,8 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
             created_recorded_at=e.timestamp,
         )
 
-    def _edited(self, e: Any) -> None:
-        changes = {k: e.changes[k] for k in ("workflow", "imaging_source") if k in e.changes}
+    def _edited(self, e: Dossier.DraftEdited) -> None:
+        changes: dict[str, Any] = {k: e.changes[k] for k in ("workflow", "imaging_source") if k in e.changes}
         if not changes:
             return
         row = self.batch.new_dossiers.get(e.originator_id)
@@ -201,7 +207,7 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
         else:
             self.batch.dossier_patches.setdefault(e.originator_id, {}).update(changes)
 
-    def _addressed(self, e: Any) -> None:
+    def _addressed(self, e: Dossier.RecipientAddressed) -> None:
         r = e.recipient
         establishment = r.get("establishment_id")
         key = (e.originator_id, r["send_id"])
@@ -211,7 +217,7 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
             department=r.get("department"), region=r.get("region"), channel=r.get("channel"),
         )
 
-    def _removed(self, e: Any) -> None:
+    def _removed(self, e: Dossier.RecipientRemoved) -> None:
         key = (e.originator_id, e.send_id)
         if self.batch.new_sends.pop(key, None) is None:
             self.batch.removed_sends.add(key)
@@ -234,7 +240,7 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
         else:
             self.batch.send_patches.setdefault(key, {}).setdefault(fact, Fact(at, recorded))
 
-    def _sent(self, e: Any) -> None:
+    def _sent(self, e: Dossier.Sent) -> None:
         at, recorded = e.occurred_at, e.timestamp
         for send_id in e.send_ids:
             self._send_fact(e.originator_id, send_id, "sent", at, recorded)
@@ -245,13 +251,13 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
         else:
             self.batch.dossier_patches.setdefault(e.originator_id, {}).setdefault("sent", Fact(at, recorded))
 
-    def _accepted(self, e: Any) -> None:
+    def _accepted(self, e: Dossier.Accepted) -> None:
         self._send_fact(e.originator_id, e.send_id, "accepted", e.occurred_at, e.timestamp)
 
-    def _declined(self, e: Any) -> None:
+    def _declined(self, e: Dossier.Declined) -> None:
         self._send_fact(e.originator_id, e.send_id, "declined", e.occurred_at, e.timestamp)
 
-    def _answered(self, e: Any) -> None:
+    def _answered(self, e: Dossier.OpinionGiven) -> None:
         self._send_fact(e.originator_id, e.send_id, "answered", e.occurred_at, e.timestamp)
 
     handlers = {
@@ -269,7 +275,7 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
 
     # -------------------------------------------------------------- writing a batch
 
-    def write(self, curs: Cursor, batch: Batch) -> None:
+    def write(self, curs: Cursor[DictRow], batch: Batch) -> None:
         # Dossier fields on sends (aggregated without a join), first answers on dossiers: what the
         # batch knows is set in memory, the rest by a join on the rows already written.
         refresh: set[UUID] = {did for did, p in batch.dossier_patches.items() if "workflow" in p}
@@ -327,8 +333,8 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
             )
 
 
-def _patch_dossiers(curs: Cursor, patches: dict[UUID, dict]) -> None:
-    cols: dict[str, list] = {k: [] for k in ("id", "workflow", "imaging_source", "sent_at", "sent_date", "sent_rec")}
+def _patch_dossiers(curs: Cursor[DictRow], patches: dict[UUID, dict[str, Any]]) -> None:
+    cols: dict[str, list[Any]] = {k: [] for k in ("id", "workflow", "imaging_source", "sent_at", "sent_date", "sent_rec")}
     for did, patch in patches.items():
         sent = patch.get("sent")
         cols["id"].append(did)
@@ -351,9 +357,9 @@ def _patch_dossiers(curs: Cursor, patches: dict[UUID, dict]) -> None:
     )
 
 
-def _patch_sends(curs: Cursor, patches: dict[tuple[UUID, str], dict]) -> None:
+def _patch_sends(curs: Cursor[DictRow], patches: dict[tuple[UUID, str], dict[str, Fact]]) -> None:
     keys = list(patches)
-    params: list[list] = [[dossier_id for dossier_id, _ in keys], [send_id for _, send_id in keys]]
+    params: list[list[Any]] = [[dossier_id for dossier_id, _ in keys], [send_id for _, send_id in keys]]
     for fact in SEND_FACTS:
         facts = [patches[k].get(fact) for k in keys]
         params.append([f.at if f else None for f in facts])

@@ -19,11 +19,15 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
+
+from psycopg.abc import Params
+from psycopg.rows import DictRow
 
 from domain.values import PARIS, Workflow
 
@@ -94,6 +98,18 @@ def _minutes(value: float | None) -> float | None:
 # ------------------------------------------------------------------------- SQL
 
 
+class Rows(Protocol):
+    """Where the report's queries run: one state of the statistics tables (a `Snapshot`)."""
+
+    def fetch(self, sql: str, params: Params = ..., /) -> list[DictRow]: ...
+
+
+class Snapshots(Protocol):
+    """The statistics read model, as a report reads it (`PostgresStatisticsView`)."""
+
+    def snapshot(self) -> AbstractContextManager[Rows]: ...
+
+
 def _scope(q: StatsQuery, *, sends: bool) -> str:
     """WHERE conditions of the filters; `sends`: a send row `s` is in scope (else a dossier `d`).
 
@@ -130,7 +146,7 @@ def _params(q: StatsQuery) -> dict[str, Any]:
     }
 
 
-def _daily(db: Any, q: StatsQuery) -> list[dict]:
+def _daily(db: Rows, q: StatsQuery) -> list[DictRow]:
     return db.fetch(
         f"""SELECT d.sent_date AS day, d.workflow, count(*) AS n FROM stats_dossiers d
             WHERE d.sent_recorded_at < %(as_of)s AND d.sent_date BETWEEN %(lo)s AND %(to)s {_scope(q, sends=False)}
@@ -139,7 +155,7 @@ def _daily(db: Any, q: StatsQuery) -> list[dict]:
     )
 
 
-def _sends(db: Any, q: StatsQuery) -> list[dict]:
+def _sends(db: Rows, q: StatsQuery) -> list[DictRow]:
     return db.fetch(
         f"""SELECT extract(year FROM s.sent_date)::int AS year, s.workflow,
                    coalesce(s.requester_department, '') AS requester_department,
@@ -156,7 +172,7 @@ def _sends(db: Any, q: StatsQuery) -> list[dict]:
     )
 
 
-def _imaging(db: Any, q: StatsQuery) -> list[dict]:
+def _imaging(db: Rows, q: StatsQuery) -> list[DictRow]:
     return db.fetch(
         f"""SELECT coalesce(e.finess, '') AS finess, i.imaging_source, i.dossiers
             FROM (SELECT d.requester_id, d.imaging_source, count(*) AS dossiers FROM stats_dossiers d
@@ -167,7 +183,7 @@ def _imaging(db: Any, q: StatsQuery) -> list[dict]:
     )
 
 
-def _delays(db: Any, q: StatsQuery) -> list[dict]:
+def _delays(db: Rows, q: StatsQuery) -> list[DictRow]:
     stats = """count(*) AS answered,
                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM delay) / 60) AS median,
                percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM delay) / 60) AS p90"""
@@ -206,14 +222,14 @@ class Outcomes:
     declined: int = 0
     answered: int = 0
 
-    def add(self, row: dict) -> None:
+    def add(self, row: DictRow) -> None:
         self.sends += row["sends"]
         self.accepted += row["accepted"]
         self.declined += row["declined"]
         self.answered += row["answered"]
 
 
-def build_report(view: Any, q: StatsQuery) -> dict:
+def build_report(view: Snapshots, q: StatsQuery) -> dict[str, Any]:
     """Every table of the annex for this query, as plain JSON-ready data (no patient data)."""
     with view.snapshot() as db:
         daily, sends, imaging, delays = _daily(db, q), _sends(db, q), _imaging(db, q), _delays(db, q)
@@ -228,7 +244,8 @@ def build_report(view: Any, q: StatsQuery) -> dict:
             for day, w in by_day.items() if lo <= day <= hi
         )
 
-    dossiers_by_year, by_workflow = [], []
+    dossiers_by_year: list[dict[str, Any]] = []
+    by_workflow: list[dict[str, Any]] = []
     for year, lo, hi in year_spans(q.date_from, q.date_to):
         elo, ehi = year_earlier(lo, end=False), year_earlier(hi, end=True)
         total, earlier = count(lo, hi), count(elo, ehi)
@@ -297,7 +314,7 @@ def build_report(view: Any, q: StatsQuery) -> dict:
     }
 
 
-def _ranked(counts: dict[str, int], key: str, measure: str) -> list[dict]:
+def _ranked(counts: dict[str, int], key: str, measure: str) -> list[dict[str, str | int]]:
     return [{key: k, measure: n} for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
@@ -317,7 +334,7 @@ KEYS = ("year", "workflow", "department", "finess", "imaging_source", "channel",
 LONG_COLUMNS = ("table", *KEYS, "measure", "value")
 
 
-def table_rows(report: dict, table: str) -> list[dict]:
+def table_rows(report: dict[str, Any], table: str) -> list[dict[str, Any]]:
     """The rows of one table, flat (compared_to.from → compared_from …)."""
     if table == "dossiers_by_year":
         return [
@@ -326,13 +343,16 @@ def table_rows(report: dict, table: str) -> list[dict]:
              "variation_pct": r["variation_pct"]}
             for r in report["dossiers_by_year"]
         ]
+    rows: list[dict[str, Any]]
     if table == "sends_by_requester_department":
-        return report["sends_by_department"]["requester"]
-    if table == "sends_by_recipient_department":
-        return report["sends_by_department"]["recipient"]
-    if table not in TABLES:
+        rows = report["sends_by_department"]["requester"]
+    elif table == "sends_by_recipient_department":
+        rows = report["sends_by_department"]["recipient"]
+    elif table in TABLES:
+        rows = report[table]
+    else:
         raise ValueError(f"tableau inconnu « {table} » (connus : {', '.join(TABLES)})")
-    return report[table]
+    return rows
 
 
 def _cell(value: Any, decimal_comma: bool) -> str:
@@ -344,7 +364,7 @@ def _cell(value: Any, decimal_comma: bool) -> str:
     return str(value)
 
 
-def to_csv(report: dict, table: str | None = None, *, excel: bool = False) -> str:
+def to_csv(report: dict[str, Any], table: str | None = None, *, excel: bool = False) -> str:
     """All tables in one long CSV (`table`, keys…, `measure`, `value`), or one table in wide form.
 
     `excel`: for French Excel — BOM, semicolons, decimal commas.

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 from uuid import UUID
 
 from psycopg import Cursor
+from psycopg.rows import DictRow
 
 # Facts of a send set by one event each (`<fact>_at`, `<fact>_recorded_at`); the first event wins
 # (a re-acceptance after a forward does not move the acceptance time).
@@ -84,7 +85,7 @@ class Columns:
 COLUMNS: dict[type, Columns] = {row_class: Columns(row_class) for row_class in (NewEstablishment, NewDossier, NewSend)}
 
 
-def copy_rows(curs: Cursor, table: str, row_class: type, rows: Iterable[Any]) -> None:
+def copy_rows(curs: Cursor[DictRow], table: str, row_class: type, rows: Iterable[Any]) -> None:
     """Binary COPY (typed: about ten times faster than text COPY from Python)."""
     columns = COLUMNS[row_class]
     with curs.copy(f"COPY {table} ({', '.join(columns.names)}) FROM STDIN (FORMAT BINARY)") as copy:
