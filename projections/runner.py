@@ -6,14 +6,16 @@ import gc
 import logging
 import threading
 import time
+from typing import Any
 
 from eventsourcing.persistence import InfrastructureFactory
+from eventsourcing.postgres import PostgresDatastore, PostgresRecorder
 from eventsourcing.projection import Projection, ProjectionRunner
 from eventsourcing.utils import Environment
 
 from application import Relais
 from projections.access import AccessProjection, PostgresAccessView
-from projections.base import BufferedProjection, PostgresView, StalePositionError
+from projections.base import BufferedProjection, PostgresView, StalePositionError, fetch_one
 from projections.directory import DirectoryProjection, PostgresDirectoryView
 from projections.imaging import ImagingProjection, PostgresImagingView
 from projections.inbox import InboxProjection, PostgresInboxView
@@ -22,7 +24,8 @@ from projections.status import ProjectionStatus, projection_status
 
 log = logging.getLogger("relais.projections")
 
-PROJECTIONS: dict[str, tuple[type[Projection], type[PostgresView]]] = {
+# Projection[Any]: each projection class is generic in its own view class (its pair here)
+PROJECTIONS: dict[str, tuple[type[Projection[Any]], type[PostgresView]]] = {
     "directory": (DirectoryProjection, PostgresDirectoryView),
     "inbox": (InboxProjection, PostgresInboxView),
     "access": (AccessProjection, PostgresAccessView),
@@ -36,7 +39,7 @@ class UnknownProjectionError(KeyError):
         return f"projection inconnue « {self.args[0]} » (connues : {', '.join(PROJECTIONS)})"
 
 
-def _entry(name: str) -> tuple[type[Projection], type[PostgresView]]:
+def _entry(name: str) -> tuple[type[Projection[Any]], type[PostgresView]]:
     try:
         return PROJECTIONS[name]
     except KeyError:
@@ -46,20 +49,28 @@ def _entry(name: str) -> tuple[type[Projection], type[PostgresView]]:
 def open_view(name: str, env: dict[str, str]) -> PostgresView:
     """The view (read model) of a projection, without following the log (for queries)."""
     projection_class, view_class = _entry(name)
-    factory = InfrastructureFactory.construct(env=Environment(projection_class.name, env))
-    return factory.tracking_recorder(view_class)  # type: ignore[return-value]
+    factory = InfrastructureFactory[PostgresView].construct(env=Environment(projection_class.name, env))
+    return factory.tracking_recorder(view_class)
+
+
+def _datastore(app: Relais) -> PostgresDatastore:
+    """The application's PostgreSQL datastore: the log is read on its pool."""
+    recorder = app.recorder
+    if not isinstance(recorder, PostgresRecorder):
+        raise TypeError(f"projections follow a PostgreSQL event store, not {type(recorder).__name__}")
+    return recorder.datastore
 
 
 def log_head(app: Relais, topics: tuple[str, ...]) -> tuple[int, int]:
     """(last notification id of these topics, total) in the log."""
-    with app.recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+    with _datastore(app).get_connection() as conn, conn.cursor() as curs:
         curs.execute("SELECT coalesce(max(notification_id), 0) AS head FROM relais_events WHERE topic = ANY(%s)", (list(topics),))
-        return curs.fetchone()["head"], 0
+        return fetch_one(curs)["head"], 0
 
 
 def status(app: Relais, env: dict[str, str] | None = None, names: list[str] | None = None) -> list[ProjectionStatus]:
     """Position, head of the log and lag of each projection, on the application's own pool."""
-    with app.recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+    with _datastore(app).get_connection() as conn, conn.cursor() as curs:
         projections = [_entry(name)[0] for name in names or list(PROJECTIONS)]
         return [projection_status(curs, p.name, p.topics) for p in projections]
 
@@ -75,22 +86,23 @@ class Follower:
         self.name = name
         self.error: BaseException | None = None
         self.failed = False  # an error was raised: what is buffered must not be written
-        self.runner = ProjectionRunner(
+        self.runner: ProjectionRunner[Relais, PostgresView] = ProjectionRunner(
             application_class=Relais, projection_class=projection_class, view_class=view_class, env=env
         )
         self.runner.__enter__()
         self.projection = self.runner.projection
-        self.buffered = isinstance(self.projection, BufferedProjection)
+        # the projection when it is buffered (batches, a flusher thread); None when it writes each event
+        self.buffer = self.projection if isinstance(self.projection, BufferedProjection) else None
         self._stopping = threading.Event()
         self._flusher: threading.Thread | None = None
-        if self.buffered:
-            self._flusher = threading.Thread(target=self._flush_loop, name=f"flush-{name}", daemon=True)
+        if self.buffer is not None:
+            self._flusher = threading.Thread(target=self._flush_loop, args=(self.buffer,), name=f"flush-{name}", daemon=True)
             self._flusher.start()
 
-    def _flush_loop(self) -> None:
+    def _flush_loop(self, buffer: BufferedProjection[PostgresView]) -> None:
         while not self._stopping.wait(self.tick) and not self.runner.is_interrupted.is_set():
             try:
-                self.projection.flush_if_due()
+                buffer.flush_if_due()
             except BaseException as e:  # the runner stops; run_forever/wait re-raise it
                 self.error = e
                 self.runner.stop()
@@ -106,16 +118,16 @@ class Follower:
         """Blocks up to `timeout`; raises what stopped the runner (processing, flushing or writing)."""
         try:
             self.runner.run_forever(timeout=timeout)
-            if self.buffered:
-                self.projection.raise_error()
+            if self.buffer is not None:
+                self.buffer.raise_error()
         except BaseException:
             self.failed = True
             raise
         self._raise()
 
     def position(self) -> int:
-        if self.buffered:
-            return self.projection.committed
+        if self.buffer is not None:
+            return self.buffer.committed
         return self.runner.view.position()
 
     def wait(self, position: int, timeout: float) -> None:
@@ -123,15 +135,15 @@ class Follower:
         batch over as soon as it has folded that far)."""
         deadline = time.monotonic() + timeout
         while self.position() < position:
-            if self.buffered and self.projection.last_processed >= position:
-                self.projection.flush(wait=False)
+            if self.buffer is not None and self.buffer.last_processed >= position:
+                self.buffer.flush(wait=False)
             if self.runner.is_interrupted.is_set():
                 self.run_forever(0)
                 self._raise()
                 raise RuntimeError(f"projection {self.name} arrêtée avant la position {position}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"projection {self.name} : position {position} non atteinte en {timeout:.0f} s")
-            self.run_forever(timeout=0.01 if self.buffered else 0.05)
+            self.run_forever(timeout=0.01 if self.buffer is not None else 0.05)
 
     def close(self) -> None:
         """Stops following; a buffered projection writes what it holds (clean stop)."""
@@ -145,11 +157,11 @@ class Follower:
                 self.failed = True
                 raise
             self._raise()
-            if self.buffered and not self.failed:
-                self.projection.flush(wait=True)
+            if self.buffer is not None and not self.failed:
+                self.buffer.flush(wait=True)
         finally:
-            if self.buffered:
-                self.projection.close()
+            if self.buffer is not None:
+                self.buffer.close()
             self.runner.view.datastore.close()
 
 
