@@ -5,7 +5,10 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import asdict
+from typing import Any
 
+from psycopg import Connection
+from psycopg.rows import DictRow
 from psycopg_pool import ConnectionPool
 
 from projections.directory import DirectoryProjection, DirectoryView, PostgresDirectoryView
@@ -16,15 +19,16 @@ TTL = 30.0
 class Names:
     """id → display name, refreshed at most every TTL seconds (the directory changes rarely)."""
 
-    def __init__(self, directory: DirectoryView | ConnectionPool):
+    def __init__(self, directory: DirectoryView | ConnectionPool[Connection[DictRow]]):
         # A pool: the directory view read on it (what the composition root passes until it gives a view).
         if isinstance(directory, ConnectionPool):
             directory = PostgresDirectoryView.on_pool(directory, DirectoryProjection.name)
         self.directory: DirectoryView = directory
         self._lock = threading.Lock()
         self._at = 0.0
-        self.establishments: dict[str, dict] = {}
-        self.services: dict[str, dict] = {}
+        # id → the directory's row as a dict (EstablishmentRow, ServiceRow: every field a str)
+        self.establishments: dict[str, dict[str, str]] = {}
+        self.services: dict[str, dict[str, str]] = {}
         self.practitioners: dict[str, str] = {}
 
     def refresh(self, force: bool = False) -> Names:
@@ -64,7 +68,7 @@ class Names:
         parts = [self.establishment(eid), self.service(sid), self.practitioner(pid)]
         return " — ".join(p for p in parts if p)
 
-    def services_of(self, eid: str) -> list[dict]:
+    def services_of(self, eid: str) -> list[dict[str, str]]:
         self.refresh()
         return sorted((s for s in self.services.values() if s["establishment_id"] == str(eid)), key=lambda s: s["name"])
 
@@ -72,7 +76,7 @@ class Names:
         """(id, name) of the active clinicians of an establishment."""
         return [(p.id, p.name) for p in self.directory.clinicians_of(eid)]
 
-    def search(self, q: str, limit: int = 12) -> list[dict]:
+    def search(self, q: str, limit: int = 12) -> list[dict[str, Any]]:
         """Establishments matching a name, FINESS, town or department, or having a matching service
         or clinician; each with its services and clinicians (for choosing recipients)."""
         return [

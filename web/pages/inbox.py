@@ -7,7 +7,7 @@ import json
 import logging
 from collections.abc import AsyncGenerator
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from jinja2_fragments.litestar import HTMXBlockTemplate
@@ -51,7 +51,7 @@ def _date(value: str | None) -> date | None:
 
 
 def inbox_response(
-    request: Request, services: Services, user: SessionUser, tab: str, filters: Filters, cursor: str | None,
+    request: Request[Any, Any, Any], services: Services, user: SessionUser, tab: str, filters: Filters, cursor: str | None,
     full_page: bool = False,
 ) -> Template:
     if tab not in TABS:
@@ -64,7 +64,7 @@ def inbox_response(
         ("until", filters.until.isoformat() if filters.until else ""),
     ) if v}
     next_url = f"/inbox/{tab}?" + urlencode(query | {"cursor": page.next_cursor}) if page.next_cursor else None
-    context = {
+    context: dict[str, Any] = {
         "tab": tab, "tab_names": TAB_NAMES, "rows": page.rows, "next_url": next_url, "filters": filters, "query": query,
         "names": services.names, "user": user, "my_services": [(sid, services.names.service(sid)) for sid in scope.service_ids],
         "workflows": WORKFLOW_LABELS, "urgencies": URGENCY_LABELS,
@@ -85,7 +85,7 @@ def inbox_response(
 
 @get("/inbox/{tab:str}", name="inbox", guards=[CLINICIAN], sync_to_thread=True)
 def inbox(
-    request: Request,
+    request: Request[Any, Any, Any],
     services: NamedDependency[Services],
     user: NamedDependency[SessionUser],
     tab: FromPath[str],

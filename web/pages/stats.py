@@ -10,7 +10,7 @@ import json
 import threading
 from collections import OrderedDict
 from datetime import date, datetime
-from typing import Annotated
+from typing import Annotated, Any, TypedDict
 from urllib.parse import urlencode
 
 from jinja2_fragments.litestar import HTMXBlockTemplate
@@ -18,6 +18,7 @@ from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 from litestar.response import Template
+from markupsafe import Markup
 
 from application.history import IMPORTED_ESTABLISHMENT_NAME
 from domain.directory import establishment_id
@@ -91,15 +92,15 @@ def _parse_query(
     today = datetime.now(PARIS).date()
     to = _day(date_to, "to") or today
     start = _day(date_from, "from") or date(to.year, 1, 1)
-    finess = check_finess(establishment, "establishment") if (establishment or "").strip() else None
+    finess = check_finess(establishment, "establishment") if establishment and establishment.strip() else None
     side = (side or "any").strip()
     if side not in SIDES:
         raise InvalidFieldError("side", f"valeur inconnue « {side} »")
     try:
         return StatsQuery(
             date_from=start, date_to=to, as_of=_day(as_of, "as_of"),
-            workflow=code(Workflow, workflow.strip(), "workflow") if (workflow or "").strip() else None,
-            department=check_department(department, "department") if (department or "").strip() else None,
+            workflow=code(Workflow, workflow.strip(), "workflow") if workflow and workflow.strip() else None,
+            department=check_department(department, "department") if department and department.strip() else None,
             establishment_id=establishment_id(finess) if finess else None, establishment_finess=finess, side=side,
         )
     except ValueError as e:
@@ -118,13 +119,23 @@ def query_string(q: StatsQuery) -> dict[str, str]:
     return {k: v for k, v in params.items() if v}
 
 
-def _freshness(statistics: PostgresStatisticsView) -> dict:
+class Freshness(TypedDict):
+    position: int
+    lag: int
+    at: datetime
+
+
+def _freshness(statistics: PostgresStatisticsView) -> Freshness:
     """Where the statistics stand: the projection's position and the events not yet in them."""
     status = statistics.status()
     return {"position": status.position, "lag": status.lag, "at": datetime.now(PARIS)}
 
 
-def _charts(report: dict, establishments: dict[str, EstablishmentRow]) -> dict:
+# the labels of WORKFLOW_LABELS by the workflows' codes, as the report names them
+WORKFLOW_NAMES: dict[str, str] = {w.value: label for w, label in WORKFLOW_LABELS.items()}
+
+
+def _charts(report: dict[str, Any], establishments: dict[str, EstablishmentRow]) -> dict[str, Markup]:
     years = report["dossiers_by_year"]
     groups = [str(y["year"]) for y in years]
     out = {
@@ -138,12 +149,12 @@ def _charts(report: dict, establishments: dict[str, EstablishmentRow]) -> dict:
     workflows = [w.value for w in Workflow if any(r["workflow"] == w.value for r in report["dossiers_by_workflow_year"])]
     by_wy = {(r["workflow"], r["year"]): r["dossiers"] for r in report["dossiers_by_workflow_year"]}
     out["workflows"] = charts.grouped_bars(
-        groups, [(WORKFLOW_LABELS.get(w, w), [by_wy.get((w, y["year"]), 0) for y in years]) for w in workflows],
+        groups, [(WORKFLOW_NAMES.get(w, w), [by_wy.get((w, y["year"]), 0) for y in years]) for w in workflows],
         title="Télédossiers par workflow et par année", value_labels=False,
     )
     out["shares"] = charts.stacked_shares(
         [(str(y["year"]), [(w, by_wy.get((w, y["year"]), 0)) for w in workflows]) for y in years],
-        workflows, {w: WORKFLOW_LABELS.get(w, w) for w in workflows}, title="Part de chaque workflow par année",
+        workflows, {w: WORKFLOW_NAMES.get(w, w) for w in workflows}, title="Part de chaque workflow par année",
     )
     sends = report["sends_by_department"]
     out["requester_departments"] = charts.hbars(
@@ -154,7 +165,7 @@ def _charts(report: dict, establishments: dict[str, EstablishmentRow]) -> dict:
         [(department_label(r["department"]), r["sends"]) for r in sends["recipient"]],
         title="Envois par département requis", color=charts.PALETTE[2],
     )
-    per_est: dict[str, list] = {}
+    per_est: dict[str, list[tuple[str, int]]] = {}
     for r in report["imaging_source_by_establishment"]:
         per_est.setdefault(r["finess"], []).append((r["imaging_source"], r["dossiers"]))
     biggest = sorted(per_est.items(), key=lambda kv: -sum(v for _, v in kv[1]))[:15]
@@ -194,9 +205,9 @@ class ReportCache:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.reports: OrderedDict[tuple, dict] = OrderedDict()
+        self.reports: OrderedDict[tuple[StatsQuery, int], dict[str, Any]] = OrderedDict()
 
-    def get(self, statistics: PostgresStatisticsView, q: StatsQuery, position: int | None = None) -> dict:
+    def get(self, statistics: PostgresStatisticsView, q: StatsQuery, position: int | None = None) -> dict[str, Any]:
         if position is None:
             position = statistics.status().position
         key = (q, position)
@@ -212,14 +223,16 @@ class ReportCache:
         return report
 
 
-def report_for(request: Request, services: Services, q: StatsQuery, position: int | None = None) -> dict:
-    cache = getattr(request.app.state, "stats_reports", None)
+def report_for(
+    request: Request[Any, Any, Any], services: Services, q: StatsQuery, position: int | None = None
+) -> dict[str, Any]:
+    cache: ReportCache | None = getattr(request.app.state, "stats_reports", None)
     if cache is None:
         cache = request.app.state.stats_reports = ReportCache()
     return cache.get(services.statistics, q, position)
 
 
-def _context(request: Request, services: Services, q: StatsQuery) -> dict:
+def _context(request: Request[Any, Any, Any], services: Services, q: StatsQuery) -> dict[str, Any]:
     statistics = services.statistics
     establishments = {e.finess: e for e in statistics.establishments()}
     freshness = _freshness(statistics)
@@ -240,7 +253,7 @@ def _context(request: Request, services: Services, q: StatsQuery) -> dict:
 
 @get("/stats", name="stats", guards=[ANALYST], sync_to_thread=True)
 def stats_page(
-    request: Request, services: NamedDependency[Services],
+    request: Request[Any, Any, Any], services: NamedDependency[Services],
     date_from: Annotated[str | None, QueryParameter(name="from", required=False)] = None,
     date_to: Annotated[str | None, QueryParameter(name="to", required=False)] = None,
     as_of: Q = None, workflow: Q = None, department: Q = None, establishment: Q = None, side: Q = None,
@@ -263,7 +276,7 @@ def _filename(q: StatsQuery, ext: str, table: str | None = None) -> str:
 
 @get("/stats/export.json", guards=[ANALYST], sync_to_thread=True)
 def export_json(
-    request: Request, services: NamedDependency[Services],
+    request: Request[Any, Any, Any], services: NamedDependency[Services],
     date_from: Annotated[str | None, QueryParameter(name="from", required=False)] = None,
     date_to: Annotated[str | None, QueryParameter(name="to", required=False)] = None,
     as_of: Q = None, workflow: Q = None, department: Q = None, establishment: Q = None, side: Q = None,
@@ -278,7 +291,7 @@ def export_json(
 
 @get("/stats/export.csv", guards=[ANALYST], sync_to_thread=True)
 def export_csv(
-    request: Request, services: NamedDependency[Services],
+    request: Request[Any, Any, Any], services: NamedDependency[Services],
     date_from: Annotated[str | None, QueryParameter(name="from", required=False)] = None,
     date_to: Annotated[str | None, QueryParameter(name="to", required=False)] = None,
     as_of: Q = None, workflow: Q = None, department: Q = None, establishment: Q = None, side: Q = None,
