@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TypeVar, cast
 from uuid import UUID
 
@@ -22,7 +22,7 @@ SYSTEM_ACTOR: Json = {
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def parse_uuid(value: UUID | str, field: str) -> UUID:

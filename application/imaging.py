@@ -162,7 +162,7 @@ class ImagingUseCases:
         accession = study.study.get("accession_number") or ""
         done = []
         for did in dossier_ids:
-            for attempt in range(RETRIES):
+            for _attempt in range(RETRIES):
                 try:
                     dossier = self.core.load(Dossier, did, "télédossier")
                 except NotFoundError:

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh clone: install, make sure services answer, run pytest.
+# The whole test suite, from a fresh clone: install, lint and type-check, make sure services answer, run pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh
+echo "test: ruff (lint, import order)"
+.venv/bin/ruff check .
+echo "test: mypy (strict on domain/ and application/)"
+.venv/bin/mypy
 scripts/system-packages.sh
 scripts/services.sh
 export RELAIS_TEST_SERVER_URL=${RELAIS_TEST_SERVER_URL:-postgresql://postgres@127.0.0.1:5432/postgres}

@@ -19,9 +19,10 @@ from adapters.settings import Settings
 from domain.directory import establishment_id
 from domain.identifiers import check_department, check_finess
 from domain.values import PARIS, Workflow
-from entrypoints.bootstrap import open_app
+from entrypoints.bootstrap import open_app, open_view_as
 from entrypoints.cli.common import CommandError, with_db
-from projections.runner import catch_up, open_view
+from projections.runner import catch_up
+from projections.statistics import PostgresStatisticsView
 from projections.statistics_report import TABLES as STATS_TABLES
 from projections.statistics_report import StatsQuery, build_report, table_rows, to_csv
 
@@ -100,7 +101,7 @@ def cmd_stats_export(args: argparse.Namespace, settings: Settings) -> int:
             raise CommandError(f"établissement FINESS {finess} inconnu de l'annuaire")
         if not args.no_catch_up:
             catch_up("statistics", env, app, timeout=3600)
-    view = open_view("statistics", {**env, "POSTGRES_POOL_SIZE": "1"})
+    view = open_view_as(PostgresStatisticsView, "statistics", {**env, "POSTGRES_POOL_SIZE": "1"})
     try:
         report = build_report(view, query)
     finally:
