@@ -303,9 +303,11 @@ class Retriever:
                     reason += f" ; écriture impossible : {write_error.strerror or write_error}"
         except QRError as e:
             status, reason = "failed", e.reason
-        study_id = record(status, reason)
-        if status == "completed":
-            self.app.attach_retrieved(dossier_id=dossier_id, study_id=study_id)
+        try:
+            if status == "completed":  # attached before the outcome is recorded: « Récupéré » means in the dossier
+                self.app.attach_retrieved(dossier_id=dossier_id, study_id=str(received_study_id(est, study_uid)))
+        finally:
+            study_id = record(status, reason)
         return RetrieveOutcome(
             status=status, reason=reason, expected=expected, received=received, attempts=attempts, study_id=study_id,
         )

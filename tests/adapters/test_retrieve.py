@@ -256,6 +256,23 @@ def test_a_c_move_waits_for_what_the_node_accepted_even_when_its_recording_is_sl
     assert (out.status, out.received, out.attempts) == ("completed", 5, 1), out.reason
 
 
+def test_a_retrieved_study_is_in_the_dossier_before_its_outcome_says_completed(relais, world, pacs, setup, monkeypatch):
+    """The progress page says « Récupéré » from the recorded outcome: by then the study must be attached."""
+    outcome_when_attached = []
+    real = relais.attach_retrieved
+
+    def attach(**kwargs):
+        last = relais.received_study_view(study_id=kwargs["study_id"]).last_retrieve
+        outcome_when_attached.append(last and last["status"])
+        return real(**kwargs)
+
+    monkeypatch.setattr(relais, "attach_retrieved", attach)
+    out = setup["retriever"].retrieve(dossier_id=setup["dossier"], study_uid=pacs["mr"]["study_uid"], node_aet="ORTHANC")
+    assert out.status == "completed" and outcome_when_attached == ["started"]
+    view = relais.received_study_view(study_id=out.study_id)
+    assert view.last_retrieve is not None and view.last_retrieve["status"] == "completed"
+
+
 def test_a_pacs_refusing_a_second_association_is_then_served_on_one(relais, world, pacs, setup):
     r = Retriever(app=relais, store=setup["retriever"].store, our_aet="RELAIS", settle=1.0, timeout=10,
                   parallel=2, min_split=2)
