@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from pydicom import dcmread
-from pynetdicom import AE, evt
+from pynetdicom import evt
 
-from adapters.dicom.reactor import nodelay, quiet_pynetdicom
+from adapters.dicom.reactor import RequestorAE, nodelay
 from adapters.dicom.storage import InstanceStore
 from adapters.jobs import JobContext
 from application import Relais
@@ -84,8 +84,7 @@ class Exporter:
             todo = [p for p in files if p not in done]
             if not todo:
                 break
-            quiet_pynetdicom()
-            ae = AE(ae_title=self.our_aet)
+            ae = RequestorAE(ae_title=self.our_aet)
             ae.maximum_pdu_size = 0
             ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout
             ae.connection_timeout = 5

@@ -42,7 +42,7 @@ from adapters.dicom.identifiers import (
     study_query,
     text_of,
 )
-from adapters.dicom.reactor import nodelay, quiet_pynetdicom, use_waking_dul
+from adapters.dicom.reactor import RequestorAE, nodelay
 
 TIMEOUT = 30
 # C-GET: the PACS sends on our association; propose what it may hold so that bytes come as stored.
@@ -74,19 +74,6 @@ class RetrieveResult:
     completed: int
     failed: int
     warning: int
-
-
-class _AE(AE):
-    """An AE whose associations run on a `WakingDUL` (adapters/dicom/reactor.py): woken by the
-    peer's socket and by queued primitives instead of pynetdicom's 1 ms sleeps."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        quiet_pynetdicom()
-        super().__init__(*args, **kwargs)
-
-    def _create_socket(self, assoc: Any, address: Any, tls_args: Any) -> Any:
-        use_waking_dul(assoc)
-        return super()._create_socket(assoc, address, tls_args)
 
 
 class QuerySession:
@@ -129,7 +116,7 @@ class QueryRetrieve:
         self.timeout = timeout
 
     def _ae(self) -> AE:
-        ae = _AE(ae_title=self.calling_aet)
+        ae = RequestorAE(ae_title=self.calling_aet)
         ae.maximum_pdu_size = 0
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout
         ae.connection_timeout = 5

@@ -26,7 +26,7 @@ import socketserver
 import time
 from typing import TYPE_CHECKING, Any, cast
 
-from pynetdicom import _config, evt
+from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
@@ -160,8 +160,15 @@ class WakingAssociation(Association):
             if not waiting.queue:
                 waiting.not_empty.wait(IDLE_WAIT_SECONDS)
 
+    def _serve_waiting(self) -> None:
+        """Serves the DIMSE request waiting on the queue, if any (an acceptor serves requests)."""
+        context_id, msg = self.dimse.get_msg(block=False)
+        if msg:
+            self._serve_request(msg, cast(int, context_id))
+
     def _run_reactor(self) -> None:
-        # pynetdicom 3.0.4 Association._run_reactor, the sleep replaced by _await_message()
+        # pynetdicom 3.0.4 Association._run_reactor, the sleep replaced by _await_message() and its
+        # look at the DIMSE queue by _serve_waiting()
         self._is_paused = False
         while not self._kill:
             self._await_message()
@@ -179,9 +186,7 @@ class WakingAssociation(Association):
 
             # Check with the DIMSE provider to see if a completely decoded
             #   message is available
-            context_id, msg = self.dimse.get_msg(block=False)
-            if msg:
-                self._serve_request(msg, cast(int, context_id))
+            self._serve_waiting()
 
             # Check for release request from the peer
             if self.is_established and self.acse.is_release_requested():
@@ -227,6 +232,41 @@ class WakingAssociation(Association):
 
                 self.kill()
                 return
+
+
+class RequestorAssociation(WakingAssociation):
+    """An association we requested (query/retrieve, export). Its reactor never takes a DIMSE message
+    off the queue: every message that comes on it answers a send_*() that is waiting for it (the
+    C-STOREs of a C-GET included, served by send_c_get's own loop). pynetdicom's reactor looks at
+    the queue, and between a send_*() pausing it and the request leaving there is a moment where it
+    can take the answer itself and drop it ("Received unexpected C-FIND service message"): a series
+    missing from a C-FIND, seen on a loaded machine, and the retrieve then short of its instances."""
+
+    def _await_message(self) -> None:
+        time.sleep(0.001)  # pynetdicom's own pace: the queue is not ours to wait on
+
+    def _serve_waiting(self) -> None:
+        return None
+
+
+def as_requestor(assoc: Any) -> None:
+    """Runs a not yet started association we request with `RequestorAssociation`'s reactor, on a
+    `WakingDUL`."""
+    assoc.__class__ = RequestorAssociation  # same state, only the reactor loop differs
+    use_waking_dul(assoc)
+
+
+class RequestorAE(AE):
+    """An AE whose associations are `RequestorAssociation`s on a `WakingDUL`: woken by the peer's
+    socket and by queued primitives instead of pynetdicom's 1 ms sleeps, and never losing an answer."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        quiet_pynetdicom()
+        super().__init__(*args, **kwargs)
+
+    def _create_socket(self, assoc: Any, address: Any, tls_args: Any) -> Any:
+        as_requestor(assoc)
+        return super()._create_socket(assoc, address, tls_args)
 
 
 def use_waking_dul(assoc: Any) -> None:

@@ -43,6 +43,10 @@ def test_the_copied_loop_is_the_installed_pynetdicom_loop_but_for_the_idle_wait(
 
 def test_the_copied_association_loop_is_the_installed_one_but_for_the_wait():
     theirs = [line.replace("time.sleep(0.001)", "self._await_message()") for line in _body(Association._run_reactor)]
+    look = ["context_id, msg = self.dimse.get_msg(block=False)", "if msg:", "self._serve_request(msg, cast(int, context_id))"]
+    at = [line.strip() for line in theirs].index(look[0])
+    assert [line.strip() for line in theirs[at:at + 3]] == look
+    theirs[at:at + 3] = [theirs[at].replace(look[0], "self._serve_waiting()")]
     ours = [line.replace("ASSOC_LOGGER", "LOGGER") for line in _body(WakingAssociation._run_reactor)]
     assert ours == theirs, (
         f"pynetdicom {pynetdicom.__version__}'s Association._run_reactor changed: bring adapters/dicom/reactor.py up to date"

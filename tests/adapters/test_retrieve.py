@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 from pydicom import dcmread
+from pynetdicom.dimse_primitives import C_FIND
 
 from adapters.dicom.background_writes import BackgroundWrites
 from adapters.dicom.qr import Peer, QRError, QueryRetrieve
-from adapters.dicom.reactor import WakingDUL
+from adapters.dicom.reactor import RequestorAssociation, WakingDUL
 from adapters.dicom.retrieve import Ask, Retriever, retrieve_job_id, share
 from adapters.dicom.storage import InstanceStore
 from adapters.jobs import InlineJobs
@@ -271,6 +272,24 @@ def test_a_retrieved_study_is_in_the_dossier_before_its_outcome_says_completed(r
     assert out.status == "completed" and outcome_when_attached == ["started"]
     view = relais.received_study_view(study_id=out.study_id)
     assert view.last_retrieve is not None and view.last_retrieve["status"] == "completed"
+
+
+def test_our_query_associations_leave_every_answer_to_the_request_waiting_for_it(pacs):
+    """pynetdicom's reactor could take an answer off the queue in the moment between a send_*()
+    pausing it and the request leaving, and drop it as an unexpected request: a series missing from
+    a C-FIND on a loaded machine, the retrieve then short of its instances. Our requestor
+    associations' reactor never takes a message: one put on the queue stays there."""
+    qr = QueryRetrieve("RELAIS", timeout=10)
+    with qr.session(pacs["peer"]) as q:
+        assert len(q.find_series(pacs["ct"]["study_uid"])) == 2
+        assoc = q._assoc
+        assert isinstance(assoc, RequestorAssociation)
+        stray = C_FIND()
+        assoc.dimse.msg_queue.put((1, stray))
+        time.sleep(0.2)  # 200 reactor turns
+        assert assoc.dimse.msg_queue.get_nowait() == (1, stray)
+        for _ in range(20):  # one association, one C-FIND after another: none loses an answer
+            assert len(q.find_series(pacs["ct"]["study_uid"])) == 2
 
 
 def test_a_pacs_refusing_a_second_association_is_then_served_on_one(relais, world, pacs, setup):
