@@ -68,23 +68,9 @@ class PostgresInboxView(InboxQueries, PostgresView):
 _UUIDS: dict[str, UUID] = {}
 
 
-def _uuid(value: str | UUID | None) -> UUID | None:
-    """A UUID from an id of an event that may have none (str or UUID; establishments and services are cached)."""
-    if not value:
-        return None
-    if isinstance(value, UUID):
-        return value
-    found = _UUIDS.get(value)
-    if found is None:
-        found = UUID(value)
-        if len(_UUIDS) < 100_000:
-            _UUIDS[value] = found
-    return found
-
-
 def _id(value: str | UUID) -> UUID:
-    """`_uuid` of an id every such event has (a send's, a viewed dossier's): never None.
-    Its own body rather than a call to `_uuid`, which runs for most ids of every batch."""
+    """A UUID from an event's id (str or UUID), parsed once per id (establishments, services and
+    sends come back in every batch; the cache stops growing at 100,000)."""
     if isinstance(value, UUID):
         return value
     found = _UUIDS.get(value)
@@ -93,6 +79,11 @@ def _id(value: str | UUID) -> UUID:
         if len(_UUIDS) < 100_000:
             _UUIDS[value] = found
     return found
+
+
+def _uuid(value: str | UUID | None) -> UUID | None:
+    """`_id` of an id an event may not have (None then)."""
+    return _id(value) if value else None
 
 
 def _date(value: Any) -> date | None:
