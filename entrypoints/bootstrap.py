@@ -112,20 +112,21 @@ def upgrade(settings: Settings) -> list[str]:
     return done
 
 
-def job_context(settings: Settings, app: Relais) -> JobContext:
-    """What the job functions find in their `ctx`: the retriever and the exporter on `app`."""
-    store = InstanceStore(settings.dicom_root)
+def job_context(settings: Settings, app: Relais, store: InstanceStore | None = None) -> JobContext:
+    """What the job functions find in their `ctx`: the retriever and the exporter on `app` and the
+    process's instance store (one made here when none is given)."""
+    store = store or InstanceStore(settings.dicom_root)
     return {
         "retriever": Retriever(app=app, store=store, our_aet=settings.dicom_aet),
         "exporter": Exporter(app=app, store=store, our_aet=settings.dicom_aet),
     }
 
 
-def build_jobs(settings: Settings, app: Relais) -> Jobs:
-    """Jobs on Redis for `relais worker` when configured, else run in this process on `app`."""
+def build_jobs(settings: Settings, app: Relais, store: InstanceStore) -> Jobs:
+    """Jobs on Redis for `relais worker` when configured, else run in this process on `app` and `store`."""
     if settings.redis_url:
         return ArqJobs(settings.redis_url)
-    return InlineJobs(JOBS, job_context(settings, app))
+    return InlineJobs(JOBS, job_context(settings, app, store))
 
 
 def session_store(settings: Settings) -> Store:
@@ -142,15 +143,17 @@ def build_web_services(settings: Settings) -> Services:
     credentials = Credentials(pool)
     env = dict(settings.eventsourcing_env(), CREATE_TABLE="no")  # tables are made by `relais db upgrade`, no DDL here
     small = dict(settings.small_pool_env(), CREATE_TABLE="no")
+    directory = PostgresDirectoryView.on_pool(pool, DirectoryProjection.name)  # names and DICOM nodes alike
+    store = InstanceStore(settings.dicom_root)
     imaging = ImagingServices(
-        studies=open_view_as(PostgresImagingView, "imaging", small), directory=open_view_as(PostgresDirectoryView, "directory", small),
-        store=InstanceStore(settings.dicom_root), jobs=build_jobs(settings, relais), our_aet=settings.dicom_aet,
+        studies=open_view_as(PostgresImagingView, "imaging", small), directory=directory,
+        store=store, jobs=build_jobs(settings, relais, store), our_aet=settings.dicom_aet,
     )
     return Services(
         settings=settings, relais=relais, pool=pool, credentials=credentials,
         authenticator=LocalPasswordAuthenticator(relais, credentials),
         inbox=open_view_as(PostgresInboxView, "inbox", env), access_log=open_view_as(PostgresAccessView, "access", env),
-        names=Names(PostgresDirectoryView.on_pool(pool, DirectoryProjection.name)), blobs=BlobStore(settings.data_dir),
+        names=Names(directory), blobs=BlobStore(settings.data_dir),
         statistics=PostgresStatisticsView.on_pool(pool, StatisticsProjection.name),
         imaging=imaging,
         session_store=session_store(settings),
@@ -161,7 +164,6 @@ def build_web_services(settings: Settings) -> Services:
 def web_secret(settings: Settings) -> str:
     """The key signing CSRF cookies: the configured one, else a random one for this process."""
     return settings.secret_key or secrets.token_urlsafe(32)
-
 
 
 def build_web_app(settings: Settings) -> Litestar:

@@ -16,10 +16,9 @@ from adapters.dicom.storage import InstanceStore
 from adapters.dicom.workers import CHANNEL_FD_ENV, Acceptor, channel_from_fd
 from adapters.settings import Settings
 from application import Relais
-from entrypoints.bootstrap import build_app, upgrade
+from entrypoints.bootstrap import build_app, open_view_as, upgrade
 from projections.directory import PostgresDirectoryView
 from projections.imaging import PostgresImagingView
-from projections.runner import open_view
 
 log = logging.getLogger("relais.dicom")
 
@@ -58,8 +57,8 @@ def serve(settings: Settings, stop: threading.Event, command: list[str]) -> str 
     env = settings.small_pool_env()
     app = build_app(settings)
     try:
-        directory, imaging = open_view("directory", env), open_view("imaging", env)
-        assert isinstance(directory, PostgresDirectoryView) and isinstance(imaging, PostgresImagingView)
+        directory = open_view_as(PostgresDirectoryView, "directory", env)
+        imaging = open_view_as(PostgresImagingView, "imaging", env)
         with node_server(settings, app, directory, imaging, channel=channel) as node:
             node.serve(stop)
     finally:

@@ -7,11 +7,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from psycopg import Connection
-from psycopg.rows import DictRow
-from psycopg_pool import ConnectionPool
-
-from projections.directory import DirectoryProjection, DirectoryView, PostgresDirectoryView
+from projections.directory import DirectoryView
 
 TTL = 30.0
 
@@ -19,11 +15,8 @@ TTL = 30.0
 class Names:
     """id → display name, refreshed at most every TTL seconds (the directory changes rarely)."""
 
-    def __init__(self, directory: DirectoryView | ConnectionPool[Connection[DictRow]]):
-        # A pool: the directory view read on it (what the composition root passes until it gives a view).
-        if isinstance(directory, ConnectionPool):
-            directory = PostgresDirectoryView.on_pool(directory, DirectoryProjection.name)
-        self.directory: DirectoryView = directory
+    def __init__(self, directory: DirectoryView):
+        self.directory = directory
         self._lock = threading.Lock()
         self._at = 0.0
         # id → the directory's row as a dict (EstablishmentRow, ServiceRow: every field a str)
