@@ -27,6 +27,9 @@ COLUMNS = (
     "recipient_finess", "recipient_department", "recipient_region", "imaging_source",
     "inter_regional_channel", "answered_at", "closed_at",
 )
+# Optional: the legacy send identifier (rows sharing one are one send) and the recipient service
+# (rows differing only by it are two sends). Without them, identical rows are distinct sends.
+OPTIONAL_COLUMNS = ("send_id", "recipient_service")
 DossierField = Literal["workflow", "created_at", "requester_finess", "requester_department", "imaging_source", "closed_at"]
 DOSSIER_FIELDS: tuple[DossierField, ...] = get_args(DossierField)
 CLOCK_SKEW = timedelta(minutes=2)
@@ -66,6 +69,8 @@ class ParsedFile:
     rows: int = 0
     dossiers: list[LegacyDossier] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
+    warnings: list[RowError] = field(default_factory=list)
+    identical_rows: int = 0  # rows identical to an earlier one of their dossier (each one a send)
     extra_columns: list[str] = field(default_factory=list)
 
 
@@ -125,10 +130,11 @@ def header_map(fields: list[str]) -> tuple[dict[str, int], list[str]]:
             f"en-tête : colonne(s) manquante(s) : {', '.join(missing)} (trouvées : {found}). "
             f"Colonnes attendues : {', '.join(COLUMNS)}"
         )
-    duplicated = sorted({n for n in names if names.count(n) > 1 and n in COLUMNS})
+    known = COLUMNS + OPTIONAL_COLUMNS
+    duplicated = sorted({n for n in names if names.count(n) > 1 and n in known})
     if duplicated:
         raise LegacyFileError(f"en-tête : colonne(s) en double : {', '.join(duplicated)}")
-    return {c: names.index(c) for c in COLUMNS}, [n for n in names if n not in COLUMNS]
+    return {c: names.index(c) for c in known if c in names}, [n for n in names if n not in known]
 
 
 # ------------------------------------------------------------------------- one row
@@ -195,6 +201,8 @@ def parse_row(values: dict[str, str], now: datetime, line: int) -> tuple[Dossier
         line=line, recipient_finess=check_finess(values["recipient_finess"], "recipient_finess"),
         recipient_department=department, recipient_region=region, channel=channel,
         sent_at=sent_at, answered_at=answered_at,
+        send_id=text(values.get("send_id"), "send_id", max_len=64, required=False) or None,
+        service=text(values.get("recipient_service"), "recipient_service", max_len=120, required=False) or None,
     )
     return dossier, send
 
@@ -225,6 +233,7 @@ def parse_legacy_text(content: str, *, name: str = "", now: datetime | None = No
     by_dossier: dict[str, list[tuple[int, DossierFields, LegacySend]]] = {}
     bad: dict[str, list[RowError]] = {}
     finess_department: dict[str, tuple[str, int]] = {}
+    send_owner: dict[str, tuple[str, int]] = {}  # legacy send_id → (dossier, line)
     for line, fields in rows:
         parsed.rows += 1
         legacy_id = fields[columns["dossier_id"]].strip() if len(fields) > columns["dossier_id"] else ""
@@ -244,6 +253,12 @@ def parse_legacy_text(content: str, *, name: str = "", now: datetime | None = No
                 seen = finess_department.setdefault(f, (dep, line))
                 if seen[0] != dep:
                     raise InvalidFieldError(col, f"FINESS {f} : département {dep}, mais {seen[0]} à la ligne {seen[1]}")
+            if send.send_id is not None:
+                owner = send_owner.setdefault(send.send_id, (legacy_id, line))
+                if owner[0] != legacy_id:
+                    raise InvalidFieldError(
+                        "send_id", f"« {send.send_id} » est déjà celui du télédossier {owner[0]} (ligne {owner[1]})"
+                    )
         except InvalidFieldError as e:
             parsed.errors.append(RowError(line, legacy_id, f"{e.field} : {e.message}"))
             bad.setdefault(legacy_id, [])
@@ -252,29 +267,57 @@ def parse_legacy_text(content: str, *, name: str = "", now: datetime | None = No
 
     for legacy_id, rows_ in by_dossier.items():
         reason = _inconsistency(rows_) if legacy_id not in bad else "une autre ligne de ce télédossier est invalide"
+        sends: list[LegacySend] = []
+        warnings: list[RowError] = []
+        if not reason:
+            reason = _sends(legacy_id, [s for _, _, s in rows_], sends, warnings)
         if reason:
             parsed.errors.extend(RowError(line, legacy_id, reason) for line, _, _ in rows_)
             continue
         _, d, _ = rows_[0]
-        parsed.dossiers.append(LegacyDossier(
-            legacy_id=legacy_id, file=name, sends=tuple(s for _, _, s in rows_), **d,
-        ))
+        parsed.dossiers.append(LegacyDossier(legacy_id=legacy_id, file=name, sends=tuple(sends), **d))
+        parsed.warnings.extend(warnings)
+        parsed.identical_rows += sum(1 for s in sends if s.send_id is None) - len({s.content() for s in sends if s.send_id is None})
     parsed.errors.sort(key=lambda e: e.line)
+    parsed.warnings.sort(key=lambda e: e.line)
     return parsed
 
 
 def _inconsistency(rows: list[tuple[int, DossierFields, LegacySend]]) -> str | None:
     """Why the rows of one dossier do not describe one dossier, or None."""
     line0, first, _ = rows[0]
-    seen: dict[tuple[str, datetime], int] = {}
-    for line, d, s in rows:
+    for line, d, _ in rows:
         for f in DOSSIER_FIELDS:
             if d[f] != first[f]:
                 return f"{f} diffère entre les lignes {line0} et {line} du même télédossier"
-        key = (s.recipient_finess, s.sent_at)
-        if key in seen:
-            return f"envoi en double (même destinataire et même date, lignes {seen[key]} et {line})"
-        seen[key] = line
+    return None
+
+
+def _sends(legacy_id: str, rows: list[LegacySend], sends: list[LegacySend], warnings: list[RowError]) -> str | None:
+    """The dossier's sends (into `sends`), or why its rows contradict each other.
+
+    Each row is a send, as in the legacy platform's own counts: identical rows are sends to
+    services of one establishment that the export does not name (a warning says so). Rows with
+    the same `send_id` are one send, and must then say the same thing.
+    """
+    by_send_id: dict[str, LegacySend] = {}
+    by_content: dict[tuple[str | None, ...], int] = {}
+    for s in rows:
+        if s.send_id is not None:
+            first = by_send_id.setdefault(s.send_id, s)
+            if first is not s:
+                if first.content() != s.content():
+                    return f"send_id : « {s.send_id} » décrit deux envois différents (lignes {first.line} et {s.line})"
+                warnings.append(RowError(s.line, legacy_id, f"même send_id « {s.send_id} » que la ligne {first.line} : un seul envoi"))
+                continue
+        else:
+            line = by_content.setdefault(s.content(), s.line)
+            if line != s.line:
+                warnings.append(RowError(
+                    s.line, legacy_id,
+                    f"ligne identique à la ligne {line} : importée comme un envoi de plus (services non distingués par l'export)",
+                ))
+        sends.append(s)
     return None
 
 
@@ -291,6 +334,8 @@ class ImportReport:
     unchanged: int = 0
     establishments_added: list[str] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
+    warnings: list[RowError] = field(default_factory=list)
+    identical_rows: int = 0
 
 
 def import_file(
@@ -298,7 +343,10 @@ def import_file(
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Imports the valid dossiers of a parsed file in batches (one transaction each)."""
-    report = ImportReport(rows=parsed.rows, dossiers=len(parsed.dossiers), errors=list(parsed.errors))
+    report = ImportReport(
+        rows=parsed.rows, dossiers=len(parsed.dossiers), errors=list(parsed.errors), warnings=list(parsed.warnings),
+        identical_rows=parsed.identical_rows,
+    )
     dossiers = parsed.dossiers
     wanted: dict[str, str] = {}
     for d in dossiers:

@@ -44,9 +44,14 @@ def legacy_dossier_id(legacy_id: str) -> UUID:
     return uuid5(LEGACY_NAMESPACE, f"dossier:{legacy_id}")
 
 
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
 @dataclass(frozen=True, slots=True)
 class LegacySend:
-    """One row of the legacy file: the dossier sent to one recipient establishment."""
+    """One row of the legacy file: the dossier sent to one recipient establishment (optionally
+    named by the legacy send identifier, and to one of its services)."""
 
     line: int
     recipient_finess: str
@@ -55,6 +60,23 @@ class LegacySend:
     channel: str | None
     sent_at: datetime
     answered_at: datetime | None
+    send_id: str | None = None
+    service: str | None = None
+
+    def content(self) -> tuple[str | None, ...]:
+        """What the row says about the send (not where it sits in the file)."""
+        said: tuple[str | None, ...] = (
+            self.recipient_finess, self.recipient_department, self.recipient_region, self.channel,
+            _iso(self.sent_at), _iso(self.answered_at),
+        )
+        # Only when given, so that the digests of files without these columns stay what they were.
+        if self.send_id is not None or self.service is not None:
+            said += (self.send_id, self.service)
+        return said
+
+    def legacy(self) -> Json:
+        """The legacy identifier and service, when the file gives them (kept on the recipient)."""
+        return {k: v for k, v in (("send_id", self.send_id), ("service", self.service)) if v is not None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,18 +103,29 @@ class LegacyDossier:
 
     def digest(self) -> str:
         """A fingerprint of the dossier's content (not of where it sits in the file)."""
-        def t(v: datetime | None) -> str | None:
-            return v.isoformat() if v else None
-
         content = [
-            self.legacy_id, self.workflow, t(self.created_at), self.requester_finess, self.requester_department,
-            self.imaging_source, t(self.closed_at),
-            sorted(
-                [s.recipient_finess, s.recipient_department, s.recipient_region, s.channel, t(s.sent_at), t(s.answered_at)]
-                for s in self.sends
-            ),
+            self.legacy_id, self.workflow, _iso(self.created_at), self.requester_finess, self.requester_department,
+            self.imaging_source, _iso(self.closed_at),
+            # None sorts as "": two sends may now differ only by an empty field (one answered, one not)
+            sorted((s.content() for s in self.sends), key=lambda c: [v or "" for v in c]),
         ]
         return hashlib.sha256(json.dumps(content, default=str).encode()).hexdigest()[:32]
+
+    def send_ids(self) -> list[str]:
+        """The platform's id of each send, deterministic and independent of the order of the rows:
+        from the legacy `send_id` when given, else from what the row says and its rank among the
+        dossier's identical rows."""
+        out = []
+        rank: dict[str, int] = {}
+        for s in self.sends:
+            if s.send_id is not None:
+                key = f"legacy-send:{s.send_id}"
+            else:
+                said = json.dumps(s.content())
+                rank[said] = rank.get(said, 0) + 1
+                key = f"send:{said}:{rank[said]}"
+            out.append(str(uuid5(self.id, key)))
+        return out
 
 
 @dataclass
@@ -220,19 +253,18 @@ class HistoryUseCases:
             steps.append((at, 0, sends[0][0], sends))
         if record.closed_at is not None:
             steps.append((record.closed_at, 2, 0, []))
-        send_ids: dict[int, str] = {}
+        send_ids = record.send_ids()
         for at, order, n, sends in sorted(steps, key=lambda s: s[:3]):
             if order == 0:
                 for i, s in sends:
-                    send_ids[i] = str(uuid5(record.id, f"send:{i}"))
-                    dossier.address(
-                        recipient={
-                            "send_id": send_ids[i], "establishment_id": str(ids.establishment_id(s.recipient_finess)),
-                            "service_id": None, "practitioner_id": None, "region": s.recipient_region,
-                            "department": s.recipient_department, "channel": s.channel,
-                        },
-                        actor=actor, occurred_at=at,
-                    )
+                    recipient: Json = {
+                        "send_id": send_ids[i], "establishment_id": str(ids.establishment_id(s.recipient_finess)),
+                        "service_id": None, "practitioner_id": None, "region": s.recipient_region,
+                        "department": s.recipient_department, "channel": s.channel,
+                    }
+                    if legacy := s.legacy():
+                        recipient["legacy"] = legacy
+                    dossier.address(recipient=recipient, actor=actor, occurred_at=at)
                 dossier.send(actor=actor, occurred_at=at)
             elif order == 1:
                 dossier.give_opinion(send_id=send_ids[n], report=IMPORTED_OPINION, conclusion="", actor=actor, occurred_at=at)

@@ -552,7 +552,9 @@ class Dossier(Aggregate):
         if recipient.get("channel"):
             Channel(recipient["channel"])
         key = (recipient["establishment_id"], recipient.get("service_id"), recipient.get("practitioner_id"))
-        for s in self.sends.values():
+        # The legacy history names establishments only: its sends to two services of one
+        # establishment are two sends to the same recipient here.
+        for s in () if self._replays_history(actor) else self.sends.values():
             if s["state"] in ACTIVE_SEND_STATES | {SendState.PENDING} and (
                 s["establishment_id"], s["service_id"], s["practitioner_id"]
             ) == key:

@@ -55,6 +55,8 @@ def cmd_import_history(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         gc.unfreeze()
     seconds = time.perf_counter() - started
+    for warning in report.warnings:
+        print(f"attention : {warning}", file=sys.stderr)
     for error in report.errors:
         print(f"refusé : {error}", file=sys.stderr)
     if args.errors:
@@ -69,6 +71,8 @@ def cmd_import_history(args: argparse.Namespace, settings: Settings) -> int:
     print(f"  {verb} : {report.imported} télédossiers ({report.imported_rows} envois, {report.events} événements"
           + (f", {report.events / seconds:,.0f} événements/s" if report.events and not args.dry_run else "") + ")")
     print(f"  déjà présents, identiques : {report.unchanged} télédossiers")
+    if report.identical_rows:
+        print(f"  lignes identiques : {report.identical_rows} (chacune importée comme un envoi, détail sur la sortie d'erreur)")
     if report.establishments_added:
         added = "à ajouter" if args.dry_run else "ajoutés"
         print(f"  établissements {added} à l'annuaire : {len(report.establishments_added)} "

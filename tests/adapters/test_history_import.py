@@ -133,7 +133,7 @@ def test_every_invalid_row_is_reported_with_its_line_and_reason():
         row("", "imaging_transfer", "2023-01-01T10:00:00+01:00", A, B, "dicom_store"),
     ]
     parsed = parse_legacy_text("\n".join(lines) + "\n", now=now)
-    assert [d.legacy_id for d in parsed.dossiers] == ["OK1"]
+    assert [d.legacy_id for d in parsed.dossiers] == ["OK1", "E13"]  # E13: identical rows are two sends
     reasons = {e.line: str(e) for e in parsed.errors}
     assert "workflow : valeur inconnue « teleconsultation »" in reasons[3]
     assert "sent_at : heure sans décalage UTC « 2023-01-01T10:00:00 »" in reasons[4]
@@ -148,13 +148,13 @@ def test_every_invalid_row_is_reported_with_its_line_and_reason():
     assert "3 champ(s) au lieu de 13" in reasons[13]
     assert reasons[14].startswith("ligne 14 (télédossier E12) : workflow diffère entre les lignes 14 et 15")
     assert "workflow diffère" in reasons[15]
-    assert "envoi en double (même destinataire et même date, lignes 16 et 17)" in reasons[16]
-    assert "envoi en double" in reasons[17]
+    assert 16 not in reasons and 17 not in reasons
+    assert [(w.line, w.dossier_id) for w in parsed.warnings] == [(17, "E13")]
     assert "une autre ligne de ce télédossier est invalide" in reasons[18]  # E14: line 19 is the bad one
     assert "imaging_source : valeur inconnue « bad_source »" in reasons[19]
     assert "FINESS 340780477 : département 30, mais 34 à la ligne 2" in reasons[20]
     assert "dossier_id : champ obligatoire" in reasons[21]
-    assert len(reasons) == 19
+    assert len(reasons) == 17
 
 
 # ---------------------------------------------------------------------------- importing
@@ -332,3 +332,103 @@ def test_new_commands_have_help(capsys):
             build_parser().parse_args([*words, "--help"])
         assert exit_.value.code == 0
         assert "usage: relais " + " ".join(words) in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------- identical rows, send_id, recipient_service
+
+
+def stats_totals(cli, capsys, year: int) -> dict:
+    assert cli("stats", "export", "--from", f"{year}-01-01", "--to", f"{year}-12-31") == 0
+    return json.loads(capsys.readouterr().out)["totals"]
+
+
+def test_identical_rows_are_sends_reported_as_a_warning_and_counted(cli, settings, relais, world, tmp_path, capsys):
+    """A legacy export has no service column: a dossier sent to two services of one establishment at
+    the same minute is two identical rows, two sends in the legacy platform's own counts."""
+    twice = row("S1", "imaging_transfer", "2023-03-01T10:00:00+01:00", A, B, "dicom_store", "2023-03-01T11:00:00+01:00")
+    content = "\n".join([
+        HEADER, twice, twice, twice,
+        row("S2", "stroke_opinion", "2023-03-02T10:00:00+01:00", B, A, "none"),
+    ]) + "\n"
+    path = write(tmp_path, content)
+    assert cli("import-history", path) == 0
+    captured = capsys.readouterr()
+    first = summary(captured.out)
+    assert (first["imported"], first["sends"], first["refused"]) == (2, 4, 0)
+    assert "attention : ligne 3 (télédossier S1) : ligne identique à la ligne 2" in captured.err
+    assert "attention : ligne 4 (télédossier S1) : ligne identique à la ligne 2" in captured.err
+    assert "lignes identiques : 2" in captured.out
+    history = relais.dossier_history(dossier_id=str(legacy_dossier_id("S1")), actor_id=world["auditor"])
+    assert [h.event for h in history].count("RecipientAddressed") == 3
+    assert [h.event for h in history].count("OpinionGiven") == 3
+    assert stats_totals(cli, capsys, 2023) == {"dossiers": 2, "sends": 4}
+    # a second run doubles nothing
+    stored = count_events(settings.database_url)
+    assert cli("import-history", path) == 0
+    second = summary(capsys.readouterr().out)
+    assert (second["imported"], second["unchanged"]) == (0, 2)
+    assert count_events(settings.database_url) == stored
+    assert stats_totals(cli, capsys, 2023) == {"dossiers": 2, "sends": 4}
+
+
+def test_send_ids_do_not_depend_on_the_order_of_the_rows(relais, world):
+    rows = [
+        row("O1", "imaging_transfer", "2023-03-01T10:00:00+01:00", A, B, "dicom_store", "2023-03-01T11:00:00+01:00"),
+        row("O1", "imaging_transfer", "2023-03-01T10:00:00+01:00", A, B, "dicom_store"),
+        row("O1", "imaging_transfer", "2023-03-01T10:00:00+01:00", A, C, "dicom_store"),
+    ]
+
+    def send_ids(lines: list[str]) -> set[str]:
+        (d,) = parse_legacy_text("\n".join([HEADER, *lines]) + "\n").dossiers
+        return set(relais.legacy_dossier(d).sends)
+
+    assert send_ids(rows) == send_ids(list(reversed(rows)))
+
+
+OPTIONAL_HEADER = HEADER + ",send_id,recipient_service"
+
+
+def test_send_id_and_recipient_service_make_rows_unambiguous(cli, relais, world, tmp_path, capsys):
+    sent, answered = "2023-03-01T10:00:00+01:00", "2023-03-01T11:00:00+01:00"
+    content = "\n".join([
+        OPTIONAL_HEADER,
+        # the same send listed twice: one send
+        row("X1", "imaging_transfer", sent, A, B, "dicom_store", answered) + ",L-1,",
+        row("X1", "imaging_transfer", sent, A, B, "dicom_store", answered) + ",L-1,",
+        # one send_id, two different sends: a conflict, the dossier is refused
+        row("X2", "imaging_transfer", sent, A, B, "dicom_store", answered) + ",L-2,",
+        row("X2", "imaging_transfer", sent, A, B, "dicom_store") + ",L-2,",
+        # two services of one establishment at the same minute: two sends, nothing to warn about
+        row("X3", "imaging_transfer", sent, A, B, "dicom_store") + ",,Neuroradiologie",
+        row("X3", "imaging_transfer", sent, A, B, "dicom_store") + ",,Cardiologie",
+        # a legacy send id belongs to one dossier
+        row("X4", "imaging_transfer", sent, A, B, "dicom_store") + ",L-1,",
+    ]) + "\n"
+    parsed = parse_legacy_text(content)
+    assert not parsed.extra_columns
+    by_id = {d.legacy_id: d for d in parsed.dossiers}
+    assert sorted(by_id) == ["X1", "X3"]
+    assert len(by_id["X1"].sends) == 1 and by_id["X1"].sends[0].send_id == "L-1"
+    assert sorted(s.service for s in by_id["X3"].sends) == ["Cardiologie", "Neuroradiologie"]
+    reasons = {e.line: e.reason for e in parsed.errors}
+    assert "send_id : « L-2 » décrit deux envois différents (lignes 4 et 5)" in reasons[4]
+    assert 4 in reasons and 5 in reasons
+    assert "send_id : « L-1 » est déjà celui du télédossier X1 (ligne 2)" in reasons[8]
+    assert [(w.line, w.reason) for w in parsed.warnings] == [(3, "même send_id « L-1 » que la ligne 2 : un seul envoi")]
+
+    assert cli("import-history", write(tmp_path, content)) == 1
+    out = summary(capsys.readouterr().out)
+    assert (out["imported"], out["sends"]) == (2, 3)
+    history = relais.dossier_history(dossier_id=str(legacy_dossier_id("X3")), actor_id=world["auditor"])
+    legacy = sorted(h.data["recipient"]["legacy"]["service"] for h in history if h.event == "RecipientAddressed")
+    assert legacy == ["Cardiologie", "Neuroradiologie"]
+
+
+def test_empty_optional_columns_are_the_same_history(cli, tmp_path, capsys):
+    """A file that adds the optional columns, left empty, says the same thing: nothing is refused
+    as changed on the next import (the digests of earlier imports still match)."""
+    assert cli("import-history", write(tmp_path, csv_text())) == 0
+    capsys.readouterr()
+    widened = "\n".join(line + ",," if n else OPTIONAL_HEADER for n, line in enumerate(csv_text().splitlines())) + "\n"
+    assert cli("import-history", write(tmp_path, widened, "widened.csv")) == 0
+    assert summary(capsys.readouterr().out)["unchanged"] == 11
