@@ -46,7 +46,7 @@ def allowed(d: Dossier, actor: Actor) -> tuple[frozenset[str], dict[str, frozens
             if s["state"] == SendState.ON_HOLD:
                 per_send[sid] = frozenset({"provide_complement"})
     for sid, s in d.sends.items():
-        if s["state"] == SendState.PENDING or not d.is_recipient(actor, sid):
+        if not d.is_sent_to(actor, sid):
             continue
         acts: set[str] = set(per_send.get(sid, ()))
         if s["state"] == SendState.REQUESTED:

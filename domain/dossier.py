@@ -81,6 +81,17 @@ def summary_state(*, sent: bool, closed: bool, cancelled: bool, send_states: Ite
     return DossierState.DECLINED
 
 
+def was_sent(send: Json) -> bool:
+    """Whether a send was sent (it carries when: `sent_on`, set by `Sent` and kept through forwards).
+
+    The one rule by which a recipient may open a dossier and act on it: a send addressed and never
+    sent (a draft's, or one added after sending) never does, whatever state it ended in — removed,
+    or cancelled or closed with its dossier. Not its state: `cancelled` and `closed` are the end of
+    sends sent and never sent alike. The inbox stores each send's `sent_on` to apply the same rule
+    (projections/inbox_queries.py, WAS_SENT)."""
+    return bool(send.get("sent_on"))
+
+
 def dossier_number(dossier_id: UUID) -> str:
     """A short, stable, human-readable number derived from the dossier id (e.g. TD-7F3AQ2KD9M)."""
     return "TD-" + base64.b32encode(dossier_id.bytes).decode()[:10]
@@ -383,15 +394,17 @@ class Dossier(Aggregate):
             return send["service_id"] in actor.service_ids
         return True
 
+    def is_sent_to(self, actor: Actor, send_id: str) -> bool:
+        """`actor` is the recipient of this send and it was sent to them (`was_sent`)."""
+        return was_sent(self.send_of(send_id)) and self.is_recipient(actor, send_id)
+
     def may_read(self, actor: Actor) -> bool:
-        """Clinicians of the requester side, or of any send's recipient; auditors always."""
+        """Clinicians of the requester side, or the recipient of a send that was sent; auditors always."""
         if actor.role == Role.AUDITOR:
             return True
         if self.is_requester(actor):
             return True
-        return any(
-            s["state"] != SendState.PENDING and self.is_recipient(actor, sid) for sid, s in self.sends.items()
-        )
+        return any(self.is_sent_to(actor, sid) for sid in self.sends)
 
     # ------------------------------------------------------------------ guards
 
@@ -417,7 +430,7 @@ class Dossier(Aggregate):
 
     def _as_recipient(self, actor: Actor, send_id: str) -> Json:
         send = self.send_of(send_id)
-        if send["state"] == SendState.PENDING or not (self.is_recipient(actor, send_id) or self._replays_history(actor)):
+        if not was_sent(send) or not (self.is_recipient(actor, send_id) or self._replays_history(actor)):
             raise NotAllowedError("ce télédossier ne vous est pas adressé")
         return send
 

@@ -20,6 +20,7 @@ from psycopg.rows import DictRow
 
 from domain.dossier import summary_state
 from domain.values import ACTIVE_SEND_STATES, SendState
+from projections.inbox_queries import WAS_SENT
 
 CHANNEL = "relais_inbox"
 OPEN_SEND_STATES = tuple(sorted(s.value for s in ACTIVE_SEND_STATES | {SendState.PENDING}))  # what closing or cancelling ends
@@ -192,7 +193,7 @@ def _notify(curs: Cursor[DictRow], b: InboxBatch, before: dict[UUID, set[UUID]])
     ids = list(b.touched)
     curs.execute(
         """SELECT d.id, d.requester_establishment_id AS requester,
-                  coalesce(array_agg(s.establishment_id) FILTER (WHERE s.state <> 'pending'), '{}') AS recipients
+                  coalesce(array_agg(s.establishment_id) FILTER (WHERE """ + WAS_SENT + """), '{}') AS recipients
            FROM inbox_dossiers d LEFT JOIN inbox_sends s ON s.dossier_id = d.id
            WHERE d.id = ANY(%s::uuid[]) GROUP BY d.id, d.requester_establishment_id""",
         (ids,),

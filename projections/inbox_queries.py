@@ -101,7 +101,12 @@ LIMIT %(limit)s
 UNREAD = """(d.last_actor_id <> %(me)s AND NOT EXISTS (SELECT 1 FROM inbox_views v
              WHERE v.practitioner_id = %(me)s AND v.dossier_id = d.id AND v.version >= d.version))"""
 
-MINE = """s.establishment_id = %(est)s AND s.state <> 'pending'
+# A recipient sees a send only once it was sent: the domain's `was_sent` (domain/dossier.py) on the
+# `sent_on` the inbox stores for each send — never its state (a send never sent ends `cancelled` or
+# `closed` with its dossier, like one that was). tests/web/test_read_rule.py holds both to the same cases.
+WAS_SENT = "s.sent_on IS NOT NULL"
+
+MINE = f"""s.establishment_id = %(est)s AND {WAS_SENT}
           AND (s.practitioner_id = %(me_uuid)s OR (s.practitioner_id IS NULL
                AND (s.service_id IS NULL OR s.service_id = ANY(%(services)s::uuid[]))))"""
 
@@ -140,7 +145,7 @@ def _closed_sql() -> tuple[str, str, list[str], str, str]:
                     LEFT JOIN dir_establishments e ON e.id = s.establishment_id WHERE s.dossier_id = d.id), '')
         ELSE (SELECT name FROM dir_establishments WHERE id = d.requester_establishment_id) END AS counterpart,
         '' AS counterpart_detail"""
-    mine = MINE.replace("s.state <> 'pending'", "s.state <> 'pending' AND s.dossier_id = d.id")
+    mine = f"{MINE} AND s.dossier_id = d.id"
     where = [f"""((d.requester_establishment_id = %(est)s AND d.state IN ('closed', 'cancelled'))
                OR EXISTS (SELECT 1 FROM inbox_sends s WHERE {mine}
                           AND (d.state IN ('closed', 'cancelled') OR s.state = 'declined')))"""]
