@@ -29,6 +29,7 @@ from uuid import UUID
 from psycopg.abc import Params
 from psycopg.rows import DictRow
 
+from domain.cells import neutralise_formula
 from domain.values import PARIS, Workflow
 
 TIMEZONE = PARIS.key
@@ -361,7 +362,7 @@ def _cell(value: Any, decimal_comma: bool) -> str:
     if isinstance(value, float):
         text = f"{value:.2f}".rstrip("0").rstrip(".") if value != int(value) else str(int(value))
         return text.replace(".", ",") if decimal_comma else text
-    return str(value)
+    return neutralise_formula(str(value))
 
 
 def to_csv(report: dict[str, Any], table: str | None = None, *, excel: bool = False) -> str:

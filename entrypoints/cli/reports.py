@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from adapters.history_import import LegacyFileError, import_file, read_legacy_file
 from adapters.settings import Settings
+from domain.cells import neutralise_formula
 from domain.directory import establishment_id
 from domain.identifiers import check_department, check_finess
 from domain.values import PARIS, Workflow
@@ -63,7 +64,7 @@ def cmd_import_history(args: argparse.Namespace, settings: Settings) -> int:
         with open(args.errors, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(["line", "dossier_id", "reason"])
-            w.writerows([e.line, e.dossier_id, e.reason] for e in report.errors)
+            w.writerows([e.line, neutralise_formula(e.dossier_id), neutralise_formula(e.reason)] for e in report.errors)
     refused_dossiers = len({e.dossier_id for e in report.errors})
     verb = "seraient importés" if args.dry_run else "importés"
     print(f"{parsed.name} : {report.rows} lignes, {report.dossiers + refused_dossiers} télédossiers "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from datetime import datetime
 
@@ -432,3 +433,23 @@ def test_empty_optional_columns_are_the_same_history(cli, tmp_path, capsys):
     widened = "\n".join(line + ",," if n else OPTIONAL_HEADER for n, line in enumerate(csv_text().splitlines())) + "\n"
     assert cli("import-history", write(tmp_path, widened, "widened.csv")) == 0
     assert summary(capsys.readouterr().out)["unchanged"] == 11
+
+
+# ---------------------------------------------------------------------------- hostile cells
+
+
+def test_the_refusals_file_never_holds_a_formula(cli, tmp_path, capsys):
+    """`--errors refusés.csv` is opened in a spreadsheet: a refused cell must not run there."""
+    hostile = ["=1+2", "@SUM(A1:A9)", "-2+3", "+33 1 23", "\t=1", "＝1+2"]
+    content = "\n".join(
+        [HEADER] + [row(h, "teleconsultation", "2023-01-01T10:00:00+01:00", A, B, "dicom_store") for h in hostile]
+    ) + "\n"
+    errors = tmp_path / "refus.csv"
+    assert cli("import-history", write(tmp_path, content), "--errors", str(errors)) == 1
+    capsys.readouterr()
+    with errors.open(encoding="utf-8", newline="") as f:
+        cells = [cell for line in list(csv.reader(f))[1:] for cell in line]
+    assert cells, "nothing refused"
+    for cell in cells:
+        assert not cell.lstrip(" ").startswith(("=", "+", "-", "@", "\t", "\r", "＝")), cell
+    assert {"'=1+2", "'@SUM(A1:A9)", "'-2+3"} <= set(cells)
