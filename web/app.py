@@ -10,6 +10,7 @@ from litestar import Litestar, Request
 from litestar.channels import ChannelsPlugin
 from litestar.config.csrf import CSRFConfig
 from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
 from litestar.plugins.htmx import HTMXPlugin, HTMXRequest
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
@@ -17,6 +18,7 @@ from litestar.template.config import TemplateConfig
 
 from projections.inbox import CHANNEL
 from web import present
+from web.body_guard import DEFAULT_BODY_LIMIT, BodyGuard, close_unread_body
 from web.dicomweb import routes as dicomweb
 from web.errors import EXCEPTION_HANDLERS
 from web.guards import PUBLIC, LoginRequired, current_user, requires_login
@@ -54,6 +56,7 @@ def create_app(services: Services, csrf_secret: str) -> Litestar:
     """The Relais web application on these services (login required everywhere but public handlers);
     it closes them when it shuts down."""
     settings = services.settings
+    sessions = session_config(secure=settings.secure_cookies)
     csrf = CSRFConfig(
         secret=csrf_secret, cookie_name="csrftoken", header_name="x-csrftoken",
         cookie_secure=settings.secure_cookies, cookie_httponly=True, cookie_samesite="lax",
@@ -71,14 +74,16 @@ def create_app(services: Services, csrf_secret: str) -> Litestar:
             "user": Provide(provide_user, sync_to_thread=False),
         },
         guards=[requires_login],
-        middleware=[session_config(secure=settings.secure_cookies).middleware],
+        # the body guard first: nothing reads a body before it (login, CSRF header, size limit)
+        middleware=[DefineMiddleware(BodyGuard, session=sessions, csrf=csrf), sessions.middleware],
+        request_max_body_size=DEFAULT_BODY_LIMIT,
         stores={"sessions": services.session_store},
         csrf_config=csrf,
         template_config=_templates(),
         plugins=[HTMXPlugin(), ChannelsPlugin(backend=services.channels_backend, channels=[CHANNEL])],
         request_class=HTMXRequest,
         exception_handlers=EXCEPTION_HANDLERS,
-        before_send=[security_headers(https=settings.secure_cookies)],
+        before_send=[security_headers(https=settings.secure_cookies), close_unread_body],
         on_shutdown=[services.close],
         openapi_config=None,
     )

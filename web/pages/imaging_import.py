@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 from collections.abc import Callable
@@ -59,12 +60,13 @@ def _review(services: Services, user: SessionUser, dossier_id: str, import_id: s
 
 
 class _UploadedFile:
-    """An uploaded file written to `<upload>/<nnnnnn>/<name>` (nnnnnn: its rank in the form)."""
+    """An uploaded file written to `<upload>/<nnnnnn>/<name>` (nnnnnn: its rank in the form), readable by
+    the platform's user only; an aborted one is removed."""
 
     def __init__(self, rel: PurePosixPath, target: Path):
         self.rel, self.target = rel, target
-        target.parent.mkdir(parents=True)
-        self.file = target.open("wb")
+        target.parent.mkdir(mode=0o700, parents=True)
+        self.file = os.fdopen(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
 
     @classmethod
     def opener(cls, upload: Path) -> Callable[[str], _UploadedFile]:
@@ -87,6 +89,7 @@ class _UploadedFile:
 
     def abort(self) -> None:
         self.file.close()
+        self.target.unlink(missing_ok=True)
 
 
 @post("/dossiers/{dossier_id:str}/dicom/import", name="imaging-import-upload", request_max_body_size=IMPORT_MAX_BYTES)
@@ -100,13 +103,18 @@ async def import_upload(
         raise InvalidFieldError("file", "formulaire de fichiers attendu")
     import_id = uuid.uuid4().hex
     folder = _import_dir(services, import_id)
-    (folder / "upload").mkdir(parents=True)
-    (folder / "files").mkdir()
+    folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700)
+    (folder / "upload").mkdir(mode=0o700)
+    (folder / "files").mkdir(mode=0o700)
     try:
         form = await receive(request, boundary, "files", _UploadedFile.opener(folder / "upload"), max_segments=MAX_FILES + 10)
     except BrokenUpload:
         discard(folder)
         raise InvalidFieldError("file", "envoi de fichiers incomplet ou invalide") from None
+    except BaseException:  # client gone, body over the limit, cancelled: nothing of the upload is kept
+        discard(folder)
+        raise
     uploaded = [part for _name, part in form.files]
     if not uploaded:
         discard(folder)
