@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Literal, TypedDict, get_args
 
 from application import Relais
 from application.history import ImportOutcome, LegacyDossier, LegacySend
+from domain.cells import formula_like
 from domain.errors import InvalidFieldError
 from domain.identifiers import OCCITANIE, check_department, check_finess, check_region, region_of
 from domain.values import Channel, ImagingSource, Workflow, code, text
@@ -51,15 +53,50 @@ class LegacyFileError(Exception):
     """The file cannot be read as a whole: nothing was imported."""
 
 
+def _unprintable(char: str) -> bool:
+    """Control, format (bidi overrides…), private, unassigned characters and line/paragraph separators."""
+    category = unicodedata.category(char)
+    return category[0] == "C" or category in ("Zl", "Zp")
+
+
+def shown(value: str) -> str:
+    """A value of the file as it may be echoed (stderr, refusal lines): its control characters and
+    line breaks escaped as `repr` does (`\\n`, `\\x1b`, `\\u202e`), so that it stays on its line and
+    can neither forge another one nor drive the terminal."""
+    if value.isprintable():  # the common case, at C speed (spaces other than U+0020 are not "printable")
+        return value
+    return "".join(repr(c)[1:-1] if _unprintable(c) else c for c in value)
+
+
+def identifier(value: str, field: str, *, max_len: int = 64) -> str:
+    """A legacy identifier: printable, on one line, bounded, and not a spreadsheet formula."""
+    value = text(value, field, max_len=max_len)
+    if not value.isprintable() and any(_unprintable(c) for c in value):
+        raise InvalidFieldError(field, f"caractère de contrôle ou saut de ligne dans l'identifiant « {shown(value)} »")
+    if formula_like(value):
+        raise InvalidFieldError(field, f"identifiant commençant comme une formule de tableur « {shown(value)} »")
+    return value
+
+
 @dataclass(frozen=True)
 class RowError:
+    """A refused (or, in `warnings`, a noted) row: its line, its dossier as written, why."""
+
     line: int
     dossier_id: str
     reason: str
 
+    @property
+    def shown_dossier_id(self) -> str:
+        return shown(self.dossier_id)
+
+    @property
+    def shown_reason(self) -> str:
+        return shown(self.reason)
+
     def __str__(self) -> str:
-        who = f" (télédossier {self.dossier_id})" if self.dossier_id else ""
-        return f"ligne {self.line}{who} : {self.reason}"
+        who = f" (télédossier {self.shown_dossier_id})" if self.dossier_id else ""
+        return f"ligne {self.line}{who} : {self.shown_reason}"
 
 
 @dataclass
@@ -95,7 +132,7 @@ def decode(raw: bytes, encoding: str) -> str:
             "enregistrez-le en « CSV UTF-8 » ou indiquez son encodage (--encoding cp1252 pour un CSV Excel Windows)"
         ) from None
     except LookupError:
-        raise LegacyFileError(f"encodage inconnu « {encoding} »") from None
+        raise LegacyFileError(f"encodage inconnu « {shown(encoding)} »") from None
 
 
 def sniff_delimiter(header: str) -> str:
@@ -125,7 +162,7 @@ def header_map(fields: list[str]) -> tuple[dict[str, int], list[str]]:
     names = [f.strip().strip('"').strip().lower() for f in fields]
     missing = [c for c in COLUMNS if c not in names]
     if missing:
-        found = ", ".join(n for n in names if n) or "aucune"
+        found = ", ".join(shown(n) for n in names if n) or "aucune"
         raise LegacyFileError(
             f"en-tête : colonne(s) manquante(s) : {', '.join(missing)} (trouvées : {found}). "
             f"Colonnes attendues : {', '.join(COLUMNS)}"
@@ -201,7 +238,7 @@ def parse_row(values: dict[str, str], now: datetime, line: int) -> tuple[Dossier
         line=line, recipient_finess=check_finess(values["recipient_finess"], "recipient_finess"),
         recipient_department=department, recipient_region=region, channel=channel,
         sent_at=sent_at, answered_at=answered_at,
-        send_id=text(values.get("send_id"), "send_id", max_len=64, required=False) or None,
+        send_id=identifier(values["send_id"], "send_id") if values.get("send_id", "").strip() else None,
         service=text(values.get("recipient_service"), "recipient_service", max_len=120, required=False) or None,
     )
     return dossier, send
@@ -244,7 +281,7 @@ def parse_legacy_text(content: str, *, name: str = "", now: datetime | None = No
             continue
         values = {c: fields[i] for c, i in columns.items()}
         try:
-            legacy_id = text(legacy_id, "dossier_id", max_len=64)
+            legacy_id = identifier(legacy_id, "dossier_id")
             dossier, send = parse_row(values, now, line)
             for f, dep, col in (
                 (dossier["requester_finess"], dossier["requester_department"], "requester_department"),

@@ -14,7 +14,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from adapters.history_import import LegacyFileError, import_file, read_legacy_file
+from adapters.history_import import LegacyFileError, import_file, read_legacy_file, shown
 from adapters.settings import Settings
 from domain.cells import neutralise_formula
 from domain.directory import establishment_id
@@ -43,7 +43,7 @@ def cmd_import_history(args: argparse.Namespace, settings: Settings) -> int:
     except LegacyFileError as e:
         raise CommandError(f"{args.file} refusé, rien n'a été importé : {e}") from None
     if parsed.extra_columns:
-        print(f"colonnes ignorées : {', '.join(parsed.extra_columns)}", file=sys.stderr)
+        print(f"colonnes ignorées : {', '.join(shown(c) for c in parsed.extra_columns)}", file=sys.stderr)
     gc.collect()
     gc.freeze()  # the parsed rows stay alive all along: keep the collector off them
     valid_rows = sum(len(d.sends) for d in parsed.dossiers)
@@ -64,10 +64,12 @@ def cmd_import_history(args: argparse.Namespace, settings: Settings) -> int:
         with open(args.errors, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(["line", "dossier_id", "reason"])
-            w.writerows([e.line, neutralise_formula(e.dossier_id), neutralise_formula(e.reason)] for e in report.errors)
+            w.writerows(
+                [e.line, neutralise_formula(e.shown_dossier_id), neutralise_formula(e.shown_reason)] for e in report.errors
+            )
     refused_dossiers = len({e.dossier_id for e in report.errors})
     verb = "seraient importés" if args.dry_run else "importés"
-    print(f"{parsed.name} : {report.rows} lignes, {report.dossiers + refused_dossiers} télédossiers "
+    print(f"{shown(parsed.name)} : {report.rows} lignes, {report.dossiers + refused_dossiers} télédossiers "
           f"(séparateur « {parsed.delimiter} »), en {seconds:.1f} s")
     print(f"  {verb} : {report.imported} télédossiers ({report.imported_rows} envois, {report.events} événements"
           + (f", {report.events / seconds:,.0f} événements/s" if report.events and not args.dry_run else "") + ")")

@@ -453,3 +453,48 @@ def test_the_refusals_file_never_holds_a_formula(cli, tmp_path, capsys):
     for cell in cells:
         assert not cell.lstrip(" ").startswith(("=", "+", "-", "@", "\t", "\r", "＝")), cell
     assert {"'=1+2", "'@SUM(A1:A9)", "'-2+3"} <= set(cells)
+
+
+def quoted_row(dossier: str, **changes: str) -> str:
+    """A valid row (A → B) with some fields replaced, every field quoted (values may hold line breaks)."""
+    values = dict(zip(HEADER.split(","), row(dossier, "imaging_transfer", "2023-01-01T10:00:00+01:00", A, B, "dicom_store").split(","),
+                      strict=True))
+    values.update(changes)
+    return ",".join('"' + v.replace('"', '""') + '"' for v in values.values())
+
+
+def test_a_dossier_id_is_an_identifier(cli, tmp_path, capsys):
+    forged = "D1\nrefusé : ligne 999 (télédossier D0) : faux"
+    hostile = [forged, "=1+2", "@SUM(A1:A9)", "-2+3", "D\u202e2", "D\x1b[31m3", "D\t4", "x" * 65]
+    content = "\n".join([HEADER, *(quoted_row(h) for h in hostile), quoted_row("OK-1")]) + "\n"
+    parsed = parse_legacy_text(content)
+    assert [d.legacy_id for d in parsed.dossiers] == ["OK-1"]
+    assert all(e.reason.startswith("dossier_id : ") for e in parsed.errors), parsed.errors
+    assert len(parsed.errors) == len(hostile)
+
+    assert cli("import-history", write(tmp_path, content)) == 1
+    err = capsys.readouterr().err.splitlines()
+    refusals = [line for line in err if line.startswith("refusé : ")]
+    assert len(refusals) == len(hostile) and len(err) == len(hostile)  # one line per refused row, no forged one
+    assert not any(line.startswith("refusé : ligne 999") for line in err)
+    assert any("(télédossier D1\\nrefusé : ligne 999" in line for line in err)
+    assert any("(télédossier D\\u202e2)" in line for line in err)
+
+
+def test_every_value_echoed_has_its_control_characters_escaped(cli, tmp_path, capsys):
+    header = HEADER + ',"note\nrefusé : ligne 999 : faux"'
+    content = "\n".join([
+        header,
+        quoted_row("W1", workflow="bad\r\nrefusé : ligne 998 : faux") + ',""',
+        quoted_row("W2", sent_at="2023\x1b[2J") + ',""',
+    ]) + "\n"
+    errors = tmp_path / "refus.csv"
+    assert cli("import-history", write(tmp_path, content), "--errors", str(errors)) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert not any(line.startswith("refusé : ligne 99") for line in err), err
+    assert "colonnes ignorées : note\\nrefusé : ligne 999 : faux" in err
+    assert any("« bad\\r\\nrefusé : ligne 998 : faux »" in line for line in err)
+    assert any("« 2023\\x1b[2J »" in line for line in err)
+    assert not any("\x1b" in line for line in err)
+    # the refusals file: one record per line, the same escaped text
+    assert len(errors.read_text(encoding="utf-8").splitlines()) == 3
