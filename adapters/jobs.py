@@ -62,13 +62,26 @@ class InlineJobs:
         self._thread.join(timeout=5)
 
 
-class ArqJobs:
-    """Enqueues jobs on Redis for `relais worker` processes (job ids deduplicate)."""
+class JobsUnavailableError(RuntimeError):
+    """Redis stayed unreachable longer than an enqueue waits for it; the message says so (French)."""
 
-    def __init__(self, redis_url: str):
+
+ENQUEUE_WAIT_SECONDS = 30.0  # how long an enqueue waits for Redis to come back (a restart takes a few seconds)
+
+
+class ArqJobs:
+    """Enqueues jobs on Redis for `relais worker` processes (job ids deduplicate).
+
+    Redis restarting (or briefly unreachable) does not lose a job a user starts meanwhile: the
+    enqueue waits for it, retrying up to `wait` seconds, and the job id keeps a retried enqueue
+    from queuing the job twice. Past `wait`, JobsUnavailableError.
+    """
+
+    def __init__(self, redis_url: str, wait: float = ENQUEUE_WAIT_SECONDS):
         from arq.connections import RedisSettings
 
         self.redis_settings = RedisSettings.from_dsn(redis_url)
+        self.wait = wait
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="relais-arq", daemon=True)
         self._thread.start()
@@ -79,11 +92,31 @@ class ArqJobs:
 
         return await create_pool(self.redis_settings)
 
-    def _call(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)
+    def _call(self, coro: Coroutine[Any, Any, Any], timeout: float = 30.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=timeout)
 
     def enqueue(self, name: str, *, job_id: str, **kwargs: Any) -> Any:
-        return self._call(self._pool.enqueue_job(name, _job_id=job_id, **kwargs))
+        """The arq job, or None when a job of this id is already queued, running or kept as a result."""
+        return self._call(self._enqueue(name, job_id, kwargs), timeout=self.wait + 30.0)
+
+    async def _enqueue(self, name: str, job_id: str, kwargs: dict[str, Any]) -> Any:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait
+        delay = 0.1
+        while True:
+            try:
+                return await self._pool.enqueue_job(name, _job_id=job_id, **kwargs)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as e:
+                if loop.time() + delay > deadline:
+                    raise JobsUnavailableError(
+                        f"file des tâches injoignable (Redis) depuis {self.wait:.0f} s : tâche {job_id} non lancée, réessayez"
+                    ) from e
+                log.warning("Redis injoignable (%s) : tâche %s en attente", e, job_id)
+                await asyncio.sleep(delay)
+                delay = min(1.0, delay * 2)
 
     def result(self, job: Any, timeout: float) -> Any:
         return self._call(job.result(timeout=timeout))
