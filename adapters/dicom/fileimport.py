@@ -9,6 +9,7 @@ what is not DICOM, truncated or corrupt, and groups the rest by patient and stud
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import stat
@@ -23,6 +24,7 @@ from pydicom.fileset import FileSet
 
 from adapters.dicom.receive import Record, describe
 from adapters.dicom.storage import InstanceStore
+from adapters.private_files import create_private, private_dir
 from application.imaging import ReceivedInstance, StudyUpdate
 from domain.errors import InvalidFieldError
 from domain.values import Json, folded
@@ -78,8 +80,8 @@ def extract_zip(
             if m.compress_size and m.file_size / m.compress_size > max_ratio and m.file_size > CHUNK:
                 raise ImportRejected(f"archive refusée : taux de compression suspect ({m.filename})")
             target = dest / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(m) as src, target.open("wb") as out:
+            private_dir(target.parent)
+            with zf.open(m) as src, os.fdopen(create_private(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as out:
                 member_bytes = 0
                 while chunk := src.read(CHUNK):
                     member_bytes += len(chunk)

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from pydicom import dcmread
 from pydicom.multival import MultiValue
+
+from adapters.private_files import private_dir, write_private
 
 # (center, width) in Hounsfield units; "auto" uses the file's own window, else min–max
 CT_PRESETS: dict[str, tuple[str, tuple[float, float] | None]] = {
@@ -91,8 +94,9 @@ def thumbnail(path: Path, cache: Path, size: int = 128) -> bytes:
     if cache.exists():
         return cache.read_bytes()
     png = render(path, size=size)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_bytes(png)
+    private_dir(cache.parent)
+    tmp = cache.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.unlink(missing_ok=True)  # left by a crash
+    write_private(tmp, png)
     os.replace(tmp, cache)
     return png

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
+from adapters.private_files import create_private, private_dir
 from domain.imaging import valid_uid
 
 Chunk = bytes | memoryview
@@ -48,10 +49,10 @@ class InstanceStore:
             return False
         folder = final.parent
         if not folder.exists():
-            folder.mkdir(parents=True, exist_ok=True)
+            private_dir(folder)
             _fsync_dir(folder.parent)
         tmp = folder / f".{final.name}.{secrets.token_hex(4)}.part"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        fd = create_private(tmp)
         try:
             for chunk in data if isinstance(data, list) else [data]:
                 view = memoryview(chunk)

@@ -20,6 +20,7 @@ from litestar.response import Template
 
 from adapters.dicom.fileimport import MAX_FILES, discard, extract_zip, identity_differences, import_studies, safe_name, scan
 from adapters.dicom.recording import recorder
+from adapters.private_files import private_dir, write_private
 from application.errors import NotFoundError
 from domain.errors import InvalidFieldError
 from web.pages.imaging import form_list, received_fragment, requester_only
@@ -131,7 +132,7 @@ async def import_upload(
                 path.unlink()
             else:
                 target = dest / (safe_name(rel) or PurePosixPath(path.name))
-                target.parent.mkdir(parents=True, exist_ok=True)
+                private_dir(target.parent)
                 path.replace(target)
         return refused
 
@@ -140,9 +141,9 @@ async def import_upload(
     except InvalidFieldError:
         discard(folder)
         raise
-    (folder / "owner.json").write_text(json.dumps({
+    write_private(folder / "owner.json", json.dumps({
         "dossier_id": dossier_id, "practitioner_id": user.practitioner_id, "refused": refused,
-    }))
+    }).encode())
     return await anyio.to_thread.run_sync(lambda: _review(services, user, dossier_id, import_id))
 
 
