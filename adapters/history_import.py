@@ -35,6 +35,10 @@ OPTIONAL_COLUMNS = ("send_id", "recipient_service")
 DossierField = Literal["workflow", "created_at", "requester_finess", "requester_department", "imaging_source", "closed_at"]
 DOSSIER_FIELDS: tuple[DossierField, ...] = get_args(DossierField)
 CLOCK_SKEW = timedelta(minutes=2)
+# No field of the format needs more (ISO times with their offset are 25-32 characters, FINESS 9,
+# codes under 30); a longer one is refused before it is parsed, so no message echoes more of it.
+MAX_FIELD = 64
+SHOWN = 80  # characters of a value echoed in a message
 EXAMPLE_TIME = "2023-03-14T09:30:00+01:00"
 
 
@@ -59,13 +63,15 @@ def _unprintable(char: str) -> bool:
     return category[0] == "C" or category in ("Zl", "Zp")
 
 
-def shown(value: str) -> str:
-    """A value of the file as it may be echoed (stderr, refusal lines): its control characters and
-    line breaks escaped as `repr` does (`\\n`, `\\x1b`, `\\u202e`), so that it stays on its line and
-    can neither forge another one nor drive the terminal."""
-    if value.isprintable():  # the common case, at C speed (spaces other than U+0020 are not "printable")
-        return value
-    return "".join(repr(c)[1:-1] if _unprintable(c) else c for c in value)
+def shown(value: str, limit: int = SHOWN) -> str:
+    """A value of the file as it may be echoed (stderr, refusal lines): at most `limit` characters
+    of it, its control characters and line breaks escaped as `repr` does (`\\n`, `\\x1b`,
+    `\\u202e`), so that it stays on its line, short, and can neither forge another line nor drive
+    the terminal."""
+    head = value[:limit]
+    if not head.isprintable():  # (the common case is printable, checked at C speed; spaces other than U+0020 are not)
+        head = "".join(repr(c)[1:-1] if _unprintable(c) else c for c in head)[:limit]
+    return head if len(value) <= limit else f"{head}… ({len(value)} caractères)"
 
 
 def identifier(value: str, field: str, *, max_len: int = 64) -> str:
@@ -92,7 +98,9 @@ class RowError:
 
     @property
     def shown_reason(self) -> str:
-        return shown(self.reason)
+        # Reasons quote at most MAX_FIELD characters of a value (longer fields are refused as such);
+        # the limit only guards against a message that would quote more.
+        return shown(self.reason, limit=4 * SHOWN)
 
     def __str__(self) -> str:
         who = f" (télédossier {self.shown_dossier_id})" if self.dossier_id else ""
@@ -196,6 +204,11 @@ def parse_time(value: str, name: str, now: datetime, *, required: bool) -> datet
 
 def parse_row(values: dict[str, str], now: datetime, line: int) -> tuple[DossierFields, LegacySend]:
     """The dossier's fields and the send of one row (InvalidFieldError names the column)."""
+    for column, value in values.items():
+        if column not in ("dossier_id", "recipient_service") and len(value.strip()) > MAX_FIELD:
+            raise InvalidFieldError(
+                column, f"trop long ({len(value.strip())} caractères, maximum {MAX_FIELD}) « {shown(value.strip())} »"
+            )
     workflow = code(Workflow, values["workflow"].strip(), "workflow")
     created_at = parse_time(values["created_at"], "created_at", now, required=True)
     requester_finess = check_finess(values["requester_finess"], "requester_finess")

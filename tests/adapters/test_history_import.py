@@ -498,3 +498,25 @@ def test_every_value_echoed_has_its_control_characters_escaped(cli, tmp_path, ca
     assert not any("\x1b" in line for line in err)
     # the refusals file: one record per line, the same escaped text
     assert len(errors.read_text(encoding="utf-8").splitlines()) == 3
+
+
+def test_a_refusal_echoes_at_most_80_characters_of_a_value(cli, tmp_path, capsys):
+    huge = "9" * 100_000
+    header = HEADER + "," + "c" * 100_000
+    content = "\n".join([
+        header,
+        quoted_row("L" + huge) + ",x",
+        *(quoted_row(f"L{n}", **{column: huge}) + ",x" for n, column in enumerate(
+            ("workflow", "created_at", "sent_at", "requester_finess", "recipient_department", "recipient_region",
+             "imaging_source", "inter_regional_channel", "answered_at"))),
+        quoted_row("L99") + "," + huge,  # an ignored column is never echoed
+    ]) + "\n"
+    errors = tmp_path / "refus.csv"
+    assert cli("import-history", write(tmp_path, content), "--errors", str(errors)) == 1
+    captured = capsys.readouterr()
+    err = captured.err.splitlines()
+    assert len([line for line in err if line.startswith("refusé : ")]) == 10
+    for line in [*err, *captured.out.splitlines(), *errors.read_text(encoding="utf-8").splitlines()]:
+        assert len(line) < 300, line[:300]
+        assert "9" * 81 not in line and "c" * 81 not in line
+    assert any("(télédossier L" + "9" * 79 + "… (100001 caractères))" in line for line in err)  # the id, cut
