@@ -27,6 +27,7 @@ class Settings:
     secure_cookies: bool = False
     log_level: str = "INFO"
     tables_ready: bool = False
+    trusted_proxies: tuple[str, ...] = ()  # addresses/networks whose X-Forwarded-For is believed
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def with_database(self, url: str) -> Settings:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,6 +35,10 @@ ENV_DOC = {
     "RELAIS_TABLES_READY": (
         "1: the tables exist, do not create them (set by relais up and the DICOM node for the processes they start). "
         "Default unset"
+    ),
+    "RELAIS_TRUSTED_PROXIES": (
+        "Comma-separated addresses or CIDR networks of reverse proxies whose X-Forwarded-For gives the client address "
+        "(login throttling). Default none: the socket peer is the client"
     ),
 }
 
@@ -68,6 +73,12 @@ def settings_from_environ(environ: Mapping[str, str] | None = None) -> Settings:
     if workers_raw and (not workers_raw.isdigit() or not 1 <= int(workers_raw) <= 64):
         raise SettingsError(f"RELAIS_DICOM_WORKERS : nombre de 1 à 64 attendu, pas « {workers_raw} »")
     workers = int(workers_raw) if workers_raw else max(1, min(os.cpu_count() or 1, 4))
+    proxies: tuple[str, ...] = ()
+    for proxy in (p.strip() for p in env.get("RELAIS_TRUSTED_PROXIES", "").split(",") if p.strip()):
+        try:  # normalised: uvicorn takes "10.0.0.0/8", not "10.0.0.1/8"
+            proxies += (str(ipaddress.ip_network(proxy, strict=False)),)
+        except ValueError:
+            raise SettingsError(f"RELAIS_TRUSTED_PROXIES : adresse ou réseau invalide « {proxy} »") from None
     url = env.get("RELAIS_DATABASE_URL") or None
     if url:
         postgres_env(url)  # validates
@@ -86,4 +97,5 @@ def settings_from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         secure_cookies=env.get("RELAIS_SECURE_COOKIES", "0") in ("1", "true", "yes"),
         log_level=(env.get("RELAIS_LOG_LEVEL") or "INFO").upper(),
         tables_ready=env.get("RELAIS_TABLES_READY", "") == "1",
+        trusted_proxies=proxies,
     )

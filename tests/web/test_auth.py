@@ -55,28 +55,35 @@ def test_wrong_password_and_unknown_user_get_the_same_message(client: TestClient
     assert client.get("/", follow_redirects=False).status_code == 303
 
 
-def test_lockout_after_five_failures_names_the_unlock_time_in_paris(client: TestClient, passwords: dict):
-    for _ in range(4):
+def test_repeated_failures_block_this_address_for_a_while(client: TestClient, passwords: dict):
+    for _ in range(2):
         assert BAD in login(client, rpps(1), "wrong password!!").text
-    fifth = login(client, rpps(1), "wrong password!!")
-    assert fifth.status_code == 401
-    assert "Compte verrouillé" in fifth.text
-    # even the right password is refused while locked
+    third = login(client, rpps(1), "wrong password!!")
+    assert third.status_code == 401
+    assert "Connexion temporairement bloquée" in third.text
+    # even the right password is refused from this address while it waits
     locked = login(client, rpps(1), PASSWORD)
-    assert locked.status_code == 401 and "Compte verrouillé" in locked.text
-    assert "heure de Paris" in locked.text
+    assert locked.status_code == 401 and "Connexion temporairement bloquée" in locked.text
     assert client.get("/", follow_redirects=False).status_code == 303
 
 
-def test_lockout_unlock_time_is_in_europe_paris(client: TestClient, passwords: dict, credentials: Credentials):
-    for _ in range(5):
+def test_a_long_delay_names_the_unlock_time_in_paris(client: TestClient, passwords: dict, credentials: Credentials):
+    from datetime import UTC, datetime
+
+    app_credentials = client.app.state.services.credentials
+    now = [datetime(2026, 7, 1, 21, 59, 30, tzinfo=UTC)]
+    app_credentials.clock = lambda: now[0]
+    until = None
+    for _ in range(5):  # 3rd failure: 30 s, 4th: 1 min, 5th: 2 min (each tried when the last delay ends)
+        if until is not None:
+            now[0] = until
         login(client, rpps(1), "wrong password!!")
-    with credentials.pool.connection() as conn:
-        until = conn.execute(
-            "SELECT locked_until FROM relais_credentials WHERE practitioner_id = %s", (passwords["requester"],)
-        ).fetchone()["locked_until"]
+        with credentials.pool.connection() as conn:
+            until = conn.execute("SELECT max(locked_until) AS u FROM relais_login_pairs").fetchone()["u"]
+    assert until is not None and (until - now[0]).total_seconds() == 120
     local = until.astimezone(ZoneInfo("Europe/Paris"))
-    assert f"après {local:%H} h {local:%M}" in login(client, rpps(1), PASSWORD).text
+    text = login(client, rpps(1), PASSWORD).text
+    assert f"après {local:%H} h {local:%M}" in text and "heure de Paris" in text
 
 
 def test_logout_ends_the_session(client: TestClient, passwords: dict):

@@ -11,6 +11,7 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromQuery
 from litestar.response import Redirect, Template
 
+from web.client_address import client_address
 from web.guards import PUBLIC, current_user
 from web.services import Services
 from web.session import default_context, end_session, start_session
@@ -54,12 +55,18 @@ def login(
     services: NamedDependency[Services],
     data: Annotated[LoginForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
 ) -> Template | Redirect:
-    result = services.authenticator.authenticate(data.login, data.password)
+    client = client_address(request, services.settings.trusted_proxies)
+    result = services.authenticator.authenticate(data.login, data.password, client)
     if not result.ok or result.identity is None:
-        return Template(
-            "login/login.html", status_code=401,
-            context={"error": result.message, "login": data.login.strip()[:11], "next": safe_next(data.next)},
-        )
+        context = {
+            "error": result.message, "warning": result.warning, "login": data.login.strip()[:11],
+            "next": safe_next(data.next),
+        }
+        if result.retry_after is not None:
+            return Template(
+                "login/login.html", status_code=429, context=context, headers={"Retry-After": str(result.retry_after)},
+            )
+        return Template("login/login.html", status_code=401, context=context)
     establishment_id, role = default_context(result.identity.memberships)
     establishment = services.relais.establishment(establishment_id=establishment_id)
     start_session(request, result.identity, establishment_id, establishment.name, role)
