@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from application.base import SYSTEM_ACTOR, Core, parse_uuid
 from application.errors import ForbiddenError, NotFoundError
 from domain.directory import Practitioner
 from domain.dossier import Dossier
 from domain.values import Actor, Json, Role
+
+
+@dataclass(frozen=True)
+class Acting:
+    """Who asks for a command through a session: the practitioner, exactly the establishment and role
+    the session acts in (never guessed), and the token of the form submitted ("" when none).
+
+    The web passes one to every command; a plain practitioner id (the command line, the demo data,
+    tests) acts as a clinician of the establishment through which they take part in the dossier."""
+
+    practitioner_id: str
+    establishment_id: str
+    role: str
+    token: str = ""
+
+
+Who = Acting | str
+"""A command's caller: a session's `Acting`, or a practitioner id."""
 
 
 class Actors:
@@ -59,6 +79,24 @@ class Actors:
                 except ForbiddenError:
                     continue
             raise
+
+    def acting(self, who: Who, establishment_id: str | None = None, role: str = Role.CLINICIAN) -> Actor:
+        """The actor outside any dossier: exactly the session's establishment and role for an
+        `Acting`; else the practitioner in `role` (for `establishment_id`, or their only one)."""
+        if isinstance(who, Acting):
+            return self.actor_for(
+                practitioner_id=who.practitioner_id, establishment_id=who.establishment_id, role=who.role,
+            )
+        return self.actor_for(practitioner_id=who, establishment_id=establishment_id, role=role)
+
+    def of(self, who: Who, dossier: Dossier, role: str = Role.CLINICIAN) -> Actor:
+        """The actor of a command on `dossier`: exactly the session's establishment and role for an
+        `Acting`; for a practitioner id, a clinician of an establishment taking part in the dossier."""
+        if isinstance(who, Acting):
+            return self.actor_for(
+                practitioner_id=who.practitioner_id, establishment_id=who.establishment_id, role=who.role,
+            )
+        return self.on_dossier(dossier, who, None, role)
 
     def admin(self, admin_id: str | None) -> Json:
         """The administrator acting on the directory; `None` means the platform itself (CLI, seed)."""

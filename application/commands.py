@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from application.actors import Actors
+from application.actors import Acting, Actors, Who
 from application.base import Core, check_version, parse_uuid
 from application.errors import ForbiddenError
 from domain.directory import Establishment, Practitioner
 from domain.dossier import Dossier
 from domain.errors import InvalidFieldError
 from domain.values import Actor, Channel, Json, Role, business_time, code
+
+ROLE_NAMES: dict[str, str] = {Role.AUDITOR: "auditeur", Role.ANALYST: "analyste", Role.ADMIN: "administrateur", Role.CLINICIAN: "clinicien"}
 
 Action = Callable[[Dossier, Actor, datetime], object]
 """What a command does to the loaded dossier, as the actor, at business time."""
@@ -29,18 +31,29 @@ class DossierCommands:
         return business_time(occurred_at, self.core.clock())
 
     def run(
-        self, dossier_id: str, actor_id: str, expected_version: int | None, action: Action,
-        occurred_at: datetime | None = None, establishment_id: str | None = None,
+        self, dossier_id: str, who: Who, expected_version: int | None, action: Action,
+        occurred_at: datetime | None = None,
     ) -> int | None:
-        """Applies `action` for the actor, if they may read the dossier, on the version they read."""
+        """Applies `action` for the actor, if they may read the dossier, on the version they read.
+
+        A session's caller acts in exactly its establishment and role: a role that may not act on
+        dossiers (auditor, analyst, admin) is refused here, whatever the command."""
         when = self.when(occurred_at)
         dossier = self.core.load(Dossier, dossier_id, "télédossier")
-        actor = self.actors.on_dossier(dossier, actor_id, establishment_id)
-        if not dossier.may_read(actor):
-            raise ForbiddenError("ce télédossier ne vous concerne pas")
+        actor = self.acting_on(dossier, who)
         check_version(dossier, expected_version)
         action(dossier, actor, when)
         return self.core.commit(dossier)
+
+    def acting_on(self, dossier: Dossier, who: Who) -> Actor:
+        """The actor of a command on `dossier`, if their role acts on dossiers and they may read it."""
+        actor = self.actors.of(who, dossier)
+        if isinstance(who, Acting) and actor.role != Role.CLINICIAN:
+            role = ROLE_NAMES.get(actor.role, actor.role)
+            raise ForbiddenError(f"votre rôle actuel ({role}) ne permet pas d'agir sur un télédossier")
+        if not dossier.may_read(actor):
+            raise ForbiddenError("ce télédossier ne vous concerne pas")
+        return actor
 
     def run_as(
         self, actor: Actor, dossier_id: str, expected_version: int | None, action: Action,

@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from uuid import uuid4
 
-from application.actors import Actors
+from application.actors import Actors, Who
 from application.base import SYSTEM_ACTOR, Core
 from application.commands import DossierCommands
 from application.dossier_views import DossierDetails, HistoryEntry, details_of, history_of
@@ -44,7 +44,7 @@ class DossierUseCases:
     def create_dossier(
         self,
         *,
-        actor_id: str,
+        actor_id: Who,
         workflow: str,
         patient_birth_name: str,
         patient_first_names: str,
@@ -63,7 +63,9 @@ class DossierUseCases:
         occurred_at: datetime | None = None,
     ) -> str:
         when = self.commands.when(occurred_at)
-        actor = self.actors.actor_for(practitioner_id=actor_id, establishment_id=establishment_id)
+        actor = self.actors.acting(actor_id, establishment_id)
+        if actor.role != Role.CLINICIAN:
+            raise ForbiddenError("seul un clinicien peut créer un télédossier")
         workflow = code(Workflow, workflow, "workflow")
         if workflow == Workflow.LEGACY:
             raise InvalidFieldError("workflow", "le module « legacy » n'existe que dans l'historique importé")
@@ -103,7 +105,7 @@ class DossierUseCases:
         self,
         *,
         dossier_id: str,
-        actor_id: str,
+        actor_id: Who,
         expected_version: int | None = None,
         question: str | None = None,
         urgency: str | None = None,
@@ -129,7 +131,7 @@ class DossierUseCases:
         )
 
     def record_consent(
-        self, *, dossier_id: str, actor_id: str, status: str, note: str = "", expected_version: int | None = None,
+        self, *, dossier_id: str, actor_id: Who, status: str, note: str = "", expected_version: int | None = None,
         occurred_at: datetime | None = None,
     ) -> int | None:
         status = code(Consent, status, "consent")
@@ -140,7 +142,7 @@ class DossierUseCases:
         )
 
     def attach_document(
-        self, *, dossier_id: str, actor_id: str, filename: str, media_type: str, size: int, sha256: str,
+        self, *, dossier_id: str, actor_id: Who, filename: str, media_type: str, size: int, sha256: str,
         description: str = "", expected_version: int | None = None, occurred_at: datetime | None = None,
     ) -> str:
         filename = text(filename, "filename", max_len=255)
@@ -163,7 +165,7 @@ class DossierUseCases:
         return str(document["document_id"])
 
     def remove_document(
-        self, *, dossier_id: str, actor_id: str, document_id: str, expected_version: int | None = None,
+        self, *, dossier_id: str, actor_id: Who, document_id: str, expected_version: int | None = None,
         occurred_at: datetime | None = None,
     ) -> int | None:
         return self.commands.run(
@@ -172,7 +174,7 @@ class DossierUseCases:
         )
 
     def attach_imaging(
-        self, *, dossier_id: str, actor_id: str | None, study_instance_uid: str, source: str,
+        self, *, dossier_id: str, actor_id: Who | None, study_instance_uid: str, source: str,
         description: str = "", modalities: list[str] | None = None, study_date: str | None = None,
         series_count: int = 0, instance_count: int = 0, expected_version: int | None = None,
         occurred_at: datetime | None = None,
@@ -200,7 +202,7 @@ class DossierUseCases:
         )
 
     def address_recipient(
-        self, *, dossier_id: str, actor_id: str, establishment_id: str, service_id: str | None = None,
+        self, *, dossier_id: str, actor_id: Who, establishment_id: str, service_id: str | None = None,
         practitioner_id: str | None = None, channel: str | None = None, expected_version: int | None = None,
         occurred_at: datetime | None = None,
     ) -> str:
@@ -216,7 +218,7 @@ class DossierUseCases:
         return send_id
 
     def remove_recipient(
-        self, *, dossier_id: str, actor_id: str, send_id: str, expected_version: int | None = None,
+        self, *, dossier_id: str, actor_id: Who, send_id: str, expected_version: int | None = None,
         occurred_at: datetime | None = None,
     ) -> int | None:
         return self.commands.run(
@@ -225,7 +227,7 @@ class DossierUseCases:
         )
 
     def send_dossier(
-        self, *, dossier_id: str, actor_id: str, expected_version: int | None = None,
+        self, *, dossier_id: str, actor_id: Who, expected_version: int | None = None,
         occurred_at: datetime | None = None,
     ) -> int | None:
         return self.commands.run(
@@ -233,7 +235,7 @@ class DossierUseCases:
         )
 
     def provide_complement(
-        self, *, dossier_id: str, actor_id: str, send_id: str, message: str, expected_version: int | None = None,
+        self, *, dossier_id: str, actor_id: Who, send_id: str, message: str, expected_version: int | None = None,
         occurred_at: datetime | None = None,
     ) -> int | None:
         message = text(message, "message", max_len=NOTE_MAX)
@@ -244,7 +246,7 @@ class DossierUseCases:
         )
 
     def close_dossier(
-        self, *, dossier_id: str, actor_id: str, note: str = "", expected_version: int | None = None,
+        self, *, dossier_id: str, actor_id: Who, note: str = "", expected_version: int | None = None,
         occurred_at: datetime | None = None,
     ) -> int | None:
         note = text(note, "note", max_len=NOTE_MAX, required=False)
@@ -254,7 +256,7 @@ class DossierUseCases:
         )
 
     def cancel_dossier(
-        self, *, dossier_id: str, actor_id: str, reason: str, expected_version: int | None = None,
+        self, *, dossier_id: str, actor_id: Who, reason: str, expected_version: int | None = None,
         occurred_at: datetime | None = None,
     ) -> int | None:
         reason = text(reason, "reason", max_len=NOTE_MAX)
@@ -265,10 +267,11 @@ class DossierUseCases:
 
     # ------------------------------------------------------------------ reading
 
-    def get_dossier(self, *, dossier_id: str, actor_id: str, role: str = Role.CLINICIAN) -> DossierDetails:
-        """The dossier's details, if the actor may read it (not traced: for pages that trace their own read)."""
+    def get_dossier(self, *, dossier_id: str, actor_id: Who, role: str = Role.CLINICIAN) -> DossierDetails:
+        """The dossier's details, if the actor may read it (not traced: for pages that trace their own read).
+        A session's `Acting` reads in its own role; `role` is for a practitioner id."""
         d = self.core.load(Dossier, dossier_id, "télédossier")
-        actor = self.actors.on_dossier(d, actor_id, None, role)
+        actor = self.actors.of(actor_id, d, role)
         if not d.may_read(actor):
             raise ForbiddenError("ce télédossier ne vous concerne pas")
         return details_of(d)

@@ -6,7 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from application.actors import Actors
+from application.actors import Acting, Actors, Who
 from application.base import SYSTEM_ACTOR, Core
 from application.commands import DossierCommands
 from application.errors import ConflictError, ForbiddenError, NotFoundError
@@ -129,7 +129,7 @@ class ImagingUseCases:
         return self.core.load(ReceivedStudy, study_id, "étude reçue")
 
     def await_imaging(
-        self, *, dossier_id: str, actor_id: str, accession_number: str, expected_version: int | None = None,
+        self, *, dossier_id: str, actor_id: Who, accession_number: str, expected_version: int | None = None,
         occurred_at: datetime | None = None,
     ) -> int | None:
         """The requester names the exam awaited: a study received with this Accession Number attaches itself."""
@@ -140,7 +140,7 @@ class ImagingUseCases:
         )
 
     def attach_received_study(
-        self, *, dossier_id: str, actor_id: str, study_id: str, source: str = ImagingSource.DICOM_STORE,
+        self, *, dossier_id: str, actor_id: Who, study_id: str, source: str = ImagingSource.DICOM_STORE,
         expected_version: int | None = None, occurred_at: datetime | None = None,
     ) -> int | None:
         """The requester attaches a study received for their establishment."""
@@ -189,20 +189,24 @@ class ImagingUseCases:
                     continue
         return done
 
-    def requester_actor(self, *, dossier_id: str, actor_id: str, establishment_id: str | None = None) -> Actor:
-        """The actor, if a clinician of the requester side of this open dossier (pickers, search, import)."""
+    def requester_actor(self, *, dossier_id: str, actor_id: Who, establishment_id: str | None = None) -> Actor:
+        """The actor, if a clinician of the requester side of this open dossier (pickers, search, import).
+        A session's `Acting` acts in exactly its establishment and role."""
         dossier = self.core.load(Dossier, dossier_id, "télédossier")
-        actor = self.actors.on_dossier(dossier, actor_id, establishment_id)
+        if isinstance(actor_id, Acting):
+            actor = self.actors.of(actor_id, dossier)
+        else:
+            actor = self.actors.on_dossier(dossier, actor_id, establishment_id)
         if not dossier.is_requester(actor) or dossier.is_over:
             raise ForbiddenError("seul l'établissement requérant d'un télédossier ouvert peut y joindre de l'imagerie")
         return actor
 
     # ------------------------------------------------------------------ PACS query/retrieve
 
-    def pacs_for(self, *, dossier_id: str, actor_id: str, node_aet: str) -> Json:
+    def pacs_for(self, *, dossier_id: str, actor_id: Who, node_aet: str) -> Json:
         """The PACS a requester may query/retrieve from for this dossier (a PACS of their establishment)."""
         dossier = self.core.load(Dossier, dossier_id, "télédossier")
-        actor = self.actors.on_dossier(dossier, actor_id, None)
+        actor = self.actors.of(actor_id, dossier)
         if not dossier.is_requester(actor) or dossier.is_over:
             raise ForbiddenError("seul l'établissement requérant d'un télédossier ouvert peut interroger son PACS")
         node = self.core.load(DicomNode, node_id(node_aet), "PACS")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from application.actors import Who
 from application.commands import DossierCommands
 from application.dossiers import NOTE_MAX, REPORT_MAX
 from domain.dossier import DECLINE_REASONS, FOLLOW_UPS, Dossier
@@ -18,7 +19,7 @@ class RecipientUseCases:
         self.commands = commands
 
     def accept(
-        self, *, dossier_id: str, actor_id: str, send_id: str, expected_version: int | None = None,
+        self, *, dossier_id: str, actor_id: Who, send_id: str, expected_version: int | None = None,
         occurred_at: datetime | None = None,
     ) -> int | None:
         return self.commands.run(
@@ -27,7 +28,7 @@ class RecipientUseCases:
         )
 
     def decline(
-        self, *, dossier_id: str, actor_id: str, send_id: str, reason_code: str, reason: str = "",
+        self, *, dossier_id: str, actor_id: Who, send_id: str, reason_code: str, reason: str = "",
         expected_version: int | None = None, occurred_at: datetime | None = None,
     ) -> int | None:
         if reason_code not in DECLINE_REASONS:
@@ -40,7 +41,7 @@ class RecipientUseCases:
         )
 
     def request_complement(
-        self, *, dossier_id: str, actor_id: str, send_id: str, message: str, expected_version: int | None = None,
+        self, *, dossier_id: str, actor_id: Who, send_id: str, message: str, expected_version: int | None = None,
         occurred_at: datetime | None = None,
     ) -> int | None:
         message = text(message, "message", max_len=NOTE_MAX)
@@ -51,7 +52,7 @@ class RecipientUseCases:
         )
 
     def forward(
-        self, *, dossier_id: str, actor_id: str, send_id: str, to_establishment_id: str | None = None,
+        self, *, dossier_id: str, actor_id: Who, send_id: str, to_establishment_id: str | None = None,
         to_service_id: str | None = None, to_practitioner_id: str | None = None, note: str = "",
         to_channel: str | None = None, expected_version: int | None = None, occurred_at: datetime | None = None,
     ) -> int | None:
@@ -67,7 +68,7 @@ class RecipientUseCases:
         return self.commands.run(dossier_id, actor_id, expected_version, action, occurred_at)
 
     def give_opinion(
-        self, *, dossier_id: str, actor_id: str, send_id: str, report: str, conclusion: str = "",
+        self, *, dossier_id: str, actor_id: Who, send_id: str, report: str, conclusion: str = "",
         recommendations: str = "", follow_up: str = "", expected_version: int | None = None,
         occurred_at: datetime | None = None,
     ) -> int | None:

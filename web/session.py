@@ -12,6 +12,7 @@ from litestar.middleware.session.server_side import ServerSideSessionBackend, Se
 from litestar.types import Empty, Message, ScopeSession
 from litestar.utils.dataclass import extract_dataclass_items
 
+from application.actors import Acting
 from domain.values import Json
 from web.authentication import Identity
 
@@ -54,6 +55,11 @@ class SessionUser:
             )
         except (KeyError, TypeError, ValueError):
             return None
+
+    def acting(self, token: str = "") -> Acting:
+        """Who a command from this session acts as: this practitioner, exactly in the session's
+        establishment and role (what every command from the web passes to the application)."""
+        return Acting(self.practitioner_id, self.establishment_id, self.role, token)
 
     def expired(self, now: float | None = None) -> bool:
         return (now or time.time()) - self.auth_at > MAX_AGE

@@ -17,12 +17,13 @@ from litestar.response import Redirect, Template
 
 from adapters.blobs import MAX_DOCUMENT_BYTES, DocumentRejectedError
 from application.access import Workspace
+from application.actors import Acting
 from application.errors import ConflictError
 from domain.errors import InvalidFieldError
 from domain.values import PARIS, URGENCY_LABELS, WORKFLOW_LABELS, Json, Role, patient_identity
 from web.errors import FormRejected, StaleView, is_htmx
 from web.guards import requires_role
-from web.pages.dossier import open_workspace
+from web.pages.dossier import open_workspace, refusals_traced
 from web.present import CHANNELS, IMAGING_SOURCES, paris
 from web.services import Services
 from web.session import SessionUser
@@ -132,7 +133,7 @@ def create(
 
 def _create(services: Services, user: SessionUser, data: DraftForm) -> str:
     return services.relais.create_dossier(
-        actor_id=user.practitioner_id, establishment_id=user.establishment_id, workflow=data.workflow,
+        actor_id=user.acting(), workflow=data.workflow,
         urgency=data.urgency, patient_birth_name=data.birth_name, patient_first_names=data.first_names,
         patient_birth_date=data.birth_date, patient_sex=data.sex, patient_birth_place_code=data.birth_place_code,
         patient_ins=data.ins or None, patient_used_name=data.used_name or None, question=data.question,
@@ -165,11 +166,11 @@ class DraftActor(TypedDict):
     """Which draft, and who edits it: what every command of a step is given."""
 
     dossier_id: str
-    actor_id: str
+    actor_id: Acting
 
 
 def _save(services: Services, user: SessionUser, dossier_id: str, step: str, f: DraftForm, ws: Workspace) -> None:
-    r, who = services.relais, DraftActor(dossier_id=dossier_id, actor_id=user.practitioner_id)
+    r, who = services.relais, DraftActor(dossier_id=dossier_id, actor_id=user.acting())
     d = ws.dossier
     if step == "workflow":
         r.edit_draft(**who, expected_version=f.expected_version, workflow=f.workflow, urgency=f.urgency)
@@ -201,7 +202,8 @@ def save(
         return Redirect(f"/dossiers/{dossier_id}", status_code=303)
     step = step if step in STEPS else "review"
     try:
-        _save(services, user, dossier_id, step, data, ws)
+        with refusals_traced(services, user, dossier_id, f"edit:{step}"):
+            _save(services, user, dossier_id, step, data, ws)
     except InvalidFieldError as e:
         if autosave:
             raise
@@ -248,11 +250,12 @@ async def upload(
     description = form.fields.get("description", b"").decode("utf-8", "replace")
 
     def attach() -> Workspace:
-        for name, blob in stored:
-            services.relais.attach_document(
-                dossier_id=dossier_id, actor_id=user.practitioner_id, filename=name[:255], media_type=blob.media_type,
-                size=blob.size, sha256=blob.sha256, description=description,
-            )
+        with refusals_traced(services, user, dossier_id, "attach_document"):
+            for name, blob in stored:
+                services.relais.attach_document(
+                    dossier_id=dossier_id, actor_id=user.acting(), filename=name[:255], media_type=blob.media_type,
+                    size=blob.size, sha256=blob.sha256, description=description,
+                )
         return open_workspace(services, user, dossier_id)
 
     ws = await anyio.to_thread.run_sync(attach)
@@ -265,7 +268,8 @@ def remove_document(
     services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
     document_id: FromPath[str],
 ) -> Template:
-    services.relais.remove_document(dossier_id=dossier_id, actor_id=user.practitioner_id, document_id=document_id)
+    with refusals_traced(services, user, dossier_id, "remove_document"):
+        services.relais.remove_document(dossier_id=dossier_id, actor_id=user.acting(), document_id=document_id)
     ws = open_workspace(services, user, dossier_id)
     return HTMXBlockTemplate(template_name="compose/step.html", block_name="documents",
                              context=_context("documents", _form_of(ws), ws, services))
@@ -286,10 +290,11 @@ def add_recipient(
     services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
     data: Annotated[DraftForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
 ) -> Template:
-    services.relais.address_recipient(
-        dossier_id=dossier_id, actor_id=user.practitioner_id, establishment_id=data.establishment_id,
-        service_id=data.service_id or None, practitioner_id=data.practitioner_id or None, channel=data.channel or None,
-    )
+    with refusals_traced(services, user, dossier_id, "address_recipient"):
+        services.relais.address_recipient(
+            dossier_id=dossier_id, actor_id=user.acting(), establishment_id=data.establishment_id,
+            service_id=data.service_id or None, practitioner_id=data.practitioner_id or None, channel=data.channel or None,
+        )
     ws = open_workspace(services, user, dossier_id)
     return HTMXBlockTemplate(template_name="compose/step.html", block_name="recipients",
                              context=_context("recipients", _form_of(ws), ws, services))
@@ -299,7 +304,8 @@ def add_recipient(
 def remove_recipient(
     services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str], send_id: FromPath[str],
 ) -> Template:
-    services.relais.remove_recipient(dossier_id=dossier_id, actor_id=user.practitioner_id, send_id=send_id)
+    with refusals_traced(services, user, dossier_id, "remove_recipient"):
+        services.relais.remove_recipient(dossier_id=dossier_id, actor_id=user.acting(), send_id=send_id)
     ws = open_workspace(services, user, dossier_id)
     return HTMXBlockTemplate(template_name="compose/step.html", block_name="recipients",
                              context=_context("recipients", _form_of(ws), ws, services))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Annotated, Any, TypedDict
 
@@ -14,6 +16,7 @@ from litestar.plugins.htmx import ClientRedirect
 from litestar.response import File, Redirect, Template
 
 from application.access import Workspace
+from application.actors import Acting
 from application.errors import ConflictError, ForbiddenError, NotFoundError
 from domain.dossier import DECLINE_REASONS
 from domain.errors import NotAllowedError
@@ -63,6 +66,16 @@ def actor_dict(user: SessionUser) -> Json:
             "name": user.display_name}
 
 
+@contextmanager
+def refusals_traced(services: Services, user: SessionUser, dossier_id: str, what: str) -> Iterator[None]:
+    """A command refused for want of rights (role, establishment, dossier) is traced, then answered 403."""
+    try:
+        yield
+    except (ForbiddenError, NotAllowedError) as e:
+        services.relais.trace_refusal(dossier_id=dossier_id, actor=actor_dict(user), what=what, error=e)
+        raise
+
+
 def open_workspace(services: Services, user: SessionUser, dossier_id: str, kind: str = "dossier", target: str = "") -> Workspace:
     return services.relais.open_dossier(
         dossier_id=dossier_id, actor_id=user.practitioner_id, establishment_id=user.establishment_id, role=user.role,
@@ -96,13 +109,13 @@ class CommandArgs(TypedDict):
     """What every command on a dossier is given besides its own fields."""
 
     dossier_id: str
-    actor_id: str
+    actor_id: Acting
     expected_version: int | None
 
 
 def run_action(services: Services, user: SessionUser, dossier_id: str, action: str, f: ActionForm) -> None:
     r = services.relais
-    common: CommandArgs = {"dossier_id": dossier_id, "actor_id": user.practitioner_id, "expected_version": f.expected_version}
+    common: CommandArgs = {"dossier_id": dossier_id, "actor_id": user.acting(), "expected_version": f.expected_version}
     match action:
         case "accept":
             r.accept(send_id=f.send_id, **common)
@@ -145,7 +158,8 @@ def dossier_action(
     if action not in DONE:
         raise NotFoundError(f"action inconnue : {action}")
     try:
-        run_action(services, user, dossier_id, action, data)
+        with refusals_traced(services, user, dossier_id, action):
+            run_action(services, user, dossier_id, action, data)
     except ConflictError as e:
         ws = open_workspace(services, user, dossier_id)
         context = page_context(services, user, ws, form=asdict(data), failed_action=action)
@@ -153,9 +167,6 @@ def dossier_action(
             "Ce dossier a changé pendant que vous le consultiez : voici son nouvel état. Rien n'a été enregistré ; "
             "votre saisie est conservée ci-dessous.", "dossier/page.html", "workspace", context,
         ) from e
-    except (ForbiddenError, NotAllowedError) as e:
-        services.relais.trace_refusal(dossier_id=dossier_id, actor=actor_dict(user), what=action, error=e)
-        raise
     if action == "forward" and not services.relais.may_read_now(
         dossier_id=dossier_id, actor_id=user.practitioner_id, establishment_id=user.establishment_id, role=user.role
     ):

@@ -17,9 +17,7 @@ from web.session import SessionUser
 
 def requester_only(services: Services, user: SessionUser, dossier_id: str) -> None:
     """Nothing if the user is the dossier's requester, else the application's refusal."""
-    services.relais.requester_actor(
-        dossier_id=dossier_id, actor_id=user.practitioner_id, establishment_id=user.establishment_id
-    )
+    services.relais.requester_actor(dossier_id=dossier_id, actor_id=user.acting())
 
 
 def form_list(value: list[str] | str) -> list[str]:
@@ -69,7 +67,7 @@ def attach(
     request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
     dossier_id: FromPath[str], study_id: FromPath[str],
 ) -> Template:
-    services.relais.attach_received_study(dossier_id=dossier_id, actor_id=user.practitioner_id, study_id=study_id)
+    services.relais.attach_received_study(dossier_id=dossier_id, actor_id=user.acting(), study_id=study_id)
     t = received_fragment(request, services, user, dossier_id, "", "Examen joint au télédossier.")
     t.headers["HX-Trigger"] = "imaging-changed"
     return t
@@ -88,7 +86,7 @@ def await_exam(
     """The exam awaited (Accession Number): it attaches itself on arrival, or now if already received."""
     relais = services.relais
     accession = data.accession_number.strip()
-    relais.await_imaging(dossier_id=dossier_id, actor_id=user.practitioner_id, accession_number=accession)
+    relais.await_imaging(dossier_id=dossier_id, actor_id=user.acting(), accession_number=accession)
     web = services.imaging
     attached = []
     for sid in web.studies.study_by_accession(user.establishment_id, accession):

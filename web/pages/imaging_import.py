@@ -181,7 +181,7 @@ def import_confirm(
     study_ids = {u.study_instance_uid: u.study_id for u in updates}
     for uid in chosen:
         services.relais.attach_received_study(
-            dossier_id=dossier_id, actor_id=user.practitioner_id, study_id=study_ids[uid], source="file_import",
+            dossier_id=dossier_id, actor_id=user.acting(), study_id=study_ids[uid], source="file_import",
         )
     discard(folder)
     t = received_fragment(request, services, user, dossier_id, "", f"{len(chosen)} examen(s) importé(s) et joint(s) au télédossier.")

@@ -40,7 +40,7 @@ def _dicom_text(value: str, limit: int = 64) -> str:
 
 
 def _peer(services: Services, user: SessionUser, dossier_id: str, node: str) -> Json:
-    return services.relais.pacs_for(dossier_id=dossier_id, actor_id=user.practitioner_id, node_aet=node)
+    return services.relais.pacs_for(dossier_id=dossier_id, actor_id=user.acting(), node_aet=node)
 
 
 @get("/dossiers/{dossier_id:str}/dicom/pacs/search", name="imaging-pacs-search", sync_to_thread=True)
