@@ -328,6 +328,8 @@ def parse_legacy_text(content: str, *, name: str = "", now: datetime | None = No
         parsed.dossiers.append(LegacyDossier(legacy_id=legacy_id, file=name, sends=tuple(sends), **d))
         parsed.warnings.extend(warnings)
         parsed.identical_rows += sum(1 for s in sends if s.send_id is None) - len({s.content() for s in sends if s.send_id is None})
+    if parsed.rows == 0:
+        raise LegacyFileError("aucune ligne après l'en-tête : un export de l'ancienne plateforme vide est un export incomplet")
     parsed.errors.sort(key=lambda e: e.line)
     parsed.warnings.sort(key=lambda e: e.line)
     return parsed

@@ -100,6 +100,8 @@ def test_quoted_fields_and_extra_columns_and_column_order():
         ("dossier_id workflow created_at\n", "aucun séparateur"),
         (HEADER + ",workflow\n", "en double : workflow"),
         (HEADER + '\n"D1,imaging_transfer\n', "CSV mal formé"),
+        (HEADER + "\n", "aucune ligne"),
+        ("\ufeff" + HEADER.replace(",", ";") + "\r\n\r\n;;;;\r\n", "aucune ligne"),  # Excel's empty rows
     ],
 )
 def test_a_file_that_cannot_be_read_is_refused_as_a_whole(content, message):
@@ -243,6 +245,7 @@ def test_a_department_contradicting_the_directory_refuses_the_rows(cli, relais, 
         (csv_text().encode("utf-16"), "UTF-16"),
         (csv_text().replace("D1,", "DÉ1,").encode("cp1252"), "n'est pas en utf-8 (octet 0xC9 à la ligne 2)"),
         (b"dossier_id,workflow\n", "colonne(s) manquante(s)"),
+        ((HEADER + "\n").encode(), "aucune ligne"),
     ],
 )
 def test_an_unreadable_file_imports_nothing_and_exits_2(cli, settings, tmp_path, capsys, content, message):
