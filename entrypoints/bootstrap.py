@@ -11,7 +11,6 @@ from dataclasses import replace
 from typing import TypeVar
 
 from litestar import Litestar
-from litestar.channels.backends.psycopg import PsycoPgChannelsBackend
 from litestar.stores.base import Store
 from litestar.stores.memory import MemoryStore
 from litestar.stores.redis import RedisStore
@@ -26,12 +25,13 @@ from adapters.dicom.export import Exporter, export_study
 from adapters.dicom.retrieve import Retriever, retrieve_study
 from adapters.dicom.storage import InstanceStore
 from adapters.jobs import ArqJobs, InlineJobs, JobContext, Jobs, JobTable, ping
+from adapters.live import LiveFeed
 from adapters.settings import Settings, conninfo
 from application import Relais
 from projections.access import PostgresAccessView
 from projections.directory import DirectoryProjection, PostgresDirectoryView
 from projections.imaging import PostgresImagingView
-from projections.inbox import PostgresInboxView
+from projections.inbox import CHANNEL, PostgresInboxView
 from projections.runner import PROJECTIONS, open_view
 from projections.statistics import PostgresStatisticsView, StatisticsProjection
 from web.app import create_app
@@ -157,7 +157,7 @@ def build_web_services(settings: Settings) -> Services:
         statistics=PostgresStatisticsView.on_pool(pool, StatisticsProjection.name),
         imaging=imaging,
         session_store=session_store(settings),
-        channels_backend=PsycoPgChannelsBackend(conninfo(settings.database_url or "")),
+        live=LiveFeed(conninfo(settings.database_url or ""), CHANNEL),
     )
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from litestar import Litestar, Request
-from litestar.channels import ChannelsPlugin
 from litestar.config.csrf import CSRFConfig
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
@@ -16,7 +15,6 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
-from projections.inbox import CHANNEL
 from web import present
 from web.body_guard import DEFAULT_BODY_LIMIT, BodyGuard, close_unread_body
 from web.dicomweb import routes as dicomweb
@@ -80,10 +78,11 @@ def create_app(services: Services, csrf_secret: str) -> Litestar:
         stores={"sessions": services.session_store},
         csrf_config=csrf,
         template_config=_templates(),
-        plugins=[HTMXPlugin(), ChannelsPlugin(backend=services.channels_backend, channels=[CHANNEL])],
+        plugins=[HTMXPlugin()],
         request_class=HTMXRequest,
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[security_headers(https=settings.secure_cookies), close_unread_body],
+        on_startup=[services.live.start],  # the live inbox's listener (adapters/live.py)
         on_shutdown=[services.close],
         openapi_config=None,
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from litestar.channels.backends.base import ChannelsBackend
 from litestar.stores.base import Store
 
 from adapters.blobs import BlobStore
@@ -13,6 +12,7 @@ from adapters.credentials import Credentials
 from adapters.database import DictPool
 from adapters.dicom.storage import InstanceStore
 from adapters.jobs import Jobs
+from adapters.live import LiveFeed
 from adapters.settings import Settings
 from application import Relais
 from projections.access import PostgresAccessView
@@ -50,10 +50,11 @@ class Services:
     blobs: BlobStore
     imaging: ImagingServices
     session_store: Store
-    channels_backend: ChannelsBackend
+    live: LiveFeed  # the inbox projection's notifications (the app starts it)
 
     async def close(self) -> None:
         """Closes what was built for the process (the web app calls it when it shuts down)."""
+        await self.live.close()
         self.imaging.jobs.close()
         for view in (self.imaging.studies, self.imaging.directory, self.inbox, self.access_log):
             view.datastore.close()

@@ -45,7 +45,7 @@ def test_inbox_shows_a_sent_dossier_with_counters_and_filters(client, passwords,
     login(client, rpps(2))
     page = client.get("/")
     assert page.status_code == 200
-    assert "Boîte de réception" in page.text and 'sse-connect="/inbox/stream"' in page.text
+    assert "Boîte de réception" in page.text and 'data-stream="/inbox/stream"' in page.text
     assert "DUPONT" in page.text and "Jeanne Marie" in page.text and "02/03/1950" in page.text
     assert "Immédiate" in page.text and "AVC aigu" in page.text and "CHU de Toulouse" in page.text
     assert 'class="dot"' in page.text  # unread

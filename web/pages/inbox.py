@@ -12,14 +12,13 @@ from urllib.parse import urlencode
 
 from jinja2_fragments.litestar import HTMXBlockTemplate
 from litestar import Request, get
-from litestar.channels import ChannelsPlugin
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, Parameter
+from litestar.params import FromPath, FromQuery, HeaderParameter, Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 
+from adapters.live import Signal
 from application.errors import NotFoundError
 from domain.values import URGENCY_LABELS, WORKFLOW_LABELS, Role
-from projections.inbox import CHANNEL
 from projections.inbox_queries import COUNT_CAP, TABS, Filters, Scope
 from web.contexts import context_choices
 from web.errors import is_htmx
@@ -32,7 +31,8 @@ from web.session import SessionUser
 log = logging.getLogger("relais.web.inbox")
 
 STREAM_LIFETIME = 600.0  # seconds; the browser reconnects (and the session is checked again)
-KEEPALIVE = 20.0
+HEARTBEAT = 4.0  # seconds between pings: the browser calls a stream silent for 9 s lost (relais.js)
+POSITION_TIMEOUT = 3.0
 CLINICIAN = requires_role(Role.CLINICIAN)
 
 
@@ -57,6 +57,7 @@ def inbox_response(
     if tab not in TABS:
         raise NotFoundError(f"onglet inconnu : {tab}")
     scope = scope_of(services, user)
+    position = services.inbox.position() if full_page or not is_htmx(request) else None  # read before the rows
     page = services.inbox.page(scope, tab, filters, cursor)
     query = {k: v for k, v in (
         ("q", filters.q), ("workflow", filters.workflow), ("state", filters.state), ("urgency", filters.urgency),
@@ -78,6 +79,7 @@ def inbox_response(
     if is_htmx(request) and not full_page:
         context["oob"] = True
         return HTMXBlockTemplate(template_name="inbox/index.html", block_names=["results", "counters"], context=context)
+    context["position"] = position  # the page shows the inbox at this position at least (its stream's `last`)
     context["choices"] = context_choices(services.relais, user.practitioner_id)
     context["current"] = f"{user.establishment_id}|{user.role}"
     return Template("inbox/index.html", context=context)
@@ -113,40 +115,71 @@ DONE = {"forwarded": "Télédossier transféré : il a quitté votre boîte de r
 
 
 @get("/inbox/stream", name="inbox-stream", guards=[CLINICIAN])
-async def stream(channels: ChannelsPlugin, user: NamedDependency[SessionUser]) -> ServerSentEvent:
-    """One event « inbox » per committed change of a dossier concerning my establishment."""
-    establishment = user.establishment_id
+async def stream(
+    services: NamedDependency[Services], user: NamedDependency[SessionUser],
+    last: FromQuery[str | None] = None, last_event_id: Annotated[str | None, HeaderParameter(name="last-event-id")] = None,
+) -> ServerSentEvent:
+    """The live inbox of one page, fed by the process's live feed (adapters/live.py).
+
+    Events: `ready` (the feed listens; `id:` the inbox projection's position), `inbox` (a committed
+    change of a dossier concerning my establishment), `resync` (the feed listens again, or the page
+    is behind: changes may have been missed, the page reloads its rows and counters from the
+    projection), `down` (the feed lost the database: nothing arrives until `resync`), `ping` every
+    HEARTBEAT seconds (the browser's watchdog), `end` when the stream's lifetime is over.
+    A page says which position it shows (`last`, or `Last-Event-ID` from a browser's own
+    reconnection); a stream that starts further on begins with a `resync`."""
+    establishment = str(user.establishment_id)
+    feed = services.live
+    shown = last if last is not None else last_event_id
 
     async def events() -> AsyncGenerator[ServerSentEventMessage, None]:
-        queue: asyncio.Queue[bytes] = asyncio.Queue()
-        async with channels.start_subscription([CHANNEL]) as subscriber:
-
-            async def pump() -> None:
-                async for raw in subscriber.iter_events():
-                    queue.put_nowait(raw)
-
-            task = asyncio.create_task(pump())
-            try:
-                yield ServerSentEventMessage(event="ready", data="1", retry=2000)
-                loop = asyncio.get_running_loop()
-                deadline = loop.time() + STREAM_LIFETIME
-                while loop.time() < deadline:
-                    try:
-                        raw = await asyncio.wait_for(queue.get(), timeout=KEEPALIVE)
-                    except TimeoutError:
-                        yield ServerSentEventMessage(comment="keep-alive")
-                        continue
-                    try:
-                        payload = json.loads(raw)
-                    except ValueError:
-                        continue
-                    if establishment in payload.get("establishments", ()):
-                        change = {"dossier": payload["dossier"], "event": payload["event"]}
+        with feed.subscribe() as subscription:  # leaving it never touches the database
+            if not feed.connected:  # the database is out of reach: say so; `resync` follows when it is back
+                yield ServerSentEventMessage(event="down", data="1")
+            else:
+                position = await _position(services)
+                ident = str(position) if position is not None else None
+                yield ServerSentEventMessage(event="ready", data="1", id=ident)
+                if shown is not None and shown != ident:
+                    yield ServerSentEventMessage(event="resync", data="1", id=ident)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + STREAM_LIFETIME
+            while loop.time() < deadline:
+                message = await subscription.get(timeout=HEARTBEAT)
+                if message is None:
+                    yield ServerSentEventMessage(event="ping", data="1")
+                elif message is Signal.DOWN:
+                    yield ServerSentEventMessage(event="down", data="1")
+                elif message is Signal.RESYNC:
+                    position = await _position(services)
+                    yield ServerSentEventMessage(event="resync", data="1", id=str(position) if position is not None else None)
+                elif isinstance(message, str):
+                    change = _change(message, establishment)
+                    if change is not None:
                         yield ServerSentEventMessage(event="inbox", data=json.dumps(change))
-            finally:
-                task.cancel()
+            yield ServerSentEventMessage(event="end", data="1")  # the browser reconnects at once
 
     return ServerSentEvent(events(), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+async def _position(services: Services) -> int | None:
+    """The inbox projection's position (what a page reloaded now shows at least), None if unreadable."""
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(services.inbox.position), POSITION_TIMEOUT)
+    except Exception as e:  # noqa: BLE001 - the database may be gone: the stream says so instead
+        log.warning("flux en direct : position de la boîte illisible (%s)", type(e).__name__)
+        return None
+
+
+def _change(payload: str, establishment: str) -> dict[str, Any] | None:
+    """What a notification tells a page of `establishment`, None when it does not concern it."""
+    try:
+        note = json.loads(payload)
+        if establishment in note.get("establishments", ()):
+            return {"dossier": note["dossier"], "event": note["event"]}
+    except (ValueError, TypeError, KeyError, AttributeError):
+        log.warning("flux en direct : notification illisible ignorée")
+    return None
 
 
 HANDLERS = [stream, inbox]
