@@ -127,13 +127,31 @@ class ArqJobs:
         self._thread.join(timeout=5)
 
 
+REDIS_OUTAGE_SECONDS = 60.0  # how long the worker's Redis commands keep retrying before the worker gives up
+
+
+def patient_redis_settings(redis_url: str, outage: float = REDIS_OUTAGE_SECONDS) -> Any:
+    """arq RedisSettings whose commands retry on a lost connection (backoff up to 1 s) for about
+    `outage` seconds: the worker polls Redis twice a second, and without this the first poll
+    during a Redis restart raised out of arq and ended the process."""
+    from arq.connections import RedisSettings
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    settings = RedisSettings.from_dsn(redis_url)
+    settings.retry_on_error = [RedisConnectionError, RedisTimeoutError, OSError]
+    settings.retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=int(outage) + 5)
+    return settings
+
+
 def worker_settings(
     redis_url: str, functions: JobTable,
     on_startup: Callable[[JobContext], Awaitable[None]] | None = None,
     on_shutdown: Callable[[JobContext], Awaitable[None]] | None = None,
 ) -> type:
     """arq WorkerSettings for `relais worker`: the job table, and hooks filling and emptying its context."""
-    from arq.connections import RedisSettings
     from arq.worker import func
 
     async def startup(c: JobContext) -> None:
@@ -147,7 +165,7 @@ def worker_settings(
             await on_shutdown(c)
 
     class WorkerSettings:
-        redis_settings = RedisSettings.from_dsn(redis_url)
+        redis_settings = patient_redis_settings(redis_url)
         keep_result = 3600
         health_check_interval = 60  # the compose health check reads this key
         max_tries = 5
