@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from application.access import allowed
 from application.actors import Who
 from application.commands import DossierCommands
 from application.dossiers import NOTE_MAX, REPORT_MAX
+from application.errors import ForbiddenError
 from domain.dossier import DECLINE_REASONS, FOLLOW_UPS, Dossier
 from domain.errors import InvalidFieldError
 from domain.values import Actor, text
@@ -66,6 +68,17 @@ class RecipientUseCases:
             d.forward(send_id=send_id, to=to, note=note, actor=a, occurred_at=t)
 
         return self.commands.run(dossier_id, actor_id, expected_version, action, occurred_at)
+
+    def may_forward(self, *, dossier_id: str, actor_id: Who, send_id: str = "") -> None:
+        """Nothing if the actor may forward now this send of the dossier (any of its sends when none is
+        named): the forward form's directory search. NotFoundError for an unknown or invalid dossier,
+        ForbiddenError for a dossier that is not theirs or a send they may not forward. Records nothing."""
+        dossier = self.commands.core.load(Dossier, dossier_id, "télédossier")
+        actor = self.commands.acting_on(dossier, actor_id)
+        per_send = allowed(dossier, actor)[1]
+        sends = [send_id] if send_id else list(per_send)
+        if not any("forward" in per_send.get(sid, ()) for sid in sends):
+            raise ForbiddenError("vous ne pouvez pas transférer cet envoi du télédossier")
 
     def give_opinion(
         self, *, dossier_id: str, actor_id: Who, send_id: str, report: str, conclusion: str = "",

@@ -120,6 +120,7 @@ class Relais(Application[UUID]):
     request_complement = delegate(lambda r: r.recipients, RecipientUseCases.request_complement)
     forward = delegate(lambda r: r.recipients, RecipientUseCases.forward)
     give_opinion = delegate(lambda r: r.recipients, RecipientUseCases.give_opinion)
+    may_forward = delegate(lambda r: r.recipients, RecipientUseCases.may_forward)
 
     # ------------------------------------------------------------------ traced reads, access log
 

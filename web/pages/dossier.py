@@ -226,7 +226,10 @@ def forward_targets(
     services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
     q: FromQuery[str] = "", send_id: FromQuery[str] = "",
 ) -> Template:
-    """Teams and colleagues of other establishments to forward a send to (directory search, no patient data)."""
+    """Teams and colleagues of other establishments to forward a send to (directory search, no patient data),
+    for a user who may forward that send of that dossier now (scoped like every other dossier URL)."""
+    with refusals_traced(services, user, dossier_id, "forward-targets"):
+        services.relais.may_forward(dossier_id=dossier_id, actor_id=user.acting(), send_id=send_id[:64])
     results = [e for e in services.names.search(q[:100]) if e["id"] != user.establishment_id] if len(q.strip()) >= 2 else []
     return Template("dossier/_forward_targets.html", context={
         "results": results, "q": q, "send_id": send_id, "user": user,
