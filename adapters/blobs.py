@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -22,6 +23,17 @@ EXTENSIONS = {"application/pdf": ".pdf", "image/png": ".png", "image/jpeg": ".jp
 
 class DocumentRejectedError(ValueError):
     """The file is too large, empty, or not a PDF/PNG/JPEG; the message says which (French)."""
+
+
+class StorageFullError(DocumentRejectedError):
+    """The data folder's file system is full (or the file exceeds what it may hold): nothing was kept."""
+
+    def __init__(self) -> None:
+        super().__init__("espace disque insuffisant sur le serveur : le document n'a pas été enregistré ; "
+                         "réessayez plus tard ou prévenez l'administrateur")
+
+
+FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a write refused for lack of room, whatever the reason
 
 
 @dataclass(frozen=True)
@@ -59,10 +71,28 @@ class BlobWriter:
         if len(self.head) < 16:
             self.head += chunk[: 16 - len(self.head)]
         self.hash.update(chunk)
-        self.file.write(chunk)
+        try:
+            self.file.write(chunk)
+        except OSError as e:
+            self._full(e)
+
+    def _full(self, error: OSError) -> None:
+        """Drops the partial file; a full disk becomes a clear refusal, any other error is raised as it is."""
+        try:
+            self.abort()
+        except OSError:
+            pass
+        if error.errno in FULL:
+            raise StorageFullError() from error
+        raise error
 
     def finish(self) -> StoredBlob:
-        self.file.close()
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())  # on disk before any event names it
+            self.file.close()
+        except OSError as e:
+            self._full(e)
         if self.size == 0:
             self.tmp.unlink(missing_ok=True)
             raise DocumentRejectedError("fichier vide")
@@ -82,7 +112,10 @@ class BlobWriter:
 
     def abort(self) -> None:
         if not self.file.closed:
-            self.file.close()
+            try:
+                self.file.close()  # flushing what is buffered may fail on a full disk: the file goes anyway
+            except OSError:
+                pass
         self.tmp.unlink(missing_ok=True)
 
 

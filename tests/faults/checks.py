@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
+import psycopg.rows
 from pydicom import dcmread
 
 from adapters.settings import Settings
@@ -209,3 +210,15 @@ def verify(postgres: PrivatePostgres, platform, load: Load) -> Counts:  # type: 
     finally:
         app.close()
     return counts
+
+
+def positions(url: str) -> dict[str, tuple[int, int]]:
+    """Each projection's (position, head of its topics), on a connection of our own."""
+    from projections.status import projection_status
+
+    with psycopg.connect(url, autocommit=True) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as curs:
+        out = {}
+        for name, (projection_class, _) in PROJECTIONS.items():
+            s = projection_status(curs, name, tuple(projection_class.topics))
+            out[name] = (s.position, s.head)
+        return out

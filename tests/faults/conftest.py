@@ -102,3 +102,6 @@ def platform(postgres: PrivatePostgres, redis: PrivateRedis, data_folder: DataFo
     print(f"\n[faults] relais up --demo ready in {took:.1f} s")
     yield running
     running.stop()
+    log = Path(tempfile.gettempdir()) / "relais-faults-platform.log"
+    log.write_text(running.output)
+    print(f"\n[faults] the platform's output: {log}")

@@ -121,14 +121,19 @@ class Load:
 
     # -------------------------------------------------------------------------------- web
 
-    def flow(self, clinician: Clinician, token: str) -> str:
-        """One dossier through the wizard, each success recorded: create, no imaging, recipient, send."""
+    def create(self, clinician: Clinician, token: str) -> str:
+        """A draft dossier whose question is `token` (recorded when acknowledged)."""
         csrf, _ = clinician.form("/dossiers/new")
         self.acks.tokens.append(token)
         r = clinician.post("/dossiers/new", {"workflow": "stroke_opinion", "urgency": "stat", **PATIENT,
                                              "question": token, "consent": "given", "_csrf_token": csrf}, 303)
         did = r.headers["location"].split("/")[2]
         self._ack("web", created=(token, did))
+        return did
+
+    def flow(self, clinician: Clinician, token: str) -> str:
+        """One dossier through the wizard, each success recorded: create, no imaging, recipient, send."""
+        did = self.create(clinician, token)
         csrf, version = clinician.form(f"/dossiers/{did}/edit/imaging")
         clinician.post(f"/dossiers/{did}/edit/imaging", {"imaging_source": "none", "expected_version": version or "",
                                                          "_csrf_token": csrf}, 303)

@@ -104,9 +104,27 @@ class Platform:
                 pass
         psutil.wait_procs(procs, timeout=10)
 
+    def ping_job(self, timeout: float) -> dict:
+        """A `ping` job enqueued on the platform's Redis and run by its worker: its answer."""
+        import uuid
+
+        return _ping(self.env["RELAIS_REDIS_URL"], uuid.uuid4().hex, timeout)
+
     def healthy(self) -> bool:
         try:
             with urllib.request.urlopen(self.base + "/health", timeout=2) as r:  # noqa: S310 - loopback
                 return r.status == 200
         except OSError:
             return False
+
+
+def _ping(redis_url: str, token: str, timeout: float) -> dict:
+    from adapters.jobs import ArqJobs
+
+    jobs = ArqJobs(redis_url)
+    try:
+        job = jobs.enqueue("ping", job_id=f"ping:{token}", token=token)
+        return jobs.result(job, timeout=timeout)
+    finally:
+        jobs.close()
+

@@ -18,6 +18,7 @@ from tests.faults.checks import live_inbox_delivers, verify
 from tests.faults.load import Load
 from tests.faults.servers import wait_until
 
+OUTAGE = 5.0  # seconds PostgreSQL / Redis stay down
 RECOVERY_BOUND = 30.0  # seconds a part may take to serve again (the target is 10 s; the bound leaves room for a loaded machine)
 
 
@@ -77,3 +78,135 @@ def test_kill_9_projection_runner(postgres, platform, directory, tmp_path):
     restarted = time.monotonic() - killed
     figures("kill -9 projections", new_process=restarted, first_command=web, first_store=dicom)
     _check(postgres, platform, load, "kill -9 projections")
+
+
+def _projections_past(platform, heads: dict[str, int]) -> bool:  # type: ignore[no-untyped-def]
+    """Every projection has written at least up to its head of `heads` (one query on a fresh connection)."""
+    from tests.faults.checks import positions
+
+    now = positions(platform.env["RELAIS_DATABASE_URL"])
+    return all(now[name][0] >= head for name, head in heads.items())
+
+
+def test_postgresql_restarted_under_load(postgres, platform, directory, tmp_path):
+    from tests.faults.checks import positions
+
+    load = _load(platform, directory, tmp_path, "postgres")
+    postgres.stop("fast")  # every connection of every process is cut
+    time.sleep(OUTAGE)  # the outage: traffic keeps coming meanwhile (longer than eventsourcing's own retries, 2 s)
+    postgres.start()
+    back = time.monotonic()
+    heads = {name: head for name, (_, head) in positions(platform.env["RELAIS_DATABASE_URL"]).items()}
+    wait_until(platform.healthy, RECOVERY_BOUND, "web health after the PostgreSQL restart")
+    health = time.monotonic() - back
+    web, dicom = _after(load, back)
+    load.wait_acks("web", 3, back, 60)  # events after the restart, for the projections to follow
+    heads = {name: head for name, (_, head) in positions(platform.env["RELAIS_DATABASE_URL"]).items()}
+    wait_until(lambda: _projections_past(platform, heads), RECOVERY_BOUND, "projections following again")
+    projections = time.monotonic() - back
+    assert platform.ping_job(timeout=RECOVERY_BOUND)["worker"] == "arq"
+    worker = time.monotonic() - back
+    late = [f for t, f in load.acks.failures if t > back + 1.0]
+    figures("PostgreSQL restart", outage=OUTAGE, health_again=health, first_command=web, first_store=dicom,
+            projections_following=projections, worker_job=worker, failures_after_restart=str(late))
+    _check(postgres, platform, load, "PostgreSQL restart")
+
+
+def test_redis_stopped_and_started_under_load(postgres, redis, platform, directory, tmp_path):
+    """Jobs enqueued while Redis is down wait for it, then run once; web sessions (in Redis) are
+    lost with it, so the load signs in again."""
+    import threading
+    import uuid
+
+    from adapters.jobs import ArqJobs
+
+    load = _load(platform, directory, tmp_path, "redis")
+    jobs = ArqJobs(redis.url)  # like the web's: a client made while Redis was up
+    token = uuid.uuid4().hex
+    outcome: dict[str, object] = {}
+
+    def enqueue() -> None:
+        try:
+            job = jobs.enqueue("ping", job_id=f"ping:{token}", token=token)
+            outcome["result"] = jobs.result(job, timeout=RECOVERY_BOUND + OUTAGE)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            outcome["error"] = e
+
+    try:
+        redis.stop()
+        down = time.monotonic()
+        waiting = threading.Thread(target=enqueue, daemon=True)
+        waiting.start()
+        time.sleep(OUTAGE)
+        assert "error" not in outcome, f"enqueue failed while Redis was down instead of waiting: {outcome['error']!r}"
+        redis.start()
+        back = time.monotonic()
+        waiting.join(RECOVERY_BOUND + OUTAGE + 10)
+        assert outcome.get("result", {}).get("token") == token, outcome  # type: ignore[union-attr]
+        job_done = time.monotonic() - back
+    finally:
+        jobs.close()
+    web, dicom = _after(load, back)
+    started = f"→ ping:{token}:ping("  # arq logs each job it starts: "  0.01s → ping:<token>:ping(token=…)"
+    wait_until(lambda: started in platform.output, 10, "the worker's log of the job")
+    runs = platform.output.count(started)
+    assert runs == 1, f"job ran {runs} times"
+    fresh = platform.ping_job(timeout=RECOVERY_BOUND)
+    assert fresh["worker"] == "arq"
+    assert "worker s'est arrêté" not in platform.output, "the worker process died with Redis"
+    late = [f for t, f in load.acks.failures if t > back + 1.0]
+    figures("Redis stop/start", outage=time.monotonic() - down - (time.monotonic() - back), job_after_restart=job_done,
+            first_command=web, first_store=dicom, failures_after_restart=str(late))
+    _check(postgres, platform, load, "Redis stop/start")
+
+
+def test_disk_full_during_a_document_upload(postgres, platform, data_folder, directory, tmp_path):
+    """The data folder's file system full (a real ENOSPC on a small tmpfs): the upload answers a clear
+    French message, no document event is recorded and no partial file is left; once space is back
+    the same upload works."""
+    import hashlib
+    import os
+
+    from tests.faults.checks import app_on
+    from tests.faults.load import CSRF, HX, REQUESTER, Clinician
+
+    if not data_folder.mounted:
+        pytest.skip(f"no file system of our own to fill ({data_folder.why_not})")
+    load = _load(platform, directory, tmp_path, "disk")
+    clinician = Clinician(platform.base, REQUESTER.rpps)
+    documents = platform.data_dir / "documents"
+    pdf = b"%PDF-1.4\n" + os.urandom(4 * 1024 * 1024) + b"\n%%EOF\n"
+    digest = hashlib.sha256(pdf).hexdigest()
+    try:
+        did = load.create(clinician, f"faute-disk-upload-{digest[:8]}")
+        csrf = CSRF.search(clinician.page(f"/dossiers/{did}/edit/documents"))
+        assert csrf
+        headers = HX | {"x-csrftoken": csrf.group(1)}
+        data_folder.fill(leave=1024 * 1024)
+        try:
+            full = clinician.client.post(f"/dossiers/{did}/documents", headers=headers,
+                                         files={"file": ("scanner.pdf", pdf, "application/pdf")}, timeout=60)
+            free_during = data_folder.free()
+        finally:
+            data_folder.release()
+        assert full.status_code in (422, 507), (full.status_code, full.text[:500])
+        assert "espace disque" in full.text, full.text[:500]
+        assert not (documents / digest[:2] / digest[2:4] / digest).exists()
+        assert list((documents / "incoming").iterdir()) == [], "a partial upload was left behind"
+        app = app_on(platform.env["RELAIS_DATABASE_URL"])
+        try:
+            def attached() -> int:
+                return sum(1 for e in app.repository.get(__import__("uuid").UUID(did)).documents)
+            assert attached() == 0, "a document event was recorded for a file that was not written"
+            again = clinician.client.post(f"/dossiers/{did}/documents", headers=headers,
+                                          files={"file": ("scanner.pdf", pdf, "application/pdf")}, timeout=60)
+            assert again.status_code == 200 and "scanner.pdf" in again.text, again.text[:500]
+            assert attached() == 1
+        finally:
+            app.close()
+        blob = documents / digest[:2] / digest[2:4] / digest
+        assert hashlib.sha256(blob.read_bytes()).hexdigest() == digest
+    finally:
+        clinician.close()
+    figures("disk full during an upload", status=str(full.status_code), free_bytes_during=str(free_during))
+    _check(postgres, platform, load, "disk full")
