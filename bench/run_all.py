@@ -27,6 +27,7 @@ PLAN: list[tuple[str, list[str], list[str]]] = [
     ("generate_history.py", ["--out", "/tmp/relais-legacy-history.csv"],
      ["--out", "/tmp/relais-legacy-history.csv", "--scale", "0.01"]),
     ("history_stats.py", [], ["--scale", "0.02", "--runs", "2"]),
+    ("anonymous_uploads.py", [], ["--uploads", "4", "--size-mb", "64", "--min-seconds", "3"]),
 ]
 
 
