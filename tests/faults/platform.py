@@ -42,10 +42,10 @@ class Platform:
     def start(self, timeout: float = 120) -> float:
         """Starts `relais up --demo` and waits until it says it is ready; returns the seconds it took."""
         started = time.monotonic()
-        self.process = RelaisProcess(["up", "--demo"], self.env)
-        wait_until(lambda: "Relais est prêt" in self.output or self.process.process.poll() is not None,
+        process = self.process = RelaisProcess(["up", "--demo"], self.env)
+        wait_until(lambda: "Relais est prêt" in process.output or process.process.poll() is not None,
                    timeout, "relais up ready", every=0.2)
-        assert "Relais est prêt" in self.output, self.output[-5000:]
+        assert "Relais est prêt" in process.output, process.output[-5000:]
         return time.monotonic() - started
 
     @property
