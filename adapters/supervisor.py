@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import ctypes
+import errno
+import json
 import logging
 import signal
+import socket
 import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 log = logging.getLogger("relais.up")
@@ -101,14 +104,45 @@ class Supervisor:
                 process.wait()
 
 
-def wait_healthy(url: str, timeout: float, stop: threading.Event) -> bool:
+class PortUnavailableError(RuntimeError):
+    """A port the platform must listen on is taken (or its address is not this machine's)."""
+
+
+def check_ports(ports: Iterable[tuple[str, str, int, str]]) -> None:
+    """Raises PortUnavailableError naming the first of `ports` — (what, host, port, variable) — that
+    cannot be listened on now; binds as the servers do (SO_REUSEADDR: a port in TIME_WAIT is free)."""
+    for what, host, port, variable in ports:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    raise PortUnavailableError(
+                        f"le port {what} {host}:{port} est déjà utilisé par un autre programme : "
+                        f"arrêtez-le ou choisissez un autre port ({variable})"
+                    ) from None
+                raise PortUnavailableError(
+                    f"le port {what} {host}:{port} ne peut pas être ouvert ({e.strerror}) : vérifiez l'adresse et le port ({variable})"
+                ) from None
+
+
+def wait_healthy(url: str, timeout: float, stop: threading.Event, pid: Callable[[], int | None]) -> bool:
+    """True once `url` (a /health) answers 200 from our own web process: its body's `pid` is `pid()`,
+    the web child's. Another server answering on the port (taken after the check) is not ready."""
     deadline = time.monotonic() + timeout
+    warned = False
     while time.monotonic() < deadline and not stop.is_set():
         try:
             with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 - loopback health URL
-                if r.status == 200:
-                    return True
-        except OSError:
+                answered = json.load(r).get("pid") if r.status == 200 else None
+            expected = pid()
+            if answered is not None and answered == expected:
+                return True
+            if not warned:
+                log.error("un autre serveur que le service web de Relais (pid %s) répond sur %s", expected, url)
+                warned = True
+        except (OSError, ValueError, AttributeError):
             pass
         time.sleep(0.1)
     return False

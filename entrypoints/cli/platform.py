@@ -23,13 +23,21 @@ log = logging.getLogger("relais")
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    try:  # before anything starts: a busy port is said at once, by its name
+        sup.check_ports([
+            ("HTTP", settings.http_host, settings.http_port, "RELAIS_HTTP_PORT"),
+            ("DICOM", settings.dicom_host, settings.dicom_port, "RELAIS_DICOM_PORT"),
+        ])
+    except sup.PortUnavailableError as e:
+        raise CommandError(str(e)) from None
     stop = threading.Event()
     sup.install_signal_handlers(stop)
     with database(settings) as resolved:
         upgrade(resolved)
         users = _load_demo(resolved) if args.demo else None
+        web_child = sup.Child("web", ["serve"])
         children = [
-            sup.Child("web", ["serve"]),
+            web_child,
             sup.Child("dicom", ["scp"]),
             sup.Child("projections", ["projections", "run"]),
         ]
@@ -42,7 +50,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         watcher = threading.Thread(target=supervisor.watch, daemon=True)
         watcher.start()
         url = f"http://{resolved.http_host}:{resolved.http_port}"
-        if sup.wait_healthy(url + "/health", timeout=120, stop=stop):
+        web_pid = lambda: web_child.process.pid if web_child.process else None  # noqa: E731
+        if sup.wait_healthy(url + "/health", timeout=120, stop=stop, pid=web_pid):  # ours, not whoever answers
             print(f"\nRelais est prêt : {url}/  (base : {redact(resolved.database_url or '')})", flush=True)
             print(f"Nœud DICOM : {resolved.dicom_aet}@{resolved.dicom_host}:{resolved.dicom_port}", flush=True)
             print("Tâches : " + ("arq sur Redis (relais worker)" if resolved.redis_url else "en processus (pas de Redis)"), flush=True)

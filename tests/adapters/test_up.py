@@ -149,4 +149,5 @@ def test_up_with_a_busy_http_port_fails_clearly(env):
             if platform.process.poll() is None:
                 platform.process.kill()
     assert code != 0
-    assert "web échoue au démarrage" in platform.output
+    assert f"port HTTP 127.0.0.1:{env['RELAIS_HTTP_PORT']} est déjà utilisé" in platform.output, platform.output
+    assert "prêt" not in platform.output

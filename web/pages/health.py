@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -45,6 +46,7 @@ def health(services: NamedDependency[Services]) -> Response[dict[str, object]]:
         "database": database,
         "projections": projections,
         "version": VERSION,
+        "pid": os.getpid(),  # `relais up` checks that the /health answering is its own web process's
     }
     return Response(body, status_code=200 if database == "ok" else 503)
 
