@@ -39,6 +39,7 @@ CLOCK_SKEW = timedelta(minutes=2)
 # codes under 30); a longer one is refused before it is parsed, so no message echoes more of it.
 MAX_FIELD = 64
 SHOWN = 80  # characters of a value echoed in a message
+IDENTICAL = "ligne identique à la ligne"
 EXAMPLE_TIME = "2023-03-14T09:30:00+01:00"
 
 
@@ -74,11 +75,17 @@ def shown(value: str, limit: int = SHOWN) -> str:
     return head if len(value) <= limit else f"{head}… ({len(value)} caractères)"
 
 
-def identifier(value: str, field: str, *, max_len: int = 64) -> str:
-    """A legacy identifier: printable, on one line, bounded, and not a spreadsheet formula."""
+def label(value: str, field: str, *, max_len: int) -> str:
+    """A short text of the file: printable, on one line, bounded."""
     value = text(value, field, max_len=max_len)
     if not value.isprintable() and any(_unprintable(c) for c in value):
-        raise InvalidFieldError(field, f"caractère de contrôle ou saut de ligne dans l'identifiant « {shown(value)} »")
+        raise InvalidFieldError(field, f"caractère de contrôle ou saut de ligne « {shown(value)} »")
+    return value
+
+
+def identifier(value: str, field: str, *, max_len: int = 64) -> str:
+    """A legacy identifier: a label that is not a spreadsheet formula."""
+    value = label(value, field, max_len=max_len)
     if formula_like(value):
         raise InvalidFieldError(field, f"identifiant commençant comme une formule de tableur « {shown(value)} »")
     return value
@@ -247,12 +254,13 @@ def parse_row(values: dict[str, str], now: datetime, line: int) -> tuple[Dossier
         "imaging_source": imaging_source,
         "closed_at": closed_at,
     }
+    send_id, service = values.get("send_id", "").strip(), values.get("recipient_service", "").strip()
     send = LegacySend(
         line=line, recipient_finess=check_finess(values["recipient_finess"], "recipient_finess"),
         recipient_department=department, recipient_region=region, channel=channel,
         sent_at=sent_at, answered_at=answered_at,
-        send_id=identifier(values["send_id"], "send_id") if values.get("send_id", "").strip() else None,
-        service=text(values.get("recipient_service"), "recipient_service", max_len=120, required=False) or None,
+        send_id=identifier(send_id, "send_id") if send_id else None,
+        service=label(service, "recipient_service", max_len=120) if service else None,
     )
     return dossier, send
 
@@ -327,7 +335,7 @@ def parse_legacy_text(content: str, *, name: str = "", now: datetime | None = No
         _, d, _ = rows_[0]
         parsed.dossiers.append(LegacyDossier(legacy_id=legacy_id, file=name, sends=tuple(sends), **d))
         parsed.warnings.extend(warnings)
-        parsed.identical_rows += sum(1 for s in sends if s.send_id is None) - len({s.content() for s in sends if s.send_id is None})
+        parsed.identical_rows += sum(1 for w in warnings if w.reason.startswith(IDENTICAL))
     if parsed.rows == 0:
         raise LegacyFileError("aucune ligne après l'en-tête : un export de l'ancienne plateforme vide est un export incomplet")
     parsed.errors.sort(key=lambda e: e.line)
@@ -353,21 +361,21 @@ def _sends(legacy_id: str, rows: list[LegacySend], sends: list[LegacySend], warn
     the same `send_id` are one send, and must then say the same thing.
     """
     by_send_id: dict[str, LegacySend] = {}
-    by_content: dict[tuple[str | None, ...], int] = {}
+    by_content: dict[tuple[object, ...], int] = {}
     for s in rows:
         if s.send_id is not None:
             first = by_send_id.setdefault(s.send_id, s)
             if first is not s:
-                if first.content() != s.content():
+                if first.same() != s.same():
                     return f"send_id : « {s.send_id} » décrit deux envois différents (lignes {first.line} et {s.line})"
                 warnings.append(RowError(s.line, legacy_id, f"même send_id « {s.send_id} » que la ligne {first.line} : un seul envoi"))
                 continue
         else:
-            line = by_content.setdefault(s.content(), s.line)
+            line = by_content.setdefault(s.same(), s.line)
             if line != s.line:
                 warnings.append(RowError(
                     s.line, legacy_id,
-                    f"ligne identique à la ligne {line} : importée comme un envoi de plus (services non distingués par l'export)",
+                    f"{IDENTICAL} {line} : importée comme un envoi de plus (services non distingués par l'export)",
                 ))
         sends.append(s)
     return None

@@ -74,6 +74,14 @@ class LegacySend:
             said += (self.send_id, self.service)
         return said
 
+    def same(self) -> tuple[object, ...]:
+        """What the row says, as a key (rows with equal keys are identical; `content` without its
+        formatting, for the parser to compare every row cheaply)."""
+        return (
+            self.recipient_finess, self.recipient_department, self.recipient_region, self.channel,
+            self.sent_at, self.answered_at, self.send_id, self.service,
+        )
+
     def legacy(self) -> Json:
         """The legacy identifier and service, when the file gives them (kept on the recipient)."""
         return {k: v for k, v in (("send_id", self.send_id), ("service", self.service)) if v is not None}

@@ -523,3 +523,17 @@ def test_a_refusal_echoes_at_most_80_characters_of_a_value(cli, tmp_path, capsys
         assert len(line) < 300, line[:300]
         assert "9" * 81 not in line and "c" * 81 not in line
     assert any("(télédossier L" + "9" * 79 + "… (100001 caractères))" in line for line in err)  # the id, cut
+
+
+def test_send_id_is_an_identifier_and_recipient_service_a_one_line_label():
+    sent = "2023-03-01T10:00:00+01:00"
+    content = "\n".join([
+        OPTIONAL_HEADER,
+        row("Y1", "imaging_transfer", sent, A, B, "dicom_store") + ",=1+2,",
+        row("Y2", "imaging_transfer", sent, A, B, "dicom_store") + ',,"Neuro\nradiologie"',
+    ]) + "\n"
+    parsed = parse_legacy_text(content)
+    assert not parsed.dossiers
+    reasons = [str(e) for e in parsed.errors]
+    assert "send_id : identifiant commençant comme une formule de tableur « =1+2 »" in reasons[0]
+    assert "recipient_service : caractère de contrôle ou saut de ligne « Neuro\\nradiologie »" in reasons[1]
