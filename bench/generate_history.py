@@ -6,8 +6,13 @@ that 2024 shows the annex's +18.11 %), 261,776 sends from 2021-01-01 to 2024-05-
 Toulouse imaging split 62/33/5, inter-regional sends through the three channels. Deterministic
 for a given --seed. Times are written in Paris local time with their offset.
 
+`--identical 0.03`: that share of the dossiers is sent to two services of one establishment at the
+same minute, which the legacy export (no service column) lists as two identical rows — as a real
+export does; the rows, and so the sends, stay the annex's (the dossier's second row is replaced).
+
     .venv/bin/python bench/generate_history.py --out /tmp/legacy.csv          # annex scale
     .venv/bin/python bench/generate_history.py --out /tmp/small.csv --scale 0.01
+    .venv/bin/python bench/generate_history.py --out /tmp/real.csv --identical 0.03
 """
 
 from __future__ import annotations
@@ -101,7 +106,7 @@ def iso(value: datetime | None) -> str:
     return value.astimezone(PARIS).replace(microsecond=0).isoformat() if value else ""
 
 
-def generate(out: Path, *, seed: int = 2024, scale: float = 1.0) -> tuple[int, int]:
+def generate(out: Path, *, seed: int = 2024, scale: float = 1.0, identical: float = 0.0) -> tuple[int, int]:
     """Writes the CSV; returns (dossiers, sends)."""
     rng = random.Random(seed)
     occitanie, outside = establishments(rng)
@@ -126,6 +131,11 @@ def generate(out: Path, *, seed: int = 2024, scale: float = 1.0) -> tuple[int, i
         sends_of[i] += 1
     for i in order[: max(0, extra - len(plan))]:
         sends_of[i] += 1
+
+    # Its own generator: the history without identical rows stays the same for a given seed.
+    twin_rng = random.Random(seed + 1)
+    several = sum(1 for n in sends_of if n > 1)
+    twin_share = min(1.0, identical * len(plan) / several) if several else 0.0
 
     rows = 0
     with out.open("w", newline="", encoding="utf-8") as f:
@@ -171,6 +181,8 @@ def generate(out: Path, *, seed: int = 2024, scale: float = 1.0) -> tuple[int, i
             closed = last + timedelta(hours=rng.randrange(1, 72)) if answered_any and rng.random() < 0.7 else None
             if closed is not None and closed > datetime.now(UTC):
                 closed = None
+            if len(lines) > 1 and twin_share and twin_rng.random() < twin_share:
+                lines[1] = lines[0]  # two services of the first recipient, the same minute
             legacy_id = f"TLO-{day.year}-{n:06d}"
             for recipient, dep, region, channel, sent_k, answered in lines:
                 w.writerow([
@@ -186,8 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the annex's volume (default 1)")
+    parser.add_argument("--identical", type=float, default=0.0,
+                        help="share of dossiers listed with two identical rows (two services of one establishment)")
     args = parser.parse_args(argv)
-    dossiers, sends = generate(args.out, seed=args.seed, scale=args.scale)
+    dossiers, sends = generate(args.out, seed=args.seed, scale=args.scale, identical=args.identical)
     size = args.out.stat().st_size / 1e6
     print(f"{args.out}: {dossiers:,} dossiers, {sends:,} sends (rows), {size:.1f} MB")
     return 0

@@ -19,6 +19,7 @@ On a throw-away database `relais_bench_<pid>` (dropped at the end unless --keep)
 
     .venv/bin/python bench/history_stats.py                       # annex scale (≈ 10 minutes on 2 cores)
     .venv/bin/python bench/history_stats.py --scale 0.05          # a quick check of the script
+    .venv/bin/python bench/history_stats.py --identical 0.03      # with identical rows, as a real export has
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--csv", type=Path, help="an existing history file (default: generate one)")
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the annex's volume when generating")
+    parser.add_argument("--identical", type=float, default=0.0,
+                        help="share of dossiers generated with two identical rows (see generate_history.py)")
     parser.add_argument("--batch", type=int, default=500, help="dossiers per import transaction (default 500)")
     parser.add_argument("--runs", type=int, default=5, help="repetitions of each latency measure (default 5)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of raw read / decode / rebuild (default 3)")
@@ -116,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         if path is None:
             path = workdir / "legacy.csv"
             t0 = time.perf_counter()
-            dossiers, rows = generate(path, scale=args.scale)
+            dossiers, rows = generate(path, scale=args.scale, identical=args.identical)
             say(f"generated {path.name}: {dossiers:,} dossiers, {rows:,} rows, "
                 f"{path.stat().st_size / 1e6:.1f} MB in {time.perf_counter() - t0:.1f} s")
 
