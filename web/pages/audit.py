@@ -16,6 +16,7 @@ from application.access import Workspace
 from domain.values import Json, Role
 from web.errors import is_htmx
 from web.guards import requires_role
+from web.pages.dossier import actor_dict
 from web.present import label, paris, timeline_line
 from web.services import Services
 from web.session import SessionUser
@@ -116,15 +117,20 @@ def export_print(services: NamedDependency[Services], user: NamedDependency[Sess
 
 @get("/audit/patients", guards=[AUDITOR], sync_to_thread=True, name="audit-patients")
 def patients(
-    services: NamedDependency[Services], q: FromQuery[str] = "", birth_name: FromQuery[str] = "",
-    first_names: FromQuery[str] = "", birth_date: FromQuery[str] = "",
+    services: NamedDependency[Services], user: NamedDependency[SessionUser], q: FromQuery[str] = "",
+    birth_name: FromQuery[str] = "", first_names: FromQuery[str] = "", birth_date: FromQuery[str] = "",
 ) -> Template:
-    """Who accessed a given patient's data, and when (every dossier of that identity)."""
+    """Who accessed a given patient's data, and when (every dossier of that identity).
+
+    The list of identities matching `q` is a search result (like the inbox, not traced); the accesses
+    of one identity are the audit trail of each of its dossiers: one `audit` access per dossier shown."""
     found = services.access_log.patients(q) if len(q.strip()) >= 2 else []
     accesses = []
     born = _date(birth_date)
     if birth_name and first_names and born:
         accesses = services.access_log.for_patient(birth_name, first_names, born)
+        for dossier_id in dict.fromkeys(a.dossier_id for a in accesses):
+            services.relais.record_access(dossier_id=dossier_id, actor=actor_dict(user), kind="audit", target="patient-accesses")
     return Template("audit/patients.html", context={
         "q": q, "found": found, "accesses": accesses, "birth_name": birth_name, "first_names": first_names,
         "birth_date": born, "names": services.names,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated, Any
+from uuid import UUID
 
 from litestar import Request, get, post
 from litestar.di import NamedDependency
@@ -11,13 +12,25 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Template
 
+from application.errors import ForbiddenError
+from web.pages.dossier import actor_dict
 from web.services import Services
 from web.session import SessionUser
 
 
-def requester_only(services: Services, user: SessionUser, dossier_id: str) -> None:
-    """Nothing if the user is the dossier's requester, else the application's refusal."""
-    services.relais.requester_actor(dossier_id=dossier_id, actor_id=user.acting())
+def requester_only(services: Services, user: SessionUser, dossier_id: str, target: str = "imaging-form") -> None:
+    """Nothing if the user is the dossier's requester, else the application's refusal.
+
+    What follows shows patient data of the dossier's imaging (studies received for the establishment,
+    a PACS's answers, an import's files): the read is traced as an `imaging` access (`target` says
+    which part), a refusal too."""
+    try:
+        actor = services.relais.requester_actor(dossier_id=dossier_id, actor_id=user.acting())
+    except ForbiddenError as e:
+        services.relais.trace_denied(dossier_id=dossier_id, actor=actor_dict(user), kind="imaging", reason=str(e),
+                                     target=target)
+        raise
+    services.relais.record_access(dossier_id=str(UUID(dossier_id)), actor=actor.as_dict(), kind="imaging", target=target)
 
 
 def form_list(value: list[str] | str) -> list[str]:
@@ -30,7 +43,7 @@ def picker(
     request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
 ) -> Template:
     """The imaging slot of the dossier form: received studies, awaited exam, PACS search."""
-    requester_only(services, user, dossier_id)
+    requester_only(services, user, dossier_id, "imaging-picker")
     web = services.imaging
     return Template("imaging/_picker.html", context={
         "dossier_id": dossier_id, "studies": web.studies.studies_for(user.establishment_id),
@@ -46,14 +59,15 @@ def received(
     q: FromQuery[str] = "",
 ) -> Template:
     """Studies received by the platform for the user's establishment (gateway push, retrieve, import)."""
-    requester_only(services, user, dossier_id)
     return received_fragment(request, services, user, dossier_id, q, "")
 
 
 def received_fragment(
     request: Request[Any, Any, Any], services: Services, user: SessionUser, dossier_id: str, q: str, notice: str,
 ) -> Template:
-    """The received studies fragment (matching `q`), those attached to the dossier marked, with a notice."""
+    """The received studies fragment (matching `q`), those attached to the dossier marked, with a notice;
+    only for the requester, the read traced."""
+    requester_only(services, user, dossier_id, "imaging-received")
     web = services.imaging
     d = services.relais.get_dossier(dossier_id=dossier_id, actor_id=user.practitioner_id)
     return Template("imaging/_received.html", context={

@@ -18,7 +18,7 @@ from application.errors import NotFoundError
 from domain.errors import InvalidFieldError
 from domain.imaging import received_study_id, valid_uid
 from domain.values import Json
-from web.pages.imaging import form_list
+from web.pages.imaging import form_list, requester_only
 from web.services import Services
 from web.session import SessionUser
 
@@ -50,8 +50,10 @@ def pacs_search(
     birth_date: FromQuery[str] = "", date_from: FromQuery[str] = "", date_to: FromQuery[str] = "",
     modality: FromQuery[str] = "", accession_number: FromQuery[str] = "",
 ) -> Template:
-    """C-FIND at study level on a PACS of the user's establishment; results as a fragment."""
+    """C-FIND at study level on a PACS of the user's establishment; results as a fragment (patients'
+    identities as the PACS holds them: the read is traced, whatever the PACS answers)."""
     info = _peer(services, user, dossier_id, node)
+    requester_only(services, user, dossier_id, f"pacs-search:{info['aet']}")
     keys = {
         "patient_id": _dicom_text(patient_id), "patient_name": _dicom_text(patient_name),
         "birth_date": _dicom_date(birth_date, "birth_date"), "date_from": _dicom_date(date_from, "date_from"),
@@ -80,9 +82,10 @@ def pacs_series(
     request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
     node: FromQuery[str] = "", study_uid: FromQuery[str] = "",
 ) -> Template:
-    """The series of a study on the PACS (C-FIND series level), to retrieve only some of them."""
+    """The series of a study on the PACS (C-FIND series level), to retrieve only some of them (traced)."""
     info = _peer(services, user, dossier_id, node)
     uid = valid_uid(study_uid, "study_uid")
+    requester_only(services, user, dossier_id, f"pacs-series:{uid}")
     error, series = "", []
     try:
         series = QueryRetrieve(services.imaging.our_aet, timeout=FIND_TIMEOUT).find_series(

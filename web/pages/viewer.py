@@ -150,7 +150,9 @@ async def start_export(
 
 
 def _export_state(services: Services, user: SessionUser, dossier_id: str, study_uid: str, node: str, running: bool) -> Template:
-    study = read_study(services, user, dossier_id, study_uid)
+    """The export's progress, then every instance's status: a read of the study, traced as "export"
+    (polled every second while it runs: one access per user and study per minute, see view_study)."""
+    study = read_study(services, user, dossier_id, study_uid, "export")
     state = study.export_to(dossier_id, node) or {"status": "queued", "sent": 0, "total": 0, "failures": []}
     finished = state["status"] in ("completed", "partial", "failed")
     instances = []
