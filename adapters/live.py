@@ -134,20 +134,17 @@ class LiveFeed:
     async def _run(self) -> None:
         delay = self.retry_min
         while True:
+            before = self.connections
             try:
                 await self._listen()
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - any failure of the connection: reconnect
-                if self.connected:
+                if self.connections > before:  # it was listening: lost
                     log.warning("flux en direct : connexion perdue (%s: %s), reconnexion", type(e).__name__, e)
                     delay = self.retry_min
                 else:
                     log.debug("flux en direct : connexion impossible (%s: %s)", type(e).__name__, e)
-            if self.connected:
-                self.connected = False
-                self.backend_pid = None
-                self._broadcast(Signal.DOWN)
             await asyncio.sleep(delay)
             delay = min(self.retry_max, delay * 2)
 
@@ -157,14 +154,20 @@ class LiveFeed:
             keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3,
         )
         async with conn:
-            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
-            self.connected = True
-            self.backend_pid = conn.info.backend_pid
-            self.connections += 1
-            if self.connections > 1:
-                log.info("flux en direct : écoute rétablie (connexion %s)", self.connections)
-            self._broadcast(Signal.RESYNC)  # whatever was sent before this LISTEN was not heard
-            await self._pump(conn)
+            try:
+                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+                self.connected = True
+                self.backend_pid = conn.info.backend_pid
+                self.connections += 1
+                if self.connections > 1:
+                    log.info("flux en direct : écoute rétablie (connexion %s)", self.connections)
+                self._broadcast(Signal.RESYNC)  # whatever was sent before this LISTEN was not heard
+                await self._pump(conn)
+            finally:  # however it ends (lost, cancelled, a bug): nobody may believe it still listens
+                if self.connected:
+                    self.connected = False
+                    self.backend_pid = None
+                    self._broadcast(Signal.DOWN)
 
     async def _pump(self, conn: psycopg.AsyncConnection[Any]) -> None:
         while True:
