@@ -143,6 +143,19 @@ class DirectoryUseCases:
         )
         self.core.commit(p)
 
+    def end_membership(self, *, practitioner_id: str, establishment_id: str, admin_id: str | None = None) -> None:
+        """The practitioner no longer works for this establishment (every role there withdrawn)."""
+        p = self.core.load(Practitioner, practitioner_id, "professionnel")
+        est = self.core.load(Establishment, establishment_id, "établissement")
+        p.leave(establishment_id=str(est.id), actor=self.actors.admin(admin_id), occurred_at=self.core.clock())
+        self.core.commit(p)
+
+    def deactivate_practitioner(self, *, practitioner_id: str, admin_id: str | None = None) -> None:
+        """The account is closed: the practitioner can no longer sign in nor act (their sessions end)."""
+        p = self.core.load(Practitioner, practitioner_id, "professionnel")
+        p.deactivate(actor=self.actors.admin(admin_id), occurred_at=self.core.clock())
+        self.core.commit(p)
+
     def add_node(
         self, *, aet: str, host: str, port: int, establishment_id: str, kind: str, admin_id: str | None = None
     ) -> str:

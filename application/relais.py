@@ -90,6 +90,8 @@ class Relais(Application[UUID]):
     add_service = delegate(lambda r: r.directory, DirectoryUseCases.add_service)
     add_practitioner = delegate(lambda r: r.directory, DirectoryUseCases.add_practitioner)
     set_membership = delegate(lambda r: r.directory, DirectoryUseCases.set_membership)
+    end_membership = delegate(lambda r: r.directory, DirectoryUseCases.end_membership)
+    deactivate_practitioner = delegate(lambda r: r.directory, DirectoryUseCases.deactivate_practitioner)
     add_node = delegate(lambda r: r.directory, DirectoryUseCases.add_node)
     set_node_retrieve_method = delegate(lambda r: r.directory, DirectoryUseCases.set_node_retrieve_method)
     establishment = delegate(lambda r: r.directory, DirectoryUseCases.establishment)

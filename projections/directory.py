@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -67,6 +69,22 @@ class NodeRow:
     establishment_finess: str
 
 
+@dataclass(frozen=True)
+class Standing:
+    """What the directory says now of a practitioner: active or not, their roles per establishment."""
+
+    active: bool
+    roles: dict[str, frozenset[str]]  # establishment id -> roles
+
+    def holds(self, establishment_id: str, role: str) -> bool:
+        return role in self.roles.get(establishment_id, frozenset())
+
+
+STANDING_TTL = 5.0
+"""Seconds a practitioner's standing is kept by a web process: a deactivation or a role removed takes
+effect on the first request after at most this long (plus the directory projection's lag)."""
+
+
 class DirectoryView(Protocol):
     def establishments(self) -> list[EstablishmentRow]: ...
     def services(self) -> list[ServiceRow]: ...
@@ -97,6 +115,43 @@ class PostgresDirectoryView(PostgresView):
             establishment_id uuid NOT NULL, kind text NOT NULL, active boolean NOT NULL)""",
     )
     tables = ("dir_establishments", "dir_services", "dir_practitioners", "dir_memberships", "dir_nodes")
+    standing_ttl: float = STANDING_TTL
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._standings: dict[str, tuple[float, Standing | None]] = {}
+        self._standings_lock = threading.Lock()
+
+    def standing(self, practitioner_id: str) -> Standing | None:
+        """The practitioner's standing (None: not in the read model yet), read at most `standing_ttl`
+        seconds ago: the one cache of it, asked by the login guard on every request (one indexed
+        query per user every 5 s)."""
+        now = time.monotonic()
+        with self._standings_lock:
+            cached = self._standings.get(practitioner_id)
+        if cached is not None and now - cached[0] < self.standing_ttl:
+            return cached[1]
+        rows = self.query(
+            """SELECT p.active, m.establishment_id::text AS eid, m.roles FROM dir_practitioners p
+               LEFT JOIN dir_memberships m ON m.practitioner_id = p.id WHERE p.id = %s""",
+            (practitioner_id,),
+        )
+        standing = None
+        if rows:
+            standing = Standing(
+                active=bool(rows[0]["active"]),
+                roles={r["eid"]: frozenset(r["roles"]) for r in rows if r["eid"] is not None},
+            )
+        with self._standings_lock:
+            if len(self._standings) > 10_000:  # users of one web process: far fewer; never unbounded
+                self._standings.clear()
+            self._standings[practitioner_id] = (now, standing)
+        return standing
+
+    def forget_standings(self) -> None:
+        """Drops the cached standings (the next request reads the directory again)."""
+        with self._standings_lock:
+            self._standings.clear()
 
     def establishments(self) -> list[EstablishmentRow]:
         rows = self.query("SELECT id::text, finess, name, department, region FROM dir_establishments ORDER BY finess")

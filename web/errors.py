@@ -177,8 +177,8 @@ def login_required_handler(request: Request[Any, Any, Any], exc: LoginRequired) 
         back = current.path + (f"?{current.query}" if current.query else "")
     else:
         back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    query = {"expiree": "1"} if exc.expired else {}
-    if (htmx or request.method == "GET") and back.startswith("/") and back != "/":
+    query = {"motif": exc.reason} if exc.reason else ({"expiree": "1"} if exc.expired else {})
+    if not exc.reason and (htmx or request.method == "GET") and back.startswith("/") and back != "/":  # deactivated: nowhere back
         query["next"] = back
     url = "/login" + (f"?{urlencode(query)}" if query else "")
     if htmx:

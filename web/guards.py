@@ -10,19 +10,28 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
 from application.errors import ForbiddenError
+from projections.directory import Standing
 from web.labels import role_label
 from web.services import Services
 from web.session import SessionUser, end_session, session_data
 
 PUBLIC = "public"  # handler opt key: reachable without login
+ANY_CONTEXT = "any_context"  # handler opt key: reachable with a role no longer held (the context chooser)
+
+DEACTIVATED = "desactive"  # LoginRequired.reason: the account was deactivated in the directory
+ROLE_WITHDRAWN = (
+    "Le rôle « {role} » ne vous est plus attribué dans l'établissement « {establishment} ». "
+    "Choisissez un autre contexte de travail depuis la page d'accueil."
+)
 
 
 class LoginRequired(Exception):
-    """No valid session: the user is sent to the login page."""
+    """No valid session: the user is sent to the login page (`reason` says why when it is not an expiry)."""
 
-    def __init__(self, expired: bool = False):
+    def __init__(self, expired: bool = False, reason: str = ""):
         super().__init__("connexion requise")
         self.expired = expired
+        self.reason = reason
 
 
 def current_user(connection: ASGIConnection[Any, Any, Any, Any]) -> SessionUser | None:
@@ -43,6 +52,40 @@ def requires_login(connection: ASGIConnection[Any, Any, Any, Any], handler: Base
     if user.expired():
         end_session(connection)
         raise LoginRequired(expired=True)
+    check_standing(connection, handler, user)
+
+
+def _standing(connection: ASGIConnection[Any, Any, Any, Any], user: SessionUser) -> Standing | None:
+    services: Services | None = getattr(connection.app.state, "services", None)
+    if services is None:  # pragma: no cover - the app factory always sets it
+        return None
+    return services.imaging.directory.standing(user.practitioner_id)
+
+
+def context_withdrawn(connection: ASGIConnection[Any, Any, Any, Any], user: SessionUser) -> bool:
+    """Whether the directory no longer gives the session's role in the session's establishment."""
+    standing = _standing(connection, user)
+    return standing is not None and standing.active and not standing.holds(user.establishment_id, user.role)
+
+
+def check_standing(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler, user: SessionUser) -> None:
+    """The session's (practitioner, establishment, role) against the directory's read model, on every
+    request (cached 5 s by the view): a deactivated account's session ends (to the login page, saying
+    so); a role or membership withdrawn answers 403 everywhere but the context chooser.
+
+    A practitioner the read model does not know yet (just added, projection behind) passes: the
+    commands still resolve the actor on the event store itself."""
+    standing = _standing(connection, user)
+    if standing is None:
+        return
+    if not standing.active:
+        end_session(connection)
+        raise LoginRequired(reason=DEACTIVATED)
+    if not standing.holds(user.establishment_id, user.role) and not handler.opt.get(ANY_CONTEXT):
+        error = ForbiddenError(ROLE_WITHDRAWN.format(role=role_label(user.role), establishment=user.establishment_name))
+        if connection.path_params.get("dossier_id"):
+            trace_denied(connection, user, str(error))
+        raise error
 
 
 def trace_denied(connection: ASGIConnection[Any, Any, Any, Any], user: SessionUser, reason: str) -> None:

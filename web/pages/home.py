@@ -13,6 +13,8 @@ from litestar.response import Redirect, Template
 
 from application.errors import ForbiddenError
 from web.contexts import context_choices
+from web.guards import ANY_CONTEXT, ROLE_WITHDRAWN, context_withdrawn
+from web.labels import role_label
 from web.services import Services
 from web.session import SessionUser, switch_context
 
@@ -24,22 +26,26 @@ class ContextForm:
     context: str = ""
 
 
-@get("/", name="home", sync_to_thread=True)
+@get("/", name="home", sync_to_thread=True, opt={ANY_CONTEXT: True})
 def home(request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser]) -> Template | Redirect:
-    """Clinicians land on their inbox, auditors on the audit search; other roles on this page."""
-    if user.role == "clinician":
+    """Clinicians land on their inbox, auditors on the audit search; other roles on this page, and
+    anyone whose role was withdrawn meanwhile (to choose another context)."""
+    notice = ""
+    if context_withdrawn(request, user):
+        notice = ROLE_WITHDRAWN.format(role=role_label(user.role), establishment=user.establishment_name)
+    elif user.role == "clinician":
         from projections.inbox_queries import Filters
         from web.pages.inbox import inbox_response
 
         return inbox_response(request, services, user, "received", Filters(), None, full_page=True)
-    if user.role == "auditor":
+    elif user.role == "auditor":
         return Redirect("/audit", status_code=303)
     choices = context_choices(services.relais, user.practitioner_id)
     current = f"{user.establishment_id}|{user.role}"
-    return Template("home/index.html", context={"user": user, "choices": choices, "current": current})
+    return Template("home/index.html", context={"user": user, "choices": choices, "current": current, "notice": notice})
 
 
-@post("/context", sync_to_thread=True, status_code=303)
+@post("/context", sync_to_thread=True, status_code=303, opt={ANY_CONTEXT: True})
 def switch(
     request: Request[Any, Any, Any],
     services: NamedDependency[Services],

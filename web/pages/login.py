@@ -12,7 +12,7 @@ from litestar.params import Body, FromQuery
 from litestar.response import Redirect, Template
 
 from web.client_address import client_address
-from web.guards import PUBLIC, current_user
+from web.guards import DEACTIVATED, PUBLIC, current_user
 from web.services import Services
 from web.session import default_context, end_session, start_session
 
@@ -38,11 +38,14 @@ async def login_page(
     next: FromQuery[str | None] = None,
     expiree: FromQuery[str | None] = None,
     sortie: FromQuery[str | None] = None,
+    motif: FromQuery[str | None] = None,
 ) -> Template | Redirect:
     if current_user(request):
         return Redirect(safe_next(next) or "/", status_code=303)
     notice = ""
-    if expiree:
+    if motif == DEACTIVATED:
+        notice = "Votre compte a été désactivé : vous avez été déconnecté. Contactez l'administrateur de votre établissement."
+    elif expiree:
         notice = "Votre session a expiré : reconnectez-vous."
     elif sortie:
         notice = "Vous êtes déconnecté."
