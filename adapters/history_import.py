@@ -1,8 +1,10 @@
 """Reading the legacy platform's CSV export and importing it in batches (`relais import-history`).
 
 The whole file is read and checked before anything is written: a file that cannot be read
-(encoding, header, separator) is refused as a whole; a row that is invalid refuses its dossier
-(every row of it: a dossier is never half-imported) with the line number and the reason.
+(encoding, header, separator, no row) is refused as a whole; a row that is invalid refuses its
+dossier (every row of it: a dossier is never half-imported) with the line number and the reason.
+Each row is a send (identical rows too, with a warning). Whatever of the file is echoed goes
+through `shown` (80 characters at most, control characters escaped).
 """
 
 from __future__ import annotations
