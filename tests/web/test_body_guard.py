@@ -389,3 +389,17 @@ def test_legitimate_uploads_still_work(live: Live, tmp_path: Path):
                    files=[("files", ("cd.zip", f, "application/zip"))], timeout=60)
     assert r.status_code == 200, r.text[:500]
     assert re.search(r"/dicom/import/[0-9a-f]{32}", r.text) and "2" in r.text
+
+
+def test_a_wrong_csrf_header_is_refused_before_the_body(live: Live):
+    forged = Live(**{**live.__dict__, "token": "0" * 128})
+    answer = post_form(forged, f"/dossiers/{live.dossier_id}/dicom/import", BIG, signed_in=True, csrf_header=True)
+    assert answer.status == 403 and answer.sent < BIG // 4
+
+
+def test_a_body_sent_to_no_route_is_not_read_either(live: Live):
+    """The router answers 404 without reading the body; the connection is then closed, not kept alive
+    while the server reads and discards the rest."""
+    answer = post_form(live, "/nulle-part", BIG)
+    assert answer.status == 404 and answer.sent < BIG // 4
+    assert answer.headers.get("connection") == "close"
