@@ -216,8 +216,15 @@ def rebuild(name: str, env: dict[str, str], app: Relais, timeout: float = 3600.0
         view.datastore.close()
 
 
+MAX_BACKOFF = 5.0  # seconds at most between two restarts of a failed follower (following again within 10 s)
+
+
 def run(names: list[str], env: dict[str, str], stop: threading.Event) -> None:
-    """Follows the log for each projection until `stop` is set; a failed runner restarts."""
+    """Follows the log for each projection until `stop` is set; a failed runner restarts.
+
+    The wait between restarts doubles from 1 s up to MAX_BACKOFF while the failures go on, and
+    goes back to nothing once a restarted follower has made progress: an incident long ago does
+    not slow the recovery from the next one."""
     for name in names:
         _entry(name)
     # Each runner holds an application and a view, each with its own pool: keep them small,
@@ -226,6 +233,7 @@ def run(names: list[str], env: dict[str, str], stop: threading.Event) -> None:
     followers: dict[str, Follower] = {}
     backoff: dict[str, float] = {name: 0.0 for name in names}
     retry_at: dict[str, float] = {name: 0.0 for name in names}
+    started_at: dict[str, int] = {}  # a restarted follower's position when it started
     try:
         while not stop.is_set():
             for name in names:
@@ -234,20 +242,23 @@ def run(names: list[str], env: dict[str, str], stop: threading.Event) -> None:
                     try:
                         follower = Follower(name, env)
                         followers[name] = follower
+                        started_at[name] = follower.position()
                         log.info("projection %s suit le journal", name)
                     except Exception:
                         log.exception("projection %s : démarrage impossible", name)
-                        backoff[name] = min(30.0, backoff[name] * 2 or 1.0)
+                        backoff[name] = min(MAX_BACKOFF, backoff[name] * 2 or 1.0)
                         retry_at[name] = time.monotonic() + backoff[name]
                         continue
                 if follower is not None:
                     try:
                         follower.run_forever(timeout=0.01)
+                        if backoff[name] and follower.position() > started_at[name]:
+                            backoff[name] = 0.0  # it works again
                     except Exception:
                         log.exception("projection %s en erreur, redémarrage", name)
                         _close(follower)
                         followers.pop(name, None)
-                        backoff[name] = min(30.0, backoff[name] * 2 or 1.0)
+                        backoff[name] = min(MAX_BACKOFF, backoff[name] * 2 or 1.0)
                         retry_at[name] = time.monotonic() + backoff[name]
             stop.wait(0.5)
     finally:
