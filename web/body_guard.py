@@ -75,7 +75,8 @@ def body_limit(handler: BaseRouteHandler, method: str, content_type: str) -> int
     """The most bytes of body this handler may be sent."""
     if method in SAFE_METHODS:
         return 0
-    limit = handler.resolve_request_max_body_size() or DEFAULT_BODY_LIMIT  # type: ignore[attr-defined]
+    resolve = getattr(handler, "resolve_request_max_body_size", None)  # HTTP handlers; ASGI ones have none
+    limit = (resolve() if resolve is not None else None) or DEFAULT_BODY_LIMIT
     if handler.opt.get(PUBLIC):
         limit = min(limit, PUBLIC_BODY_LIMIT)
     if content_type == RequestEncodingType.URL_ENCODED:

@@ -397,9 +397,10 @@ def test_a_wrong_csrf_header_is_refused_before_the_body(live: Live):
     assert answer.status == 403 and answer.sent < BIG // 4
 
 
-def test_a_body_sent_to_no_route_is_not_read_either(live: Live):
-    """The router answers 404 without reading the body; the connection is then closed, not kept alive
+@pytest.mark.parametrize(("path", "status"), [("/nulle-part", 404), ("/static/relais.css", 405), ("/health", 405)])
+def test_a_body_sent_to_no_route_is_not_read_either(live: Live, path: str, status: int):
+    """The router answers 404/405 without reading the body; the connection is then closed, not kept alive
     while the server reads and discards the rest."""
-    answer = post_form(live, "/nulle-part", BIG)
-    assert answer.status == 404 and answer.sent < BIG // 4
+    answer = post_form(live, path, BIG)
+    assert answer.status == status and answer.sent < BIG // 4
     assert answer.headers.get("connection") == "close"
