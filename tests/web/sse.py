@@ -59,16 +59,17 @@ class Event:
 class Stream:
     """One open `/inbox/stream` read in the background; its events queue up in `events`."""
 
-    def __init__(self, client: httpx.AsyncClient, last: str | None = None):
+    def __init__(self, client: httpx.AsyncClient, last: str | None = None, last_event_id: str | None = None):
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self.status: int | None = None
         self.ended = asyncio.Event()
         params = {"last": last} if last is not None else {}
-        self._task = asyncio.create_task(self._read(client, params))
+        headers = {"Last-Event-ID": last_event_id} if last_event_id is not None else {}
+        self._task = asyncio.create_task(self._read(client, params, headers))
 
-    async def _read(self, client: httpx.AsyncClient, params: dict[str, str]) -> None:
+    async def _read(self, client: httpx.AsyncClient, params: dict[str, str], headers: dict[str, str]) -> None:
         try:
-            async with client.stream("GET", "/inbox/stream", params=params) as response:
+            async with client.stream("GET", "/inbox/stream", params=params, headers=headers) as response:
                 self.status = response.status_code
                 name, data, ident = "message", [], None
                 async for line in response.aiter_lines():

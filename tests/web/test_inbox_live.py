@@ -154,6 +154,16 @@ def test_a_page_opened_before_a_change_its_stream_missed_resyncs(app: Litestar, 
             assert ready.id is not None and int(ready.id) > int(shown)
             await late.next("resync", timeout=5)
             await late.close()
+
+            native = Stream(recipient, last_event_id=shown)  # a browser's own reconnection says it this way
+            await native.next("ready")
+            await native.next("resync", timeout=5)
+            await native.close()
+            current = Stream(recipient, last_event_id=ready.id)  # up to date: no reload
+            await current.next("ready")
+            current_ping = await current.next("ping", skip=(), timeout=10)
+            assert current_ping.name == "ping"
+            await current.close()
         finally:
             await recipient.aclose()
 
