@@ -14,6 +14,7 @@ import time
 import uuid
 
 import psycopg
+import pytest
 from litestar import Litestar
 
 from adapters.settings import Settings
@@ -22,6 +23,7 @@ from projections.inbox import CHANNEL
 from projections.runner import catch_up
 from tests.conftest import rpps
 from tests.web.sse import Stream, serve, signed_in
+from web.pages import inbox as inbox_page
 
 # The web's listening backend: named by the live feed; before it had a name, found by its last query.
 LISTENER = """SELECT pid FROM pg_stat_activity
@@ -164,6 +166,35 @@ def test_a_page_opened_before_a_change_its_stream_missed_resyncs(app: Litestar, 
             current_ping = await current.next("ping", skip=(), timeout=10)
             assert current_ping.name == "ping"
             await current.close()
+        finally:
+            await recipient.aclose()
+
+    with serve(app) as base:
+        asyncio.run(scenario(base))
+
+
+def test_pings_keep_coming_while_other_establishments_changes_flow(
+    app: Litestar, passwords: dict, settings: Settings, monkeypatch: pytest.MonkeyPatch,
+):
+    """Notifications for others are not sent to this page, and must not hold back its heartbeat
+    (the browser takes a silent stream for a lost one)."""
+    url, toulouse = settings.database_url or "", str(passwords["toulouse"])
+    monkeypatch.setattr(inbox_page, "HEARTBEAT", 0.5)
+
+    async def scenario(base: str) -> None:
+        recipient = await signed_in(base, rpps(2))  # at Montpellier
+        try:
+            page = Stream(recipient)
+            await page.next("ready")
+            for _ in range(30):  # 3 s of Toulouse's changes, one every 0.1 s: six heartbeats due
+                await asyncio.to_thread(notify, url, toulouse)
+                await asyncio.sleep(0.1)
+            names = []
+            while not page.events.empty():
+                names.append(page.events.get_nowait().name)
+            assert "inbox" not in names
+            assert names.count("ping") >= 2, names
+            await page.close()
         finally:
             await recipient.aclose()
 

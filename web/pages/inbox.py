@@ -144,19 +144,25 @@ async def stream(
                     yield ServerSentEventMessage(event="resync", data="1", id=ident)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + STREAM_LIFETIME
+            ping_at = loop.time() + HEARTBEAT  # due whatever else arrives: others' changes are not sent here
             while loop.time() < deadline:
-                message = await subscription.get(timeout=HEARTBEAT)
-                if message is None:
+                if loop.time() >= ping_at:
                     yield ServerSentEventMessage(event="ping", data="1")
-                elif message is Signal.DOWN:
-                    yield ServerSentEventMessage(event="down", data="1")
+                    ping_at = loop.time() + HEARTBEAT
+                message = await subscription.get(timeout=max(0.0, ping_at - loop.time()))
+                sent: ServerSentEventMessage | None = None
+                if message is Signal.DOWN:
+                    sent = ServerSentEventMessage(event="down", data="1")
                 elif message is Signal.RESYNC:
                     position = await _position(services)
-                    yield ServerSentEventMessage(event="resync", data="1", id=str(position) if position is not None else None)
+                    sent = ServerSentEventMessage(event="resync", data="1", id=str(position) if position is not None else None)
                 elif isinstance(message, str):
                     change = _change(message, establishment)
                     if change is not None:
-                        yield ServerSentEventMessage(event="inbox", data=json.dumps(change))
+                        sent = ServerSentEventMessage(event="inbox", data=json.dumps(change))
+                if sent is not None:
+                    yield sent
+                    ping_at = loop.time() + HEARTBEAT
             yield ServerSentEventMessage(event="end", data="1")  # the browser reconnects at once
 
     return ServerSentEvent(events(), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
