@@ -26,7 +26,7 @@
      pings (every 4 s), and an indicator that tells the truth: « en direct » (green) only while the
      stream is open and the server listens; « reconnexion… » (amber) as soon as either is lost;
      « hors ligne » (red) when that lasts OFFLINE_AFTER. `inbox` and `resync` reload rows and counters. */
-  var SILENT_LOST = 9000, OFFLINE_AFTER = 6000, RETRY = [500, 1000, 2000, 4000, 8000];
+  var SILENT_LOST = 9000, OFFLINE_AFTER = 6000, RETRY = [500, 1000, 2000, 3000, 5000];  // ms, ±20 %
   var STATES = { on: "en direct", off: "reconnexion…", down: "hors ligne" };
   function liveInbox(root) {
     var url = root.getAttribute("data-stream"), last = root.getAttribute("data-position") || "";
