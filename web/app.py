@@ -24,7 +24,7 @@ from web.labels import role_label
 from web.pages import audit, compose, dossier, health, home, imaging, imaging_import, inbox, login, pacs, stats, viewer
 from web.security import security_headers
 from web.services import Services
-from web.session import SessionUser, session_config
+from web.session import IDLE_TIMEOUT, SessionUser, session_config
 
 log = logging.getLogger("relais.web")
 
@@ -38,6 +38,7 @@ def _templates() -> TemplateConfig[JinjaTemplateEngine]:
         engine.register_template_callable("current_user", lambda ctx: current_user(ctx["request"]))
         engine.engine.filters["role_label"] = role_label
         engine.engine.globals["version"] = health.VERSION
+        engine.engine.globals["session_idle_timeout"] = IDLE_TIMEOUT  # the page warns before it ends
         present.register(engine.engine)
 
     return TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine, engine_callback=configure)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
@@ -15,6 +15,8 @@ from litestar.types import ExceptionHandlersMap
 from application.errors import ConflictError, ForbiddenError, NotFoundError
 from domain.errors import DossierStateError, InvalidFieldError, NotAllowedError, RelaisError
 from web.guards import LoginRequired
+from web.redirects import page_to_return_to
+from web.session import COOKIE_NAME as SESSION_COOKIE
 
 
 class StaleView(ConflictError):
@@ -167,18 +169,29 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     return error_response(request, HTTP_500_INTERNAL_SERVER_ERROR, GENERIC[500])
 
 
+def had_session(request: Request[Any, Any, Any]) -> bool:
+    """The browser sent a session cookie the store no longer knows: the session expired (idle), or
+    was ended elsewhere; a signed-out browser has none (logout deletes the cookie)."""
+    return request.cookies.get(SESSION_COOKIE, "") not in ("", "null")
+
+
 def login_required_handler(request: Request[Any, Any, Any], exc: LoginRequired) -> Response[Any]:
-    """To the login page, back to where the user was going; htmx gets a full-page redirect."""
+    """To the login page, saying why when the session expired, and back to the page the user was on
+    afterwards; htmx gets a full-page redirect (HX-Redirect), never the login page in a fragment.
+    Nothing of a refused form is lost: the browser keeps it as a draft (static/drafts.js)."""
+    expired = exc.expired or had_session(request)
     if wants_json(request):
-        return Response({"error": "Connexion requise", "status": 401}, status_code=HTTP_401_UNAUTHORIZED)
+        return Response({"error": "Connexion requise", "status": 401, "expired": expired}, status_code=HTTP_401_UNAUTHORIZED)
     htmx = request.headers.get("hx-request") == "true"
-    if htmx:  # come back to the page the fragment was asked from
-        current = urlsplit(request.headers.get("hx-current-url", ""))
-        back = current.path + (f"?{current.query}" if current.query else "")
-    else:
-        back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    query = {"motif": exc.reason} if exc.reason else ({"expiree": "1"} if exc.expired else {})
-    if not exc.reason and (htmx or request.method == "GET") and back.startswith("/") and back != "/":  # deactivated: nowhere back
+    if htmx:  # the page the fragment was asked from
+        where = request.headers.get("hx-current-url", "")
+    elif request.method in ("GET", "HEAD"):
+        where = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    else:  # a form sent to an action: back to the page that showed the form
+        where = request.headers.get("referer", "")
+    query = {"motif": exc.reason} if exc.reason else ({"expiree": "1"} if expired else {})
+    back = "" if exc.reason else page_to_return_to(request, where)  # a deactivated account goes nowhere back
+    if back:
         query["next"] = back
     url = "/login" + (f"?{urlencode(query)}" if query else "")
     if htmx:

@@ -1,4 +1,4 @@
-"""Login and logout pages."""
+"""Login and logout pages, and the ping that keeps a session alive."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from litestar.response import Redirect, Template
 
 from web.client_address import client_address
 from web.guards import DEACTIVATED, PUBLIC, current_user
+from web.redirects import safe_next
 from web.services import Services
 from web.session import default_context, end_session, start_session
 
@@ -24,12 +25,7 @@ class LoginForm:
     next: str = ""
 
 
-def safe_next(value: str | None) -> str:
-    """A local path to go back to after login, or "" (never another site)."""
-    value = (value or "").strip()
-    if not value.startswith("/") or value.startswith("//") or "\\" in value or any(c < " " for c in value):
-        return ""
-    return value
+EXPIRED = "Votre session a expiré : reconnectez-vous, votre saisie a été conservée."
 
 
 @get("/login", opt={PUBLIC: True}, name="login")
@@ -46,10 +42,12 @@ async def login_page(
     if motif == DEACTIVATED:
         notice = "Votre compte a été désactivé : vous avez été déconnecté. Contactez l'administrateur de votre établissement."
     elif expiree:
-        notice = "Votre session a expiré : reconnectez-vous."
+        notice = EXPIRED
     elif sortie:
         notice = "Vous êtes déconnecté."
-    return Template("login/login.html", context={"next": safe_next(next), "notice": notice, "login": ""})
+    return Template("login/login.html", context={
+        "next": safe_next(next), "notice": notice, "login": "", "expired": bool(expiree), "signed_out": bool(sortie),
+    })
 
 
 @post("/login", opt={PUBLIC: True}, sync_to_thread=True)
@@ -82,4 +80,9 @@ async def logout(request: Request[Any, Any, Any]) -> Redirect:
     return Redirect("/login?sortie=1", status_code=303)
 
 
-HANDLERS = [login_page, login, logout]
+@get("/session/ping", name="session-ping", status_code=204)
+async def ping() -> None:
+    """Keeps the session alive (« Rester connecté »): any request renews it; a gone one answers 401."""
+
+
+HANDLERS = [login_page, login, logout, ping]
