@@ -26,6 +26,7 @@ RECIPIENT = USERS[1]  # Paul DURAND, CHU Toulouse, neuroradiology
 GATEWAY = "RODEZ_GW"
 CSRF = re.compile(r'name="_csrf_token" value="([^"]+)"')
 VERSION = re.compile(r'name="expected_version" value="(\d+)"')
+FORM_TOKEN = re.compile(r'name="form_token" value="([^"]*)"')
 HX = {"HX-Request": "true"}
 PATIENT = {"birth_name": "Faute", "first_names": "Jeanne", "birth_date": "1961-04-12", "sex": "F", "birth_place_code": "31555"}
 
@@ -76,14 +77,19 @@ class Clinician:
             raise Refused(f"GET {path}: {r.status_code}")
         return r.text
 
-    def form(self, path: str) -> tuple[str, str | None]:
-        """(CSRF token, expected version) of a page's form."""
+    def form(self, path: str) -> dict[str, str]:
+        """The hidden fields of a page's (first) form, as a browser would send them: the CSRF token,
+        and the expected version and the form's submission token when the page has them."""
         html = self.page(path)
         token = CSRF.search(html)
         if token is None:
             raise Refused(f"no form in {path}")
-        version = VERSION.search(html)
-        return token.group(1), version.group(1) if version else None
+        fields = {"_csrf_token": token.group(1)}
+        for name, pattern in (("expected_version", VERSION), ("form_token", FORM_TOKEN)):
+            found = pattern.search(html)
+            if found:
+                fields[name] = found.group(1)
+        return fields
 
     def post(self, path: str, data: dict[str, str], expect: int, headers: dict[str, str] | None = None) -> httpx.Response:
         r = self.client.post(path, data=data, headers=headers or {})
@@ -123,10 +129,10 @@ class Load:
 
     def create(self, clinician: Clinician, token: str) -> str:
         """A draft dossier whose question is `token` (recorded when acknowledged)."""
-        csrf, _ = clinician.form("/dossiers/new")
+        hidden = clinician.form("/dossiers/new")
         self.acks.tokens.append(token)
-        r = clinician.post("/dossiers/new", {"workflow": "stroke_opinion", "urgency": "stat", **PATIENT,
-                                             "question": token, "consent": "given", "_csrf_token": csrf}, 303)
+        r = clinician.post("/dossiers/new", {**hidden, "workflow": "stroke_opinion", "urgency": "stat", **PATIENT,
+                                             "question": token, "consent": "given"}, 303)
         did = r.headers["location"].split("/")[2]
         self._ack("web", created=(token, did))
         return did
@@ -134,14 +140,14 @@ class Load:
     def flow(self, clinician: Clinician, token: str) -> str:
         """One dossier through the wizard, each success recorded: create, no imaging, recipient, send."""
         did = self.create(clinician, token)
-        csrf, version = clinician.form(f"/dossiers/{did}/edit/imaging")
-        clinician.post(f"/dossiers/{did}/edit/imaging", {"imaging_source": "none", "expected_version": version or "",
-                                                         "_csrf_token": csrf}, 303)
-        clinician.post(f"/dossiers/{did}/recipients", {"establishment_id": self.directory["toulouse"],
-                                                       "service_id": self.directory["neuroradio"], "_csrf_token": csrf}, 200, HX)
+        hidden = clinician.form(f"/dossiers/{did}/edit/imaging")
+        clinician.post(f"/dossiers/{did}/edit/imaging", {**hidden, "imaging_source": "none"}, 303)
+        hidden = clinician.form(f"/dossiers/{did}/edit/recipients")
+        clinician.post(f"/dossiers/{did}/recipients", {**hidden, "establishment_id": self.directory["toulouse"],
+                                                       "service_id": self.directory["neuroradio"]}, 200, HX)
         self._ack("web", addressed=did)
-        csrf, version = clinician.form(f"/dossiers/{did}/edit/review")
-        clinician.post(f"/dossiers/{did}/edit/review", {"expected_version": version or "", "_csrf_token": csrf}, 303)
+        hidden = clinician.form(f"/dossiers/{did}/edit/review")
+        clinician.post(f"/dossiers/{did}/edit/review", hidden, 303)
         self._ack("web", sent=did)
         return did
 
