@@ -3,6 +3,7 @@ per-address rate limit, the per-account ceiling that spares known addresses, equ
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -146,3 +147,20 @@ def test_trusted_proxies_setting_is_validated_and_normalised():
     with pytest.raises(SettingsError, match="RELAIS_TRUSTED_PROXIES"):
         settings_from_environ({"RELAIS_TRUSTED_PROXIES": "proxy.example"})
     assert "RELAIS_TRUSTED_PROXIES" in ENV_DOC
+
+
+def test_compose_believes_forwarded_for_only_from_its_proxy_network():
+    """uvicorn was told FORWARDED_ALLOW_IPS=* there: any client could have picked the address it is
+    throttled by. The web service names its proxies through the one setting instead."""
+    from pathlib import Path
+
+    import yaml
+
+    from entrypoints.settings import settings_from_environ
+
+    raw = (Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text()
+    env = yaml.safe_load(raw)["services"]["web"]["environment"]
+    assert "FORWARDED_ALLOW_IPS" not in env
+    default = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", env["RELAIS_TRUSTED_PROXIES"])
+    proxies = settings_from_environ({"RELAIS_TRUSTED_PROXIES": default}).trusted_proxies
+    assert proxies and "0.0.0.0/0" not in proxies and "::/0" not in proxies
