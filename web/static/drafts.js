@@ -35,7 +35,15 @@
     if (!store || !form || form.tagName !== "FORM" || form.hasAttribute("data-no-draft") || !user()) { return false; }
     return (form.getAttribute("method") || "").toLowerCase() === "post" || form.hasAttribute("hx-post");
   }
-  function key(form) { return PREFIX + user() + ":" + target(form); }
+  // Hidden fields that tell apart forms sent to one address (one dossier's sends: one opinion form each).
+  var KEY_FIELDS = ["send_id"];
+  function key(form) {
+    var extra = KEY_FIELDS.map(function (name) {
+      var el = form.querySelector("input[type=hidden][name='" + name + "']");
+      return el ? "&" + name + "=" + el.value : "";
+    }).join("");
+    return PREFIX + user() + ":" + target(form) + extra;
+  }
   function fields(form) {
     return Array.prototype.filter.call(form.elements, function (el) {
       return el.name && !el.disabled && !SKIPPED[(el.type || "").toLowerCase()];
