@@ -14,7 +14,8 @@ from domain.values import Actor, Json, Role
 @dataclass(frozen=True)
 class Acting:
     """Who asks for a command through a session: the practitioner, exactly the establishment and role
-    the session acts in (never guessed), and the token of the form submitted ("" when none).
+    the session acts in (never guessed), and the token of the form submitted ("" when none): a form
+    sent again with the same token runs nothing again (see `DossierCommands.run`).
 
     The web passes one to every command; a plain practitioner id (the command line, the demo data,
     tests) acts as a clinician of the establishment through which they take part in the dossier."""
@@ -23,6 +24,10 @@ class Acting:
     establishment_id: str
     role: str
     token: str = ""
+    version_required: bool = False
+    """The form shows the dossier and may overwrite it (a step of the draft, an action on the dossier
+    page): it must name the version the user read. Controls that add or remove one item (a document,
+    a recipient, a study) are made safe by their token, and check the version when they send one."""
 
 
 Who = Acting | str

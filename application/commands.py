@@ -4,19 +4,33 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from uuid import UUID, uuid4
 
 from application.actors import Acting, Actors, Who
 from application.base import Core, check_version, parse_uuid
-from application.errors import ForbiddenError
+from application.errors import ConflictError, ForbiddenError
 from domain.directory import Establishment, Practitioner
 from domain.dossier import Dossier
-from domain.errors import InvalidFieldError
+from domain.errors import InvalidFieldError, RelaisError
+from domain.submission import Submission, derived_id, submission_id
 from domain.values import Actor, Channel, Json, Role, business_time, code
 
 ROLE_NAMES: dict[str, str] = {Role.AUDITOR: "auditeur", Role.ANALYST: "analyste", Role.ADMIN: "administrateur", Role.CLINICIAN: "clinicien"}
 
 Action = Callable[[Dossier, Actor, datetime], object]
 """What a command does to the loaded dossier, as the actor, at business time."""
+
+
+class VersionRequiredError(RelaisError):
+    """A form that changes a dossier came without the version the user read: refused (400), never applied
+    over whatever the dossier has become."""
+
+
+def submission_of(who: Who) -> UUID | None:
+    """The stream of the form submission a command comes from, if its form had a token."""
+    if isinstance(who, Acting) and who.token:
+        return submission_id(who.practitioner_id, who.token)
+    return None
 
 
 class DossierCommands:
@@ -41,9 +55,37 @@ class DossierCommands:
         when = self.when(occurred_at)
         dossier = self.core.load(Dossier, dossier_id, "télédossier")
         actor = self.acting_on(dossier, who)
+        submission = submission_of(who)
+        if submission is not None and self.core.exists(submission):
+            return None  # this form was sent before and its command recorded: it does not run twice
+        if isinstance(who, Acting) and who.version_required and expected_version is None:
+            raise VersionRequiredError(
+                "le formulaire ne dit pas quelle version du télédossier vous avez lue : rechargez la page puis recommencez"
+            )
         check_version(dossier, expected_version)
         action(dossier, actor, when)
-        return self.core.commit(dossier)
+        return self.save(dossier, who, when)
+
+    def save(self, dossier: Dossier, who: Who, when: datetime) -> int | None:
+        """Commits the dossier and, for a form with a token, its submission in the same transaction. The
+        same form sent twice at once: one commits, the other meets the version clash, finds the
+        submission recorded, and returns as if done (None); any other clash is a ConflictError."""
+        submission = submission_of(who)
+        if submission is None or not isinstance(who, Acting):
+            return self.core.commit(dossier)
+        record = Submission(practitioner_id=who.practitioner_id, token=who.token, dossier_id=str(dossier.id), occurred_at=when)
+        try:
+            return self.core.commit(dossier, record)
+        except ConflictError:
+            if self.core.exists(submission):
+                return None
+            raise
+
+    def new_id(self, who: Who, what: str) -> str:
+        """The id of something a command makes (a document, a send): derived from the form's token, so a
+        form sent again names the same one; random without a token."""
+        submission = submission_of(who)
+        return str(derived_id(submission, what) if submission is not None else uuid4())
 
     def acting_on(self, dossier: Dossier, who: Who) -> Actor:
         """The actor of a command on `dossier`, if their role acts on dossiers and they may read it."""

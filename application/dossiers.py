@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from uuid import uuid4
 
 from application.actors import Actors, Who
 from application.base import SYSTEM_ACTOR, Core
-from application.commands import DossierCommands
+from application.commands import DossierCommands, submission_of
 from application.dossier_views import DossierDetails, HistoryEntry, details_of, history_of
 from application.errors import ForbiddenError
 from domain.dossier import Dossier
 from domain.errors import InvalidFieldError
+from domain.submission import Submission
 from domain.values import (
     PARIS,
     Actor,
@@ -78,6 +78,9 @@ class DossierUseCases:
                 "note": text(consent_note, "consent_note", max_len=NOTE_MAX, required=False),
                 "occurred_at": when.isoformat(),
             }
+        submission = submission_of(actor_id)
+        if submission is not None and (first := self.core.find(Submission, submission)) is not None:
+            return first.dossier_id  # the same form sent again: the dossier it created
         dossier = Dossier(
             workflow=workflow,
             requester={
@@ -98,7 +101,9 @@ class DossierUseCases:
             occurred_at=when,
             imported_from=None,
         )
-        self.core.commit(dossier)
+        self.commands.save(dossier, actor_id, when)
+        if submission is not None and (first := self.core.find(Submission, submission)) is not None:
+            return first.dossier_id  # ours, or the one the same form created at the same moment
         return str(dossier.id)
 
     def edit_draft(
@@ -155,7 +160,7 @@ class DossierUseCases:
         if not isinstance(size, int) or size < 0:
             raise InvalidFieldError("size", "taille invalide")
         document: Json = {
-            "document_id": str(uuid4()), "filename": filename, "media_type": media_type, "size": size,
+            "document_id": self.commands.new_id(actor_id, "document"), "filename": filename, "media_type": media_type, "size": size,
             "sha256": sha256, "description": text(description, "description", max_len=500, required=False),
         }
         self.commands.run(
@@ -206,7 +211,7 @@ class DossierUseCases:
         practitioner_id: str | None = None, channel: str | None = None, expected_version: int | None = None,
         occurred_at: datetime | None = None,
     ) -> str:
-        send_id = str(uuid4())
+        send_id = self.commands.new_id(actor_id, "send")
         recipient = {
             "send_id": send_id,
             **self.commands.recipient(establishment_id, service_id, practitioner_id, channel, field_prefix=""),
@@ -264,6 +269,22 @@ class DossierUseCases:
             dossier_id, actor_id, expected_version, lambda d, a, t: d.cancel(reason=reason, actor=a, occurred_at=t),
             occurred_at,
         )
+
+    def version_seen(self, *, dossier_id: str, actor_id: Who, seen: int) -> int:
+        """The version a page that showed version `seen` shows once its own user's changes made from it
+        are counted (a study they attached or imported from the draft's imaging step): the last version
+        up to which every later event is theirs. A change by anyone else stops it there, so that the
+        page's next step still meets that change as a conflict."""
+        d = self.core.load(Dossier, dossier_id, "télédossier")
+        actor = self.commands.acting_on(d, actor_id)
+        version = seen
+        for e in self.core.events_of(d.id):
+            if e.originator_version <= seen:
+                continue
+            if getattr(e, "actor", {}).get("practitioner_id") != actor.practitioner_id:
+                break
+            version = e.originator_version
+        return version
 
     # ------------------------------------------------------------------ reading
 

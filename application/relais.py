@@ -115,6 +115,7 @@ class Relais(Application[UUID]):
     close_dossier = delegate(lambda r: r.dossiers, DossierUseCases.close_dossier)
     cancel_dossier = delegate(lambda r: r.dossiers, DossierUseCases.cancel_dossier)
     get_dossier = delegate(lambda r: r.dossiers, DossierUseCases.get_dossier)
+    version_seen = delegate(lambda r: r.dossiers, DossierUseCases.version_seen)
     dossier_history = delegate(lambda r: r.dossiers, DossierUseCases.dossier_history)
 
     accept = delegate(lambda r: r.recipients, RecipientUseCases.accept)

@@ -56,10 +56,11 @@ class SessionUser:
         except (KeyError, TypeError, ValueError):
             return None
 
-    def acting(self, token: str = "") -> Acting:
+    def acting(self, token: str = "", version_required: bool = False) -> Acting:
         """Who a command from this session acts as: this practitioner, exactly in the session's
-        establishment and role (what every command from the web passes to the application)."""
-        return Acting(self.practitioner_id, self.establishment_id, self.role, token)
+        establishment and role (what every command from the web passes to the application), from the
+        form `token`; `version_required` for a form that shows the dossier and may overwrite it."""
+        return Acting(self.practitioner_id, self.establishment_id, self.role, token, version_required)
 
     def expired(self, now: float | None = None) -> bool:
         return (now or time.time()) - self.auth_at > MAX_AGE

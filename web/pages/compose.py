@@ -22,6 +22,7 @@ from application.errors import ConflictError
 from domain.errors import InvalidFieldError
 from domain.values import PARIS, URGENCY_LABELS, WORKFLOW_LABELS, Json, Role, patient_identity
 from web.errors import FormRejected, StaleView, is_htmx
+from web.forms import new_token
 from web.guards import requires_role
 from web.pages.dossier import open_workspace, refusals_traced
 from web.present import CHANNELS, IMAGING_SOURCES, paris
@@ -46,6 +47,7 @@ CREATABLE = {k: v for k, v in WORKFLOW_LABELS.items() if k != "legacy"}
 @dataclass
 class DraftForm:
     expected_version: int | None = None
+    form_token: str = ""
     workflow: str = ""
     urgency: str = "routine"
     birth_name: str = ""
@@ -76,7 +78,8 @@ def _context(
     return {
         "step": step, "steps": STEPS, "order": ORDER, "form": form, "ws": ws, "d": ws.dossier if ws else None,
         "workflows": CREATABLE, "urgencies": URGENCY_LABELS, "sources": IMAGING_SOURCES, "channels": CHANNELS,
-        "names": services.names if services else None, "field_labels": FIELD_LABELS, "max_mb": MAX_DOCUMENT_BYTES // (1024 * 1024), **extra,
+        "names": services.names if services else None, "field_labels": FIELD_LABELS, "max_mb": MAX_DOCUMENT_BYTES // (1024 * 1024),
+        "form_token": new_token, **extra,
     }
 
 
@@ -133,7 +136,7 @@ def create(
 
 def _create(services: Services, user: SessionUser, data: DraftForm) -> str:
     return services.relais.create_dossier(
-        actor_id=user.acting(), workflow=data.workflow,
+        actor_id=user.acting(data.form_token), workflow=data.workflow,
         urgency=data.urgency, patient_birth_name=data.birth_name, patient_first_names=data.first_names,
         patient_birth_date=data.birth_date, patient_sex=data.sex, patient_birth_place_code=data.birth_place_code,
         patient_ins=data.ins or None, patient_used_name=data.used_name or None, question=data.question,
@@ -162,6 +165,19 @@ async def edit_step(
     return await anyio.to_thread.run_sync(build)
 
 
+@get("/dossiers/{dossier_id:str}/edit/version", guards=[CLINICIAN], sync_to_thread=True, name="compose-version")
+def version_seen(
+    services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
+    expected_version: FromQuery[int],
+) -> Template:
+    """The step form's version once the user's own changes from the same page are counted (the imaging
+    step asks after a study was attached or imported there): their own change never makes the next
+    step look stale, anyone else's still does."""
+    version = services.relais.version_seen(dossier_id=dossier_id, actor_id=user.acting(), seen=expected_version)
+    return HTMXBlockTemplate(template_name="compose/step.html", block_name="step_version",
+                             context={"d": {"id": dossier_id}, "form": {"expected_version": version}})
+
+
 class DraftActor(TypedDict):
     """Which draft, and who edits it: what every command of a step is given."""
 
@@ -169,8 +185,12 @@ class DraftActor(TypedDict):
     actor_id: Acting
 
 
-def _save(services: Services, user: SessionUser, dossier_id: str, step: str, f: DraftForm, ws: Workspace) -> None:
-    r, who = services.relais, DraftActor(dossier_id=dossier_id, actor_id=user.acting())
+def _save(
+    services: Services, user: SessionUser, dossier_id: str, step: str, f: DraftForm, ws: Workspace, token: str,
+) -> None:
+    """The step's commands, on the version the form showed (required), once per form sent (`token`)."""
+    r = services.relais
+    who = DraftActor(dossier_id=dossier_id, actor_id=user.acting(token, version_required=True))
     d = ws.dossier
     if step == "workflow":
         r.edit_draft(**who, expected_version=f.expected_version, workflow=f.workflow, urgency=f.urgency)
@@ -182,7 +202,10 @@ def _save(services: Services, user: SessionUser, dossier_id: str, step: str, f: 
             recorded = r.edit_draft(**who, expected_version=version, question=f.question)
             version = version + 1 if recorded and version is not None else None  # the consent goes on the version the edit made
         if f.consent and (f.consent, f.consent_note) != ((d.consent or {}).get("status"), (d.consent or {}).get("note", "")):
-            r.record_consent(**who, expected_version=version, status=f.consent, note=f.consent_note)
+            r.record_consent(  # a command of its own in the same form: a token of its own
+                dossier_id=dossier_id, actor_id=user.acting(f"{token}-consent" if token else "", version_required=True),
+                expected_version=version, status=f.consent, note=f.consent_note,
+            )
     elif step == "imaging" and f.imaging_source and f.imaging_source != d.imaging_source:
         r.edit_draft(**who, expected_version=f.expected_version, imaging_source=f.imaging_source)
     elif step == "review":
@@ -202,8 +225,9 @@ def save(
         return Redirect(f"/dossiers/{dossier_id}", status_code=303)
     step = step if step in STEPS else "review"
     try:
+        # an autosave is not a submission (it runs as the user types, and the form is sent later)
         with refusals_traced(services, user, dossier_id, f"edit:{step}"):
-            _save(services, user, dossier_id, step, data, ws)
+            _save(services, user, dossier_id, step, data, ws, "" if autosave else data.form_token)
     except InvalidFieldError as e:
         if autosave:
             raise
@@ -248,13 +272,16 @@ async def upload(
     if not stored:
         raise InvalidFieldError("file", "choisissez un fichier PDF, PNG ou JPEG")
     description = form.fields.get("description", b"").decode("utf-8", "replace")
+    token = form.fields.get("form_token", b"").decode("ascii", "replace")
+    version = _version(form.fields.get("expected_version", b"").decode("ascii", "replace"))
 
     def attach() -> Workspace:
         with refusals_traced(services, user, dossier_id, "attach_document"):
-            for name, blob in stored:
+            for i, (name, blob) in enumerate(stored):  # each file once per form sent; the first on the version shown
                 services.relais.attach_document(
-                    dossier_id=dossier_id, actor_id=user.acting(), filename=name[:255], media_type=blob.media_type,
-                    size=blob.size, sha256=blob.sha256, description=description,
+                    dossier_id=dossier_id, actor_id=user.acting(f"{token}-{i}" if token else ""), filename=name[:255],
+                    media_type=blob.media_type, size=blob.size, sha256=blob.sha256, description=description,
+                    expected_version=version if i == 0 else None,
                 )
         return open_workspace(services, user, dossier_id)
 
@@ -263,13 +290,26 @@ async def upload(
                              context=_context("documents", _form_of(ws), ws, services))
 
 
+@dataclass
+class ItemForm:
+    """What the controls adding or removing one item send: the form's token, the version shown."""
+
+    form_token: str = ""
+    expected_version: int | None = None
+
+
+def _version(value: str) -> int | None:
+    return int(value) if value.isdigit() else None
+
+
 @post("/dossiers/{dossier_id:str}/documents/{document_id:str}/remove", guards=[CLINICIAN], sync_to_thread=True)
 def remove_document(
     services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
-    document_id: FromPath[str],
+    document_id: FromPath[str], data: Annotated[ItemForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
 ) -> Template:
     with refusals_traced(services, user, dossier_id, "remove_document"):
-        services.relais.remove_document(dossier_id=dossier_id, actor_id=user.acting(), document_id=document_id)
+        services.relais.remove_document(dossier_id=dossier_id, actor_id=user.acting(data.form_token), document_id=document_id,
+                                        expected_version=data.expected_version)
     ws = open_workspace(services, user, dossier_id)
     return HTMXBlockTemplate(template_name="compose/step.html", block_name="documents",
                              context=_context("documents", _form_of(ws), ws, services))
@@ -282,7 +322,7 @@ def remove_document(
 def directory_search(services: NamedDependency[Services], q: FromQuery[str] = "", dossier: FromQuery[str] = "") -> Template:
     results = services.names.search(q) if len(q.strip()) >= 2 else []
     return HTMXBlockTemplate(template_name="compose/step.html", block_name="search_results",
-                             context={"results": results, "q": q, "dossier_id": dossier, "channels": CHANNELS})
+                             context={"results": results, "q": q, "dossier_id": dossier, "channels": CHANNELS, "form_token": new_token})
 
 
 @post("/dossiers/{dossier_id:str}/recipients", guards=[CLINICIAN], sync_to_thread=True)
@@ -292,8 +332,9 @@ def add_recipient(
 ) -> Template:
     with refusals_traced(services, user, dossier_id, "address_recipient"):
         services.relais.address_recipient(
-            dossier_id=dossier_id, actor_id=user.acting(), establishment_id=data.establishment_id,
+            dossier_id=dossier_id, actor_id=user.acting(data.form_token), establishment_id=data.establishment_id,
             service_id=data.service_id or None, practitioner_id=data.practitioner_id or None, channel=data.channel or None,
+            expected_version=data.expected_version,
         )
     ws = open_workspace(services, user, dossier_id)
     return HTMXBlockTemplate(template_name="compose/step.html", block_name="recipients",
@@ -303,12 +344,16 @@ def add_recipient(
 @post("/dossiers/{dossier_id:str}/recipients/{send_id:str}/remove", guards=[CLINICIAN], sync_to_thread=True)
 def remove_recipient(
     services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str], send_id: FromPath[str],
+    data: Annotated[ItemForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
 ) -> Template:
     with refusals_traced(services, user, dossier_id, "remove_recipient"):
-        services.relais.remove_recipient(dossier_id=dossier_id, actor_id=user.acting(), send_id=send_id)
+        services.relais.remove_recipient(dossier_id=dossier_id, actor_id=user.acting(data.form_token), send_id=send_id,
+                                         expected_version=data.expected_version)
     ws = open_workspace(services, user, dossier_id)
     return HTMXBlockTemplate(template_name="compose/step.html", block_name="recipients",
                              context=_context("recipients", _form_of(ws), ws, services))
 
 
-HANDLERS = [new, new_step, create, edit_step, save, upload, remove_document, directory_search, add_recipient, remove_recipient]
+HANDLERS = [
+    new, new_step, create, edit_step, version_seen, save, upload, remove_document, directory_search, add_recipient, remove_recipient,
+]

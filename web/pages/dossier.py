@@ -22,6 +22,7 @@ from domain.dossier import DECLINE_REASONS
 from domain.errors import NotAllowedError
 from domain.values import Json, Role
 from web.errors import StaleView, is_htmx
+from web.forms import new_token
 from web.guards import requires_role
 from web.present import CHANNELS, FOLLOW_UP
 from web.services import Services
@@ -44,6 +45,7 @@ DONE = {
 @dataclass
 class ActionForm:
     expected_version: int | None = None
+    form_token: str = ""
     send_id: str = ""
     message: str = ""
     reason_code: str = ""
@@ -93,7 +95,7 @@ def page_context(services: Services, user: SessionUser, ws: Workspace, **extra: 
         "forward_services": names.services_of(user.establishment_id) if any("forward" in a for a in ws.send_actions.values()) else [],
         "forward_colleagues": [c for c in names.colleagues(user.establishment_id) if c[0] != user.practitioner_id]
         if any("forward" in a for a in ws.send_actions.values()) else [],
-        "channels": CHANNELS, "history": list(ws.history), **extra,
+        "channels": CHANNELS, "history": list(ws.history), "form_token": new_token, **extra,
     }
 
 
@@ -115,7 +117,10 @@ class CommandArgs(TypedDict):
 
 def run_action(services: Services, user: SessionUser, dossier_id: str, action: str, f: ActionForm) -> None:
     r = services.relais
-    common: CommandArgs = {"dossier_id": dossier_id, "actor_id": user.acting(), "expected_version": f.expected_version}
+    common: CommandArgs = {
+        "dossier_id": dossier_id, "actor_id": user.acting(f.form_token, version_required=True),
+        "expected_version": f.expected_version,
+    }
     match action:
         case "accept":
             r.accept(send_id=f.send_id, **common)
