@@ -112,9 +112,6 @@ def test_postgresql_restarted_under_load(postgres, platform, directory, tmp_path
     _check(postgres, platform, load, "PostgreSQL restart")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known defect of the live inbox's listener (its PostgreSQL LISTEN connection is not re-established after a "
-    "restart: an open stream stays silent); remove this mark with the live-inbox fix (web/pages/inbox.py, adapters/live.py)"))
 def test_a_live_inbox_open_across_a_postgresql_restart_still_delivers(postgres, platform, directory, tmp_path):
     """A recipient's inbox stream opened before PostgreSQL restarts gets the dossiers sent after it
     (reopened as a browser's EventSource would if the server ended it)."""
