@@ -8,6 +8,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from adapters.private_files import private_dir
 
@@ -76,7 +77,7 @@ class BlobWriter:
         except OSError as e:
             self._full(e)
 
-    def _full(self, error: OSError) -> None:
+    def _full(self, error: OSError) -> NoReturn:
         """Drops the partial file; a full disk becomes a clear refusal, any other error is raised as it is."""
         try:
             self.abort()
