@@ -59,6 +59,7 @@ ALLOWED = {
     ("POST", "/dossiers/new"): "creates the draft (its Created event) and redirects to it (that page is traced)",
     ("GET", "/directory/search"): "the directory (establishments, teams, practitioners)",
     ("GET", "/dossiers/{dossier_id:str}/forward-targets"): "the directory, to forward to",
+    ("GET", "/dossiers/{dossier_id:str}/edit/version"): "the draft step form's version number, no patient data",
     ("GET", "/dossiers/{dossier_id:str}/dicom/pacs/progress"):
         "a retrieve's counters (images expected/received, a status), polled every second: no patient data",
     ("POST", "/dossiers/{dossier_id:str}/dicom/pacs/retrieve"):
