@@ -11,6 +11,7 @@ from jinja2 import Environment
 from domain.access import ACCESS_KINDS, OUTCOMES
 from domain.dossier import DECLINE_REASONS
 from domain.values import PARIS, SEXES, URGENCY_LABELS, WORKFLOW_LABELS, Json
+from web.forms import new_token
 from web.names import Names
 
 DOSSIER_STATES = {
@@ -160,3 +161,4 @@ def register(env: Environment) -> None:
     )
     env.globals["timeline_line"] = timeline_line
     env.globals["now_paris"] = lambda: paris(datetime.now(UTC))
+    env.globals["form_token"] = new_token  # a fresh token per form rendered (web/forms.py)

@@ -181,3 +181,22 @@ def test_the_submission_topics_are_pinned():
     from domain.submission import Submission
 
     assert get_topic(Submission) == "relais:Submission" and get_topic(Submission.Created) == "relais:Submission.Created"
+
+
+def test_the_same_study_attachment_sent_twice_is_recorded_once(client, relais, settings, passwords, draft):
+    from uuid import UUID
+
+    from domain.dossier import Dossier
+
+    study_id = _received(relais, settings, passwords, "1.2.826.0.1.99.1")
+    login(client, rpps(1))
+    page = client.get(f"/dossiers/{draft}/dicom", headers=HX).text
+    button = re.search(r'hx-post="([^"]+/attach)"[^>]*hx-vals=\'\{"form_token": "([^"]+)"\}\'', page)
+    assert button, "the « Joindre » button sends no form token"
+    url, token = button.groups()
+    assert url == f"/dossiers/{draft}/dicom/received/{study_id}/attach"
+    headers = HX | {"x-csrftoken": csrf_from(client.get(f"/dossiers/{draft}/edit/imaging").text)}
+    for _ in range(2):
+        assert client.post(url, data={"form_token": token}, headers=headers).status_code == 200
+    attached = [e for e in relais.core.events_of(UUID(draft)) if isinstance(e, Dossier.ImagingAttached)]
+    assert len(attached) == 1

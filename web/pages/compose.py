@@ -22,7 +22,7 @@ from application.errors import ConflictError
 from domain.errors import InvalidFieldError
 from domain.values import PARIS, URGENCY_LABELS, WORKFLOW_LABELS, Json, Role, patient_identity
 from web.errors import FormRejected, StaleView, is_htmx
-from web.forms import new_token
+from web.forms import ItemForm, new_token
 from web.guards import requires_role
 from web.pages.dossier import open_workspace, refusals_traced
 from web.present import CHANNELS, IMAGING_SOURCES, paris
@@ -288,14 +288,6 @@ async def upload(
     ws = await anyio.to_thread.run_sync(attach)
     return HTMXBlockTemplate(template_name="compose/step.html", block_name="documents",
                              context=_context("documents", _form_of(ws), ws, services))
-
-
-@dataclass
-class ItemForm:
-    """What the controls adding or removing one item send: the form's token, the version shown."""
-
-    form_token: str = ""
-    expected_version: int | None = None
 
 
 def _version(value: str) -> int | None:

@@ -13,6 +13,7 @@ from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Template
 
 from application.errors import ForbiddenError
+from web.forms import ItemForm
 from web.pages.dossier import actor_dict
 from web.services import Services
 from web.session import SessionUser
@@ -79,9 +80,10 @@ def received_fragment(
 @post("/dossiers/{dossier_id:str}/dicom/received/{study_id:str}/attach", name="imaging-attach", sync_to_thread=True)
 def attach(
     request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
-    dossier_id: FromPath[str], study_id: FromPath[str],
+    dossier_id: FromPath[str], study_id: FromPath[str], data: Annotated[ItemForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
 ) -> Template:
-    services.relais.attach_received_study(dossier_id=dossier_id, actor_id=user.acting(), study_id=study_id)
+    services.relais.attach_received_study(dossier_id=dossier_id, actor_id=user.acting(data.form_token), study_id=study_id,
+                                          expected_version=data.expected_version)
     t = received_fragment(request, services, user, dossier_id, "", "Examen joint au télédossier.")
     t.headers["HX-Trigger"] = "imaging-changed"
     return t
@@ -90,6 +92,7 @@ def attach(
 @dataclass
 class AwaitForm:
     accession_number: str = ""
+    form_token: str = ""
 
 
 @post("/dossiers/{dossier_id:str}/dicom/await", name="imaging-await", sync_to_thread=True)
@@ -100,7 +103,7 @@ def await_exam(
     """The exam awaited (Accession Number): it attaches itself on arrival, or now if already received."""
     relais = services.relais
     accession = data.accession_number.strip()
-    relais.await_imaging(dossier_id=dossier_id, actor_id=user.acting(), accession_number=accession)
+    relais.await_imaging(dossier_id=dossier_id, actor_id=user.acting(data.form_token), accession_number=accession)
     web = services.imaging
     attached = []
     for sid in web.studies.study_by_accession(user.establishment_id, accession):

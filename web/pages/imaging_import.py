@@ -151,6 +151,7 @@ async def import_upload(
 class ConfirmForm:
     study_uids: list[str] | str = field(default_factory=list)  # one value arrives as a str
     confirm_identity: str = ""
+    form_token: str = ""
 
 
 @post("/dossiers/{dossier_id:str}/dicom/import/{import_id:str}", name="imaging-import-confirm", sync_to_thread=True)
@@ -179,9 +180,10 @@ def import_confirm(
     updates = import_studies(result, chosen, store=web.store, establishment_id=user.establishment_id,
                              record=recorder(services.relais))
     study_ids = {u.study_instance_uid: u.study_id for u in updates}
-    for uid in chosen:
+    for i, uid in enumerate(chosen):  # each study once per form sent
         services.relais.attach_received_study(
-            dossier_id=dossier_id, actor_id=user.acting(), study_id=study_ids[uid], source="file_import",
+            dossier_id=dossier_id, actor_id=user.acting(f"{data.form_token}-{i}" if data.form_token else ""),
+            study_id=study_ids[uid], source="file_import",
         )
     discard(folder)
     t = received_fragment(request, services, user, dossier_id, "", f"{len(chosen)} examen(s) importé(s) et joint(s) au télédossier.")
