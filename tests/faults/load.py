@@ -171,11 +171,15 @@ class Load:
     # -------------------------------------------------------------------------------- DICOM
 
     def _dicom(self) -> None:
+        """One association per instance; one refused is sent again, as a gateway does (bounded: four
+        times as many tries as instances)."""
         env = dict(os.environ, TCP_NODELAY="1")
-        for attempt, (sop, path) in enumerate(self.files):  # one association per instance, each sent once
-            if self._stop.is_set():
-                break
-            self._stop.wait(self.pause if attempt else 0)
+        pending = list(self.files)
+        attempts = 0
+        while pending and not self._stop.is_set() and attempts < 4 * len(self.files):
+            self._stop.wait(self.pause if attempts else 0)
+            attempts += 1
+            sop, path = pending[0]
             try:
                 done = subprocess.run(
                     ["storescu", "-v", "-aet", GATEWAY, "-aec", "RELAIS", "-to", "10", "-ta", "10", "-td", "20",
@@ -187,10 +191,11 @@ class Load:
                 out = f"timeout {e}"
             if "Received Store Response (Success)" in out:
                 self._ack("dicom", stored=(sop, path))
+                pending.pop(0)
+                self.stores_done += 1
             else:
                 self._fail("dicom", f"{sop}: {out[-300:]!r}")
-                self._stop.wait(0.2)
-            self.stores_done += 1
+                self._stop.wait(0.25)
 
     # -------------------------------------------------------------------------------- bookkeeping
 
