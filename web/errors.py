@@ -6,12 +6,17 @@ import logging
 from typing import Any
 from urllib.parse import urlencode
 
+import psycopg
+import psycopg_pool
+import redis.exceptions
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_401_UNAUTHORIZED, HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
+from adapters.database import DatabaseUnavailableError
+from adapters.jobs import JobsUnavailableError
 from application.errors import ConflictError, ForbiddenError, NotFoundError
 from domain.errors import DossierStateError, InvalidFieldError, NotAllowedError, RelaisError
 from web.guards import LoginRequired
@@ -169,6 +174,22 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     return error_response(request, HTTP_500_INTERNAL_SERVER_ERROR, GENERIC[500])
 
 
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    JobsUnavailableError, DatabaseUnavailableError, psycopg.OperationalError, psycopg_pool.PoolTimeout,
+    redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, ConnectionError,
+)
+RETRY_AFTER = "5"  # seconds: every process reconnects by itself within a few seconds of the part coming back
+
+
+def unavailable_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, object]] | Template:
+    """A part the request needs (PostgreSQL, Redis holding sessions and jobs) is out of reach: a 503
+    saying to retry, not an « erreur interne »; nothing was recorded (commands are transactions)."""
+    log.warning("%s %s → 503, dépendance injoignable : %s", request.method, request.url.path, str(exc).strip()[:200])
+    response = error_response(request, 503, GENERIC[503])
+    response.headers["Retry-After"] = RETRY_AFTER
+    return response
+
+
 def had_session(request: Request[Any, Any, Any]) -> bool:
     """The browser sent a session cookie the store no longer knows: the session expired (idle), or
     was ended elsewhere; a signed-out browser has none (logout deletes the cookie)."""
@@ -205,5 +226,6 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     FormRejected: form_rejected_handler,
     RelaisError: relais_error_handler,
     HTTPException: http_error_handler,
+    **dict.fromkeys(UNAVAILABLE, unavailable_handler),
     Exception: internal_error_handler,
 }
