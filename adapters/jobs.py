@@ -127,13 +127,13 @@ class ArqJobs:
         self._thread.join(timeout=5)
 
 
-REDIS_OUTAGE_SECONDS = 60.0  # how long the worker's Redis commands keep retrying before the worker gives up
-
-
-def patient_redis_settings(redis_url: str, outage: float = REDIS_OUTAGE_SECONDS) -> Any:
-    """arq RedisSettings whose commands retry on a lost connection (backoff up to 1 s) for about
-    `outage` seconds: the worker polls Redis twice a second, and without this the first poll
-    during a Redis restart raised out of arq and ended the process."""
+def patient_redis_settings(redis_url: str) -> Any:
+    """arq RedisSettings that ride out a Redis outage of any length: commands retry on a lost connection
+    (backoff up to 1 s) for as long as it lasts, and the first connection at start waits for Redis.
+    The worker polls Redis twice a second: without this, the first poll during a Redis restart raised
+    out of arq and ended the process, and a worker started while Redis was down gave up after 5 s;
+    three such ends within 10 s of a start made the supervisor stop the whole platform. A worker
+    waiting for Redis has nothing else it could do; arq logs each failed connection attempt."""
     from arq.connections import RedisSettings
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialBackoff
@@ -142,7 +142,9 @@ def patient_redis_settings(redis_url: str, outage: float = REDIS_OUTAGE_SECONDS)
 
     settings = RedisSettings.from_dsn(redis_url)
     settings.retry_on_error = [RedisConnectionError, RedisTimeoutError, OSError]
-    settings.retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=int(outage) + 5)
+    settings.retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=-1)  # negative: for ever
+    settings.conn_retries = 10**9  # at start, once a second (arq's own retry loop, logged)
+    settings.conn_retry_delay = 1
     return settings
 
 
