@@ -177,3 +177,19 @@ def test_the_page_warns_before_the_idle_expiry_and_keeps_the_session(live, brows
     page.click("button:has-text('Rester connecté')")
     expect(page.locator(".alert-info")).to_have_text(EXPIRED)
     context.close()
+
+
+def test_an_open_live_inbox_goes_to_the_login_page_when_its_session_ends(live, browser):
+    """The live inbox left open: its session ends server-side; within a heartbeat the page is on the
+    login page saying why (it stayed on « hors ligne », retrying for ever, before)."""
+    expect = playwright.expect
+    context = browser.new_context(base_url=live.base, locale="fr-FR")
+    page = context.new_page()
+    page.goto("/login?next=/inbox/received")
+    sign_in(page, rpps(2))
+    expect(page).to_have_url(live.base + "/inbox/received")
+    expect(page.locator("#live-status")).to_have_attribute("data-state", "on", timeout=15_000)
+    end_session(context)
+    expect(page).to_have_url(f"{live.base}/login?expiree=1&next=%2Finbox%2Freceived", timeout=20_000)
+    expect(page.locator("body")).to_contain_text(EXPIRED)
+    context.close()

@@ -22,11 +22,11 @@ from domain.values import URGENCY_LABELS, WORKFLOW_LABELS, Role
 from projections.inbox_queries import COUNT_CAP, TABS, Filters, Scope
 from web.contexts import context_choices
 from web.errors import is_htmx
-from web.guards import requires_role
+from web.guards import DEACTIVATED, requires_role
 from web.present import DOSSIER_STATES, SEND_STATES
 from web.present import TABS as TAB_NAMES
 from web.services import Services
-from web.session import SessionUser
+from web.session import COOKIE_NAME, SessionUser
 
 log = logging.getLogger("relais.web.inbox")
 
@@ -114,9 +114,37 @@ def inbox(
 DONE = {"forwarded": "Télédossier transféré : il a quitté votre boîte de réception."}
 
 
+SIGNED_OUT_EXPIRED = "expiree"  # the session ended (idle, absolute limit, sign-out elsewhere)
+SIGNED_OUT_ROLE = "role"  # the role or membership acted in was withdrawn
+
+
+async def signed_out(request: Request[Any, Any, Any], services: Services, user: SessionUser) -> str | None:
+    """Why a stream's session no longer holds, None while it does: checked at every heartbeat, so a
+    page open for hours is cut (and sent to the login page) as any request would be refused. The
+    session is looked up without renewing it; the directory standing is the guard's (cached 5 s).
+    A store or database out of reach is not a sign-out: the feed reports that as `down` itself."""
+    if user.expired():
+        return SIGNED_OUT_EXPIRED
+    try:
+        session_id = request.cookies.get(COOKIE_NAME)
+        if not session_id or not await services.session_store.exists(session_id):
+            return SIGNED_OUT_EXPIRED
+        standing = await asyncio.to_thread(services.imaging.directory.standing, user.practitioner_id)
+    except Exception as e:  # noqa: BLE001 - see above
+        log.info("flux en direct : session non vérifiable (%s)", type(e).__name__)
+        return None
+    if standing is None:
+        return None
+    if not standing.active:
+        return DEACTIVATED
+    if not standing.holds(user.establishment_id, user.role):
+        return SIGNED_OUT_ROLE
+    return None
+
+
 @get("/inbox/stream", name="inbox-stream", guards=[CLINICIAN])
 async def stream(
-    services: NamedDependency[Services], user: NamedDependency[SessionUser],
+    request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
     last: FromQuery[str | None] = None, last_event_id: Annotated[str | None, HeaderParameter(name="last-event-id")] = None,
 ) -> ServerSentEvent:
     """The live inbox of one page, fed by the process's live feed (adapters/live.py).
@@ -125,7 +153,8 @@ async def stream(
     change of a dossier concerning my establishment), `resync` (the feed listens again, or the page
     is behind: changes may have been missed, the page reloads its rows and counters from the
     projection), `down` (the feed lost the database: nothing arrives until `resync`), `ping` every
-    HEARTBEAT seconds (the browser's watchdog), `end` when the stream's lifetime is over.
+    HEARTBEAT seconds (the browser's watchdog), `end` when the stream's lifetime is over, `signedout`
+    (data: why — expiree, desactive, role) when the session stops holding: the browser leaves the page.
     A page says which position it shows (`last`, or `Last-Event-ID` from a browser's own
     reconnection); a stream that starts further on begins with a `resync`."""
     establishment = str(user.establishment_id)
@@ -147,6 +176,10 @@ async def stream(
             ping_at = loop.time() + HEARTBEAT  # due whatever else arrives: others' changes are not sent here
             while loop.time() < deadline:
                 if loop.time() >= ping_at:
+                    why = await signed_out(request, services, user)
+                    if why is not None:
+                        yield ServerSentEventMessage(event="signedout", data=why)
+                        return
                     yield ServerSentEventMessage(event="ping", data="1")
                     ping_at = loop.time() + HEARTBEAT
                 message = await subscription.get(timeout=max(0.0, ping_at - loop.time()))

@@ -62,12 +62,22 @@
       clearTimeout(watchdog);
       if (source) { source.close(); source = null; }
     }
+    function leave(why) {  // the session no longer holds: no more retries, the page goes where the user is told why
+      close(); clearTimeout(retry); clearTimeout(offline);
+      if (why === "role") { window.location.assign("/"); return; }  // the context chooser says what was withdrawn
+      var here = window.location.pathname + window.location.search;
+      window.location.assign(why === "desactive" ? "/login?motif=desactive" : "/login?expiree=1&next=" + encodeURIComponent(here));
+    }
     function drop() {  // the stream failed or fell silent: amber now, try again with backoff
       close(); lost();
       clearTimeout(retry);
       var delay = RETRY[Math.min(attempt, RETRY.length - 1)] * (0.8 + 0.4 * Math.random());
       attempt += 1;
       retry = setTimeout(connect, delay);
+      // A stream refused because the session ended looks like any failure to EventSource: ask.
+      fetch("/session/ping", { credentials: "same-origin", headers: { Accept: "application/json" }, cache: "no-store" })
+        .then(function (r) { if (r.status === 401) { leave("expiree"); } })
+        .catch(function () { /* the server is out of reach: the indicator says so, retries go on */ });
     }
     function position(e) { if (e.lastEventId) { last = e.lastEventId; } }
     function connect() {
@@ -78,6 +88,7 @@
       source.addEventListener("inbox", function () { alive(); reload(); });
       source.addEventListener("ping", alive);
       source.addEventListener("down", function () { alive(); lost(); });
+      source.addEventListener("signedout", function (e) { leave(e.data); });
       source.addEventListener("end", function () { close(); connect(); });  // the server's lifetime: at once
       source.onerror = drop;  // not the browser's own reconnection: ours has a backoff and sends `last`
     }
