@@ -17,7 +17,7 @@ from adapters.credentials import Credentials
 from adapters.settings import Settings
 from entrypoints.bootstrap import build_app, build_pool, upgrade
 from tests.conftest import SERVER_URL, rpps
-from tests.peers import free_port, wait_port
+from tests.peers import free_port, stop, wait_port
 from tests.processes import RELAIS
 
 PASSWORD = "live server password 2026"
@@ -75,11 +75,6 @@ def live_server(tmp: Path, **env_extra: str) -> Iterator[LiveServer]:
         yield LiveServer(base=f"http://127.0.0.1:{port}", port=port, database_url=url, users=users,
                          ids={"toulouse": tlse, "montpellier": mtp, "neuro": neuro}, log=log)
     finally:
-        if server is not None:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                server.kill()
+        stop(server)
         with psycopg.connect(SERVER_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -21,6 +21,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop(proc: subprocess.Popen | None, timeout: float = 20.0) -> None:
+    """Ends a process we started: SIGTERM, then SIGKILL if it has not exited within `timeout` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:  # pragma: no cover - a peer that ignores SIGTERM
+        proc.kill()
+        proc.wait()
+
+
 def wait_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -76,13 +88,7 @@ class Orthanc:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc)
 
     def rest(self, path: str, data: bytes | None = None, method: str | None = None) -> object:
         req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", data=data, method=method)
@@ -123,6 +129,4 @@ class StoreSCP:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
+        stop(self.proc, timeout=10)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psycopg
 
-from tests.peers import free_port, wait_port
+from tests.peers import free_port, stop, wait_port
 
 
 def _pg_bin(name: str) -> str:
@@ -125,13 +125,7 @@ class PrivateRedis:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc)
         self.proc = None
 
 

@@ -30,7 +30,7 @@ from entrypoints.bootstrap import build_app, build_pool, upgrade
 from projections.runner import catch_up
 from tests.conftest import PATIENT, SERVER_URL, rpps
 from tests.dicomdata import write_bundled, write_multiframe, write_study
-from tests.peers import free_port, wait_port
+from tests.peers import free_port, stop, wait_port
 
 dicomweb_client = pytest.importorskip("dicomweb_client.api")
 
@@ -123,12 +123,7 @@ def live(tmp_path_factory):
                   "rle": (tmp / "ct" / "rle.dcm", words)},
         }
     finally:
-        if server is not None:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                server.kill()
+        stop(server)
         pool.close()
         relais.close()
         with psycopg.connect(SERVER_URL, autocommit=True) as conn:
