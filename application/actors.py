@@ -25,9 +25,9 @@ class Acting:
     role: str
     token: str = ""
     version_required: bool = False
-    """The form shows the dossier and may overwrite it (a step of the draft, an action on the dossier
-    page): it must name the version the user read. Controls that add or remove one item (a document,
-    a recipient, a study) are made safe by their token, and check the version when they send one."""
+    """The form changes a dossier the user was shown (a step of the draft, an action on the dossier page,
+    a control adding or removing one item): it must name the version the user read (see
+    `commands.require_version`)."""
 
 
 Who = Acting | str

@@ -26,6 +26,16 @@ class VersionRequiredError(RelaisError):
     over whatever the dossier has become."""
 
 
+def require_version(who: Who, expected_version: int | None) -> None:
+    """The one rule: a form that must name the version it showed (`Acting.version_required`) and did not is
+    refused. Commands apply it after their authorisation checks; a page that records something else before
+    its command (an import's studies) asks it first, once it has checked who asks."""
+    if isinstance(who, Acting) and who.version_required and expected_version is None:
+        raise VersionRequiredError(
+            "le formulaire ne dit pas quelle version du télédossier vous avez lue : rechargez la page puis recommencez"
+        )
+
+
 def submission_of(who: Who) -> UUID | None:
     """The stream of the form submission a command comes from, if its form had a token."""
     if isinstance(who, Acting) and who.token:
@@ -58,10 +68,7 @@ class DossierCommands:
         submission = submission_of(who)
         if submission is not None and self.core.exists(submission):
             return None  # this form was sent before and its command recorded: it does not run twice
-        if isinstance(who, Acting) and who.version_required and expected_version is None:
-            raise VersionRequiredError(
-                "le formulaire ne dit pas quelle version du télédossier vous avez lue : rechargez la page puis recommencez"
-            )
+        require_version(who, expected_version)
         check_version(dossier, expected_version)
         action(dossier, actor, when)
         return self.save(dossier, who, when)

@@ -134,15 +134,21 @@ def _post(path: str, version_of: str = "", **data: str) -> Call:
     def call(c: TestClient, x: dict) -> Any:
         form = {k: v.format(**x) for k, v in data.items()} | {"_csrf_token": x["csrf"]}
         if version_of:
-            relais: Relais = x["relais"]
-            form["expected_version"] = str(relais.get_dossier(dossier_id=x[version_of], actor_id=x["world"]["requester"]).version)
+            form["expected_version"] = _version(x, version_of)
         return c.post(path.format(**x), data=form, headers=HX)
     return call
 
 
-def _upload(path: str, field: str, filename: str, content: Callable[[dict], bytes], media_type: str) -> Call:
+def _version(x: dict, dossier: str) -> str:
+    """The version of dossier `dossier` the page would show, read from the application (not traced)."""
+    relais: Relais = x["relais"]
+    return str(relais.get_dossier(dossier_id=x[dossier], actor_id=x["world"]["requester"]).version)
+
+
+def _upload(path: str, field: str, filename: str, content: Callable[[dict], bytes], media_type: str, version_of: str = "") -> Call:
     def call(c: TestClient, x: dict) -> Any:
-        return c.post(path.format(**x), headers=HX | {"x-csrftoken": x["csrf"]}, files={field: (filename, content(x), media_type)})
+        return c.post(path.format(**x), headers=HX | {"x-csrftoken": x["csrf"]}, files={field: (filename, content(x), media_type)},
+                      data={"expected_version": _version(x, version_of)} if version_of else None)
     return call
 
 
@@ -154,7 +160,7 @@ def _import_review(c: TestClient, x: dict) -> dict:
 
 def _import_confirm(c: TestClient, x: dict) -> Any:
     return c.post(x["review_url"], headers=HX | {"x-csrftoken": x["csrf"]},
-                  data={"study_uids": x["import_uid"], "confirm_identity": "yes"})
+                  data={"study_uids": x["import_uid"], "confirm_identity": "yes", "expected_version": _version(x, "draft")})
 
 
 def _patient_accesses(c: TestClient, x: dict) -> Any:
@@ -168,7 +174,7 @@ def _remove_recipient(c: TestClient, x: dict) -> Any:
     relais: Relais = x["relais"]
     d = relais.get_dossier(dossier_id=x["draft"], actor_id=x["world"]["requester"])
     pending = next(s["send_id"] for s in d.sends if s["state"] == "pending")
-    return _post(f"/dossiers/{{draft}}/recipients/{pending}/remove")(c, x)
+    return _post(f"/dossiers/{{draft}}/recipients/{pending}/remove", "draft")(c, x)
 
 
 DW = "/dicomweb/dossiers/{sent}"
@@ -236,20 +242,21 @@ CALLS: dict[tuple[str, str], tuple[Any, ...]] = {
         ("requester", "draft", _post("/dossiers/{draft}/edit/workflow", "draft", workflow="stroke_opinion",
                                      urgency="urgent")),
     ("POST", "/dossiers/{dossier_id:str}/documents"):
-        ("requester", "draft", _upload("/dossiers/{draft}/documents", "file", "cr.pdf", lambda x: PDF, "application/pdf")),
+        ("requester", "draft", _upload("/dossiers/{draft}/documents", "file", "cr.pdf", lambda x: PDF, "application/pdf",
+                                       "draft")),
     ("POST", "/dossiers/{dossier_id:str}/documents/{document_id:str}/remove"):
-        ("requester", "draft", _post("/dossiers/{draft}/documents/{draft_doc}/remove")),
+        ("requester", "draft", _post("/dossiers/{draft}/documents/{draft_doc}/remove", "draft")),
     ("POST", "/dossiers/{dossier_id:str}/recipients"):
-        ("requester", "draft", _post("/dossiers/{draft}/recipients", establishment_id="{montpellier}",
+        ("requester", "draft", _post("/dossiers/{draft}/recipients", "draft", establishment_id="{montpellier}",
                                      service_id="{neuro}")),
     ("POST", "/dossiers/{dossier_id:str}/recipients/{send_id:str}/remove"):
         ("requester", "draft", _remove_recipient),
     ("GET", "/dossiers/{dossier_id:str}/dicom"): ("requester", "draft", _get("/dossiers/{draft}/dicom")),
     ("GET", "/dossiers/{dossier_id:str}/dicom/received"): ("requester", "draft", _get("/dossiers/{draft}/dicom/received")),
     ("POST", "/dossiers/{dossier_id:str}/dicom/received/{study_id:str}/attach"):
-        ("requester", "draft", _post("/dossiers/{draft}/dicom/received/{spare_id}/attach")),
+        ("requester", "draft", _post("/dossiers/{draft}/dicom/received/{spare_id}/attach", "draft")),
     ("POST", "/dossiers/{dossier_id:str}/dicom/await"):
-        ("requester", "draft", _post("/dossiers/{draft}/dicom/await", accession_number="ACCLATER")),
+        ("requester", "draft", _post("/dossiers/{draft}/dicom/await", "draft", accession_number="ACCLATER")),
     ("GET", "/dossiers/{dossier_id:str}/dicom/pacs/search"):
         ("requester", "draft", _get("/dossiers/{draft}/dicom/pacs/search", node="TLSE_PACS", patient_name="DUPONT")),
     ("GET", "/dossiers/{dossier_id:str}/dicom/pacs/series"):

@@ -33,6 +33,7 @@ from entrypoints.bootstrap import build_app, build_pool, upgrade
 from tests.conftest import PATIENT, SERVER_URL, rpps
 from tests.dicomdata import write_study
 from tests.peers import free_port, wait_port
+from tests.web.shown import documents_version
 
 RELAIS = str(Path(sys.executable).with_name("relais"))
 PASSWORD = "body guard password 2026"
@@ -375,8 +376,9 @@ def test_legitimate_uploads_still_work(live: Live, tmp_path: Path):
     s.cookies.update(live.cookies)
     h = {"HX-Request": "true", "X-CSRFToken": live.token}
     pdf = b"%PDF-1.4\n" + b"0" * 5000
-    r = s.post(f"{live.base}/dossiers/{live.dossier_id}/documents", headers=h,
-               files={"file": ("compte-rendu.pdf", pdf, "application/pdf")}, data={"description": "CR"}, timeout=30)
+    page = s.get(f"{live.base}/dossiers/{live.dossier_id}/edit/documents", timeout=30).text  # the version the form shows
+    r = s.post(f"{live.base}/dossiers/{live.dossier_id}/documents", headers=h, files={"file": ("compte-rendu.pdf", pdf, "application/pdf")},
+               data={"description": "CR", "expected_version": documents_version(page)}, timeout=30)
     assert r.status_code == 200, r.text[:500]
     assert "compte-rendu.pdf" in r.text
     study = write_study(tmp_path / "ct", series=1, per_series=2)

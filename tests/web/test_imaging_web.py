@@ -14,6 +14,7 @@ from projections.runner import catch_up
 from tests.conftest import PATIENT, rpps
 from tests.peers import ORTHANC, Orthanc
 from tests.web.conftest import csrf_from, login
+from tests.web.shown import step_version
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from dicomdata import write_study  # noqa: E402
@@ -45,6 +46,11 @@ def headers(client, did: str) -> dict:
     return HX | {"x-csrftoken": csrf_from(client.get(f"/dossiers/{did}/edit/imaging").text)}
 
 
+def shown(client, did: str) -> dict:
+    """The version the imaging step shows: what the picker's controls send with them (#expected-version)."""
+    return {"expected_version": step_version(client.get(f"/dossiers/{did}/edit/imaging").text)}
+
+
 def test_received_studies_are_listed_for_the_requester_and_attach(client, relais, settings, world, draft):
     relais.record_received(establishment_id=world["toulouse"], instances=instances("1.2.826.0.1.99.1", 3),
                            source={"kind": "dicom_store", "calling_aet": "TLSE_GW"})
@@ -57,13 +63,14 @@ def test_received_studies_are_listed_for_the_requester_and_attach(client, relais
     assert "DUPONT JEANNE" in page.text and "n° ACC9" in page.text and "MTP" not in page.text
     study_id = relais.record_received.__self__ and __import__("domain.imaging", fromlist=["x"]).received_study_id(
         world["toulouse"], "1.2.826.0.1.99.1")
-    r = client.post(f"/dossiers/{draft}/dicom/received/{study_id}/attach", headers=headers(client, draft))
+    r = client.post(f"/dossiers/{draft}/dicom/received/{study_id}/attach", headers=headers(client, draft), data=shown(client, draft))
     assert r.status_code == 200 and "Examen joint" in r.text and r.headers.get("hx-trigger") == "imaging-changed"
     (att,) = relais.get_dossier(dossier_id=draft, actor_id=world["requester"]).imaging
     assert att["instance_count"] == 3 and att["source"] == "dicom_store"
     # another establishment's study cannot be attached, nor can an outsider see the picker
     other = __import__("domain.imaging", fromlist=["x"]).received_study_id(world["montpellier"], "1.2.826.0.1.99.2")
-    assert client.post(f"/dossiers/{draft}/dicom/received/{other}/attach", headers=headers(client, draft)).status_code == 403
+    assert client.post(f"/dossiers/{draft}/dicom/received/{other}/attach", headers=headers(client, draft),
+                       data=shown(client, draft)).status_code == 403
     client.get("/logout")
     client.cookies.clear()
     login(client, rpps(3))
@@ -82,7 +89,8 @@ def test_an_awaited_exam_already_received_attaches_at_once(client, relais, setti
                            source={"kind": "dicom_store"})
     catch_up("imaging", settings.eventsourcing_env(), relais)
     login(client, rpps(1))
-    r = client.post(f"/dossiers/{draft}/dicom/await", data={"accession_number": "ACC77"}, headers=headers(client, draft))
+    r = client.post(f"/dossiers/{draft}/dicom/await", data={"accession_number": "ACC77"} | shown(client, draft),
+                    headers=headers(client, draft))
     assert r.status_code == 200 and "déjà reçu" in r.text
     (att,) = relais.get_dossier(dossier_id=draft, actor_id=world["requester"]).imaging
     assert att["study_instance_uid"] == "1.2.826.0.1.99.3"
@@ -142,10 +150,11 @@ def test_import_of_a_zip_with_two_patients_asks_to_choose_and_confirm(client, re
     import_id = re.search(r"/dicom/import/([0-9a-f]{32})", r.text).group(1)
     url = f"/dossiers/{draft}/dicom/import/{import_id}"
     both = {"study_uids": [mine["study_uid"], other["study_uid"]]}
+    both |= shown(client, draft)
     r = client.post(url, data=both, headers=h)
     assert "cochez la confirmation" in r.text
     assert relais.get_dossier(dossier_id=draft, actor_id=world["requester"]).imaging == ()
-    r = client.post(url, data={"study_uids": [mine["study_uid"]], "confirm_identity": ""}, headers=h)
+    r = client.post(url, data={"study_uids": [mine["study_uid"]], "confirm_identity": ""} | shown(client, draft), headers=h)
     assert "importé" in r.text, r.text  # the right patient alone needs no confirmation
     (att,) = relais.get_dossier(dossier_id=draft, actor_id=world["requester"]).imaging
     assert att["study_instance_uid"] == mine["study_uid"] and att["source"] == "file_import" and att["instance_count"] == 2

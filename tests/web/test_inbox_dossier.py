@@ -69,6 +69,13 @@ def test_inbox_is_for_clinicians_and_scoped_to_them(client, passwords, sent_doss
     assert client.get("/", follow_redirects=False).headers["location"] == "/audit"
 
 
+def shown_version(html: str) -> str:
+    """The version the documents' upload form shows."""
+    match = re.search(r'action="/dossiers/[^"]+/documents".*?name="expected_version" value="(\d+)"', html, re.S)
+    assert match, "the upload form shows no version"
+    return match.group(1)
+
+
 def test_creation_in_steps_then_send(client, passwords, relais, settle):
     settle()
     login(client, rpps(1))
@@ -93,11 +100,13 @@ def test_creation_in_steps_then_send(client, passwords, relais, settle):
     auto = client.post(f"/dossiers/{did}/edit/question?autosave=true", headers=HX, data={
         "question": "Thrombectomie ? NIHSS 14", "consent": "given", "expected_version": "1", "_csrf_token": t})
     assert auto.status_code == 200 and "Brouillon enregistré" in auto.text and 'value="2"' in auto.text
-    # upload: streamed, typed by content, hashed
+    # upload: streamed, typed by content, hashed; the form sends the version the page shows (the autosave's)
+    shown = shown_version(client.get(f"/dossiers/{did}/edit/documents").text)
+    assert shown == "2"
     up = client.post(f"/dossiers/{did}/documents", headers=HX | {"x-csrftoken": t},
-                     files={"file": ("cr.pdf", PDF, "application/pdf")}, data={"description": "CR urgences"})
+                     files={"file": ("cr.pdf", PDF, "application/pdf")}, data={"description": "CR urgences", "expected_version": shown})
     assert up.status_code == 200 and "cr.pdf" in up.text
-    refused = client.post(f"/dossiers/{did}/documents", headers=HX | {"x-csrftoken": t},
+    refused = client.post(f"/dossiers/{did}/documents", headers=HX | {"x-csrftoken": t}, data={"expected_version": shown_version(up.text)},
                           files={"file": ("virus.pdf", b"MZ\x90\x00 not a pdf", "application/pdf")})
     assert refused.status_code == 422 and "PDF, PNG ou JPEG" in refused.text
     doc = relais.get_dossier(dossier_id=did, actor_id=passwords["requester"]).documents[0]
@@ -108,10 +117,13 @@ def test_creation_in_steps_then_send(client, passwords, relais, settle):
     assert client.post(f"/dossiers/{did}/edit/imaging", data={"imaging_source": "none", "expected_version": v, "_csrf_token": t},
                        follow_redirects=False).headers["location"].endswith("/edit/recipients")
     # recipients from the directory, with search
+    listed = client.get(f"/dossiers/{did}/edit/recipients").text
     found = client.get(f"/directory/search?q=neuro&dossier={did}", headers=HX)
     assert "CHU de Montpellier" in found.text and "Neuroradiologie" in found.text
+    assert 'hx-include="#recipients-version"' in found.text  # « Ajouter » sends the version of the list shown
     added = client.post(f"/dossiers/{did}/recipients", headers=HX, data={
-        "establishment_id": passwords["montpellier"], "service_id": passwords["neuro"], "_csrf_token": t})
+        "establishment_id": passwords["montpellier"], "service_id": passwords["neuro"], "_csrf_token": t,
+        "expected_version": re.search(r'id="recipients-version" name="expected_version" value="(\d+)"', listed).group(1)})
     assert "Neuroradiologie" in added.text and "À envoyer" in added.text
     review = client.get(f"/dossiers/{did}/edit/review")
     assert "Envoyer le télédossier" in review.text and "disabled" not in review.text.split("Envoyer le télédossier")[0][-80:]

@@ -16,6 +16,7 @@ from domain.imaging import received_study_id
 from projections.runner import catch_up
 from tests.conftest import PATIENT, rpps
 from tests.web.conftest import csrf_from, login
+from tests.web.shown import step_version
 
 HX = {"HX-Request": "true"}
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -152,7 +153,8 @@ def test_attaching_a_study_then_continuing_is_not_a_conflict(client, relais, set
     study_id = _received(relais, settings, passwords, "1.2.826.0.1.99.1")
     login(client, rpps(1))
     page = client.get(f"/dossiers/{draft}/edit/imaging").text
-    attached = client.post(f"/dossiers/{draft}/dicom/received/{study_id}/attach", headers=HX | {"x-csrftoken": csrf_from(page)})
+    attached = client.post(f"/dossiers/{draft}/dicom/received/{study_id}/attach", headers=HX | {"x-csrftoken": csrf_from(page)},
+                           data={"expected_version": step_version(page)})
     assert attached.status_code == 200 and attached.headers.get("hx-trigger") == "imaging-changed"
     form = {"imaging_source": "dicom_store", "expected_version": _refresh(client, page), "form_token": hidden(page, "form_token"),
             "_csrf_token": csrf_from(page)}
@@ -168,7 +170,8 @@ def test_someone_elses_change_still_makes_the_next_step_stale(client, relais, se
     login(client, rpps(1))
     page = client.get(f"/dossiers/{draft}/edit/imaging").text
     relais.edit_draft(dossier_id=draft, actor_id=colleague, question="Précision d'une collègue")  # meanwhile, someone else
-    client.post(f"/dossiers/{draft}/dicom/received/{study_id}/attach", headers=HX | {"x-csrftoken": csrf_from(page)})
+    client.post(f"/dossiers/{draft}/dicom/received/{study_id}/attach", headers=HX | {"x-csrftoken": csrf_from(page)},
+                data={"expected_version": step_version(page)})
     form = {"imaging_source": "dicom_store", "expected_version": _refresh(client, page), "form_token": hidden(page, "form_token"),
             "_csrf_token": csrf_from(page)}
     stale = client.post(f"/dossiers/{draft}/edit/imaging", data=form, follow_redirects=False)
@@ -195,8 +198,9 @@ def test_the_same_study_attachment_sent_twice_is_recorded_once(client, relais, s
     assert button, "the « Joindre » button sends no form token"
     url, token = button.groups()
     assert url == f"/dossiers/{draft}/dicom/received/{study_id}/attach"
-    headers = HX | {"x-csrftoken": csrf_from(client.get(f"/dossiers/{draft}/edit/imaging").text)}
+    step = client.get(f"/dossiers/{draft}/edit/imaging").text
+    headers = HX | {"x-csrftoken": csrf_from(step)}
     for _ in range(2):
-        assert client.post(url, data={"form_token": token}, headers=headers).status_code == 200
+        assert client.post(url, data={"form_token": token, "expected_version": step_version(step)}, headers=headers).status_code == 200
     attached = [e for e in relais.core.events_of(UUID(draft)) if isinstance(e, Dossier.ImagingAttached)]
     assert len(attached) == 1

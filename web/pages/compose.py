@@ -272,16 +272,15 @@ async def upload(
     if not stored:
         raise InvalidFieldError("file", "choisissez un fichier PDF, PNG ou JPEG")
     description = form.fields.get("description", b"").decode("utf-8", "replace")
-    token = form.fields.get("form_token", b"").decode("ascii", "replace")
-    version = _version(form.fields.get("expected_version", b"").decode("ascii", "replace"))
+    item = ItemForm.of_fields(form.fields)
 
     def attach() -> Workspace:
         with refusals_traced(services, user, dossier_id, "attach_document"):
-            for i, (name, blob) in enumerate(stored):  # each file once per form sent; the first on the version shown
+            # each file once per form sent; the first on the version shown, the next on the version the previous made
+            for (name, blob), (who, version) in zip(stored, item.commands(user, len(stored)), strict=True):
                 services.relais.attach_document(
-                    dossier_id=dossier_id, actor_id=user.acting(f"{token}-{i}" if token else ""), filename=name[:255],
-                    media_type=blob.media_type, size=blob.size, sha256=blob.sha256, description=description,
-                    expected_version=version if i == 0 else None,
+                    dossier_id=dossier_id, actor_id=who, filename=name[:255], media_type=blob.media_type,
+                    size=blob.size, sha256=blob.sha256, description=description, expected_version=version,
                 )
         return open_workspace(services, user, dossier_id)
 
@@ -290,17 +289,13 @@ async def upload(
                              context=_context("documents", _form_of(ws), ws, services))
 
 
-def _version(value: str) -> int | None:
-    return int(value) if value.isdigit() else None
-
-
 @post("/dossiers/{dossier_id:str}/documents/{document_id:str}/remove", guards=[CLINICIAN], sync_to_thread=True)
 def remove_document(
     services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
     document_id: FromPath[str], data: Annotated[ItemForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
 ) -> Template:
     with refusals_traced(services, user, dossier_id, "remove_document"):
-        services.relais.remove_document(dossier_id=dossier_id, actor_id=user.acting(data.form_token), document_id=document_id,
+        services.relais.remove_document(dossier_id=dossier_id, actor_id=data.acting(user), document_id=document_id,
                                         expected_version=data.expected_version)
     ws = open_workspace(services, user, dossier_id)
     return HTMXBlockTemplate(template_name="compose/step.html", block_name="documents",
@@ -324,7 +319,8 @@ def add_recipient(
 ) -> Template:
     with refusals_traced(services, user, dossier_id, "address_recipient"):
         services.relais.address_recipient(
-            dossier_id=dossier_id, actor_id=user.acting(data.form_token), establishment_id=data.establishment_id,
+            dossier_id=dossier_id, actor_id=ItemForm(data.form_token, data.expected_version).acting(user),
+            establishment_id=data.establishment_id,
             service_id=data.service_id or None, practitioner_id=data.practitioner_id or None, channel=data.channel or None,
             expected_version=data.expected_version,
         )
@@ -339,7 +335,7 @@ def remove_recipient(
     data: Annotated[ItemForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
 ) -> Template:
     with refusals_traced(services, user, dossier_id, "remove_recipient"):
-        services.relais.remove_recipient(dossier_id=dossier_id, actor_id=user.acting(data.form_token), send_id=send_id,
+        services.relais.remove_recipient(dossier_id=dossier_id, actor_id=data.acting(user), send_id=send_id,
                                          expected_version=data.expected_version)
     ws = open_workspace(services, user, dossier_id)
     return HTMXBlockTemplate(template_name="compose/step.html", block_name="recipients",

@@ -82,7 +82,7 @@ def attach(
     request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
     dossier_id: FromPath[str], study_id: FromPath[str], data: Annotated[ItemForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
 ) -> Template:
-    services.relais.attach_received_study(dossier_id=dossier_id, actor_id=user.acting(data.form_token), study_id=study_id,
+    services.relais.attach_received_study(dossier_id=dossier_id, actor_id=data.acting(user), study_id=study_id,
                                           expected_version=data.expected_version)
     t = received_fragment(request, services, user, dossier_id, "", "Examen joint au télédossier.")
     t.headers["HX-Trigger"] = "imaging-changed"
@@ -90,9 +90,8 @@ def attach(
 
 
 @dataclass
-class AwaitForm:
+class AwaitForm(ItemForm):
     accession_number: str = ""
-    form_token: str = ""
 
 
 @post("/dossiers/{dossier_id:str}/dicom/await", name="imaging-await", sync_to_thread=True)
@@ -103,7 +102,8 @@ def await_exam(
     """The exam awaited (Accession Number): it attaches itself on arrival, or now if already received."""
     relais = services.relais
     accession = data.accession_number.strip()
-    relais.await_imaging(dossier_id=dossier_id, actor_id=user.acting(data.form_token), accession_number=accession)
+    relais.await_imaging(dossier_id=dossier_id, actor_id=data.acting(user), accession_number=accession,
+                         expected_version=data.expected_version)
     web = services.imaging
     attached = []
     for sid in web.studies.study_by_accession(user.establishment_id, accession):

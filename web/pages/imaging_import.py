@@ -23,6 +23,7 @@ from adapters.dicom.recording import recorder
 from adapters.private_files import private_dir, write_private
 from application.errors import NotFoundError
 from domain.errors import InvalidFieldError
+from web.forms import ItemForm
 from web.pages.imaging import form_list, received_fragment, requester_only
 from web.services import Services
 from web.session import SessionUser
@@ -148,10 +149,9 @@ async def import_upload(
 
 
 @dataclass
-class ConfirmForm:
+class ConfirmForm(ItemForm):
     study_uids: list[str] | str = field(default_factory=list)  # one value arrives as a str
     confirm_identity: str = ""
-    form_token: str = ""
 
 
 @post("/dossiers/{dossier_id:str}/dicom/import/{import_id:str}", name="imaging-import-confirm", sync_to_thread=True)
@@ -163,6 +163,7 @@ def import_confirm(
     """Imports the studies chosen; several patients or an identity mismatch need an explicit confirmation."""
     requester_only(services, user, dossier_id)
     review = _review(services, user, dossier_id, import_id)
+    data.require(user)  # before the studies are recorded, not only before they are attached
     known = {s["uid"] for s in review.context["studies"]}
     chosen = [u for u in form_list(data.study_uids) if u in known]
     if not chosen:
@@ -180,10 +181,10 @@ def import_confirm(
     updates = import_studies(result, chosen, store=web.store, establishment_id=user.establishment_id,
                              record=recorder(services.relais))
     study_ids = {u.study_instance_uid: u.study_id for u in updates}
-    for i, uid in enumerate(chosen):  # each study once per form sent
+    # each study once per form sent; the first on the version shown, the next on the version the previous made
+    for uid, (who, version) in zip(chosen, data.commands(user, len(chosen)), strict=True):
         services.relais.attach_received_study(
-            dossier_id=dossier_id, actor_id=user.acting(f"{data.form_token}-{i}" if data.form_token else ""),
-            study_id=study_ids[uid], source="file_import",
+            dossier_id=dossier_id, actor_id=who, study_id=study_ids[uid], source="file_import", expected_version=version,
         )
     discard(folder)
     t = received_fragment(request, services, user, dossier_id, "", f"{len(chosen)} examen(s) importé(s) et joint(s) au télédossier.")
