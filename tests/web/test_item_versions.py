@@ -213,3 +213,32 @@ def _as_outsider(client: TestClient, x: dict, case: str) -> Any:
         case _:
             return client.post(f"/dossiers/{did}/dicom/import/{'0' * 32}", headers=h,
                                data={"form_token": token, "study_uids": STUDY_UID, "confirm_identity": "yes"})
+
+
+def followed(client: TestClient, did: str, shown: str, answer: Any) -> str:
+    """The imaging step's version once the picker answered, as the page holds it: asked again when the answer
+    says imaging-changed (hx-trigger="imaging-changed from:body" on #expected-version), else unchanged."""
+    if "imaging-changed" not in answer.headers.get("hx-trigger", ""):
+        return shown
+    asked = client.get(f"/dossiers/{did}/edit/version", params={"expected_version": shown}, headers=HX)
+    assert asked.status_code == 200
+    return step_version(asked.text)
+
+
+@pytest.mark.parametrize("accession", ["ACC77", "ACC9"], ids=["awaited", "already-received"])
+def test_awaiting_an_exam_then_continuing_is_not_a_conflict(client, relais, ready, accession):
+    """« Attendre cet examen » is the user's own change (and so is the exam already received attached with it):
+    the step's version follows it, and « Continuer » goes on (409 « modifié ailleurs » before)."""
+    x = signed_in(client, 1, ready)
+    page = client.get(f"/dossiers/{x['draft']}/edit/imaging").text
+    picker = client.get(f"/dossiers/{x['draft']}/dicom", headers=HX).text
+    awaited = client.post(f"/dossiers/{x['draft']}/dicom/await", headers=HX | {"x-csrftoken": x["csrf"]}, data={
+        "accession_number": accession, "expected_version": step_version(page),
+        "form_token": attr(picker, r'/dicom/await".*?name="form_token" value="([^"]+)"')})
+    assert awaited.status_code == 200, awaited.text
+    d = relais.get_dossier(dossier_id=x["draft"], actor_id=x["world"]["requester"])
+    assert [s["study_instance_uid"] for s in d.imaging] == (["1.2.826.0.1.99.5"] if accession == "ACC9" else [])
+    form = {"imaging_source": "file_import", "expected_version": followed(client, x["draft"], step_version(page), awaited),
+            "form_token": attr(page, r'name="form_token" value="([^"]+)"'), "_csrf_token": x["csrf"]}
+    moved_on = client.post(f"/dossiers/{x['draft']}/edit/imaging", data=form, follow_redirects=False)
+    assert moved_on.status_code == 303 and moved_on.headers["location"].endswith("/edit/recipients"), moved_on.text[:500]

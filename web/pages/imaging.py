@@ -99,23 +99,40 @@ def await_exam(
     request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
     data: Annotated[AwaitForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
 ) -> Template:
-    """The exam awaited (Accession Number): it attaches itself on arrival, or now if already received."""
+    """The exam awaited (Accession Number): it attaches itself on arrival, or now if already received (the
+    user's own change then, like « Joindre », so that the step's version follows it)."""
     relais = services.relais
     accession = data.accession_number.strip()
     relais.await_imaging(dossier_id=dossier_id, actor_id=data.acting(user), accession_number=accession,
                          expected_version=data.expected_version)
-    web = services.imaging
-    attached = []
-    for sid in web.studies.study_by_accession(user.establishment_id, accession):
-        attached += relais.auto_attach(study_id=sid, dossier_ids=[dossier_id])
+    attached = _attach_received(services, user, dossier_id, accession, data)
     notice = (
         "Examen déjà reçu : joint au télédossier." if attached
         else f"Examen {accession} attendu : il sera joint dès sa réception par le nœud DICOM."
     )
     t = received_fragment(request, services, user, dossier_id, "", notice)
-    if attached:
-        t.headers["HX-Trigger"] = "imaging-changed"
+    t.headers["HX-Trigger"] = "imaging-changed"  # the awaited exam is a change of the user's own too
     return t
+
+
+def _attach_received(services: Services, user: SessionUser, dossier_id: str, accession: str, data: ItemForm) -> int:
+    """Attaches the studies already received with `accession` that the dossier does not hold as received,
+    as further commands of the same form, each on the version the previous made; how many were attached."""
+    relais = services.relais
+    if data.expected_version is None:  # the form was sent before (its await recorded): nothing more runs
+        return 0
+    version = relais.version_seen(dossier_id=dossier_id, actor_id=user.acting(), seen=data.expected_version)
+    held = {s["study_instance_uid"]: s.get("instance_count") for s in relais.get_dossier(
+        dossier_id=dossier_id, actor_id=user.practitioner_id).imaging}
+    attached = 0
+    for i, sid in enumerate(services.imaging.studies.study_by_accession(user.establishment_id, accession)):
+        study = relais.received_study_view(study_id=sid)
+        if held.get(study.study_instance_uid) == study.instance_count:
+            continue
+        relais.attach_received_study(dossier_id=dossier_id, actor_id=data.acting(user, f"study-{i}"), study_id=sid,
+                                     expected_version=version)
+        version, attached = version + 1, attached + 1
+    return attached
 
 
 HANDLERS = [picker, received, attach, await_exam]
