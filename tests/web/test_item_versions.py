@@ -242,3 +242,22 @@ def test_awaiting_an_exam_then_continuing_is_not_a_conflict(client, relais, read
             "form_token": attr(page, r'name="form_token" value="([^"]+)"'), "_csrf_token": x["csrf"]}
     moved_on = client.post(f"/dossiers/{x['draft']}/edit/imaging", data=form, follow_redirects=False)
     assert moved_on.status_code == 303 and moved_on.headers["location"].endswith("/edit/recipients"), moved_on.text[:500]
+
+
+def test_two_exams_awaited_one_after_the_other_are_both_recorded(client, relais, ready):
+    """The await form stays on the page after it is sent: the answer gives it a new token (out of band), so the
+    next exam awaited is a submission of its own (it was taken for the first sent again: nothing recorded)."""
+    x = signed_in(client, 1, ready)
+    did = x["draft"]
+    page = client.get(f"/dossiers/{did}/edit/imaging").text
+    token = attr(client.get(f"/dossiers/{did}/dicom", headers=HX).text, r'id="await-token" name="form_token" value="([^"]+)"')
+    version = step_version(page)
+    before = relais.get_dossier(dossier_id=did, actor_id=x["world"]["requester"]).version
+    for accession in ("ACCA1", "ACCA2"):
+        answer = client.post(f"/dossiers/{did}/dicom/await", headers=HX | {"x-csrftoken": x["csrf"]},
+                             data={"accession_number": accession, "expected_version": version, "form_token": token})
+        assert answer.status_code == 200 and f"Examen {accession} attendu" in answer.text
+        renewed = re.search(r'<input[^>]*id="await-token"[^>]*hx-swap-oob="true"[^>]*>', answer.text)
+        token = attr(renewed.group(0), r'value="([^"]+)"') if renewed else token  # as htmx swaps it in
+        version = followed(client, did, version, answer)
+    assert relais.get_dossier(dossier_id=did, actor_id=x["world"]["requester"]).version == before + 2

@@ -112,6 +112,7 @@ def await_exam(
     )
     t = received_fragment(request, services, user, dossier_id, "", notice)
     t.headers["HX-Trigger"] = "imaging-changed"  # the awaited exam is a change of the user's own too
+    t.context["renew_await_token"] = True
     return t
 
 
