@@ -22,6 +22,7 @@ from domain.imaging import received_study_id
 from projections.runner import catch_up
 from tests.conftest import PATIENT, rpps
 from tests.web.conftest import csrf_from, login
+from tests.web.shown import recipients_version
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from dicomdata import write_study  # noqa: E402
@@ -261,3 +262,35 @@ def test_two_exams_awaited_one_after_the_other_are_both_recorded(client, relais,
         token = attr(renewed.group(0), r'value="([^"]+)"') if renewed else token  # as htmx swaps it in
         version = followed(client, did, version, answer)
     assert relais.get_dossier(dossier_id=did, actor_id=x["world"]["requester"]).version == before + 2
+
+
+def test_a_recipient_added_removed_then_added_again_from_the_same_results_is_recorded(client, relais, ready):
+    """The directory's « Ajouter » forms stay on the page: the one sent gets a new token (out of band), so the same
+    target added again later is a submission of its own (it was taken for the first sent again: nothing recorded)."""
+    x = signed_in(client, 1, ready)
+    did, h = x["draft"], HX | {"x-csrftoken": x["csrf"]}
+    page = client.get(f"/dossiers/{did}/edit/recipients").text
+    results = client.get("/directory/search", params={"q": "Montpellier", "dossier": did}, headers=HX).text
+    form = next(f for f in re.findall(r'<form hx-post="/dossiers/[^"]+/recipients".*?</form>', results, re.S)
+                if f'name="service_id" value="{x["world"]["neuro"]}"' in f)  # the neuroradiology team
+    tag = re.search(r'<input[^>]*name="form_token"[^>]*>', form).group(0)
+    tag_id = attr(tag, r'id="([^"]+)"')
+    fields = dict(re.findall(r'name="(establishment_id|service_id|practitioner_id)" value="([^"]*)"', form))
+    token, version = attr(tag, r'value="([^"]+)"'), recipients_version(page)
+    names = []
+    for _ in range(2):
+        added = client.post(f"/dossiers/{did}/recipients", headers=h, data=fields | {"form_token": token, "expected_version": version})
+        assert added.status_code == 200, added.text
+        renewed = re.search(rf'<input[^>]*id="{tag_id}"[^>]*hx-swap-oob="true"[^>]*>', added.text)
+        token = attr(renewed.group(0), r'value="([^"]+)"') if renewed else token  # as htmx swaps it in
+        d = relais.get_dossier(dossier_id=did, actor_id=x["world"]["requester"])
+        mine = [s for s in d.sends if s.get("service_id") == fields["service_id"]]
+        names.append(len(mine))
+        if mine:
+            removal = f"/dossiers/{did}/recipients/{mine[0]['send_id']}/remove"
+            vals = attr(added.text, rf'hx-post="{re.escape(removal)}"[^>]*hx-vals=\'([^\']+)\'')
+            removed = client.post(removal, headers=h, data={"form_token": attr(vals, r'"form_token": "([^"]+)"'),
+                                                            "expected_version": attr(vals, r'"expected_version": "(\d+)"')})
+            assert removed.status_code == 200, removed.text
+            version = recipients_version(removed.text)
+    assert names == [1, 1]

@@ -3,6 +3,7 @@ recipients → review and send. The draft is recorded at step 3 and saved at eve
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypedDict
@@ -79,7 +80,7 @@ def _context(
         "step": step, "steps": STEPS, "order": ORDER, "form": form, "ws": ws, "d": ws.dossier if ws else None,
         "workflows": CREATABLE, "urgencies": URGENCY_LABELS, "sources": IMAGING_SOURCES, "channels": CHANNELS,
         "names": services.names if services else None, "field_labels": FIELD_LABELS, "max_mb": MAX_DOCUMENT_BYTES // (1024 * 1024),
-        "form_token": new_token, **extra,
+        "form_token": new_token, "target_key": target_key, **extra,
     }
 
 
@@ -308,8 +309,14 @@ def remove_document(
 @get("/directory/search", guards=[CLINICIAN], sync_to_thread=True, name="directory-search")
 def directory_search(services: NamedDependency[Services], q: FromQuery[str] = "", dossier: FromQuery[str] = "") -> Template:
     results = services.names.search(q) if len(q.strip()) >= 2 else []
-    return HTMXBlockTemplate(template_name="compose/step.html", block_name="search_results",
-                             context={"results": results, "q": q, "dossier_id": dossier, "channels": CHANNELS, "form_token": new_token})
+    return HTMXBlockTemplate(template_name="compose/step.html", block_name="search_results", context={
+        "results": results, "q": q, "dossier_id": dossier, "channels": CHANNELS, "form_token": new_token, "target_key": target_key,
+    })
+
+
+def target_key(establishment_id: str, service_id: str = "", practitioner_id: str = "") -> str:
+    """Names one « Ajouter » form of the directory's results (its token input's id ends with it)."""
+    return "-".join(re.sub(r"[^0-9A-Za-z]", "", v)[:64] or "0" for v in (establishment_id, service_id, practitioner_id))
 
 
 @post("/dossiers/{dossier_id:str}/recipients", guards=[CLINICIAN], sync_to_thread=True)
@@ -325,8 +332,9 @@ def add_recipient(
             expected_version=data.expected_version,
         )
     ws = open_workspace(services, user, dossier_id)
+    renew = target_key(data.establishment_id, data.service_id, data.practitioner_id)  # the form sent gets a new token
     return HTMXBlockTemplate(template_name="compose/step.html", block_name="recipients",
-                             context=_context("recipients", _form_of(ws), ws, services))
+                             context=_context("recipients", _form_of(ws), ws, services, renew_target=renew))
 
 
 @post("/dossiers/{dossier_id:str}/recipients/{send_id:str}/remove", guards=[CLINICIAN], sync_to_thread=True)
