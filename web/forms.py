@@ -51,9 +51,9 @@ class ItemForm:
         studies); call it once the user's right to act is checked."""
         require_version(self.acting(user), self.expected_version)
 
-    def commands(self, user: SessionUser, count: int) -> Iterator[tuple[Acting, int | None]]:
-        """Who acts and on which version for each of the `count` commands this form runs (several files, several
-        studies): the first on the version shown (required), the next ones each on the version the
+    def versions(self, count: int) -> Iterator[tuple[int, int | None]]:
+        """The part (for `acting`) and the version of each of the `count` commands this form runs (several files,
+        several studies): the first on the version shown (required), the next ones each on the version the
         previous one made."""
         for i in range(count):
-            yield self.acting(user, i), None if self.expected_version is None else self.expected_version + i
+            yield i, None if self.expected_version is None else self.expected_version + i

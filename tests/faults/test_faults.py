@@ -197,6 +197,7 @@ def test_disk_full_during_a_document_upload(postgres, platform, data_folder, dir
 
     from tests.faults.checks import app_on
     from tests.faults.load import CSRF, HX, REQUESTER, Clinician
+    from tests.web.shown import documents_version
 
     if not data_folder.mounted:
         pytest.skip(f"no file system of our own to fill ({data_folder.why_not})")
@@ -207,12 +208,14 @@ def test_disk_full_during_a_document_upload(postgres, platform, data_folder, dir
     digest = hashlib.sha256(pdf).hexdigest()
     try:
         did = load.create(clinician, f"faute-disk-upload-{digest[:8]}")
-        csrf = CSRF.search(clinician.page(f"/dossiers/{did}/edit/documents"))
+        page = clinician.page(f"/dossiers/{did}/edit/documents")
+        csrf = CSRF.search(page)
         assert csrf
         headers = HX | {"x-csrftoken": csrf.group(1)}
+        shown = {"expected_version": documents_version(page)}  # the version the upload form shows
         data_folder.fill(leave=1024 * 1024)
         try:
-            full = clinician.client.post(f"/dossiers/{did}/documents", headers=headers,
+            full = clinician.client.post(f"/dossiers/{did}/documents", headers=headers, data=shown,
                                          files={"file": ("scanner.pdf", pdf, "application/pdf")}, timeout=60)
             free_during = data_folder.free()
         finally:
@@ -226,7 +229,7 @@ def test_disk_full_during_a_document_upload(postgres, platform, data_folder, dir
             def attached() -> int:
                 return sum(1 for e in app.repository.get(__import__("uuid").UUID(did)).documents)
             assert attached() == 0, "a document event was recorded for a file that was not written"
-            again = clinician.client.post(f"/dossiers/{did}/documents", headers=headers,
+            again = clinician.client.post(f"/dossiers/{did}/documents", headers=headers, data=shown,
                                           files={"file": ("scanner.pdf", pdf, "application/pdf")}, timeout=60)
             assert again.status_code == 200 and "scanner.pdf" in again.text, again.text[:500]
             assert attached() == 1

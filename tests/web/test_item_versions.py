@@ -22,7 +22,7 @@ from domain.imaging import received_study_id
 from projections.runner import catch_up
 from tests.conftest import PATIENT, rpps
 from tests.web.conftest import csrf_from, login
-from tests.web.shown import recipients_version
+from tests.web.shown import documents_version, recipients_version, step_version
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from dicomdata import write_study  # noqa: E402
@@ -37,11 +37,6 @@ def attr(html: str, pattern: str) -> str:
     match = re.search(pattern, html, re.S)
     assert match, f"not in the page: {pattern}"
     return match.group(1)
-
-
-def step_version(html: str) -> str:
-    """The imaging step's version input: what the picker's controls include (hx-include="#expected-version")."""
-    return attr(html, r'<input[^>]*id="expected-version"[^>]*value="(\d+)"')
 
 
 # Each case: the state it needs, then the request as the page makes it, with `version` (None: none sent).
@@ -294,3 +289,17 @@ def test_a_recipient_added_removed_then_added_again_from_the_same_results_is_rec
             assert removed.status_code == 200, removed.text
             version = recipients_version(removed.text)
     assert names == [1, 1]
+
+
+def test_a_form_with_several_files_attaches_them_all_on_the_version_shown(client, relais, ready):
+    """The first file goes on the version the form showed, each next one on the version the previous made."""
+    x = signed_in(client, 1, ready)
+    did = x["draft"]
+    page = client.get(f"/dossiers/{did}/edit/documents").text
+    before = relais.get_dossier(dossier_id=did, actor_id=x["world"]["requester"])
+    answer = client.post(f"/dossiers/{did}/documents", headers=HX | {"x-csrftoken": x["csrf"]},
+                         data={"expected_version": documents_version(page)},
+                         files=[("file", ("un.pdf", PDF, "application/pdf")), ("file", ("deux.pdf", PDF, "application/pdf"))])
+    assert answer.status_code == 200, answer.text
+    after = relais.get_dossier(dossier_id=did, actor_id=x["world"]["requester"])
+    assert after.version == before.version + 2 and len(after.documents) == len(before.documents) + 2

@@ -278,9 +278,9 @@ async def upload(
     def attach() -> Workspace:
         with refusals_traced(services, user, dossier_id, "attach_document"):
             # each file once per form sent; the first on the version shown, the next on the version the previous made
-            for (name, blob), (who, version) in zip(stored, item.commands(user, len(stored)), strict=True):
+            for (name, blob), (i, version) in zip(stored, item.versions(len(stored)), strict=True):
                 services.relais.attach_document(
-                    dossier_id=dossier_id, actor_id=who, filename=name[:255], media_type=blob.media_type,
+                    dossier_id=dossier_id, actor_id=item.acting(user, i), filename=name[:255], media_type=blob.media_type,
                     size=blob.size, sha256=blob.sha256, description=description, expected_version=version,
                 )
         return open_workspace(services, user, dossier_id)

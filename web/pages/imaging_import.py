@@ -182,9 +182,10 @@ def import_confirm(
                              record=recorder(services.relais))
     study_ids = {u.study_instance_uid: u.study_id for u in updates}
     # each study once per form sent; the first on the version shown, the next on the version the previous made
-    for uid, (who, version) in zip(chosen, data.commands(user, len(chosen)), strict=True):
+    for uid, (i, version) in zip(chosen, data.versions(len(chosen)), strict=True):
         services.relais.attach_received_study(
-            dossier_id=dossier_id, actor_id=who, study_id=study_ids[uid], source="file_import", expected_version=version,
+            dossier_id=dossier_id, actor_id=data.acting(user, i), study_id=study_ids[uid], source="file_import",
+            expected_version=version,
         )
     discard(folder)
     t = received_fragment(request, services, user, dossier_id, "", f"{len(chosen)} examen(s) importé(s) et joint(s) au télédossier.")
