@@ -21,12 +21,12 @@ from adapters.settings import Settings
 from entrypoints.bootstrap import build_app, build_pool, upgrade
 from tests.adapters.test_up import Platform
 from tests.conftest import SERVER_URL, rpps
+from tests.e2e.conftest import CHROMIUM
 from tests.peers import free_port
 
 pytestmark = pytest.mark.slow
 playwright = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "journey password 2026"
 OUTPUT = Path(os.environ.get("RELAIS_TEST_OUTPUT", Path(__file__).resolve().parents[2] / "test-output")) / "e2e"
 
@@ -78,13 +78,9 @@ def platform(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(browser):
     OUTPUT.mkdir(parents=True, exist_ok=True)
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                              args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield b
-        b.close()
+    return browser
 
 
 def sign_in(browser, base: str, login: str, viewport: dict | None = None):

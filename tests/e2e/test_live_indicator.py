@@ -24,13 +24,13 @@ from adapters.settings import Settings
 from entrypoints.bootstrap import build_app, build_pool, upgrade
 from projections.runner import catch_up
 from tests.conftest import SERVER_URL, rpps
+from tests.e2e.conftest import CHROMIUM, launch
 from tests.peers import free_port, wait_port
 from tests.processes import RelaisProcess
 
 pytestmark = pytest.mark.slow
 playwright = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "indicator password 2026"
 STATE = {name: re.compile(rf"\b{name}\b") for name in ("on", "off", "down")}  # the indicator's class
 REDIS_URL = os.environ.get("RELAIS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -86,8 +86,7 @@ def test_the_indicator_turns_amber_then_red_when_the_server_dies_and_green_when_
     server = RelaisProcess(["serve"], env)
     wait_port(port, timeout=60, proc=server.process)
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = launch(p)
         try:
             page = browser.new_context(base_url=f"http://127.0.0.1:{port}", locale="fr-FR").new_page()
             page.goto("/login")

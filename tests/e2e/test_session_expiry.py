@@ -16,12 +16,12 @@ import redis
 from adapters.settings import Settings
 from entrypoints.bootstrap import build_app
 from tests.conftest import PATIENT, rpps
+from tests.e2e.conftest import CHROMIUM
 from tests.live import PASSWORD, live_server
 
 pytestmark = pytest.mark.slow
 playwright = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = "/usr/bin/chromium"
 REDIS_URL = "redis://127.0.0.1:6379/15"
 EXPIRED = "Votre session a expiré : reconnectez-vous, votre saisie a été conservée."
 
@@ -46,15 +46,6 @@ def live(tmp_path_factory):
             relais.close()
         server.ids["dossier"] = did
         yield server
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                              args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield b
-        b.close()
 
 
 def sign_in(page, login: str) -> None:
@@ -161,6 +152,8 @@ def test_the_page_warns_before_the_idle_expiry_and_keeps_the_session(live, brows
     page.clock.install()
     page.goto("/login")
     sign_in(page, rpps(1))
+    # a page without the live inbox, whose stream would notice the ended session first (tested below)
+    page.goto("/dossiers/new")
     banner = page.locator("#session-warning")
     expect(banner).to_be_hidden()
     page.clock.fast_forward("55:05")

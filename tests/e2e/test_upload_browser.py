@@ -17,20 +17,6 @@ from tests.web.test_body_guard import PASSWORD, Live, live  # noqa: F401  (the l
 pytestmark = pytest.mark.slow
 playwright = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = "/usr/bin/chromium"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium not installed (scripts/system-packages.sh)")
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                              args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield b
-        b.close()
-
-
 def signed_in(browser, server: Live):
     context = browser.new_context(base_url=server.base, locale="fr-FR")
     page = context.new_page()
