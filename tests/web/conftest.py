@@ -11,7 +11,9 @@ from litestar.testing import TestClient
 
 from adapters.credentials import Credentials
 from adapters.settings import Settings
+from application import Relais
 from entrypoints.bootstrap import build_pool, build_web_app
+from projections.runner import catch_up
 
 PASSWORD = "correct horse battery"
 CSRF_INPUT = re.compile(r'name="_csrf_token" value="([^"]+)"')
@@ -56,3 +58,15 @@ def login(client: TestClient, login: str, password: str = PASSWORD, next: str = 
     if next:
         data["next"] = next
     return client.post("/login", data=data, follow_redirects=False)
+
+
+@pytest.fixture()
+def settle(relais: Relais, settings: Settings):
+    """Brings the directory, inbox and access read models up to date with the log (no runner in tests)."""
+    env = settings.eventsourcing_env()
+
+    def run() -> None:
+        for name in ("directory", "inbox", "access"):
+            catch_up(name, env, relais)
+
+    return run

@@ -7,28 +7,14 @@ import inspect
 from pathlib import Path
 from uuid import UUID
 
-import pytest
 from litestar.testing import TestClient
 
-from adapters.settings import Settings
 from application import Relais
-from projections.runner import catch_up
 from tests.conftest import rpps
 from tests.web.conftest import csrf_from, login
 
 HX = {"HX-Request": "true"}
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture()
-def settle(relais: Relais, settings: Settings):
-    env = settings.eventsourcing_env()
-
-    def run() -> None:
-        for name in ("directory", "inbox", "access"):
-            catch_up(name, env, relais)
-
-    return run
 
 
 def switch(client: TestClient, establishment_id: str, role: str) -> None:

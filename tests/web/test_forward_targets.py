@@ -5,27 +5,12 @@ from __future__ import annotations
 import re
 import uuid
 
-import pytest
 from litestar.testing import TestClient
 
-from adapters.settings import Settings
-from application import Relais
-from projections.runner import catch_up
 from tests.conftest import rpps
 from tests.web.conftest import csrf_from, login
 
 HX = {"HX-Request": "true"}
-
-
-@pytest.fixture()
-def settle(relais: Relais, settings: Settings):
-    env = settings.eventsourcing_env()
-
-    def run() -> None:
-        for name in ("directory", "inbox", "access"):
-            catch_up(name, env, relais)
-
-    return run
 
 
 def targets(client: TestClient, did: str, send_id: str = ""):

@@ -5,28 +5,13 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
 from litestar.testing import TestClient
 
-from adapters.settings import Settings
-from application import Relais
-from projections.runner import catch_up
 from tests.conftest import rpps
 from tests.web.conftest import csrf_from, login
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 HX = {"HX-Request": "true"}
-
-
-@pytest.fixture()
-def settle(relais: Relais, settings: Settings):
-    env = settings.eventsourcing_env()
-
-    def run() -> None:
-        for name in ("directory", "inbox", "access"):
-            catch_up(name, env, relais)
-
-    return run
 
 
 def token(client: TestClient, path: str = "/") -> str:
