@@ -10,7 +10,7 @@ from application.actors import Acting, Actors, Who
 from application.base import Core, check_version, parse_uuid
 from application.errors import ConflictError, ForbiddenError
 from domain.directory import Establishment, Practitioner
-from domain.dossier import Dossier
+from domain.dossier import SYSTEM_ROLE, Dossier
 from domain.errors import InvalidFieldError, RelaisError
 from domain.submission import Submission, derived_id, submission_id
 from domain.values import Actor, Channel, Json, Role, business_time, code
@@ -69,9 +69,23 @@ class DossierCommands:
         if submission is not None and self.core.exists(submission):
             return None  # this form was sent before and its command recorded: it does not run twice
         require_version(who, expected_version)
-        check_version(dossier, expected_version)
+        self.check_seen(dossier, expected_version)
         action(dossier, actor, when)
         return self.save(dossier, who, when)
+
+    def check_seen(self, dossier: Dossier, expected_version: int | None) -> None:
+        """The form's version check. What happened since the version the form showed conflicts, except the
+        platform attaching imaging the requester asked for (an awaited exam arriving from the DICOM node, a
+        PACS retrieve completing): it adds a study and changes nothing the form could have read otherwise,
+        so « Continuer » after « Attendre cet examen » or « Récupérer » is not « modifié ailleurs »."""
+        if expected_version is None or expected_version == dossier.version:
+            return
+        if 0 < expected_version < dossier.version and all(
+            isinstance(e, Dossier.ImagingAttached) and e.actor.get("role") == SYSTEM_ROLE
+            for e in self.core.events_of(dossier.id) if e.originator_version > expected_version
+        ):
+            return
+        check_version(dossier, expected_version)
 
     def save(self, dossier: Dossier, who: Who, when: datetime) -> int | None:
         """Commits the dossier and, for a form with a token, its submission in the same transaction. The

@@ -303,3 +303,41 @@ def test_a_form_with_several_files_attaches_them_all_on_the_version_shown(client
     assert answer.status_code == 200, answer.text
     after = relais.get_dossier(dossier_id=did, actor_id=x["world"]["requester"])
     assert after.version == before.version + 2 and len(after.documents) == len(before.documents) + 2
+
+
+def test_an_awaited_exam_arriving_while_the_step_is_open_is_no_conflict(client, relais, ready, settings):
+    """The exam awaited arrives (the platform attaches it) while the user is still on the imaging step: the
+    platform only did what the user asked, so « Continuer » goes on (409 « modifié ailleurs » before; a PACS
+    retrieve completing is the same platform attachment)."""
+    x = signed_in(client, 1, ready)
+    page = client.get(f"/dossiers/{x['draft']}/edit/imaging").text
+    picker = client.get(f"/dossiers/{x['draft']}/dicom", headers=HX).text
+    awaited = client.post(f"/dossiers/{x['draft']}/dicom/await", headers=HX | {"x-csrftoken": x["csrf"]}, data={
+        "accession_number": "ACC77", "expected_version": step_version(page),
+        "form_token": attr(picker, r'/dicom/await".*?name="form_token" value="([^"]+)"')})
+    assert awaited.status_code == 200, awaited.text
+    shown = followed(client, x["draft"], step_version(page), awaited)
+    arrived = relais.record_received(
+        establishment_id=x["world"]["toulouse"], source={"kind": "dicom_store", "calling_aet": "TLSE_GW"},
+        instances=[ReceivedInstance(
+            sop_instance_uid="1.2.826.0.1.77.9.1", series_instance_uid="1.2.826.0.1.77.1", study_instance_uid="1.2.826.0.1.77",
+            sop_class_uid="1.2.840.10008.5.1.4.1.1.2", transfer_syntax_uid="1.2.840.10008.1.2.1", size=10,
+            patient={"id": "IPP42", "name": "DUPONT^JEANNE"}, study={"accession_number": "ACC77"}, series={"modality": "CT", "number": 1})])
+    relais.auto_attach(study_id=str(received_study_id(x["world"]["toulouse"], "1.2.826.0.1.77")), dossier_ids=[x["draft"]])
+    d = relais.get_dossier(dossier_id=x["draft"], actor_id=x["world"]["requester"])
+    assert [s["study_instance_uid"] for s in d.imaging] == ["1.2.826.0.1.77"], arrived
+    form = {"imaging_source": "file_import", "expected_version": shown,
+            "form_token": attr(page, r'name="form_token" value="([^"]+)"'), "_csrf_token": x["csrf"]}
+    moved_on = client.post(f"/dossiers/{x['draft']}/edit/imaging", data=form, follow_redirects=False)
+    assert moved_on.status_code == 303 and moved_on.headers["location"].endswith("/edit/recipients"), moved_on.text[:500]
+
+
+def test_a_colleagues_change_while_the_step_is_open_still_conflicts(client, relais, ready):
+    """Only the platform's attachments are let through: a change by anyone else still makes the step stale."""
+    x = signed_in(client, 1, ready)
+    page = client.get(f"/dossiers/{x['draft']}/edit/imaging").text
+    relais.edit_draft(dossier_id=x["draft"], actor_id=x["world"]["requester"], question="Avis, autre onglet ?")
+    form = {"imaging_source": "file_import", "expected_version": step_version(page),
+            "form_token": attr(page, r'name="form_token" value="([^"]+)"'), "_csrf_token": x["csrf"]}
+    stale = client.post(f"/dossiers/{x['draft']}/edit/imaging", data=form, follow_redirects=False)
+    assert stale.status_code == 409
