@@ -9,11 +9,13 @@ what is not DICOM, truncated or corrupt, and groups the rest by patient and stud
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -28,6 +30,8 @@ from adapters.private_files import create_private, private_dir
 from application.imaging import ReceivedInstance, StudyUpdate
 from domain.errors import InvalidFieldError
 from domain.values import Json, folded
+
+log = logging.getLogger("relais.dicom.import")
 
 MAX_FILES = 20_000
 MAX_TOTAL_BYTES = 8 * 1024**3
@@ -53,16 +57,22 @@ def safe_name(name: str) -> PurePosixPath | None:
     return PurePosixPath(*parts)
 
 
+PATH_REFUSED = "chemin refusé"
+MEMBER_CORRUPT = "membre corrompu dans l'archive (données illisibles)"
+MEMBER_UNREADABLE = "membre chiffré ou compressé d'une façon non prise en charge"
+
+
 def extract_zip(
     archive: Path, dest: Path, *, max_files: int = MAX_FILES, max_total: int = MAX_TOTAL_BYTES, max_ratio: int = MAX_RATIO,
-) -> list[str]:
-    """Extracts a ZIP safely; returns the member names refused (traversal, links). Raises
+) -> list[tuple[str, str]]:
+    """Extracts a ZIP safely; returns the members refused with why (traversal, links, a corrupt or
+    unreadable member: the others are extracted, nothing is left of the refused one). Raises
     ImportRejected when a limit is broken (zip bomb): the declared sizes are checked first, then
     the bytes actually written."""
-    refused: list[str] = []
+    refused: list[tuple[str, str]] = []
     try:
         zf = zipfile.ZipFile(archive)
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError):
         raise ImportRejected("archive ZIP illisible ou corrompue") from None
     with zf:
         members = [m for m in zf.infolist() if not m.is_dir()]
@@ -75,20 +85,30 @@ def extract_zip(
             rel = safe_name(m.filename)
             mode = m.external_attr >> 16
             if rel is None or stat.S_ISLNK(mode):
-                refused.append(m.filename)
+                refused.append((m.filename, PATH_REFUSED))
                 continue
             if m.compress_size and m.file_size / m.compress_size > max_ratio and m.file_size > CHUNK:
                 raise ImportRejected(f"archive refusée : taux de compression suspect ({m.filename})")
             target = dest / rel
             private_dir(target.parent)
-            with zf.open(m) as src, os.fdopen(create_private(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as out:
-                member_bytes = 0
-                while chunk := src.read(CHUNK):
-                    member_bytes += len(chunk)
-                    written += len(chunk)
-                    if written > max_total or member_bytes > m.file_size + CHUNK:
-                        raise ImportRejected("archive refusée : taille décompressée trop grande")
-                    out.write(chunk)
+            member_bytes = 0
+            try:
+                with zf.open(m) as src, os.fdopen(create_private(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as out:
+                    while chunk := src.read(CHUNK):
+                        member_bytes += len(chunk)
+                        if written + member_bytes > max_total or member_bytes > m.file_size + CHUNK:
+                            raise ImportRejected("archive refusée : taille décompressée trop grande")
+                        out.write(chunk)
+            except (zipfile.BadZipFile, zlib.error, EOFError) as e:  # a deflate error, a bad CRC, a member cut short
+                target.unlink(missing_ok=True)
+                refused.append((m.filename, MEMBER_CORRUPT))
+                log.info("import : membre corrompu %s (%s)", m.filename[:200], type(e).__name__)
+                continue
+            except (NotImplementedError, RuntimeError):  # an unsupported compression method, an encrypted member
+                target.unlink(missing_ok=True)
+                refused.append((m.filename, MEMBER_UNREADABLE))
+                continue
+            written += member_bytes
     return refused
 
 

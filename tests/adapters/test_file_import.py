@@ -85,7 +85,8 @@ def test_zip_with_traversal_links_non_dicom_and_truncated_files(tmp_path):
         z.writestr(link, "/etc/passwd")
     dest = tmp_path / "out"
     refused = extract_zip(archive, dest)
-    assert sorted(refused) == ["../../evil.dcm", "/etc/cron.d/evil", "EXPORT/link"]
+    assert sorted(refused) == [("../../evil.dcm", "chemin refusé"), ("/etc/cron.d/evil", "chemin refusé"),
+                               ("EXPORT/link", "chemin refusé")]
     assert not (tmp_path / "evil.dcm").exists() and not (dest / "EXPORT" / "link").exists()
     result = scan(dest)
     assert set(result.studies) == {mix["study_uid"]} and len(result.studies[mix["study_uid"]].files) == 7
@@ -125,3 +126,33 @@ def test_several_patients_and_identity_mismatch(tmp_path):
     assert ("Date de naissance", "1950-03-02", "19611224") in diffs
     accents = {"birth_name": "DUPONT-LÉGER", "first_names": "Élodie", "birth_date": "1950-03-02", "sex": "F"}
     assert identity_differences(accents, {"name": "DUPONT LEGER^ELODIE", "birth_date": "19500302", "sex": "F"}) == []
+
+
+def corrupt_member(archive: Path, name: str) -> None:
+    """Overwrites the middle of `name`'s compressed data in place (a damaged download or disc)."""
+    with zipfile.ZipFile(archive) as z:
+        info = z.getinfo(name)
+    data = bytearray(archive.read_bytes())
+    offset = info.header_offset
+    start = offset + 30 + int.from_bytes(data[offset + 26:offset + 28], "little") + int.from_bytes(data[offset + 28:offset + 30], "little")
+    for i in range(start + info.compress_size // 3, start + info.compress_size // 3 + 64):
+        data[i] ^= 0xA5
+    archive.write_bytes(bytes(data))
+
+
+def test_a_corrupt_member_is_refused_with_why_and_the_rest_is_extracted(tmp_path):
+    """A deflate error or a bad CRC in one member: that member is reported corrupt (nothing of it left on
+    disk), the others are extracted (it was an unhandled zlib.error: HTTP 500 and the folder left behind)."""
+    study = write_study(tmp_path / "s", series=1, per_series=3)
+    archive = tmp_path / "cd.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in study["files"]:
+            z.write(f, f"DICOM/{f.name}")
+    damaged = f"DICOM/{study['files'][1].name}"
+    corrupt_member(archive, damaged)
+    dest = tmp_path / "out"
+    refused = extract_zip(archive, dest)
+    assert refused == [(damaged, "membre corrompu dans l'archive (données illisibles)")]
+    assert not (dest / damaged).exists()
+    result = scan(dest)
+    assert len(result.studies[study["study_uid"]].files) == 2

@@ -159,3 +159,25 @@ def test_import_of_a_zip_with_two_patients_asks_to_choose_and_confirm(client, re
     (att,) = relais.get_dossier(dossier_id=draft, actor_id=world["requester"]).imaging
     assert att["study_instance_uid"] == mine["study_uid"] and att["source"] == "file_import" and att["instance_count"] == 2
     assert client.post(url, data=both, headers=h).status_code == 404  # the import folder is gone
+
+
+def test_a_zip_with_a_corrupt_member_is_reviewed_without_it(client, relais, world, draft, tmp_path, settings):
+    """One member of the ZIP is damaged: the review says which, the other images are offered (HTTP 500
+    « Erreur interne » before, and the upload's folder left under imports/ for ever)."""
+    import zipfile
+
+    from tests.adapters.test_file_import import corrupt_member
+
+    study = write_study(tmp_path / "a", patient_name="DUPONT^JEANNE", birth_date="19500302", sex="F", series=1, per_series=3)
+    archive = tmp_path / "cd.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in study["files"]:
+            z.write(f, f"DICOM/{f.name}")
+    damaged = f"DICOM/{study['files'][0].name}"
+    corrupt_member(archive, damaged)
+    login(client, rpps(1))
+    r = client.post(f"/dossiers/{draft}/dicom/import", files=[("files", ("cd.zip", archive.read_bytes(), "application/zip"))],
+                    headers=headers(client, draft))
+    assert r.status_code == 200, r.text[:500]
+    assert f"{damaged} : membre corrompu dans l&#39;archive" in r.text
+    assert study["study_uid"] in r.text

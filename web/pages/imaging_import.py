@@ -56,7 +56,8 @@ def _review(services: Services, user: SessionUser, dossier_id: str, import_id: s
     must_confirm = len(result.patients) > 1 or any(s["differences"] for s in studies)
     return Template("imaging/_import_review.html", context={
         "dossier_id": dossier_id, "import_id": import_id, "studies": studies, "skipped": result.skipped,
-        "refused": owner.get("refused", []), "dicomdir": result.dicomdir, "must_confirm": must_confirm,
+        "refused": [(r, "chemin refusé") if isinstance(r, str) else tuple(r) for r in owner.get("refused", [])],
+        "dicomdir": result.dicomdir, "must_confirm": must_confirm,
         "patient": d.patient, "several_patients": len(result.patients) > 1, "notice": notice,
     })
 
@@ -122,8 +123,8 @@ async def import_upload(
         discard(folder)
         raise InvalidFieldError("file", "choisissez des fichiers DICOM, une archive ZIP ou le dossier d'un CD")
 
-    def unpack() -> list[str]:
-        refused: list[str] = []
+    def unpack() -> list[tuple[str, str]]:
+        refused: list[tuple[str, str]] = []
         for rel, path in uploaded:
             with path.open("rb") as f:
                 is_zip = f.read(4) == b"PK\x03\x04"
@@ -139,7 +140,7 @@ async def import_upload(
 
     try:
         refused = await anyio.to_thread.run_sync(unpack)
-    except InvalidFieldError:
+    except BaseException:  # a limit broken, a disk full, anything: nothing of the upload is kept
         discard(folder)
         raise
     write_private(folder / "owner.json", json.dumps({
