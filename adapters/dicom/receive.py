@@ -297,7 +297,11 @@ class Receiver:
 
 def recover(store: InstanceStore, record: Record, known: Callable[[str, str], set[str]]) -> int:
     """Records instances found on disk but absent from the events (a crash between the fsync
-    and the batch). `known(establishment, study_uid)` gives the SOP UIDs already recorded."""
+    and the batch). `known(establishment, study_uid)` gives the SOP UIDs already recorded. Temporary
+    files a crash left mid-write are removed (they were never acknowledged nor recorded)."""
+    removed = store.remove_partial()
+    if removed:
+        log.warning("%d fichier(s) temporaire(s) laissé(s) par un arrêt brutal supprimé(s)", removed)
     total = 0
     for establishment_id, study_uid in store.studies():
         recorded = known(establishment_id, study_uid)

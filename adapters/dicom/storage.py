@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
@@ -19,6 +20,9 @@ class InstanceWriter(Protocol):
     """Where a receiver puts the instances it is sent: an `InstanceStore`, or a C-GET's background writes."""
 
     def put(self, establishment_id: str, study_uid: str, sop_uid: str, data: InstanceBytes) -> bool: ...
+
+
+PARTIAL_AGE = 300.0  # seconds without a write after which a `.part` file is a crash's leftover
 
 
 class InstanceStore:
@@ -76,6 +80,22 @@ class InstanceStore:
         folder = self.study_dir(establishment_id, study_uid)
         if folder.is_dir():
             yield from sorted(p for p in folder.iterdir() if p.suffix == ".dcm" and not p.name.startswith("."))
+
+    def remove_partial(self, older_than: float = PARTIAL_AGE) -> int:
+        """Removes the temporary `.part` files a crash left mid-write (never renamed into place, so never
+        acknowledged nor recorded) that nobody has written for `older_than` seconds: a write in progress
+        in another process keeps its file's mtime fresh. Returns how many were removed."""
+        removed = 0
+        limit = time.time() - older_than
+        for establishment_id, study_uid in self.studies():
+            for part in self.study_dir(establishment_id, study_uid).glob(".*.part"):
+                try:
+                    if part.stat().st_mtime < limit:
+                        part.unlink()
+                        removed += 1
+                except FileNotFoundError:  # finished or removed meanwhile
+                    continue
+        return removed
 
     def studies(self) -> Iterator[tuple[str, str]]:
         """(establishment id, study uid) of every study folder on disk."""
