@@ -62,26 +62,37 @@ def _standing(connection: ASGIConnection[Any, Any, Any, Any], user: SessionUser)
     return services.imaging.directory.standing(user.practitioner_id)
 
 
+WITHDRAWN = "role"  # standing_verdict: the session's role or membership was withdrawn
+
+
+def standing_verdict(standing: Standing | None, user: SessionUser) -> str | None:
+    """The one rule of a session against the directory's read model: DEACTIVATED (the account),
+    WITHDRAWN (the role in that establishment), or None when it holds. A practitioner the read model
+    does not know yet (just added, projection behind) holds: commands still resolve the actor on the
+    event store itself."""
+    if standing is None:
+        return None
+    if not standing.active:
+        return DEACTIVATED
+    if not standing.holds(user.establishment_id, user.role):
+        return WITHDRAWN
+    return None
+
+
 def context_withdrawn(connection: ASGIConnection[Any, Any, Any, Any], user: SessionUser) -> bool:
     """Whether the directory no longer gives the session's role in the session's establishment."""
-    standing = _standing(connection, user)
-    return standing is not None and standing.active and not standing.holds(user.establishment_id, user.role)
+    return standing_verdict(_standing(connection, user), user) == WITHDRAWN
 
 
 def check_standing(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler, user: SessionUser) -> None:
     """The session's (practitioner, establishment, role) against the directory's read model, on every
     request (cached 5 s by the view): a deactivated account's session ends (to the login page, saying
-    so); a role or membership withdrawn answers 403 everywhere but the context chooser.
-
-    A practitioner the read model does not know yet (just added, projection behind) passes: the
-    commands still resolve the actor on the event store itself."""
-    standing = _standing(connection, user)
-    if standing is None:
-        return
-    if not standing.active:
+    so); a role or membership withdrawn answers 403 everywhere but the context chooser."""
+    verdict = standing_verdict(_standing(connection, user), user)
+    if verdict == DEACTIVATED:
         end_session(connection)
         raise LoginRequired(reason=DEACTIVATED)
-    if not standing.holds(user.establishment_id, user.role) and not handler.opt.get(ANY_CONTEXT):
+    if verdict == WITHDRAWN and not handler.opt.get(ANY_CONTEXT):
         error = ForbiddenError(ROLE_WITHDRAWN.format(role=role_label(user.role), establishment=user.establishment_name))
         if connection.path_params.get("dossier_id"):
             trace_denied(connection, user, str(error))

@@ -22,7 +22,7 @@ from domain.values import URGENCY_LABELS, WORKFLOW_LABELS, Role
 from projections.inbox_queries import COUNT_CAP, TABS, Filters, Scope
 from web.contexts import context_choices
 from web.errors import is_htmx
-from web.guards import DEACTIVATED, requires_role
+from web.guards import requires_role, standing_verdict
 from web.present import DOSSIER_STATES, SEND_STATES
 from web.present import TABS as TAB_NAMES
 from web.services import Services
@@ -115,13 +115,13 @@ DONE = {"forwarded": "Télédossier transféré : il a quitté votre boîte de r
 
 
 SIGNED_OUT_EXPIRED = "expiree"  # the session ended (idle, absolute limit, sign-out elsewhere)
-SIGNED_OUT_ROLE = "role"  # the role or membership acted in was withdrawn
 
 
 async def signed_out(request: Request[Any, Any, Any], services: Services, user: SessionUser) -> str | None:
     """Why a stream's session no longer holds, None while it does: checked at every heartbeat, so a
     page open for hours is cut (and sent to the login page) as any request would be refused. The
-    session is looked up without renewing it; the directory standing is the guard's (cached 5 s).
+    session is looked up without renewing it; the directory standing is judged by the guard's rule
+    (`standing_verdict`, cached 5 s).
     A store or database out of reach is not a sign-out: the feed reports that as `down` itself."""
     if user.expired():
         return SIGNED_OUT_EXPIRED
@@ -133,13 +133,7 @@ async def signed_out(request: Request[Any, Any, Any], services: Services, user: 
     except Exception as e:  # noqa: BLE001 - see above
         log.info("flux en direct : session non vérifiable (%s)", type(e).__name__)
         return None
-    if standing is None:
-        return None
-    if not standing.active:
-        return DEACTIVATED
-    if not standing.holds(user.establishment_id, user.role):
-        return SIGNED_OUT_ROLE
-    return None
+    return standing_verdict(standing, user)  # the login guard's own rule: desactive, role, or None
 
 
 @get("/inbox/stream", name="inbox-stream", guards=[CLINICIAN])
