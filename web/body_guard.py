@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from litestar.config.csrf import CSRFConfig
+from litestar.connection import ASGIConnection
 from litestar.datastructures import Headers, MutableScopeHeaders
 from litestar.enums import RequestEncodingType, ScopeType
 from litestar.exceptions import ClientException, PermissionDeniedException
@@ -114,7 +116,7 @@ class BodyGuard:
         if method in SAFE_METHODS:  # chunked: refused at its first byte, before anything parses it
             raise RequestEntityTooLarge()
         if not handler.opt.get(PUBLIC):
-            await self._require_login(scope, headers)
+            await self._require_login(scope)
         if self._csrf_checked(scope, handler) and not headers.get(self.csrf.header_name) \
                 and content_type != RequestEncodingType.URL_ENCODED:
             raise PermissionDeniedException("CSRF token verification failed")
@@ -131,9 +133,9 @@ class BodyGuard:
 
         await self.app(scope, counting_receive, send)
 
-    async def _require_login(self, scope: Scope, headers: Headers) -> None:
+    async def _require_login(self, scope: Scope) -> None:
         """Raises LoginRequired unless the session cookie names a signed-in, unexpired session of the store."""
-        session_id = _cookie(headers, self.session.key)
+        session_id = ASGIConnection[Any, Any, Any, Any](scope).cookies.get(self.session.key)
         if not session_id or session_id == "null":
             raise LoginRequired()
         store = self.session.get_store_from_app(scope["app"])
@@ -151,15 +153,6 @@ class BodyGuard:
             return False
         path = scope["path"]
         return not any(p.search(path) for p in self.csrf_exclude)
-
-
-def _cookie(headers: Headers, name: str) -> str | None:
-    for header in headers.getall("cookie", []):
-        for item in header.split(";"):
-            key, _, value = item.strip().partition("=")
-            if key == name:
-                return value.strip().strip('"')
-    return None
 
 
 def close_unread_body(message: Message, scope: Scope) -> None:
