@@ -33,6 +33,19 @@ class LiveServer:
     log: Path
 
 
+def start_serve(database_url: str, data_dir: Path, log: Path, **env_extra: str) -> tuple[subprocess.Popen, int]:
+    """`relais serve` on a free loopback port, on this database and data folder, its output in `log`;
+    returns once it listens (the caller stops it: tests.peers.stop)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAIS_")}
+    env.update(RELAIS_DATABASE_URL=database_url, RELAIS_DATA_DIR=str(data_dir), RELAIS_HTTP_PORT=str(port),
+               RELAIS_SECRET_KEY="live-test-secret-" + "x" * 32, RELAIS_LOG_LEVEL="WARNING", **env_extra)
+    with open(log, "wb") as out:
+        server = subprocess.Popen([RELAIS, "serve"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    wait_port(port, timeout=60, proc=server)
+    return server, port
+
+
 @contextmanager
 def live_server(tmp: Path, **env_extra: str) -> Iterator[LiveServer]:
     """A requester in Toulouse, a recipient in Montpellier's neuroradiology (both clinicians,
@@ -63,15 +76,8 @@ def live_server(tmp: Path, **env_extra: str) -> Iterator[LiveServer]:
         finally:
             pool.close()
             relais.close()
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RELAIS_")}
-        env.update(RELAIS_DATABASE_URL=url, RELAIS_DATA_DIR=str(settings.data_dir), RELAIS_HTTP_PORT=str(port),
-                   RELAIS_SECRET_KEY="live-test-secret-" + "x" * 32, RELAIS_LOG_LEVEL="WARNING", **env_extra)
         log = tmp / "serve.log"
-        with open(log, "wb") as out:
-            server = subprocess.Popen([RELAIS, "serve"], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
-        wait_port(port, timeout=60, proc=server)
+        server, port = start_serve(url, settings.data_dir, log, **env_extra)
         yield LiveServer(base=f"http://127.0.0.1:{port}", port=port, database_url=url, users=users,
                          ids={"toulouse": tlse, "montpellier": mtp, "neuro": neuro}, log=log)
     finally:

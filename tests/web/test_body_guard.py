@@ -7,12 +7,10 @@ The server's memory is its VmRSS (/proc), sampled while a request runs: a memory
 
 from __future__ import annotations
 
-import os
 import re
 import select
 import socket
 import stat
-import subprocess
 import sys
 import threading
 import time
@@ -32,7 +30,8 @@ from adapters.settings import Settings
 from entrypoints.bootstrap import build_app, build_pool, upgrade
 from tests.conftest import PATIENT, SERVER_URL, rpps
 from tests.dicomdata import write_study
-from tests.peers import free_port, wait_port
+from tests.live import start_serve
+from tests.peers import stop
 from tests.web.shown import documents_version
 
 RELAIS = str(Path(sys.executable).with_name("relais"))
@@ -227,13 +226,7 @@ def live(tmp_path_factory) -> Iterator[Live]:
         Credentials(pool).set_password(requester, PASSWORD)
         did = relais.create_dossier(actor_id=requester, workflow="imaging_transfer", question="Avis ?", consent="given",
                                     imaging_source="dicom_store", **PATIENT)
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RELAIS_")}
-        env.update(RELAIS_DATABASE_URL=url, RELAIS_DATA_DIR=str(settings.data_dir), RELAIS_HTTP_PORT=str(port),
-                   RELAIS_SECRET_KEY="body-guard-test-secret-" + "x" * 32, RELAIS_LOG_LEVEL="WARNING")
-        log = open(tmp / "serve.log", "wb")
-        server = subprocess.Popen([RELAIS, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_port(port, timeout=60, proc=server)
+        server, port = start_serve(url, settings.data_dir, tmp / "serve.log")
         base = f"http://127.0.0.1:{port}"
         s = requests.Session()
         page = s.get(f"{base}/login", timeout=20)
@@ -251,12 +244,7 @@ def live(tmp_path_factory) -> Iterator[Live]:
             post_form(live, f"/dossiers/{did}/dicom/import", 4 * MB, filename=None, signed_in=True)
         yield live
     finally:
-        if server is not None:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                server.kill()
+        stop(server)
         pool.close()
         relais.close()
         with psycopg.connect(SERVER_URL, autocommit=True) as conn:

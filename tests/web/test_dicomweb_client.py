@@ -5,8 +5,6 @@ One module because one live server (module fixture) serves every test: starting 
 from __future__ import annotations
 
 import io
-import os
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -30,7 +28,8 @@ from entrypoints.bootstrap import build_app, build_pool, upgrade
 from projections.runner import catch_up
 from tests.conftest import PATIENT, SERVER_URL, rpps
 from tests.dicomdata import write_bundled, write_multiframe, write_study
-from tests.peers import free_port, stop, wait_port
+from tests.live import start_serve
+from tests.peers import stop
 
 dicomweb_client = pytest.importorskip("dicomweb_client.api")
 
@@ -109,13 +108,7 @@ def live(tmp_path_factory):
             relais.attach_received_study(dossier_id=did, actor_id=users["requester"], study_id=sid)
         catch_up("imaging", settings.eventsourcing_env(), relais)
 
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RELAIS_")}
-        env.update(RELAIS_DATABASE_URL=url, RELAIS_DATA_DIR=str(settings.data_dir), RELAIS_HTTP_PORT=str(port),
-                   RELAIS_SECRET_KEY="dicomweb-test-secret-" + "x" * 32, RELAIS_LOG_LEVEL="WARNING")
-        log = open(tmp / "serve.log", "wb")
-        server = subprocess.Popen([RELAIS, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_port(port, timeout=60, proc=server)
+        server, port = start_serve(url, settings.data_dir, tmp / "serve.log")
         yield {
             "base": f"http://127.0.0.1:{port}", "did": did, "relais": relais, "users": users, "tlse": tlse,
             "A": {"uid": mix["study_uid"], "files": mix["files"], "id": ids["A"]},
