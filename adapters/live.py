@@ -18,7 +18,8 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -175,3 +176,25 @@ class LiveFeed:
                 self._broadcast(notify.payload)
             # a connection whose server vanished without a word is only found out by using it
             await asyncio.wait_for(conn.execute("SELECT 1"), self.ping_timeout)
+
+
+def follow_in_thread(feed: LiveFeed, on_message: Callable[[Message], None], stop: threading.Event) -> None:
+    """Runs `feed` on an event loop of its own until `stop` is set, calling `on_message` (from this
+    thread) with every notification's payload and with RESYNC when it listens again after a loss
+    (what was notified meanwhile was missed). For threaded processes (the DICOM node); blocks."""
+
+    async def follow() -> None:
+        await feed.start()
+        try:
+            with feed.subscribe() as subscription:
+                while not stop.is_set():
+                    message = await subscription.get(timeout=0.5)
+                    if message is not None and message is not Signal.DOWN:
+                        try:
+                            on_message(message)
+                        except Exception:  # noqa: BLE001 - a subscriber's failure must not end the feed
+                            log.exception("flux %s : traitement d'une notification en erreur", feed.channel)
+        finally:
+            await feed.close()
+
+    asyncio.run(follow())

@@ -10,7 +10,7 @@ from application.actors import Actors
 from application.base import Core, parse_uuid
 from application.errors import AlreadyExistsError
 from domain import directory as ids
-from domain.directory import DicomNode, Establishment, Practitioner
+from domain.directory import HOST_RE, DicomNode, Establishment, Practitioner
 from domain.errors import InvalidFieldError
 from domain.identifiers import check_department, check_finess, check_region, check_rpps, region_of
 from domain.values import Json, NodeKind, Role, code, text
@@ -49,6 +49,25 @@ class NodeInfo:
     port: int
     establishment_id: str
     kind: str
+    addresses: tuple[str, ...] = ()  # where it may call from besides its host
+    unverified: bool = False  # « adresse non vérifiée »: calls accepted from any address
+
+
+def _host(host: str) -> str:
+    host = (host or "").strip()
+    if not HOST_RE.fullmatch(host):
+        raise InvalidFieldError("host", "nom d'hôte ou adresse IP invalide")
+    return host
+
+
+def _port(port: int | str) -> int:
+    try:
+        number = int(port)
+    except (TypeError, ValueError):
+        raise InvalidFieldError("port", "port numérique attendu") from None
+    if not 1 <= number <= 65535:
+        raise InvalidFieldError("port", "port entre 1 et 65535")
+    return number
 
 
 class DirectoryUseCases:
@@ -157,28 +176,25 @@ class DirectoryUseCases:
         self.core.commit(p)
 
     def add_node(
-        self, *, aet: str, host: str, port: int, establishment_id: str, kind: str, admin_id: str | None = None
+        self, *, aet: str, host: str, port: int, establishment_id: str, kind: str,
+        addresses: list[str] | None = None, unverified: bool = False, admin_id: str | None = None,
     ) -> str:
+        """A DICOM node; it may call the platform from its `host` and from `addresses` (IP addresses,
+        CIDR networks, host names), or from anywhere if `unverified` (a NAT'd gateway)."""
         aet = (aet or "").strip()
         if not re.fullmatch(r"[A-Za-z0-9_\-. ]{1,16}", aet) or aet != aet.strip():
             raise InvalidFieldError("aet", "titre AE DICOM : 1 à 16 caractères ASCII, sans « \\ »")
-        host = (host or "").strip()
-        if not re.fullmatch(r"[A-Za-z0-9.\-:]{1,253}", host):
-            raise InvalidFieldError("host", "nom d'hôte ou adresse IP invalide")
-        try:
-            port = int(port)
-        except (TypeError, ValueError):
-            raise InvalidFieldError("port", "port numérique attendu") from None
-        if not 1 <= port <= 65535:
-            raise InvalidFieldError("port", "port entre 1 et 65535")
+        host, port = _host(host), _port(port)
         kind = code(NodeKind, kind, "kind")
         est = self.core.load(Establishment, establishment_id, "établissement")
         if self.core.exists(ids.node_id(aet)):
             raise AlreadyExistsError(f"le nœud DICOM {aet} existe déjà")
+        actor = self.actors.admin(admin_id)
         node = DicomNode(
             aet=aet, host=host, port=port, establishment_id=str(est.id), kind=kind,
-            occurred_at=self.core.clock(), actor=self.actors.admin(admin_id),
+            occurred_at=self.core.clock(), actor=actor,
         )
+        node.set_calling_addresses(addresses=list(addresses or []), unverified=unverified, actor=actor, occurred_at=self.core.clock())
         try:
             self.core.commit(node)
         except Exception:
@@ -186,6 +202,22 @@ class DirectoryUseCases:
                 raise AlreadyExistsError(f"le nœud DICOM {aet} existe déjà") from None
             raise
         return str(node.id)
+
+    def move_node(self, *, aet: str, host: str, port: int, admin_id: str | None = None) -> int | None:
+        """The node's network address changed (where the platform reaches it, and calls from it)."""
+        node = self.core.load(DicomNode, ids.node_id(aet), "nœud DICOM")
+        node.move(host=_host(host), port=_port(port), actor=self.actors.admin(admin_id), occurred_at=self.core.clock())
+        return self.core.commit(node)
+
+    def set_node_addresses(
+        self, *, aet: str, addresses: list[str], unverified: bool, admin_id: str | None = None
+    ) -> int | None:
+        """Where the node may call from besides its host; `unverified`: from anywhere."""
+        node = self.core.load(DicomNode, ids.node_id(aet), "nœud DICOM")
+        node.set_calling_addresses(
+            addresses=addresses, unverified=unverified, actor=self.actors.admin(admin_id), occurred_at=self.core.clock(),
+        )
+        return self.core.commit(node)
 
     # ------------------------------------------------------------------ lookups
 
@@ -208,7 +240,10 @@ class DirectoryUseCases:
 
     def node(self, *, aet: str) -> NodeInfo:
         n = self.core.load(DicomNode, ids.node_id(aet), "nœud DICOM")
-        return NodeInfo(id=str(n.id), aet=n.aet, host=n.host, port=n.port, establishment_id=n.establishment_id, kind=n.kind)
+        return NodeInfo(
+            id=str(n.id), aet=n.aet, host=n.host, port=n.port, establishment_id=n.establishment_id, kind=n.kind,
+            addresses=tuple(n.calling_addresses), unverified=n.unverified,
+        )
 
     def directory_ids(self) -> dict[str, list[UUID]]:
         """Ids of every establishment, practitioner and node, from the log's created events."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from datetime import datetime
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -28,6 +30,45 @@ def node_id(aet: str) -> UUID:
 
 def service_id(establishment: UUID, code: str) -> UUID:
     return uuid5(establishment, f"service:{code}")
+
+
+HOST_RE = re.compile(r"[A-Za-z0-9.\-:]{1,253}")
+MAX_CALLING_ADDRESSES = 32
+
+
+def check_calling_addresses(entries: list[str]) -> list[str]:
+    """The addresses a node may call the platform from, checked and written canonically: IP addresses,
+    networks in CIDR notation (`10.0.0.0/24`) or host names; duplicates dropped, order kept."""
+    out: list[str] = []
+    for raw in entries:
+        entry = (raw or "").strip()
+        if not entry:
+            continue
+        if "/" in entry:
+            try:
+                entry = str(ipaddress.ip_network(entry, strict=True))
+            except ValueError:
+                loose = None
+                try:
+                    loose = ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    pass
+                hint = f" (réseau {loose} ?)" if loose is not None else ""
+                raise InvalidFieldError("addresses", f"réseau invalide « {entry[:60]} »{hint}") from None
+        else:
+            try:
+                entry = str(ipaddress.ip_address(entry))
+            except ValueError:
+                if not HOST_RE.fullmatch(entry) or ":" in entry:
+                    raise InvalidFieldError(
+                        "addresses", f"adresse invalide « {entry[:60]} » : adresse IP, réseau (10.0.0.0/24) ou nom d'hôte"
+                    ) from None
+                entry = entry.lower()
+        if entry not in out:
+            out.append(entry)
+    if len(out) > MAX_CALLING_ADDRESSES:
+        raise InvalidFieldError("addresses", f"au plus {MAX_CALLING_ADDRESSES} adresses par nœud")
+    return out
 
 
 class Establishment(Aggregate):
@@ -251,6 +292,18 @@ class DicomNode(Aggregate):
         actor: Json
         occurred_at: datetime
 
+    class CallingAddressesSet(Aggregate.Event):
+        """The addresses the node may call the platform from besides its host (IP addresses, CIDR
+        networks, host names); `unverified`: its calls are accepted from any address (a gateway behind
+        a NAT whose address is not known), « adresse non vérifiée »."""
+
+        TOPIC = "relais:DicomNode.CallingAddressesSet"
+
+        addresses: list[str]
+        unverified: bool
+        actor: Json
+        occurred_at: datetime
+
     class RetrieveMethodSet(Aggregate.Event):
         """How the platform retrieves from this PACS: "move" (C-MOVE) or "get" (C-GET)."""
 
@@ -279,6 +332,27 @@ class DicomNode(Aggregate):
     def _moved(self, host: str, port: int, actor: Json, occurred_at: datetime) -> None:
         self.host = host
         self.port = port
+
+    @property
+    def calling_addresses(self) -> list[str]:
+        """Where the node may call from besides its host (none before CallingAddressesSet)."""
+        addresses: list[str] = self.__dict__.get("_calling_addresses", [])
+        return list(addresses)
+
+    @property
+    def unverified(self) -> bool:
+        """True: calls are accepted from any address (off unless set)."""
+        return bool(self.__dict__.get("_unverified", False))
+
+    def set_calling_addresses(self, *, addresses: list[str], unverified: bool, actor: Json, occurred_at: datetime) -> None:
+        addresses = check_calling_addresses(addresses)
+        if (addresses, bool(unverified)) != (self.calling_addresses, self.unverified):
+            self._calling_addresses_set(addresses=addresses, unverified=bool(unverified), actor=actor, occurred_at=occurred_at)
+
+    @event(CallingAddressesSet)
+    def _calling_addresses_set(self, addresses: list[str], unverified: bool, actor: Json, occurred_at: datetime) -> None:
+        self._calling_addresses = list(addresses)
+        self._unverified = unverified
 
     @property
     def retrieve_method(self) -> str:

@@ -6,7 +6,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from adapters.dicom.receive import Receiver
@@ -14,10 +14,11 @@ from adapters.dicom.recording import attach_awaiting, recorder, recover_unrecord
 from adapters.dicom.scp import DicomNodeServer
 from adapters.dicom.storage import InstanceStore
 from adapters.dicom.workers import CHANNEL_FD_ENV, Acceptor, channel_from_fd
-from adapters.settings import Settings
+from adapters.live import LiveFeed, follow_in_thread
+from adapters.settings import Settings, conninfo
 from application import Relais
 from entrypoints.bootstrap import build_app, open_view_as, upgrade
-from projections.directory import PostgresDirectoryView
+from projections.directory import NODES_CHANNEL, PostgresDirectoryView
 from projections.imaging import PostgresImagingView
 
 log = logging.getLogger("relais.dicom")
@@ -39,12 +40,20 @@ def node_server(
     ).start()
     node = DicomNodeServer(
         aet=settings.dicom_aet, host=settings.dicom_host, port=settings.dicom_port,
-        known_aets=directory.node_establishments, receiver=receiver, channel=channel,
+        known_aets=directory.node_peers, receiver=receiver, channel=channel, watch=directory_changes(settings),
     )
     try:
         yield node
     finally:
         receiver.close()
+
+
+def directory_changes(settings: Settings) -> Callable[[Callable[[object], None], threading.Event], None]:
+    """Follows the directory's node notifications (one LISTEN connection per serving process)."""
+    def watch(on_change: Callable[[object], None], stop: threading.Event) -> None:
+        feed = LiveFeed(conninfo(settings.database_url or ""), NODES_CHANNEL, application_name="relais-dicom-directory")
+        follow_in_thread(feed, on_change, stop)
+    return watch
 
 
 def serve(settings: Settings, stop: threading.Event, command: list[str]) -> str | None:

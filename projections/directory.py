@@ -10,6 +10,8 @@ from typing import Any, Protocol
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
+from psycopg import Cursor
+from psycopg.rows import DictRow
 
 from domain.directory import DicomNode, Establishment, Practitioner
 from projections.base import PostgresView
@@ -70,6 +72,20 @@ class NodeRow:
 
 
 @dataclass(frozen=True)
+class NodePeer:
+    """What the DICOM node needs to admit a node's calls: its establishment and where it may call from."""
+
+    establishment_id: str
+    addresses: tuple[str, ...]  # its host first, then its calling addresses (IPs, CIDR networks, host names)
+    unverified: bool  # « adresse non vérifiée »: calls accepted from any address
+
+
+NODES_CHANNEL = "relais_dicom_nodes"
+"""Notified (payload: the AE title) in the transaction that writes a node's row: running DICOM nodes
+listen to it and read the directory again at once."""
+
+
+@dataclass(frozen=True)
 class Standing:
     """What the directory says now of a practitioner: active or not, their roles per establishment."""
 
@@ -113,6 +129,9 @@ class PostgresDirectoryView(PostgresView):
         """CREATE TABLE IF NOT EXISTS dir_nodes (
             id uuid PRIMARY KEY, aet text UNIQUE NOT NULL, host text NOT NULL, port integer NOT NULL,
             establishment_id uuid NOT NULL, kind text NOT NULL, active boolean NOT NULL)""",
+        # where a node may call from besides its host; unverified: from anywhere (tables made before: added)
+        "ALTER TABLE dir_nodes ADD COLUMN IF NOT EXISTS addresses text[] NOT NULL DEFAULT '{}'",
+        "ALTER TABLE dir_nodes ADD COLUMN IF NOT EXISTS unverified boolean NOT NULL DEFAULT false",
     )
     tables = ("dir_establishments", "dir_services", "dir_practitioners", "dir_memberships", "dir_nodes")
     standing_ttl: float = STANDING_TTL
@@ -223,9 +242,18 @@ class PostgresDirectoryView(PostgresView):
         )
         return [NodeRow(**r) for r in rows]
 
-    def node_establishments(self) -> dict[str, str]:
-        """AE title -> establishment id of every active node (the SCP's calling-AE check)."""
-        return {r["aet"]: r["eid"] for r in self.query("SELECT aet, establishment_id::text AS eid FROM dir_nodes WHERE active")}
+    def node_peers(self) -> dict[str, NodePeer]:
+        """AE title -> establishment and calling addresses of every active node (the SCP's admission check)."""
+        rows = self.query(
+            "SELECT aet, establishment_id::text AS eid, host, addresses, unverified FROM dir_nodes WHERE active"
+        )
+        return {
+            r["aet"]: NodePeer(
+                establishment_id=r["eid"], addresses=tuple(dict.fromkeys([r["host"], *r["addresses"]])),
+                unverified=bool(r["unverified"]),
+            )
+            for r in rows
+        }
 
 
 class DirectoryProjection(Projection[PostgresDirectoryView]):
@@ -242,6 +270,7 @@ class DirectoryProjection(Projection[PostgresDirectoryView]):
         "relais:Practitioner.Deactivated",
         "relais:DicomNode.Created",
         "relais:DicomNode.Moved",
+        "relais:DicomNode.CallingAddressesSet",
     )
 
     @singledispatchmethod
@@ -299,13 +328,26 @@ class DirectoryProjection(Projection[PostgresDirectoryView]):
 
     @process_event.register
     def _(self, e: DicomNode.Created, tracking: Tracking) -> None:
-        self.view.apply(tracking, lambda c: c.execute(
-            "INSERT INTO dir_nodes VALUES (%s, %s, %s, %s, %s, %s, true) ON CONFLICT (id) DO NOTHING",
+        self.view.apply(tracking, lambda c: _node_changed(c.execute(
+            """INSERT INTO dir_nodes (id, aet, host, port, establishment_id, kind, active)
+               VALUES (%s, %s, %s, %s, %s, %s, true) ON CONFLICT (id) DO NOTHING""",
             (e.originator_id, e.aet, e.host, e.port, e.establishment_id, e.kind),
-        ))
+        ), e.originator_id))
 
     @process_event.register
     def _(self, e: DicomNode.Moved, tracking: Tracking) -> None:
-        self.view.apply(tracking, lambda c: c.execute(
+        self.view.apply(tracking, lambda c: _node_changed(c.execute(
             "UPDATE dir_nodes SET host = %s, port = %s WHERE id = %s", (e.host, e.port, e.originator_id)
-        ))
+        ), e.originator_id))
+
+    @process_event.register
+    def _(self, e: DicomNode.CallingAddressesSet, tracking: Tracking) -> None:
+        self.view.apply(tracking, lambda c: _node_changed(c.execute(
+            "UPDATE dir_nodes SET addresses = %s, unverified = %s WHERE id = %s",
+            (list(e.addresses), e.unverified, e.originator_id),
+        ), e.originator_id))
+
+
+def _node_changed(curs: Cursor[DictRow], node_id: object) -> None:
+    """Tells the running DICOM nodes, when this transaction commits, that a node's row changed."""
+    curs.execute("SELECT pg_notify(%s, aet) FROM dir_nodes WHERE id = %s", (NODES_CHANNEL, node_id))
