@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import socket
 import sys
 import threading
@@ -290,6 +291,40 @@ def test_our_query_associations_leave_every_answer_to_the_request_waiting_for_it
         assert assoc.dimse.msg_queue.get_nowait() == (1, stray)
         for _ in range(20):  # one association, one C-FIND after another: none loses an answer
             assert len(q.find_series(pacs["ct"]["study_uid"])) == 2
+
+
+def test_a_thousand_c_finds_on_reused_associations_lose_no_answer(pacs, caplog):
+    """Issue 11 item 7's proof: 1,000 C-FINDs against Orthanc, ten in turn on each association,
+    four associations at a time (as parallel retrieves and searches run), and every one gets all its
+    answers. With pynetdicom's requestor reactor some were lost: a pending answer taken off the queue
+    by the reactor (« Received unexpected C-FIND service message »: a series missing) or the final
+    one (then a timeout)."""
+    qr = QueryRetrieve("RELAIS", timeout=20)
+    peer, ct, thin = pacs["peer"], pacs["ct"], pacs["thin"]
+    wrong: list[str] = []
+
+    def run(worker: int) -> None:
+        for a in range(25):
+            try:
+                with qr.session(peer) as q:
+                    for i in range(5):
+                        series = sorted(s.instance_count or 0 for s in q.find_series(ct["study_uid"]))
+                        if series != [3, 3]:
+                            wrong.append(f"{worker}/{a}/{i} séries {series}")
+                        studies = [m.patient_id for m in q.find_studies(study_instance_uid=thin["study_uid"])]
+                        if studies != ["PAT003"]:
+                            wrong.append(f"{worker}/{a}/{i} études {studies}")
+            except QRError as e:
+                wrong.append(f"{worker}/{a} {e.reason}")
+
+    with caplog.at_level(logging.WARNING, logger="pynetdicom"):
+        threads = [threading.Thread(target=run, args=(w,)) for w in range(4)]  # 4 x 25 associations x 10 C-FINDs
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    unexpected = [r.getMessage() for r in caplog.records if "unexpected" in r.getMessage()]
+    assert (wrong, unexpected) == ([], [])
 
 
 def test_a_pacs_refusing_a_second_association_is_then_served_on_one(relais, world, pacs, setup):
