@@ -18,16 +18,28 @@ the installed one.
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 import queue
 import select
 import socket
 import socketserver
+import struct
+import threading
 import time
+import weakref
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from pydicom.dataset import Dataset
 from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
+from pynetdicom.dimse import DIMSEServiceProvider
+from pynetdicom.dimse_messages import DIMSEMessage
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
@@ -37,8 +49,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 LOGGER = logging.getLogger("pynetdicom.dul")
 ASSOC_LOGGER = logging.getLogger("pynetdicom.association")
+log = logging.getLogger("relais.dicom")
 
 IDLE_WAIT_SECONDS = 0.005  # the longest a quiet association waits before checking its timers
+# Before an association is established (the peer unidentified: its calling AE title is in the
+# A-ASSOCIATE-RQ itself) no PDU longer than this is read; an A-ASSOCIATE-RQ proposing all
+# 128 presentation contexts with several transfer syntaxes each is ≈ 30 KB.
+UNIDENTIFIED_PDU_LIMIT = 256 * 1024
+PDU_TYPES = (0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07)
 
 
 class WakingDUL(DULServiceProvider):
@@ -61,6 +79,72 @@ class WakingDUL(DULServiceProvider):
     def kill_dul(self) -> None:
         super().kill_dul()
         self._wake()
+
+    def pdu_limit(self) -> int | None:
+        """The longest PDU read from the peer: UNIDENTIFIED_PDU_LIMIT until the association is
+        established, then the maximum length we announced (None: unlimited, announced as 0)."""
+        assoc = self.assoc
+        if not assoc.is_established:
+            return UNIDENTIFIED_PDU_LIMIT
+        local = assoc.acceptor if assoc.is_acceptor else assoc.requestor
+        announced = local.maximum_length or 0
+        return max(announced, UNIDENTIFIED_PDU_LIMIT) if announced else None
+
+    def _read_pdu_data(self) -> None:
+        # pynetdicom 3.0.4 DULServiceProvider._read_pdu_data, shortened, with one addition: a PDU
+        # longer than pdu_limit() is not read (pynetdicom reads whatever length the peer
+        # declares, up to 4 GiB, into memory): the connection is aborted.
+        sock = cast("AssociationSocket", self.socket)
+        try:
+            head = sock.recv(6)
+            pdu_type, _, pdu_length = struct.unpack(">BBL", head)
+        except (OSError, TimeoutError, struct.error):
+            self.event_queue.put("Evt17")  # transport connection closed
+            return
+        if pdu_type not in PDU_TYPES:
+            LOGGER.error(f"Unknown PDU type received '0x{pdu_type:02X}'")
+            self.event_queue.put("Evt19")  # unrecognised or invalid PDU
+            return
+        limit = self.pdu_limit()
+        if limit is not None and pdu_length > limit:
+            address = getattr(self.assoc.requestor, "address", "?") if self.assoc.is_acceptor else "?"
+            log.warning(
+                "PDU de %d octets refusé (limite %d octets%s), connexion de %s interrompue",
+                pdu_length, limit, "" if self.assoc.is_established else " avant identification du pair", address,
+            )
+            self._abort_now()
+            return
+        try:
+            body = sock.recv(pdu_length)
+        except (OSError, TimeoutError):
+            LOGGER.error("Connection closed before the entire PDU was received")
+            self.event_queue.put("Evt17")
+            return
+        if len(body) != pdu_length:
+            self.event_queue.put("Evt17")
+            return
+        try:
+            head += body
+            pdu, event = self._decode_pdu(head)
+            self.event_queue.put(event)
+        except Exception as exc:
+            LOGGER.error("Unable to decode the received PDU data")
+            LOGGER.exception(exc)
+            self.event_queue.put("Evt19")
+            return
+        self._recv_pdu.put(pdu)
+
+    def _abort_now(self) -> None:
+        """Sends an A-ABORT (service provider, invalid PDU parameter value) and closes the
+        connection without reading what the peer sends: the association ends."""
+        abort = A_ABORT_RQ()
+        abort.source, abort.reason_diagnostic = 0x02, 0x06
+        sock = cast("AssociationSocket", self.socket)
+        try:
+            sock.send(abort.encode())
+        except Exception:  # pragma: no cover - the peer may be gone
+            pass
+        sock.close()  # puts Evt17 (transport connection closed) on the queue
 
     def _idle_wait(self) -> None:
         sock = self.socket.socket if self.socket is not None else None
@@ -152,7 +236,16 @@ class WakingDUL(DULServiceProvider):
 
 class WakingAssociation(Association):
     """An acceptor association whose reactor waits for the next DIMSE message instead of
-    sleeping 1 ms before each look at its queue."""
+    sleeping 1 ms before each look at its queue. `on_end` is called when its thread ends."""
+
+    on_end: Callable[[], None] | None = None
+
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:
+            if self.on_end is not None:
+                self.on_end()
 
     def _await_message(self) -> None:
         waiting = self.dimse.msg_queue
@@ -280,6 +373,111 @@ def use_waking_dul(assoc: Any) -> None:
     assoc.dul = dul
 
 
+@dataclass(frozen=True)
+class Spill:
+    """Where the data set of a C-STORE request goes once it passes `threshold` bytes: to a file
+    from `create()` (descriptor, path), written as its fragments arrive instead of accumulating in
+    memory. The file begins with `prefix(command set, transfer syntax, calling AE title)` (the
+    instance's Part 10 header), so that it is the instance file once received."""
+
+    threshold: int
+    create: Callable[[], tuple[int, Path]]
+    prefix: Callable[[Dataset, str, str], bytes]
+
+
+def _write_all(fd: int, data: Any) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class _SpillFile:
+    """A spilled data set's file: removed when its buffer is dropped unless it was moved away."""
+
+    def __init__(self, fd: int, path: Path):
+        self.fd: int | None = fd
+        self.path = path
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def discard(self) -> None:
+        self.close()
+        self.path.unlink(missing_ok=True)
+
+
+class SpillingBuffer(io.BytesIO):
+    """A received data set: in memory (this BytesIO) up to `threshold` bytes, then in a file.
+
+    Once spilled, `spilled` is the file (its first `offset` bytes the prefix) and the BytesIO is
+    empty; `finish()` closes it for reading. The file is removed if this buffer is dropped and the
+    file was not moved away (an association aborted mid-transfer, an instance refused)."""
+
+    def __init__(self, threshold: int, spill: Spill, prefix: Callable[[], bytes]):
+        super().__init__()
+        self.threshold, self._spill, self._prefix = threshold, spill, prefix
+        self.spilled: _SpillFile | None = None
+        self.offset = 0
+
+    def write(self, data: Any) -> int:
+        if self.spilled is not None:
+            assert self.spilled.fd is not None
+            _write_all(self.spilled.fd, data)
+            return len(data)
+        written = super().write(data)
+        if self.tell() > self.threshold:
+            self._to_file()
+        return written
+
+    def _to_file(self) -> None:
+        fd, path = self._spill.create()
+        spilled = _SpillFile(fd, path)
+        weakref.finalize(self, spilled.discard)
+        prefix = self._prefix()
+        _write_all(fd, prefix)
+        with self.getbuffer() as view:
+            _write_all(fd, view)
+        self.seek(0)
+        self.truncate()
+        self.spilled, self.offset = spilled, len(prefix)
+
+    def finish(self) -> Path | None:
+        """The file of a spilled data set, closed (None if it stayed in memory)."""
+        if self.spilled is None:
+            return None
+        self.spilled.close()
+        return self.spilled.path
+
+    def discard(self) -> None:
+        """Removes the spilled file unless it was moved away (stored)."""
+        if self.spilled is not None:
+            self.spilled.discard()
+
+
+class SpillingDIMSE(DIMSEServiceProvider):
+    """The DIMSE provider of a node association: each message's data set is a `SpillingBuffer`.
+    A message arriving while two others wait to be served is spilled whatever its size (a peer
+    sending requests without waiting for the answers does not pile them up in memory)."""
+
+    spill: Spill
+
+    def receive_primitive(self, primitive: Any) -> None:
+        if self.message is None:
+            message = self.message = DIMSEMessage()
+            threshold = 0 if self.msg_queue.qsize() >= 2 else self.spill.threshold
+            message.data_set = SpillingBuffer(threshold, self.spill, lambda: self._prefix(message))
+        super().receive_primitive(primitive)
+
+    def _prefix(self, message: DIMSEMessage) -> bytes:
+        assoc = self.assoc
+        context = assoc._accepted_cx[cast(int, message.context_id)]
+        return self.spill.prefix(
+            message.command_set, str(context.transfer_syntax[0]), assoc.requestor.ae_title,
+        )
+
+
 def nodelay(event: evt.Event) -> None:
     """EVT_ESTABLISHED handler: Nagle off on the association's socket (field notes: with it,
     1,000 images take 55 s instead of 1 s)."""
@@ -291,6 +489,10 @@ def nodelay(event: evt.Event) -> None:
         pass
 
 
+def _host(client_address: Any) -> str:
+    return str(client_address[0]) if isinstance(client_address, tuple) and client_address else str(client_address)
+
+
 class WakingRequestHandler(RequestHandler):
     """pynetdicom's handler of an incoming connection, its association a `WakingAssociation`
     on a `WakingDUL`."""
@@ -299,16 +501,61 @@ class WakingRequestHandler(RequestHandler):
         assoc = super()._create_association()
         assoc.__class__ = WakingAssociation  # same state, only the reactor loop differs
         use_waking_dul(assoc)
+        server = self.server
+        if isinstance(server, NodeServer):
+            if server.spill is not None:
+                assoc.dimse.__class__ = SpillingDIMSE
+                cast(SpillingDIMSE, assoc.dimse).spill = server.spill
+            host = _host(self.client_address)
+            cast(WakingAssociation, assoc).on_end = lambda: server.released(host)
         return assoc
 
 
 class NodeServer(ThreadedAssociationServer):
-    """The node's pynetdicom server: associations on `WakingDUL`s. Made with `AE.make_server`
-    (not `start_server`), so it is not in the AE's list of running servers."""
+    """The node's pynetdicom server: associations on `WakingDUL`s, large data sets spilled to
+    disk as they arrive (`spill`, when set), at most `per_peer` connections at a time from one
+    address (more are closed at once, logged). Made with `AE.make_server` (not `start_server`),
+    so it is not in the AE's list of running servers."""
+
+    spill: Spill | None = None
+    per_peer: int | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("request_handler", WakingRequestHandler)
+        self._peers: Counter[str] = Counter()
+        self._peers_lock = threading.Lock()
         super().__init__(*args, **kwargs)
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        host = _host(client_address)
+        with self._peers_lock:
+            if self.per_peer is not None and self._peers[host] >= self.per_peer:
+                over = True
+            else:
+                self._peers[host] += 1
+                over = False
+        if over:
+            log.warning(
+                "connexion de %s refusée : déjà %d associations ouvertes depuis cette adresse (limite par pair)",
+                host, self.per_peer,
+            )
+            self.refused(client_address)
+            return False
+        return True
+
+    def refused(self, client_address: Any) -> None:
+        """A connection closed by the per-peer limit (a worker tells its acceptor)."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        super().handle_error(request, client_address)  # the connection failed before its association started
+        self.released(_host(client_address))
+
+    def released(self, host: str) -> None:
+        """One connection from `host` is over."""
+        with self._peers_lock:
+            self._peers[host] -= 1
+            if self._peers[host] <= 0:
+                del self._peers[host]
 
     def shutdown(self) -> None:
         socketserver.BaseServer.shutdown(self)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 import struct
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -16,7 +21,9 @@ from pydicom.filereader import read_dataset
 from pydicom.tag import BaseTag, Tag
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 
-from adapters.dicom.storage import InstanceStore, InstanceWriter
+from adapters.dicom.bounds import MAX_INFLATED, Incomplete, TooLarge, check_complete, inflate_into, mapped
+from adapters.dicom.reactor import Spill, SpillingBuffer
+from adapters.dicom.storage import FileInstanceWriter, InstanceStore, InstanceWriter
 from application.imaging import ReceivedInstance, StudyUpdate
 from domain.errors import InvalidFieldError
 from domain.imaging import valid_uid
@@ -30,6 +37,8 @@ CANNOT_UNDERSTAND = 0xC000
 REFUSED_NOT_AUTHORIZED = 0x0124
 
 Record = Callable[[str, list[ReceivedInstance], Json], list[StudyUpdate]]  # (establishment id, instances, source)
+
+SPILL_THRESHOLD = 16 << 20  # a data set larger than this is written to disk as it arrives, not held in memory
 
 
 def _text(ds: Dataset, keyword: str, limit: int = 200) -> str:
@@ -90,16 +99,52 @@ def _read_described(fp: Any, ts: Any) -> Dataset:
     return read_dataset(fp, ts.is_implicit_VR, ts.is_little_endian, stop_when=_after_described, specific_tags=_DESCRIBED_TAGS)
 
 
-def header(event: Any) -> Dataset:
-    """What `describe` needs of a C-STORE's data set, read from the received bytes (no copy of
-    the pixels: they are written as received, never decoded)."""
+class Refused(ValueError):
+    """A received data set that is not stored: incomplete, or inflating beyond the bound."""
+
+
+@dataclass
+class _Received:
+    raw: memoryview | None  # the data set's bytes as received, in memory (stored as they are)
+    spilled: Path | None  # else the file they were spilled to (the file meta before them)
+    reader: Any  # a file-like over the data set to decode (the inflated one when deflated), at its start
+
+
+@contextmanager
+def _received(event: Any, inflate_limit: int, scratch: Path | None) -> Iterator[_Received]:
+    """The received data set of a C-STORE (in pynetdicom's buffer, or in the file it was spilled
+    to): raises `Refused` unless it is complete. A deflated data set is inflated as a stream into a
+    scratch file, within `inflate_limit` bytes, to be checked and read."""
     ts = event.context.transfer_syntax
-    if ts.is_deflated:
-        decoded: Dataset = event.dataset  # pynetdicom inflates and decodes it
-        return decoded
     buf = event.request.DataSet
-    buf.seek(0)
-    return _read_described(buf, ts)
+    spilled = buf.finish() if isinstance(buf, SpillingBuffer) else None
+    with ExitStack() as stack:
+        raw: memoryview | None = None
+        if spilled is not None:
+            source = stack.enter_context(open(spilled, "rb"))
+            view: Any = stack.enter_context(mapped(source))
+            start = cast(SpillingBuffer, buf).offset
+            reader = view
+        else:
+            view = raw = stack.enter_context(buf.getbuffer())
+            start, reader, source = 0, buf, buf
+        if ts.is_deflated:
+            inflated = stack.enter_context(tempfile.TemporaryFile(dir=scratch))
+            try:
+                source.seek(start)
+                inflate_into(source, inflated, inflate_limit)
+            except TooLarge as e:
+                raise Refused(f"données trop volumineuses une fois décompressées ({e})") from None
+            except (Incomplete, zlib.error) as e:
+                raise Refused(f"données compressées incomplètes ou illisibles ({e})") from None
+            view = reader = stack.enter_context(mapped(inflated))
+            start = 0
+        try:
+            check_complete(view, implicit_vr=ts.is_implicit_VR, little_endian=ts.is_little_endian, start=start)
+        except Incomplete as e:
+            raise Refused(f"données incomplètes : {e}") from None
+        reader.seek(start)
+        yield _Received(raw=raw, spilled=spilled, reader=reader)
 
 
 def _element(tag: int, vr: bytes, value: bytes) -> bytes:
@@ -135,15 +180,13 @@ def file_meta(*, sop_class: str, sop_instance: str, transfer_syntax: str, source
     return b"\x00" * 128 + b"DICM" + _element(0x00020000, b"UL", struct.pack("<I", len(group))) + group
 
 
-def part10(event: Any, source_aet: str = "") -> tuple[bytes, memoryview]:
-    """The instance as a DICOM file: preamble and file meta, then the data set bytes as received
-    (a view of pynetdicom's buffer, to be released once written)."""
+def event_meta(event: Any, source_aet: str = "") -> bytes:
+    """The file meta of a received C-STORE's instance (its data set follows as received)."""
     request = event.request
-    meta = file_meta(
+    return file_meta(
         sop_class=request.AffectedSOPClassUID, sop_instance=request.AffectedSOPInstanceUID,
         transfer_syntax=event.context.transfer_syntax, source_aet=source_aet,
     )
-    return meta, request.DataSet.getbuffer()
 
 
 @dataclass
@@ -167,8 +210,12 @@ class Receiver:
         self, *, store: InstanceWriter, record: Record,
         after_record: Callable[[list[StudyUpdate]], object] | None = None,
         batch_size: int = 500, max_delay: float = 0.5,
+        spill_threshold: int = SPILL_THRESHOLD, inflate_limit: int = MAX_INFLATED,
     ):
         self.store = store
+        self.spill_threshold, self.inflate_limit = spill_threshold, inflate_limit
+        # deflated data sets are inflated next to the instances (not in a small /tmp), when stored on disk
+        self.scratch = store.incoming_dir() if isinstance(store, FileInstanceWriter) else None
         self.record = record
         self.after_record = after_record
         self.batch_size = batch_size
@@ -206,36 +253,65 @@ class Receiver:
 
     # ------------------------------------------------------------------ C-STORE
 
+    def spill(self) -> Spill | None:
+        """Where the node's associations put data sets above `spill_threshold` bytes as they arrive
+        (None when the store cannot take a received file)."""
+        store = self.store
+        if not isinstance(store, FileInstanceWriter):
+            return None
+        return Spill(
+            threshold=self.spill_threshold, create=store.incoming,
+            prefix=lambda command, ts, aet: file_meta(
+                sop_class=command.AffectedSOPClassUID, sop_instance=command.AffectedSOPInstanceUID,
+                transfer_syntax=ts, source_aet=aet,
+            ),
+        )
+
     def store_event(self, event: Any, *, establishment_id: str, source: Json) -> int:
-        """The body of an EVT_C_STORE handler (SCP or C-GET): store, then queue for recording."""
-        body: memoryview | None = None
+        """The body of an EVT_C_STORE handler (SCP or C-GET): check, store, then queue for recording.
+        Nothing is stored unless the data set is complete (and, deflated, inflates within the bound)."""
+        aet = source.get("calling_aet") or ""
+        buf = event.request.DataSet
         try:
-            try:
-                ds = header(event)
-                meta, body = part10(event, source.get("calling_aet") or "")
-                item = describe(
-                    ds, transfer_syntax=event.context.transfer_syntax, size=len(meta) + len(body),
-                    sop_class=str(event.request.AffectedSOPClassUID),
-                )
-                if item.sop_instance_uid != str(event.request.AffectedSOPInstanceUID).strip():
-                    raise InvalidFieldError(
-                        "sop_instance_uid", f"{item.sop_instance_uid} dans l'instance, "
-                        f"{event.request.AffectedSOPInstanceUID} dans la commande C-STORE",
+            with _received(event, self.inflate_limit, self.scratch) as received:
+                try:
+                    ds = _read_described(received.reader, event.context.transfer_syntax)
+                    meta = event_meta(event, aet)
+                    size = os.path.getsize(received.spilled) if received.spilled else len(meta) + len(cast(memoryview, received.raw))
+                    item = describe(
+                        ds, transfer_syntax=event.context.transfer_syntax, size=size,
+                        sop_class=str(event.request.AffectedSOPClassUID),
                     )
-            except InvalidFieldError as e:
-                log.warning("instance refusée (%s) depuis %s", e, source.get("calling_aet"))
-                return CANNOT_UNDERSTAND
-            except Exception:
-                log.exception("instance illisible depuis %s", source.get("calling_aet"))
-                return CANNOT_UNDERSTAND
-            try:
-                written = self.store.put(establishment_id, item.study_instance_uid, item.sop_instance_uid, [meta, body])
-            except OSError:
-                log.exception("écriture impossible de l'instance %s", item.sop_instance_uid)
-                return OUT_OF_RESOURCES
+                    if item.sop_instance_uid != str(event.request.AffectedSOPInstanceUID).strip():
+                        raise InvalidFieldError(
+                            "sop_instance_uid", f"{item.sop_instance_uid} dans l'instance, "
+                            f"{event.request.AffectedSOPInstanceUID} dans la commande C-STORE",
+                        )
+                except InvalidFieldError as e:
+                    log.warning("instance refusée (%s) depuis %s", e, aet)
+                    return CANNOT_UNDERSTAND
+                except Exception:
+                    log.exception("instance illisible depuis %s", aet)
+                    return CANNOT_UNDERSTAND
+                try:
+                    if received.spilled is not None:
+                        written = cast(FileInstanceWriter, self.store).put_file(
+                            establishment_id, item.study_instance_uid, item.sop_instance_uid, received.spilled,
+                        )
+                    else:
+                        written = self.store.put(
+                            establishment_id, item.study_instance_uid, item.sop_instance_uid,
+                            [meta, cast(memoryview, received.raw)],
+                        )
+                except OSError:
+                    log.exception("écriture impossible de l'instance %s", item.sop_instance_uid)
+                    return OUT_OF_RESOURCES
+        except Refused as e:
+            log.warning("instance refusée (%s) depuis %s, rien n'est enregistré", e, aet)
+            return CANNOT_UNDERSTAND
         finally:
-            if body is not None:
-                body.release()  # pynetdicom may close the received buffer afterwards
+            if isinstance(buf, SpillingBuffer):
+                buf.discard()  # refused, or already renamed into place
         if written:
             self.stored += 1
         else:

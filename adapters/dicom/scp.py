@@ -45,6 +45,9 @@ TICK_SECONDS = 1.0  # how often the serving loop looks at its stop, its acceptor
 # A-ASSOCIATE-RJ: rejected permanent, by the service user, calling AE title not recognised
 REJECT_CALLING_AE = (0x01, 0x01, 0x03)
 
+MAX_PDU_SIZE = 1 << 20  # announced: peers send P-DATA PDUs of at most 1 MiB (pynetdicom reads a PDU whole)
+MAX_ASSOCIATIONS_PER_PEER = 8
+
 S = TypeVar("S", bound=NodeServer)
 
 # Accepted as sent, never transcoded: the bytes are stored as received.
@@ -84,8 +87,10 @@ class DicomNodeServer:
         self, *, aet: str, host: str, port: int,
         known_aets: Callable[[], set[str] | Mapping[str, str] | Mapping[str, NodePeer]], receiver: Receiver | None = None,
         channel: socket.socket | None = None, watch: Callable[[Callable[[object], None], threading.Event], None] | None = None,
+        max_per_peer: int | None = MAX_ASSOCIATIONS_PER_PEER,
     ):
         self.aet, self.host, self.port = aet, host, port
+        self.max_per_peer = max_per_peer  # connections at a time from one address (the acceptor's, with workers)
         self.channel = channel  # a worker of the node: connections come from the acceptor (workers.py)
         self.known_aets = known_aets
         self.receiver = receiver
@@ -96,7 +101,7 @@ class DicomNodeServer:
         self._nobody = "NOPEER" + secrets.token_hex(5).upper()
         quiet_pynetdicom()
         self.ae = AE(ae_title=aet)
-        self.ae.maximum_pdu_size = 0
+        self.ae.maximum_pdu_size = MAX_PDU_SIZE
         self.ae.add_supported_context(Verification)
         if receiver is not None:
             for cx in AllStoragePresentationContexts:
@@ -177,6 +182,8 @@ class DicomNodeServer:
         else:
             handlers.append((evt.EVT_CONN_CLOSE, self._tell_acceptor))
             server = self.server = channel_server = self._make_server(ChannelServer, handlers, channel=self.channel)
+        server.spill = self.receiver.spill() if self.receiver is not None else None
+        server.per_peer = self.max_per_peer if channel_server is None else None
         threading.Thread(target=server.serve_forever, name="relais-dicom-server", daemon=True).start()
         if channel_server is not None:
             channel_server.ready()

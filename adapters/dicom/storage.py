@@ -7,7 +7,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from adapters.private_files import create_private, private_dir
 from domain.imaging import valid_uid
@@ -22,7 +22,17 @@ class InstanceWriter(Protocol):
     def put(self, establishment_id: str, study_uid: str, sop_uid: str, data: InstanceBytes) -> bool: ...
 
 
+@runtime_checkable
+class FileInstanceWriter(InstanceWriter, Protocol):
+    """A writer that also takes a received instance as a file it renames into place (`InstanceStore`)."""
+
+    def incoming(self) -> tuple[int, Path]: ...
+    def incoming_dir(self) -> Path: ...
+    def put_file(self, establishment_id: str, study_uid: str, sop_uid: str, path: Path) -> bool: ...
+
+
 PARTIAL_AGE = 300.0  # seconds without a write after which a `.part` file is a crash's leftover
+INCOMING = ".incoming"  # under the root: large data sets being received, written as they arrive
 
 
 class InstanceStore:
@@ -76,6 +86,39 @@ class InstanceStore:
         _fsync_dir(folder)
         return True
 
+    def incoming_dir(self) -> Path:
+        """The folder of data sets being received (made if missing)."""
+        return private_dir(self.root / INCOMING)
+
+    def incoming(self) -> tuple[int, Path]:
+        """A new private file (descriptor, path) in the folder of data sets being received: on the
+        same file system as the instances, so that `put_file` renames it into place."""
+        path = self.incoming_dir() / f"{secrets.token_hex(8)}.part"
+        return create_private(path), path
+
+    def put_file(self, establishment_id: str, study_uid: str, sop_uid: str, path: Path) -> bool:
+        """Stores the complete instance file at `path` (from `incoming`) durably by renaming it into
+        place; False, and the file removed, if this instance was already there."""
+        final = self.path(establishment_id, study_uid, sop_uid)
+        if final.exists():
+            path.unlink(missing_ok=True)
+            return False
+        folder = final.parent
+        if not folder.exists():
+            private_dir(folder)
+            _fsync_dir(folder.parent)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if final.exists():  # a concurrent resend won the race: keep the first copy
+            path.unlink(missing_ok=True)
+            return False
+        os.replace(path, final)
+        _fsync_dir(folder)
+        return True
+
     def instances(self, establishment_id: str, study_uid: str) -> Iterator[Path]:
         folder = self.study_dir(establishment_id, study_uid)
         if folder.is_dir():
@@ -87,14 +130,15 @@ class InstanceStore:
         in another process keeps its file's mtime fresh. Returns how many were removed."""
         removed = 0
         limit = time.time() - older_than
-        for establishment_id, study_uid in self.studies():
-            for part in self.study_dir(establishment_id, study_uid).glob(".*.part"):
-                try:
-                    if part.stat().st_mtime < limit:
-                        part.unlink()
-                        removed += 1
-                except FileNotFoundError:  # finished or removed meanwhile
-                    continue
+        folders = [self.study_dir(e, s) for e, s in self.studies()]
+        parts = [p for f in folders for p in f.glob(".*.part")] + list((self.root / INCOMING).glob("*.part"))
+        for part in parts:
+            try:
+                if part.stat().st_mtime < limit:
+                    part.unlink()
+                    removed += 1
+            except FileNotFoundError:  # finished or removed meanwhile
+                continue
         return removed
 
     def studies(self) -> Iterator[tuple[str, str]]:
@@ -102,7 +146,7 @@ class InstanceStore:
         if not self.root.is_dir():
             return
         for est in sorted(self.root.iterdir()):
-            if est.is_dir():
+            if est.is_dir() and not est.name.startswith("."):
                 for study in sorted(est.iterdir()):
                     if study.is_dir():
                         yield est.name, study.name

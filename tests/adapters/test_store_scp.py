@@ -146,6 +146,33 @@ def test_an_instance_whose_uid_differs_from_its_c_store_command_is_refused(
     assert not store.exists(world["toulouse"], data["study_uid"], data["sops"][0])
 
 
+def test_a_data_set_cut_inside_its_pixel_data_is_refused_and_nothing_recorded(
+    node, relais, world, tmp_path, caplog, monkeypatch,
+):
+    data = write_study(tmp_path / "in", series=1, per_series=2)
+    cut = data["files"][0]
+    raw = cut.read_bytes()
+    cut.write_bytes(raw[: len(raw) - 1000])  # the last 1,000 bytes of its pixel data missing
+    # sending a file in chunks, pynetdicom sends its data set bytes as they are
+    monkeypatch.setattr(_config, "STORE_SEND_CHUNKED_DATASET", True)
+    ae = AE(ae_title="TLSE_GW")
+    ae.add_requested_context(dcmread(data["files"][1]).SOPClassUID, "1.2.840.10008.1.2.1")
+    assoc = ae.associate("127.0.0.1", node["port"], ae_title="RELAIS")
+    assert assoc.is_established
+    try:
+        with caplog.at_level(logging.WARNING, logger="relais.dicom"):
+            refused = assoc.send_c_store(cut)
+        accepted = assoc.send_c_store(data["files"][1])
+    finally:
+        assoc.release()
+    assert refused.Status == 0xC000 and "incomplète" in caplog.text
+    assert accepted.Status == 0x0000
+    node["node"].receiver.flush_all()
+    assert set(study(relais, world, data["study_uid"]).instances) == {data["sops"][1]}
+    store = InstanceStore(node["settings"].dicom_root)
+    assert not store.exists(world["toulouse"], data["study_uid"], data["sops"][0])
+
+
 def test_unknown_calling_ae_is_rejected_and_logged(node, relais, world, tmp_path, caplog):
     data = write_study(tmp_path / "in", series=1, per_series=1)
     with caplog.at_level(logging.WARNING, logger="relais.dicom"):
