@@ -9,14 +9,17 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from adapters.dicom.receive import Receiver
-from adapters.dicom.recording import attach_awaiting, recorder, recover_unrecorded
+from adapters.dicom.receive import Receiver, recover
+from adapters.dicom.recording import attach_awaiting, recorded_sops, recorder
+from adapters.dicom.recovery import EVERY, Recovery
 from adapters.dicom.scp import DicomNodeServer
 from adapters.dicom.storage import InstanceStore
 from adapters.dicom.workers import CHANNEL_FD_ENV, Acceptor, channel_from_fd
 from adapters.live import LiveFeed, follow_in_thread
 from adapters.settings import Settings, conninfo
 from application import Relais
+from application.imaging import ReceivedInstance, StudyUpdate
+from domain.values import Json
 from entrypoints.bootstrap import build_app, open_view_as, upgrade
 from projections.directory import NODES_CHANNEL, PostgresDirectoryView
 from projections.imaging import PostgresImagingView
@@ -24,20 +27,43 @@ from projections.imaging import PostgresImagingView
 log = logging.getLogger("relais.dicom")
 
 
+def after_record(app: Relais, imaging: PostgresImagingView) -> Callable[[list[StudyUpdate]], object]:
+    """What follows the recording of received instances: the dossiers awaiting them get their study."""
+    return lambda updates: attach_awaiting(app, imaging, updates)
+
+
+def recovery(settings: Settings, app: Relais, imaging: PostgresImagingView) -> Recovery:
+    """Passes recording what was stored but not recorded (a process of the node killed with batches
+    in memory), then what follows a batch recorded, as for a batch (`after_record`)."""
+    record, then = recorder(app), after_record(app, imaging)
+
+    def record_and_follow(establishment_id: str, items: list[ReceivedInstance], source: Json) -> list[StudyUpdate]:
+        updates = record(establishment_id, items, source)
+        try:
+            then(updates)
+        except Exception:
+            log.exception("rattachement automatique en échec")
+        return updates
+
+    return Recovery(settings.dicom_root, lambda store: recover(store, record_and_follow, recorded_sops(app)))
+
+
 @contextmanager
 def node_server(
     settings: Settings, app: Relais, directory: PostgresDirectoryView, imaging: PostgresImagingView, *,
     channel: socket.socket | None = None,
 ) -> Iterator[DicomNodeServer]:
-    """The SCP with C-STORE, its instances recorded in `app`; what a crash left unrecorded is
-    recorded first (by the accepting process when the node has several: `channel` is then this
-    worker's connection source)."""
+    """The SCP with C-STORE, its instances recorded in `app`. What a crash left unrecorded is
+    recorded at start, then every minute: by this process at once when it is the whole node; when
+    the node has several (`channel` is then this worker's connection source), the accepting process
+    looked everywhere at the node's start, and each worker looks, in the background, as it starts
+    (the acceptor starts again a worker that died) and every minute."""
     store = InstanceStore(settings.dicom_root)
+    passes = recovery(settings, app, imaging)
     if channel is None:
-        recover_unrecorded(app, store)
-    receiver = Receiver(
-        store=store, record=recorder(app), after_record=lambda u: attach_awaiting(app, imaging, u),
-    ).start()
+        passes.run(full=True)
+    passes.start(first_after=EVERY if channel is None else 0.0)
+    receiver = Receiver(store=store, record=recorder(app), after_record=after_record(app, imaging)).start()
     node = DicomNodeServer(
         aet=settings.dicom_aet, host=settings.dicom_host, port=settings.dicom_port,
         known_aets=directory.node_peers, receiver=receiver, channel=channel, watch=directory_changes(settings),
@@ -45,6 +71,7 @@ def node_server(
     try:
         yield node
     finally:
+        passes.close()
         receiver.close()
 
 
@@ -79,7 +106,11 @@ def _accept(settings: Settings, stop: threading.Event, command: list[str]) -> st
     upgrade(settings)  # the workers start together: they find the tables made
     app = build_app(settings)
     try:
-        recover_unrecorded(app, InstanceStore(settings.dicom_root))
+        imaging = open_view_as(PostgresImagingView, "imaging", settings.small_pool_env())
+        try:
+            recovery(settings, app, imaging).run(full=True)
+        finally:
+            imaging.datastore.close()
     finally:
         app.close()
     acceptor = Acceptor(

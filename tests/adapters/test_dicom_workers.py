@@ -11,14 +11,18 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import psutil
 import pytest
+from pydicom import dcmread
 
 from domain.imaging import received_study_id
 from projections.runner import catch_up
+from tests.conftest import PATIENT
 from tests.peers import PEER_ENV, free_port, wait_port
 from tests.processes import RelaisProcess
 
@@ -162,3 +166,139 @@ def test_a_sender_that_connects_while_the_workers_start_waits_and_is_served(rela
         wait_recorded(relais, world, study["study_uid"], 3)
     finally:
         assert n.stop() == 0, n.output
+
+
+# ---------------------------------------------------------------- kill -9 of the workers mid-transfer (issue 11 item 5)
+
+
+def without_trailing_padding(files: list[Path]) -> None:
+    """Rewrites test files without their Data Set Trailing Padding (FFFC,FFFC), which dcmtk drops
+    when it sends: what is sent is then the file's data set byte for byte."""
+    for f in files:
+        ds = dcmread(f)
+        if 0xFFFCFFFC in ds:
+            del ds[0xFFFCFFFC]
+            ds.save_as(f, enforce_file_format=True)
+
+
+def data_set_bytes(path: Path) -> bytes:
+    """A Part 10 file's data set as encoded (what follows the File Meta Information group): what the
+    node stores as received, behind a file meta group of its own."""
+    raw = path.read_bytes()
+    assert raw[128:132] == b"DICM" and raw[132:136] == b"\x02\x00\x00\x00", path
+    return raw[144 + int.from_bytes(raw[140:144], "little"):]
+
+
+class Sender:
+    """dcmtk `storescu -v` sending files over one association; `acked` are the files the node
+    answered Success for (read from storescu's output as it comes)."""
+
+    def __init__(self, port: int, files: list[Path]):
+        self.proc = subprocess.Popen(
+            ["storescu", "-v", "-aet", "TLSE_GW", "-aec", "RELAIS", "-to", "20", "-ta", "20", "-td", "20",
+             "127.0.0.1", str(port), *map(str, files)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=PEER_ENV,
+        )
+        self.acked: list[Path] = []
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        current: Path | None = None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            if "Sending file: " in line:
+                current = Path(line.split("Sending file: ", 1)[1].strip())
+            elif "Received Store Response (Success)" in line and current is not None:
+                self.acked.append(current)
+                current = None
+
+    def wait_acked(self, count: int, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.acked) < count and time.monotonic() < deadline and self._reader.is_alive():
+            time.sleep(0.005)
+        assert len(self.acked) >= count, "".join(self.lines[-30:])
+
+    def end(self) -> int:
+        code = self.proc.wait(timeout=120)
+        self._reader.join(30)
+        return code
+
+
+def kill_workers(node: Node) -> set[int]:
+    workers = node.workers()
+    node.killed = True
+    for w in workers:
+        w.send_signal(signal.SIGKILL)
+    return {w.pid for w in workers}
+
+
+def recorded_times(relais, world, study_uid: str) -> Counter[str]:
+    """How many times each SOP Instance UID is in the study's events (exactly once expected)."""
+    sid = received_study_id(world["toulouse"], study_uid)
+    seen: Counter[str] = Counter()
+    if sid in relais.repository:
+        for e in relais.repository.event_store.get(sid):
+            for i in getattr(e, "instances", None) or []:
+                seen[i["sop"]] += 1
+    return seen
+
+
+def await_accession(relais, world, settings, accession: str) -> str:
+    did = relais.create_dossier(
+        actor_id=world["requester"], workflow="stroke_opinion", question="Thrombectomie ?", urgency="stat",
+        consent="given", imaging_source="dicom_store", **PATIENT,
+    )
+    relais.await_imaging(dossier_id=did, actor_id=world["requester"], accession_number=accession)
+    catch_up("imaging", settings.eventsourcing_env(), relais)
+    return did
+
+
+@pytest.mark.parametrize("moment", ["early", "mid-batch", "after an association"])
+def test_instances_acknowledged_by_workers_killed_mid_transfer_are_recorded_within_seconds(
+    node, relais, world, settings, tmp_path, moment,
+):
+    """Both workers kill -9'd while storescu sends: the acceptor starts them again and every instance
+    acknowledged before is recorded (exactly once, byte-identical on disk), and the awaiting dossier
+    gets its study, without `relais scp` itself restarting (they waited for it before)."""
+    study = write_study(tmp_path / "study", accession="KILL9", series=4, per_series=100)
+    without_trailing_padding(study["files"])
+    did = await_accession(relais, world, settings, "KILL9")
+    files = study["files"]
+    acked: list[Path] = []
+    if moment == "after an association":  # three associations of 20 end; kill at once after the third
+        for k in range(3):
+            sender = Sender(node.port, files[20 * k:20 * (k + 1)])
+            assert sender.end() == 0, "".join(sender.lines[-20:])
+            acked += sender.acked
+        killed = kill_workers(node)
+    else:
+        sender = Sender(node.port, files)
+        sender.wait_acked(5 if moment == "early" else 150)
+        killed = kill_workers(node)
+        sender.end()
+        acked = list(sender.acked)
+    assert acked
+    killed_at = time.monotonic()
+    node.wait_for(r"le processus \d s'est arrêté", count=2)
+    node.wait_for(r"processus \d/2 prêt", count=4, timeout=60)
+    assert not killed & {p.pid for p in node.workers()}
+    by_file = dict(zip(files, study["sops"], strict=True))
+    want = {by_file[f] for f in acked}
+    deadline = time.monotonic() + 60
+    while not want <= set(recorded_times(relais, world, study["study_uid"])) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    times = recorded_times(relais, world, study["study_uid"])
+    assert want <= set(times), f"{len(want - set(times))} of {len(want)} acknowledged instances not recorded"
+    print(f"\n[kill -9 of both workers, {moment}] {len(want)} acknowledged instances all recorded "
+          f"{time.monotonic() - killed_at:.2f} s after the kill")
+    assert set(times.values()) == {1}, [s for s, n in times.items() if n != 1]
+    folder = settings.data_dir / "dicom" / world["toulouse"] / study["study_uid"]
+    for f in acked:
+        assert data_set_bytes(folder / f"{by_file[f]}.dcm") == data_set_bytes(f)
+    deadline = time.monotonic() + 30
+    while not relais.get_dossier(dossier_id=did, actor_id=world["requester"]).imaging and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (attached,) = relais.get_dossier(dossier_id=did, actor_id=world["requester"]).imaging
+    assert attached["study_instance_uid"] == study["study_uid"]
