@@ -15,6 +15,12 @@ from domain.imaging import UID_RE
 
 T = TypeVar("T")
 
+DEFAULT_LIMIT = 1000
+"""Results of one search when the client names no limit: a whole CT series' instances in one answer
+for most studies; past it the answer says how many more there are and clients page with `offset`."""
+MAX_LIMIT = 1000  # a larger `limit` is served as this one (PS3.18: the origin server's maximum)
+MAX_PATTERN = 256  # characters of a matching value: no DICOM value it is matched against is longer
+
 LEVELS = ("study", "series", "instance")
 
 # Matching keys: keyword -> (level, kind). Kinds: uid (list of UIDs), text (wildcards, case-sensitive),
@@ -67,13 +73,54 @@ def keyword_of(key: str) -> str:
     return key
 
 
+def _unknown(key: str) -> bool:
+    """A parameter that is neither one of PS3.18's nor a DICOM attribute (keyword, tag or sequence path)."""
+    key = key.strip()
+    return "." not in key and not re.fullmatch(r"[0-9A-Fa-f]{8}", key) and tag_for_keyword(key) is None
+
+
 def _values(raw: str) -> list[str]:
     return [v.strip() for v in re.split(r"[,\\]", raw) if v.strip()]
 
 
-def _wildcard(pattern: str, fold: bool) -> re.Pattern[str]:
-    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.compile(body, re.IGNORECASE | re.DOTALL if fold else re.DOTALL)
+def _find(segment: str, text: str, start: int) -> int:
+    """Where `segment` (literal characters and `?`) first occurs in `text` from `start`; -1 if nowhere."""
+    for at in range(start, len(text) - len(segment) + 1):
+        if all(p == "?" or p == c for p, c in zip(segment, text[at : at + len(segment)], strict=True)):
+            return at
+    return -1
+
+
+def wildcard_match(pattern: str, text: str) -> bool:
+    """PS3.4 C.2.2.2.4 wildcard matching of the whole `text`: `*` any run of characters, `?` one.
+    Linear in the pattern times the text, whatever the pattern: the pieces between stars are found
+    left to right, each at its first place (the leftmost place leaves the most room to the rest, so
+    no other place needs trying) — a regular expression from user input could backtrack for ever."""
+    pieces = pattern.split("*")
+    if len(pieces) == 1:
+        return len(text) == len(pattern) and _find(pattern, text, 0) == 0
+    first, *middle, last = pieces
+    if len(first) + len(last) > len(text) or _find(first, text[: len(first)], 0) != 0:
+        return False
+    if last and _find(last, text[len(text) - len(last) :], 0) != 0:
+        return False
+    at, end = len(first), len(text) - len(last)
+    for piece in middle:
+        if not piece:
+            continue
+        found = _find(piece, text[:end], at)
+        if found < 0:
+            return False
+        at = found + len(piece)
+    return True
+
+
+def _wildcard(pattern: str, fold: bool) -> Callable[[str], bool]:
+    """The matcher of a wildcard pattern, case-insensitive if `fold`."""
+    if fold:
+        folded = pattern.lower()
+        return lambda text: wildcard_match(folded, text.lower())
+    return lambda text: wildcard_match(pattern, text)
 
 
 def _date(value: str, key: str) -> str:
@@ -117,9 +164,11 @@ def make_filter(keyword: str, raw: str) -> Filter | None:
     if kind in ("text", "ci"):
         if "\\" in raw:
             raise QueryError(f"{keyword} : une seule valeur attendue")
+        if len(raw) > MAX_PATTERN:
+            raise QueryError(f"{keyword} : valeur trop longue ({len(raw)} caractères, {MAX_PATTERN} au plus)")
         fold = kind == "ci"
-        pattern = _wildcard(_pn(raw) if keyword == "PatientName" else raw, fold)
-        return Filter(keyword, level, lambda v: bool(pattern.fullmatch(_pn(str(v or "")) if keyword == "PatientName" else str(v or ""))))
+        match = _wildcard(_pn(raw) if keyword == "PatientName" else raw, fold)
+        return Filter(keyword, level, lambda v: match(_pn(str(v or "")) if keyword == "PatientName" else str(v or "")))
     if kind == "date":
         m = re.fullmatch(r"(\d{8})?(-)?(\d{8})?", raw)
         if not m or not (m.group(1) or m.group(3)) or (m.group(3) and not m.group(2)):
@@ -154,22 +203,35 @@ class Query:
     filters: list[Filter] = field(default_factory=list)
     returned: list[str] = field(default_factory=list)  # keywords asked for (includefield, empty keys)
     all_fields: bool = False
-    limit: int | None = None
+    limit: int = DEFAULT_LIMIT
     offset: int = 0
     fuzzy: bool = False
+    asked_limit: int | None = None  # the client's own limit, if it gave one
+    ignored: list[str] = field(default_factory=list)  # unknown parameters, named safely
 
     def matches(self, record: Mapping[str, HeldValue]) -> bool:
         return all(f.matches(record.get(f.keyword)) for f in self.filters)
 
-    def page(self, items: list[T]) -> list[T]:
-        end = None if self.limit is None else self.offset + self.limit
-        return items[self.offset : end]
+    def page(self, items: list[T]) -> tuple[list[T], int]:
+        """The results from `offset`, at most `limit`, and how many more follow them."""
+        shown = items[self.offset : self.offset + self.limit]
+        return shown, max(0, len(items) - self.offset - len(shown))
+
+    def cut_by_server(self, more: int) -> bool:
+        """True if results were left out by the server's maximum rather than by the client's limit."""
+        return more > 0 and (self.asked_limit is None or self.asked_limit > self.limit)
+
+
+def _safe_name(key: str) -> str:
+    """A parameter's name as it may be repeated in a response header."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "_-.") else "?" for c in key[:40])
 
 
 def parse(params: Iterable[tuple[str, str]], level: str) -> Query:
     """The query of a search at `level` ("study", "series", "instance"); keys of the levels above are
     accepted too. A list-valued key (UIDs, codes, numbers) may also be repeated (values united).
-    Unknown parameters, attributes or values raise QueryError."""
+    A parameter that names no DICOM attribute is ignored (listed in `ignored`); attributes that
+    cannot be matched, sequences and invalid values raise QueryError."""
     allowed = LEVELS[: LEVELS.index(level) + 1]
     q = Query()
     keys: dict[str, list[str]] = {}
@@ -188,7 +250,7 @@ def parse(params: Iterable[tuple[str, str]], level: str) -> Query:
             if key == "limit":
                 if n < 1:
                     raise QueryError("limit : au moins 1")
-                q.limit = n
+                q.asked_limit, q.limit = n, min(n, MAX_LIMIT)
             else:
                 q.offset = n
             continue
@@ -198,6 +260,9 @@ def parse(params: Iterable[tuple[str, str]], level: str) -> Query:
             q.fuzzy = value.strip().lower() == "true"
             continue
         if key in ("accept", "charset"):  # answers are DICOM JSON in UTF-8 whatever is asked here
+            continue
+        if _unknown(key):
+            q.ignored.append(_safe_name(key))
             continue
         keyword = keyword_of(key)
         if not value.strip() and keyword not in MATCHING:  # an empty key asks for the attribute back

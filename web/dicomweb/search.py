@@ -19,6 +19,16 @@ from web.session import SessionUser
 FUZZY_WARNING = '299 relais: The fuzzymatching parameter is not supported. Only literal matching has been performed.'
 
 
+def warnings(q: query.Query, more: int) -> dict[str, str] | None:
+    """The Warning header of a search's answer (PS3.18 8.3.4.4 and 6.7.1.2), if it needs one."""
+    said = [FUZZY_WARNING] if q.fuzzy else []
+    if q.ignored:
+        said.append(f"299 relais: The following query parameters were not understood and were ignored: {', '.join(q.ignored)}")
+    if q.cut_by_server(more):
+        said.append(f"299 relais: There are {more} additional results that can be requested")
+    return {"Warning": ", ".join(said)} if said else None
+
+
 def _base(request: Request[Any, Any, Any], dossier_id: str) -> str:
     return str(request.base_url).rstrip("/") + f"/dicomweb/dossiers/{dossier_id}"
 
@@ -105,7 +115,7 @@ def search(
                     "AvailableTransferSyntaxUID": row.transfer_syntax_uid if row else None,
                     "RetrieveURL": f"{serec['RetrieveURL']}/instances/{sop}",
                 }, s, sop))
-    matched = q.page([f for f in found if q.matches(f[0])])
+    matched, more = q.page([f for f in found if q.matches(f[0])])
     shown = [lv for lv in query.LEVELS[: query.LEVELS.index(level) + 1]
              if lv == level or (lv == "study" and not study_uid) or (lv == "series" and not series_uid)]
     keywords = [kw for lv in shown for kw in query.DEFAULT[lv]] + ["StudyInstanceUID"] + (
@@ -123,4 +133,4 @@ def search(
             if header_sop and (from_header is None or from_header) else None
         )
         out.append(result(record, dict.fromkeys(keywords), header))
-    return dicom_json(out, {"Warning": FUZZY_WARNING} if q.fuzzy else None)
+    return dicom_json(out, warnings(q, more))
