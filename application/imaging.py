@@ -12,7 +12,16 @@ from application.commands import DossierCommands
 from application.errors import ConflictError, ForbiddenError, NotFoundError
 from domain.directory import DicomNode, node_id
 from domain.dossier import Dossier
-from domain.imaging import ReceivedStudy, received_study_id, valid_uid
+from domain.errors import InvalidFieldError
+from domain.imaging import (
+    ReceivedStudy,
+    accepted_identities,
+    identity_key,
+    identity_rows,
+    needs_confirmation,
+    received_study_id,
+    valid_uid,
+)
 from domain.values import Actor, ImagingSource, Json
 
 RETRIES = 5
@@ -37,6 +46,7 @@ class ReceivedInstance:
         return {
             "sop": self.sop_instance_uid, "series": self.series_instance_uid, "class": self.sop_class_uid,
             "ts": self.transfer_syntax_uid, "number": self.instance_number, "size": self.size,
+            "pid": identity_key(self.patient),
         }
 
 
@@ -57,17 +67,45 @@ def system_actor(establishment_id: str, name: str) -> Json:
     return dict(SYSTEM_ACTOR, establishment_id=establishment_id, name=name)
 
 
-def attachment_of(study: ReceivedStudy, source: str) -> Json:
-    """What a dossier records of a received study it is attached to."""
+class IdentityConfirmationRequired(InvalidFieldError):
+    """The images' patient identity needs the requester's explicit confirmation (« J'ai vérifié »)."""
+
+    def __init__(self, rows: list[Json]):
+        super().__init__("confirm_identity", "identité du patient des images à vérifier et confirmer")
+        self.rows = rows
+
+
+def attachment_of(study: ReceivedStudy, source: str, identities: list[str] | None = None) -> Json:
+    """What a dossier records of a received study it is attached to: the identities accepted (all the
+    study's when None) and what they hold."""
+    accepted = list(identities) if identities is not None else list(study.identities)
+    shown = study.instances_of(set(accepted))
     return {
         "study_instance_uid": study.study_instance_uid,
         "source": source,
         "description": (study.study.get("description") or "")[:200],
         "modalities": study.modalities,
         "study_date": study.study.get("date") or None,
-        "series_count": len(study.series),
-        "instance_count": study.instance_count,
+        "series_count": len(set(shown.values())),
+        "instance_count": len(shown),
         "received_study_id": str(study.id),
+        "identities": accepted,
+    }
+
+
+def identity_check(dossier: Dossier, study: ReceivedStudy, identities: list[str] | None = None) -> list[Json]:
+    """The study's DICOM identities (those named, else all) compared with the dossier's patient."""
+    known = study.identities
+    chosen = {k: known[k] for k in (identities if identities is not None else list(known)) if k in known}
+    return identity_rows(dossier.patient, chosen, study.identity_counts)
+
+
+def _override(rows: list[Json]) -> Json:
+    """What a requester confirmed: every identity attached with its differences from the dossier's."""
+    return {
+        "identities": [{"key": r["key"], "patient": r["patient"], "count": r["count"]} for r in rows],
+        "differences": [d for r in rows for d in r["differences"]],
+        "several_patients": len(rows) > 1,
     }
 
 
@@ -105,11 +143,13 @@ class ImagingUseCases:
                         patient=dict(first.patient), study=dict(first.study), actor=actor, occurred_at=when,
                     )
                 series: dict[str, Json] = {}
+                identities: dict[str, Json] = {}
                 for i in items:
                     series.setdefault(i.series_instance_uid, dict(i.series))
+                    identities.setdefault(identity_key(i.patient), dict(i.patient))
                 new = study.receive(
                     instances=[i.as_event_item() for i in items], series=series, source=source,
-                    actor=actor, occurred_at=when,
+                    actor=actor, occurred_at=when, identities=identities,
                 )
                 studies.append(study)
                 updates.append(StudyUpdate(
@@ -139,55 +179,119 @@ class ImagingUseCases:
             lambda d, a, t: d.await_imaging(accession_number=accession, actor=a, occurred_at=t), occurred_at,
         )
 
+    def identity_check(self, *, dossier_id: str, actor_id: Who, study_id: str) -> list[Json]:
+        """The received study's identities compared with the dossier's patient (for the requester)."""
+        dossier = self.core.load(Dossier, dossier_id, "télédossier")
+        self.requester_actor(dossier_id=dossier_id, actor_id=actor_id)
+        return identity_check(dossier, self.received_study(study_id=study_id))
+
     def attach_received_study(
         self, *, dossier_id: str, actor_id: Who, study_id: str, source: str = ImagingSource.DICOM_STORE,
         expected_version: int | None = None, occurred_at: datetime | None = None,
+        identities: list[str] | None = None, confirm_identity: bool = False,
     ) -> int | None:
-        """The requester attaches a study received for their establishment."""
+        """The requester attaches a study received for their establishment: the identities named (all
+        the study's when None). Several patients, or one differing from the dossier's, need
+        `confirm_identity` (else IdentityConfirmationRequired); the confirmation is recorded."""
         study = self.received_study(study_id=study_id)
-        attachment = attachment_of(study, source)
 
         def action(d: Dossier, a: Actor, t: datetime) -> None:
             if a.establishment_id != study.establishment_id or d.requester["establishment_id"] != study.establishment_id:
                 raise ForbiddenError("cette étude n'a pas été reçue pour votre établissement")
-            d.attach_imaging(study=attachment, actor=a, occurred_at=t)
+            rows = identity_check(d, study, identities)
+            if not rows:
+                raise InvalidFieldError("identities", "aucune image de ce patient dans cet examen")
+            override = None
+            if needs_confirmation(rows):
+                if not confirm_identity:
+                    raise IdentityConfirmationRequired(rows)
+                override = _override(rows)
+            keys = [r["key"] for r in rows]
+            previous = d.imaging.get(study.study_instance_uid)
+            if previous is not None:  # already attached: what was accepted stays accepted
+                keys = list(dict.fromkeys([*accepted_identities(study, previous), *keys]))
+            d.attach_imaging(study=attachment_of(study, source, keys), actor=a, occurred_at=t, override=override)
 
         return self.commands.run(dossier_id, actor_id, expected_version, action, occurred_at)
 
-    def auto_attach(self, *, study_id: str, dossier_ids: list[str], source: str = ImagingSource.DICOM_STORE) -> list[str]:
-        """Attaches a received study to the dossiers awaiting its Accession Number (the platform acts).
+    def _follow(self, dossier: Dossier, study: ReceivedStudy, source: str, who: str, awaited: bool) -> str:
+        """The platform brings a dossier up to date with a received study: attaches it when `awaited` and
+        its identity matches the dossier's patient, else holds it (the requester is told once); once
+        attached, instances of an identity not accepted are quarantined (told once per identity), the
+        others update the attachment. Returns "attached", "held" or "" (nothing to do). Not committed."""
+        actor = Actor.from_dict(system_actor(study.establishment_id, who))
+        now = self.core.clock()
+        uid = study.study_instance_uid
+        held = {(h["reason"], r["key"]) for h in dossier.imaging_held if h["study_instance_uid"] == uid
+                for r in h["identities"]}
+        current = dossier.imaging.get(uid)
+        if current is None:
+            if not awaited:
+                return ""
+            rows = identity_check(dossier, study)
+            if needs_confirmation(rows):
+                if all(("auto_refused", r["key"]) in held for r in rows):
+                    return ""
+                dossier.hold_imaging(study_instance_uid=uid, received_study_id=str(study.id), reason="auto_refused",
+                                     identities=rows, actor=actor, occurred_at=now)
+                return "held"
+            dossier.attach_imaging(study=attachment_of(study, source), actor=actor, occurred_at=now)
+            return "attached"
+        accepted = accepted_identities(study, current)
+        others = [k for k in study.identities if k not in accepted and ("quarantined", k) not in held]
+        changed = ""
+        if others:
+            dossier.hold_imaging(study_instance_uid=uid, received_study_id=str(study.id), reason="quarantined",
+                                 identities=identity_check(dossier, study, others), actor=actor, occurred_at=now)
+            changed = "held"
+        update = attachment_of(study, current.get("source") or source, accepted)
+        if update["instance_count"] != current.get("instance_count") or "identities" not in current:
+            dossier.attach_imaging(study=update, actor=actor, occurred_at=now)
+            changed = "attached"
+        return changed
 
-        A dossier already holding the study with the same instance count records nothing."""
-        study = self.received_study(study_id=study_id)
-        accession = study.study.get("accession_number") or ""
+    def _follow_each(
+        self, study_id: str, dossier_ids: list[str], source: str, who: str, awaited: bool, retrieved: bool = False,
+    ) -> list[str]:
+        """`_follow` for each dossier, committed one by one (retried on a concurrent change)."""
         done = []
         for did in dossier_ids:
             for _attempt in range(RETRIES):
+                study = self.received_study(study_id=study_id)
                 try:
                     dossier = self.core.load(Dossier, did, "télédossier")
                 except NotFoundError:
                     break
-                if (
-                    dossier.is_over
-                    or dossier.requester["establishment_id"] != study.establishment_id
-                    or accession not in dossier.awaited_accessions
-                ):
+                if dossier.requester["establishment_id"] != study.establishment_id:
                     break
-                current = dossier.imaging.get(study.study_instance_uid)
-                if current and current.get("instance_count") == study.instance_count:
+                accession = study.study.get("accession_number") or ""
+                waiting = awaited and not dossier.is_over and (retrieved or accession in dossier.awaited_accessions)
+                if dossier.is_over and study.study_instance_uid not in dossier.imaging:
                     break
-                dossier.attach_imaging(
-                    study=attachment_of(study, source),
-                    actor=Actor.from_dict(system_actor(study.establishment_id, "Relais (rattachement automatique)")),
-                    occurred_at=self.core.clock(),
-                )
+                outcome = self._follow(dossier, study, source, who, waiting)
+                if not outcome:
+                    break
                 try:
                     self.core.commit(dossier)
-                    done.append(did)
+                    if outcome == "attached":
+                        done.append(did)
                     break
                 except ConflictError:
                     continue
         return done
+
+    def auto_attach(self, *, study_id: str, dossier_ids: list[str], source: str = ImagingSource.DICOM_STORE) -> list[str]:
+        """Attaches a received study to the dossiers awaiting its Accession Number (the platform acts),
+        unless its patient identity needs a person's confirmation: then the requester is told
+        (Dossier.ImagingHeld) and attaches it by hand. A dossier already holding the study with the same
+        instance count records nothing; new instances of another patient are quarantined."""
+        return self._follow_each(study_id, dossier_ids, source, "Relais (rattachement automatique)", awaited=True)
+
+    def check_attached(self, *, study_id: str, dossier_ids: list[str]) -> list[str]:
+        """Instances that arrived for a study already attached to these dossiers: those of the accepted
+        identities update the attachment, those of another patient are quarantined and the requester told."""
+        return self._follow_each(study_id, dossier_ids, ImagingSource.DICOM_STORE, "Relais (contrôle d'identité)",
+                                 awaited=False)
 
     def requester_actor(self, *, dossier_id: str, actor_id: Who, establishment_id: str | None = None) -> Actor:
         """The actor, if a clinician of the requester side of this open dossier (pickers, search, import).
@@ -244,24 +348,11 @@ class ImagingUseCases:
         return ""  # pragma: no cover
 
     def attach_retrieved(self, *, dossier_id: str, study_id: str) -> bool:
-        """Attaches a completely retrieved study to the dossier that asked for it (the platform acts)."""
+        """Attaches a completely retrieved study to the dossier that asked for it (the platform acts),
+        unless its patient identity needs the requester's confirmation (then held, the requester told)."""
         study = self.received_study(study_id=study_id)
-        for _ in range(RETRIES):
-            dossier = self.core.load(Dossier, dossier_id, "télédossier")
-            if dossier.requester["establishment_id"] != study.establishment_id:
-                raise ForbiddenError("étude d'un autre établissement")
-            current = dossier.imaging.get(study.study_instance_uid)
-            if current and current.get("instance_count") == study.instance_count:
-                return False
-            dossier.attach_imaging(
-                study=attachment_of(study, ImagingSource.PACS_RETRIEVE),
-                actor=Actor.from_dict(system_actor(study.establishment_id, "Relais (récupération PACS)")),
-                occurred_at=self.core.clock(),
-            )
-            try:
-                self.core.commit(dossier)
-                return True
-            except ConflictError:
-                continue
-        return False
-
+        dossier = self.core.load(Dossier, dossier_id, "télédossier")
+        if dossier.requester["establishment_id"] != study.establishment_id:
+            raise ForbiddenError("étude d'un autre établissement")
+        return bool(self._follow_each(study_id, [dossier_id], ImagingSource.PACS_RETRIEVE,
+                                      "Relais (récupération PACS)", awaited=True, retrieved=True))

@@ -141,6 +141,8 @@ class Relais(Application[UUID]):
     await_imaging = delegate(lambda r: r.imaging, ImagingUseCases.await_imaging)
     attach_received_study = delegate(lambda r: r.imaging, ImagingUseCases.attach_received_study)
     auto_attach = delegate(lambda r: r.imaging, ImagingUseCases.auto_attach)
+    check_attached = delegate(lambda r: r.imaging, ImagingUseCases.check_attached)
+    identity_check = delegate(lambda r: r.imaging, ImagingUseCases.identity_check)
     requester_actor = delegate(lambda r: r.imaging, ImagingUseCases.requester_actor)
     pacs_for = delegate(lambda r: r.imaging, ImagingUseCases.pacs_for)
     record_retrieve = delegate(lambda r: r.imaging, ImagingUseCases.record_retrieve)

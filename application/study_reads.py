@@ -16,7 +16,7 @@ from application.base import Core
 from application.errors import ConflictError, ForbiddenError, NotFoundError
 from domain.directory import DicomNode, node_id
 from domain.dossier import Dossier
-from domain.imaging import ReceivedStudy, received_study_id
+from domain.imaging import ReceivedStudy, attached_instances, received_study_id
 from domain.values import Actor, Json, Role
 
 RETRIES = 5
@@ -71,9 +71,16 @@ class StudyView:
         return self.exports.get(f"{dossier_id}:{node_aet}")
 
 
-def study_view(study: ReceivedStudy) -> StudyView:
-    """The StudyView of a received study aggregate (built here and only here)."""
-    series = sorted(study.series.items(), key=lambda s: (s[1].get("number") is None, s[1].get("number") or 0, s[0]))
+def study_view(study: ReceivedStudy, attachment: Json | None = None) -> StudyView:
+    """The StudyView of a received study aggregate (built here and only here). Read from a dossier
+    (`attachment`), it holds only the instances of the patient identities the dossier accepted:
+    instances of another patient (quarantined) are in no viewer, download, export or DICOMweb answer."""
+    instances = dict(study.instances) if attachment is None else attached_instances(study, attachment)
+    counts: dict[str, int] = {}
+    for se in instances.values():
+        counts[se] = counts.get(se, 0) + 1
+    shown = study.series if attachment is None else {u: m for u, m in study.series.items() if u in counts}
+    series = sorted(shown.items(), key=lambda s: (s[1].get("number") is None, s[1].get("number") or 0, s[0]))
     exports: dict[str, Json] = getattr(study, "exports", {})  # set by the first ExportRecorded event
     return StudyView(
         id=str(study.id), establishment_id=study.establishment_id, study_instance_uid=study.study_instance_uid,
@@ -82,15 +89,15 @@ def study_view(study: ReceivedStudy) -> StudyView:
         referring_physician=study.study.get("referring"),
         patient_id=study.patient.get("id"), patient_name=study.patient.get("name"),
         patient_birth_date=study.patient.get("birth_date"), patient_sex=study.patient.get("sex"),
-        modalities=tuple(study.modalities),
+        modalities=tuple(sorted({m["modality"] for m in shown.values() if m.get("modality")})),
         series=tuple(
             SeriesSummary(
                 uid=uid, modality=meta.get("modality"), description=meta.get("description"),
-                number=meta.get("number"), count=meta.get("count", 0),
+                number=meta.get("number"), count=counts.get(uid, 0) if attachment is not None else meta.get("count", 0),
             )
             for uid, meta in series
         ),
-        instances=MappingProxyType(dict(study.instances)), sources=tuple(study.sources),
+        instances=MappingProxyType(instances), sources=tuple(study.sources),
         first_received_on=study.first_received_on, last_received_on=study.last_received_on,
         last_retrieve=MappingProxyType(dict(study.last_retrieve)) if study.last_retrieve else None,
         exports=MappingProxyType({k: MappingProxyType(dict(v)) for k, v in exports.items()}),
@@ -120,9 +127,11 @@ class StudyReadUseCases:
     def _study(self, study_id: str) -> ReceivedStudy:
         return self.core.load(ReceivedStudy, study_id, "étude reçue")
 
-    def received_study_view(self, *, study_id: str) -> StudyView:
-        """A received study by id, not traced: for the retrieve's progress and the export job (their callers check the user)."""
-        return study_view(self._study(study_id))
+    def received_study_view(self, *, study_id: str, dossier_id: str | None = None) -> StudyView:
+        """A received study by id, not traced: for the retrieve's progress and the export job (their callers
+        check the user); with `dossier_id`, as that dossier shows it (its accepted identities only)."""
+        study = self._study(study_id)
+        return study_view(study) if dossier_id is None else self._dossier_view(dossier_id, study)
 
     def view_study(
         self, *, dossier_id: str, actor_id: str, study_uid: str, establishment_id: str | None = None,
@@ -142,7 +151,12 @@ class StudyReadUseCases:
           fetching hundreds of instances) is one access, not hundreds. Each web process keeps its
           own window, so several processes may record the same minute once each — never zero.
         """
-        return study_view(self._readable(dossier_id, actor_id, study_uid, establishment_id, role, read))
+        return self._dossier_view(dossier_id, self._readable(dossier_id, actor_id, study_uid, establishment_id, role, read))
+
+    def _dossier_view(self, dossier_id: str, study: ReceivedStudy) -> StudyView:
+        """The study as the dossier shows it: only the identities its attachment accepted."""
+        dossier = self.core.load(Dossier, dossier_id, "télédossier")
+        return study_view(study, dossier.imaging.get(study.study_instance_uid) or {"identities": []})
 
     def _readable(
         self, dossier_id: str, actor_id: str, study_uid: str, establishment_id: str | None, role: str, read: str | None,
@@ -218,7 +232,7 @@ class StudyReadUseCases:
         actor = self._reader_actor(dossier_id, actor_id, establishment_id).as_dict()
         self._on_study(str(study.id), lambda s: s.record_download(
             dossier_id=dossier_id, what=what, actor=actor, occurred_at=self.core.clock()))
-        return study_view(study)
+        return self._dossier_view(dossier_id, study)
 
     def export_target(
         self, *, dossier_id: str, actor_id: str, study_uid: str, node_aet: str, establishment_id: str | None = None,

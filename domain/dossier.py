@@ -156,11 +156,35 @@ class Dossier(Aggregate):
         occurred_at: datetime
 
     class ImagingAttached(Aggregate.Event):
-        """A study joined (or updated, same Study Instance UID); also after sending."""
+        """A study joined (or updated, same Study Instance UID); also after sending. `study["identities"]`
+        lists the DICOM patient identities accepted (instances of others stay out of the dossier).
+        v2 added `override`: who confirmed that images whose identity differs from the dossier's patient
+        are this patient's, and which differences (trait, dossier value, DICOM value); v1: None."""
 
         TOPIC = "relais:Dossier.ImagingAttached"
+        class_version = 2
 
         study: Json
+        override: Json | None
+        actor: Json
+        occurred_at: datetime
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["override"] = None
+
+    class ImagingHeld(Aggregate.Event):
+        """Images of a received study kept out of the dossier because their patient identity does not
+        match: `reason` "auto_refused" (an awaited exam or a retrieve not attached automatically) or
+        "quarantined" (instances arriving after attachment); `identities` the identities held, with
+        their differences and instance counts. The requester is told; a notification can follow it."""
+
+        TOPIC = "relais:Dossier.ImagingHeld"
+
+        study_instance_uid: str
+        received_study_id: str
+        reason: str
+        identities: list[Json]
         actor: Json
         occurred_at: datetime
 
@@ -503,21 +527,55 @@ class Dossier(Aggregate):
         del self.documents[document_id]
         self.last_occurred_at = occurred_at
 
-    def attach_imaging(self, *, study: Json, actor: Actor, occurred_at: datetime) -> None:
-        """Imaging may arrive after sending too (a gateway push often follows a stroke dossier)."""
+    def attach_imaging(self, *, study: Json, actor: Actor, occurred_at: datetime, override: Json | None = None) -> None:
+        """Imaging may arrive after sending too (a gateway push often follows a stroke dossier).
+        An `override` (differences confirmed by the requester) is a person's act, never the platform's."""
         self._open(occurred_at)
         if actor.role != "system":
             self._as_requester(actor)
+        elif override:
+            raise InvalidFieldError("override", "seul un clinicien peut confirmer l'identité du patient des images")
         if study["source"] == ImagingSource.NONE:
             raise InvalidFieldError("source", "une étude jointe a une source d'imagerie")
-        self._imaging_attached(study=study, actor=actor.as_dict(), occurred_at=occurred_at)
+        if override is not None:
+            override = dict(override, by=actor.as_dict(), at=occurred_at.isoformat())
+        self._imaging_attached(study=study, override=override, actor=actor.as_dict(), occurred_at=occurred_at)
 
     @event(ImagingAttached)
-    def _imaging_attached(self, study: Json, actor: Json, occurred_at: datetime) -> None:
+    def _imaging_attached(self, study: Json, override: Json | None, actor: Json, occurred_at: datetime) -> None:
         uid = study["study_instance_uid"]
         previous = self.imaging.get(uid, {})
         self.imaging[uid] = dict(previous, **study, attached_on=occurred_at.isoformat())
+        if override:
+            self.imaging[uid]["overrides"] = [*previous.get("overrides", []), override]
         self.last_occurred_at = occurred_at
+
+    def hold_imaging(
+        self, *, study_instance_uid: str, received_study_id: str, reason: str, identities: list[Json], actor: Actor,
+        occurred_at: datetime,
+    ) -> None:
+        """Records that images were kept out of the dossier for their patient identity (see ImagingHeld)."""
+        if reason not in ("auto_refused", "quarantined"):
+            raise InvalidFieldError("reason", "auto_refused ou quarantined")
+        self._imaging_held(
+            study_instance_uid=study_instance_uid, received_study_id=received_study_id, reason=reason,
+            identities=identities, actor=actor.as_dict(), occurred_at=occurred_at,
+        )
+
+    @property
+    def imaging_held(self) -> list[Json]:
+        """Images kept out for their identity, oldest first (absent from older snapshots)."""
+        return list(self.__dict__.get("_held_imaging", []))
+
+    @event(ImagingHeld)
+    def _imaging_held(
+        self, study_instance_uid: str, received_study_id: str, reason: str, identities: list[Json], actor: Json,
+        occurred_at: datetime,
+    ) -> None:
+        self._held_imaging = [*self.imaging_held, {
+            "study_instance_uid": study_instance_uid, "received_study_id": received_study_id, "reason": reason,
+            "identities": identities, "at": occurred_at.isoformat(),
+        }]
 
     def await_imaging(self, *, accession_number: str, actor: Actor, occurred_at: datetime) -> None:
         """Names the exam awaited (Accession Number): a study received with it attaches itself."""

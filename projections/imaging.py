@@ -14,7 +14,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 
 from domain.dossier import Dossier
-from domain.imaging import ReceivedStudy
+from domain.imaging import ReceivedStudy, received_study_id
 from domain.values import Json
 from projections.base import PostgresView
 
@@ -92,8 +92,10 @@ class PostgresImagingView(PostgresView):
             dossier_id uuid NOT NULL, establishment_id uuid NOT NULL, accession_number text NOT NULL,
             PRIMARY KEY (dossier_id, accession_number))""",
         "CREATE INDEX IF NOT EXISTS img_awaited_accession ON img_awaited (establishment_id, accession_number)",
+        """CREATE TABLE IF NOT EXISTS img_attached (
+            study_id uuid NOT NULL, dossier_id uuid NOT NULL, PRIMARY KEY (study_id, dossier_id))""",
     )
-    tables = ("img_studies", "img_series", "img_instances", "img_awaited")
+    tables = ("img_studies", "img_series", "img_instances", "img_awaited", "img_attached")
 
     def studies_for(self, establishment_id: str, limit: int = 50, search: str = "") -> list[StudyRow]:
         """Studies received for an establishment, the latest first (search: patient, accession, description)."""
@@ -135,6 +137,11 @@ class PostgresImagingView(PostgresView):
         )
         return [r["dossier_id"] for r in rows]
 
+    def attached_to(self, study_id: str) -> list[str]:
+        """Dossiers a received study is attached to (their new instances are identity-checked there)."""
+        rows = self.query("SELECT dossier_id::text FROM img_attached WHERE study_id = %s", (study_id,))
+        return [r["dossier_id"] for r in rows]
+
     def study_by_accession(self, establishment_id: str, accession_number: str) -> list[str]:
         rows = self.query(
             "SELECT id::text FROM img_studies WHERE establishment_id = %s AND accession_number = %s",
@@ -152,6 +159,8 @@ class ImagingProjection(Projection[PostgresImagingView]):
         "relais:ReceivedStudy.InstancesReceived",
         "relais:ReceivedStudy.RetrieveRecorded",
         "relais:Dossier.ImagingAwaited",
+        "relais:Dossier.ImagingAttached",
+        "relais:Dossier.ImagingDetached",
     )
 
     @singledispatchmethod
@@ -227,4 +236,21 @@ class ImagingProjection(Projection[PostgresImagingView]):
         self.view.apply(tracking, lambda c: c.execute(
             "INSERT INTO img_awaited VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
             (e.originator_id, e.actor["establishment_id"], e.accession_number),
+        ))
+
+    @process_event.register
+    def _(self, e: Dossier.ImagingAttached, tracking: Tracking) -> None:
+        study_id = e.study.get("received_study_id")
+        if not study_id:  # an attachment recorded without a received study (metadata only)
+            self.view.apply(tracking)
+            return
+        self.view.apply(tracking, lambda c: c.execute(
+            "INSERT INTO img_attached VALUES (%s, %s) ON CONFLICT DO NOTHING", (study_id, e.originator_id),
+        ))
+
+    @process_event.register
+    def _(self, e: Dossier.ImagingDetached, tracking: Tracking) -> None:
+        study_id = received_study_id(e.actor["establishment_id"], e.study_instance_uid)
+        self.view.apply(tracking, lambda c: c.execute(
+            "DELETE FROM img_attached WHERE study_id = %s AND dossier_id = %s", (study_id, e.originator_id),
         ))

@@ -59,9 +59,10 @@ class Exporter:
         self.associations = associations
 
     def export(self, *, dossier_id: str, study_id: str, node_aet: str, actor: Json) -> ExportOutcome:
-        study = self.app.received_study_view(study_id=study_id)
+        study = self.app.received_study_view(study_id=study_id, dossier_id=dossier_id)
         node = self.app.load(DicomNode, node_id(node_aet), "nœud DICOM")
-        files = list(self.store.instances(study.establishment_id, study.study_instance_uid))
+        # what the dossier shows only: instances of another patient (quarantined) are not exported
+        files = [p for p in self.store.instances(study.establishment_id, study.study_instance_uid) if p.stem in study.instances]
         meta: dict[Path, tuple[str, str, str]] = {}
         for p in files:
             fm = dcmread(p, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).file_meta

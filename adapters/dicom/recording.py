@@ -17,14 +17,19 @@ log = logging.getLogger("relais.dicom")
 
 
 def attach_awaiting(app: Relais, view: PostgresImagingView, updates: list[StudyUpdate]) -> list[str]:
-    """Attaches each updated study to the dossiers awaiting its Accession Number."""
+    """Attaches each updated study to the dossiers awaiting its Accession Number (unless its patient
+    identity needs a person's confirmation), and checks the new instances of studies already attached
+    to dossiers: those of another patient are quarantined there and the requester told."""
     attached: list[str] = []
     for u in updates:
-        if not u.accession_number or not u.new_instances:
+        if not u.new_instances:
             continue
-        dossiers = view.awaiting(u.establishment_id, u.accession_number)
-        if dossiers:
-            attached += app.auto_attach(study_id=u.study_id, dossier_ids=dossiers)
+        awaiting = view.awaiting(u.establishment_id, u.accession_number) if u.accession_number else []
+        if awaiting:
+            attached += app.auto_attach(study_id=u.study_id, dossier_ids=awaiting)
+        holding = [d for d in view.attached_to(u.study_id) if d not in awaiting]
+        if holding:
+            app.check_attached(study_id=u.study_id, dossier_ids=holding)
     return attached
 
 

@@ -35,6 +35,7 @@ EXPECTED_EVENT_TOPICS = {
     "relais:Dossier.ImagingAttached",
     "relais:Dossier.ImagingDetached",
     "relais:Dossier.ImagingAwaited",
+    "relais:Dossier.ImagingHeld",
     "relais:Dossier.RecipientAddressed",
     "relais:Dossier.RecipientRemoved",
     "relais:Dossier.Sent",

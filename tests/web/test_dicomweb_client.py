@@ -105,7 +105,7 @@ def live(tmp_path_factory):
             "B": _store(relais, settings, tlse, ct["study_uid"], [*ct["files"], tmp / "ct" / "bits.dcm", tmp / "ct" / "rle.dcm"]),
         }
         for sid in ids.values():
-            relais.attach_received_study(dossier_id=did, actor_id=users["requester"], study_id=sid)
+            relais.attach_received_study(dossier_id=did, actor_id=users["requester"], study_id=sid, confirm_identity=True)
         catch_up("imaging", settings.eventsourcing_env(), relais)
 
         server, port = start_serve(url, settings.data_dir, tmp / "serve.log")

@@ -40,7 +40,8 @@ def shared(relais, settings, world, passwords, sent_dossier, tmp_path):
         store.put(world["toulouse"], data["study_uid"], ds.SOPInstanceUID, f.read_bytes())
         items.append(describe(ds, transfer_syntax=str(ds.file_meta.TransferSyntaxUID), size=f.stat().st_size))
     (update,) = recorder(relais)(world["toulouse"], items, {"kind": "dicom_store"})
-    relais.attach_received_study(dossier_id=sent_dossier["dossier_id"], actor_id=world["requester"], study_id=update.study_id)
+    relais.attach_received_study(dossier_id=sent_dossier["dossier_id"], actor_id=world["requester"], study_id=update.study_id,
+                                 confirm_identity=True)  # the bundled files name another patient: confirmed
     catch_up("imaging", settings.eventsourcing_env(), relais)
     return {"did": sent_dossier["dossier_id"], "uid": data["study_uid"], "study_id": update.study_id, "files": data["files"]}
 

@@ -27,7 +27,8 @@ def instances(study_uid: str, n: int, accession: str = "ACC9") -> list[ReceivedI
         ReceivedInstance(
             sop_instance_uid=f"{study_uid}.9.{i}", series_instance_uid=f"{study_uid}.1", study_instance_uid=study_uid,
             sop_class_uid="1.2.840.10008.5.1.4.1.1.2", transfer_syntax_uid="1.2.840.10008.1.2.1", size=10,
-            patient={"id": "IPP42", "name": "DUPONT^JEANNE"}, study={"accession_number": accession, "description": "TDM"},
+            patient={"id": "IPP42", "name": "DUPONT^JEANNE", "birth_date": "19500302", "sex": "F"},
+            study={"accession_number": accession, "description": "TDM"},
             series={"modality": "CT", "description": "AXIAL", "number": 1},
         )
         for i in range(n)

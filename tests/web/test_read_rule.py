@@ -152,7 +152,8 @@ def dossier_with_data(relais: Relais, settings, passwords, tmp_path) -> dict:
         store.put(w["toulouse"], study["study_uid"], ds.SOPInstanceUID, f.read_bytes())
         items.append(describe(ds, transfer_syntax=str(ds.file_meta.TransferSyntaxUID), size=f.stat().st_size))
     (update,) = recorder(relais)(w["toulouse"], items, {"kind": "dicom_store"})
-    relais.attach_received_study(dossier_id=did, actor_id=w["requester"], study_id=update.study_id)
+    relais.attach_received_study(dossier_id=did, actor_id=w["requester"], study_id=update.study_id,
+                                 confirm_identity=True)  # a study of another name: the requester confirms
     series_uid = str(dcmread(study["files"][0]).SeriesInstanceUID)
     return {"did": did, "doc": doc, "uid": study["study_uid"], "series": series_uid, "sop": study["sops"][0]}
 

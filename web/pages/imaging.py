@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -13,6 +13,7 @@ from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Template
 
 from application.errors import ForbiddenError
+from application.imaging import IdentityConfirmationRequired
 from web.forms import ItemForm
 from web.pages.dossier import actor_dict
 from web.services import Services
@@ -77,13 +78,31 @@ def received_fragment(
     })
 
 
+@dataclass
+class AttachForm(ItemForm):
+    identities: list[str] | str = field(default_factory=list)  # the identity keys shown for confirmation
+    confirm_identity: str = ""
+
+
 @post("/dossiers/{dossier_id:str}/dicom/received/{study_id:str}/attach", name="imaging-attach", sync_to_thread=True)
 def attach(
     request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
-    dossier_id: FromPath[str], study_id: FromPath[str], data: Annotated[ItemForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
+    dossier_id: FromPath[str], study_id: FromPath[str], data: Annotated[AttachForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
 ) -> Template:
-    services.relais.attach_received_study(dossier_id=dossier_id, actor_id=data.acting(user), study_id=study_id,
-                                          expected_version=data.expected_version)
+    """Attaches a received study. Images of several patients, or of one whose identity differs from the
+    dossier's (or is too thin to compare), are shown side by side with the dossier's patient and need
+    « J'ai vérifié »: the confirmation, who made it and the differences are recorded in the dossier."""
+    confirmed = data.confirm_identity == "yes"
+    shown = form_list(data.identities) if confirmed else None
+    try:
+        services.relais.attach_received_study(dossier_id=dossier_id, actor_id=data.acting(user), study_id=study_id,
+                                              expected_version=data.expected_version, identities=shown,
+                                              confirm_identity=confirmed)
+    except IdentityConfirmationRequired as e:
+        t = received_fragment(request, services, user, dossier_id, "", "")
+        d = services.relais.get_dossier(dossier_id=dossier_id, actor_id=user.practitioner_id)
+        t.context["confirm"] = {"study_id": study_id, "rows": e.rows, "patient": d.patient}
+        return t
     t = received_fragment(request, services, user, dossier_id, "", "Examen joint au télédossier.")
     t.headers["HX-Trigger"] = "imaging-changed"
     return t

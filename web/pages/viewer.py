@@ -118,7 +118,7 @@ def download(
         dossier_id=dossier_id, actor_id=user.practitioner_id, study_uid=valid_uid(study_uid, "study_uid"),
         what="zip", establishment_id=user.establishment_id,
     )
-    files = list(services.imaging.store.instances(study.establishment_id, study.study_instance_uid))
+    files = [instance_path(services.imaging, study, sop) for sop in sorted(study.instances)]  # quarantined left out
     workdir = Path(tempfile.mkdtemp(prefix="relais-zip-", dir=services.settings.data_dir if services.settings.data_dir.exists() else None))
     archive = zip_with_dicomdir(files, workdir)
     return File(
