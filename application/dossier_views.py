@@ -33,6 +33,7 @@ class DossierDetails:
     created_on: datetime
     first_sent_on: datetime | None
     imported_from: Json | None
+    imaging_held: tuple[Json, ...] = ()  # images kept out for their patient identity (Dossier.ImagingHeld)
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def details_of(d: Dossier) -> DossierDetails:
         imaging_source=d.imaging_source, requester=dict(d.requester),
         documents=tuple(d.documents.values()), imaging=tuple(d.imaging.values()),
         sends=tuple(dict(s) for s in d.sends.values()), created_on=d.opened_on,
-        first_sent_on=d.first_sent_on, imported_from=d.imported_from,
+        first_sent_on=d.first_sent_on, imported_from=d.imported_from, imaging_held=tuple(d.imaging_held),
     )
 
 
