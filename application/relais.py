@@ -94,6 +94,8 @@ class Relais(Application[UUID]):
     deactivate_practitioner = delegate(lambda r: r.directory, DirectoryUseCases.deactivate_practitioner)
     add_node = delegate(lambda r: r.directory, DirectoryUseCases.add_node)
     set_node_retrieve_method = delegate(lambda r: r.directory, DirectoryUseCases.set_node_retrieve_method)
+    move_node = delegate(lambda r: r.directory, DirectoryUseCases.move_node)
+    set_node_addresses = delegate(lambda r: r.directory, DirectoryUseCases.set_node_addresses)
     establishment = delegate(lambda r: r.directory, DirectoryUseCases.establishment)
     practitioner = delegate(lambda r: r.directory, DirectoryUseCases.practitioner)
     node = delegate(lambda r: r.directory, DirectoryUseCases.node)

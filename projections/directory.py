@@ -69,6 +69,8 @@ class NodeRow:
     port: int
     kind: str
     establishment_finess: str
+    addresses: tuple[str, ...] = ()  # calling addresses besides its host
+    unverified: bool = False  # « adresse non vérifiée »
 
 
 @dataclass(frozen=True)
@@ -223,11 +225,12 @@ class PostgresDirectoryView(PostgresView):
 
     def nodes(self) -> list[NodeRow]:
         rows = self.query(
-            """SELECT n.id::text, n.aet, n.host, n.port, n.kind, coalesce(e.finess, '') AS establishment_finess
+            """SELECT n.id::text, n.aet, n.host, n.port, n.kind, coalesce(e.finess, '') AS establishment_finess,
+                      n.addresses, n.unverified
                FROM dir_nodes n LEFT JOIN dir_establishments e ON e.id = n.establishment_id
                WHERE n.active ORDER BY n.aet"""
         )
-        return [NodeRow(**r) for r in rows]
+        return [NodeRow(**dict(r, addresses=tuple(r["addresses"]))) for r in rows]
 
     def node_aets(self) -> set[str]:
         return {r["aet"] for r in self.query("SELECT aet FROM dir_nodes WHERE active")}

@@ -116,8 +116,36 @@ def cmd_add_practitioner(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_add_node(args: argparse.Namespace, settings: Settings) -> int:
     with open_app(settings) as app:
         est = app.establishment(finess=args.establishment)
-        nid = app.add_node(aet=args.aet, host=args.host, port=args.port, establishment_id=est.id, kind=args.kind)
-    print(f"nœud DICOM ajouté : {args.aet} ({nid})")
+        nid = app.add_node(
+            aet=args.aet, host=args.host, port=args.port, establishment_id=est.id, kind=args.kind,
+            addresses=args.address, unverified=args.unverified,
+        )
+    print(f"nœud DICOM ajouté : {args.aet} ({nid}) — {_callers(args.host, args.address, args.unverified)}")
+    return 0
+
+
+def _callers(host: str, addresses: list[str] | tuple[str, ...], unverified: bool) -> str:
+    """Where a node may call from, as said to the administrator."""
+    if unverified:
+        return "appels admis de toute adresse (adresse non vérifiée)"
+    return "appels admis depuis " + ", ".join(dict.fromkeys([host, *addresses]))
+
+
+@with_db
+def cmd_move_node(args: argparse.Namespace, settings: Settings) -> int:
+    with open_app(settings) as app:
+        app.move_node(aet=args.aet, host=args.host, port=args.port)
+        node = app.node(aet=args.aet)
+    print(f"nœud DICOM {node.aet} : {node.host}:{node.port} — {_callers(node.host, node.addresses, node.unverified)}")
+    return 0
+
+
+@with_db
+def cmd_set_node_addresses(args: argparse.Namespace, settings: Settings) -> int:
+    with open_app(settings) as app:
+        app.set_node_addresses(aet=args.aet, addresses=args.address, unverified=args.unverified)
+        node = app.node(aet=args.aet)
+    print(f"nœud DICOM {node.aet} : {_callers(node.host, node.addresses, node.unverified)}")
     return 0
 
 
@@ -132,7 +160,7 @@ def cmd_directory_list(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps({
             "establishments": [e.__dict__ for e in ests],
             "practitioners": [dict(p.__dict__, roles=list(p.roles)) for p in pracs],
-            "nodes": [n.__dict__ for n in nodes],
+            "nodes": [dict(n.__dict__, addresses=list(n.addresses)) for n in nodes],
         }, indent=2, ensure_ascii=False))
         return 0
     print(f"Établissements ({len(ests)})")
@@ -144,8 +172,20 @@ def cmd_directory_list(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  {p.rpps}  {p.family_name} {p.given_name:<20} {p.establishment_finess}  {','.join(p.roles)}{state}")
     print(f"\nNœuds DICOM ({len(nodes)})")
     for n in nodes:
-        print(f"  {n.aet:<16} {n.kind:<8} {n.host}:{n.port}  {n.establishment_finess}")
+        print(f"  {n.aet:<16} {n.kind:<8} {n.host}:{n.port}  {n.establishment_finess}  "
+              f"{_callers(n.host, n.addresses, n.unverified)}")
     return 0
+
+
+def _caller_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--address", action="append", default=[], metavar="ADRESSE",
+        help="adresse IP, réseau (10.0.0.0/24) ou nom d'hôte depuis lequel le nœud appelle, en plus de --host (répétable)",
+    )
+    p.add_argument(
+        "--unverified", action="store_true",
+        help="adresse non vérifiée : appels admis de toute adresse (passerelle derrière une traduction d'adresses)",
+    )
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -194,7 +234,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--port", required=True, type=int)
     p.add_argument("--establishment", required=True, metavar="FINESS")
     p.add_argument("--kind", required=True, choices=["gateway", "pacs"])
+    _caller_arguments(p)
     p.set_defaults(func=cmd_add_node)
+    p = d.add_parser("move-node", help="change l'adresse et le port d'un nœud DICOM")
+    p.add_argument("--aet", required=True)
+    p.add_argument("--host", required=True)
+    p.add_argument("--port", required=True, type=int)
+    p.set_defaults(func=cmd_move_node)
+    p = d.add_parser("set-node-addresses", help="adresses depuis lesquelles un nœud DICOM peut appeler (remplace la liste)")
+    p.add_argument("--aet", required=True)
+    _caller_arguments(p)
+    p.set_defaults(func=cmd_set_node_addresses)
     p = d.add_parser("list", help="liste l'annuaire")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_directory_list)

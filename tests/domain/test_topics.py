@@ -59,6 +59,7 @@ EXPECTED_EVENT_TOPICS = {
     # DicomNode
     "relais:DicomNode.Created",
     "relais:DicomNode.Moved",
+    "relais:DicomNode.CallingAddressesSet",
     "relais:DicomNode.RetrieveMethodSet",
     # Access (one stream per view of patient data)
     "relais:Access.Created",
