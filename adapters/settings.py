@@ -24,6 +24,7 @@ class Settings:
     dicom_port: int = 11112
     dicom_aet: str = "RELAIS"
     dicom_workers: int = 1
+    dicom_max_associations_per_peer: int = 8  # connections at a time from one address; more are refused
     secure_cookies: bool = False
     log_level: str = "INFO"
     tables_ready: bool = False

@@ -67,6 +67,7 @@ def node_server(
     node = DicomNodeServer(
         aet=settings.dicom_aet, host=settings.dicom_host, port=settings.dicom_port,
         known_aets=directory.node_peers, receiver=receiver, channel=channel, watch=directory_changes(settings),
+        max_per_peer=settings.dicom_max_associations_per_peer,
     )
     try:
         yield node
@@ -117,7 +118,7 @@ def _accept(settings: Settings, stop: threading.Event, command: list[str]) -> st
         host=settings.dicom_host, port=settings.dicom_port, count=settings.dicom_workers,
         env={**os.environ, "RELAIS_DATABASE_URL": settings.database_url or "", "PYTHONUNBUFFERED": "1",
              "RELAIS_TABLES_READY": "1"},
-        command=[*command, "scp"],
+        command=[*command, "scp"], per_peer=settings.dicom_max_associations_per_peer,
     )
     try:
         acceptor.open()

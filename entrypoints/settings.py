@@ -30,6 +30,9 @@ ENV_DOC = {
         "Processes serving DICOM associations (one accepts, the least busy serves; parallel associations need several). "
         "Default: the number of CPUs, at most 4"
     ),
+    "RELAIS_DICOM_MAX_ASSOCIATIONS_PER_PEER": (
+        "DICOM associations at a time from one address; more are refused and logged. Default 8"
+    ),
     "RELAIS_SECURE_COOKIES": "1 to mark cookies Secure (behind HTTPS). Default 0",
     "RELAIS_LOG_LEVEL": "Python log level. Default INFO",
     "RELAIS_TABLES_READY": (
@@ -73,6 +76,11 @@ def settings_from_environ(environ: Mapping[str, str] | None = None) -> Settings:
     if workers_raw and (not workers_raw.isdigit() or not 1 <= int(workers_raw) <= 64):
         raise SettingsError(f"RELAIS_DICOM_WORKERS : nombre de 1 à 64 attendu, pas « {workers_raw} »")
     workers = int(workers_raw) if workers_raw else max(1, min(os.cpu_count() or 1, 4))
+    per_peer_raw = env.get("RELAIS_DICOM_MAX_ASSOCIATIONS_PER_PEER", "").strip()
+    if per_peer_raw and (not per_peer_raw.isdigit() or not 1 <= int(per_peer_raw) <= 1000):
+        raise SettingsError(
+            f"RELAIS_DICOM_MAX_ASSOCIATIONS_PER_PEER : nombre de 1 à 1000 attendu, pas « {per_peer_raw} »"
+        )
     proxies: tuple[str, ...] = ()
     for proxy in (p.strip() for p in env.get("RELAIS_TRUSTED_PROXIES", "").split(",") if p.strip()):
         try:  # normalised: uvicorn takes "10.0.0.0/8", not "10.0.0.1/8"
@@ -94,6 +102,7 @@ def settings_from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         dicom_port=port("RELAIS_DICOM_PORT", 11112),
         dicom_aet=aet,
         dicom_workers=workers,
+        dicom_max_associations_per_peer=int(per_peer_raw) if per_peer_raw else 8,
         secure_cookies=env.get("RELAIS_SECURE_COOKIES", "0") in ("1", "true", "yes"),
         log_level=(env.get("RELAIS_LOG_LEVEL") or "INFO").upper(),
         tables_ready=env.get("RELAIS_TABLES_READY", "") == "1",

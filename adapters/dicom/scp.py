@@ -157,7 +157,7 @@ class DicomNodeServer:
 
     def _tell_acceptor(self, event: evt.Event) -> None:
         if isinstance(self.server, ChannelServer):
-            self.server.ended()
+            self.server.ended(str(event.assoc.requestor.address))
 
     def _make_server(self, server_class: type[S], handlers: list[EventHandlerType], **kwargs: Any) -> S:
         # AE.make_server builds a `server_class` (its annotation adds "or a ThreadedAssociationServer")

@@ -20,8 +20,9 @@ import socket
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from adapters.dicom.reactor import NodeServer
@@ -30,7 +31,7 @@ from adapters.supervisor import die_with_parent
 log = logging.getLogger("relais.dicom")
 
 CHANNEL_FD_ENV = "RELAIS_DICOM_CHANNEL_FD"
-ENDED = b"-"  # worker -> acceptor: one of its associations is over
+ENDED = b"-"  # worker -> acceptor: one of its associations is over, "-<peer address>\n"
 READY = b"R"  # worker -> acceptor: its server is serving, connections may come
 STOP_GRACE_SECONDS = 10.0
 RESTART_DELAY_SECONDS = 1.0
@@ -57,7 +58,7 @@ class ChannelServer(NodeServer):
         pass
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
-        msg, fds, _flags, _addr = socket.recv_fds(self.channel, 16, 4)
+        msg, fds, _flags, _addr = socket.recv_fds(self.channel, 64, 4)
         if not fds:
             if not msg:  # the acceptor is gone: nothing more will come
                 self.lost_acceptor.set()
@@ -72,17 +73,17 @@ class ChannelServer(NodeServer):
             return conn, conn.getpeername()
         except OSError:
             conn.close()
-            self.ended()
+            self.ended(msg[1:].decode("ascii", "replace"))  # the acceptor sends "+<peer address>"
             raise
 
     def ready(self) -> None:
         """Tells the acceptor that this worker serves: connections are handed only to such workers."""
         self.channel.send(READY)
 
-    def ended(self) -> None:
-        """Tells the acceptor that one of this worker's connections is over."""
+    def ended(self, host: str) -> None:
+        """Tells the acceptor that one of this worker's connections, from `host`, is over."""
         try:
-            self.channel.send(ENDED)
+            self.channel.send(ENDED + host.encode("ascii", "replace") + b"\n")
         except OSError:
             pass
 
@@ -97,14 +98,20 @@ class _Worker:
     started: float = 0.0
     dispatched: int = 0
     fast_failures: int = 0
+    peers: Counter[str] = field(default_factory=Counter)  # its connections per peer address
+    pending: bytes = b""  # the start of a message not yet whole
 
 
 class Acceptor:
     """Accepts on (host, port) and dispatches each connection to the least busy of `count`
-    workers, each a `relais scp` process started with the `RELAIS_DICOM_CHANNEL_FD` variable."""
+    workers, each a `relais scp` process started with the `RELAIS_DICOM_CHANNEL_FD` variable. At
+    most `per_peer` connections at a time come from one address: more are closed at once, logged."""
 
-    def __init__(self, *, host: str, port: int, count: int, env: Mapping[str, str], command: list[str]):
-        self.host, self.port, self.count = host, port, count
+    def __init__(
+        self, *, host: str, port: int, count: int, env: Mapping[str, str], command: list[str], per_peer: int | None = 8,
+    ):
+        self.host, self.port, self.count, self.per_peer = host, port, count, per_peer
+        self.peers: Counter[str] = Counter()
         self.env = dict(env)
         self.command = command  # starts one worker: `relais scp`, told its channel by CHANNEL_FD_ENV
         self.workers = [_Worker(i) for i in range(count)]
@@ -131,6 +138,9 @@ class Acceptor:
         log.info("nœud DICOM : processus %d/%d démarré (pid %s)", worker.index + 1, self.count, worker.process.pid)
 
     def _retire(self, worker: _Worker) -> None:
+        self.peers -= worker.peers  # its connections are lost with it
+        worker.peers.clear()
+        worker.pending = b""
         if worker.channel is not None:
             self.selector.unregister(worker.channel)
             worker.channel.close()
@@ -180,17 +190,26 @@ class Acceptor:
         elif listening and not wanted:
             self.selector.unregister(listener)
 
-    def _dispatch(self, conn: socket.socket) -> None:
+    def _dispatch(self, conn: socket.socket, host: str) -> None:
         ready = [(w, w.channel) for w in self.workers if w.ready and w.channel is not None]
         if not ready:
-            log.error("nœud DICOM : aucun processus disponible, connexion de %s fermée", conn.getpeername())
+            log.error("nœud DICOM : aucun processus disponible, connexion de %s fermée", host)
+            conn.close()
+            return
+        if self.per_peer is not None and self.peers[host] >= self.per_peer:
+            log.warning(
+                "connexion de %s refusée : déjà %d associations ouvertes depuis cette adresse (limite par pair)",
+                host, self.per_peer,
+            )
             conn.close()
             return
         worker, channel = min(ready, key=lambda r: (r[0].active, r[0].dispatched))
         try:
-            socket.send_fds(channel, [b"+"], [conn.fileno()])
+            socket.send_fds(channel, [b"+" + host.encode("ascii", "replace")], [conn.fileno()])
             worker.active += 1
             worker.dispatched += 1
+            worker.peers[host] += 1
+            self.peers[host] += 1
         except OSError:
             log.exception("nœud DICOM : connexion non transmise au processus %d", worker.index + 1)
         finally:
@@ -204,10 +223,10 @@ class Acceptor:
                     if self.listener is None:
                         continue
                     try:
-                        conn, _ = self.listener.accept()
+                        conn, address = self.listener.accept()
                     except (BlockingIOError, InterruptedError):
                         continue
-                    self._dispatch(conn)
+                    self._dispatch(conn, str(address[0]))
                     continue
                 worker: _Worker = key.data
                 if worker.channel is None:  # registered only while it has one
@@ -219,14 +238,35 @@ class Acceptor:
                 except OSError:
                     data = b""
                 if data:
-                    worker.active = max(0, worker.active - data.count(ENDED))
-                    if READY in data and not worker.ready:
-                        worker.ready = True
-                        log.info("nœud DICOM : processus %d/%d prêt", worker.index + 1, self.count)
+                    self._heard(worker, data)
                 else:  # the worker is gone; _check_workers restarts it
                     self._retire(worker)
             self._check_workers(stop)
             self._accepting()
+
+    def _heard(self, worker: _Worker, data: bytes) -> None:
+        """Messages from a worker: READY, or ENDED and the peer address with a newline."""
+        data = worker.pending + data
+        while data:
+            if data[:1] == READY:
+                data = data[1:]
+                if not worker.ready:
+                    worker.ready = True
+                    log.info("nœud DICOM : processus %d/%d prêt", worker.index + 1, self.count)
+            elif data[:1] == ENDED:
+                end = data.find(b"\n")
+                if end < 0:
+                    break  # the rest comes with the next read
+                host, data = data[1:end].decode("ascii", "replace"), data[end + 1:]
+                worker.active = max(0, worker.active - 1)
+                if worker.peers[host] > 0:
+                    worker.peers[host] -= 1
+                    self.peers[host] -= 1
+                worker.peers += Counter()  # drops the zeros
+                self.peers += Counter()
+            else:
+                data = data[1:]
+        worker.pending = data
 
     def close(self) -> None:
         if self.listener is not None:

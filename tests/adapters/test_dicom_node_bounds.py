@@ -17,9 +17,11 @@ from pynetdicom import AE
 from adapters.dicom import reactor
 from adapters.dicom.storage import INCOMING, InstanceStore
 from domain.imaging import received_study_id
+from projections.runner import catch_up
 from tests.adapters import test_store_scp
 from tests.adapters.test_store_scp import PROPOSE, storescu, study
 from tests.dicomdata import write_multiframe
+from tests.peers import free_port, wait_port
 
 node = test_store_scp.node  # the node fixture: a DicomNodeServer in this process, storescu's TLSE_GW known
 
@@ -149,3 +151,33 @@ def test_associations_from_one_address_beyond_the_cap_are_refused(node, caplog):
     finally:
         for a in held:
             a.release()
+
+
+def test_the_accepting_process_caps_associations_per_address_across_its_workers(relais, world, settings, monkeypatch):
+    from tests.adapters.test_dicom_workers import Node
+
+    relais.add_node(aet="TLSE_GW", host="127.0.0.1", port=104, establishment_id=world["toulouse"], kind="gateway")
+    catch_up("directory", settings.eventsourcing_env(), relais)
+    monkeypatch.setenv("RELAIS_DICOM_MAX_ASSOCIATIONS_PER_PEER", "3")
+    n = Node(settings, free_port())
+    held: list = []
+    try:
+        wait_port(n.port, 60, n.process)
+        n.wait_for(r"processus \d/2 prêt", count=2)
+        held = [_associate(n.port) for _ in range(3)]  # spread over both workers
+        assert all(a.is_established for a in held)
+        assert not _associate(n.port).is_established
+        n.wait_for(r"connexion de 127\.0\.0\.1 refusée : déjà 3 associations ouvertes")
+        held.pop().release()
+        deadline = time.monotonic() + 30
+        while True:  # the worker tells the acceptor the association is over: a place is free again
+            again = _associate(n.port)
+            if again.is_established or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert again.is_established
+        held.append(again)
+    finally:
+        for a in held:
+            a.release()
+        assert n.stop() == 0, n.output
