@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -76,6 +77,42 @@ class RetrieveResult:
     warning: int
 
 
+INTERRUPTED = "connexion interrompue par le PACS"
+
+
+def watch_closure(assoc: Any) -> None:
+    """Makes the association remember that its peer ended it while we waited for a DIMSE message.
+
+    pynetdicom's upper layer puts an empty message on the DIMSE queue when the peer's connection
+    closes or it aborts (AA-2/3/4), so a send_*() waiting for an answer returns an empty status at
+    once — the same empty status as after the DIMSE timeout. Told apart here (`closed_by_peer`), so
+    that a killed PACS is reported as such, at once, and not as « délai dépassé »."""
+    dimse = assoc.dimse
+
+    def get_msg(block: bool = False) -> Any:
+        try:
+            item = dimse.msg_queue.get(block=block, timeout=dimse.dimse_timeout)
+        except queue.Empty:  # nothing within the DIMSE timeout (or nothing yet, not blocking)
+            return None, None
+        if item[1] is None:  # put by the upper layer: the connection closed or the peer aborted
+            assoc.closed_by_peer = True
+        return item
+
+    assoc.closed_by_peer = False
+    dimse.get_msg = get_msg
+
+
+def closed_by_peer(assoc: Any) -> bool:
+    return bool(getattr(assoc, "closed_by_peer", False))
+
+
+def end(assoc: Any) -> None:
+    """Releases the association unless its peer already ended it (a release would then wait for an
+    answer that cannot come: the ACSE timeout, 30 s)."""
+    if assoc.is_established and not closed_by_peer(assoc):
+        assoc.release()
+
+
 class QuerySession:
     """C-FINDs on one association with a PACS (see `QueryRetrieve.session`)."""
 
@@ -103,8 +140,8 @@ class QuerySession:
         ]
 
     def close(self) -> None:
-        if self._assoc is not None and self._assoc.is_established:
-            self._assoc.release()
+        if self._assoc is not None:
+            end(self._assoc)
         self._assoc = None
 
 
@@ -130,6 +167,7 @@ class QueryRetrieve:
         except (OSError, RuntimeError) as e:  # pragma: no cover - pynetdicom catches most
             raise QRError(f"PACS injoignable ({peer.host}:{peer.port}) : {e}", "unreachable") from None
         if assoc.is_established:
+            watch_closure(assoc)
             return assoc
         if assoc.is_rejected:
             raise QRError(
@@ -149,6 +187,8 @@ class QueryRetrieve:
         out = []
         for status, identifier in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind):
             if not status:
+                if closed_by_peer(assoc):
+                    raise QRError(f"{INTERRUPTED} pendant la recherche", "interrupted")
                 raise QRError("délai dépassé : le PACS ne répond pas à la recherche", "timeout")
             code = status.Status
             if code in (0xFF00, 0xFF01) and identifier is not None:
@@ -194,10 +234,12 @@ class QueryRetrieve:
     # ------------------------------------------------------------------ C-MOVE / C-GET
 
     @staticmethod
-    def _final(responses: Any, dest: str) -> RetrieveResult:
+    def _final(assoc: Any, responses: Any, dest: str) -> RetrieveResult:
         last = None
         for status, _ in responses:
             if not status:
+                if closed_by_peer(assoc):
+                    raise QRError(f"{INTERRUPTED} pendant la récupération", "interrupted")
                 raise QRError("délai dépassé : le PACS ne répond plus pendant la récupération", "timeout")
             last = status
             if status.Status not in (0xFF00, 0x0000, 0xB000):
@@ -239,12 +281,11 @@ class QueryRetrieve:
         assoc = self._associate(ae, peer)
         try:
             return self._total([
-                self._final(assoc.send_c_move(q, destination, StudyRootQueryRetrieveInformationModelMove), destination)
+                self._final(assoc, assoc.send_c_move(q, destination, StudyRootQueryRetrieveInformationModelMove), destination)
                 for q in queries or [retrieve_query(study_uid, series_uids)]
             ])
         finally:
-            if assoc.is_established:
-                assoc.release()
+            end(assoc)
 
     def get(
         self, peer: Peer, study_uid: str, on_store: Callable[[evt.Event], int], on_end: Callable[[Any], object],
@@ -261,10 +302,9 @@ class QueryRetrieve:
         assoc = self._associate(ae, peer, [(evt.EVT_C_STORE, on_store)], ext_neg=roles)
         try:
             return self._total([
-                self._final(assoc.send_c_get(q, StudyRootQueryRetrieveInformationModelGet), self.calling_aet)
+                self._final(assoc, assoc.send_c_get(q, StudyRootQueryRetrieveInformationModelGet), self.calling_aet)
                 for q in queries or [retrieve_query(study_uid, series_uids)]
             ])
         finally:
-            if assoc.is_established:
-                assoc.release()
+            end(assoc)
             on_end(assoc)

@@ -28,7 +28,7 @@ log = logging.getLogger("relais.dicom")
 # Below this many missing instances a retrieve uses one association: another association (and an
 # instance-level C-FIND to split a series) would cost more than it saves.
 MIN_SPLIT = 50
-TRANSIENT = ("timeout", "aborted")
+TRANSIENT = ("timeout", "aborted", "interrupted")
 ASSOCIATION_FAILURES = ("unreachable", "rejected", "aborted")
 # How long a C-MOVE waits without progress for instances the PACS says our node accepted (they are on
 # disk; their recording, one batch per association, can take seconds on a loaded machine) before
@@ -242,6 +242,7 @@ class Retriever:
         expected = received = attempts = 0
         status, reason = "failed", ""
         write_error: OSError | None = None
+        earlier: QRError | None = None  # why the last attempt ended, when it ended early
 
         def record(state: str, why: str = "") -> str:
             return self.app.record_retrieve(
@@ -286,9 +287,12 @@ class Retriever:
                             self._wait_for_moved(est, study_uid, wanted, expected, confirmed)
                         if not ok:
                             parallel = 1
+                        earlier = None
                     except QRError as e:
                         if e.code not in TRANSIENT or attempts >= self.attempts:  # only transient ones
-                            raise
+                            raise e if earlier is None or e.reason == earlier.reason else QRError(
+                                f"{earlier.reason}, puis {e.reason}", e.code) from None
+                        earlier = e
                         log.warning("récupération %s, tentative %d : %s", study_uid, attempts, e.reason)
                     recorded = self._recorded(est, study_uid)
                     received = sum(1 for s in recorded.values() if s in wanted_uids)
