@@ -4,7 +4,8 @@ An import lives in its own folder under the data folder: uploaded files stream i
 ZIPs are extracted there with limits (path traversal, symlinks, size, count, ratio). The scan
 reads every file (a DICOMDIR, when present and readable with pydicom's FileSet, only adds its
 inconsistencies to the report: files are always found by walking the folder), skips and lists
-what is not DICOM, truncated or corrupt, and groups the rest by patient and study.
+what is not DICOM, truncated or corrupt, and groups the rest by study and patient identity (read per
+file: a study whose files name two patients is two parts of the import, never one).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from adapters.dicom.storage import InstanceStore
 from adapters.private_files import create_private, private_dir
 from application.imaging import ReceivedInstance, StudyUpdate
 from domain.errors import InvalidFieldError
-from domain.values import Json, folded
+from domain.imaging import identity_key
+from domain.values import Json
 
 log = logging.getLogger("relais.dicom.import")
 
@@ -114,7 +116,11 @@ def extract_zip(
 
 @dataclass
 class ScannedStudy:
+    """The instances of one study (Study Instance UID) and one patient identity: a study whose files
+    name several patients is split, one ScannedStudy per identity, each offered on its own."""
+
     study_instance_uid: str
+    identity: str  # domain.imaging.identity_key of its patient
     patient: Json  # id, name, birth_date, sex (as in the files)
     description: str
     study_date: str
@@ -124,19 +130,25 @@ class ScannedStudy:
     instances: list[ReceivedInstance] = field(default_factory=list)
 
     @property
-    def patient_key(self) -> tuple[str, str, str]:
-        return (self.patient.get("id", ""), self.patient.get("name", ""), self.patient.get("birth_date", ""))
+    def key(self) -> str:
+        """What names this part of the import in the review's form: study UID and identity."""
+        return f"{self.study_instance_uid}/{self.identity}"
 
 
 @dataclass
 class ImportScan:
-    studies: dict[str, ScannedStudy] = field(default_factory=dict)
+    studies: dict[str, ScannedStudy] = field(default_factory=dict)  # by ScannedStudy.key
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative name, reason)
     dicomdir: str = ""  # "", "ok", or what is wrong with it
 
     @property
-    def patients(self) -> set[tuple[str, str, str]]:
-        return {s.patient_key for s in self.studies.values()}
+    def patients(self) -> set[str]:
+        """The distinct patient identities among the files."""
+        return {s.identity for s in self.studies.values()}
+
+    def split(self, study_uid: str) -> bool:
+        """True when this study's files name several patients."""
+        return sum(1 for s in self.studies.values() if s.study_instance_uid == study_uid) > 1
 
 
 def _check_pixels(ds: Dataset) -> None:
@@ -174,6 +186,7 @@ def scan(folder: Path) -> ImportScan:
             result.dicomdir = "ok" if not missing else f"DICOMDIR incohérent : {len(missing)} fichier(s) référencé(s) absent(s)"
         except Exception:
             result.dicomdir = "DICOMDIR illisible : les fichiers sont lus un à un"
+    seen: set[str] = set()
     for path in files:
         rel = str(path.relative_to(folder))
         if path.name.upper() == "DICOMDIR":
@@ -193,16 +206,19 @@ def scan(folder: Path) -> ImportScan:
         except Exception:
             result.skipped.append((rel, "fichier DICOM tronqué ou corrompu"))
             continue
-        study = result.studies.get(item.study_instance_uid)
+        identity = identity_key(item.patient)
+        study = result.studies.get(f"{item.study_instance_uid}/{identity}")
         if study is None:
-            study = result.studies[item.study_instance_uid] = ScannedStudy(
-                study_instance_uid=item.study_instance_uid, patient=dict(item.patient),
+            study = ScannedStudy(
+                study_instance_uid=item.study_instance_uid, identity=identity, patient=dict(item.patient),
                 description=item.study.get("description", ""), study_date=item.study.get("date", ""),
                 accession_number=item.study.get("accession_number", ""),
             )
-        if item.sop_instance_uid in {i.sop_instance_uid for i in study.instances}:
+            result.studies[study.key] = study
+        if item.sop_instance_uid in seen:
             result.skipped.append((rel, "instance en double dans l'import"))
             continue
+        seen.add(item.sop_instance_uid)
         study.files.append(path)
         study.instances.append(item)
         if item.series.get("modality"):
@@ -210,39 +226,15 @@ def scan(folder: Path) -> ImportScan:
     return result
 
 
-def _fold(text: str) -> str:
-    """A name as compared with the dossier's patient: the platform's folding, hyphens as spaces."""
-    return folded(text).replace("-", " ").strip()
-
-
-def identity_differences(patient: Json, dicom_patient: Json) -> list[tuple[str, str, str]]:
-    """(trait, dossier's value, DICOM value) for each identity trait that differs."""
-    out = []
-    family, _, given = (dicom_patient.get("name") or "").partition("^")
-    given = given.replace("^", " ").strip()
-    names = {_fold(patient.get("birth_name", "")), _fold(patient.get("used_name") or "")} - {""}
-    if _fold(family) not in names:
-        out.append(("Nom", patient.get("birth_name", ""), family))
-    if given and _fold(given).split()[0] not in _fold(patient.get("first_names", "")).split():
-        out.append(("Prénom(s)", patient.get("first_names", ""), given))
-    dicom_birth = dicom_patient.get("birth_date") or ""
-    if dicom_birth and dicom_birth != (patient.get("birth_date") or "").replace("-", ""):
-        out.append(("Date de naissance", patient.get("birth_date", ""), dicom_birth))
-    sex = (dicom_patient.get("sex") or "").upper()
-    if sex in ("M", "F") and sex != (patient.get("sex") or ""):
-        out.append(("Sexe", patient.get("sex", ""), sex))
-    return out
-
-
 def import_studies(
-    scan_result: ImportScan, study_uids: list[str], *, store: InstanceStore, establishment_id: str,
+    scan_result: ImportScan, keys: list[str], *, store: InstanceStore, establishment_id: str,
     record: Record, batch: int = 500,
 ) -> list[StudyUpdate]:
-    """Stores the chosen studies' files as they are and records them (source file_import)."""
+    """Stores the chosen studies' files (by ScannedStudy.key) as they are and records them (source file_import)."""
     updates: list[StudyUpdate] = []
     source: Json = {"kind": "file_import"}
-    for uid in study_uids:
-        study = scan_result.studies[uid]
+    for key in keys:
+        study = scan_result.studies[key]
         pending: list[ReceivedInstance] = []
         for path, item in zip(study.files, study.instances, strict=True):
             store.put(establishment_id, item.study_instance_uid, item.sop_instance_uid, path.read_bytes())

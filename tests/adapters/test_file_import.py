@@ -11,13 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from adapters.dicom.fileimport import ImportRejected, extract_zip, identity_differences, import_studies, scan
+from adapters.dicom.fileimport import ImportRejected, extract_zip, import_studies, scan
 from adapters.dicom.recording import recorder
 from adapters.dicom.storage import InstanceStore
-from domain.imaging import received_study_id
+from domain.imaging import identity_differences, received_study_id
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from dicomdata import write_bundled, write_study  # noqa: E402
+
+
+def only(result):
+    """The one part (study and patient) of a scan."""
+    (part,) = result.studies.values()
+    return part
 
 
 def cd_folder(root: Path) -> dict:
@@ -39,32 +45,32 @@ def test_a_cd_with_its_dicomdir_is_scanned_and_imported(relais, world, tmp_path)
     (tmp_path / "cd" / "AUTORUN.INF").write_text("[autorun]\nopen=viewer.exe\n")
     result = scan(tmp_path / "cd")
     assert result.dicomdir == "ok"
-    assert list(result.studies) == [study["study_uid"]]
+    assert [s.study_instance_uid for s in result.studies.values()] == [study["study_uid"]]
     assert result.skipped == [("AUTORUN.INF", "pas un fichier DICOM")]
     store = InstanceStore(tmp_path / "dicom")
-    updates = import_studies(result, [study["study_uid"]], store=store, establishment_id=world["toulouse"],
+    updates = import_studies(result, list(result.studies), store=store, establishment_id=world["toulouse"],
                              record=recorder(relais))
     assert sum(u.new_instances for u in updates) == 4
     s = relais.repository.get(received_study_id(world["toulouse"], study["study_uid"]))
     assert s.instance_count == 4 and s.sources == ["file_import"]
     # imported again: nothing new is recorded
     version = s.version
-    import_studies(result, [study["study_uid"]], store=store, establishment_id=world["toulouse"], record=recorder(relais))
+    import_studies(result, list(result.studies), store=store, establishment_id=world["toulouse"], record=recorder(relais))
     assert relais.repository.get(s.id).version == version
 
 
 @pytest.mark.skipif(shutil.which("dcmmkdir") is None, reason="dcmtk not installed")
 def test_missing_or_inconsistent_dicomdir_still_finds_every_file(tmp_path):
-    study = cd_folder(tmp_path)
+    cd_folder(tmp_path)
     os.remove(tmp_path / "cd" / "DICOM" / "ST1" / "IM000000")
     result = scan(tmp_path / "cd")
     assert "incohérent" in result.dicomdir
-    assert len(result.studies[study["study_uid"]].files) == 3
+    assert len(only(result).files) == 3
     (tmp_path / "cd" / "DICOMDIR").write_bytes(b"garbage")
     result = scan(tmp_path / "cd")
-    assert "illisible" in result.dicomdir and len(result.studies[study["study_uid"]].files) == 3
+    assert "illisible" in result.dicomdir and len(only(result).files) == 3
     os.remove(tmp_path / "cd" / "DICOMDIR")
-    assert scan(tmp_path / "cd").dicomdir == "" and len(scan(tmp_path / "cd").studies[study["study_uid"]].files) == 3
+    assert scan(tmp_path / "cd").dicomdir == "" and len(only(scan(tmp_path / "cd")).files) == 3
 
 
 def test_zip_with_traversal_links_non_dicom_and_truncated_files(tmp_path):
@@ -89,7 +95,9 @@ def test_zip_with_traversal_links_non_dicom_and_truncated_files(tmp_path):
                                ("EXPORT/link", "chemin refusé")]
     assert not (tmp_path / "evil.dcm").exists() and not (dest / "EXPORT" / "link").exists()
     result = scan(dest)
-    assert set(result.studies) == {mix["study_uid"]} and len(result.studies[mix["study_uid"]].files) == 7
+    # the bundled files keep their own birth dates and sexes: one study, split by patient identity
+    assert {s.study_instance_uid for s in result.studies.values()} == {mix["study_uid"]}
+    assert sum(len(s.files) for s in result.studies.values()) == 7
     assert dict(result.skipped) == {"EXPORT/trunc.dcm": "fichier DICOM tronqué ou corrompu",
                                     "notes.txt": "pas un fichier DICOM"}
 
@@ -155,4 +163,20 @@ def test_a_corrupt_member_is_refused_with_why_and_the_rest_is_extracted(tmp_path
     assert refused == [(damaged, "membre corrompu dans l'archive (données illisibles)")]
     assert not (dest / damaged).exists()
     result = scan(dest)
-    assert len(result.studies[study["study_uid"]].files) == 2
+    assert len(only(result).files) == 2
+
+
+def test_one_study_uid_with_two_patients_is_split_per_identity(tmp_path):
+    """The patient is read from every file, not the study's first: one Study Instance UID whose files name
+    two patients is two parts of the import (it was one study, under the first file's patient)."""
+    from pydicom.uid import generate_uid
+
+    uid = generate_uid()
+    write_study(tmp_path / "a", study_uid=uid, series=1, per_series=2)
+    write_study(tmp_path / "b", study_uid=uid, series=1, per_series=1, patient_id="P2", patient_name="MARTIN^PAUL",
+                birth_date="19611224", sex="M")
+    write_study(tmp_path / "c", study_uid=uid, series=1, per_series=1, sex="O")  # same name, another sex
+    result = scan(tmp_path)
+    assert len(result.studies) == 3 and len(result.patients) == 3 and result.split(uid)
+    by_name = sorted((s.patient["name"], s.patient["sex"], len(s.files)) for s in result.studies.values())
+    assert by_name == [("DUPONT^JEANNE", "F", 2), ("DUPONT^JEANNE", "O", 1), ("MARTIN^PAUL", "M", 1)]

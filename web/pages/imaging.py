@@ -74,7 +74,7 @@ def received_fragment(
     d = services.relais.get_dossier(dossier_id=dossier_id, actor_id=user.practitioner_id)
     return Template("imaging/_received.html", context={
         "dossier_id": dossier_id, "studies": web.studies.studies_for(user.establishment_id, search=q[:64]),
-        "attached": {s["study_instance_uid"] for s in d.imaging}, "q": q, "notice": notice,
+        "attached": {s["study_instance_uid"] for s in d.imaging}, "q": q, "notice": notice, "d": d,
     })
 
 

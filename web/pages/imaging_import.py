@@ -18,11 +18,12 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath
 from litestar.response import Template
 
-from adapters.dicom.fileimport import MAX_FILES, discard, extract_zip, identity_differences, import_studies, safe_name, scan
+from adapters.dicom.fileimport import MAX_FILES, discard, extract_zip, import_studies, safe_name, scan
 from adapters.dicom.recording import recorder
 from adapters.private_files import private_dir, write_private
 from application.errors import NotFoundError
 from domain.errors import InvalidFieldError
+from domain.imaging import dicom_identity, identity_rows
 from web.forms import ItemForm
 from web.pages.imaging import form_list, received_fragment, requester_only
 from web.services import Services
@@ -40,6 +41,8 @@ def _import_dir(services: Services, import_id: str) -> Path:
 
 
 def _review(services: Services, user: SessionUser, dossier_id: str, import_id: str, notice: str = "") -> Template:
+    """The import's review: one row per study and patient identity (a study naming two patients is
+    split), each compared with the dossier's patient; several patients or a difference ask for « J'ai vérifié »."""
     folder = _import_dir(services, import_id)
     owner = json.loads((folder / "owner.json").read_text()) if (folder / "owner.json").exists() else {}
     if (owner.get("dossier_id"), owner.get("practitioner_id")) != (dossier_id, user.practitioner_id):
@@ -48,17 +51,21 @@ def _review(services: Services, user: SessionUser, dossier_id: str, import_id: s
     d = services.relais.get_dossier(dossier_id=dossier_id, actor_id=user.practitioner_id)
     studies = []
     for s in result.studies.values():
+        (row,) = identity_rows(d.patient, {s.identity: dicom_identity(s.patient)})
         studies.append({
-            "uid": s.study_instance_uid, "patient": s.patient, "description": s.description, "date": s.study_date,
-            "modalities": sorted(s.modalities), "count": len(s.files), "accession": s.accession_number,
-            "differences": identity_differences(d.patient, s.patient),
+            "key": s.key, "uid": s.study_instance_uid, "identity": s.identity, "patient": s.patient,
+            "description": s.description, "date": s.study_date, "modalities": sorted(s.modalities),
+            "count": len(s.files), "accession": s.accession_number, "differences": row["differences"],
+            "split": result.split(s.study_instance_uid),
         })
-    must_confirm = len(result.patients) > 1 or any(s["differences"] for s in studies)
+    several = len(result.patients) > 1
     return Template("imaging/_import_review.html", context={
         "dossier_id": dossier_id, "import_id": import_id, "studies": studies, "skipped": result.skipped,
         "refused": [(r, "chemin refusé") if isinstance(r, str) else tuple(r) for r in owner.get("refused", [])],
-        "dicomdir": result.dicomdir, "must_confirm": must_confirm,
-        "patient": d.patient, "several_patients": len(result.patients) > 1, "notice": notice,
+        "dicomdir": result.dicomdir, "must_confirm": several or any(s["differences"] for s in studies),
+        "patient": d.patient, "several_patients": several, "notice": notice,
+        "identities": identity_rows(d.patient, {s.identity: dicom_identity(s.patient) for s in result.studies.values()},
+                                    {s.identity: len(s.files) for s in result.studies.values()}),
     })
 
 
@@ -165,15 +172,14 @@ def import_confirm(
     requester_only(services, user, dossier_id)
     review = _review(services, user, dossier_id, import_id)
     data.require(user)  # before the studies are recorded, not only before they are attached
-    known = {s["uid"] for s in review.context["studies"]}
-    chosen = [u for u in form_list(data.study_uids) if u in known]
+    rows = {s["key"]: s for s in review.context["studies"]}
+    chosen = [k for k in dict.fromkeys(form_list(data.study_uids)) if k in rows]
     if not chosen:
         review.context["notice"] = "Choisissez au moins un examen à importer."
         return review
-    needs = len({tuple(sorted(s["patient"].items())) for s in review.context["studies"] if s["uid"] in chosen}) > 1 or any(
-        s["differences"] for s in review.context["studies"] if s["uid"] in chosen
-    )
-    if needs and data.confirm_identity != "yes":
+    needs = len({rows[k]["identity"] for k in chosen}) > 1 or any(rows[k]["differences"] for k in chosen)
+    confirmed = data.confirm_identity == "yes"
+    if needs and not confirmed:
         review.context["notice"] = "Vérifiez l'identité du patient puis cochez la confirmation."
         return review
     folder = _import_dir(services, import_id)
@@ -182,14 +188,18 @@ def import_confirm(
     updates = import_studies(result, chosen, store=web.store, establishment_id=user.establishment_id,
                              record=recorder(services.relais))
     study_ids = {u.study_instance_uid: u.study_id for u in updates}
-    # each study once per form sent; the first on the version shown, the next on the version the previous made
-    for uid, (i, version) in zip(chosen, data.versions(len(chosen)), strict=True):
+    by_study: dict[str, list[str]] = {}  # study UID → the identities chosen in it
+    for k in chosen:
+        by_study.setdefault(rows[k]["uid"], []).append(rows[k]["identity"])
+    # each study once per form sent; the first on the version shown, the next on the version the previous made;
+    # only the identities chosen are attached, a confirmation recorded where one was needed
+    for (uid, identities), (i, version) in zip(by_study.items(), data.versions(len(by_study)), strict=True):
         services.relais.attach_received_study(
             dossier_id=dossier_id, actor_id=data.acting(user, i), study_id=study_ids[uid], source="file_import",
-            expected_version=version,
+            expected_version=version, identities=identities, confirm_identity=confirmed,
         )
     discard(folder)
-    t = received_fragment(request, services, user, dossier_id, "", f"{len(chosen)} examen(s) importé(s) et joint(s) au télédossier.")
+    t = received_fragment(request, services, user, dossier_id, "", f"{len(by_study)} examen(s) importé(s) et joint(s) au télédossier.")
     t.headers["HX-Trigger"] = "imaging-changed"
     return t
 
