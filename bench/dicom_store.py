@@ -14,6 +14,13 @@ nothing about time; exits non-zero if an instance is missing somewhere.
 
     .venv/bin/python bench/dicom_store.py                        # 1,000 instances, 1 and 4 associations
     .venv/bin/python bench/dicom_store.py --instances 200 --parallel 2
+
+With `--large-mb N`, instead: one multi-frame instance of about N MB (16-bit 512×512 frames) sent by
+storescu to our node, and the serving worker's peak resident memory above its idle level (the
+kernel's high-water mark, reset before sending): a data set above 16 MiB is written to disk as it
+arrives, so the peak stays far below the instance's size.
+
+    .venv/bin/python bench/dicom_store.py --large-mb 600
 """
 
 from __future__ import annotations
@@ -77,6 +84,86 @@ def ct_study(n: int) -> tuple[Path, str]:
         ds.save_as(folder / f"ct{i:05d}.dcm", enforce_file_format=True)
     marker.write_text(study)
     return folder, study
+
+
+def large_instance(megabytes: int) -> tuple[Path, str]:
+    """One multi-frame instance of `megabytes` MB (16-bit 512×512 frames), cached; (path, study uid)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    path = CACHE / f"large{megabytes}.dcm"
+    marker = CACHE / f"large{megabytes}.study-uid"
+    if path.exists() and marker.exists():
+        return path, marker.read_text().strip()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    frames = max(1, megabytes * 1_000_000 // (512 * 512 * 2))
+    sop_class, sop, study = "1.2.840.10008.5.1.4.1.1.7.3", generate_uid(), generate_uid()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = sop_class, sop
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID = sop_class, sop, study, generate_uid()
+    ds.PatientID, ds.PatientName, ds.AccessionNumber, ds.Modality = "BENCH", "BENCH^LARGE", "BENCHLARGE", "OT"
+    ds.SeriesNumber, ds.InstanceNumber, ds.NumberOfFrames, ds.Rows, ds.Columns = 1, 1, frames, 512, 512
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PixelRepresentation = 1, "MONOCHROME2", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+    frame = np.random.default_rng(42).integers(0, 4096, size=(512, 512), dtype=np.uint16).tobytes()
+    ds.PixelData = frame * frames
+    ds["PixelData"].VR = "OW"
+    ds.save_as(path, enforce_file_format=True)
+    marker.write_text(study)
+    return path, study
+
+
+def _kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def large(megabytes: int, workers: int) -> int:
+    """Sends one large instance to our node; prints the serving worker's peak memory above idle."""
+    import psutil
+
+    t = time.perf_counter()
+    path, study_uid = large_instance(megabytes)
+    size = path.stat().st_size / 1e6
+    print(f"# dicom_store --large-mb: one {size:.0f} MB multi-frame instance, prepared in {time.perf_counter() - t:.1f} s")
+    print(f"# {platform.node()} {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, {workers} worker process(es)")
+    with tempfile.TemporaryDirectory(prefix="relais-bench-", dir=CACHE) as tmp, OurNode(Path(tmp), workers=workers) as node:
+        serving = psutil.Process(node.proc.pid).children() or [psutil.Process(node.proc.pid)]
+        idle = {}
+        for p in serving:
+            Path(f"/proc/{p.pid}/clear_refs").write_text("5")  # resets the peak (VmHWM) to the current RSS
+            idle[p.pid] = _kib(p.pid, "VmRSS")
+        t0 = time.perf_counter()
+        send([[path]], "RELAIS", node.port)
+        acked = time.perf_counter() - t0
+        node.wait_recorded(study_uid, 1, timeout=600)
+        peaks = {p.pid: _kib(p.pid, "VmHWM") for p in serving}
+        stored = next((Path(tmp) / "var" / "dicom").rglob("*.dcm"))
+        identical = _data_set_digest(stored) == _data_set_digest(path)
+    growth = max(peaks[pid] - idle[pid] for pid in peaks) / 1024
+    worst = max(peaks, key=lambda pid: peaks[pid] - idle[pid])
+    print(f"  acknowledged in {acked:.1f} s; stored data set byte-identical to the sent one: {identical}")
+    print(f"  serving worker: idle {idle[worst] / 1024:.0f} MB, peak {peaks[worst] / 1024:.0f} MB, "
+          f"peak above idle {growth:.0f} MB ({growth / size * 100:.0f}% of the instance)")
+    return 0 if identical else 1
+
+
+def _data_set_digest(path: Path) -> str:
+    """SHA-256 of a Part 10 file's data set (after its file meta, whose group length is at 140)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as fp:
+        head = fp.read(144)
+        fp.seek(144 + int.from_bytes(head[140:144], "little"))
+        while chunk := fp.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def split(folder: Path, parts: int) -> list[list[Path]]:
@@ -201,8 +288,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parallel", type=int, default=4, help="associations in parallel for the second run")
     parser.add_argument("--workers", type=int, default=None,
                         help="RELAIS_DICOM_WORKERS for our node (default: the node's own default)")
+    parser.add_argument("--large-mb", type=int, default=0,
+                        help="instead: one instance of this many MB, and the worker's peak memory above idle")
     args = parser.parse_args(argv)
     workers = args.workers or settings_from_environ({}).dicom_workers
+    if args.large_mb:
+        return large(args.large_mb, workers)
     n = args.instances
     t = time.perf_counter()
     folder, study_uid = ct_study(n)
