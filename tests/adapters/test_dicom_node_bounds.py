@@ -181,3 +181,20 @@ def test_the_accepting_process_caps_associations_per_address_across_its_workers(
         for a in held:
             a.release()
         assert n.stop() == 0, n.output
+
+
+def test_recovery_removes_data_sets_left_half_received_by_a_crash(tmp_path):
+    import os
+
+    from adapters.dicom.storage import PARTIAL_AGE
+
+    store = InstanceStore(tmp_path / "dicom")
+    fd, left = store.incoming()  # a worker killed while a large data set arrived, long ago
+    os.close(fd)
+    old = time.time() - PARTIAL_AGE - 60
+    os.utime(left, (old, old))
+    fd, arriving = store.incoming()  # arriving right now
+    os.close(fd)
+    assert store.remove_partial() == 1
+    assert not left.exists() and arriving.exists()
+    assert list(store.studies()) == []  # the folder of arriving data sets is not a study
