@@ -1,0 +1,108 @@
+"""A ZIP whose one study names two patients, through the web: split in the review, the confirmation
+recorded, and the recipient warned on the dossier page and the viewer page (issue 11 items 1 and 3)."""
+
+from __future__ import annotations
+
+import re
+import sys
+import zipfile
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from pydicom.uid import generate_uid
+
+from domain.dossier import Dossier
+from tests.conftest import PATIENT, rpps
+from tests.web.conftest import csrf_from, login
+from tests.web.shown import step_version
+
+sys.path.insert(0, str(Path(__file__).parent.parent))
+from dicomdata import write_study  # noqa: E402
+
+HX = {"HX-Request": "true"}
+
+
+@pytest.fixture()
+def draft(relais, passwords, world):
+    return relais.create_dossier(
+        actor_id=world["requester"], workflow="imaging_transfer", question="Avis ?", consent="given",
+        imaging_source="file_import", **PATIENT,
+    )
+
+
+def upload(client, did: str, archive: Path):
+    page = client.get(f"/dossiers/{did}/edit/imaging").text
+    h = HX | {"x-csrftoken": csrf_from(page)}
+    r = client.post(f"/dossiers/{did}/dicom/import", files=[("files", ("cd.zip", archive.read_bytes(), "application/zip"))],
+                    headers=h)
+    assert r.status_code == 200, r.text[:500]
+    return r, h
+
+
+def test_one_study_uid_two_patients_is_split_confirmed_recorded_and_shown_to_the_recipient(
+    client, relais, world, draft, tmp_path,
+):
+    """Before: one row under the first file's patient, no « plusieurs patients », no identity table, no
+    confirmation box, and the other patient's images attached silently."""
+    uid = generate_uid()
+    mine = write_study(tmp_path / "a", study_uid=uid, series=1, per_series=2)  # the dossier's patient
+    other = write_study(tmp_path / "b", study_uid=uid, series=1, per_series=1, patient_id="P2",
+                        patient_name="MARTIN^PAUL", birth_date="19611224", sex="O")
+    archive = tmp_path / "cd.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for f in mine["files"] + other["files"]:
+            z.write(f, f"DICOM/{f.parent.name}/{f.name}")
+    login(client, rpps(1))
+    r, h = upload(client, draft, archive)
+    assert "plusieurs patients" in r.text and "MARTIN PAUL" in r.text and "Même examen (Study Instance UID)" in r.text
+    assert "identité différente de celle du télédossier" in r.text and 'name="confirm_identity"' in r.text
+    assert "19611224" in r.text and "1950-03-02" in r.text
+    keys = re.findall(r'name="study_uids" value="([^"]+)"', r.text)
+    assert len(keys) == 2 and all(k.startswith(uid + "/") for k in keys)
+    url = re.search(r'hx-post="(/dossiers/[^"]+/dicom/import/[0-9a-f]{32})"', r.text).group(1)
+    version = {"expected_version": step_version(client.get(f"/dossiers/{draft}/edit/imaging").text)}
+    refused = client.post(url, data={"study_uids": keys} | version, headers=h)
+    assert "cochez la confirmation" in refused.text
+    assert relais.get_dossier(dossier_id=draft, actor_id=world["requester"]).imaging == ()
+    done = client.post(url, data={"study_uids": keys, "confirm_identity": "yes"} | version, headers=h)
+    assert "importé" in done.text, done.text[:800]
+    (att,) = relais.get_dossier(dossier_id=draft, actor_id=world["requester"]).imaging
+    assert att["instance_count"] == 3 and len(att["identities"]) == 2
+    (event,) = [e for e in relais.events.get(UUID(draft)) if isinstance(e, Dossier.ImagingAttached)]
+    assert event.override["by"]["practitioner_id"] == world["requester"]
+    assert ["Nom", "DUPONT", "MARTIN"] in [list(d) for d in event.override["differences"]]
+    assert ["Sexe", "F", "O"] in [list(d) for d in event.override["differences"]]
+
+    # sent; the recipient is warned on the dossier page and on the viewer's page
+    relais.address_recipient(dossier_id=draft, actor_id=world["requester"], establishment_id=world["montpellier"],
+                             service_id=world["neuro"])
+    relais.send_dossier(dossier_id=draft, actor_id=world["requester"])
+    client.get("/logout")
+    client.cookies.clear()
+    login(client, rpps(2))
+    page = client.get(f"/dossiers/{draft}")
+    assert page.status_code == 200
+    assert "l'identité du patient de ces images diffère de celle du télédossier" in page.text
+    assert "Claire MARTIN a confirmé le" in page.text
+    assert "Sexe : télédossier « F », images « O »" in page.text
+    viewer_page = client.get(f"/dossiers/{draft}/imaging/{uid}")
+    assert viewer_page.status_code == 200
+    assert "diffère de celle du télédossier" in viewer_page.text and "images « MARTIN »" in viewer_page.text
+
+
+def test_a_matching_study_needs_no_confirmation_and_shows_no_warning(client, relais, world, draft, tmp_path):
+    study = write_study(tmp_path / "a", series=1, per_series=2)
+    archive = tmp_path / "cd.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for f in study["files"]:
+            z.write(f, f"DICOM/{f.name}")
+    login(client, rpps(1))
+    r, h = upload(client, draft, archive)
+    assert "plusieurs patients" not in r.text and 'name="confirm_identity"' not in r.text
+    (key,) = re.findall(r'name="study_uids" value="([^"]+)"', r.text)
+    url = re.search(r'hx-post="(/dossiers/[^"]+/dicom/import/[0-9a-f]{32})"', r.text).group(1)
+    version = {"expected_version": step_version(client.get(f"/dossiers/{draft}/edit/imaging").text)}
+    assert "importé" in client.post(url, data={"study_uids": [key]} | version, headers=h).text
+    page = client.get(f"/dossiers/{draft}")
+    assert "diffère de celle du télédossier" not in page.text
