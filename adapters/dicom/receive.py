@@ -196,6 +196,7 @@ class _Batch:
     items: list[ReceivedInstance] = field(default_factory=list)
     first_at: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    ended: bool = False  # its association is over: recorded at once, then forgotten
 
 
 class Receiver:
@@ -226,6 +227,7 @@ class Receiver:
         # otherwise clash on its version and retry (PostgreSQL serialises the writes anyway).
         self._record_lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.stored = 0
         self.duplicates = 0
@@ -239,17 +241,32 @@ class Receiver:
 
     def close(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.flush_all()
 
     def _flush_loop(self) -> None:
-        while not self._stop.wait(self.max_delay / 2):
+        while not self._stop.is_set():
+            self._wake.wait(self.max_delay / 2)
+            self._wake.clear()
             now = time.monotonic()
             with self._lock:
-                due = [k for k, b in self._batches.items() if b.items and now - b.first_at >= self.max_delay]
-            for key in due:
-                self.flush(key, keep=True)
+                due = [(k, b.ended) for k, b in self._batches.items()
+                       if b.ended or (b.items and now - b.first_at >= self.max_delay)]
+            for key, ended in due:
+                self.flush(key, keep=not ended)
+
+    def end(self, key: Any) -> None:
+        """The association `key` is over: its batch is recorded by the recording thread at once, then
+        forgotten. Not in the association's thread: while PostgreSQL is away recording waits, and the
+        association would not end (its sender, its worker's count of associations, kept waiting)."""
+        with self._lock:
+            batch = self._batches.get(key)
+            if batch is None:
+                return
+            batch.ended = True
+        self._wake.set()
 
     # ------------------------------------------------------------------ C-STORE
 

@@ -153,7 +153,7 @@ class DicomNodeServer:
 
     def _on_end(self, event: evt.Event) -> None:
         if self.receiver is not None:
-            self.receiver.flush(event.assoc)
+            self.receiver.end(event.assoc)
 
     def _tell_acceptor(self, event: evt.Event) -> None:
         if isinstance(self.server, ChannelServer):
