@@ -34,6 +34,7 @@ ASSOCIATION_FAILURES = ("unreachable", "rejected", "aborted")
 # disk; their recording, one batch per association, can take seconds on a loaded machine) before
 # taking them for missing and asking again.
 CONFIRMED_PATIENCE = 15.0
+REASK = 2  # times the study and its series are asked again when the study's count is not the sum of theirs
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,40 @@ def share(asks: list[Ask], parts: int) -> list[list[Ask]]:
         if merged:
             out.append(merged)
     return out
+
+
+def announced(wanted: list[SeriesMatch], study_count: int | None) -> int:
+    """How many instances the PACS announced for these series: their counts; the study's count only
+    when a series has none (the retrieve of a whole study)."""
+    total = sum(s.instance_count or 0 for s in wanted)
+    if study_count and any(s.instance_count is None for s in wanted):
+        return max(total, study_count)
+    return total
+
+
+def received_of(wanted: list[SeriesMatch], recorded: dict[str, str]) -> int:
+    """The recorded instances of these series, each counted up to what the PACS announced for it: the
+    same set as `announced`, so that a study is complete when every announced series is."""
+    counts = Retriever._counts(recorded)
+    return sum(
+        counts.get(s.series_instance_uid, 0) if s.instance_count is None
+        else min(counts.get(s.series_instance_uid, 0), s.instance_count)
+        for s in wanted
+    )
+
+
+def series_disagree(study_count: int | None, series: list[SeriesMatch]) -> bool:
+    counts = [s.instance_count for s in series]  # the study's count is not the sum of its series' counts
+    return study_count is not None and None not in counts and sum(c or 0 for c in counts) != study_count
+
+
+def list_stale(wanted: list[SeriesMatch], recorded: dict[str, str], whole_study: bool) -> bool:
+    """What was recorded says the series list is out of date: more instances of a series than it
+    announced, or (whole study) instances of a series it did not list."""
+    counts = Retriever._counts(recorded)
+    uids = {s.series_instance_uid for s in wanted}
+    over = any(s.instance_count is not None and counts.get(s.series_instance_uid, 0) > s.instance_count for s in wanted)
+    return over or (whole_study and any(uid not in uids for uid in counts))
 
 
 def _chunks(items: list[str], count: int) -> list[list[str]]:
@@ -145,8 +180,7 @@ class Retriever:
         deadline = time.monotonic() + self.max_wait
         last, last_change, delay = -1, time.monotonic(), 0.02
         while time.monotonic() < deadline:
-            counts = self._counts(self._recorded(establishment_id, study_uid))
-            got = sum(counts.get(s.series_instance_uid, 0) for s in wanted)
+            got = received_of(wanted, self._recorded(establishment_id, study_uid))
             if got >= expected:
                 return
             if got != last:
@@ -260,15 +294,20 @@ class Retriever:
                 patient = {"id": m.patient_id, "name": m.patient_name, "birth_date": m.patient_birth_date, "sex": m.patient_sex}
                 study = {"accession_number": m.accession_number, "date": m.study_date, "description": m.description}
                 series = q.find_series(study_uid)
+                for _ in range(REASK):  # counts that disagree: a series added or removed meanwhile?
+                    if series_uids or not series_disagree(m.instance_count, series):
+                        break
+                    log.info("récupération %s : %s instance(s) dans l'étude, %d dans ses séries : nouvelle recherche",
+                             study_uid, m.instance_count, sum(s.instance_count or 0 for s in series))
+                    m = next(iter(q.find_studies(study_instance_uid=study_uid)), m)
+                    series = q.find_series(study_uid)
+                study_count = None if series_uids else m.instance_count
                 wanted = [s for s in series if not series_uids or s.series_instance_uid in series_uids]
                 if series_uids and not wanted:
                     raise QRError("séries demandées introuvables sur le PACS", "not_found")
-                expected = sum(s.instance_count or 0 for s in wanted)
-                if not series_uids and m.instance_count:
-                    expected = max(expected, m.instance_count)
-                wanted_uids = {w.series_instance_uid for w in wanted}
+                expected = announced(wanted, study_count)
                 recorded = self._recorded(est, study_uid)
-                received = sum(1 for s in recorded.values() if s in wanted_uids)
+                received = received_of(wanted, recorded)
                 record("started")
                 listed: dict[str, list[str]] = {}
                 parallel = self.parallel if method == "move" else 1
@@ -295,7 +334,14 @@ class Retriever:
                         earlier = e
                         log.warning("récupération %s, tentative %d : %s", study_uid, attempts, e.reason)
                     recorded = self._recorded(est, study_uid)
-                    received = sum(1 for s in recorded.values() if s in wanted_uids)
+                    if list_stale(wanted, recorded, not series_uids):  # e.g. a series added since the search
+                        try:
+                            wanted = [s for s in q.find_series(study_uid)
+                                      if not series_uids or s.series_instance_uid in series_uids] or wanted
+                        except QRError as e:
+                            log.warning("récupération %s : nouvelle recherche des séries impossible (%s)", study_uid, e.reason)
+                        expected = announced(wanted, study_count)
+                    received = received_of(wanted, recorded)
                     if not expected:
                         break
             if expected and received >= expected:
