@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,7 +30,9 @@ from domain.imaging import received_study_id
 from entrypoints.dicom_node import node_server
 from projections import runner
 from projections.runner import catch_up, open_view
-from tests.peers import free_port
+from tests.peers import free_port, wait_port
+from tests.peers import stop as stop_process
+from tests.processes import RelaisProcess
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from dicomdata import write_study  # noqa: E402
@@ -150,3 +153,31 @@ def test_a_node_added_or_moved_takes_effect_without_waiting_for_the_poll(node, r
     assert until(lambda: echo(port, "NEW_GW").returncode != 0)
     relais.move_node(aet="NEW_GW", host="localhost", port=104)  # a host name: its addresses
     assert until(lambda: echo(port, "NEW_GW").returncode == 0)
+
+
+def test_a_node_of_several_processes_checks_addresses_and_follows_the_directory(relais, world, settings):
+    """The real `relais scp` with two workers (each association served by a worker process that
+    received its connection from the acceptor): the peer's address is still the caller's."""
+    relais.add_node(aet="FAR_GW", host="10.1.2.3", port=104, establishment_id=world["toulouse"], kind="gateway")
+    env = settings.eventsourcing_env()
+    catch_up("directory", env, relais)
+    stop = threading.Event()
+    projections = threading.Thread(target=runner.run, args=(["directory"], env, stop), daemon=True)
+    projections.start()
+    port = free_port()
+    node = RelaisProcess(["scp"], dict(
+        os.environ, RELAIS_DATABASE_URL=settings.database_url, RELAIS_DATA_DIR=str(settings.data_dir),
+        RELAIS_DICOM_PORT=str(port), RELAIS_DICOM_WORKERS="2", RELAIS_LOG_LEVEL="INFO",
+    ))
+    try:
+        wait_port(port, 60, node.process)
+        assert until(lambda: len(re.findall(r"processus \d/2 prêt", node.output)) == 2, 60), node.output
+        assert echo(port, "FAR_GW").returncode != 0
+        assert until(lambda: "association refusée : FAR_GW depuis 127.0.0.1" in node.output), node.output
+        relais.set_node_addresses(aet="FAR_GW", addresses=["127.0.0.1"], unverified=False)
+        assert until(lambda: echo(port, "FAR_GW").returncode == 0), node.output  # both workers told
+        assert all(echo(port, "FAR_GW").returncode == 0 for _ in range(4)), node.output
+    finally:
+        stop_process(node.process)
+        stop.set()
+        projections.join(timeout=20)
