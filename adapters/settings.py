@@ -25,6 +25,7 @@ class Settings:
     dicom_aet: str = "RELAIS"
     dicom_workers: int = 1
     dicom_max_associations_per_peer: int = 8  # connections at a time from one address; more are refused
+    import_user_max_bytes: int = 20 * 1024**3  # one user's imaging imports in progress, in total on disk
     secure_cookies: bool = False
     log_level: str = "INFO"
     tables_ready: bool = False

@@ -22,6 +22,7 @@ from adapters.blobs import BlobStore
 from adapters.credentials import Credentials
 from adapters.database import DictPool
 from adapters.dicom.export import Exporter, export_study
+from adapters.dicom.importcleanup import ImportSweeper
 from adapters.dicom.retrieve import Retriever, retrieve_study
 from adapters.dicom.storage import InstanceStore
 from adapters.jobs import ArqJobs, InlineJobs, JobContext, Jobs, JobTable, ping
@@ -167,5 +168,10 @@ def web_secret(settings: Settings) -> str:
 
 
 def build_web_app(settings: Settings) -> Litestar:
-    """The web application of one process, on services built for it now."""
-    return create_app(build_web_services(settings), web_secret(settings))
+    """The web application of one process, on services built for it now; it sweeps abandoned imaging
+    imports (the web process owns them) at start and every hour."""
+    app = create_app(build_web_services(settings), web_secret(settings))
+    sweeper = ImportSweeper(settings.data_dir / "imports")
+    app.on_startup.append(sweeper.start)
+    app.on_shutdown.insert(0, sweeper.stop)
+    return app

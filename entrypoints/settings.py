@@ -30,6 +30,9 @@ ENV_DOC = {
         "Processes serving DICOM associations (one accepts, the least busy serves; parallel associations need several). "
         "Default: the number of CPUs, at most 4"
     ),
+    "RELAIS_IMPORT_USER_MAX_BYTES": (
+        "Bytes one user's imaging imports in progress (uploaded, not yet confirmed) may take in total. Default 20 GiB"
+    ),
     "RELAIS_DICOM_MAX_ASSOCIATIONS_PER_PEER": (
         "DICOM associations at a time from one address; more are refused and logged. Default 8"
     ),
@@ -81,6 +84,9 @@ def settings_from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(
             f"RELAIS_DICOM_MAX_ASSOCIATIONS_PER_PEER : nombre de 1 à 1000 attendu, pas « {per_peer_raw} »"
         )
+    import_max_raw = env.get("RELAIS_IMPORT_USER_MAX_BYTES", "").strip()
+    if import_max_raw and (not import_max_raw.isdigit() or int(import_max_raw) < 1024**2):
+        raise SettingsError(f"RELAIS_IMPORT_USER_MAX_BYTES : nombre d'octets (1 Mio au moins) attendu, pas « {import_max_raw} »")
     proxies: tuple[str, ...] = ()
     for proxy in (p.strip() for p in env.get("RELAIS_TRUSTED_PROXIES", "").split(",") if p.strip()):
         try:  # normalised: uvicorn takes "10.0.0.0/8", not "10.0.0.1/8"
@@ -103,6 +109,7 @@ def settings_from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         dicom_aet=aet,
         dicom_workers=workers,
         dicom_max_associations_per_peer=int(per_peer_raw) if per_peer_raw else 8,
+        import_user_max_bytes=int(import_max_raw) if import_max_raw else 20 * 1024**3,
         secure_cookies=env.get("RELAIS_SECURE_COOKIES", "0") in ("1", "true", "yes"),
         log_level=(env.get("RELAIS_LOG_LEVEL") or "INFO").upper(),
         tables_ready=env.get("RELAIS_TABLES_READY", "") == "1",
