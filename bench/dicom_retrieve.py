@@ -10,15 +10,23 @@
     .venv/bin/python bench/dicom_retrieve.py                 # 250 instances
     .venv/bin/python bench/dicom_retrieve.py --instances 50
     .venv/bin/python bench/dicom_retrieve.py --parallel 1   # C-MOVE on one association
+    .venv/bin/python bench/dicom_retrieve.py --interrupt 3  # the PACS killed mid-transfer, 3 times per method
+
+`--interrupt N`: instead, N times per method (C-MOVE over the Retriever's parallel associations,
+C-GET), a fresh Orthanc and node; Orthanc is killed (SIGKILL, its own PID) once a fifth of the study
+is stored on our side; prints the seconds from the kill to the retrieve's outcome and its reason
+(the DIMSE timeout is the product's, 30 s).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -40,9 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instances", type=int, default=250)
     parser.add_argument("--parallel", type=int, default=None, help="C-MOVE associations (default: the Retriever's)")
+    parser.add_argument("--interrupt", type=int, default=0, metavar="N", help="the PACS killed mid-transfer, N times per method")
     args = parser.parse_args(argv)
     n = args.instances
     folder, study_uid = ct_study(n)
+    if args.interrupt:
+        return interrupted(folder, study_uid, n, args.interrupt, args.parallel)
     print(f"# dicom_retrieve: {n} CT instances 512x512 16-bit; {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory(prefix="relais-bench-") as tmp:
         tmp = Path(tmp)
@@ -127,6 +138,56 @@ def main(argv: list[str] | None = None) -> int:
             print("Previews (CT 512x512 16-bit):")
             print(f"  thumbnail of a series (middle image, 128 px, cold)  {thumb * 1000:6.1f} ms")
             print(f"  full-size PNG with the brain preset                 {full * 1000:6.1f} ms per image")
+    print(f"# load {os.getloadavg()[0]:.2f} at the end")
+    return 0
+
+
+def interrupted(folder: Path, study_uid: str, n: int, repeat: int, parallel: int | None) -> int:
+    from tests.conftest import rpps
+
+    print(f"# dicom_retrieve --interrupt: {n} CT instances, Orthanc killed once {n // 5} are stored on our side; "
+          f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}")
+    for method in ("move", "get"):
+        for trial in range(repeat):
+            with tempfile.TemporaryDirectory(prefix="relais-bench-") as tmp:
+                node = OurNode(Path(tmp) / "ours")
+                orthanc = Orthanc(Path(tmp) / "orthanc", modalities={"RELAIS": ("127.0.0.1", node.port)})
+                node.extra_nodes = [(orthanc.aet, orthanc.dicom_port, "pacs")]
+                with orthanc, node:
+                    r = subprocess.run(["storescu", "-aet", "LOADER", "-aec", orthanc.aet, "127.0.0.1",
+                                        str(orthanc.dicom_port), "+sd", str(folder)], env=PEER_ENV, capture_output=True)
+                    assert r.returncode == 0 and orthanc.instance_count() == n, r.stderr
+                    app, est = node.app, node.establishment
+                    app.set_node_retrieve_method(aet=orthanc.aet, method=method)
+                    clinician = app.add_practitioner(rpps=rpps(1), family_name="Martin", given_name="Claire",
+                                                     establishment_id=est, roles=["clinician"])
+                    did = app.create_dossier(actor_id=clinician, workflow="imaging_transfer", question="Bench",
+                                             consent="given", imaging_source="pacs_retrieve", **PATIENT)
+                    store = InstanceStore(node.settings.dicom_root if method == "move" else Path(tmp) / "get-store")
+                    extra = {} if parallel is None else {"parallel": parallel}
+                    retriever = Retriever(app=app, store=store, our_aet="RELAIS", **extra)
+                    killed: list[float] = []
+                    done = threading.Event()
+
+                    def kill_when_a_fifth_is_stored() -> None:
+                        while not done.is_set():
+                            if len(list(store.instances(est, study_uid))) >= n // 5 and orthanc.proc is not None:
+                                os.kill(orthanc.proc.pid, signal.SIGKILL)
+                                killed.append(time.monotonic())
+                                return
+                            time.sleep(0.005)
+
+                    watcher = threading.Thread(target=kill_when_a_fifth_is_stored, daemon=True)
+                    watcher.start()
+                    out = retriever.retrieve(dossier_id=did, study_uid=study_uid, node_aet=orthanc.aet)
+                    ended = time.monotonic()
+                    done.set()
+                    watcher.join()
+                    if not killed:
+                        print(f"  C-{method.upper()} run {trial + 1}: finished before the kill ({out.status})")
+                        continue
+                    print(f"  C-{method.upper()} run {trial + 1}: outcome {ended - killed[0]:6.2f} s after the kill, "
+                          f"{out.received}/{out.expected} recorded, {out.status}: {out.reason}")
     print(f"# load {os.getloadavg()[0]:.2f} at the end")
     return 0
 
