@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import psycopg
 import pytest
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
@@ -181,3 +182,17 @@ def test_a_node_of_several_processes_checks_addresses_and_follows_the_directory(
         stop_process(node.process)
         stop.set()
         projections.join(timeout=20)
+
+
+LISTENER = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'relais-dicom-directory'"
+
+
+def test_a_change_made_while_the_node_had_lost_its_listening_connection_is_not_missed(node, relais, world, settings):
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        assert until(lambda: len(conn.execute(LISTENER).fetchall()) == 1)
+        ((pid,),) = conn.execute(LISTENER).fetchall()
+        conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        # at once, before it listens again: its notification may be lost, the reconnection reads again
+        relais.add_node(aet="LATE_GW", host="127.0.0.1", port=104, establishment_id=world["toulouse"], kind="gateway")
+        assert until(lambda: echo(node["port"], "LATE_GW").returncode == 0)
+        assert until(lambda: [p for (p,) in conn.execute(LISTENER).fetchall()] not in ([], [pid]))
