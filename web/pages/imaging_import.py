@@ -18,7 +18,17 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath
 from litestar.response import Template
 
-from adapters.dicom.fileimport import MAX_FILES, discard, extract_zip, import_studies, safe_name, scan
+from adapters.dicom.fileimport import (
+    MAX_FILES,
+    MAX_TOTAL_BYTES,
+    ImportRejected,
+    discard,
+    extract_zip,
+    import_studies,
+    safe_name,
+    scan,
+)
+from adapters.dicom.importcleanup import folder_bytes, user_bytes
 from adapters.dicom.recording import recorder
 from adapters.private_files import private_dir, write_private
 from application.errors import NotFoundError
@@ -69,28 +79,59 @@ def _review(services: Services, user: SessionUser, dossier_id: str, import_id: s
     })
 
 
+def _gib(n: int) -> str:
+    """A size as people read it: « 20 Gio », « 1,5 Gio », « 300 Mio »."""
+    value, unit = (n / 1024**3, "Gio") if n >= 1024**3 else (n / 1024**2, "Mio")
+    return f"{value:.1f}".rstrip("0").rstrip(".").replace(".", ",") + f" {unit}"
+
+
+class OverQuota(ImportRejected):
+    """One user's imports in progress would exceed RELAIS_IMPORT_USER_MAX_BYTES."""
+
+    def __init__(self, cap: int):
+        super().__init__(
+            f"vos imports d'imagerie en cours dépassent la limite de {_gib(cap)} par utilisateur : importez ou "
+            "abandonnez ceux qui attendent votre vérification (ils sont supprimés après un jour), ou envoyez moins "
+            "de fichiers à la fois"
+        )
+
+
+@dataclass
+class _Budget:
+    """The bytes this user's imports may still take (RELAIS_IMPORT_USER_MAX_BYTES minus those in progress)."""
+
+    cap: int
+    left: int
+
+    def take(self, n: int) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise OverQuota(self.cap)
+
+
 class _UploadedFile:
     """An uploaded file written to `<upload>/<nnnnnn>/<name>` (nnnnnn: its rank in the form), readable by
-    the platform's user only; an aborted one is removed."""
+    the platform's user only, counted against the user's budget; an aborted one is removed."""
 
-    def __init__(self, rel: PurePosixPath, target: Path):
-        self.rel, self.target = rel, target
+    def __init__(self, rel: PurePosixPath, target: Path, budget: _Budget):
+        self.rel, self.target, self.budget = rel, target, budget
         target.parent.mkdir(mode=0o700, parents=True)
         self.file = os.fdopen(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
 
     @classmethod
-    def opener(cls, upload: Path) -> Callable[[str], _UploadedFile]:
+    def opener(cls, upload: Path, budget: _Budget) -> Callable[[str], _UploadedFile]:
         count = 0
 
         def open_file(filename: str) -> _UploadedFile:
             nonlocal count
             count += 1
             rel = safe_name(filename) or PurePosixPath(f"fichier-{count}")
-            return cls(rel, upload / f"{count:06d}" / rel.name)
+            return cls(rel, upload / f"{count:06d}" / rel.name, budget)
 
         return open_file
 
     def write(self, data: bytes) -> None:
+        self.budget.take(len(data))
         self.file.write(data)
 
     def finish(self) -> tuple[str, Path]:
@@ -117,8 +158,17 @@ async def import_upload(
     folder.mkdir(mode=0o700)
     (folder / "upload").mkdir(mode=0o700)
     (folder / "files").mkdir(mode=0o700)
+    owner = {"dossier_id": dossier_id, "practitioner_id": user.practitioner_id}
+    write_private(folder / "owner.json", json.dumps(owner | {"refused": []}).encode())  # counted while it uploads
+    cap = services.settings.import_user_max_bytes
+    budget = _Budget(cap, cap - await anyio.to_thread.run_sync(
+        lambda: user_bytes(folder.parent, user.practitioner_id, skip=import_id)))
+    if budget.left <= 0:
+        discard(folder)
+        raise OverQuota(cap)
     try:
-        form = await receive(request, boundary, "files", _UploadedFile.opener(folder / "upload"), max_segments=MAX_FILES + 10)
+        form = await receive(request, boundary, "files", _UploadedFile.opener(folder / "upload", budget),
+                             max_segments=MAX_FILES + 10)
     except BrokenUpload:
         discard(folder)
         raise InvalidFieldError("file", "envoi de fichiers incomplet ou invalide") from None
@@ -131,18 +181,31 @@ async def import_upload(
         raise InvalidFieldError("file", "choisissez des fichiers DICOM, une archive ZIP ou le dossier d'un CD")
 
     def unpack() -> list[tuple[str, str]]:
+        """ZIPs extracted each in its own folder; files of a folder upload (a CD) placed at the relative
+        path the browser sent, so that a DICOMDIR finds the files it references; loose files each in
+        their own folder (two files of the same name never collide)."""
         refused: list[tuple[str, str]] = []
         for rel, path in uploaded:
             with path.open("rb") as f:
                 is_zip = f.read(4) == b"PK\x03\x04"
             dest = folder / "files" / path.parent.name
-            if is_zip:
-                refused += extract_zip(path, dest)
+            if is_zip:  # what it unpacks to counts against the budget too (the archive is then removed)
+                room = budget.left + path.stat().st_size
+                try:
+                    refused += extract_zip(path, dest, max_total=min(MAX_TOTAL_BYTES, room))
+                except ImportRejected as e:
+                    if room < MAX_TOTAL_BYTES and "taille" in str(e):
+                        raise OverQuota(cap) from None
+                    raise
+                budget.take(folder_bytes(dest) - path.stat().st_size)
                 path.unlink()
-            else:
-                target = dest / (safe_name(rel) or PurePosixPath(path.name))
-                private_dir(target.parent)
-                path.replace(target)
+                continue
+            name = safe_name(rel) or PurePosixPath(path.name)
+            target = folder / "files" / "tree" / name if len(name.parts) > 1 else dest / name
+            if target.exists():  # the same relative path sent twice: kept apart
+                target = dest / name
+            private_dir(target.parent)
+            path.replace(target)
         return refused
 
     try:
@@ -150,9 +213,8 @@ async def import_upload(
     except BaseException:  # a limit broken, a disk full, anything: nothing of the upload is kept
         discard(folder)
         raise
-    write_private(folder / "owner.json", json.dumps({
-        "dossier_id": dossier_id, "practitioner_id": user.practitioner_id, "refused": refused,
-    }).encode())
+    write_private(folder / "owner.next", json.dumps(owner | {"refused": refused}).encode())
+    (folder / "owner.next").replace(folder / "owner.json")
     return await anyio.to_thread.run_sync(lambda: _review(services, user, dossier_id, import_id))
 
 

@@ -94,6 +94,17 @@
     }
     connect();
   }
+  /* Imaging import: htmx sends each file under its bare name; a CD chosen as a folder must keep the
+     path of each file in it (webkitRelativePath), or its DICOMDIR references nothing. */
+  document.addEventListener("htmx:configRequest", function (e) {
+    var form = e.detail.elt;
+    if (!form || !form.matches || !form.matches("form.js-keep-paths") || !e.detail.formData) { return; }
+    var data = e.detail.formData;
+    data.delete("files");
+    form.querySelectorAll("input[type=file][name=files]").forEach(function (input) {
+      Array.prototype.forEach.call(input.files, function (f) { data.append("files", f, f.webkitRelativePath || f.name); });
+    });
+  });
   document.addEventListener("htmx:afterSettle", function (e) {
     if (!e.detail.elt || e.detail.elt.id !== "results") { return; }
     var now = rowIds();
