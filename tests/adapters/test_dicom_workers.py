@@ -11,18 +11,16 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 import psutil
 import pytest
-from pydicom import dcmread
 
 from domain.imaging import received_study_id
 from projections.runner import catch_up
 from tests.conftest import PATIENT
+from tests.faults.dicomload import Sender, data_set_bytes, recorded_times, without_trailing_padding
 from tests.peers import PEER_ENV, free_port, wait_port
 from tests.processes import RelaisProcess
 
@@ -171,78 +169,12 @@ def test_a_sender_that_connects_while_the_workers_start_waits_and_is_served(rela
 # ---------------------------------------------------------------- kill -9 of the workers mid-transfer (issue 11 item 5)
 
 
-def without_trailing_padding(files: list[Path]) -> None:
-    """Rewrites test files without their Data Set Trailing Padding (FFFC,FFFC), which dcmtk drops
-    when it sends: what is sent is then the file's data set byte for byte."""
-    for f in files:
-        ds = dcmread(f)
-        if 0xFFFCFFFC in ds:
-            del ds[0xFFFCFFFC]
-            ds.save_as(f, enforce_file_format=True)
-
-
-def data_set_bytes(path: Path) -> bytes:
-    """A Part 10 file's data set as encoded (what follows the File Meta Information group): what the
-    node stores as received, behind a file meta group of its own."""
-    raw = path.read_bytes()
-    assert raw[128:132] == b"DICM" and raw[132:136] == b"\x02\x00\x00\x00", path
-    return raw[144 + int.from_bytes(raw[140:144], "little"):]
-
-
-class Sender:
-    """dcmtk `storescu -v` sending files over one association; `acked` are the files the node
-    answered Success for (read from storescu's output as it comes)."""
-
-    def __init__(self, port: int, files: list[Path]):
-        self.proc = subprocess.Popen(
-            ["storescu", "-v", "-aet", "TLSE_GW", "-aec", "RELAIS", "-to", "20", "-ta", "20", "-td", "20",
-             "127.0.0.1", str(port), *map(str, files)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=PEER_ENV,
-        )
-        self.acked: list[Path] = []
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        current: Path | None = None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            if "Sending file: " in line:
-                current = Path(line.split("Sending file: ", 1)[1].strip())
-            elif "Received Store Response (Success)" in line and current is not None:
-                self.acked.append(current)
-                current = None
-
-    def wait_acked(self, count: int, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.acked) < count and time.monotonic() < deadline and self._reader.is_alive():
-            time.sleep(0.005)
-        assert len(self.acked) >= count, "".join(self.lines[-30:])
-
-    def end(self) -> int:
-        code = self.proc.wait(timeout=120)
-        self._reader.join(30)
-        return code
-
-
 def kill_workers(node: Node) -> set[int]:
     workers = node.workers()
     node.killed = True
     for w in workers:
         w.send_signal(signal.SIGKILL)
     return {w.pid for w in workers}
-
-
-def recorded_times(relais, world, study_uid: str) -> Counter[str]:
-    """How many times each SOP Instance UID is in the study's events (exactly once expected)."""
-    sid = received_study_id(world["toulouse"], study_uid)
-    seen: Counter[str] = Counter()
-    if sid in relais.repository:
-        for e in relais.repository.event_store.get(sid):
-            for i in getattr(e, "instances", None) or []:
-                seen[i["sop"]] += 1
-    return seen
 
 
 def await_accession(relais, world, settings, accession: str) -> str:
@@ -269,12 +201,12 @@ def test_instances_acknowledged_by_workers_killed_mid_transfer_are_recorded_with
     acked: list[Path] = []
     if moment == "after an association":  # three associations of 20 end; kill at once after the third
         for k in range(3):
-            sender = Sender(node.port, files[20 * k:20 * (k + 1)])
+            sender = Sender(node.port, files[20 * k:20 * (k + 1)], "TLSE_GW", PEER_ENV)
             assert sender.end() == 0, "".join(sender.lines[-20:])
             acked += sender.acked
         killed = kill_workers(node)
     else:
-        sender = Sender(node.port, files)
+        sender = Sender(node.port, files, "TLSE_GW", PEER_ENV)
         sender.wait_acked(5 if moment == "early" else 150)
         killed = kill_workers(node)
         sender.end()
@@ -287,9 +219,9 @@ def test_instances_acknowledged_by_workers_killed_mid_transfer_are_recorded_with
     by_file = dict(zip(files, study["sops"], strict=True))
     want = {by_file[f] for f in acked}
     deadline = time.monotonic() + 60
-    while not want <= set(recorded_times(relais, world, study["study_uid"])) and time.monotonic() < deadline:
+    while not want <= set(recorded_times(relais, world["toulouse"], study["study_uid"])) and time.monotonic() < deadline:
         time.sleep(0.2)
-    times = recorded_times(relais, world, study["study_uid"])
+    times = recorded_times(relais, world["toulouse"], study["study_uid"])
     assert want <= set(times), f"{len(want - set(times))} of {len(want)} acknowledged instances not recorded"
     print(f"\n[kill -9 of both workers, {moment}] {len(want)} acknowledged instances all recorded "
           f"{time.monotonic() - killed_at:.2f} s after the kill")
