@@ -76,12 +76,13 @@ class DossierCommands:
     def check_seen(self, dossier: Dossier, expected_version: int | None) -> None:
         """The form's version check. What happened since the version the form showed conflicts, except the
         platform attaching imaging the requester asked for (an awaited exam arriving from the DICOM node, a
-        PACS retrieve completing): it adds a study and changes nothing the form could have read otherwise,
+        PACS retrieve completing) or holding images back for their patient identity (ImagingHeld): it adds a
+        study or a notice and changes nothing the form could have read otherwise,
         so « Continuer » after « Attendre cet examen » or « Récupérer » is not « modifié ailleurs »."""
         if expected_version is None or expected_version == dossier.version:
             return
         if 0 < expected_version < dossier.version and all(
-            isinstance(e, Dossier.ImagingAttached) and e.actor.get("role") == SYSTEM_ROLE
+            isinstance(e, Dossier.ImagingAttached | Dossier.ImagingHeld) and e.actor.get("role") == SYSTEM_ROLE
             for e in self.core.events_of(dossier.id) if e.originator_version > expected_version
         ):
             return

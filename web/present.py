@@ -124,7 +124,14 @@ def timeline_line(event: str, data: Json, names: Names) -> tuple[str, str]:
             return "Document retiré", ""
         case "ImagingAttached":
             study = data.get("study", {})
-            return "Imagerie jointe", " ".join(x for x in (study.get("description"), ", ".join(study.get("modalities", []))) if x)
+            detail = " ".join(x for x in (study.get("description"), ", ".join(study.get("modalities", []))) if x)
+            if data.get("override"):
+                detail += " — identité des images confirmée malgré des différences"
+            return "Imagerie jointe", detail
+        case "ImagingHeld":  # no identity here: the timeline is read by recipients too
+            n = sum(r.get("count", 0) for r in data.get("identities", []))
+            why = "reçues après rattachement" if data.get("reason") == "quarantined" else "examen attendu non joint"
+            return "Images mises à l'écart (identité du patient)", f"{n} image(s), {why}"
         case "ImagingDetached":
             return "Imagerie retirée", ""
         case "RecipientAddressed":

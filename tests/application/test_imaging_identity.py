@@ -96,6 +96,7 @@ def test_an_awaited_exam_of_another_patient_is_not_attached_and_the_requester_is
 ) -> None:
     did = sent_dossier["dossier_id"]
     relais.await_imaging(dossier_id=did, actor_id=world["requester"], accession_number="ACC77")
+    shown = relais.repository.get(did).version  # the version the requester's form shows
     sid = record(relais, world, instances(DUPONT, 0, 2) + instances(MARTIN, 2, 2))
     assert relais.auto_attach(study_id=sid, dossier_ids=[did]) == []
     d = relais.get_dossier(dossier_id=did, actor_id=world["requester"])
@@ -106,6 +107,8 @@ def test_an_awaited_exam_of_another_patient_is_not_attached_and_the_requester_is
     version = relais.repository.get(did).version
     relais.auto_attach(study_id=sid, dossier_ids=[did])
     assert relais.repository.get(did).version == version
+    # the platform's notice does not make the requester's open form « modifié ailleurs »
+    relais.await_imaging(dossier_id=did, actor_id=world["requester"], accession_number="ACC78", expected_version=shown)
 
 
 def test_instances_of_another_patient_after_attachment_are_quarantined_and_the_requester_told(

@@ -86,6 +86,7 @@ def test_one_study_uid_two_patients_is_split_confirmed_recorded_and_shown_to_the
     assert "l'identité du patient de ces images diffère de celle du télédossier" in page.text
     assert "Claire MARTIN a confirmé le" in page.text
     assert "Sexe : télédossier « F », images « O »" in page.text
+    assert "identité des images confirmée malgré des différences" in page.text  # the timeline says it too
     viewer_page = client.get(f"/dossiers/{draft}/imaging/{uid}")
     assert viewer_page.status_code == 200
     assert "diffère de celle du télédossier" in viewer_page.text and "images « MARTIN »" in viewer_page.text
