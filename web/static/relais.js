@@ -94,8 +94,9 @@
     }
     connect();
   }
-  /* Imaging import: htmx sends each file under its bare name; a CD chosen as a folder must keep the
-     path of each file in it (webkitRelativePath), or its DICOMDIR references nothing. */
+  /* Imaging import: a CD chosen as a folder must keep the path of each file in it (webkitRelativePath),
+     or its DICOMDIR references nothing. Chromium already sends it as the multipart filename; this sends
+     it explicitly for browsers that would send the bare name (the server places files at that path). */
   document.addEventListener("htmx:configRequest", function (e) {
     var form = e.detail.elt;
     if (!form || !form.matches || !form.matches("form.js-keep-paths") || !e.detail.formData) { return; }
