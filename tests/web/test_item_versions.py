@@ -114,7 +114,8 @@ def _import_confirm(c: TestClient, x: dict, version: str | None) -> Any:
     assert review.status_code == 200, review.text
     tag = attr(review.text, r'(<form hx-post="/dossiers/[^"]+/dicom/import/[0-9a-f]{32}"[^>]*>)')
     assert 'hx-include="#expected-version"' in tag, "the import confirmation does not send the step's version"
-    form = {"form_token": attr(review.text, r'name="form_token" value="([^"]+)"'), "study_uids": STUDY_UID, "confirm_identity": "yes"}
+    form = {"form_token": attr(review.text, r'name="form_token" value="([^"]+)"'), "confirm_identity": "yes",
+            "study_uids": attr(review.text, r'name="study_uids" value="([^"]+)"')}  # the study (and patient) of the file
     if version:
         form["expected_version"] = step_version(page)
     return c.post(attr(tag, r'hx-post="([^"]+)"'), headers=HX | {"x-csrftoken": x["csrf"]}, data=form)
@@ -124,6 +125,10 @@ CASES: dict[str, Callable[[TestClient, dict, str | None], Any]] = {
     "document-upload": _upload, "document-remove": _remove_document, "recipient-add": _add_recipient,
     "recipient-remove": _remove_recipient, "study-attach": _attach, "study-await": _await, "study-import": _import_confirm,
 }
+
+
+# the dossier's patient as the images name it (a thin or differing identity would need a confirmation)
+IDENTITY = {"id": "IPP42", "name": "DUPONT^JEANNE", "birth_date": "19500302", "sex": "F"}
 
 
 @pytest.fixture()
@@ -138,7 +143,7 @@ def ready(relais: Relais, settings, passwords: dict, tmp_path: Path) -> dict:
     relais.record_received(establishment_id=w["toulouse"], source={"kind": "dicom_store", "calling_aet": "TLSE_GW"}, instances=[
         ReceivedInstance(sop_instance_uid=f"1.2.826.0.1.99.5.9.{i}", series_instance_uid="1.2.826.0.1.99.5.1",
                          study_instance_uid="1.2.826.0.1.99.5", sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
-                         transfer_syntax_uid="1.2.840.10008.1.2.1", size=10, patient={"id": "IPP42", "name": "DUPONT^JEANNE"},
+                         transfer_syntax_uid="1.2.840.10008.1.2.1", size=10, patient=IDENTITY,
                          study={"accession_number": "ACC9"}, series={"modality": "CT", "number": 1})
         for i in range(2)])
     catch_up("imaging", settings.eventsourcing_env(), relais)
@@ -322,7 +327,7 @@ def test_an_awaited_exam_arriving_while_the_step_is_open_is_no_conflict(client, 
         instances=[ReceivedInstance(
             sop_instance_uid="1.2.826.0.1.77.9.1", series_instance_uid="1.2.826.0.1.77.1", study_instance_uid="1.2.826.0.1.77",
             sop_class_uid="1.2.840.10008.5.1.4.1.1.2", transfer_syntax_uid="1.2.840.10008.1.2.1", size=10,
-            patient={"id": "IPP42", "name": "DUPONT^JEANNE"}, study={"accession_number": "ACC77"}, series={"modality": "CT", "number": 1})])
+            patient=IDENTITY, study={"accession_number": "ACC77"}, series={"modality": "CT", "number": 1})])
     relais.auto_attach(study_id=str(received_study_id(x["world"]["toulouse"], "1.2.826.0.1.77")), dossier_ids=[x["draft"]])
     d = relais.get_dossier(dossier_id=x["draft"], actor_id=x["world"]["requester"])
     assert [s["study_instance_uid"] for s in d.imaging] == ["1.2.826.0.1.77"], arrived
