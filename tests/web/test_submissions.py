@@ -132,7 +132,8 @@ def _received(relais: Relais, settings, world: dict, study_uid: str) -> str:
     relais.record_received(establishment_id=world["toulouse"], source={"kind": "dicom_store", "calling_aet": "TLSE_GW"}, instances=[
         ReceivedInstance(sop_instance_uid=f"{study_uid}.9.{i}", series_instance_uid=f"{study_uid}.1", study_instance_uid=study_uid,
                          sop_class_uid="1.2.840.10008.5.1.4.1.1.2", transfer_syntax_uid="1.2.840.10008.1.2.1", size=10,
-                         patient={"id": "IPP42", "name": "DUPONT^JEANNE"}, study={"accession_number": "ACC9"},
+                         patient={"id": "IPP42", "name": "DUPONT^JEANNE", "birth_date": "19500302", "sex": "F"},
+                         study={"accession_number": "ACC9"},
                          series={"modality": "CT", "number": 1})
         for i in range(2)])
     catch_up("imaging", settings.eventsourcing_env(), relais)
