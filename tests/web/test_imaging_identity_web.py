@@ -14,6 +14,7 @@ from pydicom.uid import generate_uid
 
 from domain.dossier import Dossier
 from tests.conftest import PATIENT, rpps
+from tests.peers import ORTHANC, Orthanc
 from tests.web.conftest import csrf_from, login
 from tests.web.shown import step_version
 
@@ -107,3 +108,38 @@ def test_a_matching_study_needs_no_confirmation_and_shows_no_warning(client, rel
     assert "importé" in client.post(url, data={"study_uids": [key]} | version, headers=h).text
     page = client.get(f"/dossiers/{draft}")
     assert "diffère de celle du télédossier" not in page.text
+
+
+@pytest.mark.skipif(ORTHANC is None, reason="Orthanc not installed")
+def test_a_retrieved_study_of_another_patient_is_not_attached_and_the_requester_is_told(
+    client, relais, settings, world, draft, tmp_path,
+):
+    """Before: a completed retrieve attached itself whatever patient the images named."""
+    import time
+
+    from projections.runner import catch_up
+
+    study = write_study(tmp_path / "ct", accession="ACCOTHER", patient_id="P2", patient_name="MARTIN^PAUL",
+                        birth_date="19611224", sex="M", series=1, per_series=2)
+    with Orthanc(tmp_path / "orthanc") as o:
+        o.upload(study["files"])
+        relais.add_node(aet=o.aet, host="127.0.0.1", port=o.dicom_port, establishment_id=world["toulouse"], kind="pacs")
+        relais.set_node_retrieve_method(aet=o.aet, method="get")
+        catch_up("directory", settings.eventsourcing_env(), relais)
+        login(client, rpps(1))
+        page = client.get(f"/dossiers/{draft}/edit/imaging").text
+        r = client.post(f"/dossiers/{draft}/dicom/pacs/retrieve", data={"node": o.aet, "study_uid": study["study_uid"]},
+                        headers=HX | {"x-csrftoken": csrf_from(page)})
+        assert r.status_code == 200
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            p = client.get(f"/dossiers/{draft}/dicom/pacs/progress", params={"node": o.aet, "study_uid": study["study_uid"]},
+                           headers=HX)
+            if "Récupéré" in p.text or "Échec" in p.text:
+                break
+            time.sleep(0.3)
+    assert "non joint : l'identité du patient des images" in p.text, p.text
+    d = relais.get_dossier(dossier_id=draft, actor_id=world["requester"])
+    assert d.imaging == () and [h["reason"] for h in d.imaging_held] == ["auto_refused"]
+    picker = client.get(f"/dossiers/{draft}/dicom/received", headers=HX)
+    assert "Examen attendu non joint automatiquement" in picker.text and "MARTIN PAUL" in picker.text

@@ -118,9 +118,13 @@ def _progress(
         state["received"] = study.instance_count
     except NotFoundError:
         pass
+    d = services.relais.get_dossier(dossier_id=dossier_id, actor_id=user.practitioner_id)
     return Template("imaging/_retrieve_progress.html", context={
         "dossier_id": dossier_id, "node": node, "study_uid": study_uid, "state": state,
         "running": state["status"] in ("queued", "started"),
+        # a retrieved study whose patient identity needs checking is held, not attached (Dossier.ImagingHeld)
+        "attached": any(s["study_instance_uid"] == study_uid for s in d.imaging),
+        "held": [h for h in d.imaging_held if h["study_instance_uid"] == study_uid],
     })
 
 
