@@ -143,3 +143,36 @@ def test_a_retrieved_study_of_another_patient_is_not_attached_and_the_requester_
     assert d.imaging == () and [h["reason"] for h in d.imaging_held] == ["auto_refused"]
     picker = client.get(f"/dossiers/{draft}/dicom/received", headers=HX)
     assert "Examen attendu non joint automatiquement" in picker.text and "MARTIN PAUL" in picker.text
+
+
+def test_attaching_a_received_study_of_a_thin_identity_asks_and_records_the_confirmation(client, relais, settings, world, draft):
+    """A study naming a family name only (no first name, birth date, sex) attached silently before."""
+    from application.imaging import ReceivedInstance
+    from projections.runner import catch_up
+
+    uid = "1.2.826.0.1.99.88"
+    (u,) = relais.record_received(establishment_id=world["toulouse"], source={"kind": "dicom_store"}, instances=[
+        ReceivedInstance(sop_instance_uid=f"{uid}.9.{i}", series_instance_uid=f"{uid}.1", study_instance_uid=uid,
+                         sop_class_uid="1.2.840.10008.5.1.4.1.1.2", transfer_syntax_uid="1.2.840.10008.1.2.1", size=10,
+                         patient={"id": "IPP42", "name": "DUPONT"}, study={"description": "TDM"},
+                         series={"modality": "CT", "number": 1}) for i in range(2)])
+    catch_up("imaging", settings.eventsourcing_env(), relais)
+    login(client, rpps(1))
+    page = client.get(f"/dossiers/{draft}/edit/imaging").text
+    h = HX | {"x-csrftoken": csrf_from(page)}
+    url = f"/dossiers/{draft}/dicom/received/{u.study_id}/attach"
+    picker = client.get(f"/dossiers/{draft}/dicom", headers=HX).text
+    token = re.search(r'/received/' + u.study_id + r'/attach".*?"form_token": "([^"]+)"', picker, re.S).group(1)
+    r = client.post(url, headers=h, data={"expected_version": step_version(page), "form_token": token})
+    assert r.status_code == 200 and "Vérifiez l'identité du patient de ces images" in r.text
+    assert "Date de naissance" in r.text and "(absent)" in r.text and 'name="confirm_identity"' in r.text
+    assert relais.get_dossier(dossier_id=draft, actor_id=world["requester"]).imaging == ()
+    key = re.search(r'name="identities" value="([0-9a-f]+)"', r.text).group(1)
+    page = client.get(f"/dossiers/{draft}/edit/imaging").text
+    token = re.search(r'name="form_token" value="([^"]+)"', r.text).group(1)
+    r = client.post(url, headers=h, data={"expected_version": step_version(page), "form_token": token,
+                                          "identities": key, "confirm_identity": "yes"})
+    assert "Examen joint" in r.text
+    (att,) = relais.get_dossier(dossier_id=draft, actor_id=world["requester"]).imaging
+    assert att["overrides"][0]["by"]["practitioner_id"] == world["requester"]
+    assert [d[0] for d in att["overrides"][0]["differences"]] == ["Prénom(s)", "Date de naissance", "Sexe"]
