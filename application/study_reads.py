@@ -16,7 +16,7 @@ from application.base import Core
 from application.errors import ConflictError, ForbiddenError, NotFoundError
 from domain.directory import DicomNode, node_id
 from domain.dossier import Dossier
-from domain.imaging import ReceivedStudy, attached_instances, received_study_id
+from domain.imaging import ReceivedStudy, accepted_identities, attached_instances, received_study_id
 from domain.values import Actor, Json, Role
 
 RETRIES = 5
@@ -76,6 +76,10 @@ def study_view(study: ReceivedStudy, attachment: Json | None = None) -> StudyVie
     (`attachment`), it holds only the instances of the patient identities the dossier accepted:
     instances of another patient (quarantined) are in no viewer, download, export or DICOMweb answer."""
     instances = dict(study.instances) if attachment is None else attached_instances(study, attachment)
+    patient = study.patient  # the study's first patient; read from a dossier, the patient it accepted
+    if attachment is not None:
+        known = study.identities
+        patient = next((known[k] for k in accepted_identities(study, attachment) if k in known), patient)
     counts: dict[str, int] = {}
     for se in instances.values():
         counts[se] = counts.get(se, 0) + 1
@@ -87,8 +91,8 @@ def study_view(study: ReceivedStudy, attachment: Json | None = None) -> StudyVie
         accession_number=study.study.get("accession_number"), study_date=study.study.get("date"),
         study_time=study.study.get("time"), description=study.study.get("description"),
         referring_physician=study.study.get("referring"),
-        patient_id=study.patient.get("id"), patient_name=study.patient.get("name"),
-        patient_birth_date=study.patient.get("birth_date"), patient_sex=study.patient.get("sex"),
+        patient_id=patient.get("id"), patient_name=patient.get("name"),
+        patient_birth_date=patient.get("birth_date"), patient_sex=patient.get("sex"),
         modalities=tuple(sorted({m["modality"] for m in shown.values() if m.get("modality")})),
         series=tuple(
             SeriesSummary(

@@ -179,3 +179,14 @@ def test_events_written_before_identities_still_load(relais: Relais, world: dict
     from domain.imaging import attached_instances
 
     assert len(attached_instances(study, {"study_instance_uid": STUDY})) == 2
+
+
+def test_a_dossier_reads_the_patient_it_accepted_not_the_studys_first(relais: Relais, world: dict, sent_dossier: dict) -> None:
+    """A study first received for another patient, the dossier accepting only its own patient's images:
+    the viewer and DICOMweb name the dossier's patient (the study's first instance named before)."""
+    sid = record(relais, world, instances(MARTIN, 0, 1) + instances(DUPONT, 1, 2))
+    did = sent_dossier["dossier_id"]
+    relais.attach_received_study(dossier_id=did, actor_id=world["requester"], study_id=sid, identities=[identity_key(DUPONT)])
+    view = relais.view_study(dossier_id=did, actor_id=world["recipient"], study_uid=STUDY)
+    assert (view.patient_name, view.patient_id, view.patient_sex) == ("DUPONT^JEANNE", "P123", "F")
+    assert sorted(view.instances) == [f"{STUDY}.9.1", f"{STUDY}.9.2"]
