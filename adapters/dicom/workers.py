@@ -36,7 +36,8 @@ READY = b"R"  # worker -> acceptor: its server is serving, connections may come
 STOP_GRACE_SECONDS = 10.0
 RESTART_DELAY_SECONDS = 1.0
 FAST_FAILURE_SECONDS = 10.0
-MAX_FAST_FAILURES = 3
+MAX_FAST_FAILURES = 3  # quick failures in a row that stop a node none of whose workers ever served
+MAX_RESTART_DELAY_SECONDS = 30.0
 
 
 class ChannelServer(NodeServer):
@@ -118,6 +119,7 @@ class Acceptor:
         self.listener: socket.socket | None = None
         self.selector = selectors.DefaultSelector()
         self.failed: str | None = None
+        self.served = False  # some worker was ready once: the configuration works
 
     # ------------------------------------------------------------------ workers
 
@@ -157,15 +159,21 @@ class Acceptor:
                           w.index + 1, code, w.active)
                 lived = time.monotonic() - w.started
                 w.fast_failures = w.fast_failures + 1 if lived < FAST_FAILURE_SECONDS else 0
-                if w.fast_failures >= MAX_FAST_FAILURES:
+                if w.fast_failures >= MAX_FAST_FAILURES and not self.served:
                     self.failed = f"nœud DICOM : le processus {w.index + 1} échoue au démarrage ({w.fast_failures} fois)"
                     log.error(self.failed)
                     stop.set()
                 w.process = None
                 self._retire(w)
                 w.started = time.monotonic()
-            elif time.monotonic() - w.started >= RESTART_DELAY_SECONDS:
+            elif time.monotonic() - w.started >= self._restart_delay(w):
                 self._spawn(w)
+
+    def _restart_delay(self, w: _Worker) -> float:
+        """Seconds before starting again a worker that stopped: 1, then twice as long after each quick
+        failure (a worker that cannot start while PostgreSQL is away), at most 30; the node goes on
+        with its other workers meanwhile."""
+        return min(MAX_RESTART_DELAY_SECONDS, RESTART_DELAY_SECONDS * float(2 ** max(0, w.fast_failures - 1)))
 
     # ------------------------------------------------------------------ accepting
 
@@ -251,7 +259,7 @@ class Acceptor:
             if data[:1] == READY:
                 data = data[1:]
                 if not worker.ready:
-                    worker.ready = True
+                    worker.ready = self.served = True
                     log.info("nœud DICOM : processus %d/%d prêt", worker.index + 1, self.count)
             elif data[:1] == ENDED:
                 end = data.find(b"\n")

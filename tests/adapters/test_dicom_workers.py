@@ -11,12 +11,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import psutil
 import pytest
 
+from adapters.dicom.workers import MAX_FAST_FAILURES, Acceptor
 from domain.imaging import received_study_id
 from projections.runner import catch_up
 from tests.conftest import PATIENT
@@ -234,3 +236,70 @@ def test_instances_acknowledged_by_workers_killed_mid_transfer_are_recorded_with
         time.sleep(0.2)
     (attached,) = relais.get_dossier(dossier_id=did, actor_id=world["requester"]).imaging
     assert attached["study_instance_uid"] == study["study_uid"]
+
+
+# ---------------------------------------------------------------- a worker that cannot start again (PostgreSQL away)
+
+FAKE_WORKER = """
+import os, pathlib, socket, sys, time
+broken, starts = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+with starts.open("a") as f:
+    f.write("x")
+if broken.exists():
+    sys.exit(2)  # as `relais scp` does when the database cannot be reached
+channel = socket.socket(fileno=int(os.environ["RELAIS_DICOM_CHANNEL_FD"]))
+channel.send(b"R")
+time.sleep(3600)
+"""
+
+
+def fake_acceptor(tmp_path: Path) -> tuple[Acceptor, Path, Path]:
+    script, broken, starts = tmp_path / "worker.py", tmp_path / "broken", tmp_path / "starts"
+    script.write_text(FAKE_WORKER)
+    acceptor = Acceptor(host="127.0.0.1", port=free_port(), count=1, env=dict(os.environ),
+                        command=[sys.executable, str(script), str(broken), str(starts)])
+    return acceptor, broken, starts
+
+
+def wait(predicate, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert predicate()
+
+
+def test_a_node_that_served_keeps_starting_a_worker_that_fails_quickly(tmp_path):
+    """A worker killed while PostgreSQL is away fails at each start (it cannot reach the database):
+    the node goes on with its other workers and starts it again, less and less often, until it
+    starts. Three quick failures stopped the whole node (meant for a node that never started)."""
+    acceptor, broken, starts = fake_acceptor(tmp_path)
+    stop = threading.Event()
+    serving = threading.Thread(target=acceptor.serve, args=(stop,), daemon=True)
+    try:
+        acceptor.open()
+        serving.start()
+        wait(lambda: acceptor.workers[0].ready)
+        broken.touch()
+        acceptor.workers[0].process.send_signal(signal.SIGKILL)
+        wait(lambda: len(starts.read_text()) >= 1 + MAX_FAST_FAILURES + 1)  # more quick failures than the limit
+        assert not stop.is_set() and acceptor.failed is None
+        broken.unlink()
+        wait(lambda: acceptor.workers[0].ready)  # started again once it can
+        assert not stop.is_set() and acceptor.failed is None
+    finally:
+        stop.set()
+        serving.join(30)
+        acceptor.close()
+
+
+def test_a_node_whose_workers_never_start_gives_up(tmp_path):
+    acceptor, broken, starts = fake_acceptor(tmp_path)
+    broken.touch()
+    stop = threading.Event()
+    try:
+        acceptor.open()
+        acceptor.serve(stop)  # returns once it gives up
+        assert stop.is_set() and "échoue au démarrage" in (acceptor.failed or "")
+        assert len(starts.read_text()) == MAX_FAST_FAILURES
+    finally:
+        acceptor.close()

@@ -246,3 +246,37 @@ def test_postgresql_restarted_under_load(scp, postgres, tmp_path):
             five_acknowledged_during_outage_after=during - down, twenty_acknowledged_after_restart=first,
             all_acknowledged_recorded_after_restart=recorded)
 
+
+
+def test_a_worker_killed_while_postgresql_is_down(scp, postgres, tmp_path):
+    """A worker killed during a PostgreSQL outage cannot start again until it is back (each start
+    fails at once): the other worker goes on storing what the gateway sends, the node keeps starting
+    the worker (it stopped the whole node after three quick failures), and once PostgreSQL is back
+    every acknowledged instance is recorded, the killed worker's batch included."""
+    node: Node = scp["node"]
+    load, study = _load(scp, tmp_path / "study", instances=600)
+    logged = len(node.output)
+    postgres.stop("fast")
+    down = time.monotonic()
+    try:
+        node.kill(acceptor=False, workers=1)
+        wait_until(lambda: re.search(r"le processus \d s'est arrêté \(code [12]\)", node.output[logged:]), RECOVERY_BOUND,
+                   "the worker failing to start while PostgreSQL is down")
+        load.wait_acked(20, after=time.monotonic(), timeout=60)  # the other worker still serves
+        stored_during = load.count(after=down)
+        outage = time.monotonic() - down
+    finally:
+        postgres.start()
+    back = time.monotonic()
+    wait_until(lambda: len(re.findall(r"processus \d/2 prêt", node.output[logged:])) >= 1, RECOVERY_BOUND,
+               "the worker started again once PostgreSQL is back")
+    ready = time.monotonic() - back
+    first = load.wait_acked(20, after=back) - back
+    acked = load.stop()
+    recorded = _all_recorded(scp, study, acked, back)
+    assert node.process is not None and node.process.process.poll() is None, "the node stopped"
+    refused = [line for line in node.output[logged:].splitlines() if "refusé" in line]
+    assert not refused, refused[:5]
+    figures("a worker killed while PostgreSQL is down", outage=outage, acknowledged_during_outage=str(stored_during),
+            worker_ready_after_restart=ready, twenty_acknowledged_after_restart=first,
+            all_acknowledged_recorded_after_restart=recorded)
