@@ -18,6 +18,7 @@ the installed one.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -98,8 +99,11 @@ class WakingDUL(DULServiceProvider):
         try:
             head = sock.recv(6)
             pdu_type, _, pdu_length = struct.unpack(">BBL", head)
-        except (OSError, TimeoutError, struct.error):
-            self.event_queue.put("Evt17")  # transport connection closed
+        except (OSError, TimeoutError, struct.error):  # the peer closed the connection
+            connected = sock._is_connected
+            sock.close()  # at once (puts Evt17, transport connection closed, if it was open)
+            if not connected:
+                self.event_queue.put("Evt17")
             return
         if pdu_type not in PDU_TYPES:
             LOGGER.error(f"Unknown PDU type received '0x{pdu_type:02X}'")
@@ -493,6 +497,18 @@ def _host(client_address: Any) -> str:
     return str(client_address[0]) if isinstance(client_address, tuple) and client_address else str(client_address)
 
 
+class _Once:
+    def __init__(self, action: Callable[[], object]):
+        self.action: Callable[[], object] | None = action
+        self.lock = threading.Lock()
+
+    def __call__(self) -> None:
+        with self.lock:
+            action, self.action = self.action, None
+        if action is not None:
+            action()
+
+
 class WakingRequestHandler(RequestHandler):
     """pynetdicom's handler of an incoming connection, its association a `WakingAssociation`
     on a `WakingDUL`."""
@@ -506,8 +522,22 @@ class WakingRequestHandler(RequestHandler):
             if server.spill is not None:
                 assoc.dimse.__class__ = SpillingDIMSE
                 cast(SpillingDIMSE, assoc.dimse).spill = server.spill
-            host = _host(self.client_address)
-            cast(WakingAssociation, assoc).on_end = lambda: server.released(host)
+            # the connection's place under the per-peer cap is freed when its socket closes (a
+            # connection closed before any A-ASSOCIATE-RQ would otherwise hold it until the ACSE
+            # timeout), or at the latest when its association's thread ends
+            release = _Once(functools.partial(server.released, _host(self.client_address)))
+            cast(WakingAssociation, assoc).on_end = release
+            transport = assoc.dul.socket
+            if transport is not None:
+                close = transport.close
+
+                def closing() -> None:
+                    try:
+                        close()
+                    finally:
+                        release()
+
+                transport.close = closing  # type: ignore[method-assign]
         return assoc
 
 

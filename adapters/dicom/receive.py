@@ -108,13 +108,29 @@ class _Received:
     raw: memoryview | None  # the data set's bytes as received, in memory (stored as they are)
     spilled: Path | None  # else the file they were spilled to (the file meta before them)
     reader: Any  # a file-like over the data set to decode (the inflated one when deflated), at its start
+    view: Any  # the bytes `reader` reads
+    start: int  # where the data set starts in them
+    ts: Any  # its transfer syntax
+
+    def header(self) -> Dataset:
+        """What `describe` needs of the data set; raises `Refused` unless the data set is complete.
+        The walk of the elements' lengths starts where pydicom stopped reading the header (it read
+        those before whole), unless it read to the end (then from the start: it may have stopped short)."""
+        ds = _read_described(self.reader, self.ts)
+        stopped = self.reader.tell()
+        start = stopped if self.start < stopped < len(self.view) else self.start
+        try:
+            check_complete(self.view, implicit_vr=self.ts.is_implicit_VR, little_endian=self.ts.is_little_endian, start=start)
+        except Incomplete as e:
+            raise Refused(f"données incomplètes : {e}") from None
+        return ds
 
 
 @contextmanager
 def _received(event: Any, inflate_limit: int, scratch: Path | None) -> Iterator[_Received]:
     """The received data set of a C-STORE (in pynetdicom's buffer, or in the file it was spilled
-    to): raises `Refused` unless it is complete. A deflated data set is inflated as a stream into a
-    scratch file, within `inflate_limit` bytes, to be checked and read."""
+    to). A deflated data set is inflated as a stream into a scratch file, within `inflate_limit`
+    bytes (`Refused` beyond), to be checked and read."""
     ts = event.context.transfer_syntax
     buf = event.request.DataSet
     spilled = buf.finish() if isinstance(buf, SpillingBuffer) else None
@@ -139,12 +155,8 @@ def _received(event: Any, inflate_limit: int, scratch: Path | None) -> Iterator[
                 raise Refused(f"données compressées incomplètes ou illisibles ({e})") from None
             view = reader = stack.enter_context(mapped(inflated))
             start = 0
-        try:
-            check_complete(view, implicit_vr=ts.is_implicit_VR, little_endian=ts.is_little_endian, start=start)
-        except Incomplete as e:
-            raise Refused(f"données incomplètes : {e}") from None
         reader.seek(start)
-        yield _Received(raw=raw, spilled=spilled, reader=reader)
+        yield _Received(raw=raw, spilled=spilled, reader=reader, view=view, start=start, ts=ts)
 
 
 def _element(tag: int, vr: bytes, value: bytes) -> bytes:
@@ -292,7 +304,7 @@ class Receiver:
         try:
             with _received(event, self.inflate_limit, self.scratch) as received:
                 try:
-                    ds = _read_described(received.reader, event.context.transfer_syntax)
+                    ds = received.header()
                     meta = event_meta(event, aet)
                     size = os.path.getsize(received.spilled) if received.spilled else len(meta) + len(cast(memoryview, received.raw))
                     item = describe(
@@ -307,6 +319,8 @@ class Receiver:
                 except InvalidFieldError as e:
                     log.warning("instance refusée (%s) depuis %s", e, aet)
                     return CANNOT_UNDERSTAND
+                except Refused:
+                    raise
                 except Exception:
                     log.exception("instance illisible depuis %s", aet)
                     return CANNOT_UNDERSTAND
