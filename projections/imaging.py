@@ -38,6 +38,7 @@ class StudyRow:
     first_received_at: datetime
     last_received_at: datetime
     last_retrieve: Json | None  # dossier_id, node_aet, method, status, reason, expected, received, at
+    patients: tuple[Json, ...] = ()  # the DICOM patient identities among its instances (recorded since issue 11)
 
 
 @dataclass(frozen=True)
@@ -61,11 +62,11 @@ class InstanceRow:
 
 _STUDY_COLUMNS = """id::text, establishment_id::text, study_instance_uid, patient_id, patient_name, patient_birth_date,
     patient_sex, accession_number, study_date, description, modalities, series_count, instance_count, sources,
-    first_received_at, last_received_at, last_retrieve"""
+    first_received_at, last_received_at, last_retrieve, patients"""
 
 
 def _study(r: DictRow) -> StudyRow:
-    return StudyRow(**dict(r, modalities=tuple(r["modalities"]), sources=tuple(r["sources"])))
+    return StudyRow(**dict(r, modalities=tuple(r["modalities"]), sources=tuple(r["sources"]), patients=tuple(r["patients"])))
 
 
 class PostgresImagingView(PostgresView):
@@ -92,6 +93,7 @@ class PostgresImagingView(PostgresView):
             dossier_id uuid NOT NULL, establishment_id uuid NOT NULL, accession_number text NOT NULL,
             PRIMARY KEY (dossier_id, accession_number))""",
         "CREATE INDEX IF NOT EXISTS img_awaited_accession ON img_awaited (establishment_id, accession_number)",
+        "ALTER TABLE img_studies ADD COLUMN IF NOT EXISTS patients jsonb NOT NULL DEFAULT '[]'",
         """CREATE TABLE IF NOT EXISTS img_attached (
             study_id uuid NOT NULL, dossier_id uuid NOT NULL, PRIMARY KEY (study_id, dossier_id))""",
     )
@@ -214,9 +216,11 @@ class ImagingProjection(Projection[PostgresImagingView]):
                                               WHERE study_id = %(id)s AND modality <> ''), '{}'),
                        sources = CASE WHEN %(kind)s = '' OR %(kind)s = ANY(sources) THEN sources
                                       ELSE array_append(sources, %(kind)s) END,
-                       last_received_at = greatest(last_received_at, %(at)s)
+                       last_received_at = greatest(last_received_at, %(at)s),
+                       patients = patients || %(patients)s::jsonb
                    WHERE id = %(id)s""",
-                {"id": sid, "kind": e.source.get("kind") or "", "at": e.occurred_at},
+                {"id": sid, "kind": e.source.get("kind") or "", "at": e.occurred_at,
+                 "patients": json.dumps(list(e.identities.values()))},
             )
 
         self.view.apply(tracking, write)

@@ -176,3 +176,21 @@ def test_attaching_a_received_study_of_a_thin_identity_asks_and_records_the_conf
     (att,) = relais.get_dossier(dossier_id=draft, actor_id=world["requester"]).imaging
     assert att["overrides"][0]["by"]["practitioner_id"] == world["requester"]
     assert [d[0] for d in att["overrides"][0]["differences"]] == ["Prénom(s)", "Date de naissance", "Sexe"]
+
+
+def test_the_received_list_says_when_a_study_holds_several_patients(client, relais, settings, world, draft):
+    from application.imaging import ReceivedInstance
+    from projections.runner import catch_up
+
+    uid = "1.2.826.0.1.99.89"
+    people = [{"id": "IPP42", "name": "DUPONT^JEANNE", "birth_date": "19500302", "sex": "F"},
+              {"id": "P2", "name": "MARTIN^PAUL", "birth_date": "19611224", "sex": "M"}]
+    relais.record_received(establishment_id=world["toulouse"], source={"kind": "dicom_store"}, instances=[
+        ReceivedInstance(sop_instance_uid=f"{uid}.9.{i}", series_instance_uid=f"{uid}.1", study_instance_uid=uid,
+                         sop_class_uid="1.2.840.10008.5.1.4.1.1.2", transfer_syntax_uid="1.2.840.10008.1.2.1", size=10,
+                         patient=people[i % 2], study={"description": "TDM"}, series={"modality": "CT", "number": 1})
+        for i in range(3)])
+    catch_up("imaging", settings.eventsourcing_env(), relais)
+    login(client, rpps(1))
+    listed = client.get(f"/dossiers/{draft}/dicom/received", headers=HX)
+    assert "Plusieurs patients dans cet examen (2 identités DICOM)" in listed.text
