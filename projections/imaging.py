@@ -77,7 +77,8 @@ class PostgresImagingView(PostgresView):
             patient_sex text NOT NULL, accession_number text NOT NULL, study_date text NOT NULL,
             description text NOT NULL, modalities text[] NOT NULL DEFAULT '{}', series_count integer NOT NULL DEFAULT 0,
             instance_count integer NOT NULL DEFAULT 0, sources text[] NOT NULL DEFAULT '{}',
-            first_received_at timestamptz NOT NULL, last_received_at timestamptz NOT NULL, last_retrieve jsonb)""",
+            first_received_at timestamptz NOT NULL, last_received_at timestamptz NOT NULL, last_retrieve jsonb,
+            patients jsonb NOT NULL DEFAULT '[]')""",
         """CREATE INDEX IF NOT EXISTS img_studies_establishment
             ON img_studies (establishment_id, last_received_at DESC)""",
         "CREATE INDEX IF NOT EXISTS img_studies_accession ON img_studies (establishment_id, accession_number)",
@@ -93,11 +94,13 @@ class PostgresImagingView(PostgresView):
             dossier_id uuid NOT NULL, establishment_id uuid NOT NULL, accession_number text NOT NULL,
             PRIMARY KEY (dossier_id, accession_number))""",
         "CREATE INDEX IF NOT EXISTS img_awaited_accession ON img_awaited (establishment_id, accession_number)",
-        "ALTER TABLE img_studies ADD COLUMN IF NOT EXISTS patients jsonb NOT NULL DEFAULT '[]'",
         """CREATE TABLE IF NOT EXISTS img_attached (
             study_id uuid NOT NULL, dossier_id uuid NOT NULL, PRIMARY KEY (study_id, dossier_id))""",
     )
     tables = ("img_studies", "img_series", "img_instances", "img_awaited", "img_attached")
+    # 1: the studies' patient identities and the dossiers each study is attached to (issue 11), rebuilt
+    # from the log at the next start so that studies attached before are identity-checked too
+    schema_version = 1
 
     def studies_for(self, establishment_id: str, limit: int = 50, search: str = "") -> list[StudyRow]:
         """Studies received for an establishment, the latest first (search: patient, accession, description)."""
