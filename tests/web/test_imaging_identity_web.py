@@ -13,6 +13,7 @@ import pytest
 from pydicom.uid import generate_uid
 
 from domain.dossier import Dossier
+from domain.imaging import received_study_id
 from tests.conftest import PATIENT, rpps
 from tests.peers import ORTHANC, Orthanc
 from tests.web.conftest import csrf_from, login
@@ -143,6 +144,10 @@ def test_a_retrieved_study_of_another_patient_is_not_attached_and_the_requester_
     assert d.imaging == () and [h["reason"] for h in d.imaging_held] == ["auto_refused"]
     picker = client.get(f"/dossiers/{draft}/dicom/received", headers=HX)
     assert "Examen attendu non joint automatiquement" in picker.text and "MARTIN PAUL" in picker.text
+    # checked and attached by hand: the notice has nothing left to say
+    relais.attach_received_study(dossier_id=draft, actor_id=world["requester"], confirm_identity=True,
+                                 study_id=str(received_study_id(world["toulouse"], study["study_uid"])))
+    assert "non joint automatiquement" not in client.get(f"/dossiers/{draft}/dicom/received", headers=HX).text
 
 
 def test_attaching_a_received_study_of_a_thin_identity_asks_and_records_the_confirmation(client, relais, settings, world, draft):
