@@ -6,8 +6,11 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+from eventsourcing.persistence import OperationalError
 
 from adapters.dicom.receive import Receiver, recover
 from adapters.dicom.recording import attach_awaiting, recorded_sops, recorder
@@ -27,9 +30,26 @@ from projections.imaging import PostgresImagingView
 log = logging.getLogger("relais.dicom")
 
 
+ATTACH_TRIES = 3
+
+
 def after_record(app: Relais, imaging: PostgresImagingView) -> Callable[[list[StudyUpdate]], object]:
-    """What follows the recording of received instances: the dossiers awaiting them get their study."""
-    return lambda updates: attach_awaiting(app, imaging, updates)
+    """What follows the recording of received instances: the dossiers awaiting them get their study,
+    those holding it check the new instances' patient. Tried again when the database fails: after a
+    PostgreSQL restart the first query on each pooled connection fails (the server cut it), and what
+    follows that batch was skipped for good (attaching and checking again change nothing)."""
+
+    def follow(updates: list[StudyUpdate]) -> object:
+        for attempt in range(1, ATTACH_TRIES + 1):
+            try:
+                return attach_awaiting(app, imaging, updates)
+            except OperationalError:
+                if attempt == ATTACH_TRIES:
+                    raise
+                time.sleep(0.2 * attempt)
+        return None  # pragma: no cover
+
+    return follow
 
 
 def recovery(settings: Settings, app: Relais, imaging: PostgresImagingView) -> Recovery:
