@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
-from adapters.dicom.receive import Record, recover
-from adapters.dicom.storage import InstanceStore
+from adapters.dicom.receive import Record
 from application import Relais
 from application.imaging import ReceivedInstance, StudyUpdate
 from domain.imaging import received_study_id
 from domain.values import Json
 from projections.imaging import PostgresImagingView
-
-log = logging.getLogger("relais.dicom")
 
 
 def attach_awaiting(app: Relais, view: PostgresImagingView, updates: list[StudyUpdate]) -> list[str]:
@@ -49,9 +45,3 @@ def recorded_sops(app: Relais) -> Callable[[str, str], set[str]]:
 
     return known
 
-
-def recover_unrecorded(app: Relais, store: InstanceStore) -> int:
-    found = recover(store, recorder(app), recorded_sops(app))
-    if found:
-        log.warning("%d instances reçues avant un arrêt brutal ont été enregistrées", found)
-    return found
