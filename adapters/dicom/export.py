@@ -21,6 +21,7 @@ from typing import Any
 from pydicom import dcmread
 from pynetdicom import evt
 
+from adapters.dicom.qr import closed_by_peer, end, watch_closure
 from adapters.dicom.reactor import RequestorAE, nodelay
 from adapters.dicom.storage import InstanceStore
 from adapters.jobs import JobContext
@@ -31,6 +32,8 @@ from domain.values import Json
 log = logging.getLogger("relais.dicom")
 
 MAX_CONTEXTS = 120
+
+INTERRUPTED = "connexion interrompue par le nœud"
 
 
 @dataclass
@@ -93,11 +96,13 @@ class Exporter:
                 ae.add_requested_context(c, ts)
             assoc = ae.associate(node.host, node.port, ae_title=node.aet, evt_handlers=[(evt.EVT_ESTABLISHED, nodelay)])
             if not assoc.is_established:
-                reason = (
+                refused = (
                     f"le nœud {node.aet} a refusé l'association" if assoc.is_rejected
                     else f"nœud {node.aet} injoignable ({node.host}:{node.port})"
                 )
+                reason = f"{reason}, puis {refused}" if reason.startswith(INTERRUPTED) else refused
                 continue
+            watch_closure(assoc)
             reason = ""
             try:
                 for p in todo:
@@ -109,7 +114,10 @@ class Exporter:
                         done.add(p)
                         continue
                     if not response:  # association lost: resume on a new one
-                        reason = "association interrompue"
+                        reason = (
+                            f"{INTERRUPTED} {node.aet}" if closed_by_peer(assoc)
+                            else f"délai dépassé : le nœud {node.aet} ne répond plus"
+                        )
                         break
                     code = int(response.Status)
                     if code in (0x0000, 0xB000, 0xB007, 0xB006):
@@ -121,8 +129,7 @@ class Exporter:
                         record("running", len(done) - len(failures), sorted(failures.values(), key=lambda f: f["sop"]))
                         last_progress = time.monotonic()
             finally:
-                if assoc.is_established:
-                    assoc.release()
+                end(assoc)  # no release to a peer that is gone: it would wait for the ACSE timeout
         sent = len(done) - len(failures)
         for p in files:
             if p not in done:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import subprocess
 import sys
 import time
 import zipfile
@@ -19,7 +20,7 @@ from adapters.dicom.storage import InstanceStore
 from domain.imaging import received_study_id
 from projections.runner import catch_up
 from tests.conftest import rpps
-from tests.peers import ORTHANC, Orthanc, free_port
+from tests.peers import ORTHANC, PEER_ENV, Orthanc, free_port, stop, wait_port
 from tests.web.conftest import csrf_from, login
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
@@ -295,3 +296,29 @@ def test_dicomweb_series_and_instance_metadata_study_and_series_retrieve_and_fra
     login(client, rpps(3))  # an outsider
     assert client.get(f"{dw}/series/{ct.SeriesInstanceUID}/instances/{ct.SOPInstanceUID}/frames/1").status_code == 403
     assert client.get(dw).status_code == 403
+
+
+def test_export_to_a_node_that_dies_mid_transfer_says_so_at_once(relais, settings, world, shared, tmp_path):
+    """A destination whose connection closes during the export (dcmtk storescp killing itself once it
+    has stored the first instance) is reported as an interrupted connection, at once: a release on
+    the dead association waited for the whole ACSE timeout (30 s) first."""
+    folder = tmp_path / "dying"
+    folder.mkdir()
+    port = free_port()
+    proc = subprocess.Popen(
+        ["storescp", "-aet", "DYING", "-od", str(folder), "+xa", "--exec-on-reception", "kill -9 $PPID", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=PEER_ENV,
+    )
+    try:
+        wait_port(port, 20, proc)
+        relais.add_node(aet="DYING", host="127.0.0.1", port=port, establishment_id=world["montpellier"], kind="pacs")
+        ex = Exporter(app=relais, store=InstanceStore(settings.dicom_root), our_aet="RELAIS", timeout=30, associations=2)
+        started = time.monotonic()
+        out = ex.export(dossier_id=shared["did"], study_id=shared["study_id"], node_aet="DYING", actor={"practitioner_id": "x"})
+        took = time.monotonic() - started
+    finally:
+        stop(proc)
+    assert out.status in ("partial", "failed") and out.sent < len(shared["files"])
+    assert out.reason.startswith("connexion interrompue par le nœud DYING, puis nœud DYING injoignable"), out.reason
+    assert all(f["reason"] == out.reason for f in out.failures)
+    assert took < 15, f"{took:.1f} s: the export waited for a timeout"  # the ACSE timeout is 30 s
