@@ -61,10 +61,7 @@ class InstanceStore:
         final = self.path(establishment_id, study_uid, sop_uid)
         if final.exists():
             return False
-        folder = final.parent
-        if not folder.exists():
-            private_dir(folder)
-            _fsync_dir(folder.parent)
+        folder = self._study_folder(final)
         tmp = folder / f".{final.name}.{secrets.token_hex(4)}.part"
         fd = create_private(tmp)
         try:
@@ -79,12 +76,7 @@ class InstanceStore:
             tmp.unlink(missing_ok=True)
             raise
         os.close(fd)
-        if final.exists():  # a concurrent resend won the race: keep the first copy
-            tmp.unlink(missing_ok=True)
-            return False
-        os.replace(tmp, final)
-        _fsync_dir(folder)
-        return True
+        return _place(tmp, final)
 
     def incoming_dir(self) -> Path:
         """The folder of data sets being received (made if missing)."""
@@ -103,21 +95,22 @@ class InstanceStore:
         if final.exists():
             path.unlink(missing_ok=True)
             return False
-        folder = final.parent
-        if not folder.exists():
-            private_dir(folder)
-            _fsync_dir(folder.parent)
+        self._study_folder(final)
         fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
-        if final.exists():  # a concurrent resend won the race: keep the first copy
-            path.unlink(missing_ok=True)
-            return False
-        os.replace(path, final)
-        _fsync_dir(folder)
-        return True
+        return _place(path, final)
+
+    @staticmethod
+    def _study_folder(final: Path) -> Path:
+        """The folder of an instance file, made (and its making made durable) if missing."""
+        folder = final.parent
+        if not folder.exists():
+            private_dir(folder)
+            _fsync_dir(folder.parent)
+        return folder
 
     def instances(self, establishment_id: str, study_uid: str) -> Iterator[Path]:
         folder = self.study_dir(establishment_id, study_uid)
@@ -150,6 +143,17 @@ class InstanceStore:
                 for study in sorted(est.iterdir()):
                     if study.is_dir():
                         yield est.name, study.name
+
+
+def _place(written: Path, final: Path) -> bool:
+    """Renames a complete, fsynced file into place durably; False (and the file removed) when a
+    concurrent resend of the same instance won the race: the first copy is kept."""
+    if final.exists():
+        written.unlink(missing_ok=True)
+        return False
+    os.replace(written, final)
+    _fsync_dir(final.parent)
+    return True
 
 
 def _fsync_dir(path: Path) -> None:
