@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 import sys
 import zipfile
@@ -58,7 +59,8 @@ def test_uploads_stores_imports_and_renders_are_private(client, relais, settings
     import_url = next(p for p in review.text.split('"') if p.startswith(f"/dossiers/{did}/dicom/import/"))
     shown = step_version(client.get(f"/dossiers/{did}/edit/imaging").text)  # the imaging step the review sits in
     done = client.post(import_url, headers=headers,
-                       data={"study_uids": study["study_uid"], "confirm_identity": "yes", "expected_version": shown})
+                       data={"study_uids": re.findall(r'name="study_uids" value="([^"]+)"', review.text),
+                             "confirm_identity": "yes", "expected_version": shown})
     assert done.status_code in (200, 201), done.text
     sid = relais.address_recipient(dossier_id=did, actor_id=w["requester"], establishment_id=w["montpellier"],
                                    service_id=w["neuro"])
