@@ -263,9 +263,9 @@ class ReceivedStudy(Aggregate):
                 if uid not in self.series and any(i["series"] == uid for i in new)
             }
             known = self.__dict__.get("_identities") or {}
+            arrived = dict.fromkeys(i.get("pid") for i in new)  # first seen first: it names the patient shown
             new_identities = {
-                pid: dicom_identity((identities or {}).get(pid) or {}) for pid in {i.get("pid") for i in new}
-                if pid and pid not in known
+                pid: dicom_identity((identities or {}).get(pid) or {}) for pid in arrived if pid and pid not in known
             }
             self._instances_received(
                 instances=new, series=new_series, identities=new_identities, source=source, actor=actor,
