@@ -192,12 +192,11 @@ def file_meta(*, sop_class: str, sop_instance: str, transfer_syntax: str, source
     return b"\x00" * 128 + b"DICM" + _element(0x00020000, b"UL", struct.pack("<I", len(group))) + group
 
 
-def event_meta(event: Any, source_aet: str = "") -> bytes:
-    """The file meta of a received C-STORE's instance (its data set follows as received)."""
-    request = event.request
+def command_meta(command: Any, transfer_syntax: Any, source_aet: str = "") -> bytes:
+    """The file meta of the instance a C-STORE request carries (its data set follows as received)."""
     return file_meta(
-        sop_class=request.AffectedSOPClassUID, sop_instance=request.AffectedSOPInstanceUID,
-        transfer_syntax=event.context.transfer_syntax, source_aet=source_aet,
+        sop_class=command.AffectedSOPClassUID, sop_instance=command.AffectedSOPInstanceUID,
+        transfer_syntax=transfer_syntax, source_aet=source_aet,
     )
 
 
@@ -290,10 +289,7 @@ class Receiver:
             return None
         return Spill(
             threshold=self.spill_threshold, create=store.incoming,
-            prefix=lambda command, ts, aet: file_meta(
-                sop_class=command.AffectedSOPClassUID, sop_instance=command.AffectedSOPInstanceUID,
-                transfer_syntax=ts, source_aet=aet,
-            ),
+            prefix=command_meta,
         )
 
     def store_event(self, event: Any, *, establishment_id: str, source: Json) -> int:
@@ -305,7 +301,7 @@ class Receiver:
             with _received(event, self.inflate_limit, self.scratch) as received:
                 try:
                     ds = received.header()
-                    meta = event_meta(event, aet)
+                    meta = command_meta(event.request, event.context.transfer_syntax, aet)
                     size = os.path.getsize(received.spilled) if received.spilled else len(meta) + len(cast(memoryview, received.raw))
                     item = describe(
                         ds, transfer_syntax=event.context.transfer_syntax, size=size,
