@@ -8,12 +8,13 @@ from uuid import UUID
 
 from application.actors import Actors
 from application.base import Core, parse_uuid
-from application.errors import AlreadyExistsError
+from application.errors import AlreadyExistsError, ForbiddenError
 from domain import directory as ids
+from domain.deadlines import ANY_URGENCY, DEFAULT_DELAYS
 from domain.directory import HOST_RE, DicomNode, Establishment, Practitioner
 from domain.errors import InvalidFieldError
 from domain.identifiers import check_department, check_finess, check_region, check_rpps, region_of
-from domain.values import Json, NodeKind, Role, code, text
+from domain.values import Json, NodeKind, Role, Urgency, Workflow, code, text
 
 PROFESSIONS = ("physician", "radiologist", "nurse", "manipulator", "pharmacist", "midwife", "other")
 
@@ -173,6 +174,62 @@ class DirectoryUseCases:
         """The account is closed: the practitioner can no longer sign in nor act (their sessions end)."""
         p = self.core.load(Practitioner, practitioner_id, "professionnel")
         p.deactivate(actor=self.actors.admin(admin_id), occurred_at=self.core.clock())
+        self.core.commit(p)
+
+    def set_service_deadline(
+        self, *, establishment_id: str, service_code: str, workflow: str, urgency: str = ANY_URGENCY,
+        accept_minutes: int, answer_minutes: int, admin_id: str | None = None,
+    ) -> None:
+        """A recipient service's own delays for a workflow (and urgency, or all): see domain/deadlines.py.
+        0 and 0 remove the override (the platform's table applies again)."""
+        est = self.core.load(Establishment, establishment_id, "établissement")
+        workflow = code(Workflow, workflow, "workflow")
+        if workflow not in DEFAULT_DELAYS:
+            raise InvalidFieldError("workflow", "pas de délai pour ce parcours")
+        if urgency != ANY_URGENCY:
+            urgency = code(Urgency, urgency, "urgency")
+        est.set_service_deadline(
+            service_id=str(ids.service_id(est.id, service_code)), workflow=workflow, urgency=urgency,
+            accept=accept_minutes, answer=answer_minutes, actor=self.actors.admin(admin_id), occurred_at=self.core.clock(),
+        )
+        self.core.commit(est)
+
+    def set_service_escalation(
+        self, *, establishment_id: str, service_code: str, to_service_code: str | None = None,
+        to_practitioner_id: str | None = None, admin_id: str | None = None,
+    ) -> None:
+        """Where a service's sends not accepted in time go as well: an on-call pool or team of the same
+        establishment, or a backup practitioner practising there; neither: the default rule."""
+        est = self.core.load(Establishment, establishment_id, "établissement")
+        to_practitioner = None
+        if to_practitioner_id:
+            p = self.core.load(Practitioner, to_practitioner_id, "professionnel")
+            membership = p.memberships.get(str(est.id))
+            if not p.active or not membership or Role.CLINICIAN not in membership["roles"]:
+                raise InvalidFieldError("to_practitioner_id", f"ce professionnel n'exerce pas à {est.name}")
+            to_practitioner = str(p.id)
+        est.set_service_escalation(
+            service_id=str(ids.service_id(est.id, service_code)),
+            to_service_id=str(ids.service_id(est.id, to_service_code)) if to_service_code else None,
+            to_practitioner_id=to_practitioner, actor=self.actors.admin(admin_id), occurred_at=self.core.clock(),
+        )
+        self.core.commit(est)
+
+    def set_away(
+        self, *, practitioner_id: str, away: bool, until: str | None = None, admin_id: str | None = None,
+    ) -> None:
+        """The practitioner is away (until a date, or until they say they are back) or back: meanwhile
+        their service is told what happens to the dossiers they asked for. `admin_id` the practitioner
+        themself (their preferences page), an administrator, or None (the command line)."""
+        p = self.core.load(Practitioner, practitioner_id, "professionnel")
+        if admin_id is not None and admin_id == str(p.id):
+            if not p.active:
+                raise ForbiddenError("compte désactivé")
+            actor: Json = {"practitioner_id": str(p.id), "role": Role.CLINICIAN.value, "establishment_id": "",
+                           "service_ids": [], "name": p.display_name}
+        else:
+            actor = self.actors.admin(admin_id)
+        p.set_away(away=away, until=until or None, actor=actor, occurred_at=self.core.clock())
         self.core.commit(p)
 
     def add_node(

@@ -8,6 +8,7 @@ from datetime import datetime
 from application.actors import Actors, Who
 from application.base import SYSTEM_ACTOR, Core
 from application.commands import DossierCommands, submission_of
+from application.deadlines import DeadlineRules
 from application.dossier_views import DossierDetails, HistoryEntry, details_of, history_of
 from application.errors import ForbiddenError
 from domain.dossier import Dossier
@@ -36,10 +37,11 @@ class DossierUseCases:
     """Use cases of the requester on dossiers, and plain reads. Every method checks who acts;
     errors record nothing."""
 
-    def __init__(self, core: Core, actors: Actors, commands: DossierCommands) -> None:
+    def __init__(self, core: Core, actors: Actors, commands: DossierCommands, deadlines: DeadlineRules) -> None:
         self.core = core
         self.actors = actors
         self.commands = commands
+        self.deadlines = deadlines
 
     def create_dossier(
         self,
@@ -235,9 +237,10 @@ class DossierUseCases:
         self, *, dossier_id: str, actor_id: Who, expected_version: int | None = None,
         occurred_at: datetime | None = None,
     ) -> int | None:
-        return self.commands.run(
-            dossier_id, actor_id, expected_version, lambda d, a, t: d.send(actor=a, occurred_at=t), occurred_at
-        )
+        def action(d: Dossier, a: Actor, t: datetime) -> None:
+            d.send(actor=a, occurred_at=t, delays_of=self.deadlines.for_dossier(d))
+
+        return self.commands.run(dossier_id, actor_id, expected_version, action, occurred_at)
 
     def provide_complement(
         self, *, dossier_id: str, actor_id: Who, send_id: str, message: str, expected_version: int | None = None,

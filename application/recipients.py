@@ -7,6 +7,7 @@ from datetime import datetime
 from application.access import allowed
 from application.actors import Who
 from application.commands import DossierCommands
+from application.deadlines import DeadlineRules
 from application.dossiers import NOTE_MAX, REPORT_MAX
 from application.errors import ForbiddenError
 from domain.dossier import DECLINE_REASONS, FOLLOW_UPS, Dossier
@@ -17,8 +18,9 @@ from domain.values import Actor, text
 class RecipientUseCases:
     """Use cases of a send's recipient; the aggregate checks the actor is that recipient."""
 
-    def __init__(self, commands: DossierCommands) -> None:
+    def __init__(self, commands: DossierCommands, deadlines: DeadlineRules) -> None:
         self.commands = commands
+        self.deadlines = deadlines
 
     def accept(
         self, *, dossier_id: str, actor_id: Who, send_id: str, expected_version: int | None = None,
@@ -65,7 +67,7 @@ class RecipientUseCases:
                 to_establishment_id or d.send_of(send_id)["establishment_id"], to_service_id, to_practitioner_id,
                 to_channel, field_prefix="to_",
             )
-            d.forward(send_id=send_id, to=to, note=note, actor=a, occurred_at=t)
+            d.forward(send_id=send_id, to=to, note=note, actor=a, occurred_at=t, delays_of=self.deadlines.for_dossier(d))
 
         return self.commands.run(dossier_id, actor_id, expected_version, action, occurred_at)
 

@@ -16,6 +16,7 @@ from application.access_log import AccessLog
 from application.actors import Actors
 from application.base import A, Core, utcnow
 from application.commands import DossierCommands
+from application.deadlines import DeadlineRules, DeadlineUseCases
 from application.directory import DirectoryUseCases
 from application.dossiers import DossierUseCases
 from application.history import HistoryUseCases
@@ -58,8 +59,10 @@ class Relais(Application[UUID]):
         self.access_log = AccessLog(self.core)
         self.commands = DossierCommands(self.core, self.actors)
         self.directory = DirectoryUseCases(self.core, self.actors)
-        self.dossiers = DossierUseCases(self.core, self.actors, self.commands)
-        self.recipients = RecipientUseCases(self.commands)
+        self.deadline_rules = DeadlineRules(self.core)
+        self.dossiers = DossierUseCases(self.core, self.actors, self.commands, self.deadline_rules)
+        self.recipients = RecipientUseCases(self.commands, self.deadline_rules)
+        self.deadlines = DeadlineUseCases(self.core, self.commands)
         self.access = AccessUseCases(self.core, self.actors, self.access_log)
         self.imaging = ImagingUseCases(self.core, self.actors, self.commands)
         self.studies = StudyReadUseCases(self.core, self.actors, self.access_log)
@@ -100,6 +103,9 @@ class Relais(Application[UUID]):
     practitioner = delegate(lambda r: r.directory, DirectoryUseCases.practitioner)
     node = delegate(lambda r: r.directory, DirectoryUseCases.node)
     directory_ids = delegate(lambda r: r.directory, DirectoryUseCases.directory_ids)
+    set_service_deadline = delegate(lambda r: r.directory, DirectoryUseCases.set_service_deadline)
+    set_service_escalation = delegate(lambda r: r.directory, DirectoryUseCases.set_service_escalation)
+    set_away = delegate(lambda r: r.directory, DirectoryUseCases.set_away)
     actor_for = delegate(lambda r: r.actors, Actors.actor_for)
 
     # ------------------------------------------------------------------ dossiers: requester, recipient
@@ -126,6 +132,11 @@ class Relais(Application[UUID]):
     forward = delegate(lambda r: r.recipients, RecipientUseCases.forward)
     give_opinion = delegate(lambda r: r.recipients, RecipientUseCases.give_opinion)
     may_forward = delegate(lambda r: r.recipients, RecipientUseCases.may_forward)
+
+    # ------------------------------------------------------------------ deadlines (the scheduler)
+
+    escalate_overdue = delegate(lambda r: r.deadlines, DeadlineUseCases.escalate_overdue)
+    escalation_target = delegate(lambda r: r.deadlines, DeadlineUseCases.escalation_target)
 
     # ------------------------------------------------------------------ traced reads, access log
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from datetime import datetime
+from datetime import date, datetime
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
+from domain.deadlines import Delays
 from domain.errors import DirectoryError, InvalidFieldError
 from domain.values import Json
 
@@ -112,6 +113,34 @@ class Establishment(Aggregate):
         actor: Json
         occurred_at: datetime
 
+    class ServiceDeadlineSet(Aggregate.Event):
+        """A recipient service's own delays for one workflow and urgency (`urgency` "*": all of them),
+        overriding the platform's table (domain/deadlines.py); `accept`/`answer` in minutes, both 0:
+        the override removed."""
+
+        TOPIC = "relais:Establishment.ServiceDeadlineSet"
+
+        service_id: str
+        workflow: str
+        urgency: str
+        accept: int
+        answer: int
+        actor: Json
+        occurred_at: datetime
+
+    class ServiceEscalationSet(Aggregate.Event):
+        """Where a service's sends not accepted in time are escalated: an on-call pool (`to_service_id`)
+        or a backup practitioner (`to_practitioner_id`) of the same establishment; both None: the
+        default (the establishment's on-call pool of the same specialty)."""
+
+        TOPIC = "relais:Establishment.ServiceEscalationSet"
+
+        service_id: str
+        to_service_id: str | None
+        to_practitioner_id: str | None
+        actor: Json
+        occurred_at: datetime
+
     @event(Created)
     def __init__(self, *, finess: str, name: str, department: str, region: str, occurred_at: datetime, actor: Json):
         self.finess = finess
@@ -146,6 +175,66 @@ class Establishment(Aggregate):
         self.services[service_id] = {
             "service_id": service_id, "code": code, "name": name, "specialty": specialty, "kind": kind
         }
+
+    def _service(self, service_id: str) -> Json:
+        try:
+            return self.services[service_id]
+        except KeyError:
+            raise InvalidFieldError("service", f"service inconnu dans {self.name}") from None
+
+    def set_service_deadline(
+        self, *, service_id: str, workflow: str, urgency: str, accept: int, answer: int, actor: Json, occurred_at: datetime,
+    ) -> None:
+        """Overrides the delays of one workflow (and urgency, or "*") for sends to this service; 0, 0 removes it."""
+        service = self._service(service_id)
+        if (accept, answer) != (0, 0):
+            Delays(accept, answer)  # checks them
+        key = f"{workflow}/{urgency}"
+        current = service.get("deadlines", {}).get(key)
+        if (current or {"accept": 0, "answer": 0}) == {"accept": accept, "answer": answer}:
+            return
+        self._service_deadline_set(
+            service_id=service_id, workflow=workflow, urgency=urgency, accept=accept, answer=answer, actor=actor,
+            occurred_at=occurred_at,
+        )
+
+    @event(ServiceDeadlineSet)
+    def _service_deadline_set(
+        self, service_id: str, workflow: str, urgency: str, accept: int, answer: int, actor: Json, occurred_at: datetime,
+    ) -> None:
+        deadlines = dict(self.services[service_id].get("deadlines", {}))
+        if (accept, answer) == (0, 0):
+            deadlines.pop(f"{workflow}/{urgency}", None)
+        else:
+            deadlines[f"{workflow}/{urgency}"] = {"accept": accept, "answer": answer}
+        self.services[service_id]["deadlines"] = deadlines
+
+    def set_service_escalation(
+        self, *, service_id: str, to_service_id: str | None, to_practitioner_id: str | None, actor: Json,
+        occurred_at: datetime,
+    ) -> None:
+        """Names where this service's late sends are escalated (None, None: back to the default)."""
+        service = self._service(service_id)
+        if to_service_id and to_practitioner_id:
+            raise InvalidFieldError("to", "une astreinte ou un professionnel, pas les deux")
+        if to_service_id:
+            self._service(to_service_id)
+            if to_service_id == service_id:
+                raise InvalidFieldError("to", "un service ne s'escalade pas vers lui-même")
+        current = service.get("escalation") or {"to_service_id": None, "to_practitioner_id": None}
+        if current == {"to_service_id": to_service_id, "to_practitioner_id": to_practitioner_id}:
+            return
+        self._service_escalation_set(
+            service_id=service_id, to_service_id=to_service_id, to_practitioner_id=to_practitioner_id, actor=actor,
+            occurred_at=occurred_at,
+        )
+
+    @event(ServiceEscalationSet)
+    def _service_escalation_set(
+        self, service_id: str, to_service_id: str | None, to_practitioner_id: str | None, actor: Json,
+        occurred_at: datetime,
+    ) -> None:
+        self.services[service_id]["escalation"] = {"to_service_id": to_service_id, "to_practitioner_id": to_practitioner_id}
 
 
 class Practitioner(Aggregate):
@@ -192,6 +281,17 @@ class Practitioner(Aggregate):
     class Deactivated(Aggregate.Event):
         TOPIC = "relais:Practitioner.Deactivated"
 
+        actor: Json
+        occurred_at: datetime
+
+    class AwaySet(Aggregate.Event):
+        """The practitioner is away (until `until`, a date, or until they come back: None) or back
+        (`away` false): meanwhile their service is told what happens to the dossiers they asked for."""
+
+        TOPIC = "relais:Practitioner.AwaySet"
+
+        away: bool
+        until: str | None
         actor: Json
         occurred_at: datetime
 
@@ -258,6 +358,27 @@ class Practitioner(Aggregate):
     @event(Deactivated)
     def _deactivated(self, actor: Json, occurred_at: datetime) -> None:
         self.active = False
+
+    @property
+    def away(self) -> Json:
+        """{"away": bool, "until": ISO date or None} (not away before any AwaySet)."""
+        away: Json = self.__dict__.get("_away", {"away": False, "until": None})
+        return dict(away)
+
+    def set_away(self, *, away: bool, until: str | None, actor: Json, occurred_at: datetime) -> None:
+        if not away:
+            until = None
+        elif until is not None:
+            try:
+                until = date.fromisoformat(until).isoformat()
+            except ValueError:
+                raise InvalidFieldError("until", "date de retour invalide (AAAA-MM-JJ)") from None
+        if {"away": away, "until": until} != self.away:
+            self._away_set(away=away, until=until, actor=actor, occurred_at=occurred_at)
+
+    @event(AwaySet)
+    def _away_set(self, away: bool, until: str | None, actor: Json, occurred_at: datetime) -> None:
+        self._away = {"away": away, "until": until}
 
 
 class DicomNode(Aggregate):

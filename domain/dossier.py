@@ -18,6 +18,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from domain.deadlines import Deadline, DelaysOf
 from domain.errors import (
     ConsentMissingError,
     DossierClosedError,
@@ -90,6 +91,19 @@ def was_sent(send: Json) -> bool:
     sends sent and never sent alike. The inbox stores each send's `sent_on` to apply the same rule
     (projections/inbox_queries.py, WAS_SENT)."""
     return bool(send.get("sent_on"))
+
+
+def _addressed_to(target: Json, actor: Actor) -> bool:
+    """Whether a clinician `actor` is who `target` names (a send, or the target of its escalation):
+    the practitioner named, else a member of the service named, else anyone of the establishment."""
+    if actor.establishment_id != target["establishment_id"]:
+        return False
+    practitioner_id: str | None = target.get("practitioner_id")
+    if practitioner_id:
+        return practitioner_id == actor.practitioner_id
+    if target.get("service_id"):
+        return target["service_id"] in actor.service_ids
+    return True
 
 
 def dossier_number(dossier_id: UUID) -> str:
@@ -223,13 +237,21 @@ class Dossier(Aggregate):
         occurred_at: datetime
 
     class Sent(Aggregate.Event):
-        """The dossier sent to every pending recipient (`send_ids`)."""
+        """The dossier sent to every pending recipient (`send_ids`). v2 added `deadlines`: per send id, its
+        deadline (`started_at`, `accept_by`, `answer_by` as ISO times, and `basis`: the delays in minutes
+        and "default" or "service"), see domain/deadlines.py; v1 events (and sends without one): none."""
 
         TOPIC = "relais:Dossier.Sent"
+        class_version = 2
 
         send_ids: list[str]
+        deadlines: dict[str, Json]
         actor: Json
         occurred_at: datetime
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["deadlines"] = {}
 
     class ComplementProvided(Aggregate.Event):
         """The requester answered a complement request: the send is in progress again."""
@@ -295,13 +317,33 @@ class Dossier(Aggregate):
         occurred_at: datetime
 
     class Forwarded(Aggregate.Event):
-        """A recipient handed the send to a colleague or a team (`to`), who must accept it."""
+        """A recipient handed the send to a colleague or a team (`to`), who must accept it. v2 added
+        `deadline`: the new assignee's (accept delay from now, the answer deadline promised kept); v1: None."""
 
         TOPIC = "relais:Dossier.Forwarded"
+        class_version = 2
 
         send_id: str
         to: Json
         note: str
+        deadline: Json | None
+        actor: Json
+        occurred_at: datetime
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["deadline"] = None
+
+    class Escalated(Aggregate.Event):
+        """A send not accepted by its deadline, handed by the platform to `to` as well (the recipient
+        service's on-call pool or backup practitioner, same establishment: `establishment_id`,
+        `service_id` or `practitioner_id`), who may now accept and answer it; the first recipient keeps it."""
+
+        TOPIC = "relais:Dossier.Escalated"
+
+        send_id: str
+        to: Json
+        reason: str
         actor: Json
         occurred_at: datetime
 
@@ -409,14 +451,12 @@ class Dossier(Aggregate):
 
     def is_recipient(self, actor: Actor, send_id: str) -> bool:
         send = self.send_of(send_id)
-        if actor.role != Role.CLINICIAN or actor.establishment_id != send["establishment_id"]:
+        if actor.role != Role.CLINICIAN:
             return False
-        practitioner_id: str | None = send["practitioner_id"]
-        if practitioner_id:
-            return practitioner_id == actor.practitioner_id
-        if send["service_id"]:
-            return send["service_id"] in actor.service_ids
-        return True
+        if _addressed_to(send, actor):
+            return True
+        escalated: Json | None = send.get("escalated_to")
+        return escalated is not None and _addressed_to(escalated, actor)
 
     def is_sent_to(self, actor: Actor, send_id: str) -> bool:
         """`actor` is the recipient of this send and it was sent to them (`was_sent`)."""
@@ -660,8 +700,10 @@ class Dossier(Aggregate):
         del self.sends[send_id]
         self.last_occurred_at = occurred_at
 
-    def send(self, *, actor: Actor, occurred_at: datetime) -> list[str]:
-        """Sends the dossier to every recipient addressed and not yet sent to."""
+    def send(self, *, actor: Actor, occurred_at: datetime, delays_of: DelaysOf | None = None) -> list[str]:
+        """Sends the dossier to every recipient addressed and not yet sent to; `delays_of` gives each
+        send's delays (the application's rule: the recipient service's, else the platform's table), whose
+        deadline is recorded with the sending."""
         self._open(occurred_at)
         self._as_requester(actor)
         # Imported dossiers were sent on the legacy platform, whose consent records stayed there.
@@ -670,14 +712,21 @@ class Dossier(Aggregate):
         pending = [sid for sid, s in self.sends.items() if s["state"] == SendState.PENDING]
         if not pending:
             raise DossierStateError("aucun destinataire à qui envoyer")
-        self._sent(send_ids=pending, actor=actor.as_dict(), occurred_at=occurred_at)
+        deadlines = {}
+        for sid in pending:
+            found = delays_of(self.sends[sid]) if delays_of is not None else None
+            if found is not None:
+                deadlines[sid] = Deadline.starting(occurred_at, found[0]).as_record(found)
+        self._sent(send_ids=pending, deadlines=deadlines, actor=actor.as_dict(), occurred_at=occurred_at)
         return pending
 
     @event(Sent)
-    def _sent(self, send_ids: list[str], actor: Json, occurred_at: datetime) -> None:
+    def _sent(self, send_ids: list[str], deadlines: dict[str, Json], actor: Json, occurred_at: datetime) -> None:
         for sid in send_ids:
             self.sends[sid]["state"] = SendState.REQUESTED.value
             self.sends[sid]["sent_on"] = occurred_at.isoformat()
+            if sid in deadlines:
+                self.sends[sid]["deadline"] = deadlines[sid]
         if self.first_sent_on is None:
             self.first_sent_on = occurred_at
         self.last_occurred_at = occurred_at
@@ -774,8 +823,11 @@ class Dossier(Aggregate):
         self.sends[send_id]["state"] = SendState.ON_HOLD.value
         self.last_occurred_at = occurred_at
 
-    def forward(self, *, send_id: str, to: Json, note: str, actor: Actor, occurred_at: datetime) -> None:
-        """Hands a send to a colleague or another team; the new assignee must accept it."""
+    def forward(
+        self, *, send_id: str, to: Json, note: str, actor: Actor, occurred_at: datetime, delays_of: DelaysOf | None = None,
+    ) -> None:
+        """Hands a send to a colleague or another team; the new assignee must accept it, within their own
+        accept delay (`delays_of(to)`), and the answer deadline the requester was promised stays."""
         self._open(occurred_at)
         send = self._as_recipient(actor, send_id)
         self._send_in(send, SendState.REQUESTED, SendState.IN_PROGRESS)
@@ -788,11 +840,20 @@ class Dossier(Aggregate):
             to["establishment_id"] == send["establishment_id"]
         ):
             raise InvalidFieldError("to", "le télédossier est déjà adressé à ce destinataire")
-        self._forwarded(send_id=send_id, to=to, note=note, actor=actor.as_dict(), occurred_at=occurred_at)
+        deadline = None
+        found = delays_of(to) if delays_of is not None else None
+        if found is not None:
+            previous = self.deadline_of(send_id)
+            deadline = Deadline.starting(occurred_at, found[0], previous.answer_by if previous else None).as_record(found)
+        self._forwarded(
+            send_id=send_id, to=to, note=note, deadline=deadline, actor=actor.as_dict(), occurred_at=occurred_at
+        )
 
     @event(Forwarded)
-    def _forwarded(self, send_id: str, to: Json, note: str, actor: Json, occurred_at: datetime) -> None:
+    def _forwarded(self, send_id: str, to: Json, note: str, deadline: Json | None, actor: Json, occurred_at: datetime) -> None:
         send = self.sends[send_id]
+        if deadline is not None:
+            send["deadline"] = deadline
         send["establishment_id"] = to["establishment_id"]
         send["service_id"] = to.get("service_id")
         send["practitioner_id"] = to.get("practitioner_id")
@@ -801,6 +862,7 @@ class Dossier(Aggregate):
             send["department"] = to.get("department")
             send["channel"] = to.get("channel")
         send.pop("accepted_by", None)
+        send.pop("escalated_to", None)  # the new assignee's own deadline starts (DeadlineSet)
         send["state"] = SendState.REQUESTED.value
         self.last_occurred_at = occurred_at
 
@@ -831,4 +893,33 @@ class Dossier(Aggregate):
             "report": report, "conclusion": conclusion, "recommendations": recommendations, "follow_up": follow_up,
             "by": actor["practitioner_id"],
         }
+        self.last_occurred_at = occurred_at
+
+    # ------------------------------------------------------------------ deadlines (the platform)
+
+    def deadline_of(self, send_id: str) -> Deadline | None:
+        """The send's deadline as last set (None: none set — history, or sent before deadlines existed)."""
+        recorded = self.send_of(send_id).get("deadline")
+        return Deadline.of(recorded) if recorded else None
+
+    def escalate(self, *, send_id: str, to: Json, reason: str, actor: Actor, occurred_at: datetime) -> None:
+        """Hands a send not accepted in time to `to` as well (the platform, past the accept deadline)."""
+        if actor.role != SYSTEM_ROLE:
+            raise NotAllowedError("seule la plateforme escalade un envoi")
+        self._open(occurred_at)
+        send = self.send_of(send_id)
+        self._send_in(send, SendState.REQUESTED)
+        if to.get("establishment_id") != send["establishment_id"] or not (to.get("service_id") or to.get("practitioner_id")):
+            raise InvalidFieldError("to", "escalade vers une astreinte ou un professionnel du même établissement")
+        target = {"establishment_id": to["establishment_id"], "service_id": to.get("service_id") or None,
+                  "practitioner_id": to.get("practitioner_id") or None}
+        if send.get("escalated_to") == target:
+            raise SendStateError("envoi déjà escaladé vers ce destinataire")
+        if (target["service_id"], target["practitioner_id"]) == (send["service_id"], send["practitioner_id"]):
+            raise InvalidFieldError("to", "l'escalade doit désigner un autre destinataire que l'envoi lui-même")
+        self._escalated(send_id=send_id, to=target, reason=reason, actor=actor.as_dict(), occurred_at=occurred_at)
+
+    @event(Escalated)
+    def _escalated(self, send_id: str, to: Json, reason: str, actor: Json, occurred_at: datetime) -> None:
+        self.sends[send_id]["escalated_to"] = dict(to)
         self.last_occurred_at = occurred_at

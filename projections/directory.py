@@ -12,6 +12,7 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
 from psycopg import Cursor
 from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
 
 from domain.directory import DicomNode, Establishment, Practitioner
 from projections.base import PostgresView
@@ -134,6 +135,12 @@ class PostgresDirectoryView(PostgresView):
         # where a node may call from besides its host; unverified: from anywhere (tables made before: added)
         "ALTER TABLE dir_nodes ADD COLUMN IF NOT EXISTS addresses text[] NOT NULL DEFAULT '{}'",
         "ALTER TABLE dir_nodes ADD COLUMN IF NOT EXISTS unverified boolean NOT NULL DEFAULT false",
+        # deadlines and escalation per recipient service, absence of a requester (issue 12: added columns)
+        "ALTER TABLE dir_services ADD COLUMN IF NOT EXISTS deadlines jsonb NOT NULL DEFAULT '{}'",
+        "ALTER TABLE dir_services ADD COLUMN IF NOT EXISTS escalate_to_service_id uuid",
+        "ALTER TABLE dir_services ADD COLUMN IF NOT EXISTS escalate_to_practitioner_id uuid",
+        "ALTER TABLE dir_practitioners ADD COLUMN IF NOT EXISTS away boolean NOT NULL DEFAULT false",
+        "ALTER TABLE dir_practitioners ADD COLUMN IF NOT EXISTS away_until date",
     )
     tables = ("dir_establishments", "dir_services", "dir_practitioners", "dir_memberships", "dir_nodes")
     standing_ttl: float = STANDING_TTL
@@ -267,10 +274,13 @@ class DirectoryProjection(Projection[PostgresDirectoryView]):
         "relais:Establishment.Created",
         "relais:Establishment.Renamed",
         "relais:Establishment.ServiceAdded",
+        "relais:Establishment.ServiceDeadlineSet",
+        "relais:Establishment.ServiceEscalationSet",
         "relais:Practitioner.Created",
         "relais:Practitioner.MembershipSet",
         "relais:Practitioner.MembershipEnded",
         "relais:Practitioner.Deactivated",
+        "relais:Practitioner.AwaySet",
         "relais:DicomNode.Created",
         "relais:DicomNode.Moved",
         "relais:DicomNode.CallingAddressesSet",
@@ -296,14 +306,42 @@ class DirectoryProjection(Projection[PostgresDirectoryView]):
     @process_event.register
     def _(self, e: Establishment.ServiceAdded, tracking: Tracking) -> None:
         self.view.apply(tracking, lambda c: c.execute(
-            "INSERT INTO dir_services VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+            """INSERT INTO dir_services (id, establishment_id, code, name, specialty, kind)
+               VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING""",
             (e.service_id, e.originator_id, e.code, e.name, e.specialty, e.kind),
+        ))
+
+    @process_event.register
+    def _(self, e: Establishment.ServiceDeadlineSet, tracking: Tracking) -> None:
+        key = f"{e.workflow}/{e.urgency}"
+        if (e.accept, e.answer) == (0, 0):
+            self.view.apply(tracking, lambda c: c.execute(
+                "UPDATE dir_services SET deadlines = deadlines - %s WHERE id = %s", (key, e.service_id)
+            ))
+        else:
+            self.view.apply(tracking, lambda c: c.execute(
+                "UPDATE dir_services SET deadlines = deadlines || jsonb_build_object(%s::text, %s::jsonb) WHERE id = %s",
+                (key, Jsonb({"accept": e.accept, "answer": e.answer}), e.service_id),
+            ))
+
+    @process_event.register
+    def _(self, e: Establishment.ServiceEscalationSet, tracking: Tracking) -> None:
+        self.view.apply(tracking, lambda c: c.execute(
+            "UPDATE dir_services SET escalate_to_service_id = %s, escalate_to_practitioner_id = %s WHERE id = %s",
+            (e.to_service_id, e.to_practitioner_id, e.service_id),
+        ))
+
+    @process_event.register
+    def _(self, e: Practitioner.AwaySet, tracking: Tracking) -> None:
+        self.view.apply(tracking, lambda c: c.execute(
+            "UPDATE dir_practitioners SET away = %s, away_until = %s WHERE id = %s", (e.away, e.until, e.originator_id)
         ))
 
     @process_event.register
     def _(self, e: Practitioner.Created, tracking: Tracking) -> None:
         self.view.apply(tracking, lambda c: c.execute(
-            "INSERT INTO dir_practitioners VALUES (%s, %s, %s, %s, %s, %s, %s, true) ON CONFLICT (id) DO NOTHING",
+            """INSERT INTO dir_practitioners (id, rpps, family_name, given_name, profession, specialty, email, active)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, true) ON CONFLICT (id) DO NOTHING""",
             (e.originator_id, e.rpps, e.family_name, e.given_name, e.profession, e.specialty, e.email),
         ))
 

@@ -10,6 +10,7 @@ from adapters.credentials import MIN_LENGTH, Credentials, WeakPasswordError
 from adapters.settings import Settings
 from entrypoints import projections as projections_process
 from entrypoints.bootstrap import build_pool, open_app, open_view_as, upgrade
+from entrypoints.cli import deadlines as deadline_commands
 from entrypoints.cli.common import CommandError, stop_on_signals, with_db
 from projections.directory import PostgresDirectoryView
 from projections.runner import catch_up, rebuild, status
@@ -248,3 +249,4 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = d.add_parser("list", help="liste l'annuaire")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_directory_list)
+    deadline_commands.register(d)

@@ -52,7 +52,9 @@ def test_history_lists_every_event_with_actor_and_both_times(relais: Relais, wor
     assert start <= declined.occurred_at <= declined.recorded_at <= end
 
     # the event's own fields, without the envelope, the actor or the business time
-    assert history[2].data == {"send_ids": [sid]}
+    assert history[2].data["send_ids"] == [sid]
+    deadline = history[2].data["deadlines"][sid]  # recorded with the sending (domain/deadlines.py)
+    assert set(deadline) == {"started_at", "accept_by", "answer_by", "basis"}
     assert history[3].data == {"send_id": sid, "reason_code": "other", "reason": "Pas de lit"}
     assert history[0].data["question"] == "Thrombolyse ?"
     assert history[0].data["patient"]["birth_name"] == "DUPONT"
@@ -86,6 +88,8 @@ def test_history_of_forward_records_both_practitioners(relais, world):
     history = relais.dossier_history(dossier_id=did, actor_id=world["auditor"])
     forwarded, accepted = history[-2], history[-1]
     assert (forwarded.event, forwarded.actor["practitioner_id"]) == ("Forwarded", rec)
+    deadline = forwarded.data.pop("deadline")  # the new assignee's, recorded with the forward
+    assert deadline["basis"]["source"] == "default"
     assert forwarded.data == {
         "send_id": sid, "note": "Pour toi",
         "to": {"establishment_id": world["montpellier"], "service_id": None, "practitioner_id": out,

@@ -38,6 +38,7 @@ EXPECTED_EVENT_TOPICS = {
     "relais:Dossier.ImagingHeld",
     "relais:Dossier.RecipientAddressed",
     "relais:Dossier.RecipientRemoved",
+    "relais:Dossier.Escalated",
     "relais:Dossier.Sent",
     "relais:Dossier.ComplementProvided",
     "relais:Dossier.Closed",
@@ -51,11 +52,14 @@ EXPECTED_EVENT_TOPICS = {
     "relais:Establishment.Created",
     "relais:Establishment.Renamed",
     "relais:Establishment.ServiceAdded",
+    "relais:Establishment.ServiceDeadlineSet",
+    "relais:Establishment.ServiceEscalationSet",
     # Practitioner
     "relais:Practitioner.Created",
     "relais:Practitioner.MembershipSet",
     "relais:Practitioner.MembershipEnded",
     "relais:Practitioner.Deactivated",
+    "relais:Practitioner.AwaySet",
     # DicomNode
     "relais:DicomNode.Created",
     "relais:DicomNode.Moved",
