@@ -30,10 +30,24 @@ class Settings:
     log_level: str = "INFO"
     tables_ready: bool = False
     trusted_proxies: tuple[str, ...] = ()  # addresses/networks whose X-Forwarded-For is believed
+    smtp_url: str | None = None  # smtp://user:pass@host:587 (STARTTLS) or smtps://… ; None: mails to <data_dir>/outbox
+    smtp_ca_file: Path | None = None  # a CA bundle to trust for the SMTP server's certificate (an internal CA)
+    mail_from: str = "Relais <relais@localhost>"
+    public_url: str = ""  # the address users open, for links in mails; "" : http://<http_host>:<http_port>
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def with_database(self, url: str) -> Settings:
         return replace(self, database_url=url)
+
+    @property
+    def base_url(self) -> str:
+        """Where users reach the web, without a trailing slash (links in mails)."""
+        return (self.public_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
+
+    @property
+    def outbox(self) -> Path:
+        """Where mails are written as .eml files when no SMTP server is configured (`<data_dir>/outbox`)."""
+        return self.data_dir / "outbox"
 
     @property
     def dicom_root(self) -> Path:

@@ -8,6 +8,7 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from adapters.settings import Settings, SettingsError, postgres_env
 
@@ -41,6 +42,15 @@ ENV_DOC = {
     "RELAIS_TABLES_READY": (
         "1: the tables exist, do not create them (set by relais up and the DICOM node for the processes they start). "
         "Default unset"
+    ),
+    "RELAIS_SMTP_URL": (
+        "Mail server: smtp://user:password@host:587 (STARTTLS) or smtps://user:password@host:465 (TLS). "
+        "Unset: mails are written as .eml files under RELAIS_DATA_DIR/outbox/ and listed on /admin/mails"
+    ),
+    "RELAIS_SMTP_CA_FILE": "PEM file of the CA that signed the mail server's certificate (an internal CA). Default: system CAs",
+    "RELAIS_MAIL_FROM": "Sender of the platform's mails. Default « Relais <relais@localhost> »",
+    "RELAIS_PUBLIC_URL": (
+        "Address users open (https://relais.example.org), for the links in mails. Default http://RELAIS_HTTP_HOST:RELAIS_HTTP_PORT"
     ),
     "RELAIS_TRUSTED_PROXIES": (
         "Comma-separated addresses or CIDR networks of reverse proxies whose X-Forwarded-For gives the client address "
@@ -96,6 +106,17 @@ def settings_from_environ(environ: Mapping[str, str] | None = None) -> Settings:
     url = env.get("RELAIS_DATABASE_URL") or None
     if url:
         postgres_env(url)  # validates
+    smtp = (env.get("RELAIS_SMTP_URL") or "").strip() or None
+    if smtp:
+        parsed = urlsplit(smtp)
+        if parsed.scheme not in ("smtp", "smtps") or not parsed.hostname:
+            raise SettingsError("RELAIS_SMTP_URL : smtp://utilisateur:motdepasse@hôte:587 ou smtps://… attendu")
+    ca_file = (env.get("RELAIS_SMTP_CA_FILE") or "").strip()
+    if ca_file and not Path(ca_file).is_file():
+        raise SettingsError(f"RELAIS_SMTP_CA_FILE : fichier introuvable « {ca_file} »")
+    public = (env.get("RELAIS_PUBLIC_URL") or "").strip()
+    if public and urlsplit(public).scheme not in ("http", "https"):
+        raise SettingsError("RELAIS_PUBLIC_URL : adresse http(s)://… attendue")
     return Settings(
         database_url=url,
         data_dir=Path(env.get("RELAIS_DATA_DIR") or "var").resolve(),
@@ -114,4 +135,8 @@ def settings_from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         log_level=(env.get("RELAIS_LOG_LEVEL") or "INFO").upper(),
         tables_ready=env.get("RELAIS_TABLES_READY", "") == "1",
         trusted_proxies=proxies,
+        smtp_url=smtp,
+        smtp_ca_file=Path(ca_file) if ca_file else None,
+        mail_from=(env.get("RELAIS_MAIL_FROM") or "").strip() or "Relais <relais@localhost>",
+        public_url=public,
     )
