@@ -27,6 +27,7 @@ from adapters.dicom.retrieve import Retriever, retrieve_study
 from adapters.dicom.storage import InstanceStore
 from adapters.jobs import ArqJobs, InlineJobs, JobContext, Jobs, JobTable, ping
 from adapters.live import LiveFeed
+from adapters.notification_prefs import PreferenceStore
 from adapters.settings import Settings, conninfo
 from application import Relais
 from projections.access import PostgresAccessView
@@ -100,6 +101,7 @@ def upgrade(settings: Settings) -> list[str]:
     pool = build_pool(settings, max_size=1)
     try:
         Credentials(pool).create_table()
+        PreferenceStore(pool).create_table()
         with pool.connection() as conn:
             # Per-topic head and lag of the projections (status on every /health call).
             conn.execute(
@@ -108,6 +110,7 @@ def upgrade(settings: Settings) -> list[str]:
     finally:
         pool.close()
     done.append("relais_credentials")
+    done.append("notification_preferences")
     done.append("relais_events_topic_idx")
     app.close()
     return done
