@@ -137,3 +137,23 @@ def test_structured_opinion_is_recorded_and_checked(relais, sent_dossier, world)
     d = relais.get_dossier(dossier_id=did, actor_id=world["requester"])
     opinion = d.sends[0]["opinion"]
     assert opinion["recommendations"] == "Transfert immédiat" and opinion["follow_up"] == "immediate"
+
+
+def test_v1_sent_and_forwarded_read_as_without_deadline():
+    """Sends of the stores that predate deadlines (Sent v1, Forwarded v1) have none: nothing is due for them."""
+    app = Relais(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    actor = {"practitioner_id": "p", "role": "clinician", "establishment_id": "e", "service_ids": [], "name": ""}
+    when = {"_type_": "datetime_iso", "_data_": "2025-03-01T09:58:00+00:00"}
+    for topic, state, check in (
+        ("relais:Dossier.Sent", {"send_ids": ["s"]}, lambda ev: ev.deadlines == {}),
+        ("relais:Dossier.Forwarded", {"send_id": "s", "to": {"establishment_id": "e"}, "note": ""},
+         lambda ev: ev.deadline is None),
+    ):
+        stored = StoredEvent(
+            originator_id=uuid4(), originator_version=5, topic=topic,
+            state=json.dumps({"timestamp": when, "actor": actor, "occurred_at": when, **state}).encode(),
+        )
+        ev = app.mapper.to_domain_event(stored)
+        assert check(ev), topic
+    assert Dossier.Sent.class_version == 2 and Dossier.Forwarded.class_version == 2
+    app.close()
