@@ -40,6 +40,7 @@ SERVICES = [
     ("310781406", "neuroradio", "Neuroradiologie interventionnelle", "radiologie", "service"),
     ("310781406", "unv", "Unité neurovasculaire — astreinte", "neurologie", "on_call_pool"),
     ("310781406", "nephro-greffe", "Néphrologie et transplantation", "néphrologie", "team"),
+    ("310781406", "astreinte-nrx", "Astreinte de neuroradiologie", "radiologie", "on_call_pool"),
     ("340780477", "neurochirurgie", "Neurochirurgie", "neurochirurgie", "service"),
     (ESTABLISHMENTS[3][0], "urgences", "Urgences", "médecine d'urgence", "service"),
 ]
@@ -59,8 +60,8 @@ class DemoUser:
 USERS = [
     DemoUser(_rpps(101), "Martin", "Claire", ESTABLISHMENTS[3][0], ("clinician",), ("urgences",), "urgentiste requérante (CH Rodez)"),
     DemoUser(_rpps(102), "Durand", "Paul", "310781406", ("clinician",), ("neuroradio",), "neuroradiologue requis (CHU Toulouse)"),
-    DemoUser(_rpps(103), "Bernard", "Sophie", "310781406", ("clinician",), ("nephro-greffe", "unv"),
-             "néphrologue / astreinte UNV (CHU Toulouse)"),
+    DemoUser(_rpps(103), "Bernard", "Sophie", "310781406", ("clinician",), ("nephro-greffe", "unv", "astreinte-nrx"),
+             "néphrologue / astreintes UNV et neuroradio (CHU Toulouse)"),
     DemoUser(_rpps(104), "Petit", "Luc", "340780477", ("clinician",), ("neurochirurgie",), "neurochirurgien (CHU Montpellier)"),
     DemoUser(_rpps(105), "Leroy", "Anne", "310781406", ("auditor",), (), "auditrice — DIM (CHU Toulouse)"),
     DemoUser(_rpps(106), "Moreau", "Marc", ESTABLISHMENTS[5][0], ("analyst",), (), "analyste régional"),
@@ -106,6 +107,9 @@ def load(relais: Relais, credentials: Credentials, now: datetime) -> list[DemoUs
         except AlreadyExistsError:
             pass
     if first_time:
+        # sends to neuroradiology not taken in charge in time go to its on-call pool as well
+        relais.set_service_escalation(establishment_id=est["310781406"].id, service_code="neuroradio",
+                                      to_service_code="astreinte-nrx")
         _dossiers(relais, est, svc, ids, now)
     return USERS
 
@@ -194,6 +198,11 @@ def _dossiers(
     did, sid = new(patients[0], "out_of_region_opinion", "Second avis hors région sur malformation vasculaire.",
                    "routine", 10, paris, None, channel="email_invitation")
     relais.send_dossier(dossier_id=did, actor_id=martin, occurred_at=at(9.9))
+    # 9. a stroke request sent 6 minutes ago and not taken in charge: its 10-minute accept deadline passes
+    #    about 4 minutes after the demo starts, and it escalates to the neuroradiology on-call pool (Sophie Bernard)
+    did, sid = new(patients[3], "stroke_opinion", "Aphasie brutale, NIHSS 9. Avis neuroradiologique : thrombectomie ?",
+                   "stat", 0.2, tlse, "neuroradio")
+    relais.send_dossier(dossier_id=did, actor_id=martin, occurred_at=at(0.1))
     # 8. cancelled
     did, sid = new(patients[1], "emergency_opinion", "Douleur thoracique : avis cardiologique.", "urgent", 5, mtp, None)
     relais.cancel_dossier(dossier_id=did, actor_id=martin, reason="Patient transféré directement.", occurred_at=at(4.5))
