@@ -46,7 +46,8 @@ class PostgresInboxView(InboxQueries, PostgresView):
         """CREATE TABLE IF NOT EXISTS inbox_sends (
             send_id uuid PRIMARY KEY, dossier_id uuid NOT NULL, establishment_id uuid NOT NULL,
             service_id uuid, practitioner_id uuid, state text NOT NULL, sent_on timestamptz,
-            answered_on timestamptz)""",
+            answered_on timestamptz, accept_by timestamptz, answer_by timestamptz,
+            escalated boolean NOT NULL DEFAULT false, escalated_service_id uuid, escalated_practitioner_id uuid)""",
         """CREATE TABLE IF NOT EXISTS inbox_views (
             practitioner_id text NOT NULL, dossier_id uuid NOT NULL, version integer NOT NULL,
             viewed_at timestamptz NOT NULL, PRIMARY KEY (practitioner_id, dossier_id))""",
@@ -63,6 +64,7 @@ class PostgresInboxView(InboxQueries, PostgresView):
         "CREATE INDEX IF NOT EXISTS inbox_dossiers_search ON inbox_dossiers USING gin (search gin_trgm_ops)",
     )
     tables = ("inbox_dossiers", "inbox_sends", "inbox_views")
+    schema_version = 1  # 1: each send's deadline (accept_by, answer_by) and escalation target
 
 
 _UUIDS: dict[str, UUID] = {}
@@ -90,6 +92,26 @@ def _date(value: Any) -> date | None:
     if not value:
         return None
     return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+def _when(value: Any) -> datetime | None:
+    if not value:
+        return None
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+
+def _deadline(recorded: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The send columns of a deadline record (Sent v2 `deadlines[send]`, Forwarded v2 `deadline`);
+    nothing when none was recorded (the send keeps the one it had)."""
+    if not recorded:
+        return {}
+    return {"accept_by": _when(recorded.get("accept_by")), "answer_by": _when(recorded.get("answer_by")), "timed": True}
+
+
+def _escalation(to: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The send columns of its escalation target (`to` of Dossier.Escalated; None: cleared by a forward)."""
+    return {"escalated": to is not None, "escalated_service_id": _uuid((to or {}).get("service_id")),
+            "escalated_practitioner_id": _uuid((to or {}).get("practitioner_id")), "escalation": True}
 
 
 def _patient(p: Mapping[str, Any]) -> dict[str, Any]:
@@ -136,7 +158,7 @@ class InboxProjection(BufferedProjection[PostgresInboxView]):
         "relais:Dossier.Sent", "relais:Dossier.ComplementProvided", "relais:Dossier.Closed",
         "relais:Dossier.Cancelled", "relais:Dossier.Accepted", "relais:Dossier.Declined",
         "relais:Dossier.ComplementRequested", "relais:Dossier.Forwarded", "relais:Dossier.OpinionGiven",
-        "relais:Access.Created",
+        "relais:Dossier.Escalated", "relais:Access.Created",
     )
     # Live: a send reaches the recipient's open inbox quickly; a burst still makes one batch.
     quiet_after = 0.03
@@ -243,7 +265,8 @@ class InboxProjection(BufferedProjection[PostgresInboxView]):
         self.batch.sends[sid] = {
             "send_id": sid, "dossier_id": e.originator_id, "establishment_id": _uuid(r["establishment_id"]),
             "service_id": _uuid(r.get("service_id")), "practitioner_id": _uuid(r.get("practitioner_id")),
-            "state": "pending", "sent_on": None, "answered_on": None,
+            "state": "pending", "sent_on": None, "answered_on": None, "accept_by": None, "answer_by": None,
+            "escalated": False, "escalated_service_id": None, "escalated_practitioner_id": None,
         }
         self.batch.sends_of.setdefault(e.originator_id, []).append(sid)
         self._summary(e)
@@ -261,8 +284,9 @@ class InboxProjection(BufferedProjection[PostgresInboxView]):
         self._summary(e)
 
     def _sent(self, e: Dossier.Sent) -> None:
+        deadlines = getattr(e, "deadlines", None) or {}  # none for history imports and v1 events
         for send_id in e.send_ids:
-            self._send(send_id, state="requested", sent_on=e.occurred_at)
+            self._send(send_id, state="requested", sent_on=e.occurred_at, **_deadline(deadlines.get(send_id)))
         row = self.batch.dossiers.get(e.originator_id)
         if row is not None:
             if row["first_sent_on"] is None:
@@ -323,7 +347,13 @@ class InboxProjection(BufferedProjection[PostgresInboxView]):
         self._send(
             e.send_id, state="requested", establishment_id=_uuid(to["establishment_id"]),
             service_id=_uuid(to.get("service_id")), practitioner_id=_uuid(to.get("practitioner_id")), moved=True,
-        )  # `moved` tells the UPDATE of an earlier send to take the three ids (a COPY ignores it)
+            **_deadline(getattr(e, "deadline", None)), **_escalation(None),
+        )  # `moved` tells the UPDATE of an earlier send to take the three ids (a COPY ignores it);
+        # a forward hands the send to its new assignee alone: the escalation target no longer sees it
+        self._summary(e)
+
+    def _escalated(self, e: Dossier.Escalated) -> None:
+        self._send(e.send_id, **_escalation(e.to))
         self._summary(e)
 
     def _viewed(self, e: Access.Created) -> None:
@@ -356,6 +386,7 @@ class InboxProjection(BufferedProjection[PostgresInboxView]):
         Dossier.ComplementRequested: _complement_requested,
         Dossier.Forwarded: _forwarded,
         Dossier.OpinionGiven: _answered,
+        Dossier.Escalated: _escalated,
         Access.Created: _viewed,
     }
 

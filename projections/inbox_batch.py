@@ -37,7 +37,8 @@ DOSSIER_COLUMNS = (
 )
 SEND_COLUMNS = (
     ("send_id", ID), ("dossier_id", ID), ("establishment_id", ID), ("service_id", ID), ("practitioner_id", ID),
-    ("state", T), ("sent_on", TS), ("answered_on", TS),
+    ("state", T), ("sent_on", TS), ("answered_on", TS), ("accept_by", TS), ("answer_by", TS), ("escalated", "bool"),
+    ("escalated_service_id", ID), ("escalated_practitioner_id", ID),
 )
 PATIENT_FIELDS = ("birth_name", "first_names", "used_name", "birth_date", "sex", "ins", "search")
 
@@ -168,7 +169,7 @@ def _patch_dossiers(curs: Cursor[DictRow], patches: dict[UUID, dict[str, Any]]) 
 
 
 def _patch_sends(curs: Cursor[DictRow], patches: dict[UUID, dict[str, Any]]) -> None:
-    """Changes to sends of earlier batches: state, times, and where a forward moved them."""
+    """Changes to sends of earlier batches: state, times, deadline, escalation, and where a forward moved them."""
     ids = list(patches)
     p = [patches[i] for i in ids]
     curs.execute(
@@ -177,14 +178,23 @@ def _patch_sends(curs: Cursor[DictRow], patches: dict[UUID, dict[str, Any]]) -> 
              answered_on = coalesce(u.answered_on, s.answered_on),
              establishment_id = CASE WHEN u.moved THEN u.establishment_id ELSE s.establishment_id END,
              service_id = CASE WHEN u.moved THEN u.service_id ELSE s.service_id END,
-             practitioner_id = CASE WHEN u.moved THEN u.practitioner_id ELSE s.practitioner_id END
+             practitioner_id = CASE WHEN u.moved THEN u.practitioner_id ELSE s.practitioner_id END,
+             accept_by = CASE WHEN u.timed THEN u.accept_by ELSE s.accept_by END,
+             answer_by = CASE WHEN u.timed THEN u.answer_by ELSE s.answer_by END,
+             escalated = CASE WHEN u.escalation THEN u.escalated ELSE s.escalated END,
+             escalated_service_id = CASE WHEN u.escalation THEN u.esc_service ELSE s.escalated_service_id END,
+             escalated_practitioner_id = CASE WHEN u.escalation THEN u.esc_practitioner ELSE s.escalated_practitioner_id END
            FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::bool[], %s::uuid[],
-                       %s::uuid[], %s::uuid[])
-                AS u(id, state, sent_on, answered_on, moved, establishment_id, service_id, practitioner_id)
+                       %s::uuid[], %s::uuid[], %s::bool[], %s::timestamptz[], %s::timestamptz[], %s::bool[],
+                       %s::bool[], %s::uuid[], %s::uuid[])
+                AS u(id, state, sent_on, answered_on, moved, establishment_id, service_id, practitioner_id,
+                     timed, accept_by, answer_by, escalation, escalated, esc_service, esc_practitioner)
            WHERE s.send_id = u.id""",
         (ids, [x.get("state") for x in p], [x.get("sent_on") for x in p], [x.get("answered_on") for x in p],
          [bool(x.get("moved")) for x in p], [x.get("establishment_id") for x in p], [x.get("service_id") for x in p],
-         [x.get("practitioner_id") for x in p]),
+         [x.get("practitioner_id") for x in p], [bool(x.get("timed")) for x in p], [x.get("accept_by") for x in p],
+         [x.get("answer_by") for x in p], [bool(x.get("escalation")) for x in p], [bool(x.get("escalated")) for x in p],
+         [x.get("escalated_service_id") for x in p], [x.get("escalated_practitioner_id") for x in p]),
     )
 
 

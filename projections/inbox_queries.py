@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from psycopg.rows import DictRow
 
@@ -64,12 +67,44 @@ class InboxRow:
     imaging: bool
     documents: int
     key: str = field(default="")
+    accept_by: datetime | None = None  # the received tab: the send's deadlines and escalation
+    answer_by: datetime | None = None
+    escalated: bool = False
+    sort: tuple[Any, ...] = field(default=(), compare=False, repr=False)  # the received tab's keyset position
+
+    @property
+    def due(self) -> tuple[str, datetime] | None:
+        """The deadline that runs for an active received send: ("accept", accept_by) while it waits to be
+        taken in charge, ("answer", answer_by) once accepted (until the opinion); None otherwise."""
+        if self.state == "requested" and self.accept_by:
+            return "accept", self.accept_by
+        if self.state in ("in_progress", "on_hold") and self.answer_by:
+            return "answer", self.answer_by
+        return None
 
 
 @dataclass(frozen=True)
 class Page:
     rows: list[InboxRow]
     next_cursor: str | None
+
+
+def encode_sort_cursor(values: tuple[Any, ...]) -> str:
+    """The received tab's cursor: its whole sort key (group and urgency rank, deadline, age, send)."""
+    rank, due, age, key = values
+    return base64.urlsafe_b64encode(json.dumps(["r", rank, due.isoformat(), str(age), key]).encode()).decode()
+
+
+def decode_sort_cursor(cursor: str | None) -> tuple[int, datetime, str, str] | None:
+    if not cursor:
+        return None
+    try:
+        tag, rank, due, age, key = json.loads(base64.urlsafe_b64decode(cursor.encode()).decode())
+        if tag != "r":
+            return None
+        return int(rank), datetime.fromisoformat(due), str(Decimal(str(age))), str(UUID(str(key)))
+    except (ValueError, TypeError, UnicodeDecodeError, ArithmeticError):
+        return None
 
 
 def encode_cursor(ts: datetime, key: str) -> str:
@@ -94,9 +129,25 @@ SELECT d.id::text AS dossier_id, d.number, d.workflow, d.urgency, d.birth_name, 
        {since} AS since, {key}::text AS key, {cols}
 FROM {source}
 WHERE {where}
-ORDER BY {since} DESC, {key} DESC
+ORDER BY {order}
 LIMIT %(limit)s
 """
+
+# The received tab's order: active sends (requested, in progress, on hold) first, by urgency (stat
+# « Immédiate », asap, urgent, routine), then by the deadline that runs (accept_by while requested,
+# answer_by after; none: last, as in 9999), then by age (sent first, first); then the others by last activity,
+# newest first. One ascending key so a keyset page goes on exactly where the last one ended:
+# (rank, due, age, send) with rank = urgency rank for active sends, 10 for the others, and age the
+# send's epoch (active) or minus its last activity's (the others). Not indexable, but scoped to one
+# recipient's sends (a few hundred active at most).
+ACTIVE = "s.state IN ('requested', 'in_progress', 'on_hold')"
+RANK = f"""(CASE WHEN {ACTIVE} THEN (CASE d.urgency WHEN 'stat' THEN 0 WHEN 'asap' THEN 1 WHEN 'urgent' THEN 2
+            ELSE 3 END) ELSE 10 END)"""
+DUE = f"""(CASE WHEN s.state = 'requested' THEN coalesce(s.accept_by, '9999-01-01 00:00+00'::timestamptz)
+            WHEN {ACTIVE} THEN coalesce(s.answer_by, '9999-01-01 00:00+00'::timestamptz) ELSE '9999-01-01 00:00+00'::timestamptz END)"""
+AGE = f"""(CASE WHEN {ACTIVE} THEN extract(epoch FROM coalesce(s.sent_on, d.last_activity_at))
+            ELSE -extract(epoch FROM d.last_activity_at) END)"""
+RECEIVED_ORDER = f"{RANK}, {DUE}, {AGE}, s.send_id"
 
 UNREAD = """(d.last_actor_id <> %(me)s AND NOT EXISTS (SELECT 1 FROM inbox_views v
              WHERE v.practitioner_id = %(me)s AND v.dossier_id = d.id AND v.version >= d.version))"""
@@ -106,9 +157,14 @@ UNREAD = """(d.last_actor_id <> %(me)s AND NOT EXISTS (SELECT 1 FROM inbox_views
 # `closed` with its dossier, like one that was). tests/web/test_read_rule.py holds both to the same cases.
 WAS_SENT = "s.sent_on IS NOT NULL"
 
+# The domain's `_addressed_to` (domain/dossier.py, behind Dossier.is_recipient): the practitioner
+# named, else a member of the service named, else anyone of the establishment — for the send, or
+# for the target of its escalation (same establishment; cleared by a forward).
 MINE = f"""s.establishment_id = %(est)s AND {WAS_SENT}
-          AND (s.practitioner_id = %(me_uuid)s OR (s.practitioner_id IS NULL
-               AND (s.service_id IS NULL OR s.service_id = ANY(%(services)s::uuid[]))))"""
+          AND ((s.practitioner_id = %(me_uuid)s OR (s.practitioner_id IS NULL
+               AND (s.service_id IS NULL OR s.service_id = ANY(%(services)s::uuid[]))))
+            OR (s.escalated AND (s.escalated_practitioner_id = %(me_uuid)s OR (s.escalated_practitioner_id IS NULL
+               AND (s.escalated_service_id IS NULL OR s.escalated_service_id = ANY(%(services)s::uuid[]))))))"""
 
 
 def _tab_sql(tab: str) -> tuple[str, str, list[str], str, str]:
@@ -116,6 +172,7 @@ def _tab_sql(tab: str) -> tuple[str, str, list[str], str, str]:
     if tab == "received":
         source = "inbox_sends s JOIN inbox_dossiers d ON d.id = s.dossier_id"
         cols = f"""s.send_id::text AS send_id, s.state AS state, {UNREAD} AS unread,
+            s.accept_by, s.answer_by, s.escalated, {RANK} AS sort_rank, {DUE} AS sort_due, {AGE} AS sort_age,
             (SELECT name FROM dir_establishments WHERE id = d.requester_establishment_id) AS counterpart,
             coalesce((SELECT given_name || ' ' || family_name FROM dir_practitioners
                       WHERE id = d.requester_practitioner_id), '') AS counterpart_detail"""
@@ -152,6 +209,13 @@ def _closed_sql() -> tuple[str, str, list[str], str, str]:
     return source, cols, where, "d.last_activity_at", "d.id"
 
 
+def _row(r: DictRow) -> InboxRow:
+    values = dict(r)
+    if "sort_rank" in values:
+        values["sort"] = (values.pop("sort_rank"), values.pop("sort_due"), values.pop("sort_age"), values["key"])
+    return InboxRow(**values)
+
+
 class InboxQueries(PostgresView):
     """The queries of the PostgreSQL inbox view (projections/inbox.py adds its tables): every
     query is scoped to one clinician (server-side)."""
@@ -170,15 +234,28 @@ class InboxQueries(PostgresView):
         params = self._params(scope) | {"limit": limit + 1}
         where = list(where)
         self._filters(tab, filters, where, params)
-        after = decode_cursor(cursor)
-        if after:
-            params["c_ts"], params["c_key"] = after
-            where.append(f"({since}, {key}) < (%(c_ts)s, %(c_key)s::uuid)")
-        sql = SELECT.format(cols=cols, source=source, since=since, key=key, where=" AND ".join(f"({w})" for w in where))
-        rows = [InboxRow(**r) for r in self.query(sql, params)]
+        if tab == "received":
+            order = RECEIVED_ORDER
+            position = decode_sort_cursor(cursor)
+            if position:
+                params["c_rank"], params["c_due"], params["c_age"], params["c_key"] = position
+                where.append(f"({RECEIVED_ORDER}) > (%(c_rank)s, %(c_due)s, %(c_age)s::numeric, %(c_key)s::uuid)")
+        else:
+            order = f"{since} DESC, {key} DESC"
+            after = decode_cursor(cursor)
+            if after:
+                params["c_ts"], params["c_key"] = after
+                where.append(f"({since}, {key}) < (%(c_ts)s, %(c_key)s::uuid)")
+        sql = SELECT.format(cols=cols, source=source, since=since, key=key, order=order,
+                            where=" AND ".join(f"({w})" for w in where))
+        rows = [_row(r) for r in self.query(sql, params)]
         more = len(rows) > limit
         rows = rows[:limit]
-        return Page(rows=rows, next_cursor=encode_cursor(rows[-1].since, rows[-1].key) if more else None)
+        if not more:
+            return Page(rows=rows, next_cursor=None)
+        last = rows[-1]
+        return Page(rows=rows, next_cursor=encode_sort_cursor(last.sort) if tab == "received"
+                    else encode_cursor(last.since, last.key))
 
     @staticmethod
     def _filters(tab: str, f: Filters, where: list[str], params: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from jinja2 import Environment
 
 from domain.access import ACCESS_KINDS, OUTCOMES
+from domain.deadlines import format_delay
 from domain.dossier import DECLINE_REASONS
 from domain.values import PARIS, SEXES, URGENCY_LABELS, WORKFLOW_LABELS, Json
 from web.forms import new_token
@@ -81,6 +82,27 @@ def ago(value: datetime | str | None, now: datetime | None = None) -> str:
     if seconds < 86400 * 60:
         return f"{int(seconds // 86400)} j"
     return paris(value, "%d/%m/%Y")
+
+
+def span(minutes: int) -> str:
+    """A time left or late, rounded as people say it (domain/deadlines.format_delay's units):
+    « 25 min », « 2 h », « 1 h 30 », « 3 j » (from 48 h on, whole days)."""
+    minutes = max(1, minutes)
+    if minutes >= 48 * 60:
+        return f"{minutes // (24 * 60)} j"
+    return format_delay(minutes)
+
+
+def time_left(due: datetime | str | None, now: datetime | None = None) -> tuple[str, bool]:
+    """(« reste 25 min » | « en retard de 2 h », overdue) of a deadline; ("", False) without one."""
+    if not due:
+        return "", False
+    if isinstance(due, str):
+        due = datetime.fromisoformat(due)
+    seconds = (due - (now or datetime.now(UTC))).total_seconds()
+    if seconds >= 0:
+        return f"reste {span(int(seconds // 60))}", False
+    return f"en retard de {span(int(-seconds // 60))}", True
 
 
 def age_years(birth: date | str | None, today: date | None = None) -> str:
@@ -157,13 +179,15 @@ def timeline_line(event: str, data: Json, names: Names) -> tuple[str, str]:
             return "Clôturé", data.get("note", "")
         case "Cancelled":
             return "Annulé", data.get("reason", "")
+        case "Escalated":
+            return "Escaladé (délai de prise en charge dépassé)", "vers " + recipient(data.get("to", {}))
     return event, ""
 
 
 def register(env: Environment) -> None:
     """Adds the filters to a Jinja environment."""
     env.filters.update(
-        paris=paris, day=day, ago=ago, age_years=age_years,
+        paris=paris, day=day, ago=ago, age_years=age_years, time_left=time_left,
         label=lambda code, table: label(table, code),
     )
     env.globals["timeline_line"] = timeline_line

@@ -26,7 +26,7 @@ from domain.values import Actor
 from projections.inbox_queries import TABS
 from projections.runner import catch_up
 from tests.conftest import PATIENT, rpps
-from tests.web.conftest import login
+from tests.web.conftest import PASSWORD, login
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from dicomdata import write_study  # noqa: E402
@@ -205,3 +205,70 @@ def test_a_recipient_reads_only_through_a_send_that_was_sent(client, relais, set
     if not readable:  # not even the number of the dossier gives it away
         number = dossier.number
         assert all(number not in client.get(f"/inbox/{tab}?q={number}", headers=HX).text for tab in TABS)
+
+
+# ------------------------------------------------------------------------------------ escalation
+
+def _escalation_world(relais: Relais, credentials, w: dict) -> dict:
+    """Montpellier's neuroradiology escalates to its on-call pool (one member, rpps(5)); a cardiologist
+    (rpps(6)) is a member of another service of the same establishment."""
+    pool = relais.add_service(establishment_id=w["montpellier"], code="astreinte-nrx", name="Astreinte neuroradiologie",
+                              kind="on_call_pool")
+    cardio = relais.add_service(establishment_id=w["montpellier"], code="cardio", name="Cardiologie")
+    relais.set_service_escalation(establishment_id=w["montpellier"], service_code="neuroradio", to_service_code="astreinte-nrx")
+    on_call = relais.add_practitioner(rpps=rpps(5), family_name="Roux", given_name="Inès", establishment_id=w["montpellier"],
+                                      roles=["clinician"], service_ids=[pool])
+    cardiologist = relais.add_practitioner(rpps=rpps(6), family_name="Blanc", given_name="Marc",
+                                           establishment_id=w["montpellier"], roles=["clinician"], service_ids=[cardio])
+    for pid in (on_call, cardiologist):
+        credentials.set_password(pid, PASSWORD)
+    return {"on_call": on_call, "cardiologist": cardiologist}
+
+
+def _escalate(settings, did: str, sid: str) -> None:
+    """The platform escalates the send, its accept deadline passed (a Relais whose clock is 3 h later)."""
+    from datetime import UTC, datetime, timedelta
+
+    later = Relais(env=settings.eventsourcing_env(), clock=lambda: datetime.now(UTC) + timedelta(hours=3))
+    try:
+        assert later.escalate_overdue(dossier_id=did, send_id=sid).to is not None
+    finally:
+        later.close()
+
+
+ESCALATION_CASES = {  # scenario: {who: readable}
+    "escalated": {rpps(5): True, rpps(6): False, rpps(2): True},
+    "escalated_then_forwarded": {rpps(5): False, rpps(6): False, rpps(2): False},
+}
+
+
+@pytest.mark.parametrize("scenario", ESCALATION_CASES)
+def test_the_escalation_target_reads_and_acts_like_a_recipient(client, relais, settings, passwords, credentials,
+                                                              dossier_with_data, scenario):
+    """One rule, Dossier.is_recipient: the on-call pool a send was escalated to sees it in its received tab
+    and may act on it; a member of another service does not; after a forward the pool no longer sees it."""
+    w, did = passwords, dossier_with_data["did"]
+    people = _escalation_world(relais, credentials, w)
+    sid = _to_neuro(relais, w, did)
+    _send(relais, w, did)
+    _escalate(settings, did, sid)
+    if scenario == "escalated_then_forwarded":
+        relais.forward(dossier_id=did, actor_id=w["recipient"], send_id=sid, to_practitioner_id=w["outsider"])
+    dossier = relais.repository.get(__import__("uuid").UUID(did))
+    assert isinstance(dossier, Dossier)
+    ids = {rpps(5): people["on_call"], rpps(6): people["cardiologist"], rpps(2): w["recipient"]}
+    for name in ("directory", "inbox", "access"):
+        catch_up(name, settings.eventsourcing_env(), relais)
+
+    for login_name, readable in ESCALATION_CASES[scenario].items():
+        actor = relais.actors.actor_for(practitioner_id=ids[login_name], role="clinician")
+        assert dossier.is_recipient(actor, sid) is readable, login_name
+        client.cookies.clear()
+        login(client, login_name)
+        page = client.get(f"/dossiers/{did}")
+        assert page.status_code == (200 if readable else 403), (login_name, page.status_code)
+        received = client.get("/inbox/received", headers=HX).text
+        assert ("ZÉBULON" in received) is readable, login_name
+        if readable:
+            assert "Prendre en charge" in page.text  # may act: the accept form is offered
+            assert "escaladé" in received
