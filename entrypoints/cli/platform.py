@@ -15,7 +15,7 @@ from adapters.credentials import Credentials
 from adapters.database import database, redact
 from adapters.settings import Settings
 from application.base import utcnow
-from entrypoints import dicom_node, web, worker
+from entrypoints import dicom_node, scheduler, web, worker
 from entrypoints.bootstrap import build_app, build_pool, upgrade
 from entrypoints.cli.common import RELAIS_COMMAND, CommandError, stop_on_signals, with_db
 
@@ -40,6 +40,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             web_child,
             sup.Child("dicom", ["scp"]),
             sup.Child("projections", ["projections", "run"]),
+            sup.Child("scheduler", ["scheduler"]),
         ]
         if resolved.redis_url:
             children.append(sup.Child("worker", ["worker"]))
@@ -111,6 +112,12 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+@with_db
+def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
+    scheduler.run(settings, stop_on_signals())
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("up", help="toute la plateforme : web, nœud DICOM, projections, tâches")
     p.add_argument("--demo", action="store_true", help="charge l'annuaire et des dossiers de démonstration, affiche les identifiants")
@@ -118,4 +125,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sub.add_parser("serve", help="le service web seul (port RELAIS_HTTP_PORT)").set_defaults(func=cmd_serve)
     sub.add_parser("scp", help="le nœud DICOM seul (port RELAIS_DICOM_PORT)").set_defaults(func=cmd_scp)
     sub.add_parser("worker", help="le worker de tâches arq (RELAIS_REDIS_URL requis)").set_defaults(func=cmd_worker)
+    sub.add_parser(
+        "scheduler", help="les échéances (rappels, escalades) et l'envoi des courriels de notification"
+    ).set_defaults(func=cmd_scheduler)
     sub.add_parser("demo", help="charge les données de démonstration sans démarrer la plateforme").set_defaults(func=cmd_demo)
