@@ -57,11 +57,20 @@ class PostgresStatisticsView(PostgresView):
             accepted_at timestamptz, accepted_recorded_at timestamptz,
             declined_at timestamptz, declined_recorded_at timestamptz,
             answered_at timestamptz, answered_recorded_at timestamptz,
+            accept_by timestamptz, answer_by timestamptz, deadline_source text, deadline_recorded_at timestamptz,
+            taken_at timestamptz, taken_recorded_at timestamptz,
+            escalated_at timestamptz, escalated_recorded_at timestamptz, escalations_recorded_at timestamptz[],
+            cancelled_at timestamptz, cancelled_recorded_at timestamptz,
             PRIMARY KEY (dossier_id, send_id))""",
         "CREATE INDEX IF NOT EXISTS stats_sends_sent_date ON stats_sends (sent_date)",
+        # the deadline figures read only the sends that have one (none in an imported history)
+        """CREATE INDEX IF NOT EXISTS stats_sends_deadline_sent_date ON stats_sends (sent_date)
+           WHERE deadline_recorded_at IS NOT NULL""",
     )
     tables = ("stats_establishments", "stats_dossiers", "stats_sends")
-    schema_version = 2  # 2: dossier fields copied onto sends, first answer on dossiers
+    # 2: dossier fields copied onto sends, first answer on dossiers; 3: deadlines, taking in charge,
+    # escalations and cancellation of sends
+    schema_version = 3
 
     def snapshot(self) -> Snapshot:
         """Every query of a report in one read-only REPEATABLE READ transaction (one state of
@@ -126,11 +135,32 @@ def _paris_date(moment: datetime) -> date:
 FACT_FIELDS = {fact: (f"{fact}_at", f"{fact}_recorded_at") for fact in SEND_FACTS}
 
 
+class DeadlinePatch:
+    """What a batch learnt about the deadline of a send already written: the last deadline recorded,
+    when it first had one, its taking in charge (`reset`: a forward started the accept clock again)."""
+
+    __slots__ = ("accept_by", "answer_by", "source", "recorded", "reset", "taken")
+
+    def __init__(self) -> None:
+        self.accept_by: datetime | None = None
+        self.answer_by: datetime | None = None
+        self.source: str | None = None
+        self.recorded: datetime | None = None
+        self.reset = False
+        self.taken: Fact | None = None
+
+
+def _deadline_times(record: dict[str, Any]) -> tuple[datetime, datetime, str]:
+    def when(v: Any) -> datetime:
+        return v if isinstance(v, datetime) else datetime.fromisoformat(str(v))
+    return when(record["accept_by"]), when(record["answer_by"]), str((record.get("basis") or {}).get("source") or "")
+
+
 class Batch:
     """What a batch of events changes: new rows, and later facts about rows already written."""
 
     __slots__ = ("new_establishments", "renamed", "new_dossiers", "dossier_patches", "new_sends", "send_patches",
-                 "removed_sends", "first_answers")
+                 "removed_sends", "first_answers", "deadline_patches", "escalations", "cancelled")
 
     def __init__(self) -> None:
         self.new_establishments: dict[UUID, NewEstablishment] = {}
@@ -141,6 +171,9 @@ class Batch:
         self.send_patches: dict[tuple[UUID, str], dict[str, Fact]] = {}  # by fact (SEND_FACTS)
         self.removed_sends: set[tuple[UUID, str]] = set()
         self.first_answers: dict[UUID, datetime] = {}
+        self.deadline_patches: dict[tuple[UUID, str], DeadlinePatch] = {}
+        self.escalations: list[tuple[UUID, str, datetime, datetime]] = []  # of sends already written
+        self.cancelled: dict[UUID, Fact] = {}  # dossiers cancelled: their sends already written
 
 
 class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
@@ -158,6 +191,9 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
         "relais:Dossier.Accepted",
         "relais:Dossier.Declined",
         "relais:Dossier.OpinionGiven",
+        "relais:Dossier.Forwarded",
+        "relais:Dossier.Escalated",
+        "relais:Dossier.Cancelled",
     )
 
     batch: Batch
@@ -222,6 +258,7 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
         if self.batch.new_sends.pop(key, None) is None:
             self.batch.removed_sends.add(key)
         self.batch.send_patches.pop(key, None)
+        self.batch.deadline_patches.pop(key, None)
 
     def _send_fact(self, dossier_id: UUID, send_id: str, fact: str, at: datetime, recorded: datetime) -> None:
         key = (dossier_id, send_id)
@@ -244,6 +281,8 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
         at, recorded = e.occurred_at, e.timestamp
         for send_id in e.send_ids:
             self._send_fact(e.originator_id, send_id, "sent", at, recorded)
+        for send_id, deadline in (e.deadlines or {}).items():
+            self._deadline(e.originator_id, send_id, deadline, recorded, reset=False)
         row = self.batch.new_dossiers.get(e.originator_id)
         if row is not None:
             if row.sent_at is None:
@@ -253,12 +292,68 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
 
     def _accepted(self, e: Dossier.Accepted) -> None:
         self._send_fact(e.originator_id, e.send_id, "accepted", e.occurred_at, e.timestamp)
+        self._taken(e.originator_id, e.send_id, e.occurred_at, e.timestamp)
 
     def _declined(self, e: Dossier.Declined) -> None:
         self._send_fact(e.originator_id, e.send_id, "declined", e.occurred_at, e.timestamp)
 
     def _answered(self, e: Dossier.OpinionGiven) -> None:
         self._send_fact(e.originator_id, e.send_id, "answered", e.occurred_at, e.timestamp)
+        self._taken(e.originator_id, e.send_id, e.occurred_at, e.timestamp)
+
+    # deadlines: the last recorded counts; taking in charge is measured from the last one's start
+
+    def _deadline(self, dossier_id: UUID, send_id: str, deadline: dict[str, Any] | None, recorded: datetime,
+                  *, reset: bool) -> None:
+        key = (dossier_id, send_id)
+        row = self.batch.new_sends.get(key)
+        times = _deadline_times(deadline) if deadline else None
+        if row is not None:
+            if times is not None:
+                row.accept_by, row.answer_by, row.deadline_source = times
+                if row.deadline_recorded_at is None:
+                    row.deadline_recorded_at = recorded
+            if reset:
+                row.taken_at = row.taken_recorded_at = None
+            return
+        if times is None and not reset:
+            return
+        patch = self.batch.deadline_patches.setdefault(key, DeadlinePatch())
+        if times is not None:
+            patch.accept_by, patch.answer_by, patch.source = times
+            if patch.recorded is None:
+                patch.recorded = recorded
+        if reset:
+            patch.reset, patch.taken = True, None
+
+    def _taken(self, dossier_id: UUID, send_id: str, at: datetime, recorded: datetime) -> None:
+        key = (dossier_id, send_id)
+        row = self.batch.new_sends.get(key)
+        if row is not None:
+            if row.taken_at is None and row.deadline_recorded_at is not None:  # only measured against a deadline
+                row.taken_at, row.taken_recorded_at = at, recorded
+            return
+        patch = self.batch.deadline_patches.setdefault(key, DeadlinePatch())
+        if patch.taken is None:
+            patch.taken = Fact(at, recorded)
+
+    def _forwarded(self, e: Dossier.Forwarded) -> None:
+        self._deadline(e.originator_id, e.send_id, e.deadline, e.timestamp, reset=True)
+
+    def _escalated(self, e: Dossier.Escalated) -> None:
+        row = self.batch.new_sends.get((e.originator_id, e.send_id))
+        if row is None:
+            self.batch.escalations.append((e.originator_id, e.send_id, e.occurred_at, e.timestamp))
+            return
+        if row.escalated_at is None:
+            row.escalated_at, row.escalated_recorded_at = e.occurred_at, e.timestamp
+        row.escalations_recorded_at = [*(row.escalations_recorded_at or []), e.timestamp]
+
+    def _cancelled(self, e: Dossier.Cancelled) -> None:
+        for (did, _), row in self.batch.new_sends.items():  # rare: a scan of the batch's new sends is fine
+            if did == e.originator_id and row.cancelled_at is None:
+                row.cancelled_at, row.cancelled_recorded_at = e.occurred_at, e.timestamp
+        self.batch.cancelled.setdefault(e.originator_id, Fact(e.occurred_at, e.timestamp))
 
     handlers = {
         Establishment.Created: _establishment_created,
@@ -271,6 +366,9 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
         Dossier.Accepted: _accepted,
         Dossier.Declined: _declined,
         Dossier.OpinionGiven: _answered,
+        Dossier.Forwarded: _forwarded,
+        Dossier.Escalated: _escalated,
+        Dossier.Cancelled: _cancelled,
     }
 
     # -------------------------------------------------------------- writing a batch
@@ -317,6 +415,31 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
             copy_rows(curs, "stats_sends", NewSend, batch.new_sends.values())
         if batch.send_patches:
             _patch_sends(curs, batch.send_patches)
+        if batch.deadline_patches:
+            _patch_deadlines(curs, batch.deadline_patches)
+        if batch.escalations:
+            ds, ss, ats, recs = zip(*batch.escalations, strict=True)
+            curs.execute(
+                """UPDATE stats_sends s SET
+                     escalated_at = coalesce(s.escalated_at, u.first_at),
+                     escalated_recorded_at = coalesce(s.escalated_recorded_at, u.first_rec),
+                     escalations_recorded_at = coalesce(s.escalations_recorded_at, '{}') || u.recs
+                   FROM (SELECT dossier_id, send_id, min(at) AS first_at, min(rec) AS first_rec,
+                                array_agg(rec ORDER BY rec) AS recs
+                         FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[], %s::timestamptz[])
+                              AS e(dossier_id, send_id, at, rec)
+                         GROUP BY 1, 2) AS u
+                   WHERE s.dossier_id = u.dossier_id AND s.send_id = u.send_id""",
+                (list(ds), list(ss), list(ats), list(recs)),
+            )
+        if batch.cancelled:
+            ids, facts = zip(*batch.cancelled.items(), strict=True)
+            curs.execute(
+                """UPDATE stats_sends s SET cancelled_at = u.at, cancelled_recorded_at = u.rec
+                   FROM unnest(%s::uuid[], %s::timestamptz[], %s::timestamptz[]) AS u(id, at, rec)
+                   WHERE s.dossier_id = u.id AND s.cancelled_at IS NULL""",
+                (list(ids), [f.at for f in facts], [f.recorded for f in facts]),
+            )
         if refresh:
             curs.execute(
                 """UPDATE stats_sends s SET workflow = d.workflow, requester_id = d.requester_id,
@@ -354,6 +477,29 @@ def _patch_dossiers(curs: Cursor[DictRow], patches: dict[UUID, dict[str, Any]]) 
                 AS u(id, workflow, imaging_source, sent_at, sent_date, sent_rec)
            WHERE d.id = u.id""",
         tuple(cols.values()),
+    )
+
+
+def _patch_deadlines(curs: Cursor[DictRow], patches: dict[tuple[UUID, str], DeadlinePatch]) -> None:
+    keys = list(patches)
+    rows = [patches[k] for k in keys]
+    curs.execute(
+        """UPDATE stats_sends s SET
+             accept_by = coalesce(u.accept_by, s.accept_by),
+             answer_by = coalesce(u.answer_by, s.answer_by),
+             deadline_source = coalesce(u.source, s.deadline_source),
+             deadline_recorded_at = coalesce(s.deadline_recorded_at, u.rec),
+             taken_at = CASE WHEN u.reset OR s.taken_at IS NULL THEN u.taken_at ELSE s.taken_at END,
+             taken_recorded_at = CASE WHEN u.reset OR s.taken_at IS NULL THEN u.taken_rec ELSE s.taken_recorded_at END
+           FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::timestamptz[],
+                       %s::bool[], %s::timestamptz[], %s::timestamptz[])
+                AS u(dossier_id, send_id, accept_by, answer_by, source, rec, reset, taken_at, taken_rec)
+           WHERE s.dossier_id = u.dossier_id AND s.send_id = u.send_id""",
+        (
+            [k[0] for k in keys], [k[1] for k in keys], [p.accept_by for p in rows], [p.answer_by for p in rows],
+            [p.source for p in rows], [p.recorded for p in rows], [p.reset for p in rows],
+            [p.taken.at if p.taken else None for p in rows], [p.taken.recorded if p.taken else None for p in rows],
+        ),
     )
 
 

@@ -12,6 +12,24 @@ Definitions (also in README.md):
   PERCENTILE.INC), answered dossiers only, in the year of the dossier's sending;
 - a send is accepted when its recipient accepted it or answered it, declined when declined;
 - `as_of`: only facts whose event was recorded before the end of that day in Paris.
+
+Deadlines (table `deadlines`, per workflow and year of sending, sends in scope): a send's deadline is
+the last one recorded (its sending's, or its last forward's: the accept delay restarts, the answer
+deadline promised stays). Sends without one (imported history, sent before deadlines existed) are
+counted apart (`without_deadline`), never as late. Of the sends with a deadline:
+
+- answered in time: opinion at or before `answer_by`; late: after it;
+- declined (and not answered): not answered — counts against the share;
+- cancelled: the dossier cancelled before `answer_by` without an answer — left out of the share;
+- unanswered: no opinion, not declined, `answer_by` passed (before the end of the `as_of` day, or now);
+- open: none of these yet (the deadline is still running) — left out of the share;
+- `within_deadline_pct` = in time / (in time + late + declined + unanswered);
+- accepted in time: taken in charge (accepted, or answered without accepting) since the deadline
+  last started, at or before `accept_by`; `within_accept_pct` = accepted in time / the sends taken in
+  charge, declined, or whose `accept_by` passed (cancelled before `accept_by` left out);
+- escalations: `Escalated` events of these sends (`escalated_sends`: sends escalated at least once);
+- answer delay: opinion minus sending, in minutes (median, p90), answered sends with a deadline,
+  beside the median answer delay they were given (`deadline_median_minutes`).
 """
 
 from __future__ import annotations
@@ -141,7 +159,7 @@ def _scoped(q: StatsQuery) -> bool:
 
 def _params(q: StatsQuery) -> dict[str, Any]:
     return {
-        "as_of": q.as_of_limit, "from": q.date_from, "to": q.date_to,
+        "as_of": q.as_of_limit, "now": min(q.as_of_limit, datetime.now(PARIS)), "from": q.date_from, "to": q.date_to,
         "lo": year_earlier(q.date_from, end=False), "workflow": q.workflow,
         "est": q.establishment_id, "dep": q.department,
     }
@@ -211,6 +229,76 @@ def _delays(db: Rows, q: StatsQuery) -> list[DictRow]:
     )
 
 
+def _deadlines(db: Rows, q: StatsQuery) -> list[DictRow]:
+    """The sends with a deadline by workflow and year (the partial index: none in an imported history)."""
+    return db.fetch(
+        f"""WITH f AS (
+              SELECT extract(year FROM s.sent_date)::int AS year, s.workflow, s.sent_at, s.accept_by, s.answer_by,
+                     CASE WHEN s.answered_recorded_at < %(as_of)s THEN s.answered_at END AS answered_at,
+                     coalesce(s.declined_recorded_at < %(as_of)s, false) AS declined,
+                     CASE WHEN s.cancelled_recorded_at < %(as_of)s THEN s.cancelled_at END AS cancelled_at,
+                     CASE WHEN s.taken_recorded_at < %(as_of)s THEN s.taken_at END AS taken_at,
+                     coalesce(s.escalated_recorded_at < %(as_of)s, false) AS escalated,
+                     CASE WHEN s.escalations_recorded_at IS NULL THEN 0
+                          ELSE (SELECT count(*) FROM unnest(s.escalations_recorded_at) AS r WHERE r < %(as_of)s) END
+                       AS escalations
+              FROM stats_sends s
+              WHERE s.deadline_recorded_at IS NOT NULL AND s.deadline_recorded_at < %(as_of)s
+                    AND s.sent_recorded_at < %(as_of)s AND s.sent_date BETWEEN %(from)s AND %(to)s
+                    {_scope(q, sends=True)}),
+            c AS (
+              SELECT f.*,
+                     answered_at IS NULL AND NOT declined AND coalesce(cancelled_at < answer_by, false) AS withdrawn,
+                     taken_at IS NULL AND NOT declined AND coalesce(cancelled_at < accept_by, false) AS accept_withdrawn
+              FROM f)
+            SELECT year, workflow, count(*) AS with_deadline,
+                   count(*) FILTER (WHERE answered_at <= answer_by) AS answered_in_time,
+                   count(*) FILTER (WHERE answered_at > answer_by) AS answered_late,
+                   count(*) FILTER (WHERE answered_at IS NULL AND declined) AS declined,
+                   count(*) FILTER (WHERE withdrawn) AS cancelled,
+                   count(*) FILTER (WHERE answered_at IS NULL AND NOT declined AND NOT withdrawn
+                                    AND answer_by < %(now)s) AS unanswered,
+                   count(*) FILTER (WHERE taken_at <= accept_by) AS accepted_in_time,
+                   count(*) FILTER (WHERE taken_at IS NOT NULL
+                                    OR (NOT accept_withdrawn AND (declined OR accept_by < %(now)s))) AS accept_due,
+                   count(*) FILTER (WHERE escalated) AS escalated_sends,
+                   sum(escalations)::int AS escalations,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM answered_at - sent_at) / 60)
+                     FILTER (WHERE answered_at IS NOT NULL) AS median,
+                   percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM answered_at - sent_at) / 60)
+                     FILTER (WHERE answered_at IS NOT NULL) AS p90,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM answer_by - sent_at) / 60)
+                     FILTER (WHERE answered_at IS NOT NULL) AS deadline_median
+            FROM c GROUP BY 1, 2""",
+        _params(q),
+    )
+
+
+def deadline_rows(outcomes: dict[tuple[str, int], Outcomes], deadlines: list[DictRow]) -> list[dict[str, Any]]:
+    """One row per workflow and year with sends: their deadlines kept or missed (see the module's text)."""
+    found = {(r["workflow"], r["year"]): r for r in deadlines}
+    rows = []
+    for (workflow, year), o in sorted(outcomes.items(), key=lambda kv: (kv[0][1], WORKFLOW_ORDER.get(kv[0][0], 99))):
+        d = found.get((workflow, year))
+        n = d["with_deadline"] if d else 0
+        in_time, late, declined, unanswered = (
+            (d["answered_in_time"], d["answered_late"], d["declined"], d["unanswered"]) if d else (0, 0, 0, 0)
+        )
+        cancelled = d["cancelled"] if d else 0
+        accepted, accept_due = (d["accepted_in_time"], d["accept_due"]) if d else (0, 0)
+        rows.append({
+            "workflow": workflow, "year": year, "sends": o.sends, "without_deadline": o.sends - n, "with_deadline": n,
+            "answered_in_time": in_time, "answered_late": late, "declined": declined, "unanswered": unanswered,
+            "cancelled": cancelled, "open": n - in_time - late - declined - unanswered - cancelled,
+            "within_deadline_pct": pct(in_time, in_time + late + declined + unanswered),
+            "accepted_in_time": accepted, "accept_due": accept_due, "within_accept_pct": pct(accepted, accept_due),
+            "escalated_sends": d["escalated_sends"] if d else 0, "escalations": d["escalations"] if d else 0,
+            "median_minutes": _minutes(d["median"]) if d else None, "p90_minutes": _minutes(d["p90"]) if d else None,
+            "deadline_median_minutes": _minutes(d["deadline_median"]) if d else None,
+        })
+    return rows
+
+
 # ------------------------------------------------------------------------- report
 
 
@@ -234,6 +322,7 @@ def build_report(view: Snapshots, q: StatsQuery) -> dict[str, Any]:
     """Every table of the annex for this query, as plain JSON-ready data (no patient data)."""
     with view.snapshot() as db:
         daily, sends, imaging, delays = _daily(db, q), _sends(db, q), _imaging(db, q), _delays(db, q)
+        deadlines = _deadlines(db, q)
 
     by_day: dict[date, dict[str, int]] = defaultdict(dict)
     for r in daily:
@@ -312,6 +401,7 @@ def build_report(view: Snapshots, q: StatsQuery) -> dict[str, Any]:
              "answered": o.answered, "declined_pct": pct(o.declined, o.sends)}
             for (w, y), o in sorted(outcomes.items(), key=lambda kv: (kv[0][1], WORKFLOW_ORDER.get(kv[0][0], 99)))
         ],
+        "deadlines": deadline_rows(outcomes, deadlines),
     }
 
 
@@ -330,6 +420,12 @@ TABLES: dict[str, tuple[str, ...]] = {
     "inter_regional": ("channel", "region", "sends"),
     "answer_delay": ("workflow", "year", "answered", "median_minutes", "p90_minutes"),
     "acceptance": ("workflow", "year", "sends", "accepted", "declined", "answered", "declined_pct"),
+    "deadlines": (
+        "workflow", "year", "sends", "without_deadline", "with_deadline", "answered_in_time", "answered_late",
+        "declined", "unanswered", "cancelled", "open", "within_deadline_pct", "accepted_in_time", "accept_due",
+        "within_accept_pct", "escalated_sends", "escalations", "median_minutes", "p90_minutes",
+        "deadline_median_minutes",
+    ),
 }
 KEYS = ("year", "workflow", "department", "finess", "imaging_source", "channel", "region")
 LONG_COLUMNS = ("table", *KEYS, "measure", "value")

@@ -68,9 +68,28 @@ class NewSend:
     declined_recorded_at: datetime | None = None
     answered_at: datetime | None = None
     answered_recorded_at: datetime | None = None
+    # the deadline that counts: the last one recorded (Sent v2 `deadlines`, Forwarded v2 `deadline`);
+    # deadline_recorded_at: when the send first had one (none: history, or sent before deadlines existed)
+    accept_by: datetime | None = None
+    answer_by: datetime | None = None
+    deadline_source: str | None = None
+    deadline_recorded_at: datetime | None = None
+    # taken in charge (accepted, or answered without accepting) since the last deadline started (a
+    # forward starts it again: the new assignee's acceptance is the one measured against accept_by)
+    taken_at: datetime | None = None
+    taken_recorded_at: datetime | None = None
+    # escalations (Dossier.Escalated): the first one's times, and every one's recorded time
+    escalated_at: datetime | None = None
+    escalated_recorded_at: datetime | None = None
+    escalations_recorded_at: list[datetime] | None = None
+    cancelled_at: datetime | None = None  # the dossier cancelled (the send withdrawn)
+    cancelled_recorded_at: datetime | None = None
 
 
-PG_TYPES = {"UUID": "uuid", "str": "text", "bool": "bool", "datetime": "timestamptz", "date": "date"}
+PG_TYPES = {
+    "UUID": "uuid", "str": "text", "bool": "bool", "datetime": "timestamptz", "date": "date",
+    "list[datetime]": "timestamptz[]",
+}
 
 
 class Columns:

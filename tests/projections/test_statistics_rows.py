@@ -7,7 +7,10 @@ import psycopg
 from projections.statistics_rows import COLUMNS, NewDossier, NewEstablishment, NewSend
 
 TABLES = {NewEstablishment: "stats_establishments", NewDossier: "stats_dossiers", NewSend: "stats_sends"}
-UDT = {"uuid": "uuid", "text": "text", "bool": "bool", "timestamptz": "timestamptz", "date": "date"}
+UDT = {
+    "uuid": "uuid", "text": "text", "bool": "bool", "timestamptz": "timestamptz", "date": "date",
+    "timestamptz[]": "_timestamptz",
+}
 
 
 def test_each_row_class_is_its_table(database_url: str):
