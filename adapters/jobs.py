@@ -152,8 +152,11 @@ def worker_settings(
     redis_url: str, functions: JobTable,
     on_startup: Callable[[JobContext], Awaitable[None]] | None = None,
     on_shutdown: Callable[[JobContext], Awaitable[None]] | None = None,
+    every_minute: JobTable | None = None,
 ) -> type:
-    """arq WorkerSettings for `relais worker`: the job table, and hooks filling and emptying its context."""
+    """arq WorkerSettings for `relais worker`: the job table, hooks filling and emptying its context, and
+    jobs run every minute (arq cron, also once at start: e.g. the deadlines' safety net)."""
+    from arq import cron
     from arq.worker import func
 
     async def startup(c: JobContext) -> None:
@@ -176,6 +179,7 @@ def worker_settings(
 
     settings: Any = WorkerSettings
     settings.functions = [func(f, name=n) for n, f in functions.items()]
+    settings.cron_jobs = [cron(f, name=f"cron:{n}", second=0, run_at_startup=True) for n, f in (every_minute or {}).items()]
     settings.on_startup = staticmethod(startup)
     settings.on_shutdown = staticmethod(shutdown)
     return WorkerSettings

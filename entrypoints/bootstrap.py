@@ -28,6 +28,7 @@ from adapters.dicom.storage import InstanceStore
 from adapters.jobs import ArqJobs, InlineJobs, JobContext, Jobs, JobTable, ping
 from adapters.live import LiveFeed
 from adapters.notification_prefs import PreferenceStore
+from adapters.scheduler import fire_deadlines
 from adapters.settings import Settings, conninfo
 from application import Relais
 from projections.access import PostgresAccessView
@@ -42,7 +43,10 @@ from web.names import Names
 from web.services import ImagingServices, Services
 
 # Every job a worker (or the in-process runner) knows, by the name it is enqueued under.
-JOBS: JobTable = {"ping": ping, "retrieve_study": retrieve_study, "export_study": export_study}
+JOBS: JobTable = {
+    "ping": ping, "retrieve_study": retrieve_study, "export_study": export_study,
+    "fire_deadlines": fire_deadlines,  # ctx["deadlines"]: set by `relais worker` (entrypoints/worker.py)
+}
 
 
 V = TypeVar("V")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from arq.worker import run_worker
 
 from adapters.jobs import JobContext, worker_settings
+from adapters.scheduler import DeadlineFirer, fire_deadlines
 from adapters.settings import Settings
-from entrypoints.bootstrap import JOBS, build_app, job_context
+from entrypoints.bootstrap import JOBS, build_app, build_pool, job_context
 
 
 def run(settings: Settings) -> None:
@@ -17,9 +18,16 @@ def run(settings: Settings) -> None:
         app = build_app(settings)
         ctx["app"] = app
         ctx.update(job_context(settings, app))
+        ctx["deadlines_pool"] = pool = build_pool(settings, max_size=2)
+        ctx["deadlines"] = DeadlineFirer(pool, app)  # fire_deadlines: deferred per due row, and every minute
 
     async def shutdown(ctx: JobContext) -> None:
+        if "deadlines_pool" in ctx:
+            ctx["deadlines_pool"].close()
         if "app" in ctx:
             ctx["app"].close()
 
-    run_worker(worker_settings(settings.redis_url, JOBS, on_startup=startup, on_shutdown=shutdown))
+    run_worker(worker_settings(
+        settings.redis_url, JOBS, on_startup=startup, on_shutdown=shutdown,
+        every_minute={"fire_deadlines": fire_deadlines},
+    ))
