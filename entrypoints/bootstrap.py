@@ -35,6 +35,8 @@ from projections.access import PostgresAccessView
 from projections.directory import DirectoryProjection, PostgresDirectoryView
 from projections.imaging import PostgresImagingView
 from projections.inbox import CHANNEL, PostgresInboxView
+from projections.notification_centre import CHANNEL as NOTIFICATIONS_CHANNEL
+from projections.notification_centre import NotificationCentre
 from projections.runner import PROJECTIONS, open_view
 from projections.statistics import PostgresStatisticsView, StatisticsProjection
 from web.app import create_app
@@ -166,6 +168,10 @@ def build_web_services(settings: Settings) -> Services:
         imaging=imaging,
         session_store=session_store(settings),
         live=LiveFeed(conninfo(settings.database_url or ""), CHANNEL),
+        notifications=NotificationCentre(pool),
+        notification_feed=LiveFeed(conninfo(settings.database_url or ""), NOTIFICATIONS_CHANNEL,
+                                   application_name="relais-live-notifications"),
+        preferences=PreferenceStore(pool),
     )
 
 

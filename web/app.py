@@ -83,7 +83,8 @@ def create_app(services: Services, csrf_secret: str) -> Litestar:
         request_class=HTMXRequest,
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[security_headers(https=settings.secure_cookies), close_unread_body],
-        on_startup=[services.live.start],  # the live inbox's listener (adapters/live.py)
+        # the live feeds' listeners (adapters/live.py): the inbox's changes, new notifications (the bell)
+        on_startup=[services.live.start, services.notification_feed.start],
         on_shutdown=[services.close],
         openapi_config=None,
     )

@@ -13,12 +13,14 @@ from adapters.database import DictPool
 from adapters.dicom.storage import InstanceStore
 from adapters.jobs import Jobs
 from adapters.live import LiveFeed
+from adapters.notification_prefs import PreferenceStore
 from adapters.settings import Settings
 from application import Relais
 from projections.access import PostgresAccessView
 from projections.directory import PostgresDirectoryView
 from projections.imaging import PostgresImagingView
 from projections.inbox import PostgresInboxView
+from projections.notification_centre import NotificationCentre
 from projections.statistics import PostgresStatisticsView
 from web.authentication import Authenticator
 from web.names import Names
@@ -51,10 +53,14 @@ class Services:
     imaging: ImagingServices
     session_store: Store
     live: LiveFeed  # the inbox projection's notifications (the app starts it)
+    notifications: NotificationCentre  # the in-app notification centre (bell, list, marking read)
+    notification_feed: LiveFeed  # NOTIFY relais_notifications: new notifications, for the bell (the app starts it)
+    preferences: PreferenceStore  # each practitioner's notification preferences (the web reads sound, desktop)
 
     async def close(self) -> None:
         """Closes what was built for the process (the web app calls it when it shuts down)."""
         await self.live.close()
+        await self.notification_feed.close()
         self.imaging.jobs.close()
         for view in (self.imaging.studies, self.imaging.directory, self.inbox, self.access_log):
             view.datastore.close()
