@@ -448,7 +448,9 @@ class NotificationsProjection(BufferedProjection[PostgresNotificationsView]):
         to = e.to
         send.update(establishment_id=_uuid(to["establishment_id"]), service_id=_uuid(to.get("service_id")),
                     practitioner_id=_uuid(to.get("practitioner_id")), accepted_by=None, escalated_service_id=None,
-                    escalated_practitioner_id=None, state="requested", generation=send["generation"] + 1)
+                    escalated_practitioner_id=None, state="requested",
+                    # the forward's own version: a replayed forward gives the same generation, never a new one
+                    generation=e.originator_version)
         deadline = self._set_deadline(send, e.deadline) if e.deadline else None
         self._changed(send)
         if self._live(d, e):
