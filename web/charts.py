@@ -73,20 +73,24 @@ def _legend(names: Sequence[str], colors: Sequence[str], x: float, y: float, wid
 def grouped_bars(
     groups: Sequence[str], series: Sequence[tuple[str, Sequence[float | None]]], *, title: str,
     colors: Sequence[str] = PALETTE, value_labels: bool = True, width: int = 720, height: int = 300,
+    unit: str = "", decimals: int = 0, ymax: float | None = None,
 ) -> Markup:
-    """Vertical bars: one group per x label, one bar per series in each group."""
+    """Vertical bars: one group per x label, one bar per series in each group. `unit` follows the values
+    (« 85 % »), `ymax` fixes the top of the axis (100 for shares)."""
     names = [name for name, _ in series]
     legend, legend_h = _legend(names, colors, 56, 4, width - 60)
     top, left, bottom, right = 16 + legend_h, 56, 28, 8
     plot_w, plot_h = width - left - right, height - top - bottom
     peak = max([v or 0 for _, values in series for v in values] or [0])
-    step, ymax = _ticks(peak)
+    step, top_value = _ticks(max(peak, ymax or 0))
+    ymax = top_value
+    suffix = f"\u202f{unit}" if unit else ""
     body = list(legend)
     for i in range(int(round(ymax / step)) + 1):
         v = step * i
         y = top + plot_h - plot_h * v / ymax
         body.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}"/>')
-        body.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" fill="{INK}">{escape(number(v))}</text>')
+        body.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" fill="{INK}">{escape(number(v) + suffix)}</text>')
     n = max(1, len(groups))
     group_w = plot_w / n
     bar_w = min(48.0, group_w * 0.8 / max(1, len(series)))
@@ -96,7 +100,7 @@ def grouped_bars(
             v = values[g] or 0
             h = plot_h * v / ymax
             x, y = x0 + s * bar_w, top + plot_h - h
-            tip = f"{label} — {name} : {number(values[g])}"
+            tip = f"{label} — {name} : {number(values[g], decimals)}{suffix if values[g] is not None else ''}"
             body.append(
                 f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w - 2:.1f}" height="{h:.1f}" '
                 f'fill="{colors[s % len(colors)]}"><title>{escape(tip)}</title></rect>'
@@ -104,7 +108,7 @@ def grouped_bars(
             if value_labels and len(series) <= 3 and values[g]:
                 body.append(
                     f'<text x="{x + bar_w / 2 - 1:.1f}" y="{y - 4:.1f}" text-anchor="middle" fill="{INK}" '
-                    f'font-size="11">{escape(number(values[g]))}</text>'
+                    f'font-size="11">{escape(number(values[g], decimals) + suffix)}</text>'
                 )
         body.append(
             f'<text x="{left + g * group_w + group_w / 2:.1f}" y="{height - 8}" text-anchor="middle" '

@@ -55,6 +55,11 @@ def env(settings) -> dict:
 
 @pytest.fixture()
 def w(app: Relais) -> dict:
+    return build_world(app)
+
+
+def build_world(app: Relais) -> dict:
+    """Toulouse requests; Montpellier's neuroradiology answers, its on-call pool (same specialty) takes escalations."""
     toulouse = app.add_establishment(finess="310781406", name="CHU de Toulouse", department="31")
     montpellier = app.add_establishment(finess="340780477", name="CHU de Montpellier", department="34")
     neuro = app.add_service(establishment_id=montpellier, code="neuroradio", name="Neuroradiologie", specialty="neuroradiologie")

@@ -26,7 +26,7 @@ from domain.errors import InvalidFieldError
 from domain.identifiers import check_department, check_finess
 from domain.values import PARIS, WORKFLOW_LABELS, Role, Workflow, code
 from projections.statistics import EstablishmentRow, PostgresStatisticsView
-from projections.statistics_report import SIDES, TABLES, WORKFLOW_ORDER, StatsQuery, build_report, to_csv
+from projections.statistics_report import SIDES, TABLES, WORKFLOW_ORDER, StatsQuery, build_report, pct, to_csv
 from web import charts
 from web.errors import is_htmx
 from web.geo import department_label, region_label
@@ -53,6 +53,17 @@ TABLE_LABELS = {
     "inter_regional": "Envois inter-régionaux par canal et région",
     "answer_delay": "Délai de réponse par workflow et année",
     "acceptance": "Acceptations et refus par workflow et année",
+    "deadlines": "Respect des délais par workflow et année",
+}
+# What became of the sends against their deadline (report table "deadlines"), in the charts' order and colours.
+DEADLINE_OUTCOMES = {
+    "answered_in_time": ("Avis dans le délai", "#009e73"),
+    "answered_late": ("Avis en retard", "#e69f00"),
+    "unanswered": ("Sans avis, délai dépassé", "#d55e00"),
+    "declined": ("Refusés", "#cc79a7"),
+    "cancelled": ("Annulés avant l'échéance", "#6b6b6b"),
+    "open": ("En cours, délai non échu", "#56b4e9"),
+    "without_deadline": ("Sans délai (historique)", charts.MUTED),
 }
 
 Q = Annotated[str | None, QueryParameter(required=False)]
@@ -169,11 +180,50 @@ def _charts(report: dict[str, Any], establishments: dict[str, EstablishmentRow])
     for r in report["imaging_source_by_establishment"]:
         per_est.setdefault(r["finess"], []).append((r["imaging_source"], r["dossiers"]))
     biggest = sorted(per_est.items(), key=lambda kv: -sum(v for _, v in kv[1]))[:15]
+    out.update(_deadline_charts(report))
     out["imaging"] = charts.stacked_shares(
         [(_short_name(f, establishments), parts) for f, parts in biggest], list(SOURCES), SOURCES,
         title="Source de l'imagerie des établissements requérants (les 15 plus actifs)",
     )
     return out
+
+
+def deadline_totals(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The deadline table summed over the years of the period, per workflow (the charts' figures)."""
+    by_workflow: dict[str, dict[str, Any]] = {}
+    for r in report["deadlines"]:
+        total = by_workflow.setdefault(r["workflow"], {"workflow": r["workflow"]})
+        for key, value in r.items():
+            if isinstance(value, int) and key != "year":
+                total[key] = total.get(key, 0) + value
+    rows = sorted(by_workflow.values(), key=lambda t: WORKFLOW_ORDER.get(t["workflow"], 99))
+    for t in rows:
+        t["within_deadline_pct"] = pct(
+            t["answered_in_time"], t["answered_in_time"] + t["answered_late"] + t["declined"] + t["unanswered"]
+        )
+        t["within_accept_pct"] = pct(t["accepted_in_time"], t["accept_due"])
+    return rows
+
+
+def _deadline_charts(report: dict[str, Any]) -> dict[str, Markup]:
+    totals = [t for t in deadline_totals(report) if t["with_deadline"]]
+    labels = [WORKFLOW_NAMES.get(t["workflow"], t["workflow"]) for t in totals]
+    return {
+        "deadline_shares": charts.grouped_bars(
+            labels,
+            [("Avis rendus dans le délai", [t["within_deadline_pct"] for t in totals]),
+             ("Prises en charge dans le délai", [t["within_accept_pct"] for t in totals])],
+            colors=(charts.PALETTE[2], charts.PALETTE[5]), unit="%", decimals=0, ymax=100,
+            title="Part des envois traités dans le délai, par workflow (période entière)",
+        ),
+        "deadline_outcomes": charts.stacked_shares(
+            [(WORKFLOW_NAMES.get(t["workflow"], t["workflow"]), [(k, t[k]) for k in DEADLINE_OUTCOMES if t[k]])
+             for t in deadline_totals(report)],
+            list(DEADLINE_OUTCOMES), {k: label for k, (label, _) in DEADLINE_OUTCOMES.items()},
+            colors=[color for _, color in DEADLINE_OUTCOMES.values()],
+            title="Devenir des envois face à leur délai, par workflow (période entière)",
+        ),
+    }
 
 
 def duration(minutes: float | None) -> str:
@@ -245,6 +295,7 @@ def _context(request: Request[Any, Any, Any], services: Services, q: StatsQuery)
         "workflows": WORKFLOW_LABELS, "sources": SOURCES, "channels": CHANNELS, "sides": SIDE_LABELS,
         "tables": TABLE_LABELS, "department_label": department_label, "region_label": region_label,
         "number": charts.number, "duration": duration, "day": lambda iso: date.fromisoformat(iso).strftime("%d/%m/%Y"),
+        "deadline_totals": deadline_totals(report), "outcomes": DEADLINE_OUTCOMES,
         "by_workflow": sorted(
             report["dossiers_by_workflow_year"], key=lambda r: (WORKFLOW_ORDER.get(r["workflow"], 99), r["year"])
         ),
