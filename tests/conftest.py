@@ -18,6 +18,30 @@ from entrypoints.bootstrap import build_app, upgrade
 SERVER_URL = os.environ.get("RELAIS_TEST_SERVER_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "xdist_group(name): tests pytest-xdist runs in one worker process, in order")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (scripts/test.sh: `-n 2 --dist loadgroup`), each test file runs whole in one
+    worker (its module fixtures, an Orthanc or a browser, are made once) and the fault suite in one
+    worker (its private PostgreSQL, Redis and platform are package fixtures; it kills and restarts
+    them). Files with slow tests are handed out first, so the longest ones do not start last."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    groups: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        group = "tests/faults" if path.startswith("tests/faults/") else path
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(group))
+        groups.setdefault(group, []).append(item)
+    slow = {g for g, members in groups.items() if any(i.get_closest_marker("slow") or g == "tests/faults" for i in members)}
+    items[:] = [i for g, members in groups.items() if g in slow for i in members] + [
+        i for g, members in groups.items() if g not in slow for i in members]
+
+
 def _admin() -> psycopg.Connection:
     return psycopg.connect(SERVER_URL, autocommit=True)
 

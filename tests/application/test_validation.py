@@ -316,7 +316,7 @@ def test_recipient_practitioner_not_working_there_refused(relais, world):
 # ------------------------------------------------------------------ not found, forbidden
 
 
-@pytest.mark.parametrize("dossier_id", [str(uuid4()), "not-a-uuid"])
+@pytest.mark.parametrize("dossier_id", [str(uuid4()), "not-a-uuid"], ids=["unknown-uuid", "not-a-uuid"])
 def test_unknown_dossier(relais, world, dossier_id):
     with pytest.raises(NotFoundError):
         relais.get_dossier(dossier_id=dossier_id, actor_id=world["requester"])
@@ -341,7 +341,7 @@ def test_unknown_recipient_establishment(relais, world):
     assert recorded(relais) == before
 
 
-@pytest.mark.parametrize("actor", [str(uuid4()), "intruder"])
+@pytest.mark.parametrize("actor", [str(uuid4()), "intruder"], ids=["unknown-uuid", "intruder"])
 def test_unknown_practitioner_as_actor(relais, world, sent_dossier, actor):
     before = recorded(relais)
     with pytest.raises(ForbiddenError):
