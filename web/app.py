@@ -21,7 +21,21 @@ from web.dicomweb import routes as dicomweb
 from web.errors import EXCEPTION_HANDLERS
 from web.guards import PUBLIC, LoginRequired, current_user, requires_login
 from web.labels import role_label
-from web.pages import audit, compose, dossier, health, home, imaging, imaging_import, inbox, login, pacs, stats, viewer
+from web.pages import (
+    audit,
+    compose,
+    dossier,
+    health,
+    home,
+    imaging,
+    imaging_import,
+    inbox,
+    login,
+    notifications,
+    pacs,
+    stats,
+    viewer,
+)
 from web.security import security_headers
 from web.services import Services
 from web.session import IDLE_TIMEOUT, SessionUser, session_config
@@ -36,6 +50,7 @@ STATIC = HERE / "static"
 def _templates() -> TemplateConfig[JinjaTemplateEngine]:
     def configure(engine: JinjaTemplateEngine) -> None:
         engine.register_template_callable("current_user", lambda ctx: current_user(ctx["request"]))
+        engine.register_template_callable("unread_notifications", lambda ctx: notifications.unread_of(ctx["request"]))
         engine.engine.filters["role_label"] = role_label
         engine.engine.globals["version"] = health.VERSION
         engine.engine.globals["session_idle_timeout"] = IDLE_TIMEOUT  # the page warns before it ends
@@ -65,7 +80,7 @@ def create_app(services: Services, csrf_secret: str) -> Litestar:
         route_handlers=[
             *login.HANDLERS, *home.HANDLERS, *health.HANDLERS, *inbox.HANDLERS, *dossier.HANDLERS,
             *compose.HANDLERS, *audit.HANDLERS, *stats.HANDLERS, *imaging.HANDLERS, *pacs.HANDLERS,
-            *imaging_import.HANDLERS, *viewer.HANDLERS, *dicomweb.HANDLERS,
+            *imaging_import.HANDLERS, *viewer.HANDLERS, *dicomweb.HANDLERS, *notifications.HANDLERS,
             create_static_files_router(path="/static", directories=[STATIC], opt={PUBLIC: True}),
         ],
         dependencies={

@@ -9,7 +9,7 @@ from typing import Any
 from jinja2 import Environment
 
 from domain.access import ACCESS_KINDS, OUTCOMES
-from domain.deadlines import format_delay
+from domain.deadlines import STEP_LABELS, format_delay
 from domain.dossier import DECLINE_REASONS
 from domain.values import PARIS, SEXES, URGENCY_LABELS, WORKFLOW_LABELS, Json
 from web.forms import new_token
@@ -46,6 +46,33 @@ FOLLOW_UP = {
     "immediate": "Immédiate (appel ou transfert)",
 }
 TABS = {"received": "Reçus", "sent": "Envoyés", "drafts": "Brouillons", "closed": "Clôturés"}
+NOTIFICATION_KINDS = {  # the notifications projection's kinds (projections/notifications.py)
+    "received": "Nouvelle demande", "complement_provided": "Complément apporté", "accepted": "Demande prise en charge",
+    "declined": "Demande refusée", "complement_requested": "Complément demandé", "opinion_given": "Avis rendu",
+    "closed": "Télédossier clôturé", "escalated_to_you": "Demande escaladée vers vous",
+    "escalated": "Demande escaladée (délai de prise en charge dépassé)", "reminder": "Rappel de délai",
+    "deadline_missed": "Délai de réponse dépassé",
+}
+
+
+def notification_title(n: Any) -> str:
+    """« Avis rendu · TD-7F3AQ2KD9M (AVC aigu, Immédiate) »: what a notification says in the list, the
+    tab and a desktop notification — never patient data (a lock screen may show it)."""
+    what = NOTIFICATION_KINDS.get(n.kind, n.kind)
+    return f"{what} · {n.number} ({WORKFLOW_SHORT.get(n.workflow, n.workflow)}, {URGENCY_LABELS.get(n.urgency, n.urgency)})"
+
+
+def notification_detail(n: Any) -> str:
+    """The detail line of a notification: the step of a reminder, who acted, which service, the reason code."""
+    d = n.detail or {}
+    parts = [STEP_LABELS.get(d.get("step", ""), "")]
+    if d.get("reason_code"):
+        parts.append(label("decline", d["reason_code"]))
+    if d.get("by"):
+        parts.append(f"par {d['by']}")
+    if d.get("service"):
+        parts.append(str(d["service"]))
+    return " · ".join(p for p in parts if p)
 
 
 def paris(value: datetime | str | None, fmt: str = "%d/%m/%Y %H:%M") -> str:
@@ -123,6 +150,7 @@ def label(table: str, code: str | None) -> str:
         "state": DOSSIER_STATES, "send": SEND_STATES, "workflow": WORKFLOW_LABELS, "workflow_short": WORKFLOW_SHORT,
         "urgency": URGENCY_LABELS, "sex": SEXES, "source": IMAGING_SOURCES, "channel": CHANNELS,
         "follow_up": FOLLOW_UP, "decline": DECLINE_REASONS, "access": ACCESS_KINDS, "outcome": OUTCOMES, "tab": TABS,
+        "notification": NOTIFICATION_KINDS,
     }
     return tables[table].get(code, code or "")
 
@@ -191,5 +219,7 @@ def register(env: Environment) -> None:
         label=lambda code, table: label(table, code),
     )
     env.globals["timeline_line"] = timeline_line
+    env.globals["notification_title"] = notification_title
+    env.globals["notification_detail"] = notification_detail
     env.globals["now_paris"] = lambda: paris(datetime.now(UTC))
     env.globals["form_token"] = new_token  # a fresh token per form rendered (web/forms.py)

@@ -16,14 +16,15 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, HeaderParameter, Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 
-from adapters.live import Signal
-from application.errors import NotFoundError
+from adapters.live import Message, Signal, Subscription
+from application.errors import ForbiddenError, NotFoundError
 from domain.values import URGENCY_LABELS, WORKFLOW_LABELS, Role
 from projections.inbox_queries import COUNT_CAP, TABS, Filters, Scope
+from projections.notification_centre import URGENT
 from web.contexts import context_choices
 from web.errors import is_htmx
 from web.guards import requires_role, standing_verdict
-from web.present import DOSSIER_STATES, SEND_STATES
+from web.present import DOSSIER_STATES, NOTIFICATION_KINDS, SEND_STATES, notification_title
 from web.present import TABS as TAB_NAMES
 from web.services import Services
 from web.session import COOKIE_NAME, SessionUser
@@ -136,63 +137,164 @@ async def signed_out(request: Request[Any, Any, Any], services: Services, user: 
     return standing_verdict(standing, user)  # the login guard's own rule: desactive, role, or None
 
 
-@get("/inbox/stream", name="inbox-stream", guards=[CLINICIAN])
+@get(["/live", "/inbox/stream"], name="live-stream", guards=[CLINICIAN])
 async def stream(
     request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
     last: FromQuery[str | None] = None, last_event_id: Annotated[str | None, HeaderParameter(name="last-event-id")] = None,
+    dossier: FromQuery[str | None] = None,
 ) -> ServerSentEvent:
-    """The live inbox of one page, fed by the process's live feed (adapters/live.py).
+    """The one live stream of a signed-in clinician's page (browsers allow ~6 connections per host:
+    a page holds this one only), fed by the process's two live feeds (adapters/live.py): the inbox
+    projection's changes (NOTIFY relais_inbox) and new notifications (NOTIFY relais_notifications).
 
-    Events: `ready` (the feed listens; `id:` the inbox projection's position), `inbox` (a committed
-    change of a dossier concerning my establishment), `resync` (the feed listens again, or the page
-    is behind: changes may have been missed, the page reloads its rows and counters from the
-    projection), `down` (the feed lost the database: nothing arrives until `resync`), `ping` every
-    HEARTBEAT seconds (the browser's watchdog), `end` when the stream's lifetime is over, `signedout`
-    (data: why — expiree, desactive, role) when the session stops holding: the browser leaves the page.
+    Events: `ready` (the feeds listen; `id:` the inbox projection's position; data: the bell's state,
+    {"unread", "sound", "desktop"}), `inbox` (a committed change of a dossier concerning my
+    establishment), `dossier` (a change of the dossier the page shows, `dossier=<id>`: only for
+    someone who may read it, checked at the start and at every heartbeat — `forbidden` then ends
+    the stream when that no longer holds), `notify` (new notifications for me: {"unread", "kind",
+    "urgency", "urgent", "dossier", "title", "url"}), `resync` (a feed listens again, or the page is
+    behind: changes may have been missed, the page reloads what it shows from the read models),
+    `down` (a feed lost the database: nothing arrives until `resync`), `ping` every HEARTBEAT
+    seconds (the browser's watchdog), `end` when the stream's lifetime is over, `signedout` (data:
+    why — expiree, desactive, role) when the session stops holding: the browser leaves the page.
     A page says which position it shows (`last`, or `Last-Event-ID` from a browser's own
     reconnection); a stream that starts further on begins with a `resync`."""
     establishment = str(user.establishment_id)
-    feed = services.live
+    feed, bell = services.live, services.notification_feed
     shown = last if last is not None else last_event_id
+    watched = dossier or None
+    if watched is not None and not await _may_read(services, user, watched):
+        raise ForbiddenError("ce télédossier ne vous est pas accessible")
 
     async def events() -> AsyncGenerator[ServerSentEventMessage, None]:
-        with feed.subscribe() as subscription:  # leaving it never touches the database
-            if not feed.connected:  # the database is out of reach: say so; `resync` follows when it is back
-                yield ServerSentEventMessage(event="down", data="1")
-            else:
-                position = await _position(services)
-                ident = str(position) if position is not None else None
-                yield ServerSentEventMessage(event="ready", data="1", id=ident)
-                if shown is not None and shown != ident:
-                    yield ServerSentEventMessage(event="resync", data="1", id=ident)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + STREAM_LIFETIME
-            ping_at = loop.time() + HEARTBEAT  # due whatever else arrives: others' changes are not sent here
-            while loop.time() < deadline:
-                if loop.time() >= ping_at:
-                    why = await signed_out(request, services, user)
-                    if why is not None:
-                        yield ServerSentEventMessage(event="signedout", data=why)
-                        return
-                    yield ServerSentEventMessage(event="ping", data="1")
-                    ping_at = loop.time() + HEARTBEAT
-                message = await subscription.get(timeout=max(0.0, ping_at - loop.time()))
-                sent: ServerSentEventMessage | None = None
-                if message is Signal.DOWN:
-                    sent = ServerSentEventMessage(event="down", data="1")
-                elif message is Signal.RESYNC:
+        with feed.subscribe() as inbox_sub, bell.subscribe() as bell_sub:  # leaving them never touches the database
+            merged = Merged(inbox_sub, bell_sub)
+            try:
+                if not (feed.connected and bell.connected):  # out of reach: say so; `resync` follows when back
+                    yield ServerSentEventMessage(event="down", data="1")
+                else:
                     position = await _position(services)
-                    sent = ServerSentEventMessage(event="resync", data="1", id=str(position) if position is not None else None)
-                elif isinstance(message, str):
-                    change = _change(message, establishment)
-                    if change is not None:
-                        sent = ServerSentEventMessage(event="inbox", data=json.dumps(change))
-                if sent is not None:
-                    yield sent
-                    ping_at = loop.time() + HEARTBEAT
-            yield ServerSentEventMessage(event="end", data="1")  # the browser reconnects at once
+                    ident = str(position) if position is not None else None
+                    yield ServerSentEventMessage(event="ready", data=json.dumps(await _bell(services, user)), id=ident)
+                    if shown is not None and shown != ident:
+                        yield ServerSentEventMessage(event="resync", data="1", id=ident)
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + STREAM_LIFETIME
+                ping_at = loop.time() + HEARTBEAT  # due whatever else arrives: others' changes are not sent here
+                while loop.time() < deadline:
+                    if loop.time() >= ping_at:
+                        why = await signed_out(request, services, user)
+                        if why is not None:
+                            yield ServerSentEventMessage(event="signedout", data=why)
+                            return
+                        if watched is not None and not await _may_read(services, user, watched):
+                            yield ServerSentEventMessage(event="forbidden", data=watched)
+                            return
+                        yield ServerSentEventMessage(event="ping", data="1")
+                        ping_at = loop.time() + HEARTBEAT
+                    source, message = await merged.get(timeout=max(0.0, ping_at - loop.time()))
+                    sent: list[ServerSentEventMessage] = []
+                    if message is Signal.DOWN:
+                        sent.append(ServerSentEventMessage(event="down", data="1"))
+                    elif message is Signal.RESYNC:
+                        position = await _position(services)
+                        sent.append(ServerSentEventMessage(event="resync", data=json.dumps(await _bell(services, user)),
+                                                           id=str(position) if position is not None else None))
+                    elif isinstance(message, str) and source is bell_sub:
+                        told = await _told(services, user, message)
+                        if told is not None:
+                            sent.append(ServerSentEventMessage(event="notify", data=json.dumps(told)))
+                    elif isinstance(message, str):
+                        change = _change(message, establishment)
+                        if change is not None:
+                            sent.append(ServerSentEventMessage(event="inbox", data=json.dumps(change)))
+                        if watched is not None and _concerns(message, watched, establishment):
+                            sent.append(ServerSentEventMessage(event="dossier", data=watched))
+                    for event in sent:
+                        yield event
+                    if sent:
+                        ping_at = loop.time() + HEARTBEAT
+                yield ServerSentEventMessage(event="end", data="1")  # the browser reconnects at once
+            finally:
+                merged.close()
 
     return ServerSentEvent(events(), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+class Merged:
+    """Waits on several subscriptions at once: the next message of any, with the one it came from.
+    A subscription's pending wait is kept from one call to the next (none is lost)."""
+
+    def __init__(self, *subscriptions: Subscription):
+        self._waits: dict[Subscription, asyncio.Task[Message | None]] = {}
+        self._subscriptions = subscriptions
+
+    async def get(self, timeout: float) -> tuple[Subscription | None, Message | None]:
+        for sub in self._subscriptions:
+            if sub not in self._waits:
+                self._waits[sub] = asyncio.ensure_future(sub.get(timeout=STREAM_LIFETIME))
+        done, _ = await asyncio.wait(self._waits.values(), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        for sub in self._subscriptions:  # in order: the inbox's signals before the bell's
+            task = self._waits.get(sub)
+            if task is not None and task in done:
+                del self._waits[sub]
+                return sub, task.result()
+        return None, None
+
+    def close(self) -> None:
+        for task in self._waits.values():
+            task.cancel()
+        self._waits.clear()
+
+
+async def _may_read(services: Services, user: SessionUser, dossier_id: str) -> bool:
+    """Whether this user may (still) read the dossier the page shows (no access recorded)."""
+    try:
+        return await asyncio.to_thread(
+            services.relais.may_read_now, dossier_id=dossier_id[:64], actor_id=user.practitioner_id,
+            establishment_id=user.establishment_id, role=user.role,
+        )
+    except (NotFoundError, ForbiddenError, ValueError):
+        return False
+
+
+async def _bell(services: Services, user: SessionUser) -> dict[str, Any]:
+    """The bell's state: unread count, and whether the user wants a sound / desktop notification."""
+    try:
+        unread = await asyncio.to_thread(services.notifications.unread, user.practitioner_id)
+        prefs = await asyncio.to_thread(services.preferences.get, user.practitioner_id)
+        return {"unread": unread, "sound": prefs.sound, "desktop": prefs.desktop}
+    except Exception as e:  # noqa: BLE001 - the database may be gone: the stream says so itself
+        log.warning("flux en direct : cloche illisible (%s)", type(e).__name__)
+        return {"unread": None, "sound": False, "desktop": False}
+
+
+async def _told(services: Services, user: SessionUser, payload: str) -> dict[str, Any] | None:
+    """What a relais_notifications notification tells this user's page, None when it is not for them."""
+    try:
+        note = json.loads(payload)
+        if user.practitioner_id not in note.get("practitioners", ()):
+            return None
+        dossier_id = str(note.get("dossier", ""))
+    except (ValueError, TypeError, AttributeError):
+        log.warning("flux en direct : notification illisible ignorée")
+        return None
+    state = await _bell(services, user)
+    latest = await asyncio.to_thread(services.notifications.latest, user.practitioner_id, 1, dossier_id)
+    kind, urgency = str(note.get("kind", "")), str(note.get("urgency", ""))
+    title = notification_title(latest[0]) if latest else NOTIFICATION_KINDS.get(kind, "Nouvelle notification")
+    return state | {"kind": kind, "urgency": urgency, "urgent": urgency in URGENT, "dossier": dossier_id,
+                    "title": title, "url": f"/notifications/{latest[0].id}/open" if latest else "/notifications"}
+
+
+def _concerns(payload: str, dossier_id: str, establishment: str) -> bool:
+    """Whether an inbox notification may change the dossier a page shows (its own, or a bulk batch of
+    dossiers of my establishment: a rebuild, a history import)."""
+    try:
+        note = json.loads(payload)
+        return note.get("dossier") == dossier_id or (note.get("dossier") == "" and establishment in note.get("establishments", ()))
+    except (ValueError, TypeError, AttributeError):
+        return False
 
 
 async def _position(services: Services) -> int | None:
