@@ -138,7 +138,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_import_history)
 
     st = sub.add_parser("stats", help="statistiques régionales").add_subparsers(dest="stats_command", required=True, metavar="ACTION")
-    p = st.add_parser("export", help="les tableaux de l'annexe en JSON ou CSV")
+    p = st.add_parser("export", help="les tableaux de l'annexe et le respect des délais (deadlines) en JSON ou CSV")
     p.add_argument("--from", dest="date_from", type=_date, metavar="AAAA-MM-JJ", help="début (défaut : 1er janvier de l'année de --to)")
     p.add_argument("--to", type=_date, metavar="AAAA-MM-JJ", help="fin, incluse (défaut : aujourd'hui, Europe/Paris)")
     p.add_argument("--as-of", type=_date, metavar="AAAA-MM-JJ", help="les chiffres tels qu'enregistrés à la fin de ce jour")
@@ -148,7 +148,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--side", choices=["any", "requester", "recipient"], default="any",
                    help="côté regardé par --establishment/--department : requérant, requis ou l'un des deux (défaut)")
     p.add_argument("--workflow", choices=[w.value for w in Workflow], help="un seul workflow")
-    p.add_argument("--table", choices=list(STATS_TABLES), help="un seul tableau (CSV : une colonne par champ)")
+    p.add_argument("--table", choices=list(STATS_TABLES),
+                   help="un seul tableau (CSV : une colonne par champ) ; deadlines : délais tenus ou dépassés, escalades")
     p.add_argument("--excel", action="store_true", help="CSV pour Excel en français : BOM, points-virgules, virgules décimales")
     p.add_argument("--no-catch-up", action="store_true", help="ne met pas la projection à jour avant d'exporter")
     p.set_defaults(func=cmd_stats_export)

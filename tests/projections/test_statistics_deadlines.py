@@ -3,6 +3,7 @@ deadline counted apart — on a small world driven by a controllable clock, thro
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
@@ -214,3 +215,23 @@ def test_the_export_carries_the_deadline_figures(app, w, clock, env):
     wide = to_csv(r, "deadlines").splitlines()
     assert wide[0].startswith("workflow,year,sends,without_deadline,with_deadline,answered_in_time,answered_late,")
     assert "stroke_opinion,2025,8,2,6,2,1,1,1,1,0,40,2,5,40,1,1,45,969,30" in wide
+
+
+def test_relais_stats_export_carries_them(app, w, clock, env, settings, monkeypatch, capsys):
+    from entrypoints.cli.main import main
+
+    small_world(app, w, clock, env, catch_up_between=False)
+    monkeypatch.setenv("RELAIS_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("RELAIS_DATA_DIR", str(settings.data_dir))
+    monkeypatch.delenv("RELAIS_CIPHER_KEY", raising=False)
+    capsys.readouterr()
+    assert main(["stats", "export", "--from", "2025-01-01", "--to", "2025-12-31", "--table", "deadlines",
+                 "--format", "csv"]) == 0
+    wide = capsys.readouterr().out.splitlines()
+    assert wide[0].split(",") == ["workflow", "year", *list(STROKE)[2:]]
+    assert "stroke_opinion,2025,8,2,6,2,1,1,1,1,0,40,2,5,40,1,1,45,969,30" in wide
+    assert main(["stats", "export", "--from", "2025-01-01", "--to", "2025-12-31"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["deadlines"] == [STROKE]
+    assert main(["stats", "export", "--from", "2025-01-01", "--to", "2025-12-31", "--format", "csv", "--excel"]) == 0
+    assert "deadlines;2025;stroke_opinion;;;;;;within_accept_pct;40\r\n" in capsys.readouterr().out
