@@ -33,7 +33,7 @@ from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
 from domain.deadlines import Deadline
-from domain.dossier import Dossier, dossier_number
+from domain.dossier import SYSTEM_ROLE, Dossier, dossier_number
 from domain.values import Json
 from projections.base import BufferedProjection, PostgresView
 
@@ -285,7 +285,11 @@ def _uuid(value: Any) -> UUID | None:
 
 
 def _actor_pid(e: Any) -> UUID | None:
-    return _uuid((getattr(e, "actor", None) or {}).get("practitioner_id"))
+    """The practitioner who acted (None for the platform itself: imports, the scheduler's escalations)."""
+    actor = getattr(e, "actor", None) or {}
+    if actor.get("role") == SYSTEM_ROLE:
+        return None
+    return _uuid(actor.get("practitioner_id"))
 
 
 class NotificationsProjection(BufferedProjection[PostgresNotificationsView]):
