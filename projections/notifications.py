@@ -364,7 +364,7 @@ class NotificationsProjection(BufferedProjection[PostgresNotificationsView]):
 
     def _live(self, d: Json, e: Any) -> bool:
         """Whether this event is told: not the legacy history's, and recorded recently."""
-        return not d["imported"] and self.clock() - e.timestamp <= self.stale_after
+        return not d["imported"] and type(self).clock() - e.timestamp <= self.stale_after
 
     def _due(self, send: Json, deadline: Deadline) -> None:
         for step, when in deadline.steps():
