@@ -157,9 +157,19 @@ def _scoped(q: StatsQuery) -> bool:
     return q.establishment_id is not None or q.department is not None
 
 
+def now() -> datetime:
+    """The moment deadlines still running are compared with (a deadline passes without any event)."""
+    return datetime.now(PARIS)
+
+
+def running_until(q: StatsQuery) -> datetime:
+    """Deadlines passed by this moment count as passed: the end of the as-of day, or now."""
+    return min(q.as_of_limit, now())
+
+
 def _params(q: StatsQuery) -> dict[str, Any]:
     return {
-        "as_of": q.as_of_limit, "now": min(q.as_of_limit, datetime.now(PARIS)), "from": q.date_from, "to": q.date_to,
+        "as_of": q.as_of_limit, "now": running_until(q), "from": q.date_from, "to": q.date_to,
         "lo": year_earlier(q.date_from, end=False), "workflow": q.workflow,
         "est": q.establishment_id, "dep": q.department,
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from html import unescape
 
 import pytest
@@ -10,7 +11,10 @@ from litestar.testing import TestClient
 
 from adapters.credentials import Credentials
 from application import Relais
+from domain.values import PARIS
 from entrypoints.bootstrap import install_process_fixes
+from projections import statistics_report
+from projections.statistics_report import TABLES
 from tests.conftest import rpps
 from tests.projections.test_statistics_deadlines import T0, Clock, build_world, small_world
 from tests.web.conftest import PASSWORD, login
@@ -78,3 +82,27 @@ def test_a_clinician_does_not_see_them(client: TestClient, deadlines_world: dict
         response = client.get(path)
         assert response.status_code == 403, path
         assert "Respect des délais" not in response.text
+
+
+def test_a_deadline_passing_without_any_event_shows_at_the_next_minute(client: TestClient, deadlines_world: dict,
+                                                                         monkeypatch):
+    """G, a generic opinion sent an hour ago (answer within 7 days), is running; 8 days later, with no new
+    event, it is unanswered past its deadline (the page's cached report is not reused)."""
+    login(client, rpps(9))
+    year = datetime.now(PARIS).year
+    period = f"from={year}-01-01&to={year + 1}-12-31&workflow=generic_opinion"
+
+    def generic_row() -> list[str]:
+        html = unescape(client.get(f"/stats/export.csv?{period}&table=deadlines").text)
+        (line,) = [r for r in html.splitlines() if r.startswith("generic_opinion,")]
+        return line.split(",")
+
+    columns = TABLES["deadlines"]
+    running = dict(zip(columns, generic_row(), strict=True))
+    assert (running["open"], running["unanswered"], running["within_deadline_pct"]) == ("1", "0", "")
+    assert "En cours, délai non échu" in unescape(client.get(f"/stats?{period}").text)
+    later = datetime.now(PARIS) + timedelta(days=8)
+    monkeypatch.setattr(statistics_report, "now", lambda: later)
+    passed = dict(zip(columns, generic_row(), strict=True))
+    assert (passed["open"], passed["unanswered"], passed["within_deadline_pct"], passed["within_accept_pct"]) == (
+        "0", "1", "0", "0")

@@ -25,6 +25,7 @@ from domain.directory import establishment_id
 from domain.errors import InvalidFieldError
 from domain.identifiers import check_department, check_finess
 from domain.values import PARIS, WORKFLOW_LABELS, Role, Workflow, code
+from projections import statistics_report
 from projections.statistics import EstablishmentRow, PostgresStatisticsView
 from projections.statistics_report import SIDES, TABLES, WORKFLOW_ORDER, StatsQuery, build_report, pct, to_csv
 from web import charts
@@ -250,17 +251,19 @@ CACHE_SIZE = 32
 
 
 class ReportCache:
-    """Reports of one web application by (query, position of the read model): the download of
-    what is shown, or going back to a previous filter, costs nothing; any new event changes the key."""
+    """Reports of one web application by (query, position of the read model, minute): the download of
+    what is shown, or going back to a previous filter, costs nothing; any new event changes the key, and
+    so does the minute while deadlines may pass (figures up to now, or to an as-of day not over yet)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.reports: OrderedDict[tuple[StatsQuery, int], dict[str, Any]] = OrderedDict()
+        self.reports: OrderedDict[tuple[StatsQuery, int, str], dict[str, Any]] = OrderedDict()
 
     def get(self, statistics: PostgresStatisticsView, q: StatsQuery, position: int | None = None) -> dict[str, Any]:
         if position is None:
             position = statistics.status().position
-        key = (q, position)
+        until = statistics_report.running_until(q)
+        key = (q, position, "" if until == q.as_of_limit else until.strftime("%Y-%m-%dT%H:%M"))
         with self.lock:
             if key in self.reports:
                 self.reports.move_to_end(key)
