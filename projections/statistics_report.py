@@ -30,6 +30,9 @@ counted apart (`without_deadline`), never as late. Of the sends with a deadline:
 - escalations: `Escalated` events of these sends (`escalated_sends`: sends escalated at least once);
 - answer delay: opinion minus sending, in minutes (median, p90), answered sends with a deadline,
   beside the median answer delay they were given (`deadline_median_minutes`).
+
+With `as_of`, a send has a deadline if one was recorded by then, and its times are the last recorded
+(a forward recorded later moves `accept_by`; `answer_by` never moves once set).
 """
 
 from __future__ import annotations

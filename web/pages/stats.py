@@ -64,7 +64,7 @@ DEADLINE_OUTCOMES = {
     "declined": ("Refusés", "#cc79a7"),
     "cancelled": ("Annulés avant l'échéance", "#6b6b6b"),
     "open": ("En cours, délai non échu", "#56b4e9"),
-    "without_deadline": ("Sans délai (historique)", charts.MUTED),
+    "without_deadline": ("Sans délai", charts.MUTED),
 }
 
 Q = Annotated[str | None, QueryParameter(required=False)]
@@ -214,7 +214,7 @@ def _deadline_charts(report: dict[str, Any]) -> dict[str, Markup]:
             labels,
             [("Avis rendus dans le délai", [t["within_deadline_pct"] for t in totals]),
              ("Prises en charge dans le délai", [t["within_accept_pct"] for t in totals])],
-            colors=(charts.PALETTE[2], charts.PALETTE[5]), unit="%", decimals=0, ymax=100,
+            colors=(charts.PALETTE[2], charts.PALETTE[0]), unit="%", decimals=0, ymax=100,
             title="Part des envois traités dans le délai, par workflow (période entière)",
         ),
         "deadline_outcomes": charts.stacked_shares(
