@@ -101,10 +101,20 @@ def page_context(services: Services, user: SessionUser, ws: Workspace, **extra: 
 
 @get("/dossiers/{dossier_id:str}", name="dossier", sync_to_thread=True)
 def dossier_page(
-    services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str]
+    request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
+    dossier_id: FromPath[str], live: FromQuery[bool] = False,
 ) -> Template:
+    """The page; with `live=1` (htmx, the page's stream said it changed) its #workspace block only.
+    Opening it marks my notifications about this dossier read (a live refresh does not: the bell keeps
+    counting what arrived while the page was open, until it is opened or marked read)."""
+    position = services.inbox.position() if not live else None  # read before the dossier: the stream's `last`
     ws = open_workspace(services, user, dossier_id)
-    return Template("dossier/page.html", context=page_context(services, user, ws))
+    if user.role == Role.CLINICIAN and not live:
+        services.notifications.mark_all_read(user.practitioner_id, dossier_id=str(ws.dossier.id))
+    if live and is_htmx(request):
+        return HTMXBlockTemplate(template_name="dossier/page.html", block_name="workspace",
+                                 context=page_context(services, user, ws))
+    return Template("dossier/page.html", context=page_context(services, user, ws, position=position))
 
 
 class CommandArgs(TypedDict):
