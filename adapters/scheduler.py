@@ -115,11 +115,12 @@ class DeadlineFirer:
             for row in rows:
                 outcome, queued = self._fire(curs, row)
                 mails += queued
-                late_ms = max(0, int((now - row["due_at"]).total_seconds() * 1000))
+                fired_at = max(now, self.clock())  # once done (an escalation takes a few milliseconds)
+                late_ms = max(0, int((fired_at - row["due_at"]).total_seconds() * 1000))
                 curs.execute(
                     """UPDATE deadline_due SET fired_at = %s, outcome = %s, late_ms = %s
                        WHERE send_id = %s AND generation = %s AND step = %s""",
-                    (now, outcome, late_ms, row["send_id"], row["generation"], row["step"]),
+                    (fired_at, outcome, late_ms, row["send_id"], row["generation"], row["step"]),
                 )
                 done.append(Fired(str(row["send_id"]), row["generation"], row["step"], outcome, late_ms))
             if mails:
@@ -220,7 +221,7 @@ class Scheduler:
             self.rounds += 1
             if busy:
                 delay = self.busy_sleep * 4
-            elif nxt is None:
+            elif nxt is None or self.enqueue is not None:  # with arq, the worker fires: wake for new rows only
                 delay = self.max_sleep
             else:
                 delay = (nxt - self.firer.clock()).total_seconds()
