@@ -297,3 +297,14 @@ def test_with_redis_due_rows_become_deferred_arq_jobs_that_fire_them(
     fired = rows(settings, "SELECT outcome FROM deadline_due WHERE fired_at IS NOT NULL")
     assert sorted(r["outcome"] for r in fired) == ["escalated", "reminded", "reminded", "reminded"]
     assert escalations(settings) == 1
+
+
+def test_relais_worker_knows_the_firing_job_and_runs_it_every_minute():
+    from adapters.jobs import worker_settings
+    from entrypoints.bootstrap import JOBS
+
+    ws = worker_settings(REDIS_URL, JOBS, every_minute={"fire_deadlines": fire_deadlines})
+    assert "fire_deadlines" in {f.name for f in ws.functions}
+    [cron] = ws.cron_jobs
+    assert cron.name == "cron:fire_deadlines" and cron.coroutine is fire_deadlines
+    assert cron.second == 0 and cron.minute is None and cron.run_at_startup  # every minute, and at start
