@@ -3,6 +3,7 @@ rebuilds, nobody told of history imports or of events recorded long before they 
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import psycopg
@@ -214,3 +215,33 @@ def test_events_recorded_long_before_they_are_processed_tell_nobody(relais, worl
     assert rows(settings, "SELECT 1 FROM deadline_due") == []
     state = rows(settings, "SELECT state, accepted_by FROM notif_sends")
     assert [(s["state"], str(s["accepted_by"])) for s in state] == [("in_progress", world["recipient"])]
+
+
+def test_closing_tells_the_requester_when_a_colleague_closes(relais, world, sent_dossier, env, settings):
+    colleague = relais.add_practitioner(
+        rpps=rpps(13), family_name="Morel", given_name="Anne", establishment_id=world["toulouse"], roles=["clinician"],
+    )
+    relais.give_opinion(dossier_id=sent_dossier["dossier_id"], send_id=sent_dossier["send_id"],
+                        actor_id=world["recipient"], report="R", conclusion="C")
+    relais.close_dossier(dossier_id=sent_dossier["dossier_id"], actor_id=colleague, note="")
+    follow(env, relais)
+    assert told(settings, "closed") == {(world["requester"], "closed")}  # not the colleague who closed it
+    assert rows(settings, "SELECT state FROM notif_sends")[0]["state"] == "answered"
+
+
+def test_each_batch_notifies_the_web_the_mail_delivery_and_the_scheduler(relais, world, env, settings):
+    relais.add_practitioner(
+        rpps=rpps(14), family_name="Faure", given_name="Tom", establishment_id=world["montpellier"],
+        roles=["clinician"], service_ids=[world["neuro"]], email="tom.faure@chu-montpellier.fr",
+    )
+    catch_up("directory", env, relais)
+    with psycopg.connect(settings.database_url, autocommit=True) as listener:
+        for channel in ("relais_notifications", "relais_mail", "relais_due"):
+            listener.execute(f"LISTEN {channel}")
+        sent = send(relais, world, establishment_id=world["montpellier"], service_id=world["neuro"])
+        catch_up("notifications", env, relais)
+        heard = [(n.channel, n.payload) for n in listener.notifies(timeout=5, stop_after=3)]
+    assert sorted(c for c, _ in heard) == ["relais_due", "relais_mail", "relais_notifications"]
+    payload = json.loads(next(p for c, p in heard if c == "relais_notifications"))
+    assert payload["dossier"] == sent["dossier_id"] and payload["kind"] == "received" and payload["urgency"] == "stat"
+    assert len(payload["practitioners"]) == 2 and world["recipient"] in payload["practitioners"]
