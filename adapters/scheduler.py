@@ -231,6 +231,8 @@ class Scheduler:
 
     def _hand_over(self) -> None:
         assert self.enqueue is not None
+        if len(self._queued) > 100_000:  # never unbounded: handing a row again is harmless (its job id)
+            self._queued.clear()
         for row in self.firer.pending():
             key = job_id(row)
             if key not in self._queued:
