@@ -77,8 +77,11 @@ class NotificationCentre:
             return []
         where, params = "practitioner_id = %s", [me]
         if dossier_id is not None:
+            did = _uuid(dossier_id)
+            if did is None:
+                return []
             where += " AND dossier_id = %s"
-            params.append(_uuid(dossier_id))
+            params.append(did)
         with self.pool.connection() as conn:
             rows = conn.execute(
                 f"SELECT {COLUMNS} FROM notifications WHERE {where} "

@@ -169,8 +169,10 @@ async def stream(
     async def events() -> AsyncGenerator[ServerSentEventMessage, None]:
         with feed.subscribe() as inbox_sub, bell.subscribe() as bell_sub:  # leaving them never touches the database
             merged = Merged(inbox_sub, bell_sub)
+            # feeds that lost the database: one `down` when the first goes, one `resync` when the last is back
+            lost = {sub for sub, f in ((inbox_sub, feed), (bell_sub, bell)) if not f.connected}
             try:
-                if not (feed.connected and bell.connected):  # out of reach: say so; `resync` follows when back
+                if lost:  # out of reach: say so; `resync` follows when back
                     yield ServerSentEventMessage(event="down", data="1")
                 else:
                     position = await _position(services)
@@ -194,9 +196,14 @@ async def stream(
                         ping_at = loop.time() + HEARTBEAT
                     source, message = await merged.get(timeout=max(0.0, ping_at - loop.time()))
                     sent: list[ServerSentEventMessage] = []
-                    if message is Signal.DOWN:
-                        sent.append(ServerSentEventMessage(event="down", data="1"))
-                    elif message is Signal.RESYNC:
+                    if message is Signal.DOWN and source is not None:
+                        if not lost:
+                            sent.append(ServerSentEventMessage(event="down", data="1"))
+                        lost.add(source)
+                    elif message is Signal.RESYNC and source is not None:
+                        lost.discard(source)
+                        if lost:  # the other feed is still away: `down` holds
+                            continue
                         position = await _position(services)
                         sent.append(ServerSentEventMessage(event="resync", data=json.dumps(await _bell(services, user)),
                                                            id=str(position) if position is not None else None))
