@@ -27,6 +27,9 @@ from adapters.dicom.retrieve import Retriever, retrieve_study
 from adapters.dicom.storage import InstanceStore
 from adapters.jobs import ArqJobs, InlineJobs, JobContext, Jobs, JobTable, ping
 from adapters.live import LiveFeed
+from adapters.mail.delivery import CHANNEL as MAIL_CHANNEL
+from adapters.mail.delivery import MailDelivery, deliver_mail
+from adapters.mail.senders import MailSender, OutboxSender, SmtpSender
 from adapters.notification_prefs import PreferenceStore
 from adapters.scheduler import fire_deadlines
 from adapters.settings import Settings, conninfo
@@ -48,6 +51,7 @@ from web.services import ImagingServices, Services
 JOBS: JobTable = {
     "ping": ping, "retrieve_study": retrieve_study, "export_study": export_study,
     "fire_deadlines": fire_deadlines,  # ctx["deadlines"]: set by `relais worker` (entrypoints/worker.py)
+    "deliver_mail": deliver_mail,  # ctx["mail"]: build_mail_delivery(settings, enqueue=False), set by `relais worker`
 }
 
 
@@ -188,3 +192,22 @@ def build_web_app(settings: Settings) -> Litestar:
     app.on_startup.append(sweeper.start)
     app.on_shutdown.insert(0, sweeper.stop)
     return app
+
+
+def mail_sender(settings: Settings) -> MailSender:
+    """SMTP when RELAIS_SMTP_URL is set, else .eml files in <data_dir>/outbox."""
+    if settings.smtp_url:
+        return SmtpSender(settings.smtp_url, ca_file=settings.smtp_ca_file, mail_from=settings.mail_from)
+    return OutboxSender(settings.outbox)
+
+
+def build_mail_delivery(settings: Settings, *, enqueue: bool = True) -> MailDelivery:
+    """The notification mails' delivery loop (`relais scheduler`): woken by NOTIFY relais_mail, each
+    attempt an arq job when Redis is configured (`enqueue`), else run in the loop's process. The worker
+    builds it with `enqueue=False` to run the attempts. Its owner calls `close()`."""
+    assert settings.database_url
+    return MailDelivery(
+        build_pool(settings, max_size=4), mail_sender(settings), mail_from=settings.mail_from, base_url=settings.base_url,
+        feed=LiveFeed(conninfo(settings.database_url), MAIL_CHANNEL, application_name="relais-mail") if enqueue else None,
+        jobs=ArqJobs(settings.redis_url) if settings.redis_url and enqueue else None,
+    )
