@@ -60,7 +60,7 @@ class PostgresStatisticsView(PostgresView):
             accept_by timestamptz, answer_by timestamptz, deadline_source text, deadline_recorded_at timestamptz,
             taken_at timestamptz, taken_recorded_at timestamptz,
             escalated_at timestamptz, escalated_recorded_at timestamptz, escalations_recorded_at timestamptz[],
-            cancelled_at timestamptz, cancelled_recorded_at timestamptz,
+            ended_at timestamptz, ended_recorded_at timestamptz,
             PRIMARY KEY (dossier_id, send_id))""",
         "CREATE INDEX IF NOT EXISTS stats_sends_sent_date ON stats_sends (sent_date)",
         # the deadline figures read only the sends that have one (none in an imported history)
@@ -69,7 +69,7 @@ class PostgresStatisticsView(PostgresView):
     )
     tables = ("stats_establishments", "stats_dossiers", "stats_sends")
     # 2: dossier fields copied onto sends, first answer on dossiers; 3: deadlines, taking in charge,
-    # escalations and cancellation of sends
+    # escalations and the end (cancellation or closing) of their dossier
     schema_version = 3
 
     def snapshot(self) -> Snapshot:
@@ -160,7 +160,8 @@ class Batch:
     """What a batch of events changes: new rows, and later facts about rows already written."""
 
     __slots__ = ("new_establishments", "renamed", "new_dossiers", "dossier_patches", "new_sends", "send_patches",
-                 "removed_sends", "first_answers", "deadline_patches", "escalations", "cancelled")
+                 "removed_sends", "first_answers", "deadline_patches", "escalations", "ended",
+                 "send_keys")
 
     def __init__(self) -> None:
         self.new_establishments: dict[UUID, NewEstablishment] = {}
@@ -173,7 +174,8 @@ class Batch:
         self.first_answers: dict[UUID, datetime] = {}
         self.deadline_patches: dict[tuple[UUID, str], DeadlinePatch] = {}
         self.escalations: list[tuple[UUID, str, datetime, datetime]] = []  # of sends already written
-        self.cancelled: dict[UUID, Fact] = {}  # dossiers cancelled: their sends already written
+        self.ended: dict[UUID, Fact] = {}  # dossiers cancelled or closed: their sends already written
+        self.send_keys: dict[UUID, list[tuple[UUID, str]]] = {}  # the batch's new sends by dossier
 
 
 class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
@@ -194,6 +196,7 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
         "relais:Dossier.Forwarded",
         "relais:Dossier.Escalated",
         "relais:Dossier.Cancelled",
+        "relais:Dossier.Closed",
     )
 
     batch: Batch
@@ -248,6 +251,7 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
         establishment = r.get("establishment_id")
         key = (e.originator_id, r["send_id"])
         self.batch.removed_sends.discard(key)
+        self.batch.send_keys.setdefault(e.originator_id, []).append(key)
         self.batch.new_sends[key] = NewSend(
             dossier_id=e.originator_id, send_id=r["send_id"], recipient_id=_uuid(establishment),
             department=r.get("department"), region=r.get("region"), channel=r.get("channel"),
@@ -349,11 +353,12 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
             row.escalated_at, row.escalated_recorded_at = e.occurred_at, e.timestamp
         row.escalations_recorded_at = [*(row.escalations_recorded_at or []), e.timestamp]
 
-    def _cancelled(self, e: Dossier.Cancelled) -> None:
-        for (did, _), row in self.batch.new_sends.items():  # rare: a scan of the batch's new sends is fine
-            if did == e.originator_id and row.cancelled_at is None:
-                row.cancelled_at, row.cancelled_recorded_at = e.occurred_at, e.timestamp
-        self.batch.cancelled.setdefault(e.originator_id, Fact(e.occurred_at, e.timestamp))
+    def _ended(self, e: Dossier.Cancelled | Dossier.Closed) -> None:
+        for key in self.batch.send_keys.get(e.originator_id, ()):
+            row = self.batch.new_sends.get(key)
+            if row is not None and row.ended_at is None:
+                row.ended_at, row.ended_recorded_at = e.occurred_at, e.timestamp
+        self.batch.ended.setdefault(e.originator_id, Fact(e.occurred_at, e.timestamp))
 
     handlers = {
         Establishment.Created: _establishment_created,
@@ -368,7 +373,8 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
         Dossier.OpinionGiven: _answered,
         Dossier.Forwarded: _forwarded,
         Dossier.Escalated: _escalated,
-        Dossier.Cancelled: _cancelled,
+        Dossier.Cancelled: _ended,
+        Dossier.Closed: _ended,
     }
 
     # -------------------------------------------------------------- writing a batch
@@ -432,12 +438,12 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
                    WHERE s.dossier_id = u.dossier_id AND s.send_id = u.send_id""",
                 (list(ds), list(ss), list(ats), list(recs)),
             )
-        if batch.cancelled:
-            ids, facts = zip(*batch.cancelled.items(), strict=True)
+        if batch.ended:
+            ids, facts = zip(*batch.ended.items(), strict=True)
             curs.execute(
-                """UPDATE stats_sends s SET cancelled_at = u.at, cancelled_recorded_at = u.rec
+                """UPDATE stats_sends s SET ended_at = u.at, ended_recorded_at = u.rec
                    FROM unnest(%s::uuid[], %s::timestamptz[], %s::timestamptz[]) AS u(id, at, rec)
-                   WHERE s.dossier_id = u.id AND s.cancelled_at IS NULL""",
+                   WHERE s.dossier_id = u.id AND s.ended_at IS NULL""",
                 (list(ids), [f.at for f in facts], [f.recorded for f in facts]),
             )
         if refresh:

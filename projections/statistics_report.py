@@ -20,13 +20,15 @@ counted apart (`without_deadline`), never as late. Of the sends with a deadline:
 
 - answered in time: opinion at or before `answer_by`; late: after it;
 - declined (and not answered): not answered — counts against the share;
-- cancelled: the dossier cancelled before `answer_by` without an answer — left out of the share;
-- unanswered: no opinion, not declined, `answer_by` passed (before the end of the `as_of` day, or now);
+- withdrawn: the dossier cancelled, or closed (say, on another recipient's opinion), before
+  `answer_by` and without an answer from this send — left out of the share;
+- unanswered: no opinion, not declined, `answer_by` passed (before the end of the `as_of` day, or now)
+  and not withdrawn before it;
 - open: none of these yet (the deadline is still running) — left out of the share;
 - `within_deadline_pct` = in time / (in time + late + declined + unanswered);
 - accepted in time: taken in charge (accepted, or answered without accepting) since the deadline
   last started, at or before `accept_by`; `within_accept_pct` = accepted in time / the sends taken in
-  charge, declined, or whose `accept_by` passed (cancelled before `accept_by` left out);
+  charge, declined, or whose `accept_by` passed (withdrawn before `accept_by` left out);
 - escalations: `Escalated` events of these sends (`escalated_sends`: sends escalated at least once);
 - answer delay: opinion minus sending, in minutes (median, p90), answered sends with a deadline,
   beside the median answer delay they were given (`deadline_median_minutes`).
@@ -249,7 +251,7 @@ def _deadlines(db: Rows, q: StatsQuery) -> list[DictRow]:
               SELECT extract(year FROM s.sent_date)::int AS year, s.workflow, s.sent_at, s.accept_by, s.answer_by,
                      CASE WHEN s.answered_recorded_at < %(as_of)s THEN s.answered_at END AS answered_at,
                      coalesce(s.declined_recorded_at < %(as_of)s, false) AS declined,
-                     CASE WHEN s.cancelled_recorded_at < %(as_of)s THEN s.cancelled_at END AS cancelled_at,
+                     CASE WHEN s.ended_recorded_at < %(as_of)s THEN s.ended_at END AS ended_at,
                      CASE WHEN s.taken_recorded_at < %(as_of)s THEN s.taken_at END AS taken_at,
                      coalesce(s.escalated_recorded_at < %(as_of)s, false) AS escalated,
                      CASE WHEN s.escalations_recorded_at IS NULL THEN 0
@@ -261,14 +263,14 @@ def _deadlines(db: Rows, q: StatsQuery) -> list[DictRow]:
                     {_scope(q, sends=True)}),
             c AS (
               SELECT f.*,
-                     answered_at IS NULL AND NOT declined AND coalesce(cancelled_at < answer_by, false) AS withdrawn,
-                     taken_at IS NULL AND NOT declined AND coalesce(cancelled_at < accept_by, false) AS accept_withdrawn
+                     answered_at IS NULL AND NOT declined AND coalesce(ended_at < answer_by, false) AS withdrawn,
+                     taken_at IS NULL AND NOT declined AND coalesce(ended_at < accept_by, false) AS accept_withdrawn
               FROM f)
             SELECT year, workflow, count(*) AS with_deadline,
                    count(*) FILTER (WHERE answered_at <= answer_by) AS answered_in_time,
                    count(*) FILTER (WHERE answered_at > answer_by) AS answered_late,
                    count(*) FILTER (WHERE answered_at IS NULL AND declined) AS declined,
-                   count(*) FILTER (WHERE withdrawn) AS cancelled,
+                   count(*) FILTER (WHERE withdrawn) AS withdrawn,
                    count(*) FILTER (WHERE answered_at IS NULL AND NOT declined AND NOT withdrawn
                                     AND answer_by < %(now)s) AS unanswered,
                    count(*) FILTER (WHERE taken_at <= accept_by) AS accepted_in_time,
@@ -297,12 +299,12 @@ def deadline_rows(outcomes: dict[tuple[str, int], Outcomes], deadlines: list[Dic
         in_time, late, declined, unanswered = (
             (d["answered_in_time"], d["answered_late"], d["declined"], d["unanswered"]) if d else (0, 0, 0, 0)
         )
-        cancelled = d["cancelled"] if d else 0
+        withdrawn = d["withdrawn"] if d else 0
         accepted, accept_due = (d["accepted_in_time"], d["accept_due"]) if d else (0, 0)
         rows.append({
             "workflow": workflow, "year": year, "sends": o.sends, "without_deadline": o.sends - n, "with_deadline": n,
             "answered_in_time": in_time, "answered_late": late, "declined": declined, "unanswered": unanswered,
-            "cancelled": cancelled, "open": n - in_time - late - declined - unanswered - cancelled,
+            "withdrawn": withdrawn, "open": n - in_time - late - declined - unanswered - withdrawn,
             "within_deadline_pct": pct(in_time, in_time + late + declined + unanswered),
             "accepted_in_time": accepted, "accept_due": accept_due, "within_accept_pct": pct(accepted, accept_due),
             "escalated_sends": d["escalated_sends"] if d else 0, "escalations": d["escalations"] if d else 0,
@@ -435,7 +437,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "acceptance": ("workflow", "year", "sends", "accepted", "declined", "answered", "declined_pct"),
     "deadlines": (
         "workflow", "year", "sends", "without_deadline", "with_deadline", "answered_in_time", "answered_late",
-        "declined", "unanswered", "cancelled", "open", "within_deadline_pct", "accepted_in_time", "accept_due",
+        "declined", "unanswered", "withdrawn", "open", "within_deadline_pct", "accepted_in_time", "accept_due",
         "within_accept_pct", "escalated_sends", "escalations", "median_minutes", "p90_minutes",
         "deadline_median_minutes",
     ),

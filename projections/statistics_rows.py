@@ -82,8 +82,9 @@ class NewSend:
     escalated_at: datetime | None = None
     escalated_recorded_at: datetime | None = None
     escalations_recorded_at: list[datetime] | None = None
-    cancelled_at: datetime | None = None  # the dossier cancelled (the send withdrawn)
-    cancelled_recorded_at: datetime | None = None
+    # the dossier cancelled or closed (the first of them): a send not answered by then is withdrawn
+    ended_at: datetime | None = None
+    ended_recorded_at: datetime | None = None
 
 
 PG_TYPES = {

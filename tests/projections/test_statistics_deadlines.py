@@ -93,18 +93,31 @@ def small_world(app: Relais, w: dict, clock: Clock, env: dict, *, catch_up_betwe
     """Stroke « Immédiate » (accept 10 min, answer 30 min) unless said: A in time; B accepted and answered late;
     C never accepted, escalated to the on-call pool, never answered; D « Normale » (accept 4 h, answer 24 h)
     forwarded to the pool at 3 h (accept again by 7 h, answer still by 24 h), accepted at 6 h, answered at 20 h;
-    E declined; F cancelled before its deadline; a generic opinion G still running (answer in 7 days)."""
+    E declined; F cancelled before its deadline; M sent to the neuroradiology (M1) and the on-call pool (M2), M1
+    answered at 8 min, the dossier closed at 9 min: M2 withdrawn; a generic opinion G still running (7 days)."""
     step = (lambda: catch_up("statistics", env, app)) if catch_up_between else (lambda: None)
     import_file(app, parse_legacy_text(HISTORY, name="legacy.csv"))
     at(clock, 0)
     sends = {name: send(app, w) for name in "ABCEF"}
     sends["D"] = send(app, w, urgency="routine")
+    m = app.create_dossier(actor_id=w["requester"], workflow="stroke_opinion", question="Thrombectomie ?", urgency="stat",
+                           consent="given", **PATIENT)
+    sends["M1"] = (m, app.address_recipient(dossier_id=m, actor_id=w["requester"], establishment_id=w["montpellier"],
+                                            service_id=w["neuro"]))
+    sends["M2"] = (m, app.address_recipient(dossier_id=m, actor_id=w["requester"], establishment_id=w["montpellier"],
+                                            service_id=w["pool"]))
+    app.send_dossier(dossier_id=m, actor_id=w["requester"])
     step()
     r, pool_member = w["recipient"], w["on_call"]
     at(clock, 5)
     app.accept(dossier_id=sends["A"][0], actor_id=r, send_id=sends["A"][1])
     app.decline(dossier_id=sends["E"][0], actor_id=r, send_id=sends["E"][1], reason_code="not_competent")
     app.cancel_dossier(dossier_id=sends["F"][0], actor_id=w["requester"], reason="Patient transféré")
+    at(clock, 8)
+    app.give_opinion(dossier_id=m, actor_id=r, send_id=sends["M1"][1], report="Thrombectomie indiquée.")
+    step()
+    at(clock, 9)
+    app.close_dossier(dossier_id=m, actor_id=w["requester"], note="")
     at(clock, 11)
     assert app.escalate_overdue(dossier_id=sends["C"][0], send_id=sends["C"][1]).to is not None
     step()
@@ -142,12 +155,13 @@ def stroke_2025(r: dict) -> dict:
 
 
 STROKE = {
-    "workflow": "stroke_opinion", "year": 2025, "sends": 8, "without_deadline": 2, "with_deadline": 6,
-    "answered_in_time": 2, "answered_late": 1, "declined": 1, "unanswered": 1, "cancelled": 1, "open": 0,
-    "within_deadline_pct": 40.0,  # A and D of A, B, D, E (declined: not an answer) and C (nothing by its deadline)
-    "accepted_in_time": 2, "accept_due": 5, "within_accept_pct": 40.0,  # A and D (by its forward's 7 h) of A B C D E
+    "workflow": "stroke_opinion", "year": 2025, "sends": 10, "without_deadline": 2, "with_deadline": 8,
+    "answered_in_time": 3, "answered_late": 1, "declined": 1, "unanswered": 1, "withdrawn": 2, "open": 0,
+    # A, D and M1 of A, B, D, M1, E (declined: not an answer) and C (nothing by its deadline); F and M2 left out
+    "within_deadline_pct": 50.0,
+    "accepted_in_time": 3, "accept_due": 6, "within_accept_pct": 50.0,  # A, D (by its forward's 7 h), M1 of A B C D E M1
     "escalated_sends": 1, "escalations": 1,
-    "median_minutes": 45.0, "p90_minutes": 969.0,  # 20 min, 45 min, 20 h: p90 = 45 + 0.8 × (1200 − 45)
+    "median_minutes": 32.5, "p90_minutes": 853.5,  # 8, 20, 45 min, 20 h: p90 = 45 + 0.7 × (1200 − 45)
     "deadline_median_minutes": 30.0,
 }
 
@@ -208,13 +222,13 @@ def test_the_export_carries_the_deadline_figures(app, w, clock, env):
     r = report(env)
     long = to_csv(r).splitlines()
     assert long[0] == "table,year,workflow,department,finess,imaging_source,channel,region,measure,value"
-    assert "deadlines,2025,stroke_opinion,,,,,,within_deadline_pct,40" in long
+    assert "deadlines,2025,stroke_opinion,,,,,,within_deadline_pct,50" in long
     assert "deadlines,2025,stroke_opinion,,,,,,without_deadline,2" in long
     assert "deadlines,2025,stroke_opinion,,,,,,escalations,1" in long
-    assert "acceptance,2025,stroke_opinion,,,,,,sends,8" in long  # the existing tables unchanged
+    assert "acceptance,2025,stroke_opinion,,,,,,sends,10" in long  # the existing tables unchanged
     wide = to_csv(r, "deadlines").splitlines()
     assert wide[0].startswith("workflow,year,sends,without_deadline,with_deadline,answered_in_time,answered_late,")
-    assert "stroke_opinion,2025,8,2,6,2,1,1,1,1,0,40,2,5,40,1,1,45,969,30" in wide
+    assert "stroke_opinion,2025,10,2,8,3,1,1,1,2,0,50,3,6,50,1,1,32.5,853.5,30" in wide
 
 
 def test_relais_stats_export_carries_them(app, w, clock, env, settings, monkeypatch, capsys):
@@ -229,9 +243,9 @@ def test_relais_stats_export_carries_them(app, w, clock, env, settings, monkeypa
                  "--format", "csv"]) == 0
     wide = capsys.readouterr().out.splitlines()
     assert wide[0].split(",") == ["workflow", "year", *list(STROKE)[2:]]
-    assert "stroke_opinion,2025,8,2,6,2,1,1,1,1,0,40,2,5,40,1,1,45,969,30" in wide
+    assert "stroke_opinion,2025,10,2,8,3,1,1,1,2,0,50,3,6,50,1,1,32.5,853.5,30" in wide
     assert main(["stats", "export", "--from", "2025-01-01", "--to", "2025-12-31"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["deadlines"] == [STROKE]
     assert main(["stats", "export", "--from", "2025-01-01", "--to", "2025-12-31", "--format", "csv", "--excel"]) == 0
-    assert "deadlines;2025;stroke_opinion;;;;;;within_accept_pct;40\r\n" in capsys.readouterr().out
+    assert "deadlines;2025;stroke_opinion;;;;;;within_accept_pct;50\r\n" in capsys.readouterr().out

@@ -47,24 +47,24 @@ def test_an_analyst_sees_the_deadline_figures_and_charts(client: TestClient, dea
     section = html[html.index('<section class="card" id="deadlines">'):]
     section = section[: section.index("</section>")]
     assert "Respect des délais par workflow et année" in section
-    assert "<strong>6</strong> envois avec délai" in section and "<strong>2</strong> sans délai" in section
+    assert "<strong>8</strong> envois avec délai" in section and "<strong>2</strong> sans délai" in section
     assert "<strong>1</strong> escalade (1 envoi escaladé)" in section
     # the chart an analyst looks at: shares within the deadline per workflow, as bars (server-side SVG)
     assert "Part des envois traités dans le délai, par workflow" in section
-    assert "Demande d'avis AVC aigu — Avis rendus dans le délai : 40\u202f%" in section
+    assert "Demande d'avis AVC aigu — Avis rendus dans le délai : 50\u202f%" in section
     assert "Devenir des envois face à leur délai, par workflow" in section
     assert section.count("<svg") == 2
     for label in ("Sans délai", "Avis dans le délai", "Avis en retard", "Sans avis, délai dépassé", "Refusés",
-                  "Annulés avant l'échéance", "En cours, délai non échu", "Prise en charge dans le délai", "Escalades"):
+                  "Retirés avant l'échéance", "En cours, délai non échu", "Prise en charge dans le délai", "Escalades"):
         assert label in section, label
     row = section[section.index("<tr><th scope=\"row\">Demande d'avis AVC aigu"):]
     row = row[: row.index("</tr>")]
     cells = [c.split(">", 1)[1].split("<", 1)[0] for c in row.split("<td")[1:]]
-    assert cells[:3] == ["2025", "8", "2"]
-    assert "40,00\xa0%" in row and "45 min" in row and "16 h 09" in row and "30 min" in row
+    assert cells[:3] == ["2025", "10", "2"]
+    assert "50,00\xa0%" in row and "14 h 14" in row and "30 min" in row
     csv = client.get(f"/stats/export.csv?{YEAR}&table=deadlines").text.splitlines()
     assert csv[0].startswith("workflow,year,sends,without_deadline,with_deadline,")
-    assert "stroke_opinion,2025,8,2,6,2,1,1,1,1,0,40,2,5,40,1,1,45,969,30" in csv
+    assert "stroke_opinion,2025,10,2,8,3,1,1,1,2,0,50,3,6,50,1,1,32.5,853.5,30" in csv
     assert client.get(f"/stats/export.json?{YEAR}").json()["deadlines"][0]["escalations"] == 1
 
 

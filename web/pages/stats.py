@@ -62,7 +62,7 @@ DEADLINE_OUTCOMES = {
     "answered_late": ("Avis en retard", "#e69f00"),
     "unanswered": ("Sans avis, délai dépassé", "#d55e00"),
     "declined": ("Refusés", "#cc79a7"),
-    "cancelled": ("Annulés avant l'échéance", "#6b6b6b"),
+    "withdrawn": ("Retirés avant l'échéance", "#6b6b6b"),
     "open": ("En cours, délai non échu", "#56b4e9"),
     "without_deadline": ("Sans délai", charts.MUTED),
 }
