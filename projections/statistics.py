@@ -69,8 +69,8 @@ class PostgresStatisticsView(PostgresView):
     )
     tables = ("stats_establishments", "stats_dossiers", "stats_sends")
     # 2: dossier fields copied onto sends, first answer on dossiers; 3: deadlines, taking in charge,
-    # escalations and the end (cancellation or closing) of their dossier
-    schema_version = 3
+    # escalations and cancellation of sends; 4: the end (cancellation or closing) of their dossier
+    schema_version = 4
 
     def snapshot(self) -> Snapshot:
         """Every query of a report in one read-only REPEATABLE READ transaction (one state of
