@@ -22,6 +22,7 @@ from web.errors import EXCEPTION_HANDLERS
 from web.guards import PUBLIC, LoginRequired, current_user, requires_login
 from web.labels import role_label
 from web.pages import (
+    admin_mails,
     audit,
     compose,
     dossier,
@@ -33,6 +34,7 @@ from web.pages import (
     login,
     notifications,
     pacs,
+    preferences,
     stats,
     viewer,
 )
@@ -81,6 +83,7 @@ def create_app(services: Services, csrf_secret: str) -> Litestar:
             *login.HANDLERS, *home.HANDLERS, *health.HANDLERS, *inbox.HANDLERS, *dossier.HANDLERS,
             *compose.HANDLERS, *audit.HANDLERS, *stats.HANDLERS, *imaging.HANDLERS, *pacs.HANDLERS,
             *imaging_import.HANDLERS, *viewer.HANDLERS, *dicomweb.HANDLERS, *notifications.HANDLERS,
+            *preferences.HANDLERS, *admin_mails.HANDLERS,
             create_static_files_router(path="/static", directories=[STATIC], opt={PUBLIC: True}),
         ],
         dependencies={

@@ -35,13 +35,14 @@ from typing import Any
 from adapters.database import DictPool
 from adapters.jobs import JobContext, Jobs
 from adapters.live import LiveFeed
+from adapters.mail import admin
 from adapters.mail.compose import PARIS, Notification, compose, compose_digest, message_id
 from adapters.mail.senders import MailSender
 from adapters.notification_prefs import Preferences
 
 log = logging.getLogger("relais.mail")
 
-CHANNEL = "relais_mail"  # NOTIFY'd when a mail row is inserted or retried: the loop wakes
+CHANNEL = admin.CHANNEL  # NOTIFY'd when a mail row is inserted or retried: the loop wakes
 BACKOFF_MINUTES = (1, 5, 15, 60, 240, 720, 1440)  # wait after the 1st, 2nd… failed attempt
 MAX_ATTEMPTS = 8  # the 8th failure marks the row failed
 LEASE = timedelta(minutes=10)  # a claimed row not finished by then was left by a dead process
@@ -292,14 +293,7 @@ class MailDelivery:
 
     def retry(self, mail_id: str) -> bool:
         """An administrator's « Réessayer » on a failed row: pending again now, attempts from zero."""
-        with self.pool.connection() as conn, conn.transaction():
-            row = conn.execute(
-                "UPDATE notification_mails SET state = 'pending', attempts = 0, next_attempt_at = %s, message_id = NULL "
-                "WHERE id = %s AND state = 'failed' RETURNING id", (self.clock(), mail_id),
-            ).fetchone()
-            if row:
-                conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
-        return row is not None
+        return admin.retry(self.pool, mail_id, None, self.clock())
 
     def _start(self, mail_id: str, attempt: int) -> None:
         async def run() -> str:
