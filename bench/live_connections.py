@@ -9,10 +9,11 @@ Two kinds of change, as PostgreSQL delivers them to the web's two live feeds:
   signed-in practitioner: every page gets `notify` with its unread count — three small queries per page
   (unread count, preferences, the notification's title), the expensive case.
 
-    .venv/bin/python bench/live_connections.py [--streams 1000] [--users 20] [--events 20] [--every 0.5]
+    .venv/bin/python bench/live_connections.py [--streams 1000] [--users 20] [--events 20] [--every 0.5] [--clients 4]
 
-Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust); makes and drops its own database. The client
-(this process, asyncio + httpx) shares the machine with the server: its own delay is in the figures.
+Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust); makes and drops its own database. The pages
+are read by --clients processes (asyncio + httpx) sharing the machine with the server: their own delay
+is in the figures.
 Prints figures, asserts nothing about time.
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import re
 import resource
@@ -29,6 +31,7 @@ import statistics
 import sys
 import time
 import uuid
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -96,24 +99,55 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-async def measure(base: str, url: str, world: dict, streams: int, events: int, every: float) -> None:
-    users = world["users"]
-    per_user = -(-streams // len(users))
-    clients = [await sign_in(base, rpps(100 + i), per_user) for i in range(len(users))]
+async def client_side(base: str, logins: list[str], streams: int, conn: Connection) -> None:
+    """One client process's share of the pages: opens them, reports, then reports arrivals on demand."""
+    per_login = -(-streams // len(logins))
+    clients = [await sign_in(base, login, per_login) for login in logins]
     pages: list[Page] = []
-    opened = time.monotonic()
     while len(pages) < streams:  # in batches: each start reads the inbox position and the bell
-        batch = [Page(clients[(len(pages) + i) % len(clients)]) for i in range(min(50, streams - len(pages)))]
+        batch = [Page(clients[(len(pages) + i) % len(clients)]) for i in range(min(25, streams - len(pages)))]
         await asyncio.gather(*(p.ready.wait() for p in batch))
         pages += batch
-    open_s = time.monotonic() - opened
-    failed = [p.failed for p in pages if p.failed]
     live = [p for p in pages if not p.failed]
-    print(f"{len(live)} live streams open on one `relais serve` ({len(users)} users) in {open_s:.1f} s"
-          + (f"; {len(failed)} failed: {sorted(set(failed))}" if failed else ""))
+    conn.send((len(live), [p.failed for p in pages if p.failed]))
+    while True:
+        wanted = await asyncio.to_thread(conn.recv)
+        if wanted is None:
+            break
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not all(d in p.seen for p in live for d in wanted):
+            await asyncio.sleep(0.1)
+        conn.send([[p.seen.get(d) for d in wanted] for p in live])
+    for p in pages:
+        p.task.cancel()
+    await asyncio.gather(*(p.task for p in pages), return_exceptions=True)
+    for c in clients:
+        await c.aclose()
 
-    admin = await asyncio.to_thread(psycopg.connect, url, autocommit=True)
-    try:
+
+def client_process(base: str, logins: list[str], streams: int, conn: Connection) -> None:
+    asyncio.run(client_side(base, logins, streams, conn))
+
+
+def measure(base: str, url: str, world: dict, streams: int, events: int, every: float, processes: int) -> None:
+    """The pages are read by `processes` client processes (one asyncio process reading 1,000 streams
+    was itself the bottleneck); arrival times are CLOCK_MONOTONIC, the same in every process."""
+    users, logins = world["users"], world["logins"]
+    parts = []
+    opened = time.monotonic()
+    for i in range(processes):
+        mine, theirs = multiprocessing.Pipe()
+        share = streams // processes + (1 if i < streams % processes else 0)
+        proc = multiprocessing.Process(target=client_process, args=(base, logins[i::processes], share, theirs), daemon=True)
+        proc.start()
+        parts.append((proc, mine))
+    reports = [conn.recv() for _, conn in parts]
+    open_s = time.monotonic() - opened
+    live = sum(n for n, _ in reports)
+    failed = [f for _, fs in reports for f in fs]
+    print(f"{live} live streams open on one `relais serve` ({len(users)} users, read by {processes} client processes) "
+          f"in {open_s:.1f} s" + (f"; {len(failed)} failed: {sorted(set(failed))}" if failed else ""))
+    with psycopg.connect(url, autocommit=True) as admin:
         for kind in ("inbox", "notify"):
             sent: dict[str, float] = {}
             for _ in range(events):
@@ -125,23 +159,25 @@ async def measure(base: str, url: str, world: dict, streams: int, events: int, e
                     payload = {"practitioners": users, "dossier": dossier, "kind": "received", "urgency": "stat"}
                     channel = NOTIFICATIONS
                 sent[dossier] = time.monotonic()
-                await asyncio.to_thread(admin.execute, "SELECT pg_notify(%s, %s)", (channel, json.dumps(payload)))
-                await asyncio.sleep(every)
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and not all(d in p.seen for p in live for d in sent):
-                await asyncio.sleep(0.1)
-            delays = [p.seen[d] - t for p in live for d, t in sent.items() if d in p.seen]
-            missing = len(live) * len(sent) - len(delays)
-            print(f"  {kind:6} event → page ({len(sent)} events × {len(live)} pages, one every {every} s): "
+                admin.execute("SELECT pg_notify(%s, %s)", (channel, json.dumps(payload)))
+                time.sleep(every)
+            wanted = list(sent)
+            for _, conn in parts:
+                conn.send(wanted)
+            delays, missing = [], 0
+            for _, conn in parts:
+                for seen in conn.recv():
+                    for d, at in zip(wanted, seen, strict=True):
+                        if at is None:
+                            missing += 1
+                        else:
+                            delays.append(at - sent[d])
+            print(f"  {kind:6} event → page ({len(sent)} events × {live} pages, one every {every} s): "
                   f"p50 {statistics.median(delays) * 1000:.0f} ms, p99 {percentile(delays, 99) * 1000:.0f} ms, "
                   f"max {max(delays) * 1000:.0f} ms" + (f", {missing} not delivered within 60 s" if missing else ""))
-    finally:
-        admin.close()
-        for p in pages:
-            p.task.cancel()
-        await asyncio.gather(*(p.task for p in pages), return_exceptions=True)
-        for c in clients:
-            await c.aclose()
+    for proc, conn in parts:
+        conn.send(None)
+        proc.join(timeout=30)
 
 
 def main() -> None:
@@ -150,6 +186,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--events", type=int, default=20)
     parser.add_argument("--every", type=float, default=0.5, help="seconds between events")
+    parser.add_argument("--clients", type=int, default=4, help="client processes reading the pages")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * args.streams + 1024)), hard))
@@ -177,8 +214,9 @@ def main() -> None:
                    RELAIS_DATA_DIR=str(Path("/tmp") / name))
         server = RelaisProcess(["serve"], env)
         wait_port(port, timeout=60, proc=server.process)
-        asyncio.run(measure(f"http://127.0.0.1:{port}", url, {"montpellier": str(montpellier), "users": users},
-                            args.streams, args.events, args.every))
+        measure(f"http://127.0.0.1:{port}", url,
+                {"montpellier": str(montpellier), "users": users, "logins": [rpps(100 + i) for i in range(args.users)]},
+                args.streams, args.events, args.every, args.clients)
     finally:
         if server is not None and server.process.poll() is None:
             server.process.send_signal(signal.SIGTERM)

@@ -89,6 +89,25 @@ class NotificationCentre:
             ).fetchall()
         return [Notification(**r) for r in rows]
 
+    def bell(self, practitioner_id: str, dossier_id: str) -> tuple[int, Notification | None]:
+        """What a new notification about `dossier_id` tells my pages: my unread count and my newest
+        notification about that dossier — one connection, one round trip each."""
+        me, did = _uuid(practitioner_id), _uuid(dossier_id)
+        if me is None:
+            return 0, None
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                f"""SELECT (SELECT count(*) FROM notifications WHERE practitioner_id = %(me)s AND read_at IS NULL) AS unread,
+                           n.* FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT {COLUMNS} FROM notifications
+                             WHERE practitioner_id = %(me)s AND dossier_id = %(did)s
+                             ORDER BY created_at DESC, occurred_at DESC, id DESC LIMIT 1) n ON true""",
+                {"me": me, "did": did},
+            ).fetchone()
+        if row is None:
+            return 0, None
+        unread = int(row.pop("unread"))
+        return unread, Notification(**row) if row["id"] is not None else None
+
     def get(self, practitioner_id: str, notification_id: str) -> Notification | None:
         """One of my notifications (None: not mine, or no such notification)."""
         me, nid = _uuid(practitioner_id), _uuid(notification_id)

@@ -22,6 +22,7 @@ from projections.runner import catch_up
 from tests.conftest import PATIENT, rpps
 from tests.web.conftest import csrf_from, login
 from tests.web.sse import Stream, serve, signed_in
+from web.pages import inbox as inbox_page
 
 HX = {"HX-Request": "true"}
 
@@ -130,6 +131,7 @@ def test_the_stream_tells_the_practitioners_told_and_no_one_else(app: Litestar, 
         PreferenceStore(pool).save(w["recipient"], Preferences(sound=False, desktop=True))
     finally:
         pool.close()
+    inbox_page._preferences.clear()  # kept 10 s by the process: another test's may still be there
 
     async def scenario(base: str) -> None:
         recipient, outsider = await signed_in(base, rpps(2)), await signed_in(base, rpps(3))

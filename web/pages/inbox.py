@@ -265,33 +265,69 @@ async def _may_read(services: Services, user: SessionUser, dossier_id: str) -> b
         return False
 
 
+PREFERENCES_FOR = 10.0  # seconds a practitioner's sound/desktop preferences are kept by this process
+_preferences: dict[str, tuple[float, dict[str, bool]]] = {}
+_told_now: dict[tuple[str, str], asyncio.Task[dict[str, Any] | None]] = {}
+
+
+async def _wishes(services: Services, practitioner_id: str) -> dict[str, bool]:
+    """Whether the user wants a sound / desktop notification (their preferences, kept a few seconds:
+    1,000 open pages would otherwise read them at each notification)."""
+    now = asyncio.get_running_loop().time()
+    kept = _preferences.get(practitioner_id)
+    if kept is not None and kept[0] > now:
+        return kept[1]
+    prefs = await asyncio.to_thread(services.preferences.get, practitioner_id)
+    wishes = {"sound": prefs.sound, "desktop": prefs.desktop}
+    if len(_preferences) > 10_000:
+        _preferences.clear()
+    _preferences[practitioner_id] = (now + PREFERENCES_FOR, wishes)
+    return wishes
+
+
 async def _bell(services: Services, user: SessionUser) -> dict[str, Any]:
     """The bell's state: unread count, and whether the user wants a sound / desktop notification."""
     try:
         unread = await asyncio.to_thread(services.notifications.unread, user.practitioner_id)
-        prefs = await asyncio.to_thread(services.preferences.get, user.practitioner_id)
-        return {"unread": unread, "sound": prefs.sound, "desktop": prefs.desktop}
+        return {"unread": unread} | await _wishes(services, user.practitioner_id)
     except Exception as e:  # noqa: BLE001 - the database may be gone: the stream says so itself
         log.warning("flux en direct : cloche illisible (%s)", type(e).__name__)
         return {"unread": None, "sound": False, "desktop": False}
 
 
 async def _told(services: Services, user: SessionUser, payload: str) -> dict[str, Any] | None:
-    """What a relais_notifications notification tells this user's page, None when it is not for them."""
+    """What a relais_notifications notification tells this user's pages, None when it is not for them.
+    Worked out once per practitioner and notification, whatever the number of their open pages."""
     try:
         note = json.loads(payload)
         if user.practitioner_id not in note.get("practitioners", ()):
             return None
-        dossier_id = str(note.get("dossier", ""))
     except (ValueError, TypeError, AttributeError):
         log.warning("flux en direct : notification illisible ignorée")
         return None
-    state = await _bell(services, user)
-    latest = await asyncio.to_thread(services.notifications.latest, user.practitioner_id, 1, dossier_id)
+    key = (payload, user.practitioner_id)
+    task = _told_now.get(key)
+    if task is None:
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(_tell(services, user.practitioner_id, note))
+        _told_now[key] = task
+        loop.call_later(5.0, _told_now.pop, key, None)
+    return await asyncio.shield(task)  # a page that goes away does not cancel it for the others
+
+
+async def _tell(services: Services, practitioner_id: str, note: dict[str, Any]) -> dict[str, Any] | None:
+    dossier_id = str(note.get("dossier", ""))
     kind, urgency = str(note.get("kind", "")), str(note.get("urgency", ""))
-    title = notification_title(latest[0]) if latest else NOTIFICATION_KINDS.get(kind, "Nouvelle notification")
-    return state | {"kind": kind, "urgency": urgency, "urgent": urgency in URGENT, "dossier": dossier_id,
-                    "title": title, "url": f"/notifications/{latest[0].id}/open" if latest else "/notifications"}
+    try:
+        unread, latest = await asyncio.to_thread(services.notifications.bell, practitioner_id, dossier_id)
+        wishes = await _wishes(services, practitioner_id)
+    except Exception as e:  # noqa: BLE001 - the database may be gone: the feed says so itself
+        log.warning("flux en direct : cloche illisible (%s)", type(e).__name__)
+        return None
+    title = notification_title(latest) if latest else NOTIFICATION_KINDS.get(kind, "Nouvelle notification")
+    return {"unread": unread, **wishes, "kind": kind, "urgency": urgency, "urgent": urgency in URGENT,
+            "dossier": dossier_id, "title": title,
+            "url": f"/notifications/{latest.id}/open" if latest else "/notifications"}
 
 
 def _concerns(payload: str, dossier_id: str, establishment: str) -> bool:
