@@ -10,7 +10,7 @@ from typing import Any
 
 from litestar import get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath
+from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
 from adapters.mail import admin
@@ -34,7 +34,7 @@ def paris(when: datetime | None) -> str:
 
 
 @get("/admin/mails", name="admin-mails", guards=[ADMIN], sync_to_thread=True)
-def mails(services: NamedDependency[Services], user: NamedDependency[SessionUser], relance: str = "") -> Template:
+def mails(services: NamedDependency[Services], user: NamedDependency[SessionUser], relance: FromQuery[str] = "") -> Template:
     settings = services.settings
     return Template("admin/mails.html", context={
         "rows": admin.deliveries(services.pool, user.establishment_id),

@@ -72,12 +72,14 @@ def parse(form: Any) -> tuple[Preferences, bool, str]:
     return prefs, away, (until if away else "")
 
 
-@get("/preferences/notifications", name="notification-preferences", guards=[CLINICIAN], sync_to_thread=True)
-def preferences_page(services: NamedDependency[Services], user: NamedDependency[SessionUser]) -> Template:
-    away, until = _away(services, user.practitioner_id)
-    prefs = services.preferences.get(user.practitioner_id)
-    return Template("preferences/notifications.html",
-                    context=_context(services, user, prefs, away, until.isoformat() if until else ""))
+@get("/preferences/notifications", name="notification-preferences", guards=[CLINICIAN])
+async def preferences_page(services: NamedDependency[Services], user: NamedDependency[SessionUser]) -> Template:
+    def read() -> dict[str, Any]:
+        away, until = _away(services, user.practitioner_id)
+        prefs = services.preferences.get(user.practitioner_id)
+        return _context(services, user, prefs, away, until.isoformat() if until else "")
+
+    return Template("preferences/notifications.html", context=await asyncio.to_thread(read))
 
 
 @post("/preferences/notifications", guards=[CLINICIAN])
