@@ -472,3 +472,61 @@ def test_attempts_as_arq_jobs(pool: DictPool, smtp: SmtpServer) -> None:
         assert message_ids(smtp) == [f"<{nid}@chu.example>"]
     finally:
         jobs.close()
+
+
+def test_pipeline_commands_to_smtp_without_patient_data(
+    pool: DictPool, smtp: SmtpServer, relais: Relais, world: dict, settings: Settings,
+) -> None:
+    """Commands → the notifications projection → the delivery loop → the SMTP server: the right
+    people, the right events, and no patient data nor any text a user wrote."""
+    from projections.runner import catch_up
+    from tests.conftest import rpps
+
+    requester = relais.add_practitioner(
+        rpps=rpps(21), family_name="Martin", given_name="Élise", establishment_id=world["toulouse"], roles=["clinician"],
+        email="elise.martin@chu-toulouse.example",
+    )
+    expert = relais.add_practitioner(
+        rpps=rpps(22), family_name="Roux", given_name="Marc", establishment_id=world["montpellier"], roles=["clinician"],
+        service_ids=[world["neuro"]], email="marc.roux@chu-montpellier.example",
+    )
+    patient = dict(patient_birth_name="Quasimodo-Brindille", patient_first_names="Zéphyrine Anatolie",
+                   patient_birth_date="1937-04-19", patient_sex="F", patient_birth_place_code="31555")
+    dossiers = []
+    for question in ("Thrombectomie envisageable ?", "Hémorragie méningée Capharnaüm ?"):
+        did = relais.create_dossier(actor_id=requester, workflow="stroke_opinion", question=question, urgency="stat",
+                                    consent="given", **patient)
+        sid = relais.address_recipient(dossier_id=did, actor_id=requester, establishment_id=world["montpellier"],
+                                       service_id=world["neuro"])
+        relais.send_dossier(dossier_id=did, actor_id=requester)
+        dossiers.append((did, sid))
+    (first, s1), (second, s2) = dossiers
+    relais.decline(dossier_id=first, actor_id=expert, send_id=s1, reason_code="other", reason="Texte libre Oubliette")
+    relais.accept(dossier_id=second, actor_id=expert, send_id=s2)
+    relais.give_opinion(dossier_id=second, actor_id=expert, send_id=s2, report="Compte rendu Farandole",
+                        conclusion="Conclusion Tarabiscot")
+    catch_up("directory", settings.eventsourcing_env(), relais)  # who is a member, with which address
+    catch_up("notifications", settings.eventsourcing_env(), relais)
+
+    asyncio.run(delivery(pool, smtp_sender(smtp)).tick())
+    received = smtp.recorder.received
+    kinds = sorted((r.recipients[0], r.message["Subject"].split(" — ")[1]) for r in received)
+    assert kinds == sorted([
+        ("marc.roux@chu-montpellier.example", "Nouvelle demande d'avis (Immédiate)"),
+        ("marc.roux@chu-montpellier.example", "Nouvelle demande d'avis (Immédiate)"),
+        ("elise.martin@chu-toulouse.example", "Demande déclinée (Immédiate)"),
+        ("elise.martin@chu-toulouse.example", "Demande prise en charge (Immédiate)"),
+        ("elise.martin@chu-toulouse.example", "Avis rendu (Immédiate)"),
+    ])
+    forbidden = ["Quasimodo", "Brindille", "Zéphyrine", "Anatolie", "1937", "19/04", "Thrombectomie", "Capharnaüm",
+                 "Oubliette", "Farandole", "Tarabiscot"]
+    for mail in received:
+        decoded = "\n".join(str(part.get_content()) for part in mail.message.walk() if not part.is_multipart())
+        raw = mail.data.decode("utf-8", errors="replace")
+        for word in forbidden:
+            assert word not in raw and word not in decoded, (word, mail.message["Subject"])
+    assert states(pool) == {"sent": 5}
+    # a replay of the projection (rebuild) inserts nothing twice, so nothing is mailed twice
+    catch_up("notifications", settings.eventsourcing_env(), relais)
+    asyncio.run(delivery(pool, smtp_sender(smtp)).tick())
+    assert len(smtp.recorder.received) == 5
