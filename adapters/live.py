@@ -112,10 +112,11 @@ class LiveFeed:
     # ---------------------------------------------------------------- subscribers
 
     @contextlib.contextmanager
-    def subscribe(self) -> Iterator[Subscription]:
-        """A subscription for the duration of the block; leaving it is purely in memory."""
+    def subscribe(self, subscription: Subscription | None = None) -> Iterator[Subscription]:
+        """A subscription for the duration of the block; leaving it is purely in memory. A subscriber of
+        several feeds may pass its own (a Subscription whose `put` merges them into one queue)."""
         self._ensure_running()
-        subscription = Subscription(self.queue_size)
+        subscription = subscription if subscription is not None else Subscription(self.queue_size)
         self._subscribers.add(subscription)
         try:
             yield subscription

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
 
 from jinja2_fragments.litestar import HTMXBlockTemplate
@@ -35,6 +35,7 @@ STREAM_LIFETIME = 600.0  # seconds; the browser reconnects (and the session is c
 HEARTBEAT = 4.0  # seconds between pings: the browser calls a stream silent for 9 s lost (relais.js)
 POSITION_TIMEOUT = 3.0
 CLINICIAN = requires_role(Role.CLINICIAN)
+T = TypeVar("T")
 
 
 def scope_of(services: Services, user: SessionUser) -> Scope:
@@ -130,7 +131,8 @@ async def signed_out(request: Request[Any, Any, Any], services: Services, user: 
         session_id = request.cookies.get(COOKIE_NAME)
         if not session_id or not await services.session_store.exists(session_id):
             return SIGNED_OUT_EXPIRED
-        standing = await asyncio.to_thread(services.imaging.directory.standing, user.practitioner_id)
+        standing = await _shared(("standing", user.practitioner_id),
+                                 lambda: asyncio.to_thread(services.imaging.directory.standing, user.practitioner_id))
     except Exception as e:  # noqa: BLE001 - see above
         log.info("flux en direct : session non vérifiable (%s)", type(e).__name__)
         return None
@@ -167,100 +169,135 @@ async def stream(
         raise ForbiddenError("ce télédossier ne vous est pas accessible")
 
     async def events() -> AsyncGenerator[ServerSentEventMessage, None]:
-        with feed.subscribe() as inbox_sub, bell.subscribe() as bell_sub:  # leaving them never touches the database
-            merged = Merged(inbox_sub, bell_sub)
+        merged = Merged()
+        # leaving them never touches the database
+        with feed.subscribe(merged.tagged()) as inbox_sub, bell.subscribe(merged.tagged()) as bell_sub:
             # feeds that lost the database: one `down` when the first goes, one `resync` when the last is back
             lost = {sub for sub, f in ((inbox_sub, feed), (bell_sub, bell)) if not f.connected}
-            try:
-                if lost:  # out of reach: say so; `resync` follows when back
-                    yield ServerSentEventMessage(event="down", data="1")
-                else:
+            if lost:  # out of reach: say so; `resync` follows when back
+                yield ServerSentEventMessage(event="down", data="1")
+            else:
+                position = await _position(services)
+                ident = str(position) if position is not None else None
+                yield ServerSentEventMessage(event="ready", data=json.dumps(await _bell(services, user)), id=ident)
+                if shown is not None and shown != ident:
+                    yield ServerSentEventMessage(event="resync", data="1", id=ident)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + STREAM_LIFETIME
+            ping_at = loop.time() + HEARTBEAT  # due whatever else arrives: others' changes are not sent here
+            while loop.time() < deadline:
+                if loop.time() >= ping_at:
+                    why = await signed_out(request, services, user)
+                    if why is not None:
+                        yield ServerSentEventMessage(event="signedout", data=why)
+                        return
+                    if watched is not None and not await _may_read(services, user, watched):
+                        yield ServerSentEventMessage(event="forbidden", data=watched)
+                        return
+                    yield ServerSentEventMessage(event="ping", data="1")
+                    ping_at = loop.time() + HEARTBEAT
+                source, message = await merged.get(timeout=max(0.0, ping_at - loop.time()))
+                sent: list[ServerSentEventMessage] = []
+                if message is Signal.DOWN and source is not None:
+                    if not lost:
+                        sent.append(ServerSentEventMessage(event="down", data="1"))
+                    lost.add(source)
+                elif message is Signal.RESYNC and source is not None:
+                    lost.discard(source)
+                    if lost:  # the other feed is still away: `down` holds
+                        continue
                     position = await _position(services)
-                    ident = str(position) if position is not None else None
-                    yield ServerSentEventMessage(event="ready", data=json.dumps(await _bell(services, user)), id=ident)
-                    if shown is not None and shown != ident:
-                        yield ServerSentEventMessage(event="resync", data="1", id=ident)
-                loop = asyncio.get_running_loop()
-                deadline = loop.time() + STREAM_LIFETIME
-                ping_at = loop.time() + HEARTBEAT  # due whatever else arrives: others' changes are not sent here
-                while loop.time() < deadline:
-                    if loop.time() >= ping_at:
-                        why = await signed_out(request, services, user)
-                        if why is not None:
-                            yield ServerSentEventMessage(event="signedout", data=why)
-                            return
-                        if watched is not None and not await _may_read(services, user, watched):
-                            yield ServerSentEventMessage(event="forbidden", data=watched)
-                            return
-                        yield ServerSentEventMessage(event="ping", data="1")
-                        ping_at = loop.time() + HEARTBEAT
-                    source, message = await merged.get(timeout=max(0.0, ping_at - loop.time()))
-                    sent: list[ServerSentEventMessage] = []
-                    if message is Signal.DOWN and source is not None:
-                        if not lost:
-                            sent.append(ServerSentEventMessage(event="down", data="1"))
-                        lost.add(source)
-                    elif message is Signal.RESYNC and source is not None:
-                        lost.discard(source)
-                        if lost:  # the other feed is still away: `down` holds
-                            continue
-                        position = await _position(services)
-                        sent.append(ServerSentEventMessage(event="resync", data=json.dumps(await _bell(services, user)),
-                                                           id=str(position) if position is not None else None))
-                    elif isinstance(message, str) and source is bell_sub:
-                        told = await _told(services, user, message)
-                        if told is not None:
-                            sent.append(ServerSentEventMessage(event="notify", data=json.dumps(told)))
-                    elif isinstance(message, str):
-                        change = _change(message, establishment)
-                        if change is not None:
-                            sent.append(ServerSentEventMessage(event="inbox", data=json.dumps(change)))
-                        if watched is not None and _concerns(message, watched, establishment):
-                            sent.append(ServerSentEventMessage(event="dossier", data=watched))
-                    for event in sent:
-                        yield event
-                    if sent:
-                        ping_at = loop.time() + HEARTBEAT
-                yield ServerSentEventMessage(event="end", data="1")  # the browser reconnects at once
-            finally:
-                merged.close()
+                    sent.append(ServerSentEventMessage(event="resync", data=json.dumps(await _bell(services, user)),
+                                                       id=str(position) if position is not None else None))
+                elif isinstance(message, str) and source is bell_sub:
+                    told = await _told(services, user, message)
+                    if told is not None:
+                        sent.append(ServerSentEventMessage(event="notify", data=json.dumps(told)))
+                elif isinstance(message, str):
+                    change = _change(message, establishment)
+                    if change is not None:
+                        sent.append(ServerSentEventMessage(event="inbox", data=json.dumps(change)))
+                    if watched is not None and _concerns(message, watched, establishment):
+                        sent.append(ServerSentEventMessage(event="dossier", data=watched))
+                for event in sent:
+                    yield event
+                if sent:
+                    ping_at = loop.time() + HEARTBEAT
+            yield ServerSentEventMessage(event="end", data="1")  # the browser reconnects at once
 
     return ServerSentEvent(events(), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
 class Merged:
-    """Waits on several subscriptions at once: the next message of any, with the one it came from.
-    A subscription's pending wait is kept from one call to the next (none is lost)."""
+    """One queue for a stream's feeds: each feed puts into its `Tagged` subscription, which queues
+    (feed's subscription, message); `get` waits on that one queue (no task per wait: 1,000 open pages
+    each woken by every notification). A reader too slow to keep up loses its backlog for a RESYNC of
+    each feed."""
 
-    def __init__(self, *subscriptions: Subscription):
-        self._waits: dict[Subscription, asyncio.Task[Message | None]] = {}
-        self._subscriptions = subscriptions
+    def __init__(self, size: int = 256):
+        self.queue: asyncio.Queue[tuple[Subscription, Message]] = asyncio.Queue(maxsize=size)
+
+    def tagged(self) -> Tagged:
+        return Tagged(self)
+
+    def put(self, source: Subscription, message: Message) -> None:
+        try:
+            self.queue.put_nowait((source, message))
+        except asyncio.QueueFull:
+            sources = set()
+            while not self.queue.empty():
+                sources.add(self.queue.get_nowait()[0])
+            for each in sources | {source}:
+                self.queue.put_nowait((each, Signal.RESYNC))
 
     async def get(self, timeout: float) -> tuple[Subscription | None, Message | None]:
-        for sub in self._subscriptions:
-            if sub not in self._waits:
-                self._waits[sub] = asyncio.ensure_future(sub.get(timeout=STREAM_LIFETIME))
-        done, _ = await asyncio.wait(self._waits.values(), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        for sub in self._subscriptions:  # in order: the inbox's signals before the bell's
-            task = self._waits.get(sub)
-            if task is not None and task in done:
-                del self._waits[sub]
-                return sub, task.result()
-        return None, None
+        """The next message of any feed with the subscription it came through, (None, None) after `timeout` s."""
+        if not self.queue.empty():
+            return self.queue.get_nowait()
+        try:
+            async with asyncio.timeout(timeout):
+                return await self.queue.get()
+        except TimeoutError:
+            return None, None
 
-    def close(self) -> None:
-        for task in self._waits.values():
-            task.cancel()
-        self._waits.clear()
+
+class Tagged(Subscription):
+    """A feed's subscription that puts into a stream's `Merged` queue."""
+
+    def __init__(self, merged: Merged):
+        super().__init__(1)
+        self.merged = merged
+
+    def put(self, message: Message) -> None:
+        self.merged.put(self, message)
+
+
+SHARED_FOR = 1.0  # seconds a heartbeat's check is shared by the pages of one user (1,000 pages: 250 checks/s)
+_checks: dict[tuple[str, ...], tuple[float, asyncio.Future[Any]]] = {}
+
+
+async def _shared(key: tuple[str, ...], check: Callable[[], Awaitable[T]]) -> T:
+    """`check()`, or the result of the same check started less than SHARED_FOR seconds ago by another
+    page of this process (every open page of a user checks at each heartbeat: once is enough)."""
+    loop = asyncio.get_running_loop()
+    now = loop.time()
+    kept = _checks.get(key)
+    if kept is None or kept[0] <= now or (kept[1].done() and kept[1].exception() is not None):
+        if len(_checks) > 10_000:
+            _checks.clear()
+        kept = (now + SHARED_FOR, asyncio.ensure_future(check()))
+        _checks[key] = kept
+    result: T = await asyncio.shield(kept[1])
+    return result
 
 
 async def _may_read(services: Services, user: SessionUser, dossier_id: str) -> bool:
     """Whether this user may (still) read the dossier the page shows (no access recorded)."""
     try:
-        return await asyncio.to_thread(
+        return await _shared(("read", user.practitioner_id, user.establishment_id, user.role, dossier_id), lambda: asyncio.to_thread(
             services.relais.may_read_now, dossier_id=dossier_id[:64], actor_id=user.practitioner_id,
             establishment_id=user.establishment_id, role=user.role,
-        )
+        ))
     except (NotFoundError, ForbiddenError, ValueError):
         return False
 
