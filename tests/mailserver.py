@@ -74,7 +74,7 @@ class Recorder:
         if self.refuse:
             return self.refuse
         item = Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content or envelope.content),
-                        time.monotonic())
+                        time.time())  # wall clock: comparable with the database's times
         with self.lock:
             self.received.append(item)
         if self.on_message is not None:

@@ -7,7 +7,7 @@ import asyncio
 import os
 import re
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import parseaddr
@@ -41,11 +41,13 @@ class SmtpSender:
     ca_file: Path | None = None
     mail_from: str = "relais@localhost"
     timeout: float = SMTP_TIMEOUT
+    _tls: ssl.SSLContext = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         u = urlparse(self.url)
         if u.scheme not in ("smtp", "smtps") or not u.hostname:
             raise SettingsError("RELAIS_SMTP_URL : smtp://utilisateur:motdepasse@hôte:587 ou smtps://… attendu")
+        object.__setattr__(self, "_tls", self.tls_context())  # once: a CA file that cannot be read fails at start
 
     @property
     def implicit_tls(self) -> bool:
@@ -67,7 +69,7 @@ class SmtpSender:
             username=unquote(u.username) if u.username else None,
             password=unquote(u.password) if u.password else None,
             use_tls=self.implicit_tls, start_tls=False if self.implicit_tls else True,  # smtp://: STARTTLS or nothing
-            tls_context=self.tls_context(), timeout=self.timeout,
+            tls_context=self._tls, timeout=self.timeout,
         )
 
 
