@@ -55,7 +55,8 @@ def test_an_analyst_sees_the_deadline_figures_and_charts(client: TestClient, dea
     assert "Devenir des envois face à leur délai, par workflow" in section
     assert section.count("<svg") == 2
     for label in ("Sans délai", "Avis dans le délai", "Avis en retard", "Sans avis, délai dépassé", "Refusés",
-                  "Retirés avant l'échéance", "En cours, délai non échu", "Prise en charge dans le délai", "Escalades"):
+                  "Retirés avant l'échéance", "En cours, délai non échu", "Part des avis dans le délai",
+                  "Part des prises en charge dans le délai", "Escalades"):
         assert label in section, label
     row = section[section.index("<tr><th scope=\"row\">Demande d'avis AVC aigu"):]
     row = row[: row.index("</tr>")]
