@@ -358,7 +358,8 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
             row = self.batch.new_sends.get(key)
             if row is not None and row.ended_at is None:
                 row.ended_at, row.ended_recorded_at = e.occurred_at, e.timestamp
-        self.batch.ended.setdefault(e.originator_id, Fact(e.occurred_at, e.timestamp))
+        if e.originator_id not in self.batch.new_dossiers:  # else every send of it is in this batch
+            self.batch.ended.setdefault(e.originator_id, Fact(e.occurred_at, e.timestamp))
 
     handlers = {
         Establishment.Created: _establishment_created,
