@@ -1,5 +1,6 @@
 """What an administrator sees of notification mails: deliveries not sent yet or failed (with their
-attempts and last error) for the members of their establishment, and « Réessayer » on a failed one."""
+attempts and last error), and « Réessayer » on a failed one. Administrators act on the whole platform
+(as on the directory)."""
 
 from __future__ import annotations
 
@@ -26,44 +27,33 @@ class MailRow:
     created_at: datetime
 
 
-MEMBER = (
-    "EXISTS (SELECT 1 FROM dir_memberships d WHERE d.practitioner_id = m.practitioner_id "
-    "AND d.establishment_id = %(establishment)s)"
-)
-
-
-def deliveries(pool: DictPool, establishment_id: str, limit: int = 200) -> list[MailRow]:
-    """Mails pending, being sent or failed of the establishment's members: failed first, then oldest."""
+def deliveries(pool: DictPool, limit: int = 200) -> list[MailRow]:
+    """Mails pending, being sent or failed: failed first, then oldest."""
     with pool.connection() as conn:
         rows = conn.execute(
             "SELECT m.id, n.number, n.kind, n.urgency, m.address, m.state, m.attempts, m.next_attempt_at, "
             "m.last_error, m.created_at FROM notification_mails m JOIN notifications n ON n.id = m.id "
-            f"WHERE m.state = ANY(%(states)s) AND {MEMBER} "
+            "WHERE m.state = ANY(%(states)s) "
             "ORDER BY (m.state = 'failed') DESC, m.created_at LIMIT %(limit)s",
-            {"states": list(SHOWN), "establishment": establishment_id, "limit": limit},
+            {"states": list(SHOWN), "limit": limit},
         ).fetchall()
     return [MailRow(**{**r, "id": str(r["id"])}) for r in rows]
 
 
-def counts(pool: DictPool, establishment_id: str) -> dict[str, int]:
-    """Mails by state (all states) of the establishment's members."""
+def counts(pool: DictPool) -> dict[str, int]:
+    """Mails by state (all states)."""
     with pool.connection() as conn:
-        rows = conn.execute(
-            f"SELECT m.state, count(*) AS n FROM notification_mails m WHERE {MEMBER} GROUP BY m.state",
-            {"establishment": establishment_id},
-        ).fetchall()
+        rows = conn.execute("SELECT state, count(*) AS n FROM notification_mails GROUP BY state").fetchall()
     return {r["state"]: r["n"] for r in rows}
 
 
-def retry(pool: DictPool, mail_id: str, establishment_id: str | None, now: datetime) -> bool:
+def retry(pool: DictPool, mail_id: str, now: datetime) -> bool:
     """A failed mail pending again now, its attempts from zero (the loop is woken); False when it is not
-    a failed mail (of the establishment's members, when one is given)."""
-    scope = f" AND {MEMBER}" if establishment_id is not None else ""
+    a failed mail."""
     with pool.connection() as conn, conn.transaction():
         row = conn.execute(
-            "UPDATE notification_mails m SET state = 'pending', attempts = 0, next_attempt_at = %(now)s, "
-            f"message_id = NULL WHERE m.id = %(id)s AND m.state = 'failed'{scope} RETURNING m.id",
-            {"now": now, "id": mail_id, "establishment": establishment_id},
+            "UPDATE notification_mails SET state = 'pending', attempts = 0, next_attempt_at = %s, "
+            "message_id = NULL WHERE id = %s AND state = 'failed' RETURNING id", (now, mail_id),
         ).fetchone()
         if row is not None:
             conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))

@@ -293,7 +293,7 @@ class MailDelivery:
 
     def retry(self, mail_id: str) -> bool:
         """An administrator's « Réessayer » on a failed row: pending again now, attempts from zero."""
-        return admin.retry(self.pool, mail_id, None, self.clock())
+        return admin.retry(self.pool, mail_id, self.clock())
 
     def _start(self, mail_id: str, attempt: int) -> None:
         async def run() -> str:

@@ -1,5 +1,6 @@
 """The administrator's view of notification mails: the outbox's .eml files (with no SMTP server
-configured) and the deliveries pending or failed of their establishment's members, with « Réessayer »."""
+configured) and the deliveries pending or failed, with « Réessayer ». Administrators act on the whole
+platform, as on the directory."""
 
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ from application.errors import NotFoundError
 from domain.values import Role
 from web.guards import requires_role
 from web.services import Services
-from web.session import SessionUser
 
 ADMIN = requires_role(Role.ADMIN)
 STATE_LABELS = {
@@ -34,11 +34,11 @@ def paris(when: datetime | None) -> str:
 
 
 @get("/admin/mails", name="admin-mails", guards=[ADMIN], sync_to_thread=True)
-def mails(services: NamedDependency[Services], user: NamedDependency[SessionUser], relance: FromQuery[str] = "") -> Template:
+def mails(services: NamedDependency[Services], relance: FromQuery[str] = "") -> Template:
     settings = services.settings
     return Template("admin/mails.html", context={
-        "rows": admin.deliveries(services.pool, user.establishment_id),
-        "counts": admin.counts(services.pool, user.establishment_id),
+        "rows": admin.deliveries(services.pool),
+        "counts": admin.counts(services.pool),
         "outbox": list_outbox(settings.outbox), "smtp": bool(settings.smtp_url), "outbox_path": str(settings.outbox),
         "kinds": KIND_LABELS, "states": STATE_LABELS, "urgency_label": urgency_label, "paris": paris,
         "retried": relance == "1",
@@ -59,13 +59,13 @@ def outbox_mail(services: NamedDependency[Services], name: FromPath[str]) -> Tem
 
 
 @post("/admin/mails/{mail_id:str}/retry", guards=[ADMIN], sync_to_thread=True)
-def retry_mail(services: NamedDependency[Services], user: NamedDependency[SessionUser], mail_id: FromPath[str]) -> Redirect:
-    """« Réessayer »: a failed mail of my establishment's members pending again now."""
+def retry_mail(services: NamedDependency[Services], mail_id: FromPath[str]) -> Redirect:
+    """« Réessayer »: a failed mail pending again now."""
     try:
         uid = str(uuid.UUID(mail_id[:64]))
     except ValueError:
         raise NotFoundError("courriel en échec introuvable") from None
-    if not admin.retry(services.pool, uid, user.establishment_id, datetime.now(UTC)):
+    if not admin.retry(services.pool, uid, datetime.now(UTC)):
         raise NotFoundError("courriel en échec introuvable")
     return Redirect("/admin/mails?relance=1", status_code=303)
 
