@@ -48,7 +48,7 @@ def test_arq_worker_takes_jobs_from_redis():
 
 def test_worker_settings_name_every_job():
     ws = worker_settings(REDIS_URL, JOBS)
-    assert {f.name for f in ws.functions} == {"ping", "retrieve_study", "export_study"}
+    assert {f.name for f in ws.functions} == {"ping", "retrieve_study", "export_study", "fire_deadlines", "deliver_mail"}
 
 
 @pytest.mark.parametrize("bad", ["redis://127.0.0.1:1/0"])
