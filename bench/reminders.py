@@ -20,6 +20,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -71,8 +72,10 @@ def main(argv: list[str] | None = None) -> int:
                                  roles=["clinician"], service_ids=[neuro], email=f"neuro{i}@example.org")
             app.add_practitioner(rpps=rpps(20 + i), family_name=f"Garde{i}", given_name="Léa", establishment_id=montpellier,
                                  roles=["clinician"], service_ids=[pool], email=f"garde{i}@example.org")
-        env = {**os.environ, "RELAIS_DATABASE_URL": url, "RELAIS_LOG_LEVEL": "WARNING"}
-        env.pop("RELAIS_REDIS_URL", None)  # the in-process path (the scheduler fires)
+        data_dir = Path(tempfile.mkdtemp(prefix="relais-bench-reminders-"))  # the outbox: no SMTP server configured
+        env = {**os.environ, "RELAIS_DATABASE_URL": url, "RELAIS_LOG_LEVEL": "WARNING", "RELAIS_DATA_DIR": str(data_dir)}
+        for name_ in ("RELAIS_REDIS_URL", "RELAIS_SMTP_URL"):  # the in-process path (the scheduler fires), the outbox
+            env.pop(name_, None)
         for cmd in (["projections", "run", "directory", "notifications"], ["scheduler"]):
             children.append(subprocess.Popen([sys.executable, "-m", "entrypoints.cli.main", *cmd], cwd=ROOT, env=env))
         print(f"{args.sends} stroke dossiers sent over {args.spread:.0f} s (accept 1 min, answer 2 min) …", flush=True)
@@ -98,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(1)
             fired = conn.execute("SELECT step, outcome, late_ms FROM deadline_due WHERE fired_at IS NOT NULL").fetchall()
             told = conn.execute("SELECT kind, count(*) AS n FROM notifications GROUP BY kind ORDER BY kind").fetchall()
+            mailed = conn.execute("SELECT state, count(*) AS n FROM notification_mails GROUP BY state ORDER BY state").fetchall()
         app.close()
         steps = sorted({r["step"] for r in fired})
         for step in [*steps, "all"]:
@@ -110,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
         print("outcomes:", ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
         print("notifications:", ", ".join(f"{r['kind']} {r['n']}" for r in told))
+        print("mails:", ", ".join(f"{r['state']} {r['n']}" for r in mailed),
+              f"({len(list(data_dir.rglob('*.eml')))} .eml files in the outbox)")
         print(f"load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs")
     finally:
         for child in children:

@@ -36,20 +36,14 @@ def run(settings: Settings, stop: threading.Event) -> None:
 
     feed = LiveFeed(conninfo(settings.database_url), DUE_CHANNEL, application_name="relais-scheduler")
     scheduler = Scheduler(DeadlineFirer(pool, app), feed, enqueue=enqueue)
-    # The mail delivery loop (adapters/mail/, built by bootstrap.build_mail_delivery): runs here once it exists.
-    build_delivery = getattr(bootstrap, "build_mail_delivery", None)
-    delivery = build_delivery(settings) if build_delivery is not None else None
-    if delivery is None:
-        log.warning("envoi des courriels : boucle de livraison absente (build_mail_delivery)")
+    delivery = bootstrap.build_mail_delivery(settings)  # the notification mails' delivery loop (adapters/mail/)
     log.info("échéances : %s", "tâches arq différées sur Redis (relais worker)" if jobs else "dans ce processus")
 
     async def main() -> None:
         done = asyncio.Event()
         loop = asyncio.get_running_loop()
         threading.Thread(target=lambda: (stop.wait(), loop.call_soon_threadsafe(done.set)), daemon=True).start()
-        parts: list[Coroutine[Any, Any, None]] = [scheduler.run(done)]
-        if delivery is not None:
-            parts.append(delivery.run(done))
+        parts: list[Coroutine[Any, Any, None]] = [scheduler.run(done), delivery.run(done)]
         try:
             await asyncio.gather(*parts)
         finally:
@@ -58,6 +52,7 @@ def run(settings: Settings, stop: threading.Event) -> None:
     try:
         asyncio.run(main())
     finally:
+        delivery.close()
         if jobs is not None:
             jobs.close()
         pool.close()
