@@ -20,6 +20,11 @@ SERVER_URL = os.environ.get("RELAIS_TEST_SERVER_URL", "postgresql://postgres@127
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "xdist_group(name): tests pytest-xdist runs in one worker process, in order")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1... under pytest-xdist
+    redis_url = os.environ.get("RELAIS_TEST_REDIS_URL", "")
+    base, _, db = redis_url.rpartition("/")
+    if worker.startswith("gw") and db.isdigit():  # each worker its own Redis database (arq queue, sessions): 15, 14...
+        os.environ["RELAIS_TEST_REDIS_URL"] = f"{base}/{max(0, int(db) - int(worker[2:]))}"
 
 
 @pytest.hookimpl(tryfirst=True)
