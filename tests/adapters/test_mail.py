@@ -530,3 +530,36 @@ def test_pipeline_commands_to_smtp_without_patient_data(
     catch_up("notifications", settings.eventsourcing_env(), relais)
     asyncio.run(delivery(pool, smtp_sender(smtp)).tick())
     assert len(smtp.recorder.received) == 5
+
+
+def test_loop_built_by_bootstrap_wakes_on_notify(pool: DictPool, smtp: SmtpServer, settings: Settings) -> None:
+    """`build_mail_delivery` (what `relais scheduler` runs) on RELAIS_SMTP_URL/RELAIS_SMTP_CA_FILE: a mail
+    row inserted with NOTIFY relais_mail is sent without waiting for the loop's timer (an hour here)."""
+    from dataclasses import replace
+
+    from entrypoints.bootstrap import build_mail_delivery
+
+    loop = build_mail_delivery(replace(settings, smtp_url=smtp.url, smtp_ca_file=smtp.cert,
+                                       mail_from="Relais <relais@chu.example>"))
+    loop.timer = 3600.0
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(loop.run(stop))
+        assert loop.feed is not None
+        while not loop.feed.connected:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)  # the loop's first pass found nothing and waits
+        nid = await asyncio.to_thread(notify, pool, urgency="stat")
+        deadline = asyncio.get_running_loop().time() + 20  # far below the timer: only the NOTIFY can wake it
+        while await asyncio.to_thread(lambda: row(pool, nid)["state"]) != "sent":
+            assert not task.done() and asyncio.get_running_loop().time() < deadline, "not woken by NOTIFY"
+            await asyncio.sleep(0.02)
+        stop.set()
+        await task
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        loop.close()
+    assert len(smtp.recorder.received) == 1
