@@ -236,9 +236,11 @@ def _escalate(settings, did: str, sid: str) -> None:
         later.close()
 
 
-ESCALATION_CASES = {  # scenario: {who: readable}
+ESCALATION_CASES = {  # scenario: {who: readable}; "…_later": the inbox written between each step (its UPDATE path)
     "escalated": {rpps(5): True, rpps(6): False, rpps(2): True},
+    "escalated_later": {rpps(5): True, rpps(6): False, rpps(2): True},
     "escalated_then_forwarded": {rpps(5): False, rpps(6): False, rpps(2): False},
+    "escalated_then_forwarded_later": {rpps(5): False, rpps(6): False, rpps(2): False},
 }
 
 
@@ -251,8 +253,12 @@ def test_the_escalation_target_reads_and_acts_like_a_recipient(client, relais, s
     people = _escalation_world(relais, credentials, w)
     sid = _to_neuro(relais, w, did)
     _send(relais, w, did)
+    if scenario.endswith("_later"):
+        catch_up("inbox", settings.eventsourcing_env(), relais)
     _escalate(settings, did, sid)
-    if scenario == "escalated_then_forwarded":
+    if scenario.endswith("_later"):
+        catch_up("inbox", settings.eventsourcing_env(), relais)
+    if scenario.startswith("escalated_then_forwarded"):
         relais.forward(dossier_id=did, actor_id=w["recipient"], send_id=sid, to_practitioner_id=w["outsider"])
     dossier = relais.repository.get(__import__("uuid").UUID(did))
     assert isinstance(dossier, Dossier)
