@@ -22,12 +22,15 @@ legacy history's dossiers (imported) update the state only: nobody is flooded wi
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from uuid import UUID
 
+from eventsourcing.persistence import Tracking
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
@@ -35,7 +38,9 @@ from psycopg.types.json import Jsonb
 from domain.deadlines import Deadline
 from domain.dossier import SYSTEM_ROLE, Dossier, dossier_number
 from domain.values import Json
-from projections.base import BufferedProjection, PostgresView
+from projections.base import APPLICATION_NAME, BufferedProjection, PostgresView
+
+log = logging.getLogger("relais.notifications")
 
 NOTIFICATIONS_CHANNEL = "relais_notifications"
 MAIL_CHANNEL = "relais_mail"
@@ -221,9 +226,10 @@ def requester_targets(dossier: Json) -> list[Target]:
 class NotificationsBatch:
     """What a batch of events changes: state rows (whole, by id), sends removed, due rows, intents."""
 
-    __slots__ = ("dossiers", "sends", "removed", "due", "intents")
+    __slots__ = ("dossiers", "sends", "removed", "due", "intents", "last_id")
 
     def __init__(self) -> None:
+        self.last_id = 0  # position of its last event (the directory must have followed the log that far)
         self.dossiers: dict[UUID, Json] = {}
         self.sends: dict[UUID, Json] = {}
         self.removed: set[UUID] = set()
@@ -265,10 +271,42 @@ def write_batch(curs: Cursor[DictRow], b: NotificationsBatch) -> None:
         if curs.fetchall():
             curs.execute("SELECT pg_notify(%s, '')", (DUE_CHANNEL,))
     mails = 0
+    if b.intents:
+        await_directory(curs, b.last_id)
     for intent in b.intents:
         mails += tell(curs, intent)[1]
     if mails:
         curs.execute("SELECT pg_notify(%s, '')", (MAIL_CHANNEL,))
+
+
+DIRECTORY_TOPICS = [f"relais:{t}" for t in (
+    "Establishment.Created", "Establishment.ServiceAdded", "Practitioner.Created", "Practitioner.MembershipSet",
+    "Practitioner.MembershipEnded", "Practitioner.Deactivated", "Practitioner.AwaySet",
+)]
+DIRECTORY_WAIT = 5.0  # seconds a batch waits for the directory read model before telling whom it knows
+
+
+def await_directory(curs: Cursor[DictRow], position: int) -> None:
+    """Waits (a few seconds at most) until the directory read model has processed every directory event
+    recorded before `position`: people added just before a dossier was sent to them (the demo, an import)
+    are told too, whichever projection runs first."""
+    deadline = time.monotonic() + DIRECTORY_WAIT
+    while True:
+        curs.execute(
+            """SELECT (SELECT coalesce(max(notification_id), 0) FROM relais_events
+                       WHERE topic = ANY(%s) AND notification_id <= %s) AS needed,
+                      (SELECT coalesce(max(notification_id), 0) FROM directory_tracking
+                       WHERE application_name = %s) AS done""",
+            (DIRECTORY_TOPICS, position, APPLICATION_NAME),
+        )
+        row = curs.fetchone()
+        if row is None or row["done"] >= row["needed"]:
+            return
+        if time.monotonic() > deadline:
+            log.warning("annuaire en retard (position %s, %s attendue) : notifications écrites avec ce qu'il connaît",
+                        row["done"], row["needed"])
+            return
+        time.sleep(0.05)
 
 
 # ------------------------------------------------------------------------------------------ projection
@@ -316,9 +354,14 @@ class NotificationsProjection(BufferedProjection[PostgresNotificationsView]):
         self._sends_of: dict[UUID, list[UUID]] = {}
         # Nothing written yet (a rebuild from zero): a dossier missing from memory is not in the database either.
         self._fresh = self.committed == 0
+        self._current_id = 0
 
     def new_batch(self) -> NotificationsBatch:
         return NotificationsBatch()
+
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        self._current_id = tracking.notification_id  # the batch that gets an intent of this event waits for it
+        super().process_event(domain_event, tracking)
 
     def write(self, curs: Cursor[DictRow], batch: NotificationsBatch) -> None:
         write_batch(curs, batch)
@@ -380,6 +423,7 @@ class NotificationsProjection(BufferedProjection[PostgresNotificationsView]):
 
     def _tell(self, e: Any, d: Json, kind: str, targets: list[Target], *, send: Json | None = None, **kw: Any) -> None:
         key = f"{e.originator_id}:{e.originator_version}:{send['send_id'] if send else ''}:{kind}"
+        self.batch.last_id = max(self.batch.last_id, self._current_id)
         self.batch.intents.append(Intent(
             key=key, kind=kind, dossier=dict(d), targets=targets, occurred_at=e.occurred_at,
             deadline=send.get("answer_by") if send else None, actor=_actor_pid(e), **kw,

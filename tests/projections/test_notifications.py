@@ -245,3 +245,29 @@ def test_each_batch_notifies_the_web_the_mail_delivery_and_the_scheduler(relais,
     payload = json.loads(next(p for c, p in heard if c == "relais_notifications"))
     assert payload["dossier"] == sent["dossier_id"] and payload["kind"] == "received" and payload["urgency"] == "stat"
     assert len(payload["practitioners"]) == 2 and world["recipient"] in payload["practitioners"]
+
+
+def test_people_just_added_are_told_even_when_the_directory_follows_later(relais, world, env, settings, monkeypatch):
+    import threading
+    import time
+    import types
+
+    import projections.notifications as module
+
+    waiting = threading.Event()
+
+    def sleep(seconds: float) -> None:
+        waiting.set()  # the batch waits for the directory read model
+        time.sleep(seconds)
+
+    monkeypatch.setattr(module, "DIRECTORY_WAIT", 60.0)
+    monkeypatch.setattr(module, "time", types.SimpleNamespace(sleep=sleep, monotonic=time.monotonic))
+    send(relais, world, establishment_id=world["montpellier"], service_id=world["neuro"])  # directory not followed yet
+    notifications = threading.Thread(target=catch_up, args=("notifications", env, relais))
+    notifications.start()
+    try:
+        assert waiting.wait(30), "the notifications were written without waiting for the directory"
+        catch_up("directory", env, relais)
+    finally:
+        notifications.join(60)
+    assert told(settings) == {(world["recipient"], "received")}
