@@ -280,7 +280,7 @@ def test_stats_export_json_csv_and_filters(cli, relais, world, tmp_path, capsys)
     report = json.loads(capsys.readouterr().out)
     assert list(report) == [
         "period", "filters", "totals", "dossiers_by_year", "dossiers_by_workflow_year", "sends_by_department",
-        "imaging_source_by_establishment", "inter_regional", "answer_delay", "acceptance",
+        "imaging_source_by_establishment", "inter_regional", "answer_delay", "acceptance", "deadlines",
     ]
     assert report["period"] == {"from": "2022-01-01", "to": "2024-05-31", "timezone": "Europe/Paris"}
     assert set(report["dossiers_by_year"][0]) == {"year", "dossiers", "compared_to", "variation_pct"}
