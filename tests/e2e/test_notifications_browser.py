@@ -58,6 +58,8 @@ def world(tmp_path):
                                              roles=["clinician"], service_ids=[neuro]),
         "on_call": relais.add_practitioner(rpps=rpps(5), family_name="Roux", given_name="Inès", establishment_id=mtp,
                                            roles=["clinician"], service_ids=[on_call_pool]),
+        "colleague": relais.add_practitioner(rpps=rpps(3), family_name="Petit", given_name="Luc", establishment_id=mtp,
+                                             roles=["clinician"]),
     }
     for pid in people.values():
         Credentials(pool).set_password(pid, PASSWORD)
@@ -155,6 +157,28 @@ def test_bell_title_live_opinion_and_escalation_to_the_on_call_pool(world):
             expect(first).to_contain_text("OUBLI", timeout=10_000)
             expect(first).to_contain_text("escaladé")
             expect(on_call.locator("#bell-count")).to_have_text(re.compile(r"^[1-9]"), timeout=10_000)
+
+            # 4. a change while the user is typing an opinion: a banner, the text kept; « Actualiser » refreshes
+            both = relais.create_dossier(actor_id=world["requester"], workflow="stroke_opinion", question="Thrombectomie ?",
+                                         urgency="stat", consent="given", **(PATIENT | {"patient_birth_name": "Double"}))
+            mine = relais.address_recipient(dossier_id=both, actor_id=world["requester"],
+                                            establishment_id=world["montpellier"], service_id=world["neuro"])
+            theirs = relais.address_recipient(dossier_id=both, actor_id=world["requester"],
+                                              establishment_id=world["montpellier"], practitioner_id=world["colleague"])
+            relais.send_dossier(dossier_id=both, actor_id=world["requester"])
+            relais.accept(dossier_id=both, actor_id=world["recipient"], send_id=mine)
+            settle(world)
+            recipient.goto(f"/dossiers/{both}")
+            report = recipient.locator(f"#report-{mine}")
+            report.fill("Avis en cours de rédaction")
+            relais.accept(dossier_id=both, actor_id=world["colleague"], send_id=theirs)
+            settle(world)
+            expect(recipient.locator("#dossier-changed")).to_be_visible(timeout=10_000)
+            expect(report).to_have_value("Avis en cours de rédaction")
+            expect(recipient.locator(".timeline .tl-Accepted")).to_have_count(1)
+            recipient.click(".js-dossier-refresh")
+            expect(recipient.locator("#dossier-changed")).to_be_hidden()
+            expect(recipient.locator(".timeline .tl-Accepted")).to_have_count(2, timeout=10_000)
         finally:
             browser.close()
             if server.process.poll() is None:

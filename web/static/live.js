@@ -33,8 +33,7 @@
         for (var j = 0; j < f.options.length; j += 1) { if (f.options[j].selected !== f.options[j].defaultSelected) { return true; } }
       }
     }
-    var open = root.querySelector("#workspace details[open]");
-    return Boolean(open && open.querySelector("form"));
+    return false;
   }
   function dossierChanged() {
     var trigger = document.getElementById("dossier-live");
