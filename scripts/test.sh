@@ -11,8 +11,15 @@ scripts/system-packages.sh
 scripts/services.sh
 export RELAIS_TEST_SERVER_URL=${RELAIS_TEST_SERVER_URL:-postgresql://postgres@127.0.0.1:5432/postgres}
 export RELAIS_TEST_REDIS_URL=${RELAIS_TEST_REDIS_URL:-redis://127.0.0.1:6379/15}
+# Two worker processes (RELAIS_TEST_WORKERS, 1 for a single process): each test file runs whole in one
+# of them, the fault suite in one (tests/conftest.py), each worker on its own database.
+workers=${RELAIS_TEST_WORKERS:-2}
+parallel=()
+if [ "$workers" -gt 1 ]; then
+  parallel=(-n "$workers" --dist loadgroup --no-loadscope-reorder)
+fi
 set +e
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest "${parallel[@]}" "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then
