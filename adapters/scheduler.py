@@ -61,7 +61,7 @@ class Fired:
 
 
 CLAIM = """
-    SELECT d.send_id, d.generation, d.step, d.dossier_id, d.due_at,
+    SELECT d.send_id, d.generation, d.step, d.dossier_id, d.due_at, d.created_at,
            s.generation AS current_generation, s.state, s.establishment_id, s.service_id, s.practitioner_id,
            s.escalated_service_id, s.escalated_practitioner_id, s.accepted_by, s.accept_by, s.answer_by,
            n.number, n.workflow, n.urgency, n.requester_practitioner_id, n.requester_establishment_id,
@@ -116,7 +116,10 @@ class DeadlineFirer:
                 outcome, queued = self._fire(curs, row)
                 mails += queued
                 fired_at = max(now, self.clock())  # once done (an escalation takes a few milliseconds)
-                late_ms = max(0, int((fired_at - row["due_at"]).total_seconds() * 1000))
+                # late from when it could have fired: a row written already due (a send recorded with a past
+                # business time, a projection catching up) is late from its writing, not from its due time
+                since = max(row["due_at"], row["created_at"] or row["due_at"])
+                late_ms = max(0, int((fired_at - since).total_seconds() * 1000))
                 curs.execute(
                     """UPDATE deadline_due SET fired_at = %s, outcome = %s, late_ms = %s
                        WHERE send_id = %s AND generation = %s AND step = %s""",

@@ -80,11 +80,16 @@ class PostgresNotificationsView(PostgresView):
             next_attempt_at timestamptz NOT NULL DEFAULT now(), last_error text, sent_at timestamptz,
             message_id text, created_at timestamptz NOT NULL DEFAULT now())""",
         "CREATE INDEX IF NOT EXISTS notification_mails_due ON notification_mails (next_attempt_at) WHERE state = 'pending'",
+        # the delivery loop's other looks (claims left behind, the digest, failures shown to administrators)
+        "CREATE INDEX IF NOT EXISTS notification_mails_state ON notification_mails (state, next_attempt_at) "
+        "WHERE state IN ('sending', 'digest', 'failed')",
         """CREATE TABLE IF NOT EXISTS deadline_due (
             send_id uuid NOT NULL, generation int NOT NULL, step text NOT NULL, dossier_id uuid NOT NULL,
             due_at timestamptz NOT NULL, fired_at timestamptz, outcome text, late_ms int,
             PRIMARY KEY (send_id, generation, step))""",
         "CREATE INDEX IF NOT EXISTS deadline_due_next ON deadline_due (due_at) WHERE fired_at IS NULL",
+        # when the row was written: lateness counts from it for rows written already due
+        "ALTER TABLE deadline_due ADD COLUMN IF NOT EXISTS created_at timestamptz NOT NULL DEFAULT now()",
     )
     # Only the projection's own state: a rebuild drops these, never what was told, mailed or fired.
     tables = ("notif_dossiers", "notif_sends")

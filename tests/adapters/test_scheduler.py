@@ -308,3 +308,18 @@ def test_relais_worker_knows_the_firing_job_and_runs_it_every_minute():
     [cron] = ws.cron_jobs
     assert cron.name == "cron:fire_deadlines" and cron.coroutine is fire_deadlines
     assert cron.second == 0 and cron.minute is None and cron.run_at_startup  # every minute, and at start
+
+
+def test_a_row_written_already_due_is_late_from_its_writing_not_from_its_due_time(relais, world, clock, env, firer):
+    """A send recorded with a past business time (the demo's dossiers, a delayed entry) has steps already
+    due when the projection writes them: they fire at once, and their lateness is the scheduler's own
+    (from the row's writing), not hours of « retard » (fired_at − due_at was 4.7 days for the demo)."""
+    did = relais.create_dossier(actor_id=world["requester"], workflow="stroke_opinion", question="Thrombectomie ?",
+                                urgency="stat", consent="given", occurred_at=clock.now - timedelta(hours=3), **PATIENT)
+    relais.address_recipient(dossier_id=did, actor_id=world["requester"], establishment_id=world["montpellier"],
+                             service_id=world["neuro"], occurred_at=clock.now - timedelta(hours=2, minutes=59))
+    relais.send_dossier(dossier_id=did, actor_id=world["requester"], occurred_at=clock.now - timedelta(hours=2))
+    follow(env, relais)
+    fired = firer.fire_due()
+    assert [f.step for f in fired] == ["accept_half", "accept_due", "answer_half", "answer_due"]
+    assert all(f.late_ms < 60_000 for f in fired), [f.late_ms for f in fired]
