@@ -521,10 +521,10 @@ class NotificationsProjection(BufferedProjection[PostgresNotificationsView]):
         send["escalated_practitioner_id"] = _uuid(e.to.get("practitioner_id"))
         self._changed(send)
         if self._live(d, e):
-            self._tell(e, d, "escalated_to_you", escalation_targets(send), send=send, detail={"reason_code": "accept_due"},
+            self._tell(e, d, "escalated_to_you", escalation_targets(send), send=send, detail={"step": "accept_due"},
                        service=send["service_id"])
             self._tell(e, d, "escalated", requester_targets(d) + original, send=send,
-                       detail={"reason_code": "accept_due"}, service=send["escalated_service_id"] or send["service_id"])
+                       detail={"step": "accept_due"}, service=send["escalated_service_id"] or send["service_id"])
 
     def _to_requester(self, e: Any, kind: str, state: str | None, **detail: Any) -> None:
         found = self._send(e)

@@ -143,8 +143,9 @@ def test_a_stroke_dossier_nobody_takes_escalates_to_the_on_call_pool(
     send = relais.load(Dossier, sent_dossier["dossier_id"], "télédossier").send_of(sent_dossier["send_id"])
     assert send["escalated_to"]["service_id"] == on_call["pool"] and escalations(settings) == 1
     follow(env, relais)
-    assert told(settings, "escalated_to_you") == [(on_call["member"], None)]
-    assert {p for p, _ in told(settings, "escalated")} == {world["requester"], world["recipient"]}
+    # the step that escalated, as every page and mail names steps (STEP_LABELS), not a decline's reason code
+    assert told(settings, "escalated_to_you") == [(on_call["member"], "accept_due")]
+    assert told(settings, "escalated") == sorted([(world["requester"], "accept_due"), (world["recipient"], "accept_due")])
     mails = rows(settings, "SELECT address FROM notification_mails")
     assert [m["address"] for m in mails] == ["lea.garnier@chu-montpellier.fr"]
     # the pool sees it as a recipient: it may take it in charge; later reminders go to whoever did
