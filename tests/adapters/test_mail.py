@@ -26,6 +26,7 @@ from adapters.settings import Settings
 from application import Relais
 from domain.dossier import dossier_number
 from entrypoints.bootstrap import build_pool
+from tests.clock import Clock
 from tests.mailserver import SmtpServer
 
 # The shared tables as the contract gives them (created by the notifications projection when it is
@@ -45,17 +46,6 @@ DDL = (
 
 FROM = "Relais <relais@chu.example>"
 BASE = "https://relais.chu.example"
-
-
-class Clock:
-    def __init__(self, now: datetime):
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kw: float) -> None:
-        self.now += timedelta(**kw)
 
 
 @pytest.fixture()

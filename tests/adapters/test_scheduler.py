@@ -23,22 +23,10 @@ from domain.dossier import Dossier
 from entrypoints.bootstrap import build_pool, install_process_fixes
 from projections.notifications import DUE_CHANNEL
 from projections.runner import catch_up
+from tests.clock import Clock
 from tests.conftest import PATIENT, rpps
 
 REDIS_URL = __import__("os").environ.get("RELAIS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
-class Clock:
-    """Now, moved by the test."""
-
-    def __init__(self, start: datetime):
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 @pytest.fixture()

@@ -13,17 +13,8 @@ from domain.deadlines import DEFAULT_DELAYS, Deadline, Delays, applies, delays_f
 from domain.dossier import Dossier
 from domain.errors import InvalidFieldError, NotAllowedError, SendStateError
 from domain.values import Actor, Urgency, Workflow
+from tests.clock import Clock
 from tests.conftest import PATIENT, rpps
-
-
-class Clock:
-    """A controllable clock (Relais(clock=...))."""
-
-    def __init__(self, now: datetime):
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture()

@@ -14,6 +14,7 @@ from application import Relais
 from entrypoints.bootstrap import install_process_fixes
 from projections.runner import catch_up, open_view, rebuild
 from projections.statistics_report import StatsQuery, build_report, to_csv
+from tests.clock import Clock
 from tests.conftest import PATIENT, rpps
 from tests.history import HEADER, row
 
@@ -26,14 +27,6 @@ HISTORY = "\n".join([
     row("H1", "stroke_opinion", "2025-03-01T10:00:00+01:00", TOULOUSE, MONTPELLIER, "none", "2025-03-04T10:00:00+01:00"),
     row("H2", "stroke_opinion", "2025-03-02T10:00:00+01:00", TOULOUSE, MONTPELLIER, "none"),
 ]) + "\n"
-
-
-class Clock:
-    def __init__(self, now: datetime):
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture()

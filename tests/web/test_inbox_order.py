@@ -11,19 +11,12 @@ import pytest
 from application import Relais
 from projections.inbox_queries import Filters, InboxRow, Scope
 from projections.runner import catch_up, open_view
+from tests.clock import Clock
 from tests.conftest import PATIENT, rpps
 from tests.web.conftest import login
 
 HX = {"HX-Request": "true"}
 URGENCY_RANK = {"stat": 0, "asap": 1, "urgent": 2, "routine": 3}
-
-
-class Clock:
-    def __init__(self, now: datetime):
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture()
