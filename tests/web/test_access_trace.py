@@ -64,6 +64,19 @@ ALLOWED = {
         "a retrieve's counters (images expected/received, a status), polled every second: no patient data",
     ("POST", "/dossiers/{dossier_id:str}/dicom/pacs/retrieve"):
         "starts the retrieve job (recorded as the study's RetrieveRecorded) and answers its counters",
+    ("GET", "/live"): "the page's live stream: dossier ids, notification kinds and counts, no patient data",
+    ("GET", "/notifications"): "the notification centre: dossier numbers, workflows, urgencies, practitioners' names "
+                               "(notifications hold no patient data: tests/projections/test_notifications.py)",
+    ("GET", "/notifications/favicon.svg"): "the favicon with the unread count",
+    ("GET", "/notifications/{notification_id:str}/open"): "marks one read and redirects to its dossier (that page is traced)",
+    ("POST", "/notifications/{notification_id:str}/read"): "marks one's own notification read",
+    ("POST", "/notifications/read-all"): "marks one's own notifications read",
+    ("GET", "/preferences/notifications"): "one's own notification preferences",
+    ("POST", "/preferences/notifications"): "saves one's own notification preferences and absence",
+    ("GET", "/admin/mails"): "notification mails' delivery states: addresses, dossier numbers, errors, no patient data",
+    ("GET", "/admin/mails/outbox/{name:str}"): "a notification mail as written to the outbox: no health data by "
+                                               "construction (tests/adapters/test_mail.py greps every kind)",
+    ("POST", "/admin/mails/{mail_id:str}/retry"): "retries a failed notification mail",
 }
 
 
