@@ -19,7 +19,7 @@ from adapters.database import DictPool
 # Every kind of notification (column `notifications.kind`), in the order the preferences page lists them.
 KINDS: tuple[str, ...] = (
     "received", "complement_provided", "accepted", "declined", "complement_requested", "opinion_given",
-    "closed", "escalated_to_you", "escalated", "reminder", "deadline_missed",
+    "closed", "cancelled", "escalated_to_you", "escalated", "reminder", "deadline_missed",
 )
 
 DDL = """

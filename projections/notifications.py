@@ -562,24 +562,34 @@ class NotificationsProjection(BufferedProjection[PostgresNotificationsView]):
         if self._live(d, e):
             self._tell(e, d, "complement_provided", recipient_targets(send), send=send, by=_actor_pid(e))
 
-    def _over(self, e: Any, state: str) -> Json | None:
+    def _over(self, e: Any, state: str) -> tuple[Json | None, list[Json]]:
+        """The dossier ended: its open sends end with it. (dossier, the sends that were still being
+        worked on — sent and not finished: their recipients are told too)."""
         d = self._dossier(e.originator_id)
         if d is None:
-            return None
+            return None, []
+        working = []
         for sid in self._sends_of.get(d["id"], []):
             send = self._sends[sid]
             if send["state"] in ("pending", "requested", "in_progress", "on_hold"):
+                if send["state"] != "pending":
+                    working.append(dict(send))
                 send["state"] = state
                 self._changed(send)
-        return d
+        return d, working
 
     def closed(self, e: Dossier.Closed) -> None:
-        d = self._over(e, "closed")
+        d, working = self._over(e, "closed")
         if d is not None and self._live(d, e):
             self._tell(e, d, "closed", requester_targets(d), by=_actor_pid(e))
+            for send in working:  # still working on it (another recipient answered): no opinion is awaited now
+                self._tell(e, d, "closed", recipient_targets(send), send=send, by=_actor_pid(e))
 
     def cancelled(self, e: Dossier.Cancelled) -> None:
-        self._over(e, "cancelled")
+        d, working = self._over(e, "cancelled")
+        if d is not None and self._live(d, e):
+            for send in working:
+                self._tell(e, d, "cancelled", recipient_targets(send), send=send, by=_actor_pid(e))
 
     handlers: ClassVar[dict[type, Callable[[Any, Any], None]]] = {
         Dossier.Created: created, Dossier.DraftEdited: edited, Dossier.RecipientAddressed: addressed,

@@ -49,7 +49,7 @@ TABS = {"received": "Reçus", "sent": "Envoyés", "drafts": "Brouillons", "close
 NOTIFICATION_KINDS = {  # the notifications projection's kinds (projections/notifications.py)
     "received": "Nouvelle demande", "complement_provided": "Complément apporté", "accepted": "Demande prise en charge",
     "declined": "Demande refusée", "complement_requested": "Complément demandé", "opinion_given": "Avis rendu",
-    "closed": "Télédossier clôturé", "escalated_to_you": "Demande escaladée vers vous",
+    "closed": "Télédossier clôturé", "cancelled": "Demande annulée", "escalated_to_you": "Demande escaladée vers vous",
     "escalated": "Demande escaladée (délai de prise en charge dépassé)", "reminder": "Rappel de délai",
     "deadline_missed": "Délai de réponse dépassé",
 }

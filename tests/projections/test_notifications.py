@@ -271,3 +271,26 @@ def test_people_just_added_are_told_even_when_the_directory_follows_later(relais
     finally:
         notifications.join(60)
     assert told(settings) == {(world["recipient"], "received")}
+
+
+def test_recipients_still_working_are_told_when_the_dossier_is_cancelled_or_closed(relais, world, env, settings):
+    """No opinion is awaited any more: the recipients of sends still being worked on are told (cancelled; closed
+    on another recipient's opinion), not those who had finished (answered, declined) nor those never sent to."""
+    cancelled = send(relais, world, establishment_id=world["montpellier"], service_id=world["neuro"])
+    relais.accept(dossier_id=cancelled["dossier_id"], send_id=cancelled["send_id"], actor_id=world["recipient"])
+    relais.cancel_dossier(dossier_id=cancelled["dossier_id"], actor_id=world["requester"], reason="Patient transféré")
+    follow(env, relais)
+    assert told(settings, "cancelled") == {(world["recipient"], "cancelled")}  # who had taken it in charge
+    # two sends: the first answers, the requester closes; the second (to Petit) is told
+    did = relais.create_dossier(actor_id=world["requester"], workflow="generic_opinion", question="Avis ?",
+                                urgency="routine", consent="given", **PATIENT)
+    first = relais.address_recipient(dossier_id=did, actor_id=world["requester"], establishment_id=world["montpellier"],
+                                     service_id=world["neuro"])
+    relais.address_recipient(dossier_id=did, actor_id=world["requester"], establishment_id=world["montpellier"],
+                             practitioner_id=world["outsider"])
+    relais.send_dossier(dossier_id=did, actor_id=world["requester"])
+    relais.give_opinion(dossier_id=did, send_id=first, actor_id=world["recipient"], report="R", conclusion="C")
+    relais.close_dossier(dossier_id=did, actor_id=world["requester"], note="")
+    follow(env, relais)
+    closed = {p for p, _ in told(settings, "closed")}
+    assert closed == {world["outsider"]}  # the requester closed it; Durand had answered; Petit's send was open
