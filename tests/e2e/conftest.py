@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+
+from adapters.settings import Settings
+from entrypoints.bootstrap import upgrade
+from tests.conftest import SERVER_URL
+from tests.peers import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -26,3 +35,24 @@ def browser() -> Iterator[Any]:
         b = launch(p)
         yield b
         b.close()
+
+
+@contextmanager
+def private_platform(prefix: str, data_dir: Path, secret: str, redis_url: str) -> Iterator[tuple[Settings, dict[str, str]]]:
+    """A database of its own with every table, and the environment of a `relais serve` on it (a free port,
+    sessions in Redis, a fixed secret, a data folder); the database is dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = SERVER_URL.rsplit("/", 1)[0] + "/" + name
+    try:
+        settings = Settings(database_url=url)
+        upgrade(settings)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RELAIS_")}
+        env.update(RELAIS_DATABASE_URL=url, RELAIS_HTTP_PORT=str(free_port()), RELAIS_REDIS_URL=redis_url,
+                   RELAIS_SECRET_KEY=secret, RELAIS_TABLES_READY="1", RELAIS_DATA_DIR=str(data_dir),
+                   RELAIS_LOG_LEVEL="WARNING")
+        yield settings, env
+    finally:
+        with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -13,19 +13,18 @@ import os
 import re
 import signal
 import time
-import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from adapters.credentials import Credentials
 from adapters.settings import Settings
-from entrypoints.bootstrap import build_app, build_pool, upgrade
+from entrypoints.bootstrap import build_app, build_pool
 from projections.runner import catch_up
-from tests.conftest import SERVER_URL, rpps
-from tests.e2e.conftest import CHROMIUM, launch
-from tests.peers import free_port, wait_port
+from tests.conftest import rpps
+from tests.e2e.conftest import CHROMIUM, launch, private_platform
+from tests.peers import wait_port
 from tests.processes import RelaisProcess
 
 pytestmark = pytest.mark.slow
@@ -40,12 +39,12 @@ REDIS_URL = os.environ.get("RELAIS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 def world(tmp_path):
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian chromium not installed (scripts/system-packages.sh)")
-    name = f"relais_live_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = SERVER_URL.rsplit("/", 1)[0] + "/" + name
-    settings = Settings(database_url=url)
-    upgrade(settings)
+    secret = "live-indicator-test-secret-key-0123456789"
+    with private_platform("relais_live", tmp_path / "var", secret, REDIS_URL) as (settings, env):
+        yield from _world(settings, env)
+
+
+def _world(settings: Settings, env: dict[str, str]) -> Iterator[dict]:
     relais = build_app(settings)
     pool = build_pool(settings, max_size=1)
     tlse = relais.add_establishment(finess="310781406", name="CHU de Toulouse", department="31")
@@ -56,16 +55,10 @@ def world(tmp_path):
                                         roles=["clinician"])
     Credentials(pool).set_password(recipient, PASSWORD)
     pool.close()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAIS_")}
-    env.update(RELAIS_DATABASE_URL=url, RELAIS_HTTP_PORT=str(free_port()), RELAIS_REDIS_URL=REDIS_URL,
-               RELAIS_SECRET_KEY="live-indicator-test-secret-key-0123456789", RELAIS_TABLES_READY="1",
-               RELAIS_DATA_DIR=str(tmp_path / "var"), RELAIS_LOG_LEVEL="WARNING")
     try:
         yield {"env": env, "relais": relais, "settings": settings, "requester": requester, "montpellier": mtp}
     finally:
         relais.close()
-        with psycopg.connect(SERVER_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def send(world: dict, name: str) -> None:
