@@ -16,11 +16,24 @@ from typing import Any
 
 from adapters.database import DictPool
 
-# Every kind of notification (column `notifications.kind`), in the order the preferences page lists them.
-KINDS: tuple[str, ...] = (
-    "received", "complement_provided", "accepted", "declined", "complement_requested", "opinion_given",
-    "closed", "cancelled", "escalated_to_you", "escalated", "reminder", "deadline_missed",
-)
+# Every kind of notification (column `notifications.kind`, written by projections/notifications.py) and
+# what it is called, the same on pages, in the bell, in desktop notifications and in mails' subjects; in
+# the order the preferences page lists them.
+KIND_LABELS: dict[str, str] = {
+    "received": "Nouvelle demande d'avis",
+    "complement_provided": "Complément apporté",
+    "accepted": "Demande prise en charge",
+    "declined": "Demande refusée",
+    "complement_requested": "Complément demandé",
+    "opinion_given": "Avis rendu",
+    "closed": "Télédossier clôturé",
+    "cancelled": "Demande annulée",
+    "escalated_to_you": "Demande escaladée vers vous",
+    "escalated": "Demande escaladée (délai de prise en charge dépassé)",
+    "reminder": "Rappel de délai",
+    "deadline_missed": "Délai de réponse dépassé",
+}
+KINDS: tuple[str, ...] = tuple(KIND_LABELS)
 
 DDL = """
 CREATE TABLE IF NOT EXISTS notification_preferences (

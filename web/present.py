@@ -8,6 +8,7 @@ from typing import Any
 
 from jinja2 import Environment
 
+from adapters.notification_prefs import KIND_LABELS
 from domain.access import ACCESS_KINDS, OUTCOMES
 from domain.deadlines import STEP_LABELS, format_delay
 from domain.dossier import DECLINE_REASONS
@@ -46,13 +47,7 @@ FOLLOW_UP = {
     "immediate": "Immédiate (appel ou transfert)",
 }
 TABS = {"received": "Reçus", "sent": "Envoyés", "drafts": "Brouillons", "closed": "Clôturés"}
-NOTIFICATION_KINDS = {  # the notifications projection's kinds (projections/notifications.py)
-    "received": "Nouvelle demande", "complement_provided": "Complément apporté", "accepted": "Demande prise en charge",
-    "declined": "Demande refusée", "complement_requested": "Complément demandé", "opinion_given": "Avis rendu",
-    "closed": "Télédossier clôturé", "cancelled": "Demande annulée", "escalated_to_you": "Demande escaladée vers vous",
-    "escalated": "Demande escaladée (délai de prise en charge dépassé)", "reminder": "Rappel de délai",
-    "deadline_missed": "Délai de réponse dépassé",
-}
+NOTIFICATION_KINDS = KIND_LABELS  # the notifications projection's kinds: one table (adapters/notification_prefs.py)
 
 
 def notification_title(n: Any) -> str:

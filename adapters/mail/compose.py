@@ -17,26 +17,12 @@ from email.utils import format_datetime, parseaddr
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from adapters.notification_prefs import KIND_LABELS
 from domain.deadlines import STEP_LABELS
 from domain.dossier import DECLINE_REASONS
 from domain.values import URGENCY_LABELS, WORKFLOW_LABELS, Urgency, Workflow
 
 PARIS = ZoneInfo("Europe/Paris")
-
-KIND_LABELS = {
-    "received": "Nouvelle demande d'avis",
-    "complement_provided": "Complément apporté",
-    "accepted": "Demande prise en charge",
-    "declined": "Demande déclinée",
-    "complement_requested": "Complément demandé",
-    "opinion_given": "Avis rendu",
-    "closed": "Télédossier clôturé",
-    "cancelled": "Demande annulée",
-    "escalated_to_you": "Demande transmise à vous (délai dépassé)",
-    "escalated": "Demande transmise à l'astreinte (délai dépassé)",
-    "reminder": "Rappel de délai",
-    "deadline_missed": "Délai de réponse dépassé",
-}
 
 # What the mail says happened, one sentence per kind (no free text: only coded values and names).
 KIND_SENTENCES = {

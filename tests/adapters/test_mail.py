@@ -133,7 +133,7 @@ def test_mail_over_starttls_with_auth(pool: DictPool, smtp: SmtpServer) -> None:
         assert f"{BASE}/dossiers/{dossier_of(pool, first)}" in part
     declined = by_to["claire.martin@chu.example"].message
     assert "Hors du champ de compétence" in declined.get_body(("plain",)).get_content()
-    assert "Demande déclinée (Normale)" in declined["Subject"]
+    assert "Demande refusée (Normale)" in declined["Subject"]
 
     for nid in (first, second):
         r = row(pool, nid)
@@ -504,7 +504,7 @@ def test_pipeline_commands_to_smtp_without_patient_data(
     assert kinds == sorted([
         ("marc.roux@chu-montpellier.example", "Nouvelle demande d'avis (Immédiate)"),
         ("marc.roux@chu-montpellier.example", "Nouvelle demande d'avis (Immédiate)"),
-        ("elise.martin@chu-toulouse.example", "Demande déclinée (Immédiate)"),
+        ("elise.martin@chu-toulouse.example", "Demande refusée (Immédiate)"),
         ("elise.martin@chu-toulouse.example", "Demande prise en charge (Immédiate)"),
         ("elise.martin@chu-toulouse.example", "Avis rendu (Immédiate)"),
     ])

@@ -15,8 +15,9 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
 from adapters.mail import admin
-from adapters.mail.compose import KIND_LABELS, PARIS, urgency_label
+from adapters.mail.compose import PARIS, urgency_label
 from adapters.mail.senders import list_outbox, read_outbox
+from adapters.notification_prefs import KIND_LABELS
 from application.errors import NotFoundError
 from domain.values import Role
 from web.guards import requires_role

@@ -11,8 +11,7 @@ from litestar import Request, get, post
 from litestar.di import NamedDependency
 from litestar.response import Template
 
-from adapters.mail.compose import KIND_LABELS
-from adapters.notification_prefs import KINDS, Preferences
+from adapters.notification_prefs import KIND_LABELS, KINDS, Preferences
 from domain.errors import InvalidFieldError
 from domain.values import Role
 from web.guards import requires_role
