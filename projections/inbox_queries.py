@@ -82,6 +82,12 @@ class InboxRow:
             return "answer", self.answer_by
         return None
 
+    @property
+    def awaited(self) -> tuple[str, datetime] | None:
+        """The sent tab: ("answer", the earliest answer deadline of the dossier's sends still being worked
+        on), None when none runs."""
+        return ("answer", self.answer_by) if self.answer_by else None
+
 
 @dataclass(frozen=True)
 class Page:
@@ -187,6 +193,11 @@ def _tab_sql(tab: str) -> tuple[str, str, list[str], str, str]:
                   LEFT JOIN dir_practitioners p ON p.id = s.practitioner_id WHERE s.dossier_id = d.id), '') AS counterpart_detail"""
     where = ["d.requester_establishment_id = %(est)s"]
     if tab == "sent":
+        # what the requester waits for: the earliest answer deadline of the sends still being worked on,
+        # and whether one of them was escalated
+        cols += f""",
+        (SELECT min(s.answer_by) FROM inbox_sends s WHERE s.dossier_id = d.id AND {WAS_SENT} AND {ACTIVE}) AS answer_by,
+        EXISTS (SELECT 1 FROM inbox_sends s WHERE s.dossier_id = d.id AND s.escalated AND {ACTIVE}) AS escalated"""
         where.append("d.state NOT IN ('draft', 'closed', 'cancelled')")
     elif tab == "drafts":
         where += ["d.state = 'draft'", "d.requester_practitioner_id = %(me_uuid)s"]

@@ -147,3 +147,26 @@ def test_page_two_over_http_continues_the_order(client, relais, settings, passwo
     assert len(ids_first) == 25 and len(ids_second) == 2 and not set(ids_first) & set(ids_second)
     whole = [r.dossier_id for r in inbox.page(recipient_scope(w), "received", Filters(), limit=200).rows]
     assert ids_first + ids_second == whole
+
+
+def test_the_requester_s_sent_tab_shows_the_answer_awaited_and_its_delay(client, relais, settings, passwords):
+    """The requester waits for an opinion: each dossier of « Envoyés » shows the earliest answer deadline of its
+    sends still being worked on (« reste … », « en retard de … »), and none once answered."""
+    w = passwords
+    clock = Clock(datetime.now(UTC) - timedelta(minutes=45))
+    past = Relais(env=settings.eventsourcing_env(), clock=clock)
+    try:
+        late, _ = send(past, w, "stroke_opinion", "stat", name="Retard")  # answer within 30 min: 15 min late
+    finally:
+        past.close()
+    running, _ = send(relais, w, "generic_opinion", "routine", name="Attente")  # answer within 7 days
+    answered, sid = send(relais, w, "generic_opinion", "routine", name="Repondu")
+    relais.give_opinion(dossier_id=answered, send_id=sid, actor_id=w["recipient"], report="R", conclusion="C")
+    settle(relais, settings)
+    login(client, rpps(1))
+    html = client.get("/inbox/sent", headers=HX).text
+    rows = {did: html[html.rindex("<li", 0, html.index(f'data-dossier="{did}"')):].split("</li>", 1)[0]
+            for did in (late, running, answered)}
+    assert "row-overdue" in rows[late] and "en retard de 15 min" in rows[late]
+    assert "reste 6 j" in rows[running] or "reste 7 j" in rows[running]
+    assert "deadline" not in rows[answered]
