@@ -179,6 +179,22 @@ class LiveFeed:
             await asyncio.wait_for(conn.execute("SELECT 1"), self.ping_timeout)
 
 
+async def wait_any(seconds: float, *events: asyncio.Event, subscription: Subscription | None = None) -> None:
+    """Returns when one of `events` is set, when `subscription` has a message (taken: it only wakes the
+    caller, who reads the state again), or after `seconds` — a loop's sleep that a stop or a
+    notification cuts short. Nothing it started is left running."""
+    waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(e.wait()) for e in events]
+    if subscription is not None:
+        waits.append(asyncio.ensure_future(subscription.get(timeout=seconds)))
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await w
+
+
 def follow_in_thread(feed: LiveFeed, on_message: Callable[[Message], None], stop: threading.Event) -> None:
     """Runs `feed` on an event loop of its own until `stop` is set, calling `on_message` (from this
     thread) with every notification's payload and with RESYNC when it listens again after a loss

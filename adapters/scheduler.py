@@ -20,7 +20,6 @@ as a safety net. Both call the same `fire_due`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 
 from adapters.database import DictPool
-from adapters.live import LiveFeed, Subscription
+from adapters.live import LiveFeed, Subscription, wait_any
 from application import Relais
 from domain.deadlines import applies
 from domain.dossier import Dossier
@@ -230,7 +229,7 @@ class Scheduler:
                 delay = (nxt - self.firer.clock()).total_seconds()
                 if delay <= 0:  # due but taken by another firer (or handed to arq): look again soon
                     delay = self.busy_sleep
-            await self._sleep(min(delay, self.max_sleep), stop, subscription)
+            await wait_any(min(delay, self.max_sleep), stop, self._wake, subscription=subscription)
 
     def _hand_over(self) -> None:
         assert self.enqueue is not None
@@ -242,19 +241,6 @@ class Scheduler:
                 self.enqueue(key, row["due_at"])
                 self._queued.add(key)
 
-    async def _sleep(self, delay: float, stop: asyncio.Event, subscription: Subscription | None) -> None:
-        waits: list[asyncio.Task[Any]] = [
-            asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait()),
-        ]
-        if subscription is not None:
-            waits.append(asyncio.ensure_future(subscription.get(timeout=delay)))
-        try:
-            await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in waits:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
 
 
 async def fire_deadlines(ctx: dict[str, Any], **_: Any) -> int:

@@ -34,7 +34,7 @@ from typing import Any
 
 from adapters.database import DictPool
 from adapters.jobs import JobContext, Jobs
-from adapters.live import LiveFeed
+from adapters.live import LiveFeed, wait_any
 from adapters.mail import admin
 from adapters.mail.compose import PARIS, Notification, compose, compose_digest, message_id
 from adapters.mail.senders import MailSender
@@ -348,7 +348,7 @@ class MailDelivery:
                     wait = self.timer
                     if due is not None:
                         wait = max(0.05, min(wait, (due - self.clock()).total_seconds()))
-                    await self._wait(subscription, stop, wait)
+                    await wait_any(wait, stop, subscription=subscription)
         finally:
             await self.drain()
             if self.feed is not None:
@@ -357,14 +357,3 @@ class MailDelivery:
     def _subscription(self) -> Any:
         return self.feed.subscribe() if self.feed is not None else contextlib.nullcontext(None)
 
-    @staticmethod
-    async def _wait(subscription: Any, stop: asyncio.Event, seconds: float) -> None:
-        stopping = asyncio.ensure_future(stop.wait())
-        waits: set[asyncio.Future[Any]] = {stopping}
-        if subscription is not None:
-            waits.add(asyncio.ensure_future(subscription.get(timeout=seconds)))
-        try:
-            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waits:
-                w.cancel()
