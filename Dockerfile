@@ -45,6 +45,11 @@ ENV PATH=/opt/relais/bin:$PATH \
     RELAIS_DICOM_HOST=0.0.0.0
 
 # A fixed, unprivileged uid/gid so that volume ownership stays the same across image rebuilds.
+# Pango and DejaVu fonts: WeasyPrint lays out the opinion report PDF with them.
+RUN apt-get update -qq \
+ && apt-get install -y -qq --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core \
+ && rm -rf /var/lib/apt/lists/*
+
 RUN groupadd --system --gid 10001 relais \
  && useradd --system --uid 10001 --gid relais --home-dir /var/lib/relais --shell /usr/sbin/nologin relais \
  && install -d -o relais -g relais -m 0750 /var/lib/relais

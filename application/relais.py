@@ -16,6 +16,7 @@ from application.access_log import AccessLog
 from application.actors import Actors
 from application.base import A, Core, utcnow
 from application.commands import DossierCommands
+from application.conversation import ConversationUseCases
 from application.deadlines import DeadlineRules, DeadlineUseCases
 from application.directory import DirectoryUseCases
 from application.dossiers import DossierUseCases
@@ -67,6 +68,7 @@ class Relais(Application[UUID]):
         self.imaging = ImagingUseCases(self.core, self.actors, self.commands)
         self.studies = StudyReadUseCases(self.core, self.actors, self.access_log)
         self.history = HistoryUseCases(self.core)
+        self.conversation = ConversationUseCases(self.commands)
 
     # ------------------------------------------------------------------ the store
 
@@ -132,6 +134,14 @@ class Relais(Application[UUID]):
     forward = delegate(lambda r: r.recipients, RecipientUseCases.forward)
     give_opinion = delegate(lambda r: r.recipients, RecipientUseCases.give_opinion)
     may_forward = delegate(lambda r: r.recipients, RecipientUseCases.may_forward)
+
+    # ------------------------------------------------------------------ after sending: thread, milestones, receipt, report
+
+    post_message = delegate(lambda r: r.conversation, ConversationUseCases.post_message)
+    answer_complement = delegate(lambda r: r.conversation, ConversationUseCases.answer_complement)
+    record_milestone = delegate(lambda r: r.conversation, ConversationUseCases.record_milestone)
+    acknowledge_receipt = delegate(lambda r: r.conversation, ConversationUseCases.acknowledge_receipt)
+    issue_report = delegate(lambda r: r.conversation, ConversationUseCases.issue_report)
 
     # ------------------------------------------------------------------ deadlines (the scheduler)
 

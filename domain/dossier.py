@@ -33,6 +33,7 @@ from domain.errors import (
 from domain.identifiers import OCCITANIE
 from domain.values import (
     ACTIVE_SEND_STATES,
+    CLOCK_SKEW,
     Actor,
     Channel,
     Consent,
@@ -42,6 +43,7 @@ from domain.values import (
     Role,
     SendState,
     Urgency,
+    Workflow,
 )
 
 SYSTEM_ROLE = "system"  # the platform itself (imports, DICOM node), never a person
@@ -53,6 +55,17 @@ DECLINE_REASONS = {
     "redirected": "Orienter vers un autre établissement",
     "other": "Autre motif",
 }
+
+
+MILESTONES = {
+    "door": "Arrivée du patient",
+    "imaging": "Imagerie disponible",
+    "sent": "Demande envoyée",
+    "accepted": "Prise en charge",
+    "opinion": "Avis rendu",
+    "decision": "Décision",
+}
+RECORDED_MILESTONES = ("door", "imaging", "decision")  # by a person; the others are their own events
 
 
 FOLLOW_UPS = {
@@ -254,14 +267,23 @@ class Dossier(Aggregate):
             state["deadlines"] = {}
 
     class ComplementProvided(Aggregate.Event):
-        """The requester answered a complement request: the send is in progress again."""
+        """The requester answered a complement request: the send is in progress again. v2 added the
+        documents (`document_ids`) and studies (`study_uids`) given with the answer; v1: none."""
 
         TOPIC = "relais:Dossier.ComplementProvided"
+        class_version = 2
 
         send_id: str
         message: str
+        document_ids: list[str]
+        study_uids: list[str]
         actor: Json
         occurred_at: datetime
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["document_ids"] = []
+            state["study_uids"] = []
 
     class Closed(Aggregate.Event):
         """The requester closed the dossier; its open sends close with it."""
@@ -367,6 +389,67 @@ class Dossier(Aggregate):
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["recommendations"] = ""
             state["follow_up"] = ""
+
+    class FormAnswered(Aggregate.Event):
+        """The workflow's structured form answered, on the draft (a FHIR QuestionnaireResponse): `form`
+        names the definition (`id`, `version`, see domain/forms), `answers` maps each item's code to its
+        value as validated. Each save replaces the answers; a dossier keeps the version it started with."""
+
+        TOPIC = "relais:Dossier.FormAnswered"
+
+        form: Json
+        answers: Json
+        actor: Json
+        occurred_at: datetime
+
+    class MilestoneRecorded(Aggregate.Event):
+        """A time in the care of the patient, as it happened (`milestone`: a MILESTONES code recorded by a
+        person, `at`: its ISO time, which may precede the event), e.g. the arrival at the door or the
+        decision taken. Sending, acceptance and opinion are milestones already recorded by their events."""
+
+        TOPIC = "relais:Dossier.MilestoneRecorded"
+
+        milestone: str
+        at: str
+        note: str
+        actor: Json
+        occurred_at: datetime
+
+    class MessagePosted(Aggregate.Event):
+        """A message of the thread of one send, between its requester and its recipient (FHIR Communication):
+        text and the documents (`document_ids`) or studies (`study_uids`) of the dossier it points to."""
+
+        TOPIC = "relais:Dossier.MessagePosted"
+
+        send_id: str
+        message_id: str
+        text: str
+        document_ids: list[str]
+        study_uids: list[str]
+        actor: Json
+        occurred_at: datetime
+
+    class ReceiptAcknowledged(Aggregate.Event):
+        """The recipient of an imaging transfer acknowledged receipt (no opinion is asked): the send is
+        done (answered); `note` says what was done with the images (e.g. exported to its PACS)."""
+
+        TOPIC = "relais:Dossier.ReceiptAcknowledged"
+
+        send_id: str
+        note: str
+        actor: Json
+        occurred_at: datetime
+
+    class ReportIssued(Aggregate.Event):
+        """The opinion report of a send produced as a PDF: `report` holds its id, the blob's SHA-256 and
+        size, and its media type; the bytes are stored immutably under that SHA-256 (adapters/blobs)."""
+
+        TOPIC = "relais:Dossier.ReportIssued"
+
+        send_id: str
+        report: Json
+        actor: Json
+        occurred_at: datetime
 
     # ------------------------------------------------------------------ creation
 
@@ -544,8 +627,8 @@ class Dossier(Aggregate):
     def attach_document(self, *, document: Json, actor: Actor, occurred_at: datetime) -> None:
         self._open(occurred_at)
         self._as_requester(actor)
-        if not (self.is_draft or self._complement_pending()):
-            raise DossierNotDraftError("documents : ajout possible en brouillon ou en réponse à une demande de complément")
+        # after sending too: a result arriving later, or the answer to a complement request (as its own event,
+        # which the thread or the complement answer then points to)
         if document["document_id"] in self.documents:
             raise InvalidFieldError("document_id", "document déjà joint")
         self._document_attached(document=document, actor=actor.as_dict(), occurred_at=occurred_at)
@@ -731,17 +814,72 @@ class Dossier(Aggregate):
             self.first_sent_on = occurred_at
         self.last_occurred_at = occurred_at
 
-    def provide_complement(self, *, send_id: str, message: str, actor: Actor, occurred_at: datetime) -> None:
+    def provide_complement(
+        self, *, send_id: str, message: str, actor: Actor, occurred_at: datetime,
+        document_ids: list[str] | None = None, study_uids: list[str] | None = None,
+    ) -> None:
+        """Answers a complement request with text and documents or studies of the dossier (attached first)."""
         self._open(occurred_at)
         self._as_requester(actor)
         send = self.send_of(send_id)
         self._send_in(send, SendState.ON_HOLD)
         self._after_sending(send, occurred_at)
-        self._complement_provided(send_id=send_id, message=message, actor=actor.as_dict(), occurred_at=occurred_at)
+        document_ids, study_uids = self._pointed(document_ids or [], study_uids or [])
+        if not (message.strip() or document_ids or study_uids):
+            raise InvalidFieldError("message", "répondez par un message, un document ou des images")
+        self._complement_provided(
+            send_id=send_id, message=message, document_ids=document_ids, study_uids=study_uids,
+            actor=actor.as_dict(), occurred_at=occurred_at,
+        )
 
     @event(ComplementProvided)
-    def _complement_provided(self, send_id: str, message: str, actor: Json, occurred_at: datetime) -> None:
+    def _complement_provided(
+        self, send_id: str, message: str, document_ids: list[str], study_uids: list[str], actor: Json,
+        occurred_at: datetime,
+    ) -> None:
         self.sends[send_id]["state"] = SendState.IN_PROGRESS.value
+        self.last_occurred_at = occurred_at
+
+    def _pointed(self, document_ids: list[str], study_uids: list[str]) -> tuple[list[str], list[str]]:
+        """Documents and studies a message points to: each must be the dossier's (once each, in order)."""
+        for d in document_ids:
+            if d not in self.documents:
+                raise UnknownDocumentError(f"document inconnu : {d}")
+        for u in study_uids:
+            if u not in self.imaging:
+                raise InvalidFieldError("study_uids", "étude non jointe à ce télédossier")
+        return list(dict.fromkeys(document_ids)), list(dict.fromkeys(study_uids))
+
+    def post_message(
+        self, *, send_id: str, message_id: str, text: str, actor: Actor, occurred_at: datetime,
+        document_ids: list[str] | None = None, study_uids: list[str] | None = None,
+    ) -> None:
+        """A message in the thread of a send that was sent, by its requester side or its recipient."""
+        self._open(occurred_at)
+        send = self.send_of(send_id)
+        if not was_sent(send):
+            raise SendStateError("la discussion s'ouvre avec l'envoi")
+        if not (self.is_requester(actor) or self.is_recipient(actor, send_id)):
+            raise NotAllowedError("seuls le requérant et le destinataire de cet envoi échangent ici")
+        self._after_sending(send, occurred_at)
+        if message_id in self.__dict__.get("_message_ids", ()):
+            raise InvalidFieldError("message_id", "message déjà enregistré")
+        document_ids, study_uids = self._pointed(document_ids or [], study_uids or [])
+        if not (text.strip() or document_ids or study_uids):
+            raise InvalidFieldError("text", "message vide")
+        if len(text) > 10_000:
+            raise InvalidFieldError("text", "message trop long (10 000 caractères au plus)")
+        self._message_posted(
+            send_id=send_id, message_id=message_id, text=text, document_ids=document_ids, study_uids=study_uids,
+            actor=actor.as_dict(), occurred_at=occurred_at,
+        )
+
+    @event(MessagePosted)
+    def _message_posted(
+        self, send_id: str, message_id: str, text: str, document_ids: list[str], study_uids: list[str], actor: Json,
+        occurred_at: datetime,
+    ) -> None:
+        self._message_ids = {*self.__dict__.get("_message_ids", ()), message_id}
         self.last_occurred_at = occurred_at
 
     def close(self, *, note: str, actor: Actor, occurred_at: datetime) -> None:
@@ -922,4 +1060,92 @@ class Dossier(Aggregate):
     @event(Escalated)
     def _escalated(self, send_id: str, to: Json, reason: str, actor: Json, occurred_at: datetime) -> None:
         self.sends[send_id]["escalated_to"] = dict(to)
+        self.last_occurred_at = occurred_at
+
+    # ------------------------------------------------------------------ workflows: form, milestones, receipt, report
+
+    @property
+    def form(self) -> Json | None:
+        """The structured form answered (`id`, `version`, `answers`), None if none (absent from older snapshots)."""
+        form: Json | None = self.__dict__.get("_form")
+        return form
+
+    def answer_form(self, *, form: Json, answers: Json, actor: Actor, occurred_at: datetime) -> None:
+        """Records the answers to the workflow's form, already validated against its definition (`form`:
+        its `id` and `version`). A dossier keeps the form version it was first answered with."""
+        self._draft(occurred_at)
+        self._as_requester(actor)
+        if not form.get("id") or not isinstance(form.get("version"), int):
+            raise InvalidFieldError("form", "formulaire sans identifiant ni version")
+        if self.form is not None and (self.form["id"], self.form["version"]) != (form["id"], form["version"]):
+            raise InvalidFieldError("form", "ce télédossier a été commencé avec une autre version du formulaire")
+        if self.form is not None and self.form["answers"] == answers:
+            return
+        self._form_answered(form={"id": form["id"], "version": form["version"]}, answers=answers,
+                            actor=actor.as_dict(), occurred_at=occurred_at)
+
+    @event(FormAnswered)
+    def _form_answered(self, form: Json, answers: Json, actor: Json, occurred_at: datetime) -> None:
+        self._form = dict(form, answers=answers)
+        self.last_occurred_at = occurred_at
+
+    @property
+    def milestones(self) -> dict[str, str]:
+        """Milestones recorded by a person: code → ISO time (the last recorded for each)."""
+        return dict(self.__dict__.get("_milestones", {}))
+
+    def record_milestone(self, *, milestone: str, at: datetime, note: str, actor: Actor, occurred_at: datetime) -> None:
+        """A milestone as it happened (by the requester side; the decision may also come after an opinion)."""
+        self._open(occurred_at)
+        self._as_requester(actor)
+        if milestone not in RECORDED_MILESTONES:
+            raise InvalidFieldError("milestone", f"jalon inconnu (attendu : {', '.join(RECORDED_MILESTONES)})")
+        if at.tzinfo is None:
+            raise InvalidFieldError("at", "heure sans fuseau")
+        if at > occurred_at + CLOCK_SKEW:
+            raise InvalidFieldError("at", "heure dans le futur")
+        self._milestone_recorded(milestone=milestone, at=at.isoformat(), note=note, actor=actor.as_dict(),
+                                 occurred_at=occurred_at)
+
+    @event(MilestoneRecorded)
+    def _milestone_recorded(self, milestone: str, at: str, note: str, actor: Json, occurred_at: datetime) -> None:
+        self._milestones = {**self.milestones, milestone: at}
+        self.last_occurred_at = occurred_at
+
+    def acknowledge_receipt(self, *, send_id: str, note: str, actor: Actor, occurred_at: datetime) -> None:
+        """An imaging transfer received: its send is done; the dossier closes when none is left to do."""
+        self._open(occurred_at)
+        if self.workflow != Workflow.IMAGING_TRANSFER:
+            raise DossierStateError("l'accusé de réception clôt un transfert d'imagerie ; ici, un avis est attendu")
+        send = self._as_recipient(actor, send_id)
+        self._send_in(send, SendState.REQUESTED, SendState.IN_PROGRESS)
+        self._after_sending(send, occurred_at)
+        self._receipt_acknowledged(send_id=send_id, note=note, actor=actor.as_dict(), occurred_at=occurred_at)
+        if not any(s["state"] in ACTIVE_SEND_STATES for s in self.sends.values()):
+            self._closed(note="Réception de l'imagerie accusée par le destinataire", actor=actor.as_dict(),
+                         occurred_at=occurred_at)
+
+    @event(ReceiptAcknowledged)
+    def _receipt_acknowledged(self, send_id: str, note: str, actor: Json, occurred_at: datetime) -> None:
+        send = self.sends[send_id]
+        send["state"] = SendState.ANSWERED.value
+        send["answered_on"] = occurred_at.isoformat()
+        send["receipt"] = {"note": note, "by": actor["practitioner_id"]}
+        self.last_occurred_at = occurred_at
+
+    def issue_report(self, *, send_id: str, report: Json, actor: Actor, occurred_at: datetime) -> None:
+        """Records the PDF of a send's opinion report (the platform produces it once the opinion is given)."""
+        send = self.send_of(send_id)
+        if actor.role != SYSTEM_ROLE and not self.is_recipient(actor, send_id):
+            raise NotAllowedError("le compte rendu est produit par la plateforme ou le destinataire")
+        if send.get("opinion") is None and send.get("receipt") is None:
+            raise SendStateError("aucun avis rendu : pas de compte rendu")
+        for key in ("report_id", "sha256", "size", "media_type"):
+            if not report.get(key):
+                raise InvalidFieldError("report", f"compte rendu sans {key}")
+        self._report_issued(send_id=send_id, report=report, actor=actor.as_dict(), occurred_at=occurred_at)
+
+    @event(ReportIssued)
+    def _report_issued(self, send_id: str, report: Json, actor: Json, occurred_at: datetime) -> None:
+        self.sends[send_id]["reports"] = [*self.sends[send_id].get("reports", []), dict(report, issued_on=occurred_at.isoformat())]
         self.last_occurred_at = occurred_at

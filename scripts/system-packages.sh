@@ -5,6 +5,9 @@ set -euo pipefail
 need=()
 command -v echoscu >/dev/null 2>&1 || need+=(dcmtk)
 [ -x /usr/bin/chromium ] || need+=(chromium)   # browser journeys (Playwright drives the Debian build)
+# the report PDF (WeasyPrint) lays text out with Pango, in DejaVu fonts
+ldconfig -p 2>/dev/null | grep -q 'libpangoft2-1.0.so.0' || need+=(libpango-1.0-0 libpangoft2-1.0-0)
+[ -d /usr/share/fonts/truetype/dejavu ] || need+=(fonts-dejavu-core)
 command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ] || need+=(orthanc)
 if [ "${1:-}" = "bench" ]; then
   command -v wrk >/dev/null 2>&1 || need+=(wrk)

@@ -197,11 +197,17 @@ def test_provide_complement_refused_when_none_requested(relais, world, sent_doss
         dossier_id=did, actor_id=world["requester"], send_id=sid, message="tenez"))
 
 
-def test_documents_refused_after_sending_without_complement_request(relais, world, sent_dossier):
+def test_documents_may_be_added_after_sending_by_the_requester_only(relais, world, sent_dossier):
+    """A result arriving after sending joins the dossier as an event of its own (it used to be refused
+    unless a complement was requested); the recipient does not add documents to the requester's dossier."""
     did = sent_dossier["dossier_id"]
-    refused(relais, did, DossierNotDraftError, lambda: relais.attach_document(
-        dossier_id=did, actor_id=world["requester"], filename="a.pdf", media_type="application/pdf",
-        size=1, sha256=SHA))
+    doc = relais.attach_document(dossier_id=did, actor_id=world["requester"], filename="bio.pdf",
+                                 media_type="application/pdf", size=1, sha256=SHA)
+    assert doc in {d["document_id"] for d in relais.get_dossier(dossier_id=did, actor_id=world["requester"]).documents}
+    refused(relais, did, NotAllowedError, lambda: relais.attach_document(
+        dossier_id=did, actor_id=world["recipient"], filename="b.pdf", media_type="application/pdf", size=1, sha256=SHA))
+    refused(relais, did, DossierNotDraftError, lambda: relais.remove_document(
+        dossier_id=did, actor_id=world["requester"], document_id=doc))
 
 
 def test_imaging_may_arrive_after_sending(relais, world, sent_dossier):
@@ -574,10 +580,8 @@ def test_draft_edit(relais, world):
         lambda r, w, did: r.edit_draft(dossier_id=did, actor_id=w["requester"], urgency="urgent"),
         lambda r, w, did: r.record_consent(dossier_id=did, actor_id=w["requester"], status="refused"),
         lambda r, w, did: r.remove_document(dossier_id=did, actor_id=w["requester"], document_id="x"),
-        lambda r, w, did: r.attach_document(dossier_id=did, actor_id=w["requester"], filename="a.pdf",
-                                            media_type="application/pdf", size=1, sha256=SHA),
     ],
-    ids=["question", "urgency", "consent", "remove_document", "attach_document"],
+    ids=["question", "urgency", "consent", "remove_document"],
 )
 def test_editing_a_sent_dossier_is_refused(relais, world, sent_dossier, action):
     did = sent_dossier["dossier_id"]

@@ -48,6 +48,11 @@ EXPECTED_EVENT_TOPICS = {
     "relais:Dossier.ComplementRequested",
     "relais:Dossier.Forwarded",
     "relais:Dossier.OpinionGiven",
+    "relais:Dossier.FormAnswered",
+    "relais:Dossier.MilestoneRecorded",
+    "relais:Dossier.MessagePosted",
+    "relais:Dossier.ReceiptAcknowledged",
+    "relais:Dossier.ReportIssued",
     # Establishment
     "relais:Establishment.Created",
     "relais:Establishment.Renamed",
