@@ -11,7 +11,7 @@ from jinja2 import Environment
 from adapters.notification_prefs import KIND_LABELS
 from domain.access import ACCESS_KINDS, OUTCOMES
 from domain.deadlines import STEP_LABELS, format_delay
-from domain.dossier import DECLINE_REASONS
+from domain.dossier import DECLINE_REASONS, MILESTONES
 from domain.values import PARIS, SEXES, URGENCY_LABELS, WORKFLOW_LABELS, Json
 from web.forms import new_token
 from web.names import Names
@@ -145,9 +145,20 @@ def label(table: str, code: str | None) -> str:
         "state": DOSSIER_STATES, "send": SEND_STATES, "workflow": WORKFLOW_LABELS, "workflow_short": WORKFLOW_SHORT,
         "urgency": URGENCY_LABELS, "sex": SEXES, "source": IMAGING_SOURCES, "channel": CHANNELS,
         "follow_up": FOLLOW_UP, "decline": DECLINE_REASONS, "access": ACCESS_KINDS, "outcome": OUTCOMES, "tab": TABS,
-        "notification": NOTIFICATION_KINDS,
+        "notification": NOTIFICATION_KINDS, "milestone": MILESTONES,
     }
     return tables[table].get(code, code or "")
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """« 1 image », « 2 images », « 0 image » (French: the singular up to 1)."""
+    return f"{n} {one if abs(n) <= 1 else (many or one + 's')}"
+
+
+def pieces(data: Json) -> str:
+    """« 2 documents, 1 examen »: what a message or a complement answer points to."""
+    docs, studies = len(data.get("document_ids", []) or []), len(data.get("study_uids", []) or [])
+    return ", ".join(x for x in (plural(docs, "document") if docs else "", plural(studies, "examen") if studies else "") if x)
 
 
 def timeline_line(event: str, data: Json, names: Names) -> tuple[str, str]:
@@ -193,7 +204,18 @@ def timeline_line(event: str, data: Json, names: Names) -> tuple[str, str]:
         case "ComplementRequested":
             return "Complément demandé", data.get("message", "")
         case "ComplementProvided":
-            return "Complément apporté", data.get("message", "")
+            return "Complément apporté", " — ".join(x for x in (data.get("message", ""), pieces(data)) if x)
+        case "MessagePosted":
+            return "Message", " — ".join(x for x in (data.get("text", ""), pieces(data)) if x)
+        case "FormAnswered":
+            form = data.get("form", {})
+            return "Formulaire renseigné", f"{form.get('id', '')} v{form.get('version', '')}"
+        case "MilestoneRecorded":
+            return "Jalon : " + label("milestone", data.get("milestone")), paris(data.get("at"))
+        case "ReceiptAcknowledged":
+            return "Réception de l'imagerie accusée", data.get("note", "")
+        case "ReportIssued":
+            return "Compte rendu PDF émis", "SHA-256 " + str(data.get("report", {}).get("sha256", ""))[:16] + "…"
         case "Forwarded":
             return "Transféré", " — ".join(x for x in (recipient(data.get("to", {})), data.get("note")) if x)
         case "OpinionGiven":
@@ -210,7 +232,7 @@ def timeline_line(event: str, data: Json, names: Names) -> tuple[str, str]:
 def register(env: Environment) -> None:
     """Adds the filters to a Jinja environment."""
     env.filters.update(
-        paris=paris, day=day, ago=ago, age_years=age_years, time_left=time_left,
+        paris=paris, day=day, plural=plural, ago=ago, age_years=age_years, time_left=time_left,
         label=lambda code, table: label(table, code),
     )
     env.globals["timeline_line"] = timeline_line
