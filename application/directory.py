@@ -8,7 +8,7 @@ from uuid import UUID
 
 from application.actors import Actors
 from application.base import Core, parse_uuid
-from application.errors import AlreadyExistsError, ForbiddenError
+from application.errors import AlreadyExistsError, ForbiddenError, NotFoundError
 from domain import directory as ids
 from domain.deadlines import ANY_URGENCY, DEFAULT_DELAYS
 from domain.directory import HOST_RE, DicomNode, Establishment, Practitioner
@@ -214,6 +214,63 @@ class DirectoryUseCases:
             to_practitioner_id=to_practitioner, actor=self.actors.admin(admin_id), occurred_at=self.core.clock(),
         )
         self.core.commit(est)
+
+    def set_default_recipient(
+        self, *, establishment_id: str, workflow: str, to_establishment_id: str | None = None,
+        to_service_code: str | None = None, to_practitioner_id: str | None = None, admin_id: str | None = None,
+    ) -> None:
+        """Where the establishment's requests of `workflow` are addressed by default (the compose page
+        presets it): an establishment — possibly another one, the region's on-call pool at the CHU —
+        with one of its services or pools and/or a clinician practising there; no target: removed."""
+        est = self.core.load(Establishment, establishment_id, "établissement")
+        workflow = code(Workflow, workflow, "workflow")
+        target: Json | None = None
+        if to_establishment_id:
+            to = self.core.load(Establishment, to_establishment_id, "établissement destinataire")
+            service_id = None
+            if to_service_code:
+                service_id = str(ids.service_id(to.id, to_service_code))
+                if service_id not in to.services:
+                    raise InvalidFieldError("to_service", f"service « {to_service_code} » inconnu dans {to.name}")
+            practitioner = None
+            if to_practitioner_id:
+                p = self.core.load(Practitioner, to_practitioner_id, "professionnel")
+                membership = p.memberships.get(str(to.id))
+                if not p.active or not membership or Role.CLINICIAN not in membership["roles"]:
+                    raise InvalidFieldError("to_practitioner", f"ce professionnel n'exerce pas à {to.name}")
+                practitioner = str(p.id)
+            target = {"establishment_id": str(to.id), "service_id": service_id, "practitioner_id": practitioner}
+        elif to_service_code or to_practitioner_id:
+            raise InvalidFieldError("to_establishment", "établissement destinataire attendu")
+        est.set_default_recipient(
+            workflow=workflow, target=target, actor=self.actors.admin(admin_id), occurred_at=self.core.clock()
+        )
+        self.core.commit(est)
+
+    def default_recipients(self, *, establishment_id: str) -> dict[str, Json]:
+        """workflow -> {establishment_id, service_id, practitioner_id}: every default of the establishment."""
+        return self.core.load(Establishment, establishment_id, "établissement").default_recipients
+
+    def default_recipient(self, establishment_id: str, workflow: str) -> Json | None:
+        """The recipient preset for a request of `workflow` from `establishment_id`: its setting
+        ({establishment_id, service_id, practitioner_id}), else None. A practitioner named there who no
+        longer practises at the target is left out (the establishment and service stay)."""
+        try:
+            est = self.core.load(Establishment, establishment_id, "établissement")
+        except NotFoundError:
+            return None
+        target = est.default_recipients.get(str(workflow))
+        if target is None:
+            return None
+        if target.get("practitioner_id"):
+            try:
+                p = self.core.load(Practitioner, target["practitioner_id"], "professionnel")
+            except NotFoundError:
+                p = None
+            membership = p.memberships.get(target["establishment_id"]) if p is not None else None
+            if p is None or not p.active or not membership or Role.CLINICIAN not in membership["roles"]:
+                target = dict(target, practitioner_id=None)
+        return target
 
     def set_away(
         self, *, practitioner_id: str, away: bool, until: str | None = None, admin_id: str | None = None,

@@ -108,6 +108,9 @@ class Relais(Application[UUID]):
     set_service_deadline = delegate(lambda r: r.directory, DirectoryUseCases.set_service_deadline)
     set_service_escalation = delegate(lambda r: r.directory, DirectoryUseCases.set_service_escalation)
     set_away = delegate(lambda r: r.directory, DirectoryUseCases.set_away)
+    set_default_recipient = delegate(lambda r: r.directory, DirectoryUseCases.set_default_recipient)
+    default_recipient = delegate(lambda r: r.directory, DirectoryUseCases.default_recipient)
+    default_recipients = delegate(lambda r: r.directory, DirectoryUseCases.default_recipients)
     actor_for = delegate(lambda r: r.actors, Actors.actor_for)
 
     # ------------------------------------------------------------------ dossiers: requester, recipient

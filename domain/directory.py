@@ -141,6 +141,18 @@ class Establishment(Aggregate):
         actor: Json
         occurred_at: datetime
 
+    class DefaultRecipientSet(Aggregate.Event):
+        """Where this establishment's requests of one workflow are addressed by default (preset on the
+        compose page): `target` {establishment_id, service_id, practitioner_id} — possibly another
+        establishment (the region's stroke on-call pool at the CHU) — or None: no default any more."""
+
+        TOPIC = "relais:Establishment.DefaultRecipientSet"
+
+        workflow: str
+        target: Json | None
+        actor: Json
+        occurred_at: datetime
+
     @event(Created)
     def __init__(self, *, finess: str, name: str, department: str, region: str, occurred_at: datetime, actor: Json):
         self.finess = finess
@@ -235,6 +247,31 @@ class Establishment(Aggregate):
         occurred_at: datetime,
     ) -> None:
         self.services[service_id]["escalation"] = {"to_service_id": to_service_id, "to_practitioner_id": to_practitioner_id}
+
+    @property
+    def default_recipients(self) -> dict[str, Json]:
+        """workflow -> {establishment_id, service_id, practitioner_id} (none before DefaultRecipientSet)."""
+        defaults: dict[str, Json] = self.__dict__.get("_default_recipients", {})
+        return {k: dict(v) for k, v in defaults.items()}
+
+    def set_default_recipient(self, *, workflow: str, target: Json | None, actor: Json, occurred_at: datetime) -> None:
+        """Sets (or with None removes) the default recipient of one workflow; the application has
+        checked that the target exists (establishment, its service, a clinician practising there)."""
+        if target is not None:
+            if not target.get("establishment_id"):
+                raise InvalidFieldError("to_establishment", "établissement destinataire attendu")
+            target = {k: target.get(k) or None for k in ("establishment_id", "service_id", "practitioner_id")}
+        if self.default_recipients.get(workflow) != target:
+            self._default_recipient_set(workflow=workflow, target=target, actor=actor, occurred_at=occurred_at)
+
+    @event(DefaultRecipientSet)
+    def _default_recipient_set(self, workflow: str, target: Json | None, actor: Json, occurred_at: datetime) -> None:
+        defaults = dict(self.__dict__.get("_default_recipients", {}))
+        if target is None:
+            defaults.pop(workflow, None)
+        else:
+            defaults[workflow] = dict(target)
+        self._default_recipients = defaults
 
 
 class Practitioner(Aggregate):

@@ -58,6 +58,7 @@ EXPECTED_EVENT_TOPICS = {
     "relais:Establishment.Renamed",
     "relais:Establishment.ServiceAdded",
     "relais:Establishment.ServiceDeadlineSet",
+    "relais:Establishment.DefaultRecipientSet",
     "relais:Establishment.ServiceEscalationSet",
     # Practitioner
     "relais:Practitioner.Created",
