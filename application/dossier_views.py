@@ -34,6 +34,8 @@ class DossierDetails:
     first_sent_on: datetime | None
     imported_from: Json | None
     imaging_held: tuple[Json, ...] = ()  # images kept out for their patient identity (Dossier.ImagingHeld)
+    # the thread of each send, in order (`messages_of`): complement requests and answers, messages
+    messages: tuple[Json, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -48,8 +50,9 @@ class HistoryEntry:
     data: Json
 
 
-def details_of(d: Dossier) -> DossierDetails:
-    """The reader's dataclass of a dossier aggregate (also for a past version)."""
+def details_of(d: Dossier, history: Iterable[HistoryEntry] = ()) -> DossierDetails:
+    """The reader's dataclass of a dossier aggregate (also for a past version); its thread from `history`
+    (the same dossier's entries up to the same version)."""
     return DossierDetails(
         id=str(d.id), number=d.number, version=d.version, state=str(d.state), workflow=d.workflow,
         urgency=d.urgency, question=d.question, patient=dict(d.patient), consent=d.consent,
@@ -57,7 +60,29 @@ def details_of(d: Dossier) -> DossierDetails:
         documents=tuple(d.documents.values()), imaging=tuple(d.imaging.values()),
         sends=tuple(dict(s) for s in d.sends.values()), created_on=d.opened_on,
         first_sent_on=d.first_sent_on, imported_from=d.imported_from, imaging_held=tuple(d.imaging_held),
+        messages=messages_of(history),
     )
+
+
+THREAD = {"ComplementRequested": "complement_request", "ComplementProvided": "complement_answer", "MessagePosted": "message"}
+
+
+def messages_of(history: Iterable[HistoryEntry]) -> tuple[Json, ...]:
+    """The thread of every send (FHIR Communication-like), in order: each complement request, complement
+    answer and message with its send, text, the documents and studies it points to, who and when. A
+    complement request or answer has no id of its own: it is named by the dossier version that recorded it."""
+    out = []
+    for h in history:
+        kind = THREAD.get(h.event)
+        if kind is None:
+            continue
+        data = h.data
+        out.append({
+            "message_id": data.get("message_id") or f"v{h.version}", "send_id": data.get("send_id", ""), "kind": kind,
+            "text": data.get("text", data.get("message", "")) or "", "document_ids": list(data.get("document_ids") or ()),
+            "study_uids": list(data.get("study_uids") or ()), "actor": dict(h.actor), "occurred_at": h.occurred_at,
+        })
+    return tuple(out)
 
 
 def event_summary(ev: object) -> Json:
