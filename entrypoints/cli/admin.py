@@ -11,6 +11,7 @@ from adapters.settings import Settings
 from entrypoints import projections as projections_process
 from entrypoints.bootstrap import build_pool, open_app, open_view_as, upgrade
 from entrypoints.cli import deadlines as deadline_commands
+from entrypoints.cli import recipients as recipient_commands
 from entrypoints.cli.common import CommandError, stop_on_signals, with_db
 from projections.directory import PostgresDirectoryView
 from projections.runner import catch_up, rebuild, status
@@ -250,3 +251,4 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_directory_list)
     deadline_commands.register(d)
+    recipient_commands.register(d)
