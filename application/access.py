@@ -10,7 +10,7 @@ from application.base import Core, parse_uuid
 from application.dossier_views import DossierDetails, HistoryEntry, details_of, history_of
 from application.errors import ForbiddenError, NotFoundError
 from domain.dossier import Dossier, was_sent
-from domain.values import Actor, Role, SendState
+from domain.values import Actor, Role, SendState, Workflow
 
 WORKING = (SendState.REQUESTED, SendState.IN_PROGRESS)
 
@@ -23,7 +23,7 @@ class Workspace:
     history: tuple[HistoryEntry, ...]
     requester_side: bool
     actions: frozenset[str]  # dossier-level: edit, cancel, close
-    send_actions: dict[str, frozenset[str]] = field(default_factory=dict)  # send_id → accept, decline, …
+    send_actions: dict[str, frozenset[str]] = field(default_factory=dict)  # send_id → accept, decline, …, post_message
 
 
 def allowed(d: Dossier, actor: Actor) -> tuple[frozenset[str], dict[str, frozenset[str]]]:
@@ -43,16 +43,22 @@ def allowed(d: Dossier, actor: Actor) -> tuple[frozenset[str], dict[str, frozens
         ):
             dossier_actions.add("close")
         for sid, s in d.sends.items():
+            if was_sent(s):  # the thread of a send opens with its sending (Dossier.post_message)
+                per_send[sid] = frozenset({"post_message"})
             if s["state"] == SendState.ON_HOLD:
-                per_send[sid] = frozenset({"provide_complement"})
+                per_send[sid] = frozenset({"provide_complement", "post_message"})
     for sid, s in d.sends.items():
         if not d.is_sent_to(actor, sid):
             continue
-        acts: set[str] = set(per_send.get(sid, ()))
-        if s["state"] == SendState.REQUESTED:
-            acts.add("accept")
-        if s["state"] in WORKING:
-            acts |= {"decline", "request_complement", "forward", "give_opinion"}
+        acts: set[str] = set(per_send.get(sid, ())) | {"post_message"}
+        if d.workflow == Workflow.IMAGING_TRANSFER:  # no opinion asked: the recipient acknowledges receipt
+            if s["state"] in WORKING:
+                acts |= {"acknowledge_receipt", "forward", "decline"}
+        else:
+            if s["state"] == SendState.REQUESTED:
+                acts.add("accept")
+            if s["state"] in WORKING:
+                acts |= {"decline", "request_complement", "forward", "give_opinion"}
         if acts:
             per_send[sid] = frozenset(acts)
     return frozenset(dossier_actions), per_send
@@ -126,8 +132,9 @@ class AccessUseCases:
         actor = self._reader(actor_id, establishment_id, role, dossier_id, kind)
         d = self._readable(dossier_id, actor, kind, target)
         actions, per_send = allowed(d, actor)
+        history = self._as_seen_by(d, actor, self._history(d))
         return Workspace(
-            dossier=details_of(d), history=self._as_seen_by(d, actor, self._history(d)), requester_side=d.is_requester(actor),
+            dossier=details_of(d, history), history=history, requester_side=d.is_requester(actor),
             actions=actions, send_actions=per_send,
         )
 
@@ -138,7 +145,8 @@ class AccessUseCases:
         actor = self._reader(actor_id, establishment_id, Role.AUDITOR, dossier_id, "replay")
         head = self.core.load(Dossier, dossier_id, "télédossier").version
         d = self._readable(dossier_id, actor, "replay", target=f"v{version}", version=version)
-        return details_of(d), self._history(d, up_to=version), head
+        history = self._history(d, up_to=version)
+        return details_of(d, history), history, head
 
     def audit_trail(
         self, *, dossier_id: str, actor_id: str, establishment_id: str | None = None, kind: str = "audit",
@@ -146,7 +154,8 @@ class AccessUseCases:
         """Every event with actor, business and recorded time (auditors only); the read is traced."""
         actor = self._reader(actor_id, establishment_id, Role.AUDITOR, dossier_id, kind)
         d = self._readable(dossier_id, actor, kind)
-        return details_of(d), self._history(d)
+        history = self._history(d)
+        return details_of(d, history), history
 
     def may_read_now(
         self, *, dossier_id: str, actor_id: str, establishment_id: str | None = None, role: str = Role.CLINICIAN,
