@@ -43,9 +43,11 @@ def form_boundary(request: Request[Any, Any, Any]) -> str | None:
 
 async def receive(
     request: Request[Any, Any, Any], boundary: str, file_field: str, open_sink: Callable[[str], Sink[T]], *, max_segments: int,
+    field_limit: int = FIELD_LIMIT,
 ) -> Upload[T]:
     """The body parsed as it arrives: each file of the form field `file_field` written to the sink
-    `open_sink(file name)` gives, every other part kept in `fields`. A broken body raises
+    `open_sink(file name)` gives, every other part kept in `fields` (up to about `field_limit` bytes each:
+    a longer one is cut there, so its reader rejects it as too long). A broken body raises
     BrokenUpload; on any error the file being written is aborted (files finished before are kept)."""
     parser = multipart.PushMultipartParser(boundary, max_segment_count=max_segments)
     upload: Upload[T] = Upload()
@@ -69,7 +71,7 @@ async def receive(
                 elif current is not None:
                     if sink is not None:
                         sink.write(event)
-                    elif len(upload.fields.get(current.name, b"")) < FIELD_LIMIT:
+                    elif len(upload.fields.get(current.name, b"")) < field_limit:
                         upload.fields[current.name] = upload.fields.get(current.name, b"") + event
         parser.close()
     except multipart.MultipartError:
