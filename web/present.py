@@ -13,6 +13,7 @@ from domain.access import ACCESS_KINDS, OUTCOMES
 from domain.deadlines import STEP_LABELS, format_delay
 from domain.dossier import DECLINE_REASONS, MILESTONES
 from domain.values import PARIS, SEXES, URGENCY_LABELS, WORKFLOW_LABELS, Json
+from web import dicom_format
 from web.forms import new_token
 from web.names import Names
 
@@ -45,6 +46,11 @@ FOLLOW_UP = {
     "scheduled": "Consultation programmée",
     "prompt": "Sous 48 heures",
     "immediate": "Immédiate (appel ou transfert)",
+}
+CONSENT = {"given": "Recueilli", "refused": "Refusé"}
+DRAFT_FIELDS = {
+    "question": "question", "urgency": "urgence", "patient": "identité du patient", "workflow": "parcours",
+    "imaging_source": "source de l'imagerie",
 }
 TABS = {"received": "Reçus", "sent": "Envoyés", "drafts": "Brouillons", "closed": "Clôturés"}
 NOTIFICATION_KINDS = KIND_LABELS  # the notifications projection's kinds: one table (adapters/notification_prefs.py)
@@ -145,7 +151,7 @@ def label(table: str, code: str | None) -> str:
         "state": DOSSIER_STATES, "send": SEND_STATES, "workflow": WORKFLOW_LABELS, "workflow_short": WORKFLOW_SHORT,
         "urgency": URGENCY_LABELS, "sex": SEXES, "source": IMAGING_SOURCES, "channel": CHANNELS,
         "follow_up": FOLLOW_UP, "decline": DECLINE_REASONS, "access": ACCESS_KINDS, "outcome": OUTCOMES, "tab": TABS,
-        "notification": NOTIFICATION_KINDS, "milestone": MILESTONES,
+        "notification": NOTIFICATION_KINDS, "milestone": MILESTONES, "consent": CONSENT,
     }
     return tables[table].get(code, code or "")
 
@@ -170,7 +176,7 @@ def timeline_line(event: str, data: Json, names: Names) -> tuple[str, str]:
         case "Created":
             return "Télédossier créé", label("workflow", data.get("workflow"))
         case "DraftEdited":
-            return "Brouillon modifié", ", ".join(sorted(data.get("changes", {})))
+            return "Brouillon modifié", ", ".join(sorted(DRAFT_FIELDS.get(k, k) for k in data.get("changes", {})))
         case "ConsentRecorded":
             status = data.get("status")
             return ("Consentement recueilli" if status == "given" else "Refus de consentement"), data.get("note", "")
@@ -187,7 +193,7 @@ def timeline_line(event: str, data: Json, names: Names) -> tuple[str, str]:
         case "ImagingHeld":  # no identity here: the timeline is read by recipients too
             n = sum(r.get("count", 0) for r in data.get("identities", []))
             why = "reçues après rattachement" if data.get("reason") == "quarantined" else "examen attendu non joint"
-            return "Images mises à l'écart (identité du patient)", f"{n} image(s), {why}"
+            return "Images mises à l'écart (identité du patient)", f"{plural(n, 'image')}, {why}"
         case "ImagingDetached":
             return "Imagerie retirée", ""
         case "RecipientAddressed":
@@ -235,6 +241,7 @@ def register(env: Environment) -> None:
         paris=paris, day=day, plural=plural, ago=ago, age_years=age_years, time_left=time_left,
         label=lambda code, table: label(table, code),
     )
+    dicom_format.register(env.filters)  # DICOM dates and times in French, names of studies and series
     env.globals["timeline_line"] = timeline_line
     env.globals["notification_title"] = notification_title
     env.globals["notification_detail"] = notification_detail
