@@ -15,6 +15,7 @@ from domain.access import Access
 from domain.directory import DicomNode, Establishment, Practitioner
 from domain.dossier import Dossier
 from domain.imaging import ReceivedStudy
+from domain.mdt import MdtSession
 
 AGGREGATES = {
     "relais:Dossier": Dossier,
@@ -23,6 +24,7 @@ AGGREGATES = {
     "relais:DicomNode": DicomNode,
     "relais:Access": Access,
     "relais:ReceivedStudy": ReceivedStudy,
+    "relais:MdtSession": MdtSession,
 }
 
 EXPECTED_EVENT_TOPICS = {
@@ -79,6 +81,14 @@ EXPECTED_EVENT_TOPICS = {
     "relais:ReceivedStudy.RetrieveRecorded",
     "relais:ReceivedStudy.Downloaded",
     "relais:ReceivedStudy.ExportRecorded",
+    # MdtSession (a kidney-transplant MDT meeting: agenda, attendance, decisions; Created = scheduled)
+    "relais:MdtSession.Created",
+    "relais:MdtSession.Rescheduled",
+    "relais:MdtSession.DossierRegistered",
+    "relais:MdtSession.DossierWithdrawn",
+    "relais:MdtSession.AttendanceRecorded",
+    "relais:MdtSession.DecisionRecorded",
+    "relais:MdtSession.Cancelled",
 }
 
 
