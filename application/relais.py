@@ -20,6 +20,7 @@ from application.conversation import ConversationUseCases
 from application.deadlines import DeadlineRules, DeadlineUseCases
 from application.directory import DirectoryUseCases
 from application.dossiers import DossierUseCases
+from application.forms import FormUseCases
 from application.history import HistoryUseCases
 from application.imaging import ImagingUseCases
 from application.recipients import RecipientUseCases
@@ -69,6 +70,7 @@ class Relais(Application[UUID]):
         self.studies = StudyReadUseCases(self.core, self.actors, self.access_log)
         self.history = HistoryUseCases(self.core)
         self.conversation = ConversationUseCases(self.commands)
+        self.forms = FormUseCases(self.commands)
 
     # ------------------------------------------------------------------ the store
 
@@ -145,6 +147,7 @@ class Relais(Application[UUID]):
     record_milestone = delegate(lambda r: r.conversation, ConversationUseCases.record_milestone)
     acknowledge_receipt = delegate(lambda r: r.conversation, ConversationUseCases.acknowledge_receipt)
     issue_report = delegate(lambda r: r.conversation, ConversationUseCases.issue_report)
+    answer_form = delegate(lambda r: r.forms, FormUseCases.answer_form)
 
     # ------------------------------------------------------------------ deadlines (the scheduler)
 
