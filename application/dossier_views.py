@@ -8,6 +8,7 @@ from datetime import datetime
 
 from eventsourcing.domain import DomainEvent
 
+from application.milestones import Milestone, fold_history, timeline
 from domain.dossier import Dossier
 from domain.values import Json
 
@@ -36,6 +37,10 @@ class DossierDetails:
     imaging_held: tuple[Json, ...] = ()  # images kept out for their patient identity (Dossier.ImagingHeld)
     # the thread of each send, in order (`messages_of`): complement requests and answers, messages
     messages: tuple[Json, ...] = ()
+    # the workflow's form as answered ({id, version, answers}: domain/forms), None if never answered
+    form: Json | None = None
+    # the milestones of care in order, known or not, from `history` (application/milestones.py)
+    milestones: tuple[Milestone, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class HistoryEntry:
 def details_of(d: Dossier, history: Iterable[HistoryEntry] = ()) -> DossierDetails:
     """The reader's dataclass of a dossier aggregate (also for a past version); its thread from `history`
     (the same dossier's entries up to the same version)."""
+    history = tuple(history)  # read twice: the thread and the milestones
     return DossierDetails(
         id=str(d.id), number=d.number, version=d.version, state=str(d.state), workflow=d.workflow,
         urgency=d.urgency, question=d.question, patient=dict(d.patient), consent=d.consent,
@@ -60,7 +66,7 @@ def details_of(d: Dossier, history: Iterable[HistoryEntry] = ()) -> DossierDetai
         documents=tuple(d.documents.values()), imaging=tuple(d.imaging.values()),
         sends=tuple(dict(s) for s in d.sends.values()), created_on=d.opened_on,
         first_sent_on=d.first_sent_on, imported_from=d.imported_from, imaging_held=tuple(d.imaging_held),
-        messages=messages_of(history),
+        messages=messages_of(history), form=d.form, milestones=timeline(fold_history(history)),
     )
 
 
