@@ -24,6 +24,7 @@ from application.forms import FormUseCases
 from application.history import HistoryUseCases
 from application.imaging import ImagingUseCases
 from application.recipients import RecipientUseCases
+from application.reports import ReportUseCases
 from application.study_reads import StudyReadUseCases
 from domain.dossier import Dossier
 
@@ -70,6 +71,7 @@ class Relais(Application[UUID]):
         self.studies = StudyReadUseCases(self.core, self.actors, self.access_log)
         self.history = HistoryUseCases(self.core)
         self.conversation = ConversationUseCases(self.commands)
+        self.reports = ReportUseCases(self.core, self.actors, self.access_log, self.commands)
         self.forms = FormUseCases(self.commands)
 
     # ------------------------------------------------------------------ the store
@@ -147,6 +149,10 @@ class Relais(Application[UUID]):
     record_milestone = delegate(lambda r: r.conversation, ConversationUseCases.record_milestone)
     acknowledge_receipt = delegate(lambda r: r.conversation, ConversationUseCases.acknowledge_receipt)
     issue_report = delegate(lambda r: r.conversation, ConversationUseCases.issue_report)
+    report_material = delegate(lambda r: r.reports, ReportUseCases.report_material)
+    reports_due = delegate(lambda r: r.reports, ReportUseCases.reports_due)
+    record_report = delegate(lambda r: r.reports, ReportUseCases.record_report)
+    open_report = delegate(lambda r: r.reports, ReportUseCases.open_report)
     answer_form = delegate(lambda r: r.forms, FormUseCases.answer_form)
 
     # ------------------------------------------------------------------ deadlines (the scheduler)

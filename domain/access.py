@@ -15,6 +15,7 @@ ACCESS_KINDS = {
     "document": "Ouverture d'un document",
     "imaging": "Consultation d'une imagerie",
     "report": "Compte rendu imprimable",
+    "report_pdf": "Compte rendu PDF (téléchargement)",
     "audit": "Historique (audit)",
     "replay": "Rejeu (audit)",
     "export": "Export de la piste d'audit",
