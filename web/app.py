@@ -36,6 +36,7 @@ from web.pages import (
     pacs,
     preferences,
     stats,
+    thread,
     viewer,
 )
 from web.security import security_headers
@@ -80,7 +81,7 @@ def create_app(services: Services, csrf_secret: str) -> Litestar:
     )
     app = Litestar(
         route_handlers=[
-            *login.HANDLERS, *home.HANDLERS, *health.HANDLERS, *inbox.HANDLERS, *dossier.HANDLERS,
+            *login.HANDLERS, *home.HANDLERS, *health.HANDLERS, *inbox.HANDLERS, *dossier.HANDLERS, *thread.HANDLERS,
             *compose.HANDLERS, *audit.HANDLERS, *stats.HANDLERS, *imaging.HANDLERS, *pacs.HANDLERS,
             *imaging_import.HANDLERS, *viewer.HANDLERS, *dicomweb.HANDLERS, *notifications.HANDLERS,
             *preferences.HANDLERS, *admin_mails.HANDLERS,

@@ -39,6 +39,7 @@ DONE = {
     "give_opinion": "Avis rendu : le requérant le voit dès maintenant.",
     "close": "Télédossier clôturé.",
     "cancel": "Télédossier annulé.",
+    "acknowledge_receipt": "Réception accusée : le transfert d'imagerie est terminé et le télédossier clôturé.",
 }
 
 
@@ -95,7 +96,12 @@ def page_context(services: Services, user: SessionUser, ws: Workspace, **extra: 
         "forward_services": names.services_of(user.establishment_id) if any("forward" in a for a in ws.send_actions.values()) else [],
         "forward_colleagues": [c for c in names.colleagues(user.establishment_id) if c[0] != user.practitioner_id]
         if any("forward" in a for a in ws.send_actions.values()) else [],
-        "channels": CHANNELS, "history": list(ws.history), "form_token": new_token, **extra,
+        "channels": CHANNELS, "history": list(ws.history), "form_token": new_token,
+        # an imaging transfer's recipient may export the images to its own PACS before acknowledging receipt
+        "pacs_nodes": [n.aet for n in services.imaging.directory.pacs_of(user.establishment_id)]
+        if any("acknowledge_receipt" in a for a in ws.send_actions.values()) else [],
+        "documents_by_id": {doc["document_id"]: doc for doc in d.documents},
+        "studies_by_uid": {st["study_instance_uid"]: st for st in d.imaging}, **extra,
     }
 
 
@@ -153,6 +159,8 @@ def run_action(services: Services, user: SessionUser, dossier_id: str, action: s
             r.close_dossier(note=f.note, **common)
         case "cancel":
             r.cancel_dossier(reason=f.reason, **common)
+        case "acknowledge_receipt":
+            r.acknowledge_receipt(send_id=f.send_id, note=f.note, **common)
         case _:
             raise NotFoundError(f"action inconnue : {action}")
 
