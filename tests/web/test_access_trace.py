@@ -213,6 +213,8 @@ CALLS: dict[tuple[str, str], tuple[Any, ...]] = {
         ("recipient", "sent", _get(VW + "/series/{series}", i="1")),
     ("GET", "/dossiers/{dossier_id:str}/dicom/studies/{study_uid:str}/series/{series_uid:str}/thumbnail.png"):
         ("recipient", "sent", _get(VW + "/series/{series}/thumbnail.png")),
+    ("GET", "/dossiers/{dossier_id:str}/dicom/studies/{study_uid:str}/thumbnail.png"):
+        ("recipient", "sent", _get(VW + "/thumbnail.png")),
     ("GET", "/dossiers/{dossier_id:str}/dicom/studies/{study_uid:str}/instances/{sop:str}/image.png"):
         ("recipient", "sent", _get(VW + "/instances/{sop}/image.png")),
     ("GET", "/dossiers/{dossier_id:str}/dicom/studies/{study_uid:str}/download.zip"):

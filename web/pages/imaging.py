@@ -1,4 +1,4 @@
-"""The dossier form's imaging slot: studies received, attaching one, the awaited exam (htmx fragments)."""
+"""The dossier form's imaging slot (studies received, attaching one, the awaited exam), and each study's preview."""
 
 from __future__ import annotations
 
@@ -6,15 +6,18 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 from uuid import UUID
 
-from litestar import Request, get, post
+from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Template
 
+from adapters.dicom.render import RenderError, thumbnail
 from application.errors import ForbiddenError
 from application.imaging import IdentityConfirmationRequired
+from domain.imaging import valid_uid
 from web.forms import ItemForm
+from web.imaging_access import instance_path, read_study, series_instances
 from web.pages.dossier import actor_dict
 from web.services import Services
 from web.session import SessionUser
@@ -155,4 +158,29 @@ def _attach_received(services: Services, user: SessionUser, dossier_id: str, acc
     return attached
 
 
-HANDLERS = [picker, received, attach, await_exam]
+@get("/dossiers/{dossier_id:str}/dicom/studies/{study_uid:str}/thumbnail.png", name="imaging-study-thumbnail",
+     sync_to_thread=True)
+def study_thumbnail(
+    request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
+    dossier_id: FromPath[str], study_uid: FromPath[str],
+) -> Response[bytes]:
+    """The preview of a study on the dossier page: the middle image of its first series with images (the
+    viewer's cached thumbnail of that series). Read checked and traced as the viewer's; 204 when none renders."""
+    study = read_study(services, user, dossier_id, study_uid, "viewer")
+    for series in study.series:
+        sops = series_instances(services.imaging, study, series.uid)
+        if not sops:
+            continue
+        cache = (services.settings.data_dir / "previews" / study.establishment_id / study.study_instance_uid
+                 / f"{valid_uid(series.uid)}.png")
+        try:
+            png = thumbnail(instance_path(services.imaging, study, sops[len(sops) // 2]), cache)
+        except RenderError:
+            png = b""
+        if png:
+            return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+        break
+    return Response(b"", status_code=204)
+
+
+HANDLERS = [picker, received, attach, await_exam, study_thumbnail]
