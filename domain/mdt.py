@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
 from domain.dossier import Dossier, was_sent
 from domain.errors import DossierStateError, InvalidFieldError, NotAllowedError, RelaisError
-from domain.values import ACTIVE_SEND_STATES, Actor, Json, Role
+from domain.values import ACTIVE_SEND_STATES, PARIS, Actor, Json, Role
 
 # Session types: what they discuss (the dossiers' workflow), their default specialties and their quorum
 # (the least number of distinct specialties present, in the room or remotely, for a decision).
@@ -65,7 +66,8 @@ class MdtSession(Aggregate):
     TOPIC = "relais:MdtSession"
 
     class Created(Aggregate.Created):
-        """The session was scheduled (the stream's first event, pinned as every aggregate's Created): when (aware), how long, where (place and/or video link), what type, the
+        """The session was scheduled (the stream's first event, pinned as every aggregate's Created): when
+        (aware), how long, where (place and/or video link), what type, the
         specialties expected and the practitioners invited, by whom (the coordinator) and for which service."""
 
         TOPIC = "relais:MdtSession.Created"
@@ -167,7 +169,7 @@ class MdtSession(Aggregate):
 
     @classmethod
     def schedule(
-        cls, *, session_type: str, title: str, starts_at: datetime, duration_minutes: int, place: str, video_url: str,
+        cls, *, session_id: UUID, session_type: str, title: str, starts_at: datetime, duration_minutes: int, place: str, video_url: str,
         specialties: list[str], participants: list[Json], service: Json, actor: Actor, occurred_at: datetime,
     ) -> MdtSession:
         """A new session; `service` is the organising service ({service_id, establishment_id}) of the actor,
@@ -181,7 +183,7 @@ class MdtSession(Aggregate):
         codes = _specialties(specialties)
         _when(starts_at, duration_minutes, place, video_url)
         return cls._create(
-            cls.Created, session_type=session_type, title=title, starts_at=starts_at, duration_minutes=duration_minutes,
+            cls.Created, id=session_id, session_type=session_type, title=title, starts_at=starts_at, duration_minutes=duration_minutes,
             place=place, video_url=video_url, specialties=codes, participants=participants,
             coordinator_id=actor.practitioner_id, establishment_id=actor.establishment_id,
             service_id=str(service["service_id"]), actor=actor.as_dict(), occurred_at=occurred_at,
@@ -368,6 +370,21 @@ class MdtSession(Aggregate):
     def _cancelled(self, reason: str, actor: Json, occurred_at: datetime) -> None:
         self.cancelled = {"reason": reason, "at": occurred_at.isoformat()}
         self.sequence += 1
+
+
+def fiche_text(*, label: str, starts_at: datetime, decision: str, fiche: Json, participants: list[Json]) -> str:
+    """The « fiche RCP » as the opinion's report: the session, the proposal, its rationale, the follow-up and
+    the participants present (name, RPPS, specialty)."""
+    lines = [f"Fiche RCP — {label} du {starts_at.astimezone(PARIS).strftime('%d/%m/%Y à %H:%M')}", "",
+             f"Décision : {decision}"]
+    for key, title in (("proposal", "Proposition"), ("rationale", "Argumentaire"), ("follow_up", "Suivi")):
+        if fiche.get(key):
+            lines.append(f"{title} : {fiche[key]}")
+    lines += ["", "Participants présents :"]
+    for p in participants:
+        how = " (à distance)" if p.get("status") == "remote" else ""
+        lines.append(f"- {p.get('name', '')}, RPPS {p.get('rpps', '')}, {p.get('specialty', '')}{how}")
+    return "\n".join(lines)
 
 
 def _specialties(values: list[str]) -> list[str]:
