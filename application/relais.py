@@ -23,6 +23,7 @@ from application.dossiers import DossierUseCases
 from application.forms import FormUseCases
 from application.history import HistoryUseCases
 from application.imaging import ImagingUseCases
+from application.mdt import MdtUseCases
 from application.recipients import RecipientUseCases
 from application.reports import ReportUseCases
 from application.study_reads import StudyReadUseCases
@@ -71,6 +72,7 @@ class Relais(Application[UUID]):
         self.studies = StudyReadUseCases(self.core, self.actors, self.access_log)
         self.history = HistoryUseCases(self.core)
         self.conversation = ConversationUseCases(self.commands)
+        self.mdt = MdtUseCases(self.core, self.actors, self.access_log)
         self.reports = ReportUseCases(self.core, self.actors, self.access_log, self.commands)
         self.forms = FormUseCases(self.commands)
 
@@ -154,6 +156,17 @@ class Relais(Application[UUID]):
     record_report = delegate(lambda r: r.reports, ReportUseCases.record_report)
     open_report = delegate(lambda r: r.reports, ReportUseCases.open_report)
     answer_form = delegate(lambda r: r.forms, FormUseCases.answer_form)
+
+    # ------------------------------------------------------------------ MDT sessions (RCP)
+
+    schedule_mdt_session = delegate(lambda r: r.mdt, MdtUseCases.schedule_session)
+    reschedule_mdt_session = delegate(lambda r: r.mdt, MdtUseCases.reschedule_session)
+    cancel_mdt_session = delegate(lambda r: r.mdt, MdtUseCases.cancel_session)
+    register_mdt_dossier = delegate(lambda r: r.mdt, MdtUseCases.register_dossier)
+    withdraw_mdt_dossier = delegate(lambda r: r.mdt, MdtUseCases.withdraw_dossier)
+    record_mdt_attendance = delegate(lambda r: r.mdt, MdtUseCases.record_attendance)
+    record_mdt_decision = delegate(lambda r: r.mdt, MdtUseCases.record_decision)
+    mdt_session = delegate(lambda r: r.mdt, MdtUseCases.mdt_session)
 
     # ------------------------------------------------------------------ deadlines (the scheduler)
 
