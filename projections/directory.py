@@ -15,8 +15,9 @@ from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
 from domain.directory import DicomNode, Establishment, Practitioner
+from domain.specialties import like_pattern, search_terms
 from projections.base import PostgresView
-from projections.search import contains, folded_sql
+from projections.search import folded_sql
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,21 @@ class ServiceRow:
     id: str
     establishment_id: str
     name: str
-    kind: str
+    kind: str  # service, team, on_call_pool
+    specialty: str = ""
+    code: str = ""
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One directory entry found by a search: an establishment itself, one of its services (or teams or
+    on-call pools), or one of its clinicians; `rank` 0 an on-call pool, 1 a service or team, 2 a clinician
+    matched by their own name or specialty, 3 found by the establishment's name, FINESS or department."""
+
+    establishment_id: str
+    service_id: str | None
+    practitioner_id: str | None
+    rank: int
 
 
 @dataclass(frozen=True)
@@ -83,6 +98,17 @@ class NodePeer:
     unverified: bool  # « adresse non vérifiée »: calls accepted from any address
 
 
+_SERVICE_TEXT = ("s.name || ' ' || s.specialty || ' ' || s.code || ' ' || "
+                 "CASE s.kind WHEN 'on_call_pool' THEN 'astreinte' WHEN 'team' THEN 'equipe' ELSE '' END")
+_PERSON_TEXT = "p.family_name || ' ' || p.given_name || ' ' || p.specialty"
+
+
+def _normalized_sql(expression: str) -> str:
+    """domain.specialties.normalized in SQL, padded with a space each side (see `like_pattern`)."""
+    folded = f"replace(replace({folded_sql(expression)}, 'œ', 'oe'), 'æ', 'ae')"
+    return f"' ' || trim(regexp_replace({folded}, '[^a-z0-9]+', ' ', 'g')) || ' '"
+
+
 NODES_CHANNEL = "relais_dicom_nodes"
 """Notified (payload: the AE title) in the transaction that writes a node's row: running DICOM nodes
 listen to it and read the directory again at once."""
@@ -110,6 +136,7 @@ class DirectoryView(Protocol):
     def people(self) -> list[PersonRow]: ...
     def clinicians_of(self, establishment_id: str) -> list[PersonRow]: ...
     def search(self, q: str, limit: int = 12) -> list[EstablishmentRow]: ...
+    def search_hits(self, q: str, limit: int = 12) -> list[SearchHit]: ...
     def practitioners(self) -> list[PractitionerRow]: ...
     def nodes(self) -> list[NodeRow]: ...
     def node_aets(self) -> set[str]: ...
@@ -186,7 +213,7 @@ class PostgresDirectoryView(PostgresView):
         return [EstablishmentRow(**r) for r in rows]
 
     def services(self) -> list[ServiceRow]:
-        rows = self.query("SELECT id::text, establishment_id::text, name, kind FROM dir_services")
+        rows = self.query("SELECT id::text, establishment_id::text, name, kind, specialty, code FROM dir_services")
         return [ServiceRow(**r) for r in rows]
 
     def people(self) -> list[PersonRow]:
@@ -204,20 +231,65 @@ class PostgresDirectoryView(PostgresView):
         return [PersonRow(**r) for r in rows]
 
     def search(self, q: str, limit: int = 12) -> list[EstablishmentRow]:
-        """Establishments matching a name, FINESS, town or department, or having a matching service
-        (name or specialty) or clinician; names compared folded (accents and case ignored)."""
+        """The establishments found by `search_hits`, best first."""
+        order = list(dict.fromkeys(h.establishment_id for h in self.search_hits(q, limit)))
+        if not order:
+            return []
+        rows = {r["id"]: EstablishmentRow(**r) for r in self.query(
+            "SELECT id::text, finess, name, department, region FROM dir_establishments WHERE id = ANY(%s::uuid[])", (order,)
+        )}
+        return [rows[i] for i in order if i in rows]
+
+    def search_hits(self, q: str, limit: int = 12) -> list[SearchHit]:
+        """What a clinician typed, found in the directory: every word typed (or one of its synonyms,
+        domain/specialties.py) in an entry's text — its establishment's name, FINESS and department, plus
+        a service's name, specialty and code (« astreinte » for a pool) or a clinician's name and
+        specialty — accents and case ignored. The hits of the `limit` best establishments, best first:
+        establishments by their best hit (on-call pools, then services, clinicians, the establishment
+        itself), then by name."""
+        terms = search_terms(q)
+        if not terms:
+            return []
+        params: dict[str, Any] = {"limit": limit}
+
+        def holds(document: str, every: bool) -> str:
+            words = []
+            for i, alternatives in enumerate(terms):
+                likes = []
+                for j, term in enumerate(alternatives):
+                    params[f"t{i}_{j}"] = like_pattern(term)
+                    likes.append(f"{document} LIKE %(t{i}_{j})s")
+                words.append("(" + " OR ".join(likes) + ")")
+            return (" AND " if every else " OR ").join(words)
+
         rows = self.query(
-            f"""SELECT DISTINCT e.id::text, e.finess, e.name, e.department, e.region FROM dir_establishments e
-                LEFT JOIN dir_services s ON s.establishment_id = e.id
-                LEFT JOIN dir_memberships m ON m.establishment_id = e.id AND 'clinician' = ANY(m.roles)
-                LEFT JOIN dir_practitioners p ON p.id = m.practitioner_id
-                WHERE {folded_sql("e.name")} LIKE %(like)s OR e.finess LIKE %(like)s OR e.department = %(dep)s
-                   OR {folded_sql("s.name")} LIKE %(like)s OR {folded_sql("s.specialty")} LIKE %(like)s
-                   OR {folded_sql("p.family_name || ' ' || p.given_name")} LIKE %(like)s
-                ORDER BY e.name LIMIT %(limit)s""",
-            {"like": contains(q), "dep": q.strip().upper(), "limit": limit},
+            f"""WITH entries AS (
+                    SELECT e.id AS eid, NULL::uuid AS sid, NULL::uuid AS pid, 3 AS kind_rank,
+                           {_normalized_sql("e.name || ' ' || e.finess || ' ' || e.department")} AS doc, ' ' AS own
+                    FROM dir_establishments e
+                  UNION ALL
+                    SELECT e.id, s.id, NULL, CASE s.kind WHEN 'on_call_pool' THEN 0 ELSE 1 END,
+                           {_normalized_sql(f"e.name || ' ' || e.finess || ' ' || e.department || ' ' || {_SERVICE_TEXT}")},
+                           {_normalized_sql(_SERVICE_TEXT)}
+                    FROM dir_services s JOIN dir_establishments e ON e.id = s.establishment_id
+                  UNION ALL
+                    SELECT e.id, NULL, p.id, 2,
+                           {_normalized_sql(f"e.name || ' ' || e.finess || ' ' || e.department || ' ' || {_PERSON_TEXT}")},
+                           {_normalized_sql(_PERSON_TEXT)}
+                    FROM dir_memberships m JOIN dir_practitioners p ON p.id = m.practitioner_id
+                    JOIN dir_establishments e ON e.id = m.establishment_id
+                    WHERE 'clinician' = ANY(m.roles) AND p.active),
+                hits AS (
+                    SELECT eid, sid, pid, CASE WHEN {holds("own", every=False)} THEN kind_rank ELSE 3 END AS rank
+                    FROM entries WHERE {holds("doc", every=True)}),
+                best AS (
+                    SELECT h.eid, min(h.rank) AS best, min(e.name) AS name FROM hits h
+                    JOIN dir_establishments e ON e.id = h.eid GROUP BY h.eid ORDER BY best, name LIMIT %(limit)s)
+                SELECT h.eid::text AS establishment_id, h.sid::text AS service_id, h.pid::text AS practitioner_id, h.rank
+                FROM hits h JOIN best b ON b.eid = h.eid ORDER BY b.best, b.name, b.eid, h.rank""",
+            params,
         )
-        return [EstablishmentRow(**r) for r in rows]
+        return [SearchHit(**r) for r in rows]
 
     def practitioners(self) -> list[PractitionerRow]:
         rows = self.query(

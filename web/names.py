@@ -70,9 +70,29 @@ class Names:
         return [(p.id, p.name) for p in self.directory.clinicians_of(eid)]
 
     def search(self, q: str, limit: int = 12) -> list[dict[str, Any]]:
-        """Establishments matching a name, FINESS, town or department, or having a matching service
-        or clinician; each with its services and clinicians (for choosing recipients)."""
-        return [
-            dict(asdict(e), services=self.services_of(e.id), clinicians=self.colleagues(e.id))
-            for e in self.directory.search(q, limit)
-        ]
+        """Establishments where what was typed is found (projections/directory.py `search_hits`: names,
+        specialties and their synonyms, « AVC » finding the neurovascular on-call pool), best first; each
+        with its services and clinicians, those found first (on-call pools first), marked `found`."""
+        hits = self.directory.search_hits(q, limit)
+        if not hits:
+            return []
+        self.refresh()
+        if any(h.establishment_id not in self.establishments for h in hits):
+            self.refresh(force=True)
+        order: dict[str, dict[str, int]] = {}
+        for h in hits:
+            found = order.setdefault(h.establishment_id, {})
+            if h.rank < 3 and (h.service_id or h.practitioner_id):
+                found[h.service_id or h.practitioner_id or ""] = h.rank
+        results = []
+        for eid, found in order.items():
+            if eid not in self.establishments:
+                continue
+            services: list[dict[str, Any]] = [dict(s, found=s["id"] in found) for s in self.services_of(eid)]
+            services.sort(key=lambda s: (found.get(s["id"], 9), s["kind"] != "on_call_pool"))
+            clinicians = sorted(self.colleagues(eid), key=lambda c: c[0] not in found)
+            results.append(dict(
+                self.establishments[eid], services=services, clinicians=clinicians,
+                found=[s["name"] for s in services if s["found"]] + [n for pid, n in clinicians if pid in found],
+            ))
+        return results
