@@ -190,6 +190,32 @@ def _remove_recipient(c: TestClient, x: dict) -> Any:
     return _post(f"/dossiers/{{draft}}/recipients/{pending}/remove", "draft")(c, x)
 
 
+def _message(c: TestClient, x: dict) -> Any:
+    """A message of the thread (multipart: files may go with it; none here)."""
+    return c.post("/dossiers/{sent}/sends/{send_id}/messages".format(**x), headers=HX | {"x-csrftoken": x["csrf"]},
+                  files={"file": ("", b"", "application/octet-stream")},
+                  data={"text": "Bonjour", "expected_version": _version(x, "sent")})
+
+
+def _held(c: TestClient, x: dict) -> dict:
+    """A dossier sent, on which the recipient asked a complement (prepared as the application, not traced)."""
+    relais: Relais = x["relais"]
+    w = x["world"]
+    did = relais.create_dossier(actor_id=w["requester"], workflow="stroke_opinion", question="Thrombectomie ?",
+                                urgency="stat", consent="given", imaging_source="none", **PATIENT)
+    sid = relais.address_recipient(dossier_id=did, actor_id=w["requester"], establishment_id=w["montpellier"],
+                                   service_id=w["neuro"])
+    relais.send_dossier(dossier_id=did, actor_id=w["requester"])
+    relais.request_complement(dossier_id=did, actor_id=w["recipient"], send_id=sid, message="Le scanner ?")
+    return {"held": did, "held_send": sid}
+
+
+def _complement(c: TestClient, x: dict) -> Any:
+    return c.post("/dossiers/{held}/sends/{held_send}/complement".format(**x), headers=HX | {"x-csrftoken": x["csrf"]},
+                  files={"file": ("scanner.pdf", PDF, "application/pdf")},
+                  data={"message": "Le voici", "expected_version": _version(x, "held")})
+
+
 DW = "/dicomweb/dossiers/{sent}"
 ST = DW + "/studies/{uid}"
 SE = ST + "/series/{series}"
@@ -261,6 +287,11 @@ CALLS: dict[tuple[str, str], tuple[Any, ...]] = {
                                        "draft")),
     ("POST", "/dossiers/{dossier_id:str}/documents/{document_id:str}/remove"):
         ("requester", "draft", _post("/dossiers/{draft}/documents/{draft_doc}/remove", "draft")),
+    ("POST", "/dossiers/{dossier_id:str}/sends/{send_id:str}/messages"): ("requester", "sent", _message),
+    ("POST", "/dossiers/{dossier_id:str}/sends/{send_id:str}/complement"): ("requester", "held", _complement, _held),
+    ("POST", "/dossiers/{dossier_id:str}/attachments"):
+        ("requester", "sent", _upload("/dossiers/{sent}/attachments", "file", "bilan.pdf", lambda x: PDF, "application/pdf",
+                                       "sent")),
     ("POST", "/dossiers/{dossier_id:str}/recipients"):
         ("requester", "draft", _post("/dossiers/{draft}/recipients", "draft", establishment_id="{montpellier}",
                                      service_id="{neuro}")),
