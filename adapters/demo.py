@@ -42,6 +42,7 @@ SERVICES = [
     ("310781406", "nephro-greffe", "Néphrologie et transplantation", "néphrologie", "team"),
     ("310781406", "astreinte-nrx", "Astreinte de neuroradiologie", "radiologie", "on_call_pool"),
     ("340780477", "neurochirurgie", "Neurochirurgie", "neurochirurgie", "service"),
+    ("340780477", "astreinte-urgences", "Astreinte régionale d'avis urgents", "médecine d'urgence", "on_call_pool"),
     (ESTABLISHMENTS[3][0], "urgences", "Urgences", "médecine d'urgence", "service"),
 ]
 
@@ -62,10 +63,21 @@ USERS = [
     DemoUser(_rpps(102), "Durand", "Paul", "310781406", ("clinician",), ("neuroradio",), "neuroradiologue requis (CHU Toulouse)"),
     DemoUser(_rpps(103), "Bernard", "Sophie", "310781406", ("clinician",), ("nephro-greffe", "unv", "astreinte-nrx"),
              "néphrologue / astreintes UNV et neuroradio (CHU Toulouse)"),
-    DemoUser(_rpps(104), "Petit", "Luc", "340780477", ("clinician",), ("neurochirurgie",), "neurochirurgien (CHU Montpellier)"),
+    DemoUser(_rpps(104), "Petit", "Luc", "340780477", ("clinician",), ("neurochirurgie", "astreinte-urgences"),
+             "neurochirurgien / astreinte d'avis urgents (CHU Montpellier)"),
     DemoUser(_rpps(105), "Leroy", "Anne", "310781406", ("auditor",), (), "auditrice — DIM (CHU Toulouse)"),
     DemoUser(_rpps(106), "Moreau", "Marc", ESTABLISHMENTS[5][0], ("analyst",), (), "analyste régional"),
     DemoUser(_rpps(107), "Roux", "Julie", ESTABLISHMENTS[5][0], ("admin",), (), "administratrice de la plateforme"),
+]
+
+# The recipient preset on the compose page, per requester establishment and workflow: the region's
+# neurovascular on-call pool (« AVC » finds it) and its on-call pool for emergency opinions.
+DEFAULT_RECIPIENTS = [
+    # (requester finess, workflow, recipient finess, service code)
+    (ESTABLISHMENTS[3][0], "stroke_opinion", "310781406", "unv"),
+    (ESTABLISHMENTS[3][0], "emergency_opinion", "340780477", "astreinte-urgences"),
+    (ESTABLISHMENTS[4][0], "stroke_opinion", "310781406", "unv"),
+    (ESTABLISHMENTS[4][0], "emergency_opinion", "340780477", "astreinte-urgences"),
 ]
 
 NODES = [
@@ -99,8 +111,15 @@ def load(relais: Relais, credentials: Credentials, now: datetime) -> list[DemoUs
             )
         except AlreadyExistsError:
             ids[u.rpps] = relais.practitioner(rpps=u.rpps).id
+            # a demo made before a pool was added: its members join it (nothing recorded when unchanged)
+            relais.set_membership(practitioner_id=ids[u.rpps], establishment_id=est[u.finess].id, roles=list(u.roles),
+                                  service_ids=[svc[(u.finess, c)] for c in u.services])
         if not credentials.has_password(ids[u.rpps]):
             credentials.set_password(ids[u.rpps], DEMO_PASSWORD)
+    for finess, workflow, to, service in DEFAULT_RECIPIENTS:
+        if relais.default_recipient(est[finess].id, workflow) is None:  # one changed since is kept
+            relais.set_default_recipient(establishment_id=est[finess].id, workflow=workflow,
+                                         to_establishment_id=est[to].id, to_service_code=service)
     for aet, host, port, finess, kind in NODES:
         try:
             relais.add_node(aet=aet, host=host, port=port, establishment_id=est[finess].id, kind=kind)
