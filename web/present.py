@@ -13,7 +13,7 @@ from domain.access import ACCESS_KINDS, OUTCOMES
 from domain.deadlines import STEP_LABELS, format_delay
 from domain.dossier import DECLINE_REASONS, MILESTONES
 from domain.values import PARIS, SEXES, URGENCY_LABELS, WORKFLOW_LABELS, Json
-from web import dicom_format
+from web import dicom_format, form_fields
 from web.forms import new_token
 from web.names import Names
 
@@ -247,3 +247,4 @@ def register(env: Environment) -> None:
     env.globals["notification_detail"] = notification_detail
     env.globals["now_paris"] = lambda: paris(datetime.now(UTC))
     env.globals["form_token"] = new_token  # a fresh token per form rendered (web/forms.py)
+    form_fields.register(env.globals)  # structured forms: form_definition(id, version), … (web/form_fields.py)
