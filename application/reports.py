@@ -83,13 +83,16 @@ class ReportUseCases:
         ids |= {m["actor"].get("practitioner_id") for m in details.messages if m["send_id"] == send_id}
         ids |= {h.actor.get("practitioner_id") for h in history if h.event in ("Forwarded", "Accepted", "ReceiptAcknowledged")
                 and h.data.get("send_id") == send_id}
+        incidents = tuple(h for h in history if h.event in INCIDENT_EVENTS and h.data.get("send_id") in (None, send_id))
+        targets = [h.data["to"] for h in incidents if isinstance(h.data.get("to"), dict)]
+        ids |= {t.get("practitioner_id") for t in targets}
         establishments = {d.requester.get("establishment_id"), send.get("establishment_id")}
+        establishments |= {t.get("establishment_id") for t in targets}
         return ReportMaterial(
             dossier=details, send=send, history=history,
             people={str(p): self._person(str(p)) for p in ids if p and p != "system"},
             establishments={str(e): self._establishment(str(e)) for e in establishments if e},
-            incidents=tuple(h for h in history if h.event in INCIDENT_EVENTS and h.data.get("send_id") in (None, send_id)),
-            current=up_to_date(send, history),
+            incidents=incidents, current=up_to_date(send, history),
         )
 
     def _person(self, practitioner_id: str) -> Json:

@@ -1,0 +1,133 @@
+"""The opinion report PDF: what it says (R6316-4 CSP), stored by SHA-256, recorded once per dossier state."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+from uuid import UUID
+
+import pytest
+from pypdf import PdfReader
+
+from adapters.blobs import BlobStore
+from adapters.report.issuer import ReportIssuer, issue_report, schedule
+from application import Relais
+from application.reports import NoReportError
+from domain.dossier import Dossier
+from tests.conftest import rpps
+from web import report_html
+
+OPINION = dict(
+    report="Occlusion M1 gauche, pénombre étendue.", conclusion="Thrombectomie indiquée",
+    recommendations="Transfert immédiat en salle de neuroradiologie interventionnelle", follow_up="immediate",
+)
+
+
+def pdf_text(pdf: bytes) -> str:
+    reader = PdfReader(io.BytesIO(pdf))
+    return "\n".join(page.extract_text() for page in reader.pages)
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.fixture()
+def issuer(relais: Relais, settings) -> ReportIssuer:
+    return ReportIssuer(relais, BlobStore(settings.data_dir), report_html.render)
+
+
+@pytest.fixture()
+def answered(relais: Relais, world: dict, sent_dossier: dict) -> dict:
+    """The stroke dossier with a document, accepted, a message each way, then the opinion."""
+    did, sid = sent_dossier["dossier_id"], sent_dossier["send_id"]
+    doc = relais.attach_document(dossier_id=did, actor_id=world["requester"], filename="scanner-cerebral.pdf",
+                                 media_type="application/pdf", size=2048, sha256="ab" * 32)
+    relais.accept(dossier_id=did, actor_id=world["recipient"], send_id=sid)
+    relais.post_message(dossier_id=did, actor_id=world["recipient"], send_id=sid, message="Heure du dernier moment vu normal ?")
+    relais.post_message(dossier_id=did, actor_id=world["requester"], send_id=sid, message="Vue normale à 8 h 40, CR joint",
+                        document_ids=[doc])
+    relais.give_opinion(dossier_id=did, actor_id=world["recipient"], send_id=sid, **OPINION)
+    return sent_dossier
+
+
+def reports_of(relais: Relais, did: str) -> list[Dossier.ReportIssued]:
+    return [e for e in relais.events.get(UUID(did)) if isinstance(e, Dossier.ReportIssued)]
+
+
+def test_the_report_says_who_when_what_was_asked_reviewed_exchanged_and_answered(relais, world, answered, issuer, settings):
+    did, sid = answered["dossier_id"], answered["send_id"]
+    report = issuer.issue(did, sid)
+    stored = BlobStore(settings.data_dir).path(report["sha256"]).read_bytes()
+    assert hashlib.sha256(stored).hexdigest() == report["sha256"] and len(stored) == report["size"]
+    assert stored.startswith(b"%PDF-") and report["media_type"] == "application/pdf"
+    text = flat(pdf_text(stored))
+    number = relais.load(Dossier, did, "télédossier").number
+    for expected in (
+        number, "DUPONT", "Jeanne Marie", "Féminin", "31555",  # patient, strict INS traits
+        "Claire MARTIN", f"RPPS {rpps(1)}", "CHU de Toulouse", "FINESS 310781406",  # requester
+        "Paul DURAND", f"RPPS {rpps(2)}", "CHU de Montpellier", "Neuroradiologie",  # recipient
+        "Thrombectomie ?",  # the question
+        "scanner-cerebral.pdf", "1 document",  # documents reviewed, plural rule
+        "Heure du dernier moment vu normal ?", "Vue normale à 8 h 40, CR joint",  # the thread
+        "Thrombectomie indiquée", "Occlusion M1 gauche", "Transfert immédiat en salle",  # the opinion
+        "Immédiate (appel ou transfert)", "Aucun incident technique enregistré",
+        "2 mars 1950",  # birth date in French
+        "page 1/2", "page 2/2",
+    ):
+        assert expected in text, expected
+    when = report_html.long_date(relais.load(Dossier, did, "télédossier").sends[sid]["answered_on"])
+    assert f"Avis rendu {when}" in text and " à " in when  # « mardi 8 décembre 2026 à 05 h 05 »
+    (event,) = reports_of(relais, did)
+    assert event.report["sha256"] == report["sha256"] and event.report["report_id"] == report["report_id"]
+
+
+def test_issuing_twice_records_once_and_a_later_message_makes_a_new_report(relais, world, answered, issuer):
+    did, sid = answered["dossier_id"], answered["send_id"]
+    first = issuer.issue(did, sid)
+    assert issuer.issue(did, sid)["report_id"] == first["report_id"]
+    ctx = {"reports": issuer}
+    assert asyncio.run(issue_report(ctx, dossier_id=did, send_id=sid))["report_id"] == first["report_id"]
+    assert len(reports_of(relais, did)) == 1
+    assert relais.reports_due(dossier_id=did) == []
+    relais.post_message(dossier_id=did, actor_id=world["requester"], send_id=sid, message="Patient transféré à 10 h 05")
+    assert [s for s, _ in relais.reports_due(dossier_id=did)] == [sid]
+    second = issuer.issue(did, sid)
+    events = reports_of(relais, did)
+    assert [e.report["report_id"] for e in events] == [first["report_id"], second["report_id"]]
+    assert second["sha256"] != first["sha256"]
+    assert "Patient transféré à 10 h 05" in pdf_text(issuer.blobs.path(second["sha256"]).read_bytes())
+    sends = relais.load(Dossier, did, "télédossier").sends
+    assert [r["sha256"] for r in sends[sid]["reports"]] == [first["sha256"], second["sha256"]]  # the history keeps all
+
+
+def test_a_send_without_opinion_has_no_report(relais, world, sent_dossier, issuer):
+    did, sid = sent_dossier["dossier_id"], sent_dossier["send_id"]
+    with pytest.raises(NoReportError, match="aucun avis"):
+        issuer.issue(did, sid)
+    assert relais.reports_due(dossier_id=did) == []
+    assert reports_of(relais, did) == []
+
+
+class Recorded:
+    """Jobs that only remember what was enqueued."""
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[str, str, dict]] = []
+
+    def enqueue(self, name: str, *, job_id: str, **kwargs) -> None:
+        self.jobs.append((name, job_id, kwargs))
+
+    def close(self) -> None:
+        pass
+
+
+def test_schedule_enqueues_one_deterministic_job_per_out_of_date_report(relais, world, answered, issuer):
+    did, sid = answered["dossier_id"], answered["send_id"]
+    jobs = Recorded()
+    assert schedule(relais, jobs, did) == [sid]
+    version = relais.load(Dossier, did, "télédossier").version
+    assert jobs.jobs == [("issue_report", f"report:{did}:{sid}:v{version}", {"dossier_id": did, "send_id": sid})]
+    issuer.issue(did, sid)
+    assert schedule(relais, jobs, did) == [] and len(jobs.jobs) == 1
