@@ -31,6 +31,7 @@ from adapters.mail.delivery import CHANNEL as MAIL_CHANNEL
 from adapters.mail.delivery import MailDelivery, deliver_mail
 from adapters.mail.senders import MailSender, OutboxSender, SmtpSender
 from adapters.notification_prefs import PreferenceStore
+from adapters.report.issuer import ReportIssuer, issue_report
 from adapters.scheduler import fire_deadlines
 from adapters.settings import Settings, conninfo
 from application import Relais
@@ -42,6 +43,7 @@ from projections.notification_centre import CHANNEL as NOTIFICATIONS_CHANNEL
 from projections.notification_centre import NotificationCentre
 from projections.runner import PROJECTIONS, open_view
 from projections.statistics import PostgresStatisticsView, StatisticsProjection
+from web import report_html
 from web.app import create_app
 from web.authentication import LocalPasswordAuthenticator
 from web.names import Names
@@ -52,6 +54,7 @@ JOBS: JobTable = {
     "ping": ping, "retrieve_study": retrieve_study, "export_study": export_study,
     "fire_deadlines": fire_deadlines,  # ctx["deadlines"]: set by `relais worker` (entrypoints/worker.py)
     "deliver_mail": deliver_mail,  # ctx["mail"]: build_mail_delivery(settings, enqueue=False), set by `relais worker`
+    "issue_report": issue_report,  # ctx["reports"]: the opinion report PDF of a send (job_context)
 }
 
 
@@ -128,11 +131,12 @@ def upgrade(settings: Settings) -> list[str]:
 
 def job_context(settings: Settings, app: Relais, store: InstanceStore | None = None) -> JobContext:
     """What the job functions find in their `ctx`: the retriever and the exporter on `app` and the
-    process's instance store (one made here when none is given)."""
+    process's instance store (one made here when none is given), the report issuer (PDFs in the blob store)."""
     store = store or InstanceStore(settings.dicom_root)
     return {
         "retriever": Retriever(app=app, store=store, our_aet=settings.dicom_aet),
         "exporter": Exporter(app=app, store=store, our_aet=settings.dicom_aet),
+        "reports": ReportIssuer(app, BlobStore(settings.data_dir), report_html.render),
     }
 
 
