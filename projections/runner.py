@@ -19,6 +19,7 @@ from projections.base import BufferedProjection, PostgresView, StalePositionErro
 from projections.directory import DirectoryProjection, PostgresDirectoryView
 from projections.imaging import ImagingProjection, PostgresImagingView
 from projections.inbox import InboxProjection, PostgresInboxView
+from projections.mdt import MdtProjection, PostgresMdtView
 from projections.notifications import NotificationsProjection, PostgresNotificationsView
 from projections.statistics import PostgresStatisticsView, StatisticsProjection
 from projections.status import ProjectionStatus, projection_status
@@ -33,6 +34,7 @@ PROJECTIONS: dict[str, tuple[type[Projection[Any]], type[PostgresView]]] = {
     "statistics": (StatisticsProjection, PostgresStatisticsView),
     "imaging": (ImagingProjection, PostgresImagingView),
     "notifications": (NotificationsProjection, PostgresNotificationsView),
+    "mdt": (MdtProjection, PostgresMdtView),
 }
 
 
