@@ -39,6 +39,7 @@ from projections.access import PostgresAccessView
 from projections.directory import DirectoryProjection, PostgresDirectoryView
 from projections.imaging import PostgresImagingView
 from projections.inbox import CHANNEL, PostgresInboxView
+from projections.mdt import MdtProjection, PostgresMdtView
 from projections.notification_centre import CHANNEL as NOTIFICATIONS_CHANNEL
 from projections.notification_centre import NotificationCentre
 from projections.runner import PROJECTIONS, open_view
@@ -180,6 +181,7 @@ def build_web_services(settings: Settings) -> Services:
         notification_feed=LiveFeed(conninfo(settings.database_url or ""), NOTIFICATIONS_CHANNEL,
                                    application_name="relais-live-notifications"),
         preferences=PreferenceStore(pool),
+        mdt=PostgresMdtView.on_pool(pool, MdtProjection.name),
     )
 
 

@@ -20,6 +20,7 @@ from projections.access import PostgresAccessView
 from projections.directory import PostgresDirectoryView
 from projections.imaging import PostgresImagingView
 from projections.inbox import PostgresInboxView
+from projections.mdt import PostgresMdtView
 from projections.notification_centre import NotificationCentre
 from projections.statistics import PostgresStatisticsView
 from web.authentication import Authenticator
@@ -56,6 +57,7 @@ class Services:
     notifications: NotificationCentre  # the in-app notification centre (bell, list, marking read)
     notification_feed: LiveFeed  # NOTIFY relais_notifications: new notifications, for the bell (the app starts it)
     preferences: PreferenceStore  # each practitioner's notification preferences (the web reads sound, desktop)
+    mdt: PostgresMdtView  # MDT sessions and their agenda (read on the pool)
 
     async def close(self) -> None:
         """Closes what was built for the process (the web app calls it when it shuts down)."""
