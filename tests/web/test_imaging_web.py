@@ -146,7 +146,7 @@ def test_import_of_a_zip_with_two_patients_asks_to_choose_and_confirm(client, re
                     headers=h)
     assert r.status_code == 200, r.text
     assert "plusieurs patients" in r.text and "MARTIN PAUL" in r.text and "Identité différente" in r.text
-    assert "19611224" in r.text and "1950-03-02" in r.text  # side by side
+    assert "24/12/1961" in r.text and "02/03/1950" in r.text  # side by side, French dates
     assert "LISEZMOI.TXT : pas un fichier DICOM" in r.text and "../escape.txt : chemin refusé" in r.text
     import_id = re.search(r"/dicom/import/([0-9a-f]{32})", r.text).group(1)
     url = f"/dossiers/{draft}/dicom/import/{import_id}"

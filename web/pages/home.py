@@ -28,8 +28,8 @@ class ContextForm:
 
 @get("/", name="home", sync_to_thread=True, opt={ANY_CONTEXT: True})
 def home(request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser]) -> Template | Redirect:
-    """Clinicians land on their inbox, auditors on the audit search; other roles on this page, and
-    anyone whose role was withdrawn meanwhile (to choose another context)."""
+    """Clinicians land on their inbox, auditors on the audit search, analysts on the statistics;
+    administrators on this page, and anyone whose role was withdrawn meanwhile (to choose another context)."""
     notice = ""
     if context_withdrawn(request, user):
         notice = ROLE_WITHDRAWN.format(role=role_label(user.role), establishment=user.establishment_name)
@@ -40,6 +40,8 @@ def home(request: Request[Any, Any, Any], services: NamedDependency[Services], u
         return inbox_response(request, services, user, "received", Filters(), None, full_page=True)
     elif user.role == "auditor":
         return Redirect("/audit", status_code=303)
+    elif user.role == "analyst":
+        return Redirect("/stats", status_code=303)
     choices = context_choices(services.relais, user.practitioner_id)
     current = f"{user.establishment_id}|{user.role}"
     return Template("home/index.html", context={"user": user, "choices": choices, "current": current, "notice": notice})
