@@ -169,14 +169,20 @@ class ImagingUseCases:
         return self.core.load(ReceivedStudy, study_id, "étude reçue")
 
     def await_imaging(
-        self, *, dossier_id: str, actor_id: Who, accession_number: str, expected_version: int | None = None,
-        occurred_at: datetime | None = None,
+        self, *, dossier_id: str, actor_id: Who, accession_number: str | None = None, patient_id: str | None = None,
+        issuer: str | None = None, expected_version: int | None = None, occurred_at: datetime | None = None,
     ) -> int | None:
-        """The requester names the exam awaited: a study received with this Accession Number attaches itself."""
-        accession = (accession_number or "").strip()
+        """The requester names the exam awaited — its Accession Number, or the patient's ID at the
+        establishment's gateway (with its issuer if known): a study received for the establishment with
+        that Accession Number attaches itself; one of that Patient ID too when received within
+        PATIENT_ID_WINDOW of the await, the dossier open and no other open dossier awaiting it."""
         return self.commands.run(
             dossier_id, actor_id, expected_version,
-            lambda d, a, t: d.await_imaging(accession_number=accession, actor=a, occurred_at=t), occurred_at,
+            lambda d, a, t: d.await_imaging(
+                accession_number=accession_number or "", patient_id=patient_id or "", issuer=issuer or "",
+                actor=a, occurred_at=t,
+            ),
+            occurred_at,
         )
 
     def identity_check(self, *, dossier_id: str, actor_id: Who, study_id: str) -> list[Json]:

@@ -202,8 +202,9 @@ class Dossier(Aggregate):
 
     class ImagingHeld(Aggregate.Event):
         """Images of a received study kept out of the dossier because their patient identity does not
-        match: `reason` "auto_refused" (an awaited exam or a retrieve not attached automatically) or
-        "quarantined" (instances arriving after attachment); `identities` the identities held, with
+        match: `reason` "auto_refused" (an awaited exam or a retrieve not attached automatically),
+        "quarantined" (instances arriving after attachment) or "ambiguous" (a study of a Patient ID that
+        several open dossiers await: attached to none of them); `identities` the identities held, with
         their differences and instance counts. The requester is told; a notification can follow it."""
 
         TOPIC = "relais:Dossier.ImagingHeld"
@@ -216,13 +217,23 @@ class Dossier(Aggregate):
         occurred_at: datetime
 
     class ImagingAwaited(Aggregate.Event):
-        """An exam awaited by its Accession Number: the study received with it attaches itself."""
+        """An exam awaited by its Accession Number, or (v2) by the patient's ID at the establishment's
+        gateway (`patient_id`, with its `issuer` when known): a study received with that Accession
+        Number, or of that Patient ID soon after the await, attaches itself. "": not named."""
 
         TOPIC = "relais:Dossier.ImagingAwaited"
+        class_version = 2
 
         accession_number: str
+        patient_id: str
+        issuer: str
         actor: Json
         occurred_at: datetime
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["patient_id"] = ""
+            state["issuer"] = ""
 
     class ImagingDetached(Aggregate.Event):
         TOPIC = "relais:Dossier.ImagingDetached"
@@ -678,8 +689,8 @@ class Dossier(Aggregate):
         occurred_at: datetime,
     ) -> None:
         """Records that images were kept out of the dossier for their patient identity (see ImagingHeld)."""
-        if reason not in ("auto_refused", "quarantined"):
-            raise InvalidFieldError("reason", "auto_refused ou quarantined")
+        if reason not in ("auto_refused", "quarantined", "ambiguous"):
+            raise InvalidFieldError("reason", "auto_refused, quarantined ou ambiguous")
         self._imaging_held(
             study_instance_uid=study_instance_uid, received_study_id=received_study_id, reason=reason,
             identities=identities, actor=actor.as_dict(), occurred_at=occurred_at,
@@ -700,23 +711,47 @@ class Dossier(Aggregate):
             "identities": identities, "at": occurred_at.isoformat(),
         }]
 
-    def await_imaging(self, *, accession_number: str, actor: Actor, occurred_at: datetime) -> None:
-        """Names the exam awaited (Accession Number): a study received with it attaches itself."""
+    def await_imaging(
+        self, *, accession_number: str = "", patient_id: str = "", issuer: str = "", actor: Actor, occurred_at: datetime,
+    ) -> None:
+        """Names the exam awaited — its Accession Number, or the patient's ID at the gateway (and its issuer
+        if known): a study received with it attaches itself. Awaiting a Patient ID again renews it."""
         self._open(occurred_at)
         self._as_requester(actor)
-        if not accession_number or len(accession_number) > 16:
+        accession_number, patient_id, issuer = (x.strip() for x in (accession_number or "", patient_id or "", issuer or ""))
+        if issuer and not patient_id:
+            raise InvalidFieldError("issuer", "l'émetteur accompagne un identifiant patient")
+        if not accession_number and not patient_id:
+            raise InvalidFieldError("accession_number", "numéro d'examen (accession number) ou identifiant patient attendu")
+        if accession_number and len(accession_number) > 16:
             raise InvalidFieldError("accession_number", "numéro d'examen (accession number) de 1 à 16 caractères")
+        for name, value in (("patient_id", patient_id), ("issuer", issuer)):
+            if len(value) > 64 or "\\" in value or not value.isprintable():
+                raise InvalidFieldError(name, "identifiant DICOM de 64 caractères au plus, sans « \\ »")
         if accession_number in self.awaited_accessions:
-            return
-        self._imaging_awaited(accession_number=accession_number, actor=actor.as_dict(), occurred_at=occurred_at)
+            accession_number = ""
+        if accession_number or patient_id:
+            self._imaging_awaited(accession_number=accession_number, patient_id=patient_id, issuer=issuer,
+                                  actor=actor.as_dict(), occurred_at=occurred_at)
 
     @property
     def awaited_accessions(self) -> list[str]:
         return list(self.__dict__.get("_awaited_accessions", []))  # absent from older snapshots
 
+    @property
+    def awaited_patients(self) -> list[Json]:
+        """{"id", "issuer", "at"} of each Patient ID awaited, the last await of each (absent from older snapshots)."""
+        return [dict(p) for p in self.__dict__.get("_awaited_patients", [])]
+
     @event(ImagingAwaited)
-    def _imaging_awaited(self, accession_number: str, actor: Json, occurred_at: datetime) -> None:
-        self._awaited_accessions = [*self.awaited_accessions, accession_number]
+    def _imaging_awaited(self, accession_number: str, patient_id: str, issuer: str, actor: Json, occurred_at: datetime) -> None:
+        if accession_number:
+            self._awaited_accessions = [*self.awaited_accessions, accession_number]
+        if patient_id:
+            self._awaited_patients = [
+                *(p for p in self.awaited_patients if (p["id"], p["issuer"]) != (patient_id, issuer)),
+                {"id": patient_id, "issuer": issuer, "at": occurred_at.isoformat()},
+            ]
         self.last_occurred_at = occurred_at
 
     def detach_imaging(self, *, study_instance_uid: str, actor: Actor, occurred_at: datetime) -> None:
