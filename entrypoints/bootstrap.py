@@ -40,6 +40,7 @@ from projections.directory import DirectoryProjection, PostgresDirectoryView
 from projections.imaging import PostgresImagingView
 from projections.inbox import CHANNEL, PostgresInboxView
 from projections.mdt import MdtProjection, PostgresMdtView
+from projections.milestones import MilestonesProjection, PostgresMilestonesView
 from projections.notification_centre import CHANNEL as NOTIFICATIONS_CHANNEL
 from projections.notification_centre import NotificationCentre
 from projections.runner import PROJECTIONS, open_view
@@ -182,6 +183,7 @@ def build_web_services(settings: Settings) -> Services:
                                    application_name="relais-live-notifications"),
         preferences=PreferenceStore(pool),
         mdt=PostgresMdtView.on_pool(pool, MdtProjection.name),
+        milestones=PostgresMilestonesView.on_pool(pool, MilestonesProjection.name),
     )
 
 

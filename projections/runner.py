@@ -20,6 +20,7 @@ from projections.directory import DirectoryProjection, PostgresDirectoryView
 from projections.imaging import ImagingProjection, PostgresImagingView
 from projections.inbox import InboxProjection, PostgresInboxView
 from projections.mdt import MdtProjection, PostgresMdtView
+from projections.milestones import MilestonesProjection, PostgresMilestonesView
 from projections.notifications import NotificationsProjection, PostgresNotificationsView
 from projections.statistics import PostgresStatisticsView, StatisticsProjection
 from projections.status import ProjectionStatus, projection_status
@@ -35,6 +36,7 @@ PROJECTIONS: dict[str, tuple[type[Projection[Any]], type[PostgresView]]] = {
     "imaging": (ImagingProjection, PostgresImagingView),
     "notifications": (NotificationsProjection, PostgresNotificationsView),
     "mdt": (MdtProjection, PostgresMdtView),
+    "milestones": (MilestonesProjection, PostgresMilestonesView),
 }
 
 

@@ -21,6 +21,7 @@ from projections.directory import PostgresDirectoryView
 from projections.imaging import PostgresImagingView
 from projections.inbox import PostgresInboxView
 from projections.mdt import PostgresMdtView
+from projections.milestones import PostgresMilestonesView
 from projections.notification_centre import NotificationCentre
 from projections.statistics import PostgresStatisticsView
 from web.authentication import Authenticator
@@ -58,6 +59,7 @@ class Services:
     notification_feed: LiveFeed  # NOTIFY relais_notifications: new notifications, for the bell (the app starts it)
     preferences: PreferenceStore  # each practitioner's notification preferences (the web reads sound, desktop)
     mdt: PostgresMdtView  # MDT sessions and their agenda (read on the pool)
+    milestones: PostgresMilestonesView  # times of care and the stroke indicators (read on the pool)
 
     async def close(self) -> None:
         """Closes what was built for the process (the web app calls it when it shuts down)."""
