@@ -144,8 +144,10 @@ class ReportUseCases:
             )
             raise
         d = self.core.load(Dossier, dossier_id, "télédossier")
-        send = d.send_of(send_id)
-        if not (actor.role == Role.AUDITOR or d.is_requester(actor) or d.is_sent_to(actor, send_id)):
+        send = d.sends.get(send_id)
+        if send is None and d.may_read(actor):
+            raise NotFoundError("envoi inconnu dans ce télédossier")
+        if send is None or not (actor.role == Role.AUDITOR or d.is_requester(actor) or d.is_sent_to(actor, send_id)):
             self.access_log.record_access(
                 dossier_id=str(d.id), actor=actor.as_dict(), kind="report_pdf", target=target, outcome="denied",
                 reason="ce compte rendu ne concerne pas l'utilisateur", dossier_version=d.version,

@@ -35,6 +35,7 @@ from web.pages import (
     notifications,
     pacs,
     preferences,
+    report,
     stats,
     thread,
     viewer,
@@ -84,7 +85,7 @@ def create_app(services: Services, csrf_secret: str) -> Litestar:
             *login.HANDLERS, *home.HANDLERS, *health.HANDLERS, *inbox.HANDLERS, *dossier.HANDLERS, *thread.HANDLERS,
             *compose.HANDLERS, *audit.HANDLERS, *stats.HANDLERS, *imaging.HANDLERS, *pacs.HANDLERS,
             *imaging_import.HANDLERS, *viewer.HANDLERS, *dicomweb.HANDLERS, *notifications.HANDLERS,
-            *preferences.HANDLERS, *admin_mails.HANDLERS,
+            *preferences.HANDLERS, *admin_mails.HANDLERS, *report.HANDLERS,
             create_static_files_router(path="/static", directories=[STATIC], opt={PUBLIC: True}),
         ],
         dependencies={
@@ -102,6 +103,7 @@ def create_app(services: Services, csrf_secret: str) -> Litestar:
         request_class=HTMXRequest,
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[security_headers(https=settings.secure_cookies), close_unread_body],
+        after_response=report.after_dossier_change,  # the reports of a changed dossier's answered sends
         # the live feeds' listeners (adapters/live.py): the inbox's changes, new notifications (the bell)
         on_startup=[services.live.start, services.notification_feed.start],
         on_shutdown=[services.close],

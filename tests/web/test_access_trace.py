@@ -210,6 +210,24 @@ def _held(c: TestClient, x: dict) -> dict:
     return {"held": did, "held_send": sid}
 
 
+def _answered(c: TestClient, x: dict) -> dict:
+    """A dossier sent, answered, its report PDF made (prepared as the application, not traced)."""
+    from adapters.report.issuer import ReportIssuer
+    from web import report_html
+
+    relais: Relais = x["relais"]
+    w = x["world"]
+    did = relais.create_dossier(actor_id=w["requester"], workflow="stroke_opinion", question="Thrombectomie ?",
+                                urgency="stat", consent="given", imaging_source="none", **PATIENT)
+    sid = relais.address_recipient(dossier_id=did, actor_id=w["requester"], establishment_id=w["montpellier"],
+                                   service_id=w["neuro"])
+    relais.send_dossier(dossier_id=did, actor_id=w["requester"])
+    relais.accept(dossier_id=did, actor_id=w["recipient"], send_id=sid)
+    relais.give_opinion(dossier_id=did, actor_id=w["recipient"], send_id=sid, report="Pas d'indication", conclusion="Non")
+    ReportIssuer(relais, c.app.state.services.blobs, report_html.render).issue(did, sid)
+    return {"answered": did, "answered_send": sid}
+
+
 def _complement(c: TestClient, x: dict) -> Any:
     return c.post("/dossiers/{held}/sends/{held_send}/complement".format(**x), headers=HX | {"x-csrftoken": x["csrf"]},
                   files={"file": ("scanner.pdf", PDF, "application/pdf")},
@@ -228,6 +246,8 @@ IN_ROUTE = "/dicomweb/dossiers/{dossier_id:str}/studies/{study_uid:str}/series/{
 CALLS: dict[tuple[str, str], tuple[Any, ...]] = {
     ("GET", "/dossiers/{dossier_id:str}"): ("recipient", "sent", _get("/dossiers/{sent}")),
     ("GET", "/dossiers/{dossier_id:str}/report"): ("recipient", "sent", _get("/dossiers/{sent}/report")),
+    ("GET", "/dossiers/{dossier_id:str}/sends/{send_id:str}/report.pdf"):
+        ("recipient", "answered", _get("/dossiers/{answered}/sends/{answered_send}/report.pdf"), _answered),
     ("GET", "/dossiers/{dossier_id:str}/documents/{document_id:str}"):
         ("recipient", "sent", _get("/dossiers/{sent}/documents/{doc}")),
     ("GET", "/dossiers/{dossier_id:str}/imaging/{study_uid:str}"):
