@@ -24,6 +24,7 @@ from web.labels import role_label
 from web.pages import (
     admin_mails,
     audit,
+    communes,
     compose,
     dossier,
     health,
@@ -83,7 +84,7 @@ def create_app(services: Services, csrf_secret: str) -> Litestar:
     app = Litestar(
         route_handlers=[
             *login.HANDLERS, *home.HANDLERS, *health.HANDLERS, *inbox.HANDLERS, *dossier.HANDLERS, *thread.HANDLERS,
-            *compose.HANDLERS, *audit.HANDLERS, *stats.HANDLERS, *imaging.HANDLERS, *pacs.HANDLERS,
+            *compose.HANDLERS, *communes.HANDLERS, *audit.HANDLERS, *stats.HANDLERS, *imaging.HANDLERS, *pacs.HANDLERS,
             *imaging_import.HANDLERS, *viewer.HANDLERS, *dicomweb.HANDLERS, *notifications.HANDLERS,
             *preferences.HANDLERS, *admin_mails.HANDLERS, *report.HANDLERS,
             create_static_files_router(path="/static", directories=[STATIC], opt={PUBLIC: True}),
