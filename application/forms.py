@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from application.actors import Who
@@ -10,7 +11,7 @@ from domain import forms
 from domain.dossier import Dossier
 from domain.errors import InvalidFieldError, NotAllowedError
 from domain.forms import FormDefinition
-from domain.values import Json
+from domain.values import Actor, Json
 
 
 def definition_for(workflow: str, form: Json | None) -> FormDefinition | None:
@@ -33,13 +34,13 @@ class FormUseCases:
 
     def answer_form(
         self, *, dossier_id: str, actor_id: Who, raw: dict[str, Any], expected_version: int | None = None,
-        form_version: int | None = None,
+        form_version: int | None = None, occurred_at: datetime | None = None,
     ) -> int | None:
         """Validates `raw` (item code → text or list of texts, as a form posts them) against the dossier's
         recorded form version, else its workflow's current one, and records the normalized answers.
         `form_version`, when given, is the version the page showed: a different one is refused."""
 
-        def action(d: Dossier, actor: Any, when: Any) -> None:
+        def action(d: Dossier, actor: Actor, when: datetime) -> None:
             if not d.is_requester(actor):  # who may answer, before what they answered
                 raise NotAllowedError("seul l'établissement requérant peut remplir le formulaire")
             definition = definition_of(d)
@@ -53,4 +54,4 @@ class FormUseCases:
             answers = forms.validate(definition, raw, now=self.commands.core.clock())
             d.answer_form(form=definition.key, answers=answers, actor=actor, occurred_at=when)
 
-        return self.commands.run(dossier_id, actor_id, expected_version, action)
+        return self.commands.run(dossier_id, actor_id, expected_version, action, occurred_at)
