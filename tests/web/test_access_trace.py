@@ -58,6 +58,7 @@ ALLOWED = {
     ("POST", "/dossiers/new/{step:str}"): "the first steps echo what the user typed; nothing stored is shown",
     ("POST", "/dossiers/new"): "creates the draft (its Created event) and redirects to it (that page is traced)",
     ("GET", "/directory/search"): "the directory (establishments, teams, practitioners)",
+    ("GET", "/communes"): "the commune and country list (public reference data) for the birthplace field, no patient data",
     ("GET", "/dossiers/{dossier_id:str}/forward-targets"): "the directory, to forward to",
     ("GET", "/dossiers/{dossier_id:str}/edit/version"): "the draft step form's version number, no patient data",
     ("GET", "/dossiers/{dossier_id:str}/dicom/pacs/progress"):
