@@ -7,6 +7,8 @@ Rebuildable from zero (`relais projections rebuild milestones`)."""
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -43,6 +45,17 @@ class StrokeQuery:
     date_from: date
     date_to: date
     requester_id: str | None = None
+
+
+def stroke_csv(rows: list[dict[str, Any]], *, excel: bool = False) -> str:
+    """The stroke table as CSV, one column per field (`excel`: BOM, semicolons, decimal commas)."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";" if excel else ",", lineterminator="\r\n")
+    writer.writerow(STROKE_TABLE)
+    for row in rows:
+        cells = ["" if row.get(c) is None else str(row[c]) for c in STROKE_TABLE]
+        writer.writerow([c.replace(".", ",") if excel else c for c in cells])
+    return ("\ufeff" if excel else "") + out.getvalue()
 
 
 class PostgresMilestonesView(PostgresView):

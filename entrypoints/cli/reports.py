@@ -22,10 +22,13 @@ from domain.identifiers import check_department, check_finess
 from domain.values import PARIS, Workflow
 from entrypoints.bootstrap import open_app, open_view_as
 from entrypoints.cli.common import CommandError, with_db
+from projections.milestones import PostgresMilestonesView, StrokeQuery, stroke_csv
 from projections.runner import catch_up
 from projections.statistics import PostgresStatisticsView
 from projections.statistics_report import TABLES as STATS_TABLES
 from projections.statistics_report import StatsQuery, build_report, table_rows, to_csv
+
+STROKE = "stroke"  # --table stroke: the stroke indicators, from the milestones read model
 
 
 def _date(value: str) -> date:
@@ -103,11 +106,14 @@ def cmd_stats_export(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as e:
         raise CommandError(str(e)) from None
     env = settings.eventsourcing_env()
+    projection = "milestones" if args.table == STROKE else "statistics"
     with open_app(settings) as app:
         if query.establishment_id and not app.exists(query.establishment_id):
             raise CommandError(f"établissement FINESS {finess} inconnu de l'annuaire")
         if not args.no_catch_up:
-            catch_up("statistics", env, app, timeout=3600)
+            catch_up(projection, env, app, timeout=3600)
+    if args.table == STROKE:
+        return _stroke_export(args, query, env)
     view = open_view_as(PostgresStatisticsView, "statistics", {**env, "POSTGRES_POOL_SIZE": "1"})
     try:
         report = build_report(view, query)
@@ -117,6 +123,23 @@ def cmd_stats_export(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(report if not args.table else {args.table: _table(report, args.table)}, indent=2, ensure_ascii=False))
     else:
         sys.stdout.write(to_csv(report, args.table, excel=args.excel))
+    return 0
+
+
+def _stroke_export(args: argparse.Namespace, query: StatsQuery, env: dict[str, str]) -> int:
+    """The stroke indicators (milestones read model): per month of sending, then the whole period."""
+    view = open_view_as(PostgresMilestonesView, "milestones", {**env, "POSTGRES_POOL_SIZE": "1"})
+    try:
+        rows = view.stroke_indicators(StrokeQuery(
+            date_from=query.date_from, date_to=query.date_to,
+            requester_id=str(query.establishment_id) if query.establishment_id else None,
+        ))
+    finally:
+        view.datastore.close()
+    if args.format == "json":
+        print(json.dumps({STROKE: rows}, indent=2, ensure_ascii=False))
+    else:
+        sys.stdout.write(stroke_csv(rows, excel=args.excel))
     return 0
 
 
@@ -148,8 +171,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--side", choices=["any", "requester", "recipient"], default="any",
                    help="côté regardé par --establishment/--department : requérant, requis ou l'un des deux (défaut)")
     p.add_argument("--workflow", choices=[w.value for w in Workflow], help="un seul workflow")
-    p.add_argument("--table", choices=list(STATS_TABLES),
-                   help="un seul tableau (CSV : une colonne par champ) ; deadlines : délais tenus ou dépassés, escalades")
+    p.add_argument("--table", choices=[*STATS_TABLES, STROKE],
+                   help="un seul tableau (CSV : une colonne par champ) ; deadlines : délais tenus ou dépassés, escalades ; "
+                        "stroke : indicateurs AVC par mois d'envoi (médianes porte→avis, envoi→avis, porte→envoi, "
+                        "envoi→prise en charge ; filtres : période et --establishment requérant)")
     p.add_argument("--excel", action="store_true", help="CSV pour Excel en français : BOM, points-virgules, virgules décimales")
     p.add_argument("--no-catch-up", action="store_true", help="ne met pas la projection à jour avant d'exporter")
     p.set_defaults(func=cmd_stats_export)

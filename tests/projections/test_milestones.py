@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -129,3 +130,26 @@ def test_an_empty_period_has_a_total_of_nothing(relais: Relais, settings: Settin
     assert indicators(env) == [{"period": "total", "dossiers": 0, **{
         f"{n}_{m}": (0 if m == "count" else None)
         for n in ("door_to_opinion", "sent_to_opinion", "door_to_sent", "sent_to_accepted") for m in ("count", "median_minutes")}}]
+
+
+def test_relais_stats_export_table_stroke(
+    relais: Relais, settings: Settings, history: dict, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from entrypoints.cli.main import main
+
+    monkeypatch.setenv("RELAIS_DATABASE_URL", settings.database_url or "")
+    monkeypatch.setenv("RELAIS_DATA_DIR", str(settings.data_dir))
+    monkeypatch.delenv("RELAIS_CIPHER_KEY", raising=False)
+    capsys.readouterr()
+    assert main(["stats", "export", "--from", "2026-11-01", "--to", "2026-11-30", "--table", "stroke", "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == ("period,dossiers,door_to_opinion_count,door_to_opinion_median_minutes,sent_to_opinion_count,"
+                        "sent_to_opinion_median_minutes,door_to_sent_count,door_to_sent_median_minutes,"
+                        "sent_to_accepted_count,sent_to_accepted_median_minutes")
+    assert lines[1:] == ["2026-11,3,2,70.0,3,60.0,2,25.0,3,10.0", "total,3,2,70.0,3,60.0,2,25.0,3,10.0"]
+    assert main(["stats", "export", "--from", "2026-11-01", "--to", "2026-11-30", "--table", "stroke", "--no-catch-up"]) == 0
+    rows = json.loads(capsys.readouterr().out)["stroke"]
+    assert rows[-1]["door_to_opinion_median_minutes"] == 70.0
+    assert main(["stats", "export", "--from", "2026-11-01", "--to", "2026-11-30", "--table", "stroke", "--format", "csv",
+                 "--excel", "--establishment", "340780477"]) == 0  # recipient side: none of its own sent
+    assert capsys.readouterr().out.splitlines()[1] == "total;0;0;;0;;0;;0;"
