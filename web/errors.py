@@ -109,12 +109,15 @@ def is_htmx(request: Request[Any, Any, Any]) -> bool:
     return request.headers.get("hx-request") == "true" and request.headers.get("hx-boosted") != "true"
 
 
-def error_response(request: Request[Any, Any, Any], status: int, message: str) -> Response[dict[str, object]] | Template:
-    """The error as JSON, as an htmx fragment shown in #messages, or as a full French page."""
+def error_response(
+    request: Request[Any, Any, Any], status: int, message: str, field: str = "",
+) -> Response[dict[str, object]] | Template:
+    """The error as JSON, as an htmx fragment shown in #messages (naming the `field` refused, which
+    web/static/relais.js marks in the form sent), or as a full French page."""
     title = TITLES.get(status, "Erreur")
     if wants_json(request):
         return Response({"error": title, "message": message, "status": status}, status_code=status)
-    context = {"status": status, "title": title, "message": message}
+    context = {"status": status, "title": title, "message": message, "field": field}
     if is_htmx(request):
         return Template(
             template_name="errors/_error.html", context=context, status_code=status,
@@ -128,8 +131,9 @@ def relais_error_handler(request: Request[Any, Any, Any], exc: RelaisError) -> R
     if status == 422 and request.url.path.startswith("/dicomweb/"):  # DICOMweb: an invalid UID or value is a 400
         status = 400
     message = exc.message if isinstance(exc, InvalidFieldError) else str(exc)
+    field = exc.field if isinstance(exc, InvalidFieldError) else ""
     log.info("%s %s → %s %s", request.method, request.url.path, status, type(exc).__name__)
-    return error_response(request, status, message or GENERIC.get(status, ""))
+    return error_response(request, status, message or GENERIC.get(status, ""), field)
 
 
 class FormRejected(InvalidFieldError):
