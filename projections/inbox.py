@@ -158,7 +158,8 @@ class InboxProjection(BufferedProjection[PostgresInboxView]):
         "relais:Dossier.Sent", "relais:Dossier.ComplementProvided", "relais:Dossier.Closed",
         "relais:Dossier.Cancelled", "relais:Dossier.Accepted", "relais:Dossier.Declined",
         "relais:Dossier.ComplementRequested", "relais:Dossier.Forwarded", "relais:Dossier.OpinionGiven",
-        "relais:Dossier.Escalated", "relais:Access.Created",
+        "relais:Dossier.Escalated", "relais:Dossier.MessagePosted", "relais:Dossier.ReceiptAcknowledged",
+        "relais:Access.Created",
     )
     # Live: a send reaches the recipient's open inbox quickly; a burst still makes one batch.
     quiet_after = 0.03
@@ -352,6 +353,14 @@ class InboxProjection(BufferedProjection[PostgresInboxView]):
         # a forward hands the send to its new assignee alone: the escalation target no longer sees it
         self._summary(e)
 
+    def _message(self, e: Dossier.MessagePosted) -> None:
+        """A message changes no state: the row is news for the other side (the last actor is its author)."""
+        self._summary(e)
+
+    def _receipt(self, e: Dossier.ReceiptAcknowledged) -> None:
+        """An imaging transfer received: its send is done (answered); Closed follows when none is left."""
+        self._send_state(e, "answered", answered=True)
+
     def _escalated(self, e: Dossier.Escalated) -> None:
         self._send(e.send_id, **_escalation(e.to))
         self._summary(e)
@@ -387,6 +396,8 @@ class InboxProjection(BufferedProjection[PostgresInboxView]):
         Dossier.Forwarded: _forwarded,
         Dossier.OpinionGiven: _answered,
         Dossier.Escalated: _escalated,
+        Dossier.MessagePosted: _message,
+        Dossier.ReceiptAcknowledged: _receipt,
         Access.Created: _viewed,
     }
 
