@@ -72,4 +72,5 @@ def register(env_globals: dict[str, Any]) -> None:
     env_globals.update(
         form_definition=form_definition, form_display=forms.display, form_shown_items=shown_items,
         form_input_value=input_value, form_conditions=conditions,
+        now_paris_input=lambda: datetime.now(PARIS).strftime("%Y-%m-%dT%H:%M"),  # a datetime-local's value now
     )
