@@ -15,7 +15,7 @@ from adapters.report.issuer import ReportIssuer, issue_report, schedule
 from application import Relais
 from application.reports import NoReportError
 from domain.dossier import Dossier
-from tests.conftest import rpps
+from tests.conftest import PATIENT, rpps
 from web import report_html
 
 OPINION = dict(
@@ -131,3 +131,37 @@ def test_schedule_enqueues_one_deterministic_job_per_out_of_date_report(relais, 
     assert jobs.jobs == [("issue_report", f"report:{did}:{sid}:v{version}", {"dossier_id": did, "send_id": sid})]
     issuer.issue(did, sid)
     assert schedule(relais, jobs, did) == [] and len(jobs.jobs) == 1
+
+
+def test_the_form_answers_and_a_forward_are_in_the_report(relais, world, issuer):
+    from tests.application.test_forms import stroke_raw
+
+    did = relais.create_dossier(actor_id=world["requester"], workflow="stroke_opinion", question="Thrombectomie ?",
+                                urgency="stat", consent="given", imaging_source="none", **PATIENT)
+    relais.answer_form(dossier_id=did, actor_id=world["requester"], raw=stroke_raw())
+    sid = relais.address_recipient(dossier_id=did, actor_id=world["requester"], establishment_id=world["montpellier"],
+                                   service_id=world["neuro"])
+    relais.send_dossier(dossier_id=did, actor_id=world["requester"])
+    relais.accept(dossier_id=did, actor_id=world["recipient"], send_id=sid)
+    relais.forward(dossier_id=did, actor_id=world["recipient"], send_id=sid, to_establishment_id=world["montpellier"],
+                   to_practitioner_id=world["outsider"], note="Astreinte de nuit")
+    relais.accept(dossier_id=did, actor_id=world["outsider"], send_id=sid)
+    relais.give_opinion(dossier_id=did, actor_id=world["outsider"], send_id=sid, report="Pas de thrombectomie.")
+    text = flat(pdf_text(issuer.blobs.path(issuer.issue(did, sid)["sha256"]).read_bytes()))
+    assert "Formulaire" in text and "NIHSS" in text and " 9 " in f" {text} "  # the stroke form's answers
+    assert "demande transférée à CHU de Montpellier" in text and "Luc PETIT" in text and "Astreinte de nuit" in text
+    assert f"Professionnel requis (avis) Luc PETIT — RPPS {rpps(3)}" in text
+
+
+def test_an_imaging_transfer_has_its_report_once_the_receipt_is_acknowledged(relais, world, issuer):
+    did = relais.create_dossier(actor_id=world["requester"], workflow="imaging_transfer", question="Transfert pour avis",
+                                urgency="routine", consent="given", **PATIENT)
+    sid = relais.address_recipient(dossier_id=did, actor_id=world["requester"], establishment_id=world["montpellier"],
+                                   service_id=world["neuro"])
+    relais.send_dossier(dossier_id=did, actor_id=world["requester"])
+    with pytest.raises(NoReportError):
+        issuer.issue(did, sid)
+    relais.acknowledge_receipt(dossier_id=did, actor_id=world["recipient"], send_id=sid, note="Importé dans notre PACS")
+    assert [s for s, _ in relais.reports_due(dossier_id=did)] == [sid]
+    text = flat(pdf_text(issuer.blobs.path(issuer.issue(did, sid)["sha256"]).read_bytes()))
+    assert "Réception de l'imagerie" in text and "Importé dans notre PACS" in text and "Réception accusée par Paul DURAND" in text
