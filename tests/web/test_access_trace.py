@@ -78,6 +78,9 @@ ALLOWED = {
     ("GET", "/admin/mails/outbox/{name:str}"): "a notification mail as written to the outbox: no health data by "
                                                "construction (tests/adapters/test_mail.py greps every kind)",
     ("POST", "/admin/mails/{mail_id:str}/retry"): "retries a failed notification mail",
+    ("POST", "/dossiers/{dossier_id:str}/milestones"):
+        "records a milestone's time and redirects to the dossier page (that page is traced; a refused input "
+        "shows the page again through the same traced read)",
 }
 
 
