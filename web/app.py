@@ -33,6 +33,7 @@ from web.pages import (
     imaging_import,
     inbox,
     login,
+    mdt,
     milestones,
     notifications,
     pacs,
@@ -87,7 +88,7 @@ def create_app(services: Services, csrf_secret: str) -> Litestar:
             *login.HANDLERS, *home.HANDLERS, *health.HANDLERS, *inbox.HANDLERS, *dossier.HANDLERS, *thread.HANDLERS,
             *compose.HANDLERS, *communes.HANDLERS, *audit.HANDLERS, *stats.HANDLERS, *imaging.HANDLERS, *pacs.HANDLERS,
             *imaging_import.HANDLERS, *viewer.HANDLERS, *dicomweb.HANDLERS, *notifications.HANDLERS,
-            *preferences.HANDLERS, *admin_mails.HANDLERS, *report.HANDLERS, *milestones.HANDLERS,
+            *preferences.HANDLERS, *admin_mails.HANDLERS, *mdt.HANDLERS, *report.HANDLERS, *milestones.HANDLERS,
             create_static_files_router(path="/static", directories=[STATIC], opt={PUBLIC: True}),
         ],
         dependencies={
