@@ -25,6 +25,7 @@ KIND_LABELS: dict[str, str] = {
     "accepted": "Demande prise en charge",
     "declined": "Demande refusée",
     "complement_requested": "Complément demandé",
+    "message": "Nouveau message",
     "opinion_given": "Avis rendu",
     "closed": "Télédossier clôturé",
     "cancelled": "Demande annulée",

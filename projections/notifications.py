@@ -346,7 +346,7 @@ class NotificationsProjection(BufferedProjection[PostgresNotificationsView]):
         "relais:Dossier.RecipientRemoved", "relais:Dossier.Sent", "relais:Dossier.Forwarded",
         "relais:Dossier.Accepted", "relais:Dossier.Declined", "relais:Dossier.ComplementRequested",
         "relais:Dossier.ComplementProvided", "relais:Dossier.OpinionGiven", "relais:Dossier.Closed",
-        "relais:Dossier.Cancelled", "relais:Dossier.Escalated",
+        "relais:Dossier.Cancelled", "relais:Dossier.Escalated", "relais:Dossier.MessagePosted",
     )
     # What "now" is when judging an event stale (tests move it); the recorded time is the event's timestamp.
     clock: ClassVar[Callable[[], datetime]] = staticmethod(utcnow)
@@ -562,6 +562,23 @@ class NotificationsProjection(BufferedProjection[PostgresNotificationsView]):
         if self._live(d, e):
             self._tell(e, d, "complement_provided", recipient_targets(send), send=send, by=_actor_pid(e))
 
+    def message_posted(self, e: Dossier.MessagePosted) -> None:
+        """A message of a send's thread: the other side is told (never its text: no patient data here)."""
+        found = self._send(e)
+        if found is None:
+            return
+        d, send = found
+        if not self._live(d, e):
+            return
+        establishment = _uuid((e.actor or {}).get("establishment_id"))
+        from_requester = establishment == d["requester_establishment_id"] and (
+            establishment != send["establishment_id"] or _actor_pid(e) == d["requester_practitioner_id"]
+        )  # a send within the requester's own establishment: its recipient is not the requester
+        if from_requester:
+            self._tell(e, d, "message", recipient_targets(send), send=send, by=_actor_pid(e), service=d["requester_service_id"])
+        else:
+            self._tell(e, d, "message", requester_targets(d), send=send, by=_actor_pid(e), service=send["service_id"])
+
     def _over(self, e: Any, state: str) -> tuple[Json | None, list[Json]]:
         """The dossier ended: its open sends end with it. (dossier, the sends that were still being
         worked on — sent and not finished: their recipients are told too)."""
@@ -597,4 +614,5 @@ class NotificationsProjection(BufferedProjection[PostgresNotificationsView]):
         Dossier.Escalated: escalated, Dossier.Accepted: accepted, Dossier.Declined: declined,
         Dossier.ComplementRequested: complement_requested, Dossier.OpinionGiven: opinion_given,
         Dossier.ComplementProvided: complement_provided, Dossier.Closed: closed, Dossier.Cancelled: cancelled,
+        Dossier.MessagePosted: message_posted,
     }

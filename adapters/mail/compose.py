@@ -31,6 +31,7 @@ KIND_SENTENCES = {
     "accepted": "Votre demande a été prise en charge.",
     "declined": "Votre demande a été déclinée.",
     "complement_requested": "Un complément vous est demandé pour votre demande.",
+    "message": "Un nouveau message vous attend dans l'échange d'un télédossier.",
     "opinion_given": "L'avis a été rendu sur votre demande.",
     "closed": "Le télédossier a été clôturé.",
     "cancelled": "Le demandeur a annulé ce télédossier : aucun avis n'est plus attendu.",
