@@ -193,6 +193,7 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
         "relais:Dossier.Accepted",
         "relais:Dossier.Declined",
         "relais:Dossier.OpinionGiven",
+        "relais:Dossier.ReceiptAcknowledged",
         "relais:Dossier.Forwarded",
         "relais:Dossier.Escalated",
         "relais:Dossier.Cancelled",
@@ -301,7 +302,8 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
     def _declined(self, e: Dossier.Declined) -> None:
         self._send_fact(e.originator_id, e.send_id, "declined", e.occurred_at, e.timestamp)
 
-    def _answered(self, e: Dossier.OpinionGiven) -> None:
+    def _answered(self, e: Dossier.OpinionGiven | Dossier.ReceiptAcknowledged) -> None:
+        """An opinion given, or an imaging transfer's receipt acknowledged (its answer: no opinion is asked)."""
         self._send_fact(e.originator_id, e.send_id, "answered", e.occurred_at, e.timestamp)
         self._taken(e.originator_id, e.send_id, e.occurred_at, e.timestamp)
 
@@ -372,6 +374,7 @@ class StatisticsProjection(BufferedProjection[PostgresStatisticsView]):
         Dossier.Accepted: _accepted,
         Dossier.Declined: _declined,
         Dossier.OpinionGiven: _answered,
+        Dossier.ReceiptAcknowledged: _answered,
         Dossier.Forwarded: _forwarded,
         Dossier.Escalated: _escalated,
         Dossier.Cancelled: _ended,

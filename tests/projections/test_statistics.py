@@ -324,3 +324,20 @@ def test_a_changed_schema_rebuilds_the_read_model_from_zero(relais, world, env):
         view.datastore.close()
     catch_up("statistics", env, relais)
     assert report(env, date_to=date(2023, 12, 31))["totals"]["dossiers"] == 7
+
+
+def test_an_imaging_transfers_acknowledged_receipt_is_its_answer(relais, world, env):
+    """No opinion is asked of an imaging transfer: the receipt acknowledged answers it (and closes it), so the
+    statistics count it answered with its delay — before, it counted as sent and never answered."""
+    from tests.conftest import PATIENT
+
+    did = relais.create_dossier(actor_id=world["requester"], workflow="imaging_transfer", question="Pour votre PACS",
+                                consent="given", **PATIENT)
+    sid = relais.address_recipient(dossier_id=did, actor_id=world["requester"], establishment_id=world["montpellier"],
+                                   service_id=world["neuro"])
+    relais.send_dossier(dossier_id=did, actor_id=world["requester"])
+    relais.acknowledge_receipt(dossier_id=did, actor_id=world["recipient"], send_id=sid, note="Importé")
+    catch_up("statistics", env, relais)
+    today = date.today()
+    got = report(env, date_from=today.replace(day=1), date_to=today, workflow="imaging_transfer")
+    assert [(a["workflow"], a["answered"]) for a in got["answer_delay"]] == [("imaging_transfer", 1)]
