@@ -81,6 +81,13 @@ ALLOWED = {
     ("POST", "/dossiers/{dossier_id:str}/milestones"):
         "records a milestone's time and redirects to the dossier page (that page is traced; a refused input "
         "shows the page again through the same traced read)",
+    ("GET", "/mdt"): "MDT sessions list: dates, places, counts of dossiers, no patient data",
+    ("GET", "/mdt/sessions/new"): "a blank form to schedule an MDT session",
+    ("POST", "/mdt/sessions"): "schedules an MDT session and redirects to it (that page is traced)",
+    ("POST", "/mdt/register"): "registers a dossier to an MDT session and redirects to the session (that page is traced)",
+    ("POST", "/mdt/sessions/{session_id:str}/withdraw/{dossier_id:str}"):
+        "withdraws a dossier from an MDT session's agenda: the session shown again no longer lists it (the other "
+        "dossiers it lists are traced as on the session page)",
 }
 
 
@@ -232,6 +239,47 @@ def _answered(c: TestClient, x: dict) -> dict:
     return {"answered": did, "answered_send": sid}
 
 
+def _mdt(name: str, decided: bool = False) -> Callable[[TestClient, dict], dict]:
+    """A kidney-transplant dossier of its own (`kidney_<name>`) registered to an MDT session of its own
+    (`mdt_<name>`) the recipient coordinates; with `decided`, three specialties attend and the decision is recorded
+    (prepared as the application, not traced)."""
+    def prepare(c: TestClient, x: dict) -> dict:
+        relais: Relais = x["relais"]
+        w = x["world"]
+        did = relais.create_dossier(actor_id=w["requester"], workflow="kidney_transplant_mdt", question="Greffe ?",
+                                    urgency="routine", consent="given", imaging_source="none", **PATIENT)
+        relais.address_recipient(dossier_id=did, actor_id=w["requester"], establishment_id=w["montpellier"],
+                                 service_id=w["neuro"])
+        relais.send_dossier(dossier_id=did, actor_id=w["requester"])
+        sid = relais.schedule_mdt_session(actor_id=w["recipient"], service_id=w["neuro"], duration_minutes=60,
+                                          starts_at=relais.clock(), place="Salle de staff")
+        relais.register_mdt_dossier(session_id=sid, dossier_id=did, actor_id=w["recipient"])
+        if decided:
+            for who, specialty in (("recipient", "néphrologie"), ("outsider", "urologie"), ("requester", "immunologie")):
+                relais.record_mdt_attendance(session_id=sid, actor_id=w["recipient"], practitioner_id=w[who],
+                                             specialty=specialty, status="present")
+            relais.record_mdt_decision(session_id=sid, dossier_id=did, actor_id=w["recipient"], decision="Inscription")
+        catch_up("mdt", c.app.state.services.settings.eventsourcing_env(), relais)
+        return {f"kidney_{name}": did, f"mdt_{name}": sid}
+    return prepare
+
+
+def _mdt_quorum(c: TestClient, x: dict) -> dict:
+    """Three specialties attend the `decide` session, so that its decision can be recorded."""
+    relais: Relais = x["relais"]
+    w = x["world"]
+    for who, specialty in (("recipient", "néphrologie"), ("outsider", "urologie"), ("requester", "immunologie")):
+        relais.record_mdt_attendance(session_id=x["mdt_decide"], actor_id=w["recipient"], practitioner_id=w[who],
+                                     specialty=specialty, status="present")
+    return {}
+
+
+def _mdt_attend(c: TestClient, x: dict) -> Any:
+    me = x["world"]["recipient"]
+    return c.post("/mdt/sessions/{mdt_attend}/attendance".format(**x), headers=HX, data={
+        "_csrf_token": x["csrf"], "participant": me, f"status-{me}": "present", f"specialty-{me}": "néphrologie"})
+
+
 def _complement(c: TestClient, x: dict) -> Any:
     return c.post("/dossiers/{held}/sends/{held_send}/complement".format(**x), headers=HX | {"x-csrftoken": x["csrf"]},
                   files={"file": ("scanner.pdf", PDF, "application/pdf")},
@@ -335,6 +383,18 @@ CALLS: dict[tuple[str, str], tuple[Any, ...]] = {
         ("requester", "draft", _upload("/dossiers/{draft}/dicom/import", "files", "ct.dcm",
                                        lambda x: x["import_bytes"], "application/dicom")),
     ("POST", "/dossiers/{dossier_id:str}/dicom/import/{import_id:str}"): ("requester", "draft", _import_confirm, _import_review),
+    # MDT sessions (each call on a session and a kidney-transplant dossier of its own)
+    ("GET", "/mdt/sessions/{session_id:str}"): ("recipient", "kidney_page", _get("/mdt/sessions/{mdt_page}"), _mdt("page")),
+    ("POST", "/mdt/sessions/{session_id:str}/attendance"):
+        ("recipient", "kidney_attend", _mdt_attend, _mdt("attend")),
+    ("POST", "/mdt/sessions/{session_id:str}/decisions/{dossier_id:str}"):
+        ("recipient", "kidney_decide", _post("/mdt/sessions/{mdt_decide}/decisions/{kidney_decide}", decision="Inscription"),
+         _mdt("decide"), _mdt_quorum),
+    ("POST", "/mdt/sessions/{session_id:str}/cancel"):
+        ("recipient", "kidney_cancel", _post("/mdt/sessions/{mdt_cancel}/cancel"), _mdt("cancel")),
+    ("GET", "/mdt/sessions/{session_id:str}/fiche/{dossier_id:str}"):
+        ("recipient", "kidney_fiche", _get("/mdt/sessions/{mdt_fiche}/fiche/{kidney_fiche}"), _mdt("fiche", decided=True)),
+    ("GET", "/mdt/dossiers/{dossier_id:str}"): ("recipient", "kidney_part", _get("/mdt/dossiers/{kidney_part}"), _mdt("part")),
     # the auditor
     ("GET", "/audit/dossiers/{dossier_id:str}"): ("auditor", "sent", _get("/audit/dossiers/{sent}")),
     ("GET", "/audit/dossiers/{dossier_id:str}/replay"): ("auditor", "sent", _get("/audit/dossiers/{sent}/replay", version="2")),
