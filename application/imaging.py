@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from application.actors import Acting, Actors, Who
 from application.base import SYSTEM_ACTOR, Core
@@ -25,6 +25,10 @@ from domain.imaging import (
 from domain.values import Actor, ImagingSource, Json
 
 RETRIES = 5
+
+PATIENT_ID_WINDOW = timedelta(hours=24)
+"""How long after a dossier awaited a Patient ID a study of that patient still attaches itself: the
+exams of the day (a stroke's CT, then its angiography), not the patient's next stay."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class StudyUpdate:
     accession_number: str
     new_instances: int
     instance_count: int
+    patient_ids: tuple[str, ...] = ()  # the Patient IDs of its instances (an exam may be awaited by one)
 
 
 def system_actor(establishment_id: str, name: str) -> Json:
@@ -98,6 +103,24 @@ def identity_check(dossier: Dossier, study: ReceivedStudy, identities: list[str]
     known = study.identities
     chosen = {k: known[k] for k in (identities if identities is not None else list(known)) if k in known}
     return identity_rows(dossier.patient, chosen, study.identity_counts)
+
+
+def patient_ids(study: ReceivedStudy) -> tuple[str, ...]:
+    """The Patient IDs among a study's instances."""
+    return tuple(sorted({(p.get("id") or "").strip() for p in study.identities.values()} - {""}))
+
+
+def awaits_patient(dossier: Dossier, study: ReceivedStudy, now: datetime) -> bool:
+    """Whether the dossier awaits, since PATIENT_ID_WINDOW at most, a Patient ID of the study's instances
+    (the issuers compared when both are known)."""
+    ids = [((p.get("id") or "").strip(), (p.get("issuer") or "").strip()) for p in study.identities.values()]
+    for awaited in dossier.awaited_patients:
+        if datetime.fromisoformat(awaited["at"]) < now - PATIENT_ID_WINDOW:
+            continue
+        if any(pid == awaited["id"] and (not issuer or not awaited["issuer"] or issuer == awaited["issuer"])
+               for pid, issuer in ids):
+            return True
+    return False
 
 
 def _override(rows: list[Json]) -> Json:
@@ -155,7 +178,7 @@ class ImagingUseCases:
                 updates.append(StudyUpdate(
                     study_id=str(study.id), establishment_id=str(establishment_id), study_instance_uid=study_uid,
                     accession_number=study.study.get("accession_number") or "", new_instances=len(new),
-                    instance_count=study.instance_count,
+                    instance_count=study.instance_count, patient_ids=patient_ids(study),
                 ))
             try:
                 self.core.commit(*studies)
@@ -220,9 +243,12 @@ class ImagingUseCases:
 
         return self.commands.run(dossier_id, actor_id, expected_version, action, occurred_at)
 
-    def _follow(self, dossier: Dossier, study: ReceivedStudy, source: str, who: str, awaited: bool) -> str:
+    def _follow(
+        self, dossier: Dossier, study: ReceivedStudy, source: str, who: str, awaited: bool, ambiguous: bool = False,
+    ) -> str:
         """The platform brings a dossier up to date with a received study: attaches it when `awaited` and
-        its identity matches the dossier's patient, else holds it (the requester is told once); once
+        its identity matches the dossier's patient, else holds it (the requester is told once; `ambiguous`:
+        held as awaited by other open dossiers too); once
         attached, instances of an identity not accepted are quarantined (told once per identity), the
         others update the attachment. Returns "attached", "held" or "" (nothing to do). Not committed."""
         actor = Actor.from_dict(system_actor(study.establishment_id, who))
@@ -235,6 +261,12 @@ class ImagingUseCases:
             if not awaited:
                 return ""
             rows = identity_check(dossier, study)
+            if ambiguous:
+                if all(("ambiguous", r["key"]) in held for r in rows):
+                    return ""
+                dossier.hold_imaging(study_instance_uid=uid, received_study_id=str(study.id), reason="ambiguous",
+                                     identities=rows, actor=actor, occurred_at=now)
+                return "held"
             if needs_confirmation(rows):
                 if all(("auto_refused", r["key"]) in held for r in rows):
                     return ""
@@ -258,6 +290,7 @@ class ImagingUseCases:
 
     def _follow_each(
         self, study_id: str, dossier_ids: list[str], source: str, who: str, awaited: bool, retrieved: bool = False,
+        ambiguous: frozenset[str] = frozenset(),
     ) -> list[str]:
         """`_follow` for each dossier, committed one by one (retried on a concurrent change)."""
         done = []
@@ -270,11 +303,10 @@ class ImagingUseCases:
                     break
                 if dossier.requester["establishment_id"] != study.establishment_id:
                     break
-                accession = study.study.get("accession_number") or ""
-                waiting = awaited and not dossier.is_over and (retrieved or accession in dossier.awaited_accessions)
+                waiting = awaited and not dossier.is_over and (retrieved or self._awaits(dossier, study) != "")
                 if dossier.is_over and study.study_instance_uid not in dossier.imaging:
                     break
-                outcome = self._follow(dossier, study, source, who, waiting)
+                outcome = self._follow(dossier, study, source, who, waiting, ambiguous=did in ambiguous)
                 if not outcome:
                     break
                 try:
@@ -286,12 +318,35 @@ class ImagingUseCases:
                     continue
         return done
 
+    def _awaits(self, dossier: Dossier, study: ReceivedStudy) -> str:
+        """How the dossier awaits the study: "accession" (its Accession Number), "patient" (a Patient ID of
+        its instances, awaited within PATIENT_ID_WINDOW) or ""."""
+        accession = study.study.get("accession_number") or ""
+        if accession and accession in dossier.awaited_accessions:
+            return "accession"
+        return "patient" if awaits_patient(dossier, study, self.core.clock()) else ""
+
     def auto_attach(self, *, study_id: str, dossier_ids: list[str], source: str = ImagingSource.DICOM_STORE) -> list[str]:
-        """Attaches a received study to the dossiers awaiting its Accession Number (the platform acts),
-        unless its patient identity needs a person's confirmation: then the requester is told
-        (Dossier.ImagingHeld) and attaches it by hand. A dossier already holding the study with the same
-        instance count records nothing; new instances of another patient are quarantined."""
-        return self._follow_each(study_id, dossier_ids, source, "Relais (rattachement automatique)", awaited=True)
+        """Attaches a received study to the dossiers awaiting it — its Accession Number, or a Patient ID
+        of its instances awaited within PATIENT_ID_WINDOW (the platform acts) — unless its patient identity
+        needs a person's confirmation: then the requester is told (Dossier.ImagingHeld) and attaches it
+        by hand. A Patient ID names a patient, not an exam: when another open dossier of the establishment
+        awaits the study too, a dossier awaiting it by Patient ID only is not given it (held « ambiguous »,
+        each requester told, who attaches it by hand), never a guess. A dossier already holding the study
+        with the same instance count records nothing; new instances of another patient are quarantined."""
+        study = self.received_study(study_id=study_id)
+        how: dict[str, str] = {}
+        for did in dict.fromkeys(dossier_ids):
+            try:
+                dossier = self.core.load(Dossier, did, "télédossier")
+            except NotFoundError:
+                continue
+            if dossier.requester["establishment_id"] == study.establishment_id and not dossier.is_over:
+                how[did] = self._awaits(dossier, study)
+        waiting = [did for did, way in how.items() if way]
+        ambiguous = frozenset(did for did in waiting if how[did] == "patient") if len(waiting) > 1 else frozenset()
+        return self._follow_each(study_id, dossier_ids, source, "Relais (rattachement automatique)", awaited=True,
+                                 ambiguous=ambiguous)
 
     def check_attached(self, *, study_id: str, dossier_ids: list[str]) -> list[str]:
         """Instances that arrived for a study already attached to these dossiers: those of the accepted

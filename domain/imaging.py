@@ -45,12 +45,15 @@ def _name_part(text: str) -> str:
 
 
 def dicom_identity(patient: Json) -> Json:
-    """A DICOM patient (id, name, birth_date, sex) as compared: stripped, empty name components dropped."""
+    """A DICOM patient (id, name, birth_date, sex) as compared: stripped, empty name components dropped;
+    with the issuer of its id when the images give one (not part of the identity's key)."""
     name = "^".join(p.strip() for p in (patient.get("name") or "").split("^")).rstrip("^ ")
-    return {
+    identity = {
         "id": (patient.get("id") or "").strip(), "name": name,
         "birth_date": (patient.get("birth_date") or "").strip(), "sex": (patient.get("sex") or "").strip().upper(),
     }
+    issuer = (patient.get("issuer") or "").strip()
+    return dict(identity, issuer=issuer) if issuer else identity
 
 
 def identity_key(patient: Json) -> str:

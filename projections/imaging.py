@@ -94,10 +94,15 @@ class PostgresImagingView(PostgresView):
             dossier_id uuid NOT NULL, establishment_id uuid NOT NULL, accession_number text NOT NULL,
             PRIMARY KEY (dossier_id, accession_number))""",
         "CREATE INDEX IF NOT EXISTS img_awaited_accession ON img_awaited (establishment_id, accession_number)",
+        # exams awaited by the patient's ID at the gateway (issue 13): the last await of each
+        """CREATE TABLE IF NOT EXISTS img_awaited_patients (
+            dossier_id uuid NOT NULL, establishment_id uuid NOT NULL, patient_id text NOT NULL, issuer text NOT NULL,
+            awaited_at timestamptz NOT NULL, PRIMARY KEY (dossier_id, patient_id, issuer))""",
+        "CREATE INDEX IF NOT EXISTS img_awaited_patient ON img_awaited_patients (establishment_id, patient_id)",
         """CREATE TABLE IF NOT EXISTS img_attached (
             study_id uuid NOT NULL, dossier_id uuid NOT NULL, PRIMARY KEY (study_id, dossier_id))""",
     )
-    tables = ("img_studies", "img_series", "img_instances", "img_awaited", "img_attached")
+    tables = ("img_studies", "img_series", "img_instances", "img_awaited", "img_attached", "img_awaited_patients")
     # 1: the studies' patient identities and the dossiers each study is attached to (issue 11), rebuilt
     # from the log at the next start so that studies attached before are identity-checked too
     schema_version = 1
@@ -141,6 +146,28 @@ class PostgresImagingView(PostgresView):
             (establishment_id, accession_number),
         )
         return [r["dossier_id"] for r in rows]
+
+    def awaiting_patient(self, establishment_id: str, patient_ids: list[str], since: datetime) -> list[str]:
+        """Dossiers of this establishment that awaited one of these Patient IDs at `since` or later (open
+        or not, issuer or not: the application decides)."""
+        if not patient_ids:
+            return []
+        rows = self.query(
+            """SELECT DISTINCT dossier_id::text FROM img_awaited_patients
+               WHERE establishment_id = %s AND patient_id = ANY(%s) AND awaited_at >= %s""",
+            (establishment_id, list(patient_ids), since),
+        )
+        return [r["dossier_id"] for r in rows]
+
+    def studies_of_patient(self, establishment_id: str, patient_id: str, since: datetime) -> list[str]:
+        """Studies received for this establishment since `since` with an instance of this Patient ID
+        (those received before the exam was awaited by it: the awaiting page may attach them)."""
+        rows = self.query(
+            """SELECT id::text FROM img_studies WHERE establishment_id = %s AND last_received_at >= %s
+                 AND (patient_id = %s OR patients @> %s::jsonb) ORDER BY last_received_at""",
+            (establishment_id, since, patient_id, json.dumps([{"id": patient_id}])),
+        )
+        return [r["id"] for r in rows]
 
     def attached_to(self, study_id: str) -> list[str]:
         """Dossiers a received study is attached to (their new instances are identity-checked there)."""
@@ -240,10 +267,20 @@ class ImagingProjection(Projection[PostgresImagingView]):
 
     @process_event.register
     def _(self, e: Dossier.ImagingAwaited, tracking: Tracking) -> None:
-        self.view.apply(tracking, lambda c: c.execute(
-            "INSERT INTO img_awaited VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-            (e.originator_id, e.actor["establishment_id"], e.accession_number),
-        ))
+        def write(c: Cursor[DictRow]) -> None:
+            if e.accession_number:
+                c.execute(
+                    "INSERT INTO img_awaited VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                    (e.originator_id, e.actor["establishment_id"], e.accession_number),
+                )
+            if e.patient_id:
+                c.execute(
+                    """INSERT INTO img_awaited_patients VALUES (%s, %s, %s, %s, %s)
+                       ON CONFLICT (dossier_id, patient_id, issuer) DO UPDATE SET awaited_at = EXCLUDED.awaited_at""",
+                    (e.originator_id, e.actor["establishment_id"], e.patient_id, e.issuer, e.occurred_at),
+                )
+
+        self.view.apply(tracking, write)
 
     @process_event.register
     def _(self, e: Dossier.ImagingAttached, tracking: Tracking) -> None:

@@ -64,10 +64,7 @@ def describe(ds: Dataset, *, transfer_syntax: str, size: int, sop_class: str | N
         transfer_syntax_uid=str(transfer_syntax),
         instance_number=_int(ds, "InstanceNumber"),
         size=size,
-        patient={
-            "id": _text(ds, "PatientID", 64), "name": _text(ds, "PatientName", 200),
-            "birth_date": _text(ds, "PatientBirthDate", 8), "sex": _text(ds, "PatientSex", 16),
-        },
+        patient=_patient(ds),
         study={
             "accession_number": _text(ds, "AccessionNumber", 16), "date": _text(ds, "StudyDate", 8),
             "time": _text(ds, "StudyTime", 16), "description": _text(ds, "StudyDescription", 64),
@@ -80,12 +77,23 @@ def describe(ds: Dataset, *, transfer_syntax: str, size: int, sop_class: str | N
     )
 
 
+def _patient(ds: Dataset) -> Json:
+    """The instance's patient: id, name, birth date, sex, and the issuer of its id when given (the
+    gateway's patient ID domain: an exam awaited by Patient ID and issuer matches on both)."""
+    patient = {
+        "id": _text(ds, "PatientID", 64), "name": _text(ds, "PatientName", 200),
+        "birth_date": _text(ds, "PatientBirthDate", 8), "sex": _text(ds, "PatientSex", 16),
+    }
+    issuer = _text(ds, "IssuerOfPatientID", 64)
+    return dict(patient, issuer=issuer) if issuer else patient
+
+
 # What `describe` reads: all of it lies before (0020,0013) Instance Number, so reading stops
 # there (a CT header has twice as many elements after it: 3x faster than reading to the pixels).
 DESCRIBED = [
     "SpecificCharacterSet", "SOPClassUID", "SOPInstanceUID", "StudyDate", "StudyTime", "AccessionNumber",
     "Modality", "ReferringPhysicianName", "StudyDescription", "SeriesDescription", "PatientName", "PatientID",
-    "PatientBirthDate", "PatientSex", "StudyInstanceUID", "SeriesInstanceUID", "SeriesNumber", "InstanceNumber",
+    "IssuerOfPatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "SeriesInstanceUID", "SeriesNumber", "InstanceNumber",
 ]
 _DESCRIBED_TAGS: list[BaseTag | int] = [Tag(keyword) for keyword in DESCRIBED]
 _LAST_DESCRIBED = 0x00200013

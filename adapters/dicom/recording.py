@@ -6,21 +6,24 @@ from collections.abc import Callable
 
 from adapters.dicom.receive import Record
 from application import Relais
-from application.imaging import ReceivedInstance, StudyUpdate
+from application.imaging import PATIENT_ID_WINDOW, ReceivedInstance, StudyUpdate
 from domain.imaging import received_study_id
 from domain.values import Json
 from projections.imaging import PostgresImagingView
 
 
 def attach_awaiting(app: Relais, view: PostgresImagingView, updates: list[StudyUpdate]) -> list[str]:
-    """Attaches each updated study to the dossiers awaiting its Accession Number (unless its patient
-    identity needs a person's confirmation), and checks the new instances of studies already attached
-    to dossiers: those of another patient are quarantined there and the requester told."""
+    """Attaches each updated study to the dossiers awaiting its Accession Number or one of its Patient IDs
+    (unless its patient identity needs a person's confirmation, or a Patient ID is awaited by several open
+    dossiers: application/imaging.py `auto_attach`), and checks the new instances of studies already
+    attached to dossiers: those of another patient are quarantined there and the requester told."""
     attached: list[str] = []
     for u in updates:
         if not u.new_instances:
             continue
         awaiting = view.awaiting(u.establishment_id, u.accession_number) if u.accession_number else []
+        since = app.clock() - PATIENT_ID_WINDOW
+        awaiting += [d for d in view.awaiting_patient(u.establishment_id, list(u.patient_ids), since) if d not in awaiting]
         if awaiting:
             attached += app.auto_attach(study_id=u.study_id, dossier_ids=awaiting)
         holding = [d for d in view.attached_to(u.study_id) if d not in awaiting]
