@@ -155,7 +155,9 @@ AGE = f"""(CASE WHEN {ACTIVE} THEN extract(epoch FROM coalesce(s.sent_on, d.last
             ELSE -extract(epoch FROM d.last_activity_at) END)"""
 RECEIVED_ORDER = f"{RANK}, {DUE}, {AGE}, s.send_id"
 
-UNREAD = """(d.last_actor_id <> %(me)s AND NOT EXISTS (SELECT 1 FROM inbox_views v
+# The last actor of a dossier last changed by the history import: its rows are history, read by everyone.
+HISTORY_IMPORT = "history-import"
+UNREAD = f"""(d.last_actor_id NOT IN (%(me)s, '{HISTORY_IMPORT}') AND NOT EXISTS (SELECT 1 FROM inbox_views v
              WHERE v.practitioner_id = %(me)s AND v.dossier_id = d.id AND v.version >= d.version))"""
 
 # A recipient sees a send only once it was sent: the domain's `was_sent` (domain/dossier.py) on the
