@@ -25,6 +25,7 @@ from domain.values import Actor, Json
 LEGACY_NAMESPACE = uuid5(NAMESPACE_URL, "https://relais.invalid/legacy-history")
 IMPORT_ACTOR = dict(SYSTEM_ACTOR, name="Import de l'historique")
 IMPORTED_OPINION = "Avis rendu sur l'ancienne plateforme (contenu non repris à l'import)."
+CLOSED_AT_IMPORT = "Historique importé : clôturé à l'import (l'ancienne plateforme ne l'avait pas clôturé)."
 IMPORTED_ESTABLISHMENT_NAME = "Établissement {finess} (historique importé)"
 
 
@@ -259,8 +260,10 @@ class HistoryUseCases:
                 steps.append((s.answered_at, 1, n, []))
         for at, sends in groups.items():
             steps.append((at, 0, sends[0][0], sends))
-        if record.closed_at is not None:
-            steps.append((record.closed_at, 2, 0, []))
+        # The legacy platform is gone: nobody can act on its dossiers any more. One it did not say closed
+        # is closed here, at its last known moment, so that it is history and not work waiting in inboxes.
+        closed_at = record.closed_at or max([record.created_at, *(s.answered_at or s.sent_at for s in record.sends)])
+        steps.append((closed_at, 2, 0, []))
         send_ids = record.send_ids()
         for at, order, n, sends in sorted(steps, key=lambda s: s[:3]):
             if order == 0:
@@ -277,7 +280,7 @@ class HistoryUseCases:
             elif order == 1:
                 dossier.give_opinion(send_id=send_ids[n], report=IMPORTED_OPINION, conclusion="", actor=actor, occurred_at=at)
             else:
-                dossier.close(note="", actor=actor, occurred_at=at)
+                dossier.close(note="" if record.closed_at else CLOSED_AT_IMPORT, actor=actor, occurred_at=at)
         return dossier
 
     def prepare_legacy_dossiers(self, records: Sequence[LegacyDossier]) -> PreparedBatch:

@@ -32,6 +32,43 @@
       Array.prototype.forEach.call(input.files, function (f) { data.append("files", f, f.webkitRelativePath || f.name); });
     });
   });
+  /* Errors at the field: an htmx error fragment naming the field refused (data-field, web/errors.py) marks
+     that field of the form sent — highlighted, its message beside it and linked by aria-describedby, focused. */
+  function clearFieldErrors(form) {
+    form.querySelectorAll(".field-error").forEach(function (p) { p.remove(); });
+    form.querySelectorAll(".field-invalid").forEach(function (input) {
+      input.classList.remove("field-invalid");
+      input.removeAttribute("aria-invalid");
+      var ids = (input.getAttribute("aria-describedby") || "").split(" ").filter(function (id) { return id && id.indexOf("field-error-") !== 0; });
+      if (ids.length) { input.setAttribute("aria-describedby", ids.join(" ")); } else { input.removeAttribute("aria-describedby"); }
+    });
+  }
+  var errorCount = 0;
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    var form = e.detail.elt && e.detail.elt.closest ? e.detail.elt.closest("form") : null;
+    if (form) { clearFieldErrors(form); }
+  });
+  document.addEventListener("htmx:afterSwap", function (e) {
+    if (!e.detail.target || e.detail.target.id !== "messages") { return; }
+    var alert = e.detail.target.querySelector("[data-field]");
+    var source = e.detail.requestConfig && e.detail.requestConfig.elt;
+    var form = source && source.closest ? source.closest("form") : null;
+    if (!alert || !form) { return; }
+    var input = form.querySelector("[name='" + CSS.escape(alert.getAttribute("data-field")) + "']");
+    if (!input || input.type === "hidden") { return; }
+    var message = alert.querySelector("p");
+    var p = document.createElement("p");
+    p.className = "field-error";
+    p.id = "field-error-" + (++errorCount);
+    p.textContent = message ? message.textContent : alert.textContent;
+    input.insertAdjacentElement("afterend", p);
+    input.classList.add("field-invalid");
+    input.setAttribute("aria-invalid", "true");
+    input.setAttribute("aria-describedby", ((input.getAttribute("aria-describedby") || "") + " " + p.id).trim());
+    var details = input.closest("details");
+    if (details) { details.open = true; }
+    input.focus();
+  });
   document.addEventListener("htmx:afterSettle", function (e) {
     if (!e.detail.elt || e.detail.elt.id !== "results") { return; }
     var now = rowIds();
