@@ -11,6 +11,7 @@ from application import Relais
 from application.directory import EstablishmentInfo
 from application.errors import AlreadyExistsError
 from domain.identifiers import luhn_key
+from domain.values import PARIS
 
 DEMO_PASSWORD = "relais-demo-2026"
 
@@ -225,6 +226,19 @@ def _dossiers(
     # 8. cancelled
     did, sid = new(patients[1], "emergency_opinion", "Douleur thoracique : avis cardiologique.", "urgent", 5, mtp, None)
     relais.cancel_dossier(dossier_id=did, actor_id=martin, reason="Patient transféré directement.", occurred_at=at(4.5))
+    # 10. a kidney-transplant MDT session in three days at 14:00 (Paris), coordinated by Sophie Bernard, with one
+    #     dossier on its agenda: record attendance (quorum: three specialties), then the decision
+    did, sid = new(patients[5], "kidney_transplant_mdt", "Bilan pré-greffe complet : inscription sur liste d'attente ?",
+                   "routine", 30, tlse, "nephro-greffe")
+    relais.send_dossier(dossier_id=did, actor_id=martin, occurred_at=at(29.9))
+    relais.accept(dossier_id=did, actor_id=bernard, send_id=sid, occurred_at=at(28))
+    day = (now.astimezone(PARIS) + timedelta(days=3)).replace(hour=14, minute=0, second=0, microsecond=0)
+    session = relais.schedule_mdt_session(
+        actor_id=bernard, service_id=svc[(tlse, "nephro-greffe")], starts_at=day, duration_minutes=90,
+        place="CHU de Toulouse, Rangueil — salle de staff de transplantation", video_url="https://visio.demo.relais.invalid/rcp-greffe",
+        participant_ids=[bernard, durand],
+    )
+    relais.register_mdt_dossier(session_id=session, dossier_id=did, actor_id=bernard)
 
 
 def logins_table(users: list[DemoUser]) -> str:
