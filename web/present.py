@@ -192,8 +192,15 @@ def timeline_line(event: str, data: Json, names: Names) -> tuple[str, str]:
             return "Imagerie jointe", detail
         case "ImagingHeld":  # no identity here: the timeline is read by recipients too
             n = sum(r.get("count", 0) for r in data.get("identities", []))
-            why = "reçues après rattachement" if data.get("reason") == "quarantined" else "examen attendu non joint"
+            why = {"quarantined": "reçues après rattachement",
+                   "ambiguous": "identifiant patient attendu par plusieurs télédossiers"}.get(
+                data.get("reason", ""), "examen attendu non joint")
             return "Images mises à l'écart (identité du patient)", f"{plural(n, 'image')}, {why}"
+        case "ImagingAwaited":
+            awaited = [f"n° d'examen {data['accession_number']}" if data.get("accession_number") else "",
+                       f"identifiant patient {data['patient_id']}" if data.get("patient_id") else ""]
+            issuer = f" ({data['issuer']})" if data.get("issuer") else ""
+            return "Examen attendu de la passerelle", " ; ".join(x for x in awaited if x) + issuer
         case "ImagingDetached":
             return "Imagerie retirée", ""
         case "RecipientAddressed":
