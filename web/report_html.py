@@ -77,7 +77,6 @@ def context(m: ReportMaterial) -> dict[str, Any]:
         "made_at": last, "made_at_iso": (last or datetime.now(UTC)).isoformat(timespec="seconds"),
         "accepted": next((h for h in m.history if h.event == "Accepted" and h.data.get("send_id") == s["send_id"]), None),
         "report_id": m.report_id,
-        "mdt": [],  # the fiche RCP (participants of the MDT session that decided), when the dossier went through one
     }
 
 

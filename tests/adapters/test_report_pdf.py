@@ -15,6 +15,7 @@ from adapters.report.issuer import ReportIssuer, issue_report, schedule
 from application import Relais
 from application.reports import NoReportError
 from domain.dossier import Dossier
+from tests.application.test_mdt import attend, rcp  # noqa: F401 - rcp: the MDT fixture
 from tests.conftest import PATIENT, rpps
 from web import report_html
 
@@ -165,3 +166,13 @@ def test_an_imaging_transfer_has_its_report_once_the_receipt_is_acknowledged(rel
     assert [s for s, _ in relais.reports_due(dossier_id=did)] == [sid]
     text = flat(pdf_text(issuer.blobs.path(issuer.issue(did, sid)["sha256"]).read_bytes()))
     assert "Réception de l'imagerie" in text and "Importé dans notre PACS" in text and "Réception accusée par Paul DURAND" in text
+
+
+def test_an_mdt_decision_reports_the_participants_present_with_their_rpps(relais, rcp, issuer):  # noqa: F811
+    for who, specialty in zip([rcp["coordinator"], *rcp["others"]], ["néphrologie", "urologie", "immunologie"], strict=False):
+        attend(relais, rcp, who, specialty)
+    relais.record_mdt_decision(session_id=rcp["session_id"], dossier_id=rcp["dossier_id"], actor_id=rcp["coordinator"],
+                               decision="Inscription sur liste d'attente", proposal="Inscrire le patient")
+    text = flat(pdf_text(issuer.blobs.path(issuer.issue(rcp["dossier_id"], rcp["send_id"])["sha256"]).read_bytes()))
+    assert "Avis de la réunion de concertation pluridisciplinaire" in text and "Inscription sur liste d'attente" in text
+    assert f"Sophie BERNARD, RPPS {rpps(22)}, néphrologie" in text and f"RPPS {rpps(23)}, urologie" in text

@@ -136,3 +136,35 @@ def test_a_third_party_and_another_sends_recipient_are_refused_and_traced(
     assert no_opinion.status_code == 409 and "aucun avis" in no_opinion.text and "pas de compte rendu" in no_opinion.text
     assert client.get(f"/dossiers/{did}/sends/inconnu/report.pdf").status_code == 404
     assert not [a for a in report_accesses(client, did) if a[1] == "granted"]
+
+
+def test_an_mdt_decision_given_on_its_page_makes_the_report(client, passwords, relais, settings):
+    from datetime import timedelta
+
+    from projections.runner import catch_up
+
+    w = passwords
+    did = relais.create_dossier(actor_id=w["requester"], workflow="kidney_transplant_mdt", question="Inscription en liste ?",
+                                urgency="routine", consent="given", **PATIENT)
+    sid = relais.address_recipient(dossier_id=did, actor_id=w["requester"], establishment_id=w["montpellier"],
+                                   service_id=w["neuro"])
+    relais.send_dossier(dossier_id=did, actor_id=w["requester"])
+    session = relais.schedule_mdt_session(actor_id=w["recipient"], service_id=w["neuro"], duration_minutes=60,
+                                          starts_at=relais.clock() + timedelta(days=2), place="Salle de staff",
+                                          participant_ids=[w["recipient"], w["outsider"]])
+    relais.register_mdt_dossier(session_id=session, dossier_id=did, actor_id=w["recipient"])
+    for who, specialty in ((w["recipient"], "néphrologie"), (w["outsider"], "urologie"), (w["requester"], "immunologie")):
+        relais.record_mdt_attendance(session_id=session, actor_id=w["recipient"], practitioner_id=who, specialty=specialty,
+                                     status="present")
+    for name in ("directory", "mdt", "inbox", "access"):
+        catch_up(name, settings.eventsourcing_env(), relais)
+    login(client, rpps(2))
+    csrf = csrf_from(client.get(f"/mdt/sessions/{session}").text)
+    done = client.post(f"/mdt/sessions/{session}/decisions/{did}", headers=HX, data={
+        "_csrf_token": csrf, "decision": "Inscription sur liste", "form_token": "r" * 24})
+    assert done.status_code == 200 and "Décision enregistrée" in done.text
+    (report,) = wait_reports(relais, did, sid)
+    got = client.get(f"/dossiers/{did}/sends/{sid}/report.pdf")
+    assert got.status_code == 200 and hashlib.sha256(got.content).hexdigest() == report["sha256"]
+    text = " ".join("".join(p.extract_text() for p in PdfReader(io.BytesIO(got.content)).pages).split())
+    assert "réunion de concertation pluridisciplinaire" in text and f"RPPS {rpps(3)}, urologie" in text

@@ -21,7 +21,8 @@ from web.session import SessionUser
 
 log = logging.getLogger("relais.web.report")
 
-CHANGED = re.compile(r"^/dossiers/([0-9a-fA-F-]{36})/")  # a POST here may have changed the dossier
+# a POST here may have changed the dossier: its own pages, and an MDT session's decision on it (the opinion)
+CHANGED = re.compile(r"^/(?:dossiers|mdt/sessions/[^/]+/decisions)/([0-9a-fA-F-]{36})(?:/|$)")
 
 
 @get("/dossiers/{dossier_id:str}/sends/{send_id:str}/report.pdf", name="report-pdf", sync_to_thread=True)
