@@ -26,6 +26,7 @@ from domain.errors import InvalidFieldError
 from domain.identifiers import check_department, check_finess
 from domain.values import PARIS, WORKFLOW_LABELS, Role, Workflow, code
 from projections import statistics_report
+from projections.milestones import StrokeQuery, stroke_csv
 from projections.statistics import EstablishmentRow, PostgresStatisticsView
 from projections.statistics_report import SIDES, TABLES, WORKFLOW_ORDER, StatsQuery, build_report, pct, to_csv
 from web import charts
@@ -55,7 +56,12 @@ TABLE_LABELS = {
     "answer_delay": "Délai de réponse par workflow et année",
     "acceptance": "Acceptations et refus par workflow et année",
     "deadlines": "Respect des délais par workflow et année",
+    "stroke": "AVC aigu : délais de la prise en charge par mois",
 }
+STROKE_INTERVALS = {
+    "door_to_opinion": "Arrivée → avis", "sent_to_opinion": "Envoi → avis",
+    "door_to_sent": "Arrivée → envoi", "sent_to_accepted": "Envoi → prise en charge",
+}  # labels of projections/milestones.py INTERVALS, in its order
 # What became of the sends against their deadline (report table "deadlines"), in the charts' order and colours.
 DEADLINE_OUTCOMES = {
     "answered_in_time": ("Avis dans le délai", "#009e73"),
@@ -227,6 +233,28 @@ def _deadline_charts(report: dict[str, Any]) -> dict[str, Markup]:
     }
 
 
+def stroke_context(services: Services, q: StatsQuery) -> dict[str, Any] | None:
+    """The stroke indicators of the period (milestones read model), their chart and the filters they ignore;
+    None when another workflow is chosen."""
+    if q.workflow and q.workflow != Workflow.STROKE_OPINION:
+        return None
+    by_requester = q.establishment_id is not None and q.side in ("any", "requester")
+    rows = services.milestones.stroke_indicators(StrokeQuery(
+        date_from=q.date_from, date_to=q.date_to, requester_id=str(q.establishment_id) if by_requester else None,
+    ))
+    months = [r for r in rows if r["period"] != "total"]
+    ignored = [label for label, on in (("département", bool(q.department)), ("date d'enregistrement", bool(q.as_of)),
+                                       ("établissement requis", q.establishment_id is not None and not by_requester)) if on]
+    chart = charts.grouped_bars(
+        [r["period"] for r in months],
+        [(STROKE_INTERVALS[name], [r[f"{name}_median_minutes"] for r in months]) for name in ("door_to_opinion", "sent_to_opinion")],
+        colors=(charts.PALETTE[0], charts.PALETTE[2]), unit="min", decimals=0,
+        title="AVC aigu : délais médians arrivée → avis et envoi → avis, par mois d'envoi (minutes)",
+    ) if months else None
+    return {"rows": rows, "chart": chart, "intervals": STROKE_INTERVALS, "ignored": ignored,
+            "lag": services.milestones.status().lag}
+
+
 def duration(minutes: float | None) -> str:
     """42 min ; 3 h 05 ; 2,5 j."""
     if minutes is None:
@@ -298,7 +326,7 @@ def _context(request: Request[Any, Any, Any], services: Services, q: StatsQuery)
         "workflows": WORKFLOW_LABELS, "sources": SOURCES, "channels": CHANNELS, "sides": SIDE_LABELS,
         "tables": TABLE_LABELS, "department_label": department_label, "region_label": region_label,
         "number": charts.number, "duration": duration, "day": lambda iso: date.fromisoformat(iso).strftime("%d/%m/%Y"),
-        "deadline_totals": deadline_totals(report), "outcomes": DEADLINE_OUTCOMES,
+        "deadline_totals": deadline_totals(report), "outcomes": DEADLINE_OUTCOMES, "stroke": stroke_context(services, q),
         "by_workflow": sorted(
             report["dossiers_by_workflow_year"], key=lambda r: (WORKFLOW_ORDER.get(r["workflow"], 99), r["year"])
         ),
@@ -352,10 +380,16 @@ def export_csv(
     table: Q = None, excel: Q = None,
 ) -> Response[bytes]:
     q = parse_query(date_from, date_to, as_of, workflow, department, establishment, side)
-    if table and table not in TABLES:
-        raise InvalidFieldError("table", f"Tableau : inconnu « {table} » (connus : {', '.join(TABLES)})")
-    report = report_for(request, services, q)
+    if table and table not in TABLES and table != "stroke":
+        raise InvalidFieldError("table", f"Tableau : inconnu « {table} » (connus : {', '.join([*TABLES, 'stroke'])})")
     excel_fr = excel in ("1", "true", "oui")
+    if table == "stroke":
+        stroke = stroke_context(services, q)
+        return Response(
+            stroke_csv(stroke["rows"] if stroke else [], excel=excel_fr).encode("utf-8"), media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{_filename(q, "csv", table)}"'},
+        )
+    report = report_for(request, services, q)
     return Response(
         to_csv(report, table or None, excel=excel_fr).encode("utf-8"), media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{_filename(q, "csv", table)}"'},
