@@ -1,18 +1,26 @@
-"""The invitation to an MDT session as iCalendar (RFC 5545 / iTIP): a VEVENT, and the mail that carries it."""
+"""The invitation to an MDT session as iCalendar (RFC 5545 / iTIP): a VEVENT, the mail that carries it, its delivery."""
 
 from __future__ import annotations
 
+import asyncio
 import html
-from datetime import datetime
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from uuid import UUID, uuid5
 
 from icalendar import Calendar, Event, vCalAddress, vText
 
+from adapters.database import DictPool
 from adapters.mail.compose import _envelope, message_id, paris_time
+from adapters.mail.senders import MailSender
 from application.mdt import SessionDetails
 from domain.mdt import specialty_label
 from domain.values import PARIS
+from projections.mdt import invitation_details
+
+log = logging.getLogger("relais.mail.mdt")
 
 PRODID = "-//Relais//RCP//FR"
 
@@ -109,3 +117,70 @@ def invitation_mail(
     message.add_attachment(session_ics(session, base_url=base_url, stamp=stamp), maintype="text", subtype="calendar",
                            filename="invitation.ics", params={"method": method, "charset": "utf-8"})
     return message
+
+
+# ------------------------------------------------------------------ delivery of the invitations
+
+LEASE = timedelta(minutes=10)  # a row claimed and not finished by then was left by a dead process
+MAX_ATTEMPTS = 8
+BACKOFF_MINUTES = (1, 5, 15, 60, 240, 720, 1440)
+
+
+class InvitationDelivery:
+    """Sends the pending rows of `mdt_invitations` (written by the MDT projection when a session is scheduled,
+    rescheduled or cancelled): each participant's mail with the .ics of the session as it is now. A row whose
+    session has moved on since (a later sequence) is superseded: the later invitation goes instead. Retried with
+    backoff, failed after 8 attempts. A process dying between the server's acceptance and the commit may send
+    a row again after the lease: calendars apply the same UID and SEQUENCE once."""
+
+    def __init__(self, pool: DictPool, sender: MailSender, *, mail_from: str, base_url: str,
+                 clock: Callable[[], datetime] | None = None, batch: int = 50):
+        self.pool = pool
+        self.sender = sender
+        self.mail_from, self.base_url = mail_from, base_url
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.batch = batch
+
+    def _claim(self) -> list[tuple[dict[str, object], SessionDetails | None]]:
+        now = self.clock()
+        with self.pool.connection() as conn, conn.transaction(), conn.cursor() as curs:
+            curs.execute("UPDATE mdt_invitations SET state = 'pending' WHERE state = 'sending' AND next_attempt_at <= %s",
+                         (now,))
+            curs.execute(
+                """UPDATE mdt_invitations SET state = 'sending', attempts = attempts + 1, next_attempt_at = %s
+                   WHERE id IN (SELECT id FROM mdt_invitations WHERE state = 'pending' AND next_attempt_at <= %s
+                                ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED)
+                   RETURNING id::text, session_id::text, sequence, address, attempts""", (now + LEASE, now, self.batch))
+            rows = [dict(r) for r in curs.fetchall()]
+            return [(r, invitation_details(curs, str(r["session_id"]))) for r in rows]
+
+    def _finish(self, mail_id: object, state: str, attempts: int, error: str = "") -> None:
+        now = self.clock()
+        if state == "retry":
+            state = "failed" if attempts >= MAX_ATTEMPTS else "pending"
+        delay = timedelta(minutes=BACKOFF_MINUTES[min(attempts, len(BACKOFF_MINUTES)) - 1])
+        with self.pool.connection() as conn:
+            conn.execute(
+                """UPDATE mdt_invitations SET state = %s, last_error = nullif(%s, ''), next_attempt_at = %s,
+                       sent_at = CASE WHEN %s = 'sent' THEN %s ELSE sent_at END WHERE id = %s AND state = 'sending'""",
+                (state, error[:500], now + delay, state, now, mail_id))
+
+    async def tick(self) -> int:
+        """One pass: the due invitations sent (or superseded, or put back for later); how many were sent."""
+        sent = 0
+        for row, session in await asyncio.to_thread(self._claim):
+            attempts = int(str(row["attempts"]))
+            if session is None or session.sequence != row["sequence"]:
+                await asyncio.to_thread(self._finish, row["id"], "superseded", attempts)
+                continue
+            message = invitation_mail(session, to=str(row["address"]), mail_from=self.mail_from, base_url=self.base_url,
+                                      stamp=self.clock())
+            try:
+                await self.sender.send(message)
+            except Exception as e:  # noqa: BLE001 - any refusal or failure: retried with backoff
+                log.warning("invitation RCP %s (tentative %d) non remise : %s", row["id"], attempts, e)
+                await asyncio.to_thread(self._finish, row["id"], "retry", attempts, str(e) or type(e).__name__)
+                continue
+            await asyncio.to_thread(self._finish, row["id"], "sent", attempts)
+            sent += 1
+        return sent
