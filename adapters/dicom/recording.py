@@ -32,6 +32,26 @@ def attach_awaiting(app: Relais, view: PostgresImagingView, updates: list[StudyU
     return attached
 
 
+def attach_received_for_patient(
+    app: Relais, view: PostgresImagingView, *, dossier_id: str, establishment_id: str, patient_id: str,
+) -> list[str]:
+    """Just after a dossier awaited a Patient ID: the studies of that patient the establishment received in
+    the PATIENT_ID_WINDOW before (the CT pushed before the request was written) attach themselves as if
+    they arrived now — same rules: identity checked, none when another open dossier awaits them too.
+    Returns the study ids attached."""
+    since = app.clock() - PATIENT_ID_WINDOW
+    attached = []
+    for study_id in view.studies_of_patient(establishment_id, patient_id.strip(), since):
+        row = view.study(study_id)
+        others = view.awaiting_patient(establishment_id, [patient_id.strip()], since)
+        if row is not None and row.accession_number:
+            others += view.awaiting(establishment_id, row.accession_number)
+        candidates = list(dict.fromkeys([dossier_id, *others]))  # the await just made may not be projected yet
+        if dossier_id in app.auto_attach(study_id=study_id, dossier_ids=candidates):
+            attached.append(study_id)
+    return attached
+
+
 def recorder(app: Relais) -> Record:
     def record(establishment_id: str, items: list[ReceivedInstance], source: Json) -> list[StudyUpdate]:
         return app.record_received(establishment_id=establishment_id, instances=items, source=source)

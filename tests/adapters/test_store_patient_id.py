@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
+from adapters.dicom.recording import attach_received_for_patient
 from application import Relais
 from projections.runner import catch_up
 from tests.adapters import test_store_scp
@@ -124,3 +125,16 @@ def test_two_open_dossiers_awaiting_the_patient_id_get_nothing_and_are_told(node
     later = push(node, tmp_path / "b", patient_id="IPP-42")
     assert imaging(relais, world, first)[0] == [later["study_uid"]]
     assert imaging(relais, world, second)[0] == []
+
+
+def test_a_study_received_before_the_await_attaches_itself_on_awaiting(node, relais, world, tmp_path):
+    """The CT pushed before the request was written: awaiting its Patient ID attaches it (the web calls this)."""
+    data = push(node, tmp_path / "a", patient_id="IPP-300")
+    other = push(node, tmp_path / "b", patient_id="IPP-301")
+    catch_up("imaging", node["env"], relais)
+    did = dossier(relais, world, sent=True)
+    relais.await_imaging(dossier_id=did, actor_id=world["requester"], patient_id="IPP-300")
+    found = attach_received_for_patient(relais, node["imaging"], dossier_id=did, establishment_id=world["toulouse"],
+                                        patient_id="IPP-300")
+    assert len(found) == 1 and imaging(relais, world, did) == ([data["study_uid"]], [])
+    assert other["study_uid"] not in imaging(relais, world, did)[0]
