@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from uuid import NAMESPACE_URL, uuid5
 
 from application.access_log import AccessLog
 from application.actors import Actors
-from application.base import SYSTEM_ACTOR, Core
+from application.base import SYSTEM_ACTOR, Core, parse_uuid
 from application.commands import DossierCommands
 from application.dossier_views import DossierDetails, HistoryEntry, details_of, history_of
 from application.errors import ForbiddenError, NotFoundError
 from domain.directory import Establishment, Practitioner
 from domain.dossier import Dossier
 from domain.errors import SendStateError
+from domain.imaging import ReceivedStudy
 from domain.values import Actor, Json, Role
 
 # What a report tells of the dossier's life besides the opinion: the technical incidents (R6316-4).
 INCIDENT_EVENTS = ("Escalated", "ImagingHeld", "Forwarded", "Declined")
+# ... and of its studies' (their own streams): a PACS retrieve or an export to a PACS that did not complete
+IMAGING_INCIDENTS = {"RetrieveRecorded": ("failed", "incomplete"), "ExportRecorded": ("failed", "partial")}
 
 
 class NoReportError(SendStateError):
@@ -83,7 +86,11 @@ class ReportUseCases:
         ids |= {m["actor"].get("practitioner_id") for m in details.messages if m["send_id"] == send_id}
         ids |= {h.actor.get("practitioner_id") for h in history if h.event in ("Forwarded", "Accepted", "ReceiptAcknowledged")
                 and h.data.get("send_id") == send_id}
-        incidents = tuple(h for h in history if h.event in INCIDENT_EVENTS and h.data.get("send_id") in (None, send_id))
+        incidents = tuple(sorted(
+            [h for h in history if h.event in INCIDENT_EVENTS and h.data.get("send_id") in (None, send_id)]
+            + self._imaging_incidents(details),
+            key=lambda h: h.occurred_at or h.recorded_at,
+        ))
         targets = [h.data["to"] for h in incidents if isinstance(h.data.get("to"), dict)]
         ids |= {t.get("practitioner_id") for t in targets}
         establishments = {d.requester.get("establishment_id"), send.get("establishment_id")}
@@ -94,6 +101,18 @@ class ReportUseCases:
             establishments={str(e): self._establishment(str(e)) for e in establishments if e},
             incidents=incidents, current=up_to_date(send, history),
         )
+
+    def _imaging_incidents(self, details: DossierDetails) -> list[HistoryEntry]:
+        """Retrieves and exports of the dossier's studies, for this dossier, that did not complete."""
+        out: list[HistoryEntry] = []
+        for study in details.imaging:
+            if not study.get("received_study_id"):
+                continue
+            events = [e for e in self.core.events_of(parse_uuid(study["received_study_id"], "examen"))
+                      if isinstance(e, ReceivedStudy.RetrieveRecorded | ReceivedStudy.ExportRecorded)
+                      and e.dossier_id == details.id and e.status in IMAGING_INCIDENTS[type(e).__name__]]
+            out += [replace(h, data=dict(h.data, study=study)) for h in history_of(events)]
+        return out
 
     def _person(self, practitioner_id: str) -> Json:
         try:

@@ -176,3 +176,26 @@ def test_an_mdt_decision_reports_the_participants_present_with_their_rpps(relais
     text = flat(pdf_text(issuer.blobs.path(issuer.issue(rcp["dossier_id"], rcp["send_id"])["sha256"]).read_bytes()))
     assert "Avis de la réunion de concertation pluridisciplinaire" in text and "Inscription sur liste d'attente" in text
     assert f"Sophie BERNARD, RPPS {rpps(22)}, néphrologie" in text and f"RPPS {rpps(23)}, urologie" in text
+
+
+def test_retrieves_and_exports_that_did_not_complete_are_technical_incidents(relais, world, settings, sent_dossier, issuer,
+                                                                            tmp_path):
+    from tests.web.test_access_trace import _study
+
+    did, sid = sent_dossier["dossier_id"], sent_dossier["send_id"]
+    study = _study(relais, settings, world["toulouse"], tmp_path / "ct", "ACC1")
+    relais.attach_received_study(dossier_id=did, actor_id=world["requester"], study_id=study["study_id"])
+    relais.record_retrieve(establishment_id=world["toulouse"], study_instance_uid=study["study_uid"], patient={}, study={},
+                           dossier_id=did, node_aet="TLSE_PACS", method="c-move", status="incomplete",
+                           reason="association interrompue", expected=4, received=2)
+    relais.record_export(study_id=study["study_id"], dossier_id=did, node_aet="MTP_PACS", status="failed", sent=0, total=2,
+                         failures=[], actor={"practitioner_id": world["recipient"], "role": "clinician"})
+    relais.record_export(study_id=study["study_id"], dossier_id=did, node_aet="MTP_PACS", status="completed", sent=2,
+                         total=2, failures=[], actor={"practitioner_id": world["recipient"], "role": "clinician"})
+    relais.accept(dossier_id=did, actor_id=world["recipient"], send_id=sid)
+    relais.give_opinion(dossier_id=did, actor_id=world["recipient"], send_id=sid, report="Pas d'indication.")
+    text = flat(pdf_text(issuer.blobs.path(issuer.issue(did, sid)["sha256"]).read_bytes()))
+    assert "depuis TLSE_PACS incomplète (2 sur 4 images) : association interrompue" in text
+    assert "vers MTP_PACS en échec (0 sur 2 images transmises)" in text
+    assert text.count("MTP_PACS") == 1  # the completed export is no incident
+    assert "1 examen d'imagerie" in text and "2 images" in text
