@@ -29,6 +29,7 @@ from adapters.jobs import ArqJobs, InlineJobs, JobContext, Jobs, JobTable, ping
 from adapters.live import LiveFeed
 from adapters.mail.delivery import CHANNEL as MAIL_CHANNEL
 from adapters.mail.delivery import MailDelivery, deliver_mail
+from adapters.mail.ics import InvitationDelivery
 from adapters.mail.senders import MailSender, OutboxSender, SmtpSender
 from adapters.notification_prefs import PreferenceStore
 from adapters.report.issuer import ReportIssuer, issue_report
@@ -214,8 +215,12 @@ def build_mail_delivery(settings: Settings, *, enqueue: bool = True) -> MailDeli
     attempt an arq job when Redis is configured (`enqueue`), else run in the loop's process. The worker
     builds it with `enqueue=False` to run the attempts. Its owner calls `close()`."""
     assert settings.database_url
+    pool, sender = build_pool(settings, max_size=4), mail_sender(settings)
+    # the MDT sessions' invitations go out on the same passes, in the loop's process (not as jobs)
+    invitations = InvitationDelivery(pool, sender, mail_from=settings.mail_from, base_url=settings.base_url)
     return MailDelivery(
-        build_pool(settings, max_size=4), mail_sender(settings), mail_from=settings.mail_from, base_url=settings.base_url,
+        pool, sender, mail_from=settings.mail_from, base_url=settings.base_url,
         feed=LiveFeed(conninfo(settings.database_url), MAIL_CHANNEL, application_name="relais-mail") if enqueue else None,
         jobs=ArqJobs(settings.redis_url) if settings.redis_url and enqueue else None,
+        also=[invitations.tick] if enqueue else [],
     )

@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -125,6 +125,7 @@ class MailDelivery:
         self, pool: DictPool, sender: MailSender, *, mail_from: str, base_url: str,
         feed: LiveFeed | None = None, jobs: Jobs | None = None, clock: Callable[[], datetime] | None = None,
         batch: int = 100, concurrency: int = 8, timer: float = 30.0,
+        also: Sequence[Callable[[], Awaitable[int]]] = (),
     ):
         self.pool = pool
         self.sender = sender
@@ -136,6 +137,7 @@ class MailDelivery:
         self.timer = timer
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[str]] = set()
+        self.also = tuple(also)  # other mails delivered on each pass (the MDT invitations: adapters/mail/ics.py)
 
     # ------------------------------------------------------------ claiming (one transaction)
 
@@ -316,6 +318,8 @@ class MailDelivery:
             else:
                 self._start(mail_id, attempt)
         await self.send_digests()
+        for deliver in self.also:
+            await deliver()
         if wait:
             await self.drain()
         return len(claimed)
