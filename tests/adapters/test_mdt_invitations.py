@@ -98,3 +98,24 @@ def test_a_failed_send_is_retried_later(relais: Relais, settings, pool):
     with pool.connection() as conn:
         row = conn.execute("SELECT state, attempts, last_error, next_attempt_at > now() AS later FROM mdt_invitations").fetchone()
     assert (row["state"], row["attempts"], row["last_error"], row["later"]) == ("pending", 1, "relais SMTP injoignable", True)
+
+
+def test_the_notification_mail_loop_sends_them(relais: Relais, settings):
+    """`relais scheduler`'s delivery loop (bootstrap.build_mail_delivery) sends the invitations on its passes."""
+    from entrypoints.bootstrap import build_mail_delivery
+
+    tlse = relais.add_establishment(finess="310781406", name="CHU de Toulouse", department="31")
+    team = relais.add_service(establishment_id=tlse, code="greffe", name="Transplantation", specialty="néphrologie")
+    coordinator = relais.add_practitioner(rpps=rpps(51), family_name="Bernard", given_name="Sophie", establishment_id=tlse,
+                                          roles=["clinician"], service_ids=[team], email="s.bernard@chu.example")
+    sid = relais.schedule_mdt_session(actor_id=coordinator, service_id=team, starts_at=relais.clock() + timedelta(days=1),
+                                      duration_minutes=45, place="Salle 2", participant_ids=[coordinator])
+    for name in ("directory", "mdt"):
+        catch_up(name, settings.eventsourcing_env(), relais)
+    delivery = build_mail_delivery(settings)
+    try:
+        asyncio.run(delivery.tick())
+    finally:
+        delivery.close()
+    ((to, method, event),) = outbox_calendars(settings.outbox)
+    assert (to, method, str(event["UID"])) == ("s.bernard@chu.example", "REQUEST", session_uid(sid))
