@@ -15,11 +15,13 @@ from domain.values import Actor, Json
 
 
 def definition_for(workflow: str, form: Json | None) -> FormDefinition | None:
-    """The definition a dossier's answers are read with: the version it was answered with, else the workflow's
-    current one (None for a workflow without a form, e.g. imported history)."""
-    if form is not None:
+    """The definition a dossier's form is answered with: the version it was answered with, else the workflow's
+    current one (None for a workflow without a form, e.g. imported history). To read recorded answers, use their
+    own id and version (`forms.definition`): a draft whose workflow changed holds answers to its former form."""
+    current = forms.form_for(workflow) if forms.has_form(workflow) else None
+    if form is not None and (current is None or current.id == form["id"]):
         return forms.definition(str(form["id"]), int(form["version"]))
-    return forms.form_for(workflow) if forms.has_form(workflow) else None
+    return current  # never answered, or answered for the workflow the draft had before
 
 
 def definition_of(dossier: Dossier) -> FormDefinition | None:

@@ -1107,13 +1107,15 @@ class Dossier(Aggregate):
 
     def answer_form(self, *, form: Json, answers: Json, actor: Actor, occurred_at: datetime) -> None:
         """Records the answers to the workflow's form, already validated against its definition (`form`:
-        its `id` and `version`). A dossier keeps the form version it was first answered with."""
+        its `id` and `version`). A dossier keeps the form version it was first answered with (unless its
+        workflow, hence its form, changed on the draft)."""
         self._draft(occurred_at)
         self._as_requester(actor)
         if not form.get("id") or not isinstance(form.get("version"), int):
             raise InvalidFieldError("form", "formulaire sans identifiant ni version")
-        if self.form is not None and (self.form["id"], self.form["version"]) != (form["id"], form["version"]):
+        if self.form is not None and self.form["id"] == form["id"] and self.form["version"] != form["version"]:
             raise InvalidFieldError("form", "ce télédossier a été commencé avec une autre version du formulaire")
+        # another form id: the draft's workflow changed since, and its form with it (the new answers replace the old)
         if self.form is not None and self.form["answers"] == answers:
             return
         self._form_answered(form={"id": form["id"], "version": form["version"]}, answers=answers,

@@ -101,3 +101,16 @@ def test_others_may_not_answer(relais: Relais, world: dict, draft: str) -> None:
 def test_after_sending_the_form_is_closed(relais: Relais, world: dict, sent_dossier: dict) -> None:
     with pytest.raises(RelaisError, match="envoy|brouillon|modifi"):
         relais.answer_form(dossier_id=sent_dossier["dossier_id"], actor_id=world["requester"], raw=stroke_raw())
+
+
+def test_a_changed_workflow_takes_its_own_form(relais: Relais, world: dict, draft: str) -> None:
+    """The draft's workflow changed after its form was answered: the new workflow's form is asked and recorded."""
+    relais.answer_form(dossier_id=draft, actor_id=world["requester"], raw=stroke_raw())
+    relais.edit_draft(dossier_id=draft, actor_id=world["requester"], workflow="emergency_opinion")
+    with pytest.raises(FormInvalid) as caught:
+        relais.answer_form(dossier_id=draft, actor_id=world["requester"], raw=stroke_raw())
+    assert set(caught.value.errors) == {"specialty", "vital_distress"}
+    relais.answer_form(dossier_id=draft, actor_id=world["requester"], form_version=1,
+                       raw={"specialty": "Neurochirurgie", "question": "Hématome ?", "vital_distress": "non"})
+    form = relais.get_dossier(dossier_id=draft, actor_id=world["requester"]).form
+    assert form is not None and (form["id"], form["version"]) == ("emergency_opinion", 1)
