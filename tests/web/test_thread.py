@@ -9,10 +9,16 @@ from typing import Any
 
 import pytest
 from litestar.testing import TestClient
+from pydicom import dcmread
 
 from adapters.blobs import BlobStore
+from adapters.dicom.receive import describe
+from adapters.dicom.recording import recorder
+from adapters.dicom.storage import InstanceStore
 from application import Relais
 from tests.conftest import PATIENT, rpps
+from tests.dicomdata import write_study
+from tests.peers import free_port
 from tests.web.conftest import csrf_from, login
 
 HX = {"HX-Request": "true"}
@@ -237,3 +243,29 @@ def test_the_complement_answer_form_is_only_the_requesters(client, relais, passw
                   {"message": "Moi-même", "form_token": secrets.token_urlsafe(12),
                    "expected_version": version(relais, did, w["requester"])})
     assert r.status_code == 403
+
+
+def test_the_receipt_offers_the_export_to_the_recipients_pacs(client, relais, passwords, settings, settle, tmp_path):
+    """With a PACS configured for its establishment, the recipient of an imaging transfer may export each study
+    before acknowledging receipt; without one, only the receipt is offered."""
+    w = passwords
+    data = write_study(tmp_path / "ct", series=1, per_series=1, accession="ACCTRANSFER")
+    store, items = InstanceStore(settings.dicom_root), []
+    for f in data["files"]:
+        ds = dcmread(f)
+        store.put(w["toulouse"], data["study_uid"], ds.SOPInstanceUID, f.read_bytes())
+        items.append(describe(ds, transfer_syntax=str(ds.file_meta.TransferSyntaxUID), size=f.stat().st_size))
+    (update,) = recorder(relais)(w["toulouse"], items, {"kind": "dicom_store"})
+    did = relais.create_dossier(actor_id=w["requester"], workflow="imaging_transfer", question="Suite de soins",
+                                consent="given", imaging_source="dicom_store", **PATIENT)
+    relais.attach_received_study(dossier_id=did, actor_id=w["requester"], study_id=update.study_id)
+    relais.address_recipient(dossier_id=did, actor_id=w["requester"], establishment_id=w["montpellier"], service_id=w["neuro"])
+    relais.send_dossier(dossier_id=did, actor_id=w["requester"])
+    as_user(client, 2)
+    page = client.get(f"/dossiers/{did}").text
+    assert "Accuser réception" in page and "Exporter vers le PACS" not in page
+    relais.add_node(aet="MTP_PACS", host="127.0.0.1", port=free_port(), establishment_id=w["montpellier"], kind="pacs")
+    settle()  # the directory read model knows the node
+    page = client.get(f"/dossiers/{did}").text
+    assert "Exporter vers le PACS" in page and "<option>MTP_PACS</option>" in page
+    assert f'hx-post="/dossiers/{did}/dicom/studies/{data["study_uid"]}/export"' in page
