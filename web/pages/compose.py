@@ -1,10 +1,12 @@
-"""Creating a dossier in steps: workflow → patient → question and consent → documents → imaging →
-recipients → review and send. The draft is recorded at step 3 and saved at every step after."""
+"""Creating a dossier in steps, shaped by its workflow. Urgent work (acute stroke, emergency opinion) takes three
+screens: the patient, the workflow's form with consent and imaging, review and send with the recipient preset.
+The other workflows: workflow → patient → form and consent → documents → imaging → recipients → review. The
+draft is recorded when the form is sent, and saved at every step after."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypedDict
 
@@ -17,32 +19,49 @@ from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Redirect, Template
 
 from adapters.blobs import MAX_DOCUMENT_BYTES, DocumentRejectedError
+from adapters.communes import shipped
 from application.access import Workspace
 from application.actors import Acting
 from application.errors import ConflictError
 from domain.errors import InvalidFieldError
-from domain.values import PARIS, URGENCY_LABELS, WORKFLOW_LABELS, Json, Role, patient_identity
+from domain.forms import FormDefinition, FormInvalid, definition, form_for, has_form, validate
+from domain.values import PARIS, URGENCY_LABELS, WORKFLOW_LABELS, Json, Role
 from web.errors import FormRejected, StaleView, is_htmx
-from web.forms import ItemForm, new_token
+from web.forms import ItemForm, form_version, new_token
 from web.guards import requires_role
+from web.pages.compose_rules import (
+    FAST,
+    FULL_STEPS,
+    Birthplace,
+    birthplace,
+    birthplace_label,
+    default_urgency,
+    imaging_choices,
+    imaging_error,
+    imaging_shown,
+    next_step,
+    patient_errors,
+    question_text,
+    steps_for,
+)
 from web.pages.dossier import open_workspace, refusals_traced
 from web.present import CHANNELS, IMAGING_SOURCES, paris
 from web.services import Services
 from web.session import SessionUser
 from web.uploads import BrokenUpload, form_boundary, receive
 
-STEPS = {
-    "workflow": "Parcours", "patient": "Patient", "question": "Question et consentement", "documents": "Documents",
-    "imaging": "Imagerie", "recipients": "Destinataires", "review": "Vérification et envoi",
-}
+STEPS = FULL_STEPS
 ORDER = list(STEPS)
 CLINICIAN = requires_role(Role.CLINICIAN)
 FIELD_LABELS = {
     "birth_name": "nom de naissance", "first_names": "prénoms", "birth_date": "date de naissance", "sex": "sexe",
-    "birth_place_code": "lieu de naissance", "ins": "matricule INS", "used_name": "nom d'usage", "question": "question",
-    "workflow": "parcours", "urgency": "urgence", "consent": "consentement", "consent_note": "précisions",
+    "birth_place_code": "lieu de naissance", "birth_place": "lieu de naissance", "ins": "matricule INS",
+    "used_name": "nom d'usage", "question": "question", "workflow": "parcours", "urgency": "urgence",
+    "consent": "consentement", "consent_note": "précisions", "imaging_source": "imagerie",
+    "accession_number": "n° d'examen",
 }
 CREATABLE = {k: v for k, v in WORKFLOW_LABELS.items() if k != "legacy"}
+PATIENT_FIELDS = ("birth_name", "first_names", "used_name", "birth_date", "sex", "birth_place", "birth_place_code", "ins")
 
 
 @dataclass
@@ -50,22 +69,44 @@ class DraftForm:
     expected_version: int | None = None
     form_token: str = ""
     workflow: str = ""
-    urgency: str = "routine"
+    urgency: str = ""
     birth_name: str = ""
     first_names: str = ""
     used_name: str = ""
     birth_date: str = ""
     sex: str = ""
-    birth_place_code: str = ""
+    birth_place: str = ""  # what was typed: a commune or country name, « Toulouse (31) », or a code
+    birth_place_code: str = ""  # the code chosen in the list, or resolved
     ins: str = ""
     question: str = ""
     consent: str = ""
     consent_note: str = ""
     imaging_source: str = ""
+    accession_number: str = ""
+    form_version: str = ""  # the workflow form's version the page showed (its answers are the other fields)
     establishment_id: str = ""
     service_id: str = ""
     practitioner_id: str = ""
     channel: str = ""
+
+
+OWN_FIELDS = {f.name for f in fields(DraftForm)} | {"_csrf_token", "form_id"}
+
+
+def draft_of(data: dict[str, Any]) -> DraftForm:
+    """The wizard's own fields of a form sent (a field sent twice: its first value)."""
+    values: dict[str, Any] = {}
+    for f in fields(DraftForm):
+        if f.name in data:
+            v = data[f.name]
+            v = v[0] if isinstance(v, list) and v else v
+            values[f.name] = form_version(str(v)) if f.name == "expected_version" else str(v or "")
+    return DraftForm(**values)
+
+
+def form_raw(data: dict[str, Any]) -> dict[str, Any]:
+    """The workflow form's answers as sent: every field but the wizard's own (its « question » is the form's)."""
+    return {k: v for k, v in data.items() if k not in OWN_FIELDS or k == "question"}
 
 
 def _patient(f: DraftForm) -> Json:
@@ -73,14 +114,29 @@ def _patient(f: DraftForm) -> Json:
             "birth_place_code": f.birth_place_code, "ins": f.ins or None, "used_name": f.used_name or None}
 
 
+def _definition(workflow: str, recorded: Json | None) -> FormDefinition | None:
+    """The form a draft shows: the version it was first answered with, else its workflow's current one."""
+    if recorded:
+        return definition(recorded["id"], recorded["version"])
+    return form_for(workflow) if workflow and has_form(workflow) else None
+
+
 def _context(
     step: str, form: dict[str, Any], ws: Workspace | None = None, services: Services | None = None, **extra: Any,
 ) -> dict[str, Any]:
+    d = ws.dossier if ws else None
+    workflow = form.get("workflow") or (d.workflow if d else "")
+    recorded = d.form if d else None
+    errors = extra.pop("errors", None) or {}
     return {
-        "step": step, "steps": STEPS, "order": ORDER, "form": form, "ws": ws, "d": ws.dossier if ws else None,
-        "workflows": CREATABLE, "urgencies": URGENCY_LABELS, "sources": IMAGING_SOURCES, "channels": CHANNELS,
-        "names": services.names if services else None, "field_labels": FIELD_LABELS, "max_mb": MAX_DOCUMENT_BYTES // (1024 * 1024),
-        "form_token": new_token, "target_key": target_key, **extra,
+        "step": step, "steps": steps_for(workflow) if workflow else STEPS, "fast": workflow in FAST,
+        "form": form, "ws": ws, "d": d, "workflows": CREATABLE, "urgencies": URGENCY_LABELS, "sources": IMAGING_SOURCES,
+        "source_choices": imaging_choices(workflow), "source_shown": imaging_shown(workflow, form.get("imaging_source", "")),
+        "channels": CHANNELS, "names": services.names if services else None, "field_labels": FIELD_LABELS,
+        "max_mb": MAX_DOCUMENT_BYTES // (1024 * 1024), "form_token": new_token, "target_key": target_key,
+        "definition": _definition(workflow, recorded), "answers": extra.pop("answers", None) or (recorded or {}).get("answers", {}),
+        "errors": errors, "first_error": next(iter(errors), ""), "candidates": extra.pop("candidates", []),
+        "default_urgency": default_urgency(workflow), **extra,
     }
 
 
@@ -90,10 +146,62 @@ def _form_of(ws: Workspace) -> dict[str, Any]:
     return asdict(DraftForm(
         expected_version=d.version, workflow=d.workflow, urgency=d.urgency, birth_name=p["birth_name"],
         first_names=p["first_names"], used_name=p.get("used_name") or "", birth_date=p["birth_date"], sex=p["sex"],
-        birth_place_code=p["birth_place_code"], ins=p.get("ins") or "", question=d.question,
-        consent=(d.consent or {}).get("status", ""), consent_note=(d.consent or {}).get("note", ""),
-        imaging_source=d.imaging_source,
+        birth_place=birthplace_label(shipped(), p["birth_place_code"]), birth_place_code=p["birth_place_code"],
+        ins=p.get("ins") or "", question=d.question, consent=(d.consent or {}).get("status", ""),
+        consent_note=(d.consent or {}).get("note", ""), imaging_source=d.imaging_source,
     ))
+
+
+def _rejected(step: str, form: dict[str, Any], errors: dict[str, str], ws: Workspace | None = None,
+              services: Services | None = None, **extra: Any) -> FormRejected:
+    """The step shown again with an error at each field refused, what was typed kept."""
+    first = next(iter(errors))
+    return FormRejected(InvalidFieldError(first, errors[first]), "compose/step.html",
+                        _context(step, form, ws, services, errors=errors, **extra))
+
+
+def _check_patient(data: DraftForm, form: dict[str, Any], ws: Workspace | None = None, services: Services | None = None) -> None:
+    """Resolves the birthplace into `data` and checks every field of the identity; raises with all errors."""
+    errors: dict[str, str] = {}
+    candidates: list[tuple[str, str]] = []
+    try:
+        data.birth_place_code = birthplace(shipped(), data.birth_place, data.birth_place_code)
+    except Birthplace as e:
+        errors["birth_place"], candidates = e.message, e.candidates
+        data.birth_place_code = ""
+    for k, v in patient_errors(_patient(data), datetime.now(PARIS).date()).items():
+        errors.setdefault("birth_place" if k == "birth_place_code" else k, v)
+    form.update(birth_place_code=data.birth_place_code)
+    if errors:
+        order = [k for k in PATIENT_FIELDS if k in errors] + [k for k in errors if k not in PATIENT_FIELDS]
+        raise _rejected("patient", form, {k: errors[k] for k in order}, ws, services, candidates=candidates)
+
+
+def _check_question(data: DraftForm, raw: dict[str, Any], form: dict[str, Any], ws: Workspace | None = None,
+                    services: Services | None = None) -> dict[str, Any] | None:
+    """The form's answers validated (None when the page sent no form: a draft made without one), the consent
+    and, on the short path, the imaging; raises with every error at its field, what was typed kept."""
+    errors: dict[str, str] = {}
+    answers = None
+    workflow = data.workflow or (ws.dossier.workflow if ws else "")
+    recorded = ws.dossier.form if ws else None
+    definition_ = _definition(workflow, recorded) if data.form_version else None
+    if definition_ is not None:
+        try:
+            answers = validate(definition_, raw)
+        except FormInvalid as e:
+            errors |= e.errors
+    elif not data.question.strip():
+        errors["question"] = "posez votre question"
+    if data.consent not in ("given", "refused"):
+        errors["consent"] = "dites si le patient a consenti à la télé-expertise"
+    if workflow in FAST and data.form_version and (problem := imaging_error(workflow, data.imaging_source)):
+        errors["imaging_source"] = problem
+    if data.accession_number.strip() and len(data.accession_number.strip()) > 16:
+        errors["accession_number"] = "numéro d'examen (accession number) de 1 à 16 caractères"
+    if errors:
+        raise _rejected("question", form, errors, ws, services, answers=raw)
+    return answers
 
 
 # ---------------------------------------------------------------- before the draft exists
@@ -101,48 +209,80 @@ def _form_of(ws: Workspace) -> dict[str, Any]:
 
 @get("/dossiers/new", guards=[CLINICIAN], name="compose-new")
 async def new(workflow: FromQuery[str] = "") -> Template:
-    return Template("compose/step.html", context=_context("workflow", asdict(DraftForm(workflow=workflow))))
+    """A blank request; « Nouvelle demande AVC » (?workflow=stroke_opinion) opens straight on the patient."""
+    form = asdict(DraftForm(workflow=workflow, urgency=default_urgency(workflow) if workflow in CREATABLE else ""))
+    return Template("compose/step.html", context=_context("patient" if workflow in FAST else "workflow", form))
 
 
 @post("/dossiers/new/{step:str}", guards=[CLINICIAN], sync_to_thread=True, name="compose-new-step")
 def new_step(
     services: NamedDependency[Services], step: FromPath[str],
-    data: Annotated[DraftForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
+    data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)],
 ) -> Template:
-    """Steps 1 and 2 are carried in the form; each is checked before the next is shown."""
-    if data.workflow not in CREATABLE:
+    """The steps before the form are carried in the page; each is checked before the next is shown."""
+    draft = draft_of(data)
+    if draft.workflow not in CREATABLE:
         raise FormRejected(InvalidFieldError("workflow", "choisissez un parcours"), "compose/step.html",
-                           _context("workflow", asdict(data)))
+                           _context("workflow", asdict(draft)))
+    draft.urgency = draft.urgency or default_urgency(draft.workflow)
+    form = asdict(draft)
     if step == "question":
-        try:
-            patient_identity(**_patient(data), today=datetime.now(PARIS).date())
-        except InvalidFieldError as e:
-            raise FormRejected(e, "compose/step.html", _context("patient", asdict(data))) from None
+        _check_patient(draft, form)
+        form = asdict(draft)
     elif step != "patient":
         step = "workflow"
-    return Template("compose/step.html", context=_context(step, asdict(data)))
+    return Template("compose/step.html", context=_context(step, form))
 
 
 @post("/dossiers/new", guards=[CLINICIAN], sync_to_thread=True, status_code=303, name="compose-create")
 def create(
     services: NamedDependency[Services], user: NamedDependency[SessionUser],
-    data: Annotated[DraftForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
+    data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)],
 ) -> Redirect:
+    """Records the draft with its form, consent and imaging, the awaited exam and the preset recipient."""
+    draft = draft_of(data)
+    if draft.workflow not in CREATABLE:
+        raise FormRejected(InvalidFieldError("workflow", "choisissez un parcours"), "compose/step.html",
+                           _context("workflow", asdict(draft)))
+    draft.urgency = draft.urgency or default_urgency(draft.workflow)
+    form = asdict(draft)
+    _check_patient(draft, form)
+    form = asdict(draft)
+    raw = form_raw(data)
+    answers = _check_question(draft, raw, form)
     try:
-        did = _create(services, user, data)
+        did = _create(services, user, draft, raw, answers)
     except InvalidFieldError as e:
-        raise FormRejected(e, "compose/step.html", _context("question", asdict(data))) from None
-    return Redirect(f"/dossiers/{did}/edit/documents", status_code=303)
+        raise FormRejected(e, "compose/step.html", _context("question", form, answers=raw)) from None
+    return Redirect(f"/dossiers/{did}/edit/{'review' if draft.workflow in FAST else 'documents'}", status_code=303)
 
 
-def _create(services: Services, user: SessionUser, data: DraftForm) -> str:
-    return services.relais.create_dossier(
-        actor_id=user.acting(data.form_token), workflow=data.workflow,
+def _create(services: Services, user: SessionUser, data: DraftForm, raw: dict[str, Any], answers: dict[str, Any] | None) -> str:
+    """The draft, then its further commands, each once per form sent (a token of its own)."""
+    r, token = services.relais, data.form_token
+    definition_ = form_for(data.workflow) if answers is not None else None
+    question = question_text(definition_, answers) if definition_ is not None and answers is not None else data.question
+    source = data.imaging_source or ("none" if data.workflow not in FAST else "dicom_store")
+    did = r.create_dossier(
+        actor_id=user.acting(token), workflow=data.workflow,
         urgency=data.urgency, patient_birth_name=data.birth_name, patient_first_names=data.first_names,
         patient_birth_date=data.birth_date, patient_sex=data.sex, patient_birth_place_code=data.birth_place_code,
-        patient_ins=data.ins or None, patient_used_name=data.used_name or None, question=data.question,
-        consent=data.consent or None, consent_note=data.consent_note,
+        patient_ins=data.ins or None, patient_used_name=data.used_name or None, question=question,
+        consent=data.consent or None, consent_note=data.consent_note, imaging_source=source,
     )
+
+    def then(part: str) -> Acting:
+        return user.acting(f"{token}-{part}" if token else "")
+
+    if answers is not None:
+        r.answer_form(dossier_id=did, actor_id=then("form"), raw=raw)
+    if data.accession_number.strip() and source == "dicom_store":
+        r.await_imaging(dossier_id=did, actor_id=then("await"), accession_number=data.accession_number.strip())
+    preset = r.default_recipient(user.establishment_id, data.workflow)
+    if preset is not None:  # the user may change it on the review
+        r.address_recipient(dossier_id=did, actor_id=then("recipient"), establishment_id=preset["establishment_id"],
+                            service_id=preset.get("service_id") or None, practitioner_id=preset.get("practitioner_id") or None)
+    return did
 
 
 # ---------------------------------------------------------------- editing the draft
@@ -169,13 +309,13 @@ async def edit_step(
 @get("/dossiers/{dossier_id:str}/edit/version", guards=[CLINICIAN], sync_to_thread=True, name="compose-version")
 def version_seen(
     services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
-    expected_version: FromQuery[int],
+    expected_version: FromQuery[int], of: FromQuery[str] = "step",
 ) -> Template:
     """The step form's version once the user's own changes from the same page are counted (the imaging
-    step asks after a study was attached or imported there): their own change never makes the next
-    step look stale, anyone else's still does."""
+    step asks after a study was attached or imported there, the review after a recipient was changed):
+    their own change never makes the next step look stale, anyone else's still does."""
     version = services.relais.version_seen(dossier_id=dossier_id, actor_id=user.acting(), seen=expected_version)
-    return HTMXBlockTemplate(template_name="compose/step.html", block_name="step_version",
+    return HTMXBlockTemplate(template_name="compose/step.html", block_name="send_version" if of == "send" else "step_version",
                              context={"d": {"id": dossier_id}, "form": {"expected_version": version}})
 
 
@@ -188,36 +328,59 @@ class DraftActor(TypedDict):
 
 def _save(
     services: Services, user: SessionUser, dossier_id: str, step: str, f: DraftForm, ws: Workspace, token: str,
+    raw: dict[str, Any], answers: dict[str, Any] | None,
 ) -> None:
-    """The step's commands, on the version the form showed (required), once per form sent (`token`)."""
+    """The step's commands, on the version the form showed (required), once per form sent (`token`); a step
+    running several commands runs each on the version the previous one made."""
     r = services.relais
     who = DraftActor(dossier_id=dossier_id, actor_id=user.acting(token, version_required=True))
     d = ws.dossier
+    version = f.expected_version
+
+    def then(recorded: int | None, part: str) -> DraftActor:
+        nonlocal version
+        version = version + 1 if recorded and version is not None else version
+        return DraftActor(dossier_id=dossier_id, actor_id=user.acting(f"{token}-{part}" if token else "", version_required=True))
+
     if step == "workflow":
-        r.edit_draft(**who, expected_version=f.expected_version, workflow=f.workflow, urgency=f.urgency)
+        r.edit_draft(**who, expected_version=version, workflow=f.workflow, urgency=f.urgency or default_urgency(f.workflow))
     elif step == "patient":
-        r.edit_draft(**who, expected_version=f.expected_version, patient=_patient(f))
+        changes: dict[str, Any] = {"patient": _patient(f)}
+        if f.urgency and f.urgency != d.urgency:
+            changes["urgency"] = f.urgency
+        r.edit_draft(**who, expected_version=version, **changes)
     elif step == "question":
-        version = f.expected_version
-        if f.question.strip() != d.question:
-            recorded = r.edit_draft(**who, expected_version=version, question=f.question)
-            version = version + 1 if recorded and version is not None else None  # the consent goes on the version the edit made
+        definition_ = _definition(d.workflow, d.form) if answers is not None else None
+        question = question_text(definition_, answers) if definition_ is not None and answers is not None else f.question
+        recorded = None
+        if answers is not None and answers != (d.form or {}).get("answers"):
+            recorded = r.answer_form(**who, raw=raw, expected_version=version)
+            who = then(recorded, "question")
+        if question.strip() != d.question:
+            recorded = r.edit_draft(**who, expected_version=version, question=question)
+            who = then(recorded, "consent")
         if f.consent and (f.consent, f.consent_note) != ((d.consent or {}).get("status"), (d.consent or {}).get("note", "")):
-            r.record_consent(  # a command of its own in the same form: a token of its own
-                dossier_id=dossier_id, actor_id=user.acting(f"{token}-consent" if token else "", version_required=True),
-                expected_version=version, status=f.consent, note=f.consent_note,
-            )
-    elif step == "imaging" and f.imaging_source and f.imaging_source != d.imaging_source:
-        r.edit_draft(**who, expected_version=f.expected_version, imaging_source=f.imaging_source)
+            recorded = r.record_consent(**who, expected_version=version, status=f.consent, note=f.consent_note)
+            who = then(recorded, "imaging")
+        if d.workflow in FAST and f.imaging_source and f.imaging_source != d.imaging_source:
+            recorded = r.edit_draft(**who, expected_version=version, imaging_source=f.imaging_source)
+            who = then(recorded, "await")
+        if d.workflow in FAST and f.accession_number.strip():
+            r.await_imaging(**who, expected_version=version, accession_number=f.accession_number.strip())
+    elif step == "imaging":
+        if problem := imaging_error(d.workflow, f.imaging_source):
+            raise InvalidFieldError("imaging_source", problem)
+        if f.imaging_source and f.imaging_source != d.imaging_source:
+            r.edit_draft(**who, expected_version=version, imaging_source=f.imaging_source)
     elif step == "review":
-        r.send_dossier(**who, expected_version=f.expected_version)
+        r.send_dossier(**who, expected_version=version)
 
 
 @post("/dossiers/{dossier_id:str}/edit/{step:str}", guards=[CLINICIAN], sync_to_thread=True, name="compose-save")
 def save(
     request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
     dossier_id: FromPath[str], step: FromPath[str],
-    data: Annotated[DraftForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
+    data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)],
     autosave: FromQuery[bool] = False,
 ) -> Template | Redirect:
     """Saves the step and shows the next one (the review step sends the dossier)."""
@@ -225,20 +388,34 @@ def save(
     if ws is None:
         return Redirect(f"/dossiers/{dossier_id}", status_code=303)
     step = step if step in STEPS else "review"
+    f = draft_of(data)
+    form = asdict(f)
+    raw = form_raw(data)
+    answers = None
     try:
         # an autosave is not a submission (it runs as the user types, and the form is sent later)
         with refusals_traced(services, user, dossier_id, f"edit:{step}"):
-            _save(services, user, dossier_id, step, data, ws, "" if autosave else data.form_token)
+            if step == "patient":
+                _check_patient(f, form, ws, services)
+            elif step == "question" and not autosave:
+                answers = _check_question(f, raw, form | {"workflow": ws.dossier.workflow}, ws, services)
+            _save(services, user, dossier_id, step, f, ws, "" if autosave else f.form_token, raw, answers)
+    except FormRejected:
+        if autosave:
+            raise InvalidFieldError("question", "brouillon non enregistré") from None
+        raise
+    except FormInvalid as e:
+        raise _rejected(step, form, e.errors, ws, services, answers=raw) from None
     except InvalidFieldError as e:
         if autosave:
             raise
-        raise FormRejected(e, "compose/step.html", _context(step, asdict(data), ws, services)) from None
+        raise _rejected(step, form, {e.field: e.message}, ws, services, answers=raw) from None
     except ConflictError as e:
         fresh = open_workspace(services, user, dossier_id)
-        form = asdict(data) | {"expected_version": fresh.dossier.version}
+        form = form | {"expected_version": fresh.dossier.version}
         raise StaleView(
             "Ce brouillon a été modifié ailleurs : voici son nouvel état. Votre saisie est conservée ; vérifiez-la "
-            "puis enregistrez à nouveau.", "compose/step.html", "wizard", _context(step, form, fresh, services),
+            "puis enregistrez à nouveau.", "compose/step.html", "wizard", _context(step, form, fresh, services, answers=raw),
         ) from e
     if step == "review":
         return Redirect(f"/dossiers/{dossier_id}", status_code=303)
@@ -248,7 +425,7 @@ def save(
             template_name="compose/step.html", block_name="autosave",
             context={"saved_at": paris(datetime.now(UTC), "%H:%M:%S"), "version": fresh.dossier.version, "oob": True},
         )
-    return Redirect(f"/dossiers/{dossier_id}/edit/{ORDER[ORDER.index(step) + 1]}", status_code=303)
+    return Redirect(f"/dossiers/{dossier_id}/edit/{next_step(ws.dossier.workflow, step)}", status_code=303)
 
 
 # ---------------------------------------------------------------- documents (streamed upload)
@@ -319,10 +496,20 @@ def target_key(establishment_id: str, service_id: str = "", practitioner_id: str
     return "-".join(re.sub(r"[^0-9A-Za-z]", "", v)[:64] or "0" for v in (establishment_id, service_id, practitioner_id))
 
 
+def _recipients_changed(request: Request[Any, Any, Any], ws: Workspace, services: Services, **extra: Any) -> Template:
+    """The recipients list again; on the review (urgent work), the send button too, and the send form's
+    version asked again (recipients-changed): the user's own change never makes « Envoyer » look stale."""
+    on_review = request.headers.get("hx-current-url", "").split("?")[0].endswith("/edit/review")
+    t = HTMXBlockTemplate(template_name="compose/step.html", block_names=["recipients", "send_button"] if on_review else ["recipients"],
+                          context=_context("recipients", _form_of(ws), ws, services, oob_send=on_review, **extra))
+    t.headers["HX-Trigger"] = "recipients-changed"
+    return t
+
+
 @post("/dossiers/{dossier_id:str}/recipients", guards=[CLINICIAN], sync_to_thread=True)
 def add_recipient(
-    services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str],
-    data: Annotated[DraftForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
+    request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
+    dossier_id: FromPath[str], data: Annotated[DraftForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
 ) -> Template:
     with refusals_traced(services, user, dossier_id, "address_recipient"):
         services.relais.address_recipient(
@@ -333,21 +520,18 @@ def add_recipient(
         )
     ws = open_workspace(services, user, dossier_id)
     renew = target_key(data.establishment_id, data.service_id, data.practitioner_id)  # the form sent gets a new token
-    return HTMXBlockTemplate(template_name="compose/step.html", block_name="recipients",
-                             context=_context("recipients", _form_of(ws), ws, services, renew_target=renew))
+    return _recipients_changed(request, ws, services, renew_target=renew)
 
 
 @post("/dossiers/{dossier_id:str}/recipients/{send_id:str}/remove", guards=[CLINICIAN], sync_to_thread=True)
 def remove_recipient(
-    services: NamedDependency[Services], user: NamedDependency[SessionUser], dossier_id: FromPath[str], send_id: FromPath[str],
-    data: Annotated[ItemForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
+    request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
+    dossier_id: FromPath[str], send_id: FromPath[str], data: Annotated[ItemForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
 ) -> Template:
     with refusals_traced(services, user, dossier_id, "remove_recipient"):
         services.relais.remove_recipient(dossier_id=dossier_id, actor_id=data.acting(user), send_id=send_id,
                                          expected_version=data.expected_version)
-    ws = open_workspace(services, user, dossier_id)
-    return HTMXBlockTemplate(template_name="compose/step.html", block_name="recipients",
-                             context=_context("recipients", _form_of(ws), ws, services))
+    return _recipients_changed(request, open_workspace(services, user, dossier_id), services)
 
 
 HANDLERS = [
