@@ -9,8 +9,6 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from application.reports import ReportMaterial
-from domain.forms import definition as form_definition
-from domain.forms import display as form_display
 from domain.values import PARIS, Json
 from web import dicom_format, present
 
@@ -50,18 +48,12 @@ def long_day(value: date | str | None) -> str:
 
 @cache
 def environment() -> Environment:
-    """The pages' filters (web/present.py) plus the report's long French dates; templates auto-escaped."""
+    """The pages' filters and globals (web/present.py: labels, plurals, the form macros' `form_definition`) plus
+    the report's long French dates; templates auto-escaped."""
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
     present.register(env)
     env.filters.update(long_date=long_date, long_day=long_day)
     return env
-
-
-def form_rows(form: Json | None) -> list[tuple[str, str]]:
-    """The structured form's answers as (label, text), in the version they were given with."""
-    if not form:
-        return []
-    return form_display(form_definition(form["id"], int(form["version"])), form.get("answers") or {})
 
 
 def context(m: ReportMaterial) -> dict[str, Any]:
@@ -73,7 +65,7 @@ def context(m: ReportMaterial) -> dict[str, Any]:
         "messages": [x for x in d.messages if x["send_id"] == s["send_id"]],
         "documents": {doc["document_id"]: doc for doc in d.documents},
         "studies": {st["study_instance_uid"]: st for st in d.imaging},
-        "incidents": m.incidents, "form_rows": form_rows(d.form), "version": m.version,
+        "incidents": m.incidents, "version": m.version,
         "made_at": last, "made_at_iso": (last or datetime.now(UTC)).isoformat(timespec="seconds"),
         "accepted": next((h for h in m.history if h.event == "Accepted" and h.data.get("send_id") == s["send_id"]), None),
         "report_id": m.report_id,
