@@ -9,10 +9,10 @@ from uuid import UUID, uuid4
 
 from application.access_log import AccessLog
 from application.actors import Acting, Actors, Who
-from application.base import Core, check_version
+from application.base import Core
 from application.commands import require_version, submission_of
 from application.dossiers import NOTE_MAX, REPORT_MAX
-from application.errors import ForbiddenError, NotFoundError
+from application.errors import ConflictError, ForbiddenError, NotFoundError
 from domain.directory import Establishment, Practitioner
 from domain.dossier import Dossier
 from domain.errors import InvalidFieldError
@@ -116,7 +116,9 @@ class MdtUseCases:
         if self._done_before(who):
             return None
         require_version(who, expected_version)
-        check_version(session, expected_version)
+        if expected_version is not None and session.version != expected_version:
+            raise ConflictError(f"la séance a changé depuis votre lecture (version {expected_version} → {session.version}) : "
+                                "rien n'a été enregistré, rechargez la page")
         action(session, actor)
         return self._save(who, str(session.id), session)
 

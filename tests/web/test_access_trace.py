@@ -392,6 +392,9 @@ CALLS: dict[tuple[str, str], tuple[Any, ...]] = {
          _mdt("decide"), _mdt_quorum),
     ("POST", "/mdt/sessions/{session_id:str}/cancel"):
         ("recipient", "kidney_cancel", _post("/mdt/sessions/{mdt_cancel}/cancel"), _mdt("cancel")),
+    ("POST", "/mdt/sessions/{session_id:str}/reschedule"):
+        ("recipient", "kidney_move", _post("/mdt/sessions/{mdt_move}/reschedule", date="2031-01-02", time="10:00",
+                                           duration_minutes="30", place="Salle B"), _mdt("move")),
     ("GET", "/mdt/sessions/{session_id:str}/fiche/{dossier_id:str}"):
         ("recipient", "kidney_fiche", _get("/mdt/sessions/{mdt_fiche}/fiche/{kidney_fiche}"), _mdt("fiche", decided=True)),
     ("GET", "/mdt/dossiers/{dossier_id:str}"): ("recipient", "kidney_part", _get("/mdt/dossiers/{kidney_part}"), _mdt("part")),

@@ -161,3 +161,22 @@ def test_register_from_the_dossier_page(client, relais: Relais, rcp: dict, setti
     catch_up("mdt", settings.eventsourcing_env(), relais)
     part = client.get(f"/mdt/dossiers/{did}", headers=HX)
     assert part.status_code == 200 and "inscrit" in part.text and "Inscrire à une séance" not in part.text
+
+
+def test_reschedule_bumps_the_invitation(client, relais: Relais, rcp: dict):
+    csrf = signed_in(client, 2)
+    sid = rcp["session_id"]
+    page = client.get(f"/mdt/sessions/{sid}")
+    assert "Modifier la séance" in page.text
+    version = relais.mdt_session(session_id=sid, actor_id=rcp["recipient"], trace=False).version
+    data = {"_csrf_token": csrf, "form_token": "s" * 24, "expected_version": str(version), "date": "2030-06-02",
+            "time": "09:15", "duration_minutes": "45", "place": "Salle B", "video_url": ""}
+    bad = client.post(f"/mdt/sessions/{sid}/reschedule", data={**data, "duration_minutes": "0", "form_token": "q" * 24},
+                      headers=HX)
+    assert bad.status_code == 422 and "durée entre 1 et 720 minutes" in bad.text
+    r = client.post(f"/mdt/sessions/{sid}/reschedule", data=data, headers=HX)
+    assert r.status_code == 200 and "la nouvelle invitation" in r.text and "02/06/2030 09:15" in r.text
+    (event,) = Calendar.from_ical(client.get(f"/mdt/sessions/{sid}.ics").content).walk("VEVENT")
+    assert event["SEQUENCE"] == 1 and str(event["LOCATION"]) == "Salle B"
+    stale = client.post(f"/mdt/sessions/{sid}/reschedule", data={**data, "form_token": "p" * 24, "time": "10:00"}, headers=HX)
+    assert stale.status_code == 409 and "la séance a changé depuis votre lecture" in stale.text  # nothing recorded

@@ -49,7 +49,8 @@ def _session_context(services: Services, user: SessionUser, s: SessionDetails, *
     return {
         "s": s, "user": user, "rows": rows, "specialties": specialties, "attendance_labels": ATTENDANCE,
         "specialty_label": specialty_label, "colleagues": services.names.colleagues(s.establishment_id)
-        if s.may_manage else [], "errors": {}, "values": {}, "notice": "", "form_token": new_token, **extra,
+        if s.may_manage else [], "paris_date": lambda t: f"{t.astimezone(PARIS):%Y-%m-%d}",
+        "paris_time": lambda t: f"{t.astimezone(PARIS):%H:%M}", "errors": {}, "values": {}, "notice": "", "form_token": new_token, **extra,
     }
 
 
@@ -261,6 +262,30 @@ async def cancel(
     return _page(request, await asyncio.to_thread(run))
 
 
+@post("/mdt/sessions/{session_id:str}/reschedule", name="mdt-reschedule", guards=[CLINICIAN])
+async def reschedule(
+    request: Request[Any, Any, Any], services: NamedDependency[Services], user: NamedDependency[SessionUser],
+    session_id: FromPath[str],
+) -> Template:
+    """Moves the session (date, duration, place, video link): its invitation is sent again (SEQUENCE + 1)."""
+    form = await request.form()
+    version = _field(form, "expected_version")
+
+    def run() -> dict[str, Any]:
+        try:
+            services.relais.reschedule_mdt_session(
+                session_id=session_id[:64], actor_id=user.acting(_field(form, "form_token")), starts_at=_starts_at(form),
+                duration_minutes=_minutes(form), place=_field(form, "place"), video_url=_field(form, "video_url"),
+                expected_version=int(version) if version.isdigit() else None,
+            )
+        except InvalidFieldError as e:
+            return _read(services, user, session_id, errors={"reschedule": e.message}, status=422)
+        return _read(services, user, session_id, notice="Séance modifiée : les participants reçoivent la nouvelle invitation.")
+
+    context = await asyncio.to_thread(run)
+    return _page(request, context, context.pop("status", 200))
+
+
 @get("/mdt/sessions/{session_id:str}/fiche/{dossier_id:str}", name="mdt-fiche", guards=[CLINICIAN], sync_to_thread=True)
 def fiche(
     services: NamedDependency[Services], user: NamedDependency[SessionUser], session_id: FromPath[str],
@@ -321,4 +346,4 @@ async def register(
 
 
 HANDLERS = [sessions, new_session, create_session, session_page, record_attendance, record_decision, withdraw, cancel,
-            fiche, dossier_sessions, register]
+            reschedule, fiche, dossier_sessions, register]
