@@ -180,3 +180,21 @@ def test_reschedule_bumps_the_invitation(client, relais: Relais, rcp: dict):
     assert event["SEQUENCE"] == 1 and str(event["LOCATION"]) == "Salle B"
     stale = client.post(f"/mdt/sessions/{sid}/reschedule", data={**data, "form_token": "p" * 24, "time": "10:00"}, headers=HX)
     assert stale.status_code == 409 and "la séance a changé depuis votre lecture" in stale.text  # nothing recorded
+
+
+def test_the_agenda_shows_the_form_answers(client, relais: Relais, rcp: dict):
+    w = rcp
+    did = relais.create_dossier(actor_id=w["requester"], workflow="kidney_transplant_mdt", question="Avec formulaire",
+                                urgency="routine", consent="given", **PATIENT)
+    relais.answer_form(dossier_id=did, actor_id=w["requester"], raw={
+        "stage": "assessment", "donor_type": "living", "dialysis": "none", "egfr": "12", "immunisation": "none",
+        "question": "Inscription préemptive ?"})
+    relais.address_recipient(dossier_id=did, actor_id=w["requester"], establishment_id=w["montpellier"],
+                             service_id=w["neuro"])
+    relais.send_dossier(dossier_id=did, actor_id=w["requester"])
+    relais.register_mdt_dossier(session_id=w["session_id"], dossier_id=did, actor_id=w["recipient"])
+    signed_in(client, 2)
+    page = client.get(f"/mdt/sessions/{w['session_id']}")
+    assert page.status_code == 200
+    item = page.text[page.text.index(f'id="item-{did}"'):]
+    assert "Donneur vivant" in item and "Inscription préemptive ?" in item and "Bilan pré-greffe (inscription)" in item
