@@ -199,3 +199,27 @@ def test_retrieves_and_exports_that_did_not_complete_are_technical_incidents(rel
     assert "vers MTP_PACS en échec (0 sur 2 images transmises)" in text
     assert text.count("MTP_PACS") == 1  # the completed export is no incident
     assert "1 examen d'imagerie" in text and "2 images" in text
+
+
+def test_an_escalation_past_the_accept_deadline_is_a_technical_incident(settings, tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from tests.application.test_deadlines import send_stroke, stroke_world
+    from tests.clock import Clock
+
+    clock = Clock(datetime.now(UTC).replace(microsecond=0))
+    app = Relais(env=settings.eventsourcing_env(), clock=clock)
+    try:
+        w = stroke_world.__wrapped__(app)  # type: ignore[attr-defined]
+        did, sid = send_stroke(app, w)
+        clock.now += timedelta(minutes=10, seconds=1)
+        app.escalate_overdue(dossier_id=did, send_id=sid)
+        app.accept(dossier_id=did, actor_id=w["on_call"], send_id=sid)
+        app.give_opinion(dossier_id=did, actor_id=w["on_call"], send_id=sid, report="Thrombectomie indiquée.")
+        issuer = ReportIssuer(app, BlobStore(tmp_path), report_html.render)
+        text = flat(pdf_text(issuer.blobs.path(issuer.issue(did, sid)["sha256"]).read_bytes()))
+    finally:
+        app.close()
+    assert ("délai de prise en charge dépassé : demande confiée aussi à CHU de Montpellier (FINESS 340780477) — "
+            "service Astreinte neuroradiologie") in text
+    assert f"Professionnel requis (avis) Inès ROUX — RPPS {rpps(13)}" in text
