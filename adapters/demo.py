@@ -236,7 +236,7 @@ def _dossiers(
     session = relais.schedule_mdt_session(
         actor_id=bernard, service_id=svc[(tlse, "nephro-greffe")], starts_at=day, duration_minutes=90,
         place="CHU de Toulouse, Rangueil — salle de staff de transplantation", video_url="https://visio.demo.relais.invalid/rcp-greffe",
-        participant_ids=[bernard, durand],
+        participant_ids=[bernard, durand, petit],  # three specialties can attend: the quorum can be met
     )
     relais.register_mdt_dossier(session_id=session, dossier_id=did, actor_id=bernard)
 
