@@ -111,7 +111,7 @@ def test_pacs_search_and_c_get_retrieve_with_progress(client, relais, settings, 
         assert found.status_code == 200 and "n° ACCWEB" in found.text and "1 / 2" in found.text
         series = client.get(f"/dossiers/{draft}/dicom/pacs/series", params={"node": o.aet, "study_uid": study["study_uid"]},
                             headers=HX)
-        assert series.status_code == 200 and 'name="series_uids"' in series.text and "2 image(s)" in series.text
+        assert series.status_code == 200 and 'name="series_uids"' in series.text and "2 images" in series.text
         empty = client.get(f"/dossiers/{draft}/dicom/pacs/search", params={"node": o.aet}, headers=HX)
         assert "au moins un critère" in empty.text
         r = client.post(f"/dossiers/{draft}/dicom/pacs/retrieve", data={"node": o.aet, "study_uid": study["study_uid"]},
@@ -123,7 +123,7 @@ def test_pacs_search_and_c_get_retrieve_with_progress(client, relais, settings, 
             if "Récupéré" in p.text or "Échec" in p.text:
                 break
             time.sleep(0.3)
-        assert "Récupéré : 2 image(s)" in p.text, p.text
+        assert "Récupéré : 2 images" in p.text, p.text
         (att,) = relais.get_dossier(dossier_id=draft, actor_id=world["requester"]).imaging
         assert att["source"] == "pacs_retrieve" and att["instance_count"] == 2
 
