@@ -181,7 +181,7 @@ class MdtSession(Aggregate):
         if service.get("establishment_id") != actor.establishment_id:
             raise MdtNotAllowedError("le service organisateur doit être de votre établissement")
         codes = _specialties(specialties)
-        _when(starts_at, duration_minutes, place, video_url)
+        _when(starts_at, duration_minutes, place, video_url, occurred_at)
         return cls._create(
             cls.Created, id=session_id, session_type=session_type, title=title, starts_at=starts_at, duration_minutes=duration_minutes,
             place=place, video_url=video_url, specialties=codes, participants=participants,
@@ -249,7 +249,7 @@ class MdtSession(Aggregate):
         self, *, starts_at: datetime, duration_minutes: int, place: str, video_url: str, actor: Actor, occurred_at: datetime,
     ) -> None:
         self._manager(actor)
-        _when(starts_at, duration_minutes, place, video_url)
+        _when(starts_at, duration_minutes, place, video_url, occurred_at)
         if (starts_at, duration_minutes, place, video_url) == (self.starts_at, self.duration_minutes, self.place, self.video_url):
             return
         self._rescheduled(starts_at=starts_at, duration_minutes=duration_minutes, place=place, video_url=video_url,
@@ -398,11 +398,13 @@ def _specialties(values: list[str]) -> list[str]:
     return codes
 
 
-def _when(starts_at: datetime, duration_minutes: int, place: str, video_url: str) -> None:
+def _when(starts_at: datetime, duration_minutes: int, place: str, video_url: str, now: datetime) -> None:
     if starts_at.tzinfo is None:
         raise InvalidFieldError("starts_at", "date sans fuseau horaire")
     if not 0 < duration_minutes <= MAX_DURATION:
         raise InvalidFieldError("duration_minutes", f"durée entre 1 et {MAX_DURATION} minutes")
+    if starts_at + timedelta(minutes=duration_minutes) <= now:
+        raise InvalidFieldError("date", "cette séance serait déjà terminée : vérifiez la date et l'heure")
     if not (place or video_url):
         raise InvalidFieldError("place", "indiquez un lieu ou un lien de visioconférence")
     if video_url and not video_url.startswith(("https://", "http://")):

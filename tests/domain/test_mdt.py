@@ -78,6 +78,8 @@ def test_schedule_checks_time_place_and_type(kidney):
         session_of(kidney, starts_at=datetime(2026, 12, 1, 14, 0))
     with pytest.raises(InvalidFieldError, match="lieu ou un lien"):
         session_of(kidney, place="")
+    with pytest.raises(InvalidFieldError, match="déjà terminée"):
+        session_of(kidney, starts_at=NOW - timedelta(minutes=90))
     with pytest.raises(InvalidFieldError, match="type de séance"):
         session_of(kidney, session_type="cardio")
     with pytest.raises(MdtNotAllowedError):  # the organising service must be of the coordinator's establishment
