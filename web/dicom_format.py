@@ -51,12 +51,15 @@ def _count(n: int, one: str) -> str:
 
 
 def study_title(study: Mapping[str, Any] | Any) -> str:
-    """What a link to a study says: its description, else « Examen du 19/01/2004 », else « Examen d'imagerie »."""
-    description = _get(study, "description")
-    if description and str(description).strip():
-        return str(description).strip()
+    """What a link to a study says: « Examen CT du 19/01/2004 — SCANNER CEREBRAL ». Its modalities and date
+    always, for its description alone may say nothing to a reader (« e+1 »); « Examen d'imagerie » without any."""
+    modalities = ", ".join(m for m in (_get(study, "modalities") or ()) if m)
     when = dicom_date(_get(study, "study_date"))
-    return f"Examen du {when}" if when else "Examen d'imagerie"
+    head = "Examen" + (f" {modalities}" if modalities else "") + (f" du {when}" if when else "")
+    description = str(_get(study, "description") or "").strip()
+    if head == "Examen":
+        return description or "Examen d'imagerie"
+    return head + (f" — {description}" if description else "")
 
 
 def series_title(series: Mapping[str, Any] | Any) -> str:

@@ -151,7 +151,7 @@ def test_the_dossier_history_is_reachable_beside_the_dossier(browser, tablet_wor
     thumb = page.locator(".study-thumb img")
     thumb.scroll_into_view_if_needed()
     page.wait_for_function("() => { const i = document.querySelector('.study-thumb img'); return i && i.complete && i.naturalWidth > 0; }")
-    assert page.locator(".study-text a").first.inner_text().strip() == "Examen du 19/01/2004"
+    assert page.locator(".study-text a").first.inner_text().strip() == "Examen CT du 19/01/2004"
     page.evaluate("window.scrollTo(0, 0)")
     shot(page, "dossier", tmp_path)
     context.close()

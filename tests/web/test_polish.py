@@ -76,7 +76,8 @@ def test_dicom_dates_and_times_are_french():
 
 def test_studies_and_series_have_meaningful_names():
     assert study_title({"description": "", "study_date": "20040119"}) == "Examen du 19/01/2004"
-    assert study_title({"description": "SCANNER CEREBRAL", "study_date": "20040119"}) == "SCANNER CEREBRAL"
+    assert study_title({"description": "e+1", "study_date": "20040119", "modalities": ["CT"]}) == "Examen CT du 19/01/2004 — e+1"
+    assert study_title({"description": "SCANNER CEREBRAL"}) == "SCANNER CEREBRAL"
     assert study_title({}) == "Examen d'imagerie"
     assert series_title({"number": 3, "description": "e+1", "modality": "CT", "count": 33}) == "Série n° 3 — e+1 (CT, 33 images)"
     assert series_title({"number": 2, "description": "", "modality": "MR", "count": 1}) == "Série n° 2 (MR, 1 image)"
@@ -94,7 +95,7 @@ def test_dossier_page_shows_french_dates_plurals_and_a_study_preview(client: Tes
     assert "1 série" in html and "3 images" in html and "1 séries" not in html
     uid = sent["study"]["study_uid"]
     link = re.search(rf'<a href="/dossiers/{sent["did"]}/imaging/{uid}">([^<]+)</a>', html)
-    assert link and link.group(1) == "Examen du 19/01/2004"  # not a bare « Examen », nor a series' name
+    assert link and link.group(1) == "Examen CT du 19/01/2004"  # not a bare « Examen », nor a cryptic description
     thumb = f'src="/dossiers/{sent["did"]}/dicom/studies/{uid}/thumbnail.png"'
     assert thumb in html and re.search(rf'<img {re.escape(thumb)}[^>]*loading="lazy"', html)
     assert "recueilli" in html
