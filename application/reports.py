@@ -24,7 +24,11 @@ IMAGING_INCIDENTS = {"RetrieveRecorded": ("failed", "incomplete"), "ExportRecord
 
 
 class NoReportError(SendStateError):
-    """No report for this send: no opinion (or receipt) yet, or its PDF not produced yet (409, French)."""
+    """No report for this send: no opinion (or receipt) yet (409, French)."""
+
+
+class ReportPendingError(NoReportError):
+    """The send is answered but its report PDF is not made yet (its job has not run)."""
 
 
 @dataclass(frozen=True)
@@ -176,7 +180,7 @@ class ReportUseCases:
         if not reports:
             if not has_answer(send):
                 raise NoReportError("aucun avis n'a encore été rendu pour cet envoi : pas de compte rendu")
-            raise NoReportError("le compte rendu PDF de cet avis est en cours de production : réessayez dans un instant")
+            raise ReportPendingError("le compte rendu PDF de cet avis est en cours de production : réessayez dans un instant")
         latest: Json = dict(reports[-1])
         self.access_log.record_access(
             dossier_id=str(d.id), actor=actor.as_dict(), kind="report_pdf", target=f"{target}:{latest['report_id']}",

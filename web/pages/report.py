@@ -13,9 +13,11 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.response import Response
 
-from adapters.report.issuer import schedule
+from adapters.report.issuer import ReportIssuer, schedule
 from application.errors import ConflictError, NotFoundError
-from application.reports import NoReportError
+from application.reports import ReportPendingError
+from domain.values import Json
+from web import report_html
 from web.services import Services
 from web.session import SessionUser
 
@@ -31,15 +33,18 @@ def report_pdf(
     send_id: FromPath[str],
 ) -> Response[bytes]:
     """The latest report of a send, for its requester side, its recipient or an auditor (traced, refusals
-    too); the bytes served are those whose SHA-256 the dossier recorded. Not made yet: 409, and asked for."""
-    try:
-        report = services.relais.open_report(
+    too); the bytes served are those whose SHA-256 the dossier recorded. Not made yet: made now. No opinion: 409."""
+    def open_report() -> Json:
+        return services.relais.open_report(
             dossier_id=dossier_id, actor_id=user.practitioner_id, establishment_id=user.establishment_id,
             role=user.role, send_id=send_id[:64],
         )
-    except NoReportError:
-        schedule(services.relais, services.imaging.jobs, dossier_id)  # an opinion from before reports: made now
-        raise
+
+    try:
+        report = open_report()
+    except ReportPendingError:  # its job has not run yet (or the opinion is older than reports): made now, ~1 s
+        ReportIssuer(services.relais, services.blobs, report_html.render).issue(dossier_id, send_id[:64])
+        report = open_report()
     path = services.blobs.path(report["sha256"])
     if not path.exists():
         raise NotFoundError("fichier du compte rendu introuvable sur le serveur")
