@@ -4,11 +4,13 @@ emergency defaults, errors at the field, the imaging defaults, and who may post 
 from __future__ import annotations
 
 import re
+import secrets
 from datetime import datetime, timedelta
 
 from litestar.testing import TestClient
 
 from application import Relais
+from domain.dossier import Dossier
 from domain.values import PARIS
 from tests.conftest import PATIENT, rpps
 from tests.web.conftest import csrf_from, login
@@ -61,7 +63,8 @@ def test_the_stroke_fast_path_sends_in_three_screens_to_the_preset_on_call_pool(
     assert not re.search(r'value="none"[^>]*checked', second.text)
     created = client.post("/dossiers/new", data=base | PATIENT_FORM | {"birth_place_code": "31555"} | stroke_answers() | {
         "form_id": "stroke_opinion", "form_version": "1", "consent": "given", "imaging_source": "dicom_store",
-        "accession_number": "ACC2026", "form_token": hidden(second.text, "form_token")}, follow_redirects=False)
+        "accession_number": "ACC2026", "patient_id": "IPP-4471", "form_token": hidden(second.text, "form_token")},
+        follow_redirects=False)
     assert created.status_code == 303, created.text[:800]
     location = created.headers["location"]
     assert location.endswith("/edit/review")
@@ -70,6 +73,8 @@ def test_the_stroke_fast_path_sends_in_three_screens_to_the_preset_on_call_pool(
     assert d.urgency == "stat" and d.imaging_source == "dicom_store" and d.consent["status"] == "given"
     assert d.form["id"] == "stroke_opinion" and d.form["answers"]["nihss_total"] == 14
     assert "thrombectomie" in d.question
+    aggregate = relais.core.load(Dossier, did, "télédossier")  # the exam awaited by both, attached on arrival
+    assert aggregate.awaited_accessions == ["ACC2026"] and [p["id"] for p in aggregate.awaited_patients] == ["IPP-4471"]
     assert [(s["establishment_id"], s["service_id"], s["state"]) for s in d.sends] == [(w["montpellier"], w["neuro"], "pending")]
     # screen 3: review, the recipient preset, send
     review = client.get(location)
@@ -225,3 +230,40 @@ def test_the_draft_form_is_saved_at_its_step_and_shown_again(client, passwords, 
     assert d.form["answers"]["nihss_total"] == 9 and d.consent["status"] == "given" and d.imaging_source == "dicom_store"
     again = client.get(f"/dossiers/{draft}/edit/question").text
     assert re.search(r'id="f-nihss_total"[^>]*value="9"|value="9"[^>]*id="f-nihss_total"', again, re.S)
+
+
+def test_the_recipient_preset_is_changed_on_the_review(client, passwords, relais: Relais, settle):
+    """On the review, removing the preset and adding another recipient keeps « Envoyer » in step: the button follows
+    whether someone is addressed, and the form's version follows the user's own changes (no « modifié ailleurs »)."""
+    w = passwords
+    relais.set_default_recipient(establishment_id=w["toulouse"], workflow="stroke_opinion", to_establishment_id=w["montpellier"])
+    settle()
+    login(client, rpps(1))
+    csrf = csrf_from(start(client, "stroke_opinion"))
+    created = client.post("/dossiers/new", data={"workflow": "stroke_opinion", "_csrf_token": csrf} | PATIENT_FORM | stroke_answers() | {
+        "form_id": "stroke_opinion", "form_version": "1", "consent": "given", "imaging_source": "dicom_store"}, follow_redirects=False)
+    review_url = created.headers["location"]
+    did = review_url.split("/")[2]
+    review = client.get(review_url).text
+    shown = hidden(review, "expected_version")
+    assert 'hx-get="/dossiers/' + did + '/edit/version?of=send"' in review
+    send_id = relais.get_dossier(dossier_id=did, actor_id=w["requester"]).sends[0]["send_id"]
+    on_review = {"HX-Request": "true", "HX-Current-URL": f"http://testserver.local{review_url}", "x-csrftoken": csrf}
+    listed = re.search(r'id="recipients-version" name="expected_version" value="(\d+)"', review).group(1)
+    removed = client.post(f"/dossiers/{did}/recipients/{send_id}/remove", headers=on_review, data={
+        "form_token": secrets.token_urlsafe(18), "expected_version": listed})
+    assert removed.status_code == 200 and removed.headers["HX-Trigger"] == "recipients-changed"
+    assert re.search(r'<button id="send-button"[^>]* disabled hx-swap-oob="true">', removed.text)
+    version = re.search(r'id="recipients-version" name="expected_version" value="(\d+)"', removed.text).group(1)
+    added = client.post(f"/dossiers/{did}/recipients", headers=on_review, data={
+        "form_token": secrets.token_urlsafe(18), "expected_version": version, "establishment_id": w["montpellier"],
+        "service_id": w["neuro"]})
+    assert re.search(r'<button id="send-button"[^>]*type="submit" hx-swap-oob="true">', added.text)
+    followed = client.get(f"/dossiers/{did}/edit/version?of=send&expected_version={shown}", headers={"HX-Request": "true"})
+    new_version = re.search(r'name="expected_version" value="(\d+)"', followed.text).group(1)
+    assert int(new_version) == int(shown) + 2 and 'hx-trigger="recipients-changed from:body"' in followed.text
+    sent = client.post(review_url, data={"_csrf_token": csrf, "form_token": secrets.token_urlsafe(18), "expected_version": new_version},
+                       follow_redirects=False)
+    assert sent.status_code == 303, sent.text[:500]
+    d = relais.get_dossier(dossier_id=did, actor_id=w["requester"])
+    assert [(s["service_id"], s["state"]) for s in d.sends if s["state"] != "removed"] == [(w["neuro"], "requested")]

@@ -58,7 +58,7 @@ FIELD_LABELS = {
     "birth_place_code": "lieu de naissance", "birth_place": "lieu de naissance", "ins": "matricule INS",
     "used_name": "nom d'usage", "question": "question", "workflow": "parcours", "urgency": "urgence",
     "consent": "consentement", "consent_note": "précisions", "imaging_source": "imagerie",
-    "accession_number": "n° d'examen",
+    "accession_number": "n° d'examen", "patient_id": "IPP",
 }
 CREATABLE = {k: v for k, v in WORKFLOW_LABELS.items() if k != "legacy"}
 PATIENT_FIELDS = ("birth_name", "first_names", "used_name", "birth_date", "sex", "birth_place", "birth_place_code", "ins")
@@ -83,6 +83,7 @@ class DraftForm:
     consent_note: str = ""
     imaging_source: str = ""
     accession_number: str = ""
+    patient_id: str = ""  # or the patient's ID at the gateway: the exam awaited by either
     form_version: str = ""  # the workflow form's version the page showed (its answers are the other fields)
     establishment_id: str = ""
     service_id: str = ""
@@ -199,6 +200,8 @@ def _check_question(data: DraftForm, raw: dict[str, Any], form: dict[str, Any], 
         errors["imaging_source"] = problem
     if data.accession_number.strip() and len(data.accession_number.strip()) > 16:
         errors["accession_number"] = "numéro d'examen (accession number) de 1 à 16 caractères"
+    if len(data.patient_id.strip()) > 64 or "\\" in data.patient_id:
+        errors["patient_id"] = "identifiant patient (IPP) de 64 caractères au plus, sans « \\ »"
     if errors:
         raise _rejected("question", form, errors, ws, services, answers=raw)
     return answers
@@ -276,8 +279,9 @@ def _create(services: Services, user: SessionUser, data: DraftForm, raw: dict[st
 
     if answers is not None:
         r.answer_form(dossier_id=did, actor_id=then("form"), raw=raw)
-    if data.accession_number.strip() and source == "dicom_store":
-        r.await_imaging(dossier_id=did, actor_id=then("await"), accession_number=data.accession_number.strip())
+    if (data.accession_number.strip() or data.patient_id.strip()) and source == "dicom_store":
+        r.await_imaging(dossier_id=did, actor_id=then("await"), accession_number=data.accession_number.strip(),
+                        patient_id=data.patient_id.strip())
     preset = r.default_recipient(user.establishment_id, data.workflow)
     if preset is not None:  # the user may change it on the review
         r.address_recipient(dossier_id=did, actor_id=then("recipient"), establishment_id=preset["establishment_id"],
@@ -365,8 +369,9 @@ def _save(
         if d.workflow in FAST and f.imaging_source and f.imaging_source != d.imaging_source:
             recorded = r.edit_draft(**who, expected_version=version, imaging_source=f.imaging_source)
             who = then(recorded, "await")
-        if d.workflow in FAST and f.accession_number.strip():
-            r.await_imaging(**who, expected_version=version, accession_number=f.accession_number.strip())
+        if d.workflow in FAST and (f.accession_number.strip() or f.patient_id.strip()):
+            r.await_imaging(**who, expected_version=version, accession_number=f.accession_number.strip(),
+                            patient_id=f.patient_id.strip())
     elif step == "imaging":
         if problem := imaging_error(d.workflow, f.imaging_source):
             raise InvalidFieldError("imaging_source", problem)
