@@ -47,7 +47,7 @@ ENV PATH=/opt/relais/bin:$PATH \
 # A fixed, unprivileged uid/gid so that volume ownership stays the same across image rebuilds.
 # Pango and DejaVu fonts: WeasyPrint lays out the opinion report PDF with them.
 RUN apt-get update -qq \
- && apt-get install -y -qq --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core \
+ && apt-get install -y -qq --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core \
  && rm -rf /var/lib/apt/lists/*
 
 RUN groupadd --system --gid 10001 relais \

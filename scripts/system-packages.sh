@@ -7,6 +7,7 @@ command -v echoscu >/dev/null 2>&1 || need+=(dcmtk)
 [ -x /usr/bin/chromium ] || need+=(chromium)   # browser journeys (Playwright drives the Debian build)
 # the report PDF (WeasyPrint) lays text out with Pango, in DejaVu fonts
 ldconfig -p 2>/dev/null | grep -q 'libpangoft2-1.0.so.0' || need+=(libpango-1.0-0 libpangoft2-1.0-0)
+ldconfig -p 2>/dev/null | grep -q 'libharfbuzz-subset.so.0' || need+=(libharfbuzz-subset0)  # font subsetting (else fontTools, slower)
 [ -d /usr/share/fonts/truetype/dejavu ] || need+=(fonts-dejavu-core)
 command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ] || need+=(orthanc)
 if [ "${1:-}" = "bench" ]; then
