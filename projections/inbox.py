@@ -24,7 +24,7 @@ from psycopg.rows import DictRow
 from application.history import IMPORT_ACTOR
 from domain.access import Access
 from domain.dossier import Dossier, dossier_number
-from domain.values import Json
+from domain.values import Json, folded
 from projections.base import BufferedProjection, PostgresView
 from projections.inbox_batch import CHANNEL, OPEN_SEND_STATES, InboxBatch, write_batch
 from projections.inbox_queries import HISTORY_IMPORT, InboxQueries
@@ -65,7 +65,8 @@ class PostgresInboxView(InboxQueries, PostgresView):
         "CREATE INDEX IF NOT EXISTS inbox_dossiers_search ON inbox_dossiers USING gin (search gin_trgm_ops)",
     )
     tables = ("inbox_dossiers", "inbox_sends", "inbox_views")
-    # 1: each send's deadline (accept_by, answer_by) and escalation target; 2: the history import's last actor
+    # 1: each send's deadline (accept_by, answer_by) and escalation target; 2: the history import's last actor,
+    # and an imported dossier's legacy number in its search text
     schema_version = 2
 
 
@@ -229,6 +230,9 @@ class InboxProjection(BufferedProjection[PostgresInboxView]):
             "created_on": e.occurred_at, "first_sent_on": None, "over_on": None,
             "last_activity_at": e.occurred_at, "last_actor_id": "", "version": e.originator_version,
         }
+        imported = getattr(e, "imported_from", None)
+        if imported:  # no patient to search by: found by its legacy number, or as « historique importé »
+            self.batch.dossiers[e.originator_id]["search"] = folded(f"historique importe {imported.get('legacy_id', '')}")
         self._summary(e)
 
     def _edited(self, e: Dossier.DraftEdited) -> None:

@@ -231,3 +231,9 @@ def test_imported_history_does_not_flood_inboxes_and_says_what_it_is(client: Tes
     number = re.search(r"TD-[0-9A-Z]+", html).group(0)
     found = unescape(client.get("/inbox/closed", params={"q": number}).text)
     assert found.count('data-dossier="') == 1
+    # by its legacy number too (D4 is Toulouse → Montpellier and Paris)
+    found = unescape(client.get("/inbox/closed", params={"q": "d4"}).text)
+    assert found.count('data-dossier="') == 1 and "(n° D4)" in unescape(client.get(
+        "/dossiers/" + re.search(r'data-dossier="([0-9a-f-]+)"', found).group(1)).text)
+    every = unescape(client.get("/inbox/closed", params={"q": "historique importé"}).text)
+    assert every.count('data-dossier="') == closed.count('data-dossier="')
