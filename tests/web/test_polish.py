@@ -235,5 +235,9 @@ def test_imported_history_does_not_flood_inboxes_and_says_what_it_is(client: Tes
     found = unescape(client.get("/inbox/closed", params={"q": "d4"}).text)
     assert found.count('data-dossier="') == 1 and "(n° D4)" in unescape(client.get(
         "/dossiers/" + re.search(r'data-dossier="([0-9a-f-]+)"', found).group(1)).text)
+    # D1 was not closed on the legacy platform: closed at import, and its history says so
+    d1 = unescape(client.get("/inbox/closed", params={"q": "d1"}).text)
+    page = unescape(client.get("/dossiers/" + re.search(r'data-dossier="([0-9a-f-]+)"', d1).group(1)).text)
+    assert "clôturé à l'import" in page and "Clôturé" in page
     every = unescape(client.get("/inbox/closed", params={"q": "historique importé"}).text)
     assert every.count('data-dossier="') == closed.count('data-dossier="')
