@@ -9,7 +9,6 @@ from application import Relais
 from entrypoints.bootstrap import build_pool, upgrade
 from projections.directory import PostgresDirectoryView
 from projections.runner import catch_up
-from tests.conftest import NOW
 from web.names import Names
 
 
@@ -17,8 +16,8 @@ def test_demo_defaults_and_search(relais: Relais, settings: Settings) -> None:
     upgrade(settings)
     pool = build_pool(settings, max_size=2)
     try:
-        demo.load(relais, Credentials(pool), NOW)
-        demo.load(relais, Credentials(pool), NOW)  # idempotent: a second start adds nothing
+        demo.load(relais, Credentials(pool), relais.clock())
+        demo.load(relais, Credentials(pool), relais.clock())  # idempotent: a second start adds nothing
         rodez = relais.establishment(finess=demo.ESTABLISHMENTS[3][0])
         tlse, mtp = relais.establishment(finess="310781406"), relais.establishment(finess="340780477")
         pool_of = {(s["code"]): s for e in (tlse, mtp) for s in e.services}
