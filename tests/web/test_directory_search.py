@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from adapters.settings import Settings
 from application import Relais
+from entrypoints.bootstrap import upgrade
 from projections.directory import PostgresDirectoryView
 from projections.runner import catch_up
 from tests.conftest import rpps
@@ -79,3 +81,20 @@ def test_abbreviations_accents_and_ranking(region: tuple[Names, dict[str, str]])
     assert [e["id"] for e in names.search("12")] == [ids["rodez"]]
     assert found("durand") == ["Paul DURAND"]
     assert names.search("zzz") == [] and names.search("   ") == [] and names.search("%_") == []
+
+
+def test_a_directory_made_before_the_search_column_is_searchable_after_upgrade(relais: Relais, settings: Settings) -> None:
+    """The search text is a generated column: added to existing tables, it is computed for their rows."""
+    tlse = relais.add_establishment(finess="310781406", name="CHU de Toulouse", department="31")
+    relais.add_service(establishment_id=tlse, code="unv", name="Unité neurovasculaire", specialty="neurologie",
+                       kind="on_call_pool")
+    catch_up("directory", settings.eventsourcing_env(), relais)
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:  # rows as an older version left them
+        for table in ("dir_establishments", "dir_services", "dir_practitioners"):
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN search")
+        assert conn.execute("SELECT count(*) FROM dir_services").fetchone() == (1,)
+    upgrade(settings)
+    with ConnectionPool(settings.database_url, min_size=1, max_size=2, open=True,
+                        kwargs={"autocommit": True, "row_factory": dict_row}) as pool:
+        names = Names(PostgresDirectoryView.on_pool(pool, "directory"))
+        assert [e["found"] for e in names.search("AVC")] == [["Unité neurovasculaire"]]
