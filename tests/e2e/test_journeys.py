@@ -106,8 +106,8 @@ def test_requester_sends_recipient_answers_live_auditor_replays(platform, browse
     expect(inbox.locator("#live-status.on")).to_be_visible(timeout=5000)  # the SSE stream is open
 
     requester_ctx, page = sign_in(browser, platform, rpps(1))
-    page.goto("/dossiers/new")
-    page.click("text=Demande d'avis AVC aigu")
+    page.goto("/dossiers/new")  # the long path (a stroke takes the short one: tests/e2e/test_stroke_fast_path.py)
+    page.click("text=Demande d'avis générique")
     page.click("text=Immédiate")
     shot(page, "01-new-workflow")
     page.click("button:has-text('Continuer')")
@@ -115,10 +115,12 @@ def test_requester_sends_recipient_answers_live_auditor_replays(platform, browse
     page.fill("input[name=first_names]", "Inès")
     page.fill("input[name=birth_date]", "1990-06-30")
     page.select_option("select[name=sex]", "F")
-    page.fill("input[name=birth_place_code]", "66136")
+    with page.expect_response("**/communes?*"):  # the field's suggestions answered before the page moves on
+        page.fill("#f-birth_place", "66136")  # a commune's name or its INSEE code
     shot(page, "02-new-patient")
     page.click("button:has-text('Continuer')")
-    page.fill("#question", "Hémiplégie droite depuis 1 h 10, NIHSS 14. Thrombectomie ?")
+    page.fill("#f-specialty", "Neuroradiologie")
+    page.fill("#f-question", "Hémiplégie droite depuis 1 h 10, NIHSS 14. Thrombectomie ?")
     page.check("input[name=consent][value=given]")
     page.click("button:has-text('Créer le brouillon')")
     expect(page.locator("h1")).to_have_text("Documents")
