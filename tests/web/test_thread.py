@@ -230,6 +230,12 @@ def test_an_imaging_transfer_is_acknowledged_by_its_recipient_and_closes(client,
     d = relais.get_dossier(dossier_id=did, actor_id=w["requester"])
     assert d.state == "closed" and d.sends[0]["state"] == "answered" and d.sends[0]["receipt"]["note"] == "Importé au PACS"
     assert "Accuser réception" not in done.text
+    # the receipt and its report are on the page of both sides (the report was only shown under an opinion)
+    for reader in (2, 1):
+        as_user(client, reader)
+        page = client.get(f"/dossiers/{did}").text
+        assert "Réception accusée par" in page and "Importé au PACS" in page
+        assert f"/dossiers/{did}/sends/{sid}/report.pdf" in page
 
 
 def test_the_complement_answer_form_is_only_the_requesters(client, relais, passwords, dossier):
