@@ -30,6 +30,12 @@ playwright = pytest.importorskip("playwright.sync_api")
 
 PASSWORD = "fast path password 2026"
 REDIS_URL = os.environ.get("RELAIS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+OUTPUT = Path(os.environ.get("RELAIS_TEST_OUTPUT", Path(__file__).resolve().parents[2] / "test-output")) / "e2e"
+
+
+def shot(page: Any, name: str) -> None:
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(OUTPUT / f"stroke-{name}.png"), full_page=True)
 
 
 @pytest.fixture()
@@ -141,6 +147,7 @@ def test_from_the_inbox_to_sent_in_three_screens(platform):
             j.type("#f-birth_place", "toul")
             option = page.locator("#birth-place-options [role=option]", has_text="Toulouse (31)")
             expect(option).to_be_visible(timeout=10_000)
+            shot(page, "1-patient-birthplace")
             j.click("#birth-place-options [role=option]:has-text('Toulouse (31)')")
             expect(page.locator("#f-birth_place")).to_have_value("Toulouse (31)")
             expect(page.locator("#f-birth_place_code")).to_have_value("31555")
@@ -160,14 +167,17 @@ def test_from_the_inbox_to_sent_in_three_screens(platform):
             j.check("input[name=question][value=thrombectomy]")
             j.check("input[name=consent][value=given]")
             j.fill("#f-accession_number", "ACC20261208")
+            shot(page, "2-form")
             j.to_next_screen("form button[type=submit]:has-text('Créer et vérifier')")
 
             # screen 3: review, the recipient preset, send
             expect(page.locator("h1")).to_have_text("Vérifier et envoyer")
             expect(page.locator("#recipients")).to_contain_text("Astreinte neurovasculaire régionale (AVC)")
+            shot(page, "3-review")
             j.to_next_screen("#send-button")
             expect(page.locator("body")).to_contain_text("Envoyé", timeout=20_000)
             landed = j.screens[-1][0]
+            shot(page, "4-sent")
 
             acted_on = len(j.screens) - 1  # the last load is the dossier page saying « Envoyé »
             print(f"\nstroke fast path: {acted_on} screens from the inbox to « Envoyé » "
