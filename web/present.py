@@ -8,6 +8,7 @@ from typing import Any
 
 from jinja2 import Environment
 
+from adapters.communes import shipped as communes
 from adapters.notification_prefs import KIND_LABELS
 from domain.access import ACCESS_KINDS, OUTCOMES
 from domain.deadlines import STEP_LABELS, format_delay
@@ -242,11 +243,17 @@ def timeline_line(event: str, data: Json, names: Names) -> tuple[str, str]:
     return event, ""
 
 
+def place(code: str | None) -> str:
+    """A birthplace's INSEE code as a reader knows it: « Toulouse (31) », « Maroc (étranger) », else the code."""
+    found = communes().by_code(code) if code else None
+    return found.label if found else (code or "")
+
+
 def register(env: Environment) -> None:
     """Adds the filters to a Jinja environment."""
     env.filters.update(
         paris=paris, day=day, plural=plural, ago=ago, age_years=age_years, time_left=time_left,
-        label=lambda code, table: label(table, code),
+        label=lambda code, table: label(table, code), place=place,
     )
     dicom_format.register(env.filters)  # DICOM dates and times in French, names of studies and series
     env.globals["timeline_line"] = timeline_line
