@@ -131,6 +131,7 @@ def _context(
     errors = extra.pop("errors", None) or {}
     return {
         "step": step, "steps": steps_for(workflow) if workflow else STEPS, "fast": workflow in FAST,
+        "step_title": (steps_for(workflow) if workflow else STEPS).get(step) or STEPS.get(step, ""),
         "form": form, "ws": ws, "d": d, "workflows": CREATABLE, "urgencies": URGENCY_LABELS, "sources": IMAGING_SOURCES,
         "source_choices": imaging_choices(workflow), "source_shown": imaging_shown(workflow, form.get("imaging_source", "")),
         "channels": CHANNELS, "names": services.names if services else None, "field_labels": FIELD_LABELS,
