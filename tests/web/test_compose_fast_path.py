@@ -267,3 +267,15 @@ def test_the_recipient_preset_is_changed_on_the_review(client, passwords, relais
     assert sent.status_code == 303, sent.text[:500]
     d = relais.get_dossier(dossier_id=did, actor_id=w["requester"])
     assert [(s["service_id"], s["state"]) for s in d.sends if s["state"] != "removed"] == [(w["neuro"], "requested")]
+
+
+def test_without_a_default_recipient_the_review_asks_for_one(client, passwords, relais: Relais):
+    login(client, rpps(1))
+    csrf = csrf_from(start(client, "stroke_opinion"))
+    created = client.post("/dossiers/new", data={"workflow": "stroke_opinion", "_csrf_token": csrf} | PATIENT_FORM | stroke_answers() | {
+        "form_id": "stroke_opinion", "form_version": "1", "consent": "given", "imaging_source": "none"}, follow_redirects=False)
+    review = client.get(created.headers["location"]).text
+    assert "Aucun destinataire choisi." in review and re.search(r'<button id="send-button"[^>]* disabled>', review)
+    did = created.headers["location"].split("/")[2]
+    d = relais.get_dossier(dossier_id=did, actor_id=passwords["requester"])
+    assert list(d.sends) == [] and d.imaging_source == "none"  # « Sans imagerie » chosen, explicitly

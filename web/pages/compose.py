@@ -5,6 +5,7 @@ draft is recorded when the form is sent, and saved at every step after."""
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
@@ -22,8 +23,8 @@ from adapters.blobs import MAX_DOCUMENT_BYTES, DocumentRejectedError
 from adapters.communes import shipped
 from application.access import Workspace
 from application.actors import Acting
-from application.errors import ConflictError
-from domain.errors import InvalidFieldError
+from application.errors import ConflictError, NotFoundError
+from domain.errors import DirectoryError, InvalidFieldError
 from domain.forms import FormDefinition, FormInvalid, definition, form_for, has_form, validate
 from domain.values import PARIS, URGENCY_LABELS, WORKFLOW_LABELS, Json, Role
 from web.errors import FormRejected, StaleView, is_htmx
@@ -50,6 +51,7 @@ from web.services import Services
 from web.session import SessionUser
 from web.uploads import BrokenUpload, form_boundary, receive
 
+log = logging.getLogger("relais.web.compose")
 STEPS = FULL_STEPS
 ORDER = list(STEPS)
 CLINICIAN = requires_role(Role.CLINICIAN)
@@ -285,8 +287,11 @@ def _create(services: Services, user: SessionUser, data: DraftForm, raw: dict[st
                         patient_id=data.patient_id.strip())
     preset = r.default_recipient(user.establishment_id, data.workflow)
     if preset is not None:  # the user may change it on the review
-        r.address_recipient(dossier_id=did, actor_id=then("recipient"), establishment_id=preset["establishment_id"],
-                            service_id=preset.get("service_id") or None, practitioner_id=preset.get("practitioner_id") or None)
+        try:
+            r.address_recipient(dossier_id=did, actor_id=then("recipient"), establishment_id=preset["establishment_id"],
+                                service_id=preset.get("service_id") or None, practitioner_id=preset.get("practitioner_id") or None)
+        except (InvalidFieldError, NotFoundError, DirectoryError) as e:  # a setting gone stale: the review asks for one
+            log.warning("default recipient of %s for %s not addressed: %s", user.establishment_id, data.workflow, e)
     return did
 
 
