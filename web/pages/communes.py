@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from litestar import Request, get
@@ -14,7 +15,10 @@ from web.errors import is_htmx
 from web.guards import requires_role
 
 MIN_TYPED = 2
-shipped()  # read at start (~0.2 s), not by the first request: a suggestion then answers in ~30 ms
+try:
+    shipped()  # read at start (~0.2 s), not by the first request: a suggestion then answers in ~30 ms
+except OSError as missing:  # an install without its data: the rest of the site still starts
+    logging.getLogger("relais.web.communes").error("commune list unreadable (%s): birthplaces by name unavailable", missing)
 
 
 @get("/communes", guards=[requires_role(Role.CLINICIAN)], sync_to_thread=True, name="communes")
