@@ -245,7 +245,10 @@ def timeline_line(event: str, data: Json, names: Names) -> tuple[str, str]:
 
 def place(code: str | None) -> str:
     """A birthplace's INSEE code as a reader knows it: « Toulouse (31) », « Maroc (étranger) », else the code."""
-    found = communes().by_code(code) if code else None
+    try:
+        found = communes().by_code(code) if code else None
+    except OSError:  # an install without the list: the code as recorded
+        found = None
     return found.label if found else (code or "")
 
 
