@@ -279,3 +279,17 @@ def test_without_a_default_recipient_the_review_asks_for_one(client, passwords, 
     did = created.headers["location"].split("/")[2]
     d = relais.get_dossier(dossier_id=did, actor_id=passwords["requester"])
     assert list(d.sends) == [] and d.imaging_source == "none"  # « Sans imagerie » chosen, explicitly
+
+
+def test_an_imaging_transfer_is_not_sent_without_images(client, passwords, relais: Relais):
+    w = passwords
+    draft = relais.create_dossier(actor_id=w["requester"], workflow="imaging_transfer", question="Relecture", consent="given", **PATIENT)
+    relais.address_recipient(dossier_id=draft, actor_id=w["requester"], establishment_id=w["montpellier"])
+    login(client, rpps(1))
+    review = client.get(f"/dossiers/{draft}/edit/review").text
+    assert "un transfert d&#39;imagerie transmet des images" in review and re.search(r'<button id="send-button"[^>]* disabled>', review)
+    form = {"_csrf_token": csrf_from(review), "form_token": hidden(review, "form_token"),
+            "expected_version": hidden(review, "expected_version")}
+    refused = client.post(f"/dossiers/{draft}/edit/review", data=form)
+    assert refused.status_code == 422
+    assert relais.get_dossier(dossier_id=draft, actor_id=w["requester"]).sends[0]["state"] == "pending"

@@ -43,6 +43,7 @@ from web.pages.compose_rules import (
     next_step,
     patient_errors,
     question_text,
+    send_blocked,
     steps_for,
 )
 from web.pages.dossier import open_workspace, refusals_traced
@@ -140,7 +141,8 @@ def _context(
         "max_mb": MAX_DOCUMENT_BYTES // (1024 * 1024), "form_token": new_token, "target_key": target_key,
         "definition": _definition(workflow, recorded), "answers": extra.pop("answers", None) or (recorded or {}).get("answers", {}),
         "errors": errors, "first_error": next(iter(errors), ""), "candidates": extra.pop("candidates", []),
-        "default_urgency": default_urgency(workflow), **extra,
+        "default_urgency": default_urgency(workflow),
+        "send_blocked": send_blocked(d.workflow, d.imaging_source, bool(d.imaging)) if d else "", **extra,
     }
 
 
@@ -384,6 +386,8 @@ def _save(
         if f.imaging_source and f.imaging_source != d.imaging_source:
             r.edit_draft(**who, expected_version=version, imaging_source=f.imaging_source)
     elif step == "review":
+        if problem := send_blocked(d.workflow, d.imaging_source, bool(d.imaging)):
+            raise InvalidFieldError("imaging_source", problem)
         r.send_dossier(**who, expected_version=version)
 
 

@@ -79,6 +79,13 @@ def imaging_error(workflow: str, source: str) -> str:
     return ""
 
 
+def send_blocked(workflow: str, source: str, has_imaging: bool) -> str:
+    """Why the draft may not be sent yet for its imaging, or "": an imaging transfer carries images."""
+    if workflow == Workflow.IMAGING_TRANSFER.value and not has_imaging and source in ("", ImagingSource.NONE.value):
+        return "un transfert d'imagerie transmet des images : choisissez comment elles arrivent"
+    return ""
+
+
 def patient_errors(patient: dict[str, Any], today: date) -> dict[str, str]:
     """Every field of the patient's identity refused, with its French message (the domain's rule, asked
     again with each refused field replaced by a valid value until none is left)."""
