@@ -14,6 +14,7 @@ SHIPPED = Path(__file__).resolve().parent / "data" / "communes.csv.gz"
 CODE = re.compile(r"(\d{5}|2[AB]\d{3})")
 LABELLED = re.compile(r"(?P<name>.+?)\s*\((?P<dept>2[AB]|\d{2,3}|étranger)(?:,[^)]*)?\)\s*")
 HISTORICAL = {"deleguee": "commune déléguée", "associee": "commune associée"}
+ABBREVIATIONS = {"st": "saint", "ste": "sainte", "sts": "saints", "stes": "saintes"}  # « St-Gaudens »
 COUNTRY_WEIGHT = 200_000  # a country ranks among the large towns (« allem » shows Allemagne near the top)
 
 
@@ -100,10 +101,11 @@ class Communes:
         typed = folded(q).split()
         if not typed:
             return []
-        whole = " ".join(typed)
+        whole = " ".join(ABBREVIATIONS.get(t, t) for t in typed)
+        alternatives = [(t, ABBREVIATIONS.get(t, "")) for t in typed]  # « st » starts « Stains » or is « Saint »
         scored = []
         for i, words in enumerate(self._words):
-            if all(any(w.startswith(t) for w in words) for t in typed):
+            if all(any(w.startswith(t) or w == long for w in words) for t, long in alternatives):
                 f, p = self._folded[i], self.places[i]
                 rank = 0 if f == whole else 1 if f.startswith(whole) else 2
                 weight = COUNTRY_WEIGHT if p.kind == "pays" else p.population
@@ -120,7 +122,7 @@ class Communes:
         dept = ""
         if (m := LABELLED.fullmatch(t)) is not None:
             t, dept = m["name"], m["dept"]
-        name = folded(t)
+        name = " ".join(ABBREVIATIONS.get(w, w) for w in folded(t).split())
         if not name:
             raise PlaceNotFound(text)
         same = [p for i, p in enumerate(self.places) if self._folded[i] == name]

@@ -197,3 +197,46 @@ def test_from_the_inbox_to_sent_in_three_screens(platform):
     d = relais.get_dossier(dossier_id=did, actor_id=requester)
     assert d.urgency == "stat" and d.imaging_source == "dicom_store" and d.patient["birth_place_code"] == "31555"
     assert d.form["answers"]["nihss_total"] == 14 and [s["state"] for s in d.sends] == ["requested"]
+
+
+def test_the_birthplace_by_keyboard_and_an_ambiguous_name_chosen_at_its_field(platform):
+    expect = playwright.expect
+    with playwright.sync_playwright() as p:
+        browser = launch(p)
+        try:
+            page = browser.new_context(base_url=platform["base"], locale="fr-FR").new_page()
+            page.goto("/login")
+            page.fill("#login", rpps(1))
+            page.fill("#password", PASSWORD)
+            page.click("button[type=submit]")
+            page.goto("/dossiers/new?workflow=stroke_opinion")
+            page.fill("#f-birth_name", "Garcia")
+            page.fill("#f-first_names", "Antoine")
+            page.fill("#f-birth_date", "1971-11-19")
+            page.select_option("#f-sex", "M")
+            field = page.locator("#f-birth_place")
+            field.press_sequentially("st gaud", delay=60)
+            expect(page.locator("#birth-place-options [role=option]").first).to_contain_text("Saint-Gaudens (31)", timeout=10_000)
+            expect(field).to_have_attribute("aria-expanded", "true")
+            field.press("ArrowDown")
+            expect(field).to_have_attribute("aria-activedescendant", "place-1")
+            field.press("Enter")  # chooses, does not send the form
+            expect(field).to_have_value("Saint-Gaudens (31)")
+            expect(page.locator("#f-birth_place_code")).to_have_value("31483")
+            expect(page.locator("#birth-place-options")).to_be_hidden()
+            # a name typed and not chosen: resolved on submit; an ambiguous one is asked at its field
+            with page.expect_response("**/communes?*"):
+                field.fill("Beaulieu")
+            expect(page.locator("#birth-place-options")).to_be_visible()
+            field.press("Escape")  # the suggestions closed, none chosen
+            expect(page.locator("#birth-place-options")).to_be_hidden()
+            page.click("form button[type=submit]:has-text('Continuer')")
+            expect(page.locator("#err-birth_place")).to_contain_text("plusieurs lieux")
+            expect(field).to_be_focused()
+            expect(field).to_have_value("Beaulieu")
+            page.check("input[name=birth_place_code][value='43021']")
+            page.click("form button[type=submit]:has-text('Continuer')")
+            expect(page.locator("h1")).to_contain_text("AVC aigu")
+            expect(page.locator("input[name=birth_place_code]")).to_have_value("43021")
+        finally:
+            browser.close()

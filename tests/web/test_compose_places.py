@@ -33,6 +33,8 @@ def test_search_by_the_start_of_words_accents_and_case_ignored():
     assert labels(places.search("etienne saint"))[0] == "Saint-Étienne (42)"  # words in any order
     assert "Vieille-Toulouse (31)" in labels(places.search("toulouse"))  # a word of the name, not only its start
     assert labels(places.search("allem"))[0] == "Allemagne (étranger)"  # a country ranks with the large towns
+    assert labels(places.search("st gaud"))[0] == "Saint-Gaudens (31)"  # « St », « Ste » as written on papers
+    assert labels(places.search("stras"))[0] == "Strasbourg (67)" and places.resolve("Ste-Foy (85)").code == "85214"
     assert [p.code for p in places.search("31555")] == ["31555"]
     assert places.search("zzzz") == [] and places.search("  ") == []
 
