@@ -41,6 +41,9 @@ class DossierDetails:
     form: Json | None = None
     # the milestones of care in order, known or not, from `history` (application/milestones.py)
     milestones: tuple[Milestone, ...] = ()
+    # exams awaited from the gateway: Accession Numbers, and Patient IDs ({id, issuer, at})
+    awaited_accessions: tuple[str, ...] = ()
+    awaited_patients: tuple[Json, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ def details_of(d: Dossier, history: Iterable[HistoryEntry] = ()) -> DossierDetai
         sends=tuple(dict(s) for s in d.sends.values()), created_on=d.opened_on,
         first_sent_on=d.first_sent_on, imported_from=d.imported_from, imaging_held=tuple(d.imaging_held),
         messages=messages_of(history), form=d.form, milestones=timeline(fold_history(history)),
+        awaited_accessions=tuple(d.awaited_accessions), awaited_patients=tuple(dict(p) for p in d.awaited_patients),
     )
 
 

@@ -52,6 +52,28 @@ def attach_received_for_patient(
     return attached
 
 
+def attach_already_received(
+    app: Relais, view: PostgresImagingView, *, dossier_id: str, establishment_id: str, accession_number: str = "",
+    patient_id: str = "",
+) -> list[str]:
+    """Just after a dossier awaited an exam (by Accession Number and/or Patient ID): what the establishment
+    already received of it attaches itself as if it arrived now (the stroke CT is pushed before the request is
+    written) — same rules as on arrival: identity checked, an exam other open dossiers await is not guessed.
+    Returns the study ids attached."""
+    attached: list[str] = []
+    accession = accession_number.strip()
+    if accession:
+        others = view.awaiting(establishment_id, accession)
+        for study_id in view.study_by_accession(establishment_id, accession):
+            if dossier_id in app.auto_attach(study_id=study_id, dossier_ids=list(dict.fromkeys([dossier_id, *others]))):
+                attached.append(study_id)
+    if patient_id.strip():
+        attached += [s for s in attach_received_for_patient(
+            app, view, dossier_id=dossier_id, establishment_id=establishment_id, patient_id=patient_id,
+        ) if s not in attached]
+    return attached
+
+
 def recorder(app: Relais) -> Record:
     def record(establishment_id: str, items: list[ReceivedInstance], source: Json) -> list[StudyUpdate]:
         return app.record_received(establishment_id=establishment_id, instances=items, source=source)

@@ -293,3 +293,34 @@ def test_an_imaging_transfer_is_not_sent_without_images(client, passwords, relai
     refused = client.post(f"/dossiers/{draft}/edit/review", data=form)
     assert refused.status_code == 422
     assert relais.get_dossier(dossier_id=draft, actor_id=w["requester"]).sends[0]["state"] == "pending"
+
+
+def test_the_ct_pushed_before_the_request_was_written_joins_it_at_once(client, passwords, relais: Relais, settings, settle):
+    """The gateway pushed the stroke CT (Patient ID IPP-5150) before the clinician wrote the request: awaiting
+    that Patient ID at creation attaches it at once — before, only instances arriving after the await did."""
+    from application.imaging import ReceivedInstance
+    from projections.runner import catch_up
+
+    w = passwords
+    uid = "1.2.826.0.1.99.515"
+    relais.record_received(establishment_id=w["toulouse"], source={"kind": "dicom_store", "calling_aet": "TLSE_GW"}, instances=[
+        ReceivedInstance(sop_instance_uid=f"{uid}.9.{i}", series_instance_uid=f"{uid}.1", study_instance_uid=uid,
+                         sop_class_uid="1.2.840.10008.5.1.4.1.1.2", transfer_syntax_uid="1.2.840.10008.1.2.1", size=10,
+                         patient={"id": "IPP-5150", "name": "GARCIA^ANTOINE", "birth_date": "19711119", "sex": "M"},
+                         study={"description": "TDM cérébrale"}, series={"modality": "CT", "number": 1}) for i in range(2)])
+    catch_up("imaging", settings.eventsourcing_env(), relais)
+    settle()
+    login(client, rpps(1))
+    first = start(client, "stroke_opinion")
+    csrf = csrf_from(first)
+    base = {"workflow": "stroke_opinion", "urgency": "stat", "_csrf_token": csrf}
+    second = client.post("/dossiers/new/question", data=base | PATIENT_FORM)
+    created = client.post("/dossiers/new", data=base | PATIENT_FORM | {"birth_place_code": "31555"} | stroke_answers() | {
+        "form_id": "stroke_opinion", "form_version": "1", "consent": "given", "imaging_source": "dicom_store",
+        "patient_id": "IPP-5150", "form_token": hidden(second.text, "form_token")}, follow_redirects=False)
+    assert created.status_code == 303, created.text[:800]
+    did = created.headers["location"].split("/")[2]
+    d = relais.get_dossier(dossier_id=did, actor_id=w["requester"])
+    assert [s["study_instance_uid"] for s in d.imaging] == [uid]
+    review = client.get(created.headers["location"])
+    assert review.status_code == 200 and "TDM cérébrale" in review.text and "IPP IPP-5150" in review.text

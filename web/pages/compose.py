@@ -21,10 +21,11 @@ from litestar.response import Redirect, Template
 
 from adapters.blobs import MAX_DOCUMENT_BYTES, DocumentRejectedError
 from adapters.communes import shipped
+from adapters.dicom.recording import attach_already_received
 from application.access import Workspace
 from application.actors import Acting
 from application.errors import ConflictError, NotFoundError
-from domain.errors import DirectoryError, InvalidFieldError
+from domain.errors import DirectoryError, InvalidFieldError, RelaisError
 from domain.forms import FormDefinition, FormInvalid, definition, form_for, has_form, validate
 from domain.values import PARIS, URGENCY_LABELS, WORKFLOW_LABELS, Json, Role
 from web.errors import FormRejected, StaleView, is_htmx
@@ -287,6 +288,7 @@ def _create(services: Services, user: SessionUser, data: DraftForm, raw: dict[st
     if (data.accession_number.strip() or data.patient_id.strip()) and source == "dicom_store":
         r.await_imaging(dossier_id=did, actor_id=then("await"), accession_number=data.accession_number.strip(),
                         patient_id=data.patient_id.strip())
+        _attach_already_received(services, user, did, data.accession_number, data.patient_id)
     preset = r.default_recipient(user.establishment_id, data.workflow)
     if preset is not None:  # the user may change it on the review
         try:
@@ -295,6 +297,17 @@ def _create(services: Services, user: SessionUser, data: DraftForm, raw: dict[st
         except (InvalidFieldError, NotFoundError, DirectoryError) as e:  # a setting gone stale: the review asks for one
             log.warning("default recipient of %s for %s not addressed: %s", user.establishment_id, data.workflow, e)
     return did
+
+
+def _attach_already_received(services: Services, user: SessionUser, dossier_id: str, accession: str, patient_id: str) -> None:
+    """The exam just awaited may be here already (the stroke CT pushed by the gateway before the request was
+    written): it attaches itself now, as the platform, without holding the next step (a system attachment is
+    not a change the next form conflicts with)."""
+    try:
+        attach_already_received(services.relais, services.imaging.studies, dossier_id=dossier_id,
+                                establishment_id=user.establishment_id, accession_number=accession, patient_id=patient_id)
+    except RelaisError as e:  # the await is recorded: the exam still attaches itself on its next instance
+        log.warning("exam already received not attached to %s: %s", dossier_id, e)
 
 
 # ---------------------------------------------------------------- editing the draft
@@ -380,6 +393,7 @@ def _save(
         if d.workflow in FAST and (f.accession_number.strip() or f.patient_id.strip()):
             r.await_imaging(**who, expected_version=version, accession_number=f.accession_number.strip(),
                             patient_id=f.patient_id.strip())
+            _attach_already_received(services, user, dossier_id, f.accession_number, f.patient_id)
     elif step == "imaging":
         if problem := imaging_error(d.workflow, f.imaging_source):
             raise InvalidFieldError("imaging_source", problem)
