@@ -59,7 +59,7 @@ def _take_a_job(redis_url: str) -> None:
 
 def test_worker_settings_name_every_job():
     ws = worker_settings(REDIS_URL, JOBS)
-    assert {f.name for f in ws.functions} == {"ping", "retrieve_study", "export_study", "fire_deadlines", "deliver_mail"}
+    assert {f.name for f in ws.functions} == {"ping", "retrieve_study", "export_study", "fire_deadlines", "deliver_mail", "issue_report"}
 
 
 @pytest.mark.parametrize("bad", ["redis://127.0.0.1:1/0"])

@@ -56,3 +56,17 @@ def private_platform(prefix: str, data_dir: Path, secret: str, redis_url: str) -
     finally:
         with psycopg.connect(SERVER_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def sign_in(browser: Any, base: str, login: str, password: str, viewport: dict[str, int] | None = None) -> tuple[Any, Any]:
+    """A new browser context signed in at `base` (French locale, a laptop's viewport unless told):
+    (context, page), the page on the landing page once its requests settled."""
+    context = browser.new_context(base_url=base, locale="fr-FR", viewport=viewport or {"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto("/login")
+    page.fill("#login", login)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    page.wait_for_load_state("networkidle")
+    return context, page
+

@@ -16,7 +16,7 @@ from adapters.credentials import Credentials
 from entrypoints.bootstrap import build_app, build_pool
 from projections.runner import catch_up
 from tests.conftest import PATIENT, rpps
-from tests.e2e.conftest import CHROMIUM, launch, private_platform
+from tests.e2e.conftest import CHROMIUM, launch, private_platform, sign_in
 from tests.peers import wait_port
 from tests.processes import RelaisProcess
 
@@ -59,16 +59,6 @@ def world(tmp_path) -> Iterator[dict]:
             relais.close()
 
 
-def signed_in(browser, port: int, login: str):
-    context = browser.new_context(base_url=f"http://127.0.0.1:{port}", locale="fr-FR", viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.goto("/login")
-    page.fill("#login", login)
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_load_state("networkidle")
-    return page
-
 
 def shot(page, name: str) -> None:
     OUTPUT.mkdir(parents=True, exist_ok=True)
@@ -85,7 +75,7 @@ def test_a_complement_answered_with_a_document_and_the_thread_both_ways(world):
         browser = launch(p)
         try:
             # 1. the recipient asks a complement
-            recipient = signed_in(browser, port, rpps(2))
+            recipient = sign_in(browser, f"http://127.0.0.1:{port}", rpps(2), PASSWORD)[1]
             recipient.goto(f"/dossiers/{did}")
             recipient.click("summary:has-text('Demander un complément')")
             recipient.fill(f"#cr-{sid}", "Merci de joindre l'angio-scanner\net la créatinine du jour")
@@ -93,7 +83,7 @@ def test_a_complement_answered_with_a_document_and_the_thread_both_ways(world):
             expect(recipient.locator(".alert-success")).to_have_text("Demande de complément envoyée.")
 
             # 2. the requester sees the question at the top of the page and answers with a text and a PDF
-            requester = signed_in(browser, port, rpps(1))
+            requester = sign_in(browser, f"http://127.0.0.1:{port}", rpps(1), PASSWORD)[1]
             requester.goto(f"/dossiers/{did}")
             pending = requester.locator(".complement-pending")
             expect(pending).to_be_visible()

@@ -22,6 +22,7 @@ from entrypoints.bootstrap import build_app, build_pool, upgrade
 from tests.adapters.test_up import Platform
 from tests.conftest import SERVER_URL, rpps
 from tests.e2e.conftest import CHROMIUM
+from tests.e2e.conftest import sign_in as signed_in_at
 from tests.peers import free_port
 
 pytestmark = pytest.mark.slow
@@ -83,15 +84,9 @@ def browser(browser):
     return browser
 
 
+
 def sign_in(browser, base: str, login: str, viewport: dict | None = None):
-    context = browser.new_context(base_url=base, locale="fr-FR", viewport=viewport or {"width": 1440, "height": 900})
-    page = context.new_page()
-    page.goto("/login")
-    page.fill("#login", login)
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_load_state("networkidle")
-    return context, page
+    return signed_in_at(browser, base, login, PASSWORD, viewport or {"width": 1440, "height": 900})
 
 
 def shot(page, name: str) -> None:

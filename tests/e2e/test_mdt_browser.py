@@ -18,7 +18,7 @@ from adapters.credentials import Credentials
 from entrypoints.bootstrap import build_app, build_pool
 from projections.runner import catch_up
 from tests.conftest import PATIENT, rpps
-from tests.e2e.conftest import CHROMIUM, launch, private_platform
+from tests.e2e.conftest import CHROMIUM, launch, private_platform, sign_in
 from tests.peers import wait_port
 from tests.processes import RelaisProcess
 
@@ -70,16 +70,6 @@ def world(tmp_path) -> Iterator[dict]:
             relais.close()
 
 
-def sign_in(browser, base: str, login: str):
-    context = browser.new_context(base_url=base, locale="fr-FR", viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.goto("/login")
-    page.fill("#login", login)
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_load_state("networkidle")
-    return context, page
-
 
 def shot(page, name: str) -> None:
     OUTPUT.mkdir(parents=True, exist_ok=True)
@@ -102,7 +92,7 @@ def test_mdt_session_from_registration_to_decision(world):
             browser = launch(p)
             try:
                 base = f"http://127.0.0.1:{port}"
-                _, page = sign_in(browser, base, rpps(2))
+                _, page = sign_in(browser, base, rpps(2), PASSWORD)
                 # schedule a session
                 page.goto("/mdt")
                 expect(page.locator("h1")).to_have_text("Séances de RCP")
@@ -172,7 +162,7 @@ def test_mdt_session_from_registration_to_decision(world):
                 expect(page.locator("#mdt-part")).to_contain_text("Décision de la RCP : Inscription sur liste d'attente",
                                                                   timeout=10_000)
                 shot(page, "mdt-05-dossier")
-                _, requester = sign_in(browser, base, rpps(1))
+                _, requester = sign_in(browser, base, rpps(1), PASSWORD)
                 requester.goto(f"/dossiers/{world['dossier_id']}")
                 expect(requester.locator("body")).to_contain_text("Inscription sur liste d'attente")
                 expect(requester.locator("#mdt-part")).to_contain_text("Décision de la RCP", timeout=10_000)

@@ -25,7 +25,7 @@ from entrypoints.bootstrap import build_app
 from projections.runner import catch_up
 from tests.conftest import PATIENT, rpps
 from tests.dicomdata import write_study
-from tests.e2e.conftest import CHROMIUM
+from tests.e2e.conftest import CHROMIUM, sign_in
 from tests.live import PASSWORD, LiveServer, live_server
 
 pytestmark = pytest.mark.slow
@@ -88,16 +88,6 @@ def _attach_study(relais: Any, settings: Settings, establishment: str, actor: st
     relais.attach_received_study(dossier_id=did, actor_id=actor, study_id=update.study_id)
 
 
-def sign_in(browser: Any, base: str, login: str) -> tuple[Any, Any]:
-    context = browser.new_context(base_url=base, locale="fr-FR", viewport=TABLET)
-    page = context.new_page()
-    page.goto("/login")
-    page.fill("#login", login)
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_load_state("networkidle")
-    return context, page
-
 
 def shot(page: Any, name: str, tmp_path: Path) -> None:
     """A tablet screenshot (the viewport, as the clinician sees it) in the artifacts folder and pytest's tmp dir."""
@@ -119,7 +109,7 @@ def overlap(a: dict[str, float], b: dict[str, float]) -> bool:
 
 
 def test_inbox_rows_show_the_workflow_and_the_dossier_number(browser, tablet_world, tmp_path):
-    context, page = sign_in(browser, tablet_world["base"], rpps(2))
+    context, page = sign_in(browser, tablet_world["base"], rpps(2), PASSWORD, TABLET)
     rows = page.locator("#results .row")
     playwright.expect(rows).to_have_count(len(WORKFLOWS))
     for i in range(rows.count()):
@@ -137,7 +127,7 @@ def test_inbox_rows_show_the_workflow_and_the_dossier_number(browser, tablet_wor
 
 
 def test_the_dossier_history_is_reachable_beside_the_dossier(browser, tablet_world, tmp_path):
-    context, page = sign_in(browser, tablet_world["base"], rpps(1))
+    context, page = sign_in(browser, tablet_world["base"], rpps(1), PASSWORD, TABLET)
     page.goto(f"/dossiers/{tablet_world['dossiers'][0]}")
     page.wait_for_load_state("networkidle")
     # the history without scrolling through the whole dossier: in the first screen, beside the main column
@@ -158,7 +148,7 @@ def test_the_dossier_history_is_reachable_beside_the_dossier(browser, tablet_wor
 
 
 def test_the_patient_banner_stays_on_top_while_scrolling(browser, tablet_world, tmp_path):
-    context, page = sign_in(browser, tablet_world["base"], rpps(1))
+    context, page = sign_in(browser, tablet_world["base"], rpps(1), PASSWORD, TABLET)
     page.goto(f"/dossiers/{tablet_world['dossiers'][0]}")
     page.wait_for_load_state("networkidle")
     page.evaluate("window.scrollTo(0, 900)")
@@ -171,7 +161,7 @@ def test_the_patient_banner_stays_on_top_while_scrolling(browser, tablet_world, 
 
 
 def test_the_wizard_step_labels_do_not_overlap(browser, tablet_world, tmp_path):
-    context, page = sign_in(browser, tablet_world["base"], rpps(1))
+    context, page = sign_in(browser, tablet_world["base"], rpps(1), PASSWORD, TABLET)
     page.goto("/dossiers/new")
     steps = page.locator(".stepper li")
     assert steps.count() >= 3
@@ -194,7 +184,7 @@ def test_the_wizard_step_labels_do_not_overlap(browser, tablet_world, tmp_path):
 
 
 def test_skip_link_and_an_action_refused_at_its_field(browser, tablet_world, tmp_path):
-    context, page = sign_in(browser, tablet_world["base"], rpps(1))
+    context, page = sign_in(browser, tablet_world["base"], rpps(1), PASSWORD, TABLET)
     page.goto(f"/dossiers/{tablet_world['dossiers'][1]}")
     page.keyboard.press("Tab")
     focused = page.evaluate("() => [document.activeElement.className, document.activeElement.textContent.trim()]")

@@ -18,7 +18,8 @@ def follow(settings: Settings, relais: Relais) -> None:
 
 def messages(settings: Settings) -> list[dict]:
     with psycopg.connect(settings.database_url, row_factory=psycopg.rows.dict_row) as conn:
-        return conn.execute("SELECT practitioner_id, kind, detail FROM notifications WHERE kind = 'message' ORDER BY id").fetchall()
+        return conn.execute(  # in the order they were written (ids are hashes: their order is none)
+            "SELECT practitioner_id, kind, detail FROM notifications WHERE kind = 'message' ORDER BY occurred_at").fetchall()
 
 
 def test_a_message_tells_the_other_side(relais, world, sent_dossier, settings):

@@ -223,17 +223,24 @@ async def new(workflow: FromQuery[str] = "") -> Template:
     return Template("compose/step.html", context=_context("patient" if workflow in FAST else "workflow", form))
 
 
+def _new_draft(data: dict[str, Any]) -> DraftForm:
+    """The draft a page before creation carries: a workflow that can be created (else back to its choice),
+    the workflow's urgency unless one was chosen."""
+    draft = draft_of(data)
+    if draft.workflow not in CREATABLE:
+        raise FormRejected(InvalidFieldError("workflow", "choisissez un parcours"), "compose/step.html",
+                           _context("workflow", asdict(draft)))
+    draft.urgency = draft.urgency or default_urgency(draft.workflow)
+    return draft
+
+
 @post("/dossiers/new/{step:str}", guards=[CLINICIAN], sync_to_thread=True, name="compose-new-step")
 def new_step(
     services: NamedDependency[Services], step: FromPath[str],
     data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)],
 ) -> Template:
     """The steps before the form are carried in the page; each is checked before the next is shown."""
-    draft = draft_of(data)
-    if draft.workflow not in CREATABLE:
-        raise FormRejected(InvalidFieldError("workflow", "choisissez un parcours"), "compose/step.html",
-                           _context("workflow", asdict(draft)))
-    draft.urgency = draft.urgency or default_urgency(draft.workflow)
+    draft = _new_draft(data)
     form = asdict(draft)
     if step == "question":
         _check_patient(draft, form)
@@ -249,11 +256,7 @@ def create(
     data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)],
 ) -> Redirect:
     """Records the draft with its form, consent and imaging, the awaited exam and the preset recipient."""
-    draft = draft_of(data)
-    if draft.workflow not in CREATABLE:
-        raise FormRejected(InvalidFieldError("workflow", "choisissez un parcours"), "compose/step.html",
-                           _context("workflow", asdict(draft)))
-    draft.urgency = draft.urgency or default_urgency(draft.workflow)
+    draft = _new_draft(data)
     form = asdict(draft)
     _check_patient(draft, form)
     form = asdict(draft)
@@ -280,23 +283,26 @@ def _create(services: Services, user: SessionUser, data: DraftForm, raw: dict[st
         consent=data.consent or None, consent_note=data.consent_note, imaging_source=source,
     )
 
-    def then(part: str) -> Acting:
-        return user.acting(f"{token}-{part}" if token else "")
-
     if answers is not None:
-        r.answer_form(dossier_id=did, actor_id=then("form"), raw=raw)
+        r.answer_form(dossier_id=did, actor_id=user.acting(part_token(token, "form")), raw=raw)
     if (data.accession_number.strip() or data.patient_id.strip()) and source == "dicom_store":
-        r.await_imaging(dossier_id=did, actor_id=then("await"), accession_number=data.accession_number.strip(),
+        r.await_imaging(dossier_id=did, actor_id=user.acting(part_token(token, "await")), accession_number=data.accession_number.strip(),
                         patient_id=data.patient_id.strip())
         _attach_already_received(services, user, did, data.accession_number, data.patient_id)
     preset = r.default_recipient(user.establishment_id, data.workflow)
     if preset is not None:  # the user may change it on the review
         try:
-            r.address_recipient(dossier_id=did, actor_id=then("recipient"), establishment_id=preset["establishment_id"],
-                                service_id=preset.get("service_id") or None, practitioner_id=preset.get("practitioner_id") or None)
+            r.address_recipient(dossier_id=did, actor_id=user.acting(part_token(token, "recipient")),
+                                establishment_id=preset["establishment_id"], service_id=preset.get("service_id") or None,
+                                practitioner_id=preset.get("practitioner_id") or None)
         except (InvalidFieldError, NotFoundError, DirectoryError) as e:  # a setting gone stale: the review asks for one
             log.warning("default recipient of %s for %s not addressed: %s", user.establishment_id, data.workflow, e)
     return did
+
+
+def part_token(token: str, part: str) -> str:
+    """The token of one command of a form that runs several (« <token>-consent »): each runs once."""
+    return f"{token}-{part}" if token else ""
 
 
 def _attach_already_received(services: Services, user: SessionUser, dossier_id: str, accession: str, patient_id: str) -> None:
