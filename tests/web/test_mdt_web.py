@@ -137,6 +137,7 @@ def test_schedule_from_the_form_and_the_invitation(client, relais: Relais, rcp: 
     url = created.headers["location"].split("?")[0]
     ics = client.get(url + ".ics")
     assert ics.status_code == 200 and ics.headers["content-type"].startswith("text/calendar")
+    assert ics.headers["content-type"].count("charset") == 1 and "method=REQUEST" in ics.headers["content-type"]
     (event,) = Calendar.from_ical(ics.content).walk("VEVENT")
     assert event.decoded("DTSTART").strftime("%Y-%m-%d %H:%M %Z") == "2030-03-05 14:30 CET"
     assert str(event["URL"]) == "https://visio.example.org/rcp" and str(event["SEQUENCE"]) == "0"

@@ -163,7 +163,8 @@ def session_page(
         s = services.relais.mdt_session(session_id=session_id.removesuffix(".ics")[:64], actor_id=user.acting(),
                                         trace=False)
         body = session_ics(s, base_url=_base_url(request, services), stamp=_now())
-        return Response(body, media_type="text/calendar; charset=utf-8; method=REQUEST", headers={
+        # the framework adds « ; charset=utf-8 » to a text/* type (given here too, it came twice)
+        return Response(body, media_type="text/calendar; method=REQUEST", headers={
             "Content-Disposition": f'attachment; filename="rcp-{s.starts_at.astimezone(PARIS):%Y%m%d-%H%M}.ics"'})
     notice = "Séance programmée." if created else ""
     return Template("mdt/session.html", context=_read(services, user, session_id, notice=notice))
