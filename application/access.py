@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from application.access_log import AccessLog
 from application.actors import Actors
 from application.base import Core, parse_uuid
-from application.dossier_views import DossierDetails, HistoryEntry, details_of, history_of
+from application.dossier_views import DossierDetails, HistoryEntry, as_seen_by, details_of, history_of
 from application.errors import ForbiddenError, NotFoundError
 from domain.dossier import Dossier, was_sent
 from domain.values import Actor, Role, SendState, Workflow
@@ -108,22 +108,6 @@ class AccessUseCases:
     def _history(self, d: Dossier, up_to: int | None = None) -> tuple[HistoryEntry, ...]:
         return history_of(self.core.events_of(d.id, up_to=up_to))
 
-    @staticmethod
-    def _as_seen_by(d: Dossier, actor: Actor, history: tuple[HistoryEntry, ...]) -> tuple[HistoryEntry, ...]:
-        """The timeline as this reader may see it: a recipient does not see the sends that were never
-        sent (whom else the requester addressed, then removed or never sent to: `was_sent`, the rule
-        that keeps such a send from opening the dossier); the requester and auditors see everything."""
-        if actor.role == Role.AUDITOR or d.is_requester(actor):
-            return history
-        sent = {sid for sid, s in d.sends.items() if was_sent(s)}  # a removed send was never sent: not there
-
-        def concerns_unsent(entry: HistoryEntry) -> bool:
-            recipient = entry.data.get("recipient")
-            send_id = entry.data.get("send_id") or (recipient.get("send_id") if isinstance(recipient, dict) else None)
-            return send_id is not None and send_id not in sent
-
-        return tuple(e for e in history if not concerns_unsent(e))
-
     def open_dossier(
         self, *, dossier_id: str, actor_id: str, establishment_id: str | None = None, role: str = Role.CLINICIAN,
         kind: str = "dossier", target: str = "",
@@ -132,7 +116,7 @@ class AccessUseCases:
         actor = self._reader(actor_id, establishment_id, role, dossier_id, kind)
         d = self._readable(dossier_id, actor, kind, target)
         actions, per_send = allowed(d, actor)
-        history = self._as_seen_by(d, actor, self._history(d))
+        history = as_seen_by(d, actor, self._history(d))
         return Workspace(
             dossier=details_of(d, history), history=history, requester_side=d.is_requester(actor),
             actions=actions, send_actions=per_send,

@@ -9,8 +9,8 @@ from datetime import datetime
 from eventsourcing.domain import DomainEvent
 
 from application.milestones import Milestone, fold_history, timeline
-from domain.dossier import Dossier
-from domain.values import Json
+from domain.dossier import Dossier, was_sent
+from domain.values import Actor, Json, Role
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,22 @@ class HistoryEntry:
     recorded_at: datetime
     actor: Json
     data: Json
+
+
+def as_seen_by(d: Dossier, actor: Actor, history: tuple[HistoryEntry, ...]) -> tuple[HistoryEntry, ...]:
+    """The timeline as this reader may see it: a recipient does not see the sends that were never
+    sent (whom else the requester addressed, then removed or never sent to: `was_sent`, the rule
+    that keeps such a send from opening the dossier); the requester and auditors see everything."""
+    if actor.role == Role.AUDITOR or d.is_requester(actor):
+        return history
+    sent = {sid for sid, s in d.sends.items() if was_sent(s)}  # a removed send was never sent: not there
+
+    def concerns_unsent(entry: HistoryEntry) -> bool:
+        recipient = entry.data.get("recipient")
+        send_id = entry.data.get("send_id") or (recipient.get("send_id") if isinstance(recipient, dict) else None)
+        return send_id is not None and send_id not in sent
+
+    return tuple(e for e in history if not concerns_unsent(e))
 
 
 def details_of(d: Dossier, history: Iterable[HistoryEntry] = ()) -> DossierDetails:

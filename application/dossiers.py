@@ -9,7 +9,7 @@ from application.actors import Actors, Who
 from application.base import SYSTEM_ACTOR, Core
 from application.commands import DossierCommands, submission_of
 from application.deadlines import DeadlineRules
-from application.dossier_views import DossierDetails, HistoryEntry, details_of, history_of
+from application.dossier_views import DossierDetails, HistoryEntry, as_seen_by, details_of, history_of
 from application.errors import ForbiddenError
 from domain.dossier import Dossier
 from domain.errors import InvalidFieldError
@@ -298,7 +298,7 @@ class DossierUseCases:
         actor = self.actors.of(actor_id, d, role)
         if not d.may_read(actor):
             raise ForbiddenError("ce télédossier ne vous concerne pas")
-        return details_of(d)
+        return details_of(d, as_seen_by(d, actor, history_of(self.core.events_of(d.id))))  # the thread, milestones too
 
     def dossier_history(self, *, dossier_id: str, actor_id: str) -> list[HistoryEntry]:
         """Every event of a dossier, in order, with actor and both times (auditors only)."""

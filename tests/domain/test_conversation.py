@@ -148,3 +148,15 @@ def test_a_report_is_recorded_only_once_an_opinion_is_given(relais, world, sent_
     assert [(r["report_id"], r["sha256"]) for r in reports] == [("r1", SHA)]
     refused(relais, did, InvalidFieldError, lambda: relais.issue_report(
         dossier_id=did, send_id=sid, report={"report_id": "r2", "media_type": "application/pdf"}))
+
+
+def test_a_dossiers_details_carry_its_thread_and_milestones_for_every_reader(relais, world, sent_dossier):
+    """`get_dossier` (the untraced read of pages that trace their own) gave an empty thread and no milestones."""
+    did, sid = sent_dossier["dossier_id"], sent_dossier["send_id"]
+    relais.post_message(dossier_id=did, actor_id=world["requester"], send_id=sid, message="Le scanner est parti")
+    door = datetime.now(UTC) - timedelta(minutes=30)
+    relais.record_milestone(dossier_id=did, actor_id=world["requester"], milestone="door", at=door)
+    for reader in ("requester", "recipient"):
+        d = relais.get_dossier(dossier_id=did, actor_id=world[reader])
+        assert [(m["kind"], m["text"]) for m in d.messages] == [("message", "Le scanner est parti")]
+        assert {m.code: m.at for m in d.milestones}["door"] == door
