@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from eventsourcing.persistence import OperationalError
+from eventsourcing.persistence import InterfaceError, OperationalError
 
 from adapters.dicom.receive import Receiver, recover
 from adapters.dicom.recording import attach_awaiting, recorded_sops, recorder
@@ -30,24 +30,28 @@ from projections.imaging import PostgresImagingView
 log = logging.getLogger("relais.dicom")
 
 
-ATTACH_TRIES = 3
+ATTACH_PATIENCE = 15.0  # seconds of database errors after which what follows a batch is given up (logged)
 
 
 def after_record(app: Relais, imaging: PostgresImagingView) -> Callable[[list[StudyUpdate]], object]:
     """What follows the recording of received instances: the dossiers awaiting them get their study,
-    those holding it check the new instances' patient. Tried again when the database fails: after a
-    PostgreSQL restart the first query on each pooled connection fails (the server cut it), and what
-    follows that batch was skipped for good (attaching and checking again change nothing)."""
+    those holding it check the new instances' patient. Tried again while the database fails, for up to
+    ATTACH_PATIENCE: after a PostgreSQL restart the first query on each pooled connection fails (the server
+    cut it), and the app's and the imaging view's pools may each hold ten (POSTGRES_POOL_SIZE 2 + overflow 8)
+    — three tries were too few under load, and what followed that batch was skipped for good (attaching and
+    checking again change nothing)."""
 
     def follow(updates: list[StudyUpdate]) -> object:
-        for attempt in range(1, ATTACH_TRIES + 1):
+        give_up = time.monotonic() + ATTACH_PATIENCE
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 return attach_awaiting(app, imaging, updates)
-            except OperationalError:
-                if attempt == ATTACH_TRIES:
+            except (OperationalError, InterfaceError):  # a connection cut or closed under it
+                if time.monotonic() >= give_up:
                     raise
-                time.sleep(0.2 * attempt)
-        return None  # pragma: no cover
+                time.sleep(min(0.1 * attempt, 0.5))  # a dead connection fails at once: each try drops one
 
     return follow
 
