@@ -4,6 +4,7 @@ AUTH), to the outbox, with retries, preferences and the daily digest, never twic
 from __future__ import annotations
 
 import asyncio
+import email.generator
 import json
 import os
 import stat
@@ -183,7 +184,10 @@ def test_smtp_refuses_a_server_without_starttls(pool: DictPool, tmp_path: Path) 
         plain.stop()
 
 
-def test_no_patient_data_in_any_mail(pool: DictPool, smtp: SmtpServer, relais: Relais, world: dict) -> None:
+def test_no_patient_data_in_any_mail(pool: DictPool, smtp: SmtpServer, relais: Relais, world: dict, monkeypatch) -> None:
+    # a MIME boundary is random digits; this one holds the birth year: what the mail says is checked, not its framing
+    monkeypatch.setattr(email.generator.Generator, "_make_boundary",
+                        classmethod(lambda cls, text=None: "===============1937193719371937193=="))
     question = "Thrombectomie envisageable chez Zéphyrine Quasimodo-Brindille ?"
     did = relais.create_dossier(
         actor_id=world["requester"], workflow="stroke_opinion", question=question, urgency="stat", consent="given",
@@ -199,6 +203,9 @@ def test_no_patient_data_in_any_mail(pool: DictPool, smtp: SmtpServer, relais: R
     for mail in received:
         decoded = "\n".join(str(part.get_content()) for part in mail.message.walk() if not part.is_multipart())
         raw = mail.data.decode("utf-8", errors="replace")
+        for part in mail.message.walk():  # MIME boundaries are random digits: « 1937 » in one is no birth year
+            if part.is_multipart() and part.get_boundary():  # (it failed once in five fresh runs)
+                raw = raw.replace(str(part.get_boundary()), "")
         for word in forbidden:
             assert word not in raw and word not in decoded, (word, mail.message["Subject"])
         assert dossier_number(uuid.UUID(str(did))) in decoded
@@ -513,6 +520,9 @@ def test_pipeline_commands_to_smtp_without_patient_data(
     for mail in received:
         decoded = "\n".join(str(part.get_content()) for part in mail.message.walk() if not part.is_multipart())
         raw = mail.data.decode("utf-8", errors="replace")
+        for part in mail.message.walk():  # MIME boundaries are random digits: « 1937 » in one is no birth year
+            if part.is_multipart() and part.get_boundary():  # (it failed once in five fresh runs)
+                raw = raw.replace(str(part.get_boundary()), "")
         for word in forbidden:
             assert word not in raw and word not in decoded, (word, mail.message["Subject"])
     assert states(pool) == {"sent": 5}
