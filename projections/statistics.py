@@ -69,8 +69,9 @@ class PostgresStatisticsView(PostgresView):
     )
     tables = ("stats_establishments", "stats_dossiers", "stats_sends")
     # 2: dossier fields copied onto sends, first answer on dossiers; 3: deadlines, taking in charge,
-    # escalations and cancellation of sends; 4: the end (cancellation or closing) of their dossier
-    schema_version = 4
+    # escalations and cancellation of sends; 4: the end (cancellation or closing) of their dossier;
+    # 5: no taking in charge written, from a later batch, for a send without a deadline (rebuilt once)
+    schema_version = 5
 
     def snapshot(self) -> Snapshot:
         """Every query of a report in one read-only REPEATABLE READ transaction (one state of
@@ -499,8 +500,11 @@ def _patch_deadlines(curs: Cursor[DictRow], patches: dict[tuple[UUID, str], Dead
              answer_by = coalesce(u.answer_by, s.answer_by),
              deadline_source = coalesce(u.source, s.deadline_source),
              deadline_recorded_at = coalesce(s.deadline_recorded_at, u.rec),
-             taken_at = CASE WHEN u.reset OR s.taken_at IS NULL THEN u.taken_at ELSE s.taken_at END,
-             taken_recorded_at = CASE WHEN u.reset OR s.taken_at IS NULL THEN u.taken_rec ELSE s.taken_recorded_at END
+             -- taking in charge is only measured against a deadline (as for a row written in the same batch)
+             taken_at = CASE WHEN coalesce(s.deadline_recorded_at, u.rec) IS NULL THEN s.taken_at
+                             WHEN u.reset OR s.taken_at IS NULL THEN u.taken_at ELSE s.taken_at END,
+             taken_recorded_at = CASE WHEN coalesce(s.deadline_recorded_at, u.rec) IS NULL THEN s.taken_recorded_at
+                                      WHEN u.reset OR s.taken_at IS NULL THEN u.taken_rec ELSE s.taken_recorded_at END
            FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::timestamptz[],
                        %s::bool[], %s::timestamptz[], %s::timestamptz[])
                 AS u(dossier_id, send_id, accept_by, answer_by, source, rec, reset, taken_at, taken_rec)
