@@ -141,8 +141,7 @@ class DossierCommands:
             raise InvalidFieldError(f"{field_prefix}service_id", f"service inconnu dans {est.name}")
         if practitioner_id:
             p = self.core.load(Practitioner, practitioner_id, "professionnel destinataire")
-            membership = p.memberships.get(str(est.id))
-            if not p.active or not membership or Role.CLINICIAN not in membership["roles"]:
+            if not p.practises_as_clinician(str(est.id)):
                 raise InvalidFieldError(f"{field_prefix}practitioner_id", f"ce professionnel n'exerce pas à {est.name}")
         return {
             "establishment_id": str(est.id),

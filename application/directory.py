@@ -204,8 +204,7 @@ class DirectoryUseCases:
         to_practitioner = None
         if to_practitioner_id:
             p = self.core.load(Practitioner, to_practitioner_id, "professionnel")
-            membership = p.memberships.get(str(est.id))
-            if not p.active or not membership or Role.CLINICIAN not in membership["roles"]:
+            if not p.practises_as_clinician(str(est.id)):
                 raise InvalidFieldError("to_practitioner_id", f"ce professionnel n'exerce pas à {est.name}")
             to_practitioner = str(p.id)
         est.set_service_escalation(
@@ -235,8 +234,7 @@ class DirectoryUseCases:
             practitioner = None
             if to_practitioner_id:
                 p = self.core.load(Practitioner, to_practitioner_id, "professionnel")
-                membership = p.memberships.get(str(to.id))
-                if not p.active or not membership or Role.CLINICIAN not in membership["roles"]:
+                if not p.practises_as_clinician(str(to.id)):
                     raise InvalidFieldError("to_practitioner", f"ce professionnel n'exerce pas à {to.name}")
                 practitioner = str(p.id)
             target = {"establishment_id": str(to.id), "service_id": service_id, "practitioner_id": practitioner}
@@ -267,8 +265,7 @@ class DirectoryUseCases:
                 p = self.core.load(Practitioner, target["practitioner_id"], "professionnel")
             except NotFoundError:
                 p = None
-            membership = p.memberships.get(target["establishment_id"]) if p is not None else None
-            if p is None or not p.active or not membership or Role.CLINICIAN not in membership["roles"]:
+            if p is None or not p.practises_as_clinician(target["establishment_id"]):
                 target = dict(target, practitioner_id=None)
         return target
 

@@ -11,7 +11,7 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.deadlines import Delays
 from domain.errors import DirectoryError, InvalidFieldError
-from domain.values import Json
+from domain.values import Json, Role
 
 _NS = uuid5(NAMESPACE_URL, "https://relais.invalid/directory")
 
@@ -357,6 +357,11 @@ class Practitioner(Aggregate):
     @property
     def display_name(self) -> str:
         return f"{self.given_name} {self.family_name}".strip()
+
+    def practises_as_clinician(self, establishment_id: str) -> bool:
+        """Active and a clinician of that establishment: who a send, an escalation or a default may name."""
+        membership = self.memberships.get(str(establishment_id))
+        return bool(self.active and membership and Role.CLINICIAN in membership["roles"])
 
     def join(
         self, *, establishment_id: str, roles: list[str], service_ids: list[str], actor: Json, occurred_at: datetime
